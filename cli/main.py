@@ -1,0 +1,48 @@
+"""The ``rb`` command line: a thin adapter over library functions.
+
+Command modules import heavy libraries (numpy, astropy, numba) inside their functions so that
+``rb --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from cli import butler_cmds, sim_cmds, task_cmds, warp_cmds
+
+app = typer.Typer(
+    name="rb",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="repo-butler: a mini data butler and LSST-style MakeWarp over local or S3 repos.",
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    log_level: str = typer.Option("INFO", "--log-level", help="Log level (DEBUG, INFO, ...)."),
+) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, log_level.upper(), logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+for _module in (butler_cmds, warp_cmds, sim_cmds, task_cmds):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning our user errors into one-line messages."""
+    from repo_butler.errors import RepoButlerError
+
+    try:
+        app()
+    except RepoButlerError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
