@@ -1,0 +1,1 @@
+"""The MakeWarp task: calibrated calexps to per-visit warps on skymap patches."""
