@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from pathlib import Path
 
 import jsonschema
@@ -80,22 +81,29 @@ def test_seed_command_line_and_file() -> None:
     assert c.warp_types == ["direct", "psfMatched"]
 
 
+PM = "warpAndPsfMatch.psfMatch"
+
+
 @pytest.mark.parametrize(
-    ("override", "check"),
+    ("override", "attr", "expected"),
     [
-        ("warpAndPsfMatch.psfMatch.kernel['AL'].sizeCellX=64", lambda c: c.warpAndPsfMatch.psfMatch.al.sizeCellX == 64),
-        ("config.warpAndPsfMatch.psfMatch.kernel['AL'].sizeCellY=64", lambda c: c.warpAndPsfMatch.psfMatch.al.sizeCellY == 64),
-        ("warpAndPsfMatch.psfMatch.autoPadPsfTo=1.6", lambda c: c.warpAndPsfMatch.psfMatch.autoPadPsfTo == 1.6),
-        ("warpAndPsfMatch.psfMatch.padPsfBy=6", lambda c: c.warpAndPsfMatch.psfMatch.padPsfBy == 6),
-        ("warpAndPsfMatch.psfMatch.doAutoPadPsf=false", lambda c: c.warpAndPsfMatch.psfMatch.doAutoPadPsf is False),
-        ("externalPhotoCalibName=fgcm", lambda c: c.externalPhotoCalibName == "fgcm"),
-        ("warpAndPsfMatch.warp.growFullMask=['EDGE', 'SAT']", lambda c: c.warpAndPsfMatch.warp.growFullMask == ("EDGE", "SAT")),
-        ("modelPsf.maxSize=25", lambda c: c.modelPsf.maxSize == 25),
+        (f"{PM}.kernel['AL'].sizeCellX=64", f"{PM}.al.sizeCellX", 64),
+        (f"config.{PM}.kernel['AL'].sizeCellY=64", f"{PM}.al.sizeCellY", 64),
+        (f"{PM}.autoPadPsfTo=1.6", f"{PM}.autoPadPsfTo", 1.6),
+        (f"{PM}.padPsfBy=6", f"{PM}.padPsfBy", 6),
+        (f"{PM}.doAutoPadPsf=false", f"{PM}.doAutoPadPsf", False),
+        ("externalPhotoCalibName=fgcm", "externalPhotoCalibName", "fgcm"),
+        (
+            "warpAndPsfMatch.warp.growFullMask=['EDGE', 'SAT']",
+            "warpAndPsfMatch.warp.growFullMask",
+            ("EDGE", "SAT"),
+        ),
+        ("modelPsf.maxSize=25", "modelPsf.maxSize", 25),
     ],
-)  # fmt: skip
-def test_troubleshooting_knobs(override: str, check: object) -> None:
+)
+def test_troubleshooting_knobs(override: str, attr: str, expected: object) -> None:
     c = apply_overrides(MakeWarpConfig(), [override])
-    assert check(c)  # type: ignore[operator]
+    assert operator.attrgetter(attr)(c) == expected
 
 
 @pytest.mark.parametrize(

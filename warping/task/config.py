@@ -345,7 +345,7 @@ def _set_path(config: C, path: Sequence[_PathElem], value: Any, full: str) -> C:
         new = types.MappingProxyType(updated)
     else:
         new = _set_path(current, path[1:], value, full)
-    return dataclasses.replace(config, **{name: new})  # type: ignore[type-var]
+    return dataclasses.replace(config, **{name: new})
 
 
 def _path_from_target(node: ast.expr, line: str) -> list[str]:
@@ -522,5 +522,5 @@ def config_json_schema() -> dict[str, Any]:
 
 
 def dumps_schema() -> str:
-    """The schema as stable, pretty JSON text (what ``schemas/makewarp-config.schema.json`` holds)."""
+    """The schema as stable JSON text: the content of ``schemas/makewarp-config.schema.json``."""
     return json.dumps(config_json_schema(), indent=2, sort_keys=True) + "\n"
