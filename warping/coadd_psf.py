@@ -1,0 +1,239 @@
+"""PSFs of warped images: :class:`WarpedPsf` (one CCD) and :class:`CoaddPsf` (a warp's mixture).
+
+``WarpedPsf`` follows afw/meas_algorithms (since DM-32411): linearise the warp's pixel map at the
+requested position, ask the source PSF for its image at the mapped sub-pixel position, and warp that
+small image with the same kernel family as the pixels (zero padding). ``CoaddPsf`` averages the
+warped PSFs of every input CCD containing the position, with the CCD weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from astropy.wcs import WCS
+
+from warping.geom import Box2I
+from warping.psf.base import Psf, PsfError
+
+__all__ = ["CoaddPsf", "WarpedPsf"]
+
+DestToSrc = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+#: afw refuses PSF transforms whose linear part is this large ("Unexpectedly large transform").
+MAX_LINEAR_COEFFICIENT = 200.0
+
+
+class WarpedPsf(Psf):
+    """The PSF of a source image, seen through a destination-to-source pixel map.
+
+    Parameters
+    ----------
+    psf
+        PSF of the source image, in source parent pixels.
+    dest_to_src
+        Map from destination parent pixel positions to source parent pixel positions.
+    kernel
+        Warping kernel used to resample the PSF image (``lanczos3`` by default, as afw).
+    """
+
+    def __init__(self, psf: Psf, dest_to_src: DestToSrc, *, kernel: str = "lanczos3") -> None:
+        from warping.warp import WarpingControl
+
+        self.psf = psf
+        self.dest_to_src = dest_to_src
+        self.kernel = kernel
+        self._control = WarpingControl(
+            kernel=kernel, mask_kernel="", interp_length=0, grow_full_mask=()
+        )
+
+    @classmethod
+    def from_wcs_pair(
+        cls, psf: Psf, src_wcs: WCS, dest_wcs: WCS, *, kernel: str = "lanczos3"
+    ) -> WarpedPsf:
+        """WarpedPsf for an image warped from ``src_wcs`` to ``dest_wcs``."""
+        from warping.warp import wcs_pair_transform
+
+        return cls(psf, wcs_pair_transform(src_wcs, dest_wcs), kernel=kernel)
+
+    def _linearize(self, x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
+        h = 0.5
+        xs = np.array([x, x - h, x + h, x, x], dtype=float)
+        ys = np.array([y, y, y, y - h, y + h], dtype=float)
+        sx, sy = self.dest_to_src(xs, ys)
+        s0 = np.array([sx[0], sy[0]])
+        jac = np.array(
+            [[(sx[2] - sx[1]) / (2 * h), (sx[4] - sx[3]) / (2 * h)],
+             [(sy[2] - sy[1]) / (2 * h), (sy[4] - sy[3]) / (2 * h)]]
+        )  # fmt: skip
+        if not np.all(np.isfinite(jac)) or not np.all(np.isfinite(s0)):
+            raise PsfError(f"Cannot evaluate the warp's pixel map at ({x:.2f}, {y:.2f}).")
+        if np.abs(jac).max() > MAX_LINEAR_COEFFICIENT:
+            raise PsfError(
+                f"Unexpectedly large transform at ({x:.2f}, {y:.2f}): linear part {jac.tolist()}; "
+                "check the WCS of the input exposure."
+            )
+        return s0, jac
+
+    def _render(self, xc: float, yc: float, at_x: float, at_y: float) -> tuple[np.ndarray, Box2I]:
+        """Warped unit-flux PSF image centred on destination position ``(xc, yc)``."""
+        from warping.warp import warp_with_transform
+
+        s0, jac = self._linearize(at_x, at_y)
+        # source position that maps to the requested destination centre
+        sc = s0 + jac @ np.array([xc - at_x, yc - at_y])
+        src, src_box = self.psf.compute_image(float(sc[0]), float(sc[1]))
+        pad = self._control.kernel_spec.size
+        padded = np.zeros((src.shape[0] + 2 * pad, src.shape[1] + 2 * pad), dtype=np.float64)
+        padded[pad:-pad, pad:-pad] = src
+        pbox = src_box.grow(pad)
+        inv = np.linalg.inv(jac)
+        corners = src_box.corners() - sc
+        dest_off = corners @ inv.T
+        half_x = math.floor(0.5 * (dest_off[:, 0].max() - dest_off[:, 0].min()))
+        half_y = math.floor(0.5 * (dest_off[:, 1].max() - dest_off[:, 1].min()))
+        half = max(half_x, half_y, 1)
+        xr, yr = round(xc), round(yc)
+        dest_box = Box2I(xr - half, yr - half, 2 * half + 1, 2 * half + 1)
+
+        def affine(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            dx = x - xc
+            dy = y - yc
+            return sc[0] + jac[0, 0] * dx + jac[0, 1] * dy, sc[1] + jac[1, 0] * dx + jac[1, 1] * dy
+
+        res = warp_with_transform(
+            padded.astype(np.float32),
+            None,
+            None,
+            (pbox.x0, pbox.y0),
+            dest_box,
+            affine,
+            control=self._control,
+            pad_value=0.0,
+            want_mask=False,
+        )
+        img = np.nan_to_num(res.image.astype(np.float64), nan=0.0)
+        total = img.sum()
+        if not total > 0:
+            raise PsfError(f"Warped PSF at ({xc:.2f}, {yc:.2f}) has no flux.")
+        return img / total, dest_box
+
+    def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        """Unit-flux image of a point source at destination position ``(x, y)``."""
+        return self._render(x, y, x, y)
+
+    def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+        """Kernel at ``(x, y)`` centred on pixel ``(0, 0)``, odd square, sum 1."""
+        img, _ = self._render(float(round(x)), float(round(y)), x, y)
+        return img
+
+    def average_position(self) -> tuple[float, float]:
+        """The source PSF's average position mapped into the destination frame (by inversion)."""
+        sx, sy = self.psf.average_position()
+        # Newton iterations on the linearised map starting from the destination origin guess
+        x, y = 0.0, 0.0
+        for _ in range(20):
+            s0, jac = self._linearize(x, y)
+            step = np.linalg.solve(jac, np.array([sx, sy]) - s0)
+            x, y = x + float(step[0]), y + float(step[1])
+            if abs(step).max() < 1e-6:
+                break
+        return x, y
+
+
+class CoaddPsf(Psf):
+    """Weighted mean of the warped PSFs of the input CCDs that contain each position.
+
+    Parameters
+    ----------
+    ccds
+        Input CCD records (:class:`warping.task.coadd_inputs.CcdRecord`) with ``psf``, ``wcs``,
+        ``bbox``, ``valid_bbox``, ``weight`` and ``goodpix``.
+    coadd_wcs
+        WCS of the warp (parent pixels).
+    kernel
+        Kernel used to warp the input PSFs.
+    """
+
+    def __init__(self, ccds: Sequence[Any], coadd_wcs: WCS, *, kernel: str = "lanczos3") -> None:
+        self.ccds = [c for c in ccds if c.psf is not None and c.wcs is not None]
+        self.coadd_wcs = coadd_wcs
+        self.kernel = kernel
+        self._warped: dict[int, WarpedPsf] = {}
+
+    def _warped_psf(self, i: int) -> WarpedPsf:
+        if i not in self._warped:
+            c = self.ccds[i]
+            self._warped[i] = WarpedPsf.from_wcs_pair(
+                c.psf, c.wcs, self.coadd_wcs, kernel=self.kernel
+            )
+        return self._warped[i]
+
+    def containing(self, x: float, y: float) -> list[int]:
+        """Indices of the CCDs whose valid area contains warp position ``(x, y)``."""
+        ra, dec = self.coadd_wcs.pixel_to_world_values(np.array([x]), np.array([y]))
+        return [i for i, c in enumerate(self.ccds) if bool(c.contains_sky(ra, dec)[0])]
+
+    def _combine(
+        self, x: float, y: float, render: Callable[[WarpedPsf], tuple[np.ndarray, Box2I]]
+    ) -> tuple[np.ndarray, Box2I]:
+        idx = self.containing(x, y)
+        if not idx:
+            raise PsfError(
+                f"No input CCD of this warp covers position ({x:.1f}, {y:.1f}); the CoaddPsf is "
+                "undefined there."
+            )
+        parts = [(render(self._warped_psf(i)), float(self.ccds[i].weight)) for i in idx]
+        x0 = min(b.x0 for (_, b), _ in parts)
+        y0 = min(b.y0 for (_, b), _ in parts)
+        x1 = max(b.x1 for (_, b), _ in parts)
+        y1 = max(b.y1 for (_, b), _ in parts)
+        union = Box2I.from_minmax(x0, y0, x1, y1)
+        out = np.zeros(union.shape, dtype=np.float64)
+        wsum = 0.0
+        for (img, box), w in parts:
+            out[box.slices(union)] += w * img / img.sum()
+            wsum += w
+        return out / wsum, union
+
+    def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        """Mixture image of a unit point source at ``(x, y)``."""
+        return self._combine(x, y, lambda p: p.compute_image(x, y))
+
+    def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+        """Mixture kernel at ``(x, y)``, centred on ``(0, 0)``, sum 1, odd square."""
+        img, box = self._combine(x, y, lambda p: self._kernel_with_box(p, x, y))
+        # pad to a square centred on (0, 0)
+        half = max(-box.x0, box.x1, -box.y0, box.y1)
+        full = Box2I(-half, -half, 2 * half + 1, 2 * half + 1)
+        out = np.zeros(full.shape)
+        out[box.slices(full)] = img
+        return out / out.sum()
+
+    @staticmethod
+    def _kernel_with_box(p: WarpedPsf, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        k = p.compute_kernel_image(x, y)
+        h, w = k.shape
+        return k, Box2I(-(w // 2), -(h // 2), w, h)
+
+    def average_position(self) -> tuple[float, float]:
+        """Mean of the inputs' average positions weighted by ``weight x goodpix`` (LSST)."""
+        pts = []
+        for i, c in enumerate(self.ccds):
+            try:
+                pts.append((*self._warped_psf(i).average_position(), c.weight * max(c.goodpix, 1)))
+            except PsfError:
+                continue
+        if not pts:
+            raise PsfError("CoaddPsf has no usable inputs.")
+        arr = np.array(pts)
+        order = np.argsort(arr[:, 2])
+        for start in range(len(arr)):
+            sub = arr[order[start:]]
+            px = float((sub[:, 0] * sub[:, 2]).sum() / sub[:, 2].sum())
+            py = float((sub[:, 1] * sub[:, 2]).sum() / sub[:, 2].sum())
+            if self.containing(px, py):
+                return px, py
+        return float(arr[order[-1], 0]), float(arr[order[-1], 1])
