@@ -114,10 +114,11 @@ def _tan(crval: tuple[float, float], scale_arcsec: float, rot_deg: float = 0.0) 
 
 def test_coadd_psf_averages_the_ccds_containing_a_point() -> None:
     coadd_wcs = _tan((150.0, 2.0), 0.2)
-    ccd_a = CcdRecord(1, 1, 7, 100, 1.0, "HSC-I", Box2I(0, 0, 400, 400), _tan((150.0, 2.0), 0.168),
-                      psf=_AnalyticGaussian(np.diag([4.0, 4.0])))  # fmt: skip
-    ccd_b = CcdRecord(2, 2, 7, 100, 1.0, "HSC-I", Box2I(0, 0, 400, 400),
-                      _tan((150.0, 2.0), 0.168, 90.0), psf=_AnalyticGaussian(np.diag([9.0, 1.0])))  # fmt: skip
+    box = Box2I(0, 0, 400, 400)
+    psf_a = _AnalyticGaussian(np.diag([4.0, 4.0]))
+    psf_b = _AnalyticGaussian(np.diag([9.0, 1.0]))
+    ccd_a = CcdRecord(1, 1, 7, 100, 1.0, "HSC-I", box, _tan((150.0, 2.0), 0.168), psf=psf_a)
+    ccd_b = CcdRecord(2, 2, 7, 100, 1.0, "HSC-I", box, _tan((150.0, 2.0), 0.168, 90.0), psf=psf_b)
     cpsf = CoaddPsf([ccd_a, ccd_b], coadd_wcs, kernel="lanczos3")
     # (100, 100) in the coadd is on CCD a (near its origin); with b rotated by 90 deg around
     # the same pixel it lands at negative y on b, outside it.
