@@ -218,6 +218,59 @@ class CoaddPsf(Psf):
         h, w = k.shape
         return k, Box2I(-(w // 2), -(h // 2), w, h)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Persistable form: the input CCD records, the warp WCS and the kernel."""
+        from warping.psf import psf_to_dict
+        from warping.task.coadd_inputs import wcs_to_text
+
+        return {
+            "type": "CoaddPsf",
+            "module": __name__,
+            "kernel": self.kernel,
+            "coadd_wcs": wcs_to_text(self.coadd_wcs),
+            "ccds": [
+                {
+                    "id": c.id,
+                    "ccd": c.ccd,
+                    "visit": c.visit,
+                    "goodpix": c.goodpix,
+                    "weight": c.weight,
+                    "filter": c.filter,
+                    "bbox": c.bbox.to_list(),
+                    "valid_bbox": (c.valid_bbox or c.bbox).to_list(),
+                    "wcs": wcs_to_text(c.wcs),
+                    "psf": psf_to_dict(c.psf),
+                }
+                for c in self.ccds
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CoaddPsf:
+        """Inverse of :meth:`to_dict`."""
+        from warping.psf import psf_from_dict
+        from warping.task.coadd_inputs import CcdRecord, wcs_from_text
+
+        ccds = [
+            CcdRecord(
+                id=int(c["id"]),
+                ccd=int(c["ccd"]),
+                visit=int(c["visit"]),
+                goodpix=int(c["goodpix"]),
+                weight=float(c["weight"]),
+                filter=str(c["filter"]),
+                bbox=Box2I(*(int(v) for v in c["bbox"])),
+                wcs=wcs_from_text(str(c["wcs"])),
+                psf=psf_from_dict(c["psf"]),
+                valid_bbox=Box2I(*(int(v) for v in c["valid_bbox"])),
+            )
+            for c in d["ccds"]
+        ]
+        wcs = wcs_from_text(str(d["coadd_wcs"]))
+        if wcs is None:
+            raise ValueError("CoaddPsf dict has no coadd WCS")
+        return cls(ccds, wcs, kernel=str(d["kernel"]))
+
     def average_position(self) -> tuple[float, float]:
         """Mean of the inputs' average positions weighted by ``weight x goodpix`` (LSST)."""
         pts = []
@@ -237,3 +290,12 @@ class CoaddPsf(Psf):
             if self.containing(px, py):
                 return px, py
         return float(arr[order[-1], 0]), float(arr[order[-1], 1])
+
+
+def _register() -> None:
+    from warping.psf import register_psf_type
+
+    register_psf_type("CoaddPsf", CoaddPsf)
+
+
+_register()

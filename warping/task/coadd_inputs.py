@@ -134,8 +134,10 @@ class CoaddInputs:
             width = max([len(v) for v in values] + [1])
             return fits.Column(name, f"{width}A", array=np.array(values or [""])[: len(values)])
 
+        from warping.psf import psf_to_dict
+
         rows = self.ccds
-        psf_text = [encode_json(r.psf.to_dict()) if r.psf is not None else "" for r in rows]
+        psf_text = [encode_json(psf_to_dict(r.psf)) if r.psf is not None else "" for r in rows]
         pc_text = [
             encode_json(r.photo_calib.to_dict()) if r.photo_calib is not None else "" for r in rows
         ]

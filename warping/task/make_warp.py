@@ -1,0 +1,291 @@
+"""MakeWarp: warp one visit's calibrated CCDs onto a skymap patch (pure compute, no I/O).
+
+:meth:`MakeWarpTask.run` takes in-memory calibrated exposures and returns the requested warps;
+:mod:`warping.task.runner` does the butler reads and writes around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from astropy.wcs import WCS
+
+from warping.coadd_psf import CoaddPsf, WarpedPsf
+from warping.exposure import Exposure
+from warping.geom import Box2I
+from warping.task.assemble import copy_good_pixels
+from warping.task.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
+from warping.task.config import MakeWarpConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CcdOutcome", "MakeWarpTask", "SkyInfo", "VisitWarps", "ccd_exposure_id"]
+
+#: HSC's ``ccdExposureId = visit * 200 + ccd``.
+CCDS_PER_VISIT_ID = 200
+
+
+def ccd_exposure_id(visit: int, ccd: int) -> int:
+    """The per-CCD exposure id used in warp inputs tables (HSC packing)."""
+    return int(visit) * CCDS_PER_VISIT_ID + int(ccd)
+
+
+@dataclass(frozen=True)
+class SkyInfo:
+    """Where warps go: a tract's WCS and one patch's outer bbox (LSST ``makeSkyInfo``)."""
+
+    tract_id: int
+    patch_name: str
+    wcs: WCS
+    bbox: Box2I
+
+    @classmethod
+    def from_skymap(cls, skymap: Any, tract_id: int, patch: str | tuple[int, int] | int) -> SkyInfo:
+        """Look up ``tract_id`` and ``patch`` in a skymap."""
+        tract = skymap[tract_id]
+        info = tract.patch(patch)
+        return cls(int(tract_id), str(info.name), tract.wcs, info.outer_bbox)
+
+
+@dataclass
+class CcdOutcome:
+    """What happened to one CCD of a visit."""
+
+    ccd: int
+    data_id: Mapping[str, Any]
+    goodpix: dict[str, int] = field(default_factory=dict)
+    skipped: str | None = None  # reason, when the CCD contributed nothing to a warp type
+
+    @property
+    def used(self) -> bool:
+        """True when the CCD contributed pixels to at least one warp."""
+        return any(v > 0 for v in self.goodpix.values())
+
+
+@dataclass
+class VisitWarps:
+    """The result of :meth:`MakeWarpTask.run` for one visit."""
+
+    visit: int
+    exposures: dict[str, Exposure | None]
+    goodpix: dict[str, int]
+    ccds: list[CcdOutcome]
+    seconds: float = 0.0
+
+
+PsfMatcher = Callable[[Exposure, Any, MakeWarpConfig], Exposure]
+
+
+def _psf_match_unavailable(warped: Exposure, model_psf: Any, config: MakeWarpConfig) -> Exposure:
+    raise NotImplementedError(
+        "PSF-matched warps are not available in this build: makePsfMatched=True needs the "
+        "Alard-Lupton matcher (warping.psfmatch). Set makePsfMatched=False."
+    )
+
+
+def default_psf_matcher() -> PsfMatcher:
+    """The PSF-matching step plugged into the task (``warping.task.psf_matched``)."""
+    try:
+        from warping.task.psf_matched import psf_match_warped
+    except ImportError:  # the matcher package is optional at this seam
+        return _psf_match_unavailable
+    return psf_match_warped
+
+
+class MakeWarpTask:
+    """Warp and optionally PSF-match the calexps of one visit onto a patch.
+
+    Parameters
+    ----------
+    config
+        Task configuration; validated on construction.
+    psf_matcher
+        The PSF-matching step ``(warped_ccd, model_psf, config) -> matched_ccd``; the default is
+        the Alard-Lupton matcher.
+    """
+
+    def __init__(
+        self, config: MakeWarpConfig | None = None, *, psf_matcher: PsfMatcher | None = None
+    ) -> None:
+        self.config = config or MakeWarpConfig()
+        self.config.validate()
+        self.psf_matcher = psf_matcher or default_psf_matcher()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def warping_control(self) -> Any:
+        """The :class:`warping.warp.WarpingControl` built from ``warpAndPsfMatch.warp``."""
+        from warping.warp import WarpingControl
+
+        w = self.config.warpAndPsfMatch.warp
+        return WarpingControl(
+            kernel=w.warpingKernelName,
+            mask_kernel=w.maskWarpingKernelName,
+            interp_length=w.interpLength,
+            grow_full_mask=tuple(w.growFullMask),
+        )
+
+    def model_psf(self) -> Any:
+        """The model PSF of PSF-matched warps (``modelPsf``), or None when not matching."""
+        if not self.config.makePsfMatched:
+            return None
+        from warping.psf import make_model_psf
+
+        m = self.config.modelPsf
+        return make_model_psf(
+            default_fwhm=m.defaultFwhm,
+            add_wing=m.addWing,
+            wing_fwhm_factor=m.wingFwhmFactor,
+            wing_amplitude=m.wingAmplitude,
+            size_factor=m.sizeFactor,
+            min_size=m.minSize,
+            max_size=m.maxSize,
+            size=m.size,
+        )
+
+    def _empty_warp(self, sky_info: SkyInfo) -> Exposure:
+        from warping.photocalib import PhotoCalib
+
+        warp = Exposure.empty(sky_info.bbox, wcs=sky_info.wcs)
+        warp.photo_calib = PhotoCalib(1.0)
+        warp.metadata["BUNIT"] = "nJy"
+        return warp
+
+    def warp_ccd(self, calexp: Exposure, sky_info: SkyInfo, model_psf: Any) -> dict[str, Exposure]:
+        """Warp one calibrated CCD (and PSF-match it if asked): LSST ``WarpAndPsfMatch.run``."""
+        from warping.warp import warp_exposure
+
+        if calexp.wcs is None:
+            raise ValueError("the calexp has no WCS")
+        max_bbox = sky_info.bbox
+        if self.config.makePsfMatched:
+            al = self.config.warpAndPsfMatch.psfMatch.al
+            max_bbox = max_bbox.grow(2 * max(al.sizeCellX, al.sizeCellY))
+        warped = warp_exposure(
+            calexp, sky_info.wcs, max_bbox=max_bbox, control=self.warping_control()
+        )
+        if calexp.psf is not None:
+            warped.psf = WarpedPsf.from_wcs_pair(
+                calexp.psf, calexp.wcs, sky_info.wcs, kernel=self.config.coaddPsf.warpingKernelName
+            )
+        out: dict[str, Exposure] = {}
+        if self.config.makeDirect:
+            out["direct"] = warped
+        if self.config.makePsfMatched:
+            if warped.bbox.is_empty():
+                out["psfMatched"] = warped
+            else:
+                out["psfMatched"] = self.psf_matcher(warped, model_psf, self.config)
+        return out
+
+    # -- the task -------------------------------------------------------------------------------
+    def run(
+        self,
+        calexps: Sequence[Exposure],
+        ccd_ids: Sequence[int],
+        sky_info: SkyInfo,
+        visit_id: int,
+        data_ids: Sequence[Mapping[str, Any]] | None = None,
+    ) -> VisitWarps:
+        """Build the requested warps of one visit from its calibrated CCDs.
+
+        Parameters
+        ----------
+        calexps
+            Calibrated exposures (nJy, see :func:`warping.task.calibrate.calibrate_exposure`),
+            in the order they should be copied (sorted by CCD: later CCDs win where they overlap).
+        ccd_ids
+            CCD (detector) numbers, parallel to ``calexps``.
+        sky_info
+            Target tract WCS and patch outer bbox.
+        visit_id
+            The visit number.
+        data_ids
+            Data IDs of the calexps (recorded in the inputs table), parallel to ``calexps``.
+
+        Returns
+        -------
+        VisitWarps
+            ``exposures[warp_type]`` is None when no pixel landed (unless ``doWriteEmptyWarps``).
+        """
+        t0 = time.perf_counter()
+        cfg = self.config
+        types_ = cfg.warp_types
+        warps = {t: self._empty_warp(sky_info) for t in types_}
+        goodpix = dict.fromkeys(types_, 0)
+        records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
+        first: dict[str, Exposure | None] = dict.fromkeys(types_)
+        model_psf = self.model_psf()
+        outcomes: list[CcdOutcome] = []
+        ids = list(data_ids) if data_ids is not None else [{} for _ in calexps]
+        for calexp, ccd, data_id in zip(calexps, ccd_ids, ids, strict=True):
+            outcome = CcdOutcome(int(ccd), dict(data_id))
+            outcomes.append(outcome)
+            try:
+                warped = self.warp_ccd(calexp, sky_info, model_psf)
+            except Exception as err:  # LSST logs and skips any failure of one CCD
+                outcome.skipped = f"{type(err).__name__}: {err}"
+                logger.warning("Visit %s CCD %s could not be warped: %s", visit_id, ccd, err)
+                continue
+            for t in types_:
+                exp = warped[t]
+                n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
+                outcome.goodpix[t] = n
+                goodpix[t] += n
+                if n > 0 and first[t] is None:
+                    first[t] = exp
+                if n > 0:
+                    valid = _ccd_valid_bbox(calexp, exp)
+                    records[t].append(
+                        CcdRecord(
+                            id=ccd_exposure_id(visit_id, ccd),
+                            ccd=int(ccd),
+                            visit=int(visit_id),
+                            goodpix=n,
+                            weight=1.0,
+                            filter=calexp.filter or "",
+                            bbox=calexp.bbox,
+                            wcs=calexp.wcs,
+                            psf=calexp.psf,
+                            photo_calib=calexp.photo_calib,
+                            valid_bbox=valid,
+                            data_id=dict(data_id),
+                        )
+                    )
+            if not outcome.used and outcome.skipped is None:
+                outcome.skipped = "no good pixels on this patch"
+        exposures: dict[str, Exposure | None] = {}
+        for t in types_:
+            warp = warps[t]
+            src = first[t]
+            if goodpix[t] > 0 and src is not None:
+                warp.id = src.id
+                warp.filter = src.filter
+                warp.visit_info = src.visit_info
+                warp.coadd_inputs = CoaddInputs(
+                    visits=[VisitRecord(int(visit_id), goodpix[t], filter=src.filter or "")],
+                    ccds=records[t],
+                )
+                if t == "direct":
+                    warp.psf = CoaddPsf(
+                        records[t], sky_info.wcs, kernel=cfg.coaddPsf.warpingKernelName
+                    )
+                else:
+                    warp.psf = src.psf  # the (resized) model PSF set by the matcher
+                exposures[t] = warp
+            elif cfg.doWriteEmptyWarps:
+                exposures[t] = warp
+            else:
+                exposures[t] = None
+                logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
+                            sky_info.patch_name, t)  # fmt: skip
+        return VisitWarps(int(visit_id), exposures, goodpix, outcomes, time.perf_counter() - t0)
+
+
+def _ccd_valid_bbox(calexp: Exposure, warped: Exposure) -> Box2I:
+    """The CCD's valid region in its own pixels (eroded by the matching kernel for psfMatched)."""
+    erosion = int(warped.metadata.get("PSFMATCH_EROSION", 0))
+    return calexp.bbox.grow(-erosion) if erosion else calexp.bbox
