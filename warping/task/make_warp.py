@@ -58,7 +58,9 @@ class CcdOutcome:
     ccd: int
     data_id: Mapping[str, Any]
     goodpix: dict[str, int] = field(default_factory=dict)
-    skipped: str | None = None  # reason, when the CCD contributed nothing to a warp type
+    skipped: str | None = None  # reason, when the CCD contributed nothing at all
+    reasons: dict[str, str] = field(default_factory=dict)  # warp type -> why it was not made
+    notes: list[str] = field(default_factory=list)  # warnings (e.g. PSF deconvolution)
 
     @property
     def used(self) -> bool:
@@ -154,8 +156,13 @@ class MakeWarpTask:
         warp.metadata["BUNIT"] = "nJy"
         return warp
 
-    def warp_ccd(self, calexp: Exposure, sky_info: SkyInfo, model_psf: Any) -> dict[str, Exposure]:
-        """Warp one calibrated CCD (and PSF-match it if asked): LSST ``WarpAndPsfMatch.run``."""
+    def warp_ccd(
+        self, calexp: Exposure, sky_info: SkyInfo, model_psf: Any, outcome: CcdOutcome | None = None
+    ) -> dict[str, Exposure | None]:
+        """Warp one calibrated CCD (and PSF-match it if asked): LSST ``WarpAndPsfMatch.run``.
+
+        A PSF-matching failure makes only the ``psfMatched`` entry None (reason in ``outcome``).
+        """
         from warping.warp import warp_exposure
 
         if calexp.wcs is None:
@@ -171,14 +178,24 @@ class MakeWarpTask:
             warped.psf = WarpedPsf.from_wcs_pair(
                 calexp.psf, calexp.wcs, sky_info.wcs, kernel=self.config.coaddPsf.warpingKernelName
             )
-        out: dict[str, Exposure] = {}
+        out: dict[str, Exposure | None] = {}
         if self.config.makeDirect:
             out["direct"] = warped
         if self.config.makePsfMatched:
             if warped.bbox.is_empty():
                 out["psfMatched"] = warped
             else:
-                out["psfMatched"] = self.psf_matcher(warped, model_psf, self.config)
+                try:
+                    matched = self.psf_matcher(warped, model_psf, self.config)
+                except Exception as err:
+                    logger.warning("Cannot PSF-match CCD %s: %s", calexp.id, err)
+                    if outcome is not None:
+                        outcome.reasons["psfMatched"] = f"cannot PSF-match: {err}"
+                    matched = None
+                else:
+                    if outcome is not None:
+                        outcome.notes.extend(matched.metadata.get("PSFMATCH_WARNINGS", []))
+                out["psfMatched"] = matched
         return out
 
     # -- the task -------------------------------------------------------------------------------
@@ -225,13 +242,16 @@ class MakeWarpTask:
             outcome = CcdOutcome(int(ccd), dict(data_id))
             outcomes.append(outcome)
             try:
-                warped = self.warp_ccd(calexp, sky_info, model_psf)
+                warped = self.warp_ccd(calexp, sky_info, model_psf, outcome)
             except Exception as err:  # LSST logs and skips any failure of one CCD
                 outcome.skipped = f"{type(err).__name__}: {err}"
                 logger.warning("Visit %s CCD %s could not be warped: %s", visit_id, ccd, err)
                 continue
             for t in types_:
                 exp = warped[t]
+                if exp is None:
+                    outcome.goodpix[t] = 0
+                    continue
                 n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
                 outcome.goodpix[t] = n
                 goodpix[t] += n
@@ -256,7 +276,7 @@ class MakeWarpTask:
                         )
                     )
             if not outcome.used and outcome.skipped is None:
-                outcome.skipped = "no good pixels on this patch"
+                outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}
         for t in types_:
             warp = warps[t]
