@@ -1,0 +1,221 @@
+"""Match a warped CCD to a model PSF (LSST ``ModelPsfMatchTask.run`` on arrays)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from warping.geom import Box2I
+from warping.masks import MaskPlanes
+from warping.psf.base import Psf
+from warping.psfmatch.basis import make_basis
+from warping.psfmatch.cells import CellSet, build_cell_set
+from warping.psfmatch.config import PsfMatchConfig
+from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial
+from warping.psfmatch.errors import PsfMatchError
+from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DeconvolutionCheck", "PsfMatchResult", "check_deconvolution", "match_to_model"]
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+@dataclass(frozen=True)
+class DeconvolutionCheck:
+    """Comparison of model and science PSF second moments over the cells.
+
+    ``min_eigenvalue`` is the smallest eigenvalue (px²) of ``M_model - M_science`` over all
+    cells; negative means the model is narrower than the science PSF along some direction.
+    """
+
+    deconvolves: bool
+    n_cells_deconvolving: int
+    min_eigenvalue: float
+    worst_position: tuple[float, float]
+    science_fwhm_major: float  # FWHM (px) along the science PSF's major axis, worst cell
+    model_fwhm_minor: float  # FWHM (px) along the model's minor axis, same cell
+    max_science_fwhm_major: float  # largest science major-axis FWHM over the cells
+
+
+def _moment_matrices(stamps: np.ndarray) -> np.ndarray:
+    """Unweighted 2x2 second-moment matrices ``[[Ixx, Ixy], [Ixy, Iyy]]`` of each stamp."""
+    size = stamps.shape[1]
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    s = stamps.sum(axis=(1, 2))
+    cx = (stamps * xx).sum(axis=(1, 2)) / s
+    cy = (stamps * yy).sum(axis=(1, 2)) / s
+    dx = xx[None] - cx[:, None, None]
+    dy = yy[None] - cy[:, None, None]
+    ixx = (stamps * dx * dx).sum(axis=(1, 2)) / s
+    iyy = (stamps * dy * dy).sum(axis=(1, 2)) / s
+    ixy = (stamps * dx * dy).sum(axis=(1, 2)) / s
+    return np.stack([np.stack([ixx, ixy], -1), np.stack([ixy, iyy], -1)], -2)
+
+
+def check_deconvolution(cells: CellSet, *, rel_tol: float = 1e-6) -> DeconvolutionCheck:
+    """Detect whether matching needs deconvolution in any direction at any cell.
+
+    The model is too narrow where ``M_model - M_science`` (unweighted second moments of the PSF
+    stamps) has a negative eigenvalue below ``-rel_tol * trace(M_science)``.
+    """
+    m_sci = _moment_matrices(cells.science_stamps)
+    m_mod = _moment_matrices(cells.model_stamps)
+    diff_eig = np.linalg.eigvalsh(m_mod - m_sci)[:, 0]
+    sci_eig = np.linalg.eigvalsh(m_sci)
+    mod_eig = np.linalg.eigvalsh(m_mod)
+    tol = rel_tol * np.trace(m_sci, axis1=1, axis2=2)
+    bad = diff_eig < -tol
+    worst = int(np.argmin(diff_eig))
+    return DeconvolutionCheck(
+        deconvolves=bool(bad.any()),
+        n_cells_deconvolving=int(bad.sum()),
+        min_eigenvalue=float(diff_eig[worst]),
+        worst_position=(float(cells.centres[worst, 0]), float(cells.centres[worst, 1])),
+        science_fwhm_major=float(np.sqrt(sci_eig[worst, 1]) * _FWHM_PER_SIGMA),
+        model_fwhm_minor=float(np.sqrt(mod_eig[worst, 0]) * _FWHM_PER_SIGMA),
+        max_science_fwhm_major=float(np.sqrt(sci_eig[:, 1].max()) * _FWHM_PER_SIGMA),
+    )
+
+
+@dataclass
+class PsfMatchResult:
+    """The PSF-matched masked image and how it was made.
+
+    ``image``, ``variance`` and ``mask`` cover the input bbox; a border of ``kernel_size // 2``
+    pixels is NaN / +inf / NO_DATA. ``model_psf`` (resized to the PSF stamp when needed) is the
+    PSF of the result. ``eroded_bbox`` is the valid bbox shrunk by the kernel half-width: the
+    area the inputs table should record.
+    """
+
+    image: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    kernel: SpatialKernel
+    model_psf: Psf
+    fit_seconds: float
+    convolve_seconds: float
+    n_cells: int
+    eroded_bbox: Box2I
+    psf_size: int
+    fit: FitDiagnostics
+    convolution: ConvolutionInfo
+    deconvolution: DeconvolutionCheck
+    warnings: list[str] = field(default_factory=list)
+
+
+def match_to_model(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    bbox: Box2I,
+    science_psf: Psf,
+    model_psf: Psf,
+    *,
+    config: PsfMatchConfig,
+    mask_planes: MaskPlanes,
+    valid_bbox: Box2I | None = None,
+) -> PsfMatchResult:
+    """PSF-match a warped CCD to ``model_psf`` with a spatially varying Alard–Lupton kernel.
+
+    Parameters
+    ----------
+    image, variance, mask
+        The warped CCD's arrays covering ``bbox`` (parent pixels of the warp).
+    bbox
+        Bbox of the arrays.
+    science_psf
+        PSF of the warped CCD in the warp's pixel frame; evaluated only at cell centres.
+    model_psf
+        The PSF to match to (resized to the PSF stamp size when needed).
+    config
+        Matching configuration.
+    mask_planes
+        Mask plane bits of ``mask`` (needs ``NO_DATA``).
+    valid_bbox
+        Part of ``bbox`` holding the CCD's data; cells are laid over it. Defaults to ``bbox``.
+
+    Returns
+    -------
+    PsfMatchResult
+
+    Raises
+    ------
+    PsfMatchError
+        Insufficient area, kernel larger than the PSF stamp, or no usable cell. The caller
+        skips the CCD for the psfMatched warp and reports the message.
+
+    Notes
+    -----
+    A model narrower than the science PSF along any direction is logged as a warning and
+    listed in ``warnings`` (the match proceeds, deconvolving).
+    """
+    if image.shape != bbox.shape or variance.shape != bbox.shape or mask.shape != bbox.shape:
+        raise ValueError(
+            f"image {image.shape}, variance {variance.shape} and mask {mask.shape} must all "
+            f"have the bbox shape {bbox.shape}"
+        )
+    region = bbox if valid_bbox is None else bbox.intersection(valid_bbox)
+    if region.is_empty():
+        raise PsfMatchError(
+            f"Insufficient area to match: valid bbox {valid_bbox} does not overlap the image "
+            f"bbox {bbox.to_list()}"
+        )
+    warn: list[str] = []
+    t0 = time.perf_counter()
+    cells = build_cell_set(region, science_psf, model_psf, config)
+    if cells.skipped:
+        warn.append(
+            f"{len(cells.skipped)} of {len(cells.skipped) + cells.n_cells} PSF cells skipped "
+            f"(science PSF not available there), e.g. {cells.skipped[0]}"
+        )
+    deconv = check_deconvolution(cells)
+    if deconv.deconvolves:
+        msg = (
+            f"PSF matching deconvolves: the model PSF is narrower than the science PSF along "
+            f"some direction in {deconv.n_cells_deconvolving} of {cells.n_cells} cells "
+            f"(worst at ({deconv.worst_position[0]:.0f}, {deconv.worst_position[1]:.0f}): "
+            f"science major-axis FWHM {deconv.science_fwhm_major:.2f} px vs model minor-axis "
+            f"FWHM {deconv.model_fwhm_minor:.2f} px). Expect ripple or 'brain' noise patterns. "
+            f"Increase modelPsf.defaultFwhm, ideally to the FWHM of the worst-seeing visit "
+            f"(at least {deconv.max_science_fwhm_major:.2f} px for this CCD; the seed's example "
+            f"uses modelPsf.defaultFwhm=11)"
+        )
+        logger.warning("%s", msg)
+        warn.append(msg)
+    basis = make_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
+    kernel, fit = fit_spatial_kernel(cells, basis, config.spatial_kernel_order)
+    t1 = time.perf_counter()
+    out_img, out_var, out_mask, conv = convolve_spatial(
+        image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes
+    )
+    t2 = time.perf_counter()
+    h = config.kernel_size // 2
+    logger.info(
+        "PSF-matched %s: %d cells, stamp %d px, fit %.3f s, convolution %.3f s",
+        bbox.to_list(),
+        cells.n_cells,
+        cells.psf_size,
+        t1 - t0,
+        t2 - t1,
+    )
+    return PsfMatchResult(
+        image=out_img,
+        variance=out_var,
+        mask=out_mask,
+        kernel=kernel,
+        model_psf=cells.model_psf,
+        fit_seconds=t1 - t0,
+        convolve_seconds=t2 - t1,
+        n_cells=cells.n_cells,
+        eroded_bbox=region.grow(-h),
+        psf_size=cells.psf_size,
+        fit=fit,
+        convolution=conv,
+        deconvolution=deconv,
+        warnings=warn,
+    )
