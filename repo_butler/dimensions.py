@@ -165,8 +165,7 @@ def _generic_value(key: str, value: Any) -> DataIdValue:
         return operator.index(value)
     except TypeError:
         raise DataIdError(
-            f"data ID value {key}={value!r} has type {type(value).__name__}; "
-            "expected int or str"
+            f"data ID value {key}={value!r} has type {type(value).__name__}; expected int or str"
         ) from None
 
 
@@ -300,7 +299,9 @@ class DimensionUniverse:
                 try:
                     re.compile(pattern)
                 except re.error as err:
-                    raise ConfigError(f"{where}.pattern: invalid regular expression: {err}") from err
+                    raise ConfigError(
+                        f"{where}.pattern: invalid regular expression: {err}"
+                    ) from err
             dims.append(
                 Dimension(
                     name=name,

@@ -17,6 +17,8 @@ __all__ = [
     "QuerySyntaxError",
     "RegistryError",
     "RepoButlerError",
+    "RepositoryExistsError",
+    "RepositoryNotFoundError",
     "StorageError",
 ]
 
@@ -62,3 +64,11 @@ class RegistryError(RepoButlerError, RuntimeError):
 
 class StorageError(RepoButlerError, OSError):
     """The storage backend failed (unreachable endpoint, permission denied, ...)."""
+
+
+class RepositoryExistsError(RepoButlerError, FileExistsError):
+    """``create`` was asked to make a repository where one already exists."""
+
+
+class RepositoryNotFoundError(RepoButlerError, FileNotFoundError):
+    """No ``butler.yaml`` at the given root: it is not a repository."""

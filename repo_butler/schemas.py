@@ -95,7 +95,9 @@ def validate(
     error : type
         The exception class to raise (e.g. :class:`~repo_butler.errors.ConfigError`).
     """
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(
+        _validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     if not errors:
         return
     lines = [f"{_key_path(e.absolute_path)}: {e.message}" for e in errors[:5]]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import string
+
 from repo_butler.dimensions import DataId, DataIdValue, DimensionUniverse
 from repo_butler.errors import ConfigError, DataIdError
 
@@ -108,7 +109,7 @@ class PathTemplate:
                     regex = r"(?:0|[1-9]\d*)"
                 else:
                     regex = rf"(?:\d{{{width}}}|[1-9]\d{{{width},}})"
-                formats[field] = "{:0%dd}" % width if width > 1 else "{:d}"
+                formats[field] = f"{{:0{width}d}}" if width > 1 else "{:d}"
             else:
                 if _STR_SPEC.fullmatch(spec) is None:
                     raise ConfigError(f"{where}: {{{field}:{spec}}} - str fields support '' or 's'")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,3 +19,36 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real-data files not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --- storage backends for the repo_butler contract suites (datastore + Butler) ---------------
+# Each backend yields a fresh, empty root URL plus its storage_options. The object-storage issue
+# appends "s3" here (a moto/SeaweedFS fixture) and every contract test runs against it too.
+BUTLER_BACKENDS = ["file", "memory"]
+
+
+@dataclass(frozen=True)
+class RepoLocation:
+    """Where a test repository lives: URL, fsspec options and backend name."""
+
+    url: str
+    storage_options: dict[str, Any]
+    kind: str
+
+
+@pytest.fixture(params=BUTLER_BACKENDS)
+def repo_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RepoLocation]:
+    """A fresh, empty repository location on each storage backend."""
+    kind = request.param
+    if kind == "file":
+        yield RepoLocation((tmp_path / "repo").as_uri(), {}, kind)
+    elif kind == "memory":
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        root = f"/rb-test-{uuid.uuid4().hex}"
+        yield RepoLocation(f"memory://{root}/repo", {}, kind)
+        fs = MemoryFileSystem()
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+    else:  # pragma: no cover - added by later backends
+        raise ValueError(f"unknown backend {kind!r}")

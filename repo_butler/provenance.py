@@ -1,0 +1,210 @@
+"""Provenance records: which task, configuration, inputs and software produced a dataset.
+
+A :class:`Provenance` passed to :meth:`Butler.put <repo_butler.Butler.put>` is stored in the
+registry and as a sidecar ``<file>.provenance.json`` next to the dataset, validated against
+``schemas/provenance.schema.json``. Secrets never reach either: configuration values under keys
+that look like credentials (``secret``, ``password``, ``token``, ``key``, ``credential``, ...) are
+replaced by ``"***REDACTED***"`` and ``user:password@`` in URLs is stripped, recursively.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from repo_butler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from repo_butler.refs import DatasetRef
+
+__all__ = [
+    "REDACTED",
+    "SIDECAR_SUFFIX",
+    "Provenance",
+    "ProvenanceInput",
+    "scrub_secrets",
+    "software_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "***REDACTED***"
+SIDECAR_SUFFIX = ".provenance.json"
+SCHEMA_VERSION = 1
+
+_SECRET_KEY = re.compile(
+    r"(secret|passw(or)?d|passphrase|token|credential|auth|api[_-]?key|access[_-]?key|"
+    r"private[_-]?key|session[_-]?key|(^|[_\-.])keys?$)",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
+
+
+def scrub_secrets(value: Any) -> Any:
+    """Return a JSON-compatible copy of ``value`` with secrets redacted (recursively).
+
+    Mapping values whose key looks like a credential are replaced by :data:`REDACTED`; strings
+    have ``scheme://user:pass@`` userinfo removed; tuples/sets become lists; other non-JSON values
+    become their ``str``.
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            text = str(key)
+            out[text] = REDACTED if _SECRET_KEY.search(text) else scrub_secrets(item)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub_secrets(item) for item in value]
+    if isinstance(value, str):
+        return _URL_USERINFO.sub(r"\g<scheme>", value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub_secrets(str(value))
+
+
+def software_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of ``packages`` plus ``python``; missing ones are ``"not installed"``.
+
+    Parameters
+    ----------
+    *packages : str
+        Distribution names, e.g. ``"repo-butler", "numpy"``.
+    """
+    import platform
+
+    out = {"python": platform.python_version()}
+    for name in packages or ("repo-butler",):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def now_iso() -> str:
+    """Current UTC time in ISO 8601."""
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceInput:
+    """One input of a task: dataset type, data ID, run and checksum of the bytes read."""
+
+    dataset_type: str
+    data_id: Mapping[str, int | str]
+    run: str
+    checksum: str
+
+    @classmethod
+    def from_ref(cls, ref: DatasetRef) -> ProvenanceInput:
+        """Describe a stored dataset used as input."""
+        return cls(ref.dataset_type, ref.data_id.to_dict(), ref.run, ref.checksum)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {
+            "dataset_type": self.dataset_type,
+            "data_id": dict(self.data_id),
+            "run": self.run,
+            "checksum": self.checksum,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """How a dataset was made.
+
+    Parameters
+    ----------
+    task : str
+        Task name (``"makeWarp"``).
+    config : Mapping
+        The task's full configuration; secrets are redacted on construction.
+    inputs : tuple of ProvenanceInput
+        Datasets read.
+    software : Mapping[str, str]
+        Package versions (see :func:`software_versions`).
+    start, end : str
+        ISO 8601 UTC times.
+    host : str
+        Host name.
+    """
+
+    task: str
+    config: Mapping[str, Any]
+    inputs: tuple[ProvenanceInput, ...] = ()
+    software: Mapping[str, str] = field(default_factory=dict)
+    start: str = ""
+    end: str = ""
+    host: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", scrub_secrets(self.config))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+
+    @classmethod
+    def build(
+        cls,
+        task: str,
+        config: Mapping[str, Any],
+        inputs: Iterable[ProvenanceInput | DatasetRef] = (),
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        packages: Iterable[str] = ("repo-butler",),
+    ) -> Provenance:
+        """Convenience constructor filling software versions, host and times.
+
+        ``inputs`` may mix :class:`ProvenanceInput` and :class:`~repo_butler.DatasetRef`.
+        """
+        resolved = tuple(
+            i if isinstance(i, ProvenanceInput) else ProvenanceInput.from_ref(i) for i in inputs
+        )
+        stamp = now_iso()
+        return cls(
+            task=task,
+            config=config,
+            inputs=resolved,
+            software=software_versions(*packages),
+            start=start or stamp,
+            end=end or stamp,
+            host=socket.gethostname(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form matching ``provenance.schema.json`` (without ``output``)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "task": self.task,
+            "config": scrub_secrets(self.config),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "software": {str(k): str(v) for k, v in self.software.items()},
+            "start": self.start,
+            "end": self.end,
+            "host": self.host,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Rebuild from :meth:`to_dict` output (extra ``output``/``schema_version`` ignored)."""
+        try:
+            return cls(
+                task=data["task"],
+                config=data["config"],
+                inputs=tuple(
+                    ProvenanceInput(i["dataset_type"], i["data_id"], i["run"], i["checksum"])
+                    for i in data["inputs"]
+                ),
+                software=dict(data["software"]),
+                start=data["start"],
+                end=data["end"],
+                host=data["host"],
+            )
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"provenance record is missing or has a bad field: {err}") from err

@@ -1,0 +1,480 @@
+"""The ``where`` expression language: tokenizer, parser, syntax tree and SQL compiler.
+
+Grammar (keywords case-insensitive)::
+
+    expr      := or_expr
+    or_expr   := and_expr ("OR" and_expr)*
+    and_expr  := not_expr ("AND" not_expr)*
+    not_expr  := "NOT" not_expr | "(" expr ")" | predicate
+    predicate := operand OP operand | operand ["NOT"] "IN" ( "(" item ("," item)* ")" | BIND )
+    item      := literal | BIND | INT ".." INT [":" INT]       (inclusive range, optional stride)
+    operand   := IDENT | literal | BIND
+    literal   := INT | "-" INT | STRING ('...' or "...", quote doubled to escape)
+    OP        := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    BIND      := ":" IDENT  (a bare IDENT that is not a dimension but is a key of ``bind`` also
+                              refers to a bound value)
+
+Expressions are parsed into a small tree of frozen dataclasses and compiled to parameterised SQL:
+identifiers map to whitelisted column names, every value becomes a ``?`` parameter, so user text
+never reaches SQL. Errors raise :class:`~repo_butler.errors.QuerySyntaxError` pointing at the
+1-based column.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from repo_butler.dimensions import DataIdValue, DimensionUniverse
+from repo_butler.errors import DataIdError, QuerySyntaxError
+
+__all__ = [
+    "Compare",
+    "Expr",
+    "Ident",
+    "InList",
+    "Literal",
+    "Logical",
+    "Not",
+    "Range",
+    "compile_where",
+    "parse_where",
+    "referenced_dimensions",
+]
+
+logger = logging.getLogger(__name__)
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<range>\.\.)
+  | (?P<int>\d+)
+  | (?P<bind>:[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<colon>:)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
+  | (?P<op><=|>=|==|!=|<>|=|<|>)
+  | (?P<punct>[(),\-])
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS = {"AND", "OR", "NOT", "IN"}
+_SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One lexical token: kind, text and 1-based column."""
+
+    kind: str
+    text: str
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    """A dimension name (or a bare bind name)."""
+
+    name: str
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """An int or str literal, or a bound parameter (``bind`` set, ``value`` None)."""
+
+    value: int | str | None
+    col: int
+    bind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Inclusive integer range ``start..stop[:stride]`` inside ``IN (...)``."""
+
+    start: int
+    stop: int
+    stride: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``left OP right``."""
+
+    left: Ident | Literal
+    op: str
+    right: Ident | Literal
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class InList:
+    """``ident [NOT] IN (items)`` or ``ident [NOT] IN :bind``."""
+
+    ident: Ident
+    items: tuple[Literal | Range, ...]
+    negated: bool
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Logical:
+    """``AND`` / ``OR`` of two or more operands."""
+
+    op: str
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """``NOT operand``."""
+
+    operand: Expr
+
+
+Expr = Compare | InList | Logical | Not
+
+
+def _error(text: str, col: int, message: str) -> QuerySyntaxError:
+    caret = " " * (col - 1) + "^"
+    return QuerySyntaxError(f"where expression: {message} at column {col}\n  {text}\n  {caret}")
+
+
+def _tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise _error(text, pos + 1, f"unexpected character {text[pos]!r}")
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            word = m.group()
+            if kind == "ident" and word.upper() in _KEYWORDS:
+                kind, word = "kw", word.upper()
+            tokens.append(Token(kind, word, pos + 1))
+        pos = m.end()
+    tokens.append(Token("end", "", len(text) + 1))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def fail(self, message: str, tok: Token | None = None) -> QuerySyntaxError:
+        tok = tok or self.tok
+        found = "end of expression" if tok.kind == "end" else repr(tok.text)
+        return _error(self.text, tok.col, f"{message}, found {found}")
+
+    def accept(self, kind: str, text: str | None = None) -> Token | None:
+        tok = self.tok
+        if tok.kind == kind and (text is None or tok.text == text):
+            self.i += 1
+            return tok
+        return None
+
+    def expect(self, kind: str, text: str, what: str) -> Token:
+        tok = self.accept(kind, text)
+        if tok is None:
+            raise self.fail(f"expected {what}")
+        return tok
+
+    def parse(self) -> Expr:
+        if self.tok.kind == "end":
+            raise self.fail("empty expression")
+        expr = self.or_expr()
+        if self.tok.kind != "end":
+            raise self.fail("expected AND, OR or end of expression")
+        return expr
+
+    def or_expr(self) -> Expr:
+        parts = [self.and_expr()]
+        while self.accept("kw", "OR"):
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else Logical("OR", tuple(parts))
+
+    def and_expr(self) -> Expr:
+        parts = [self.not_expr()]
+        while self.accept("kw", "AND"):
+            parts.append(self.not_expr())
+        return parts[0] if len(parts) == 1 else Logical("AND", tuple(parts))
+
+    def not_expr(self) -> Expr:
+        if self.accept("kw", "NOT"):
+            return Not(self.not_expr())
+        if self.accept("punct", "("):
+            inner = self.or_expr()
+            self.expect("punct", ")", "')'")
+            return inner
+        return self.predicate()
+
+    def operand(self) -> Ident | Literal:
+        tok = self.tok
+        if tok.kind == "ident":
+            self.i += 1
+            return Ident(tok.text, tok.col)
+        if tok.kind == "bind":
+            self.i += 1
+            return Literal(None, tok.col, bind=tok.text[1:])
+        return self.literal()
+
+    def literal(self) -> Literal:
+        tok = self.tok
+        if tok.kind == "int":
+            self.i += 1
+            return Literal(int(tok.text), tok.col)
+        if tok.kind == "punct" and tok.text == "-" and self.tokens[self.i + 1].kind == "int":
+            self.i += 2
+            return Literal(-int(self.tokens[self.i - 1].text), tok.col)
+        if tok.kind == "string":
+            self.i += 1
+            quote = tok.text[0]
+            return Literal(tok.text[1:-1].replace(quote * 2, quote), tok.col)
+        raise self.fail("expected a dimension name, a value or '('")
+
+    def predicate(self) -> Expr:
+        left = self.operand()
+        start = self.tok
+        negated = False
+        if self.accept("kw", "NOT"):
+            negated = True
+            if self.tok.kind != "kw" or self.tok.text != "IN":
+                raise self.fail("expected IN after NOT")
+        if self.accept("kw", "IN"):
+            if not isinstance(left, Ident):
+                raise _error(self.text, left.col, "the left side of IN must be a dimension name")
+            return InList(left, self.in_items(), negated, start.col)
+        op = self.accept("op")
+        if op is None:
+            raise self.fail("expected a comparison operator or IN")
+        right = self.operand()
+        return Compare(left, _SQL_OPS[op.text], right, op.col)
+
+    def in_items(self) -> tuple[Literal | Range, ...]:
+        tok = self.accept("bind")
+        if tok is not None:
+            return (Literal(None, tok.col, bind=tok.text[1:]),)
+        self.expect("punct", "(", "'(' after IN")
+        items: list[Literal | Range] = [self.in_item()]
+        while self.accept("punct", ","):
+            items.append(self.in_item())
+        self.expect("punct", ")", "',' or ')'")
+        return tuple(items)
+
+    def in_item(self) -> Literal | Range:
+        tok = self.accept("bind")
+        if tok is not None:
+            return Literal(None, tok.col, bind=tok.text[1:])
+        first = self.literal()
+        if not self.accept("range"):
+            return first
+        stop = self.literal()
+        stride = 1
+        if self.accept("colon"):
+            stride_lit = self.literal()
+            stride = stride_lit.value if isinstance(stride_lit.value, int) else 0
+            if stride < 1:
+                raise _error(self.text, stride_lit.col, "range stride must be a positive integer")
+        if not (isinstance(first.value, int) and isinstance(stop.value, int)):
+            raise _error(self.text, first.col, "ranges need integer bounds")
+        return Range(first.value, stop.value, stride, first.col)
+
+
+def parse_where(text: str) -> Expr:
+    """Parse a ``where`` expression into a syntax tree.
+
+    Raises
+    ------
+    QuerySyntaxError
+        With the 1-based column of the offending token.
+    """
+    return _Parser(text).parse()
+
+
+def referenced_dimensions(expr: Expr, bind: Mapping[str, Any] | None = None) -> set[str]:
+    """Names of the dimensions an expression refers to (bare bind names excluded)."""
+    bind = bind or {}
+    out: set[str] = set()
+
+    def visit(node: Expr) -> None:
+        if isinstance(node, Compare):
+            for side in (node.left, node.right):
+                if isinstance(side, Ident) and side.name not in bind:
+                    out.add(side.name)
+        elif isinstance(node, InList):
+            out.add(node.ident.name)
+        elif isinstance(node, Logical):
+            for op in node.operands:
+                visit(op)
+        else:
+            visit(node.operand)
+
+    visit(expr)
+    return out
+
+
+class _Compiler:
+    def __init__(
+        self,
+        text: str,
+        universe: DimensionUniverse,
+        column: Callable[[str], str],
+        allowed: Sequence[str] | None,
+        bind: Mapping[str, Any],
+        placeholder: str,
+    ) -> None:
+        self.text = text
+        self.universe = universe
+        self.column = column
+        self.allowed = allowed
+        self.bind = bind
+        self.ph = placeholder
+        self.params: list[DataIdValue] = []
+
+    def dim(self, ident: Ident) -> str:
+        if ident.name not in self.universe:
+            raise _error(
+                self.text,
+                ident.col,
+                f"unknown dimension {ident.name!r} (known: {', '.join(self.universe.names)})",
+            )
+        if self.allowed is not None and ident.name not in self.allowed:
+            raise _error(
+                self.text,
+                ident.col,
+                f"{ident.name!r} is not a dimension here (allowed: {', '.join(self.allowed)})",
+            )
+        return ident.name
+
+    def bound(self, name: str, col: int) -> Any:
+        if name not in self.bind:
+            raise _error(
+                self.text, col, f"no value bound for {name!r}; pass bind={{{name!r}: ...}}"
+            )
+        return self.bind[name]
+
+    def value(self, dim: str, lit: Literal) -> DataIdValue:
+        raw = self.bound(lit.bind, lit.col) if lit.bind is not None else lit.value
+        try:
+            return self.universe[dim].normalize(raw)
+        except DataIdError as err:
+            raise _error(self.text, lit.col, str(err)) from None
+
+    def as_operand(self, node: Ident | Literal) -> Ident | Literal:
+        if isinstance(node, Ident) and node.name not in self.universe and node.name in self.bind:
+            return Literal(None, node.col, bind=node.name)
+        return node
+
+    def compile(self, node: Expr) -> str:
+        if isinstance(node, Logical):
+            return "(" + f" {node.op} ".join(self.compile(op) for op in node.operands) + ")"
+        if isinstance(node, Not):
+            return f"(NOT {self.compile(node.operand)})"
+        if isinstance(node, InList):
+            return self.compile_in(node)
+        return self.compile_compare(node)
+
+    def compile_compare(self, node: Compare) -> str:
+        left, right = self.as_operand(node.left), self.as_operand(node.right)
+        if isinstance(left, Ident) and isinstance(right, Ident):
+            a, b = self.dim(left), self.dim(right)
+            if self.universe[a].type != self.universe[b].type:
+                raise _error(self.text, node.col, f"cannot compare {a!r} with {b!r}: types differ")
+            return f"({self.column(a)} {node.op} {self.column(b)})"
+        if isinstance(left, Ident) and isinstance(right, Literal):
+            dim = self.dim(left)
+            self.params.append(self.value(dim, right))
+            return f"({self.column(dim)} {node.op} {self.ph})"
+        if isinstance(right, Ident) and isinstance(left, Literal):
+            dim = self.dim(right)
+            self.params.append(self.value(dim, left))
+            return f"({self.ph} {node.op} {self.column(dim)})"
+        raise _error(self.text, node.col, "a comparison needs a dimension name on one side")
+
+    def compile_in(self, node: InList) -> str:
+        dim = self.dim(node.ident)
+        col = self.column(dim)
+        values: list[DataIdValue] = []
+        ranges: list[str] = []
+        range_params: list[DataIdValue] = []
+        for item in node.items:
+            if isinstance(item, Range):
+                if self.universe[dim].type != "int":
+                    raise _error(
+                        self.text, item.col, f"ranges need an int dimension; {dim!r} is str"
+                    )
+                range_params.extend((item.start, item.stop))
+                clause = f"({col} BETWEEN {self.ph} AND {self.ph}"
+                if item.stride > 1:
+                    range_params.extend((item.start, item.stride))
+                    clause += f" AND ({col} - {self.ph}) % {self.ph} = 0"
+                ranges.append(clause + ")")
+            elif item.bind is not None and _is_sequence(self.bound(item.bind, item.col)):
+                for raw in self.bound(item.bind, item.col):
+                    values.append(self.value(dim, Literal(raw, item.col)))
+            else:
+                values.append(self.value(dim, item))
+        clauses = [f"{col} IN ({', '.join([self.ph] * len(values))})"] if values else []
+        self.params.extend(values)
+        self.params.extend(range_params)
+        clauses += ranges
+        if not clauses:  # an empty bound sequence: matches nothing
+            return "(1 = 1)" if node.negated else "(0 = 1)"
+        sql = "(" + " OR ".join(clauses) + ")"
+        return f"(NOT {sql})" if node.negated else sql
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, list | tuple | set | frozenset)
+
+
+def compile_where(
+    text: str,
+    universe: DimensionUniverse,
+    column: Callable[[str], str],
+    *,
+    allowed: Sequence[str] | None = None,
+    bind: Mapping[str, Any] | None = None,
+    placeholder: str = "?",
+) -> tuple[str, list[DataIdValue], set[str]]:
+    """Parse and compile ``text`` to a parameterised SQL boolean expression.
+
+    Parameters
+    ----------
+    text : str
+        The user's ``where`` expression.
+    universe : DimensionUniverse
+        Known dimensions; literals are normalised with their dimension's rules.
+    column : callable
+        Maps a (validated) dimension name to its quoted SQL column.
+    allowed : sequence of str, optional
+        Restrict identifiers to these dimensions (e.g. a dataset type's).
+    bind : mapping, optional
+        Values for ``:name`` parameters (sequences allowed after ``IN``).
+    placeholder : str
+        Parameter marker of the target database (``?`` for SQLite).
+
+    Returns
+    -------
+    sql : str
+        The SQL fragment.
+    params : list
+        Parameter values in order.
+    dims : set of str
+        Dimensions referenced.
+    """
+    expr = parse_where(text)
+    compiler = _Compiler(text, universe, column, allowed, bind or {}, placeholder)
+    sql = compiler.compile(expr)
+    return sql, compiler.params, referenced_dimensions(expr, bind)

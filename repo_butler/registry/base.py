@@ -1,0 +1,106 @@
+"""The registry interface: dataset records, runs and queries, independent of the database.
+
+A registry stores one row per dataset (type, data ID, run, path, size, checksum, creation time,
+provenance link) plus run definitions (a rerun's parents). :class:`Registry` is the seam where a
+PostgreSQL implementation can be added next to :class:`~repo_butler.registry.sqlite.SqliteRegistry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from repo_butler.dimensions import DataId
+
+__all__ = ["DatasetRecord", "Registry"]
+
+
+class DatasetRecord(NamedTuple):
+    """One registry row."""
+
+    dataset_type: str
+    data_id: DataId
+    run: str
+    path: str
+    size: int
+    checksum: str
+    created: str
+    provenance: str | None
+    """Path of the provenance sidecar, or ``None`` when the dataset has no provenance."""
+
+
+class Registry(ABC):
+    """Dataset metadata store. All methods are safe to call from several processes at once."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (and flush any cached copy)."""
+
+    # -- runs -------------------------------------------------------------------------------
+    @abstractmethod
+    def runs(self) -> dict[str, tuple[str, ...]]:
+        """All runs and their direct parents (the root run ``""`` has none)."""
+
+    @abstractmethod
+    def define_run(self, name: str, parents: Sequence[str]) -> None:
+        """Record a run and its direct parents (no-op if already recorded identically)."""
+
+    # -- datasets ---------------------------------------------------------------------------
+    @abstractmethod
+    def insert(
+        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+    ) -> None:
+        """Insert one dataset (and its provenance JSON) in a single transaction.
+
+        Raises
+        ------
+        DatasetExistsError
+            If the same dataset type, data ID and run exist and ``replace`` is false.
+        """
+
+    @abstractmethod
+    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
+        """The dataset with exactly this data ID in the first of ``runs`` that has it."""
+
+    @abstractmethod
+    def query(
+        self,
+        dataset_type: str,
+        runs: Sequence[str],
+        *,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``runs`` matching ``data_id`` and ``where``.
+
+        Every record is returned (a data ID present in two runs appears twice); callers apply
+        run priority. ``dimensions`` restricts identifiers allowed in ``where``.
+        """
+
+    @abstractmethod
+    def query_data_ids(
+        self,
+        dimensions: Sequence[str],
+        runs: Sequence[str],
+        *,
+        dataset_types: Sequence[str] | None = None,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+    ) -> list[DataId]:
+        """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
+
+    @abstractmethod
+    def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
+        """Delete one dataset row; return it, or ``None`` if it was not there."""
+
+    @abstractmethod
+    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
+        """The provenance JSON text of one dataset, if any."""
+
+    @abstractmethod
+    def all_records(self) -> Iterator[DatasetRecord]:
+        """Every dataset row (for ``verify``)."""

@@ -1,0 +1,331 @@
+"""SQLite registry: one file inside the repository, WAL mode, safe with several writer processes.
+
+Concurrency: every write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two writers never deadlock upgrading a read lock) and the connection's busy timeout makes a
+writer wait for the lock instead of failing with "database is locked". WAL lets readers proceed
+while a writer commits. ``synchronous=NORMAL`` keeps commits cheap: in WAL mode a power loss can
+drop the last transactions but never corrupts the database, and ``rb reindex`` can rebuild it.
+
+For object stores the Butler opens this class on a local cache copy (``journal_mode=DELETE``) and
+passes ``after_write`` to upload the file after each committed write; multi-writer locking for
+that case is out of scope here (see the Butler docs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from repo_butler.dimensions import DataId, DimensionUniverse
+from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.query import compile_where
+from repo_butler.refs import data_id_key
+from repo_butler.registry.base import DatasetRecord, Registry
+
+__all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
+
+
+def _col(dim: str) -> str:
+    return f'"d_{dim}"'
+
+
+class SqliteRegistry(Registry):
+    """A :class:`Registry` in one SQLite file.
+
+    Parameters
+    ----------
+    path : str
+        Local database file (created if missing).
+    universe : DimensionUniverse
+        Dimensions; one indexed column per dimension is kept for queries.
+    busy_timeout : float
+        Seconds to wait for another writer's lock.
+    journal_mode : {"WAL", "DELETE"}
+        WAL for a database that stays on local disk; DELETE for a cache copy that is uploaded.
+    after_write : callable, optional
+        Called after every committed write transaction (used to upload a cache copy).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        universe: DimensionUniverse,
+        *,
+        busy_timeout: float = 60.0,
+        journal_mode: str = "WAL",
+        after_write: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.universe = universe
+        self._after_write = after_write
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.upper() != journal_mode:
+                self._conn.execute(f"PRAGMA journal_mode = {journal_mode}")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._create_schema()
+        except sqlite3.DatabaseError as err:
+            raise RegistryError(
+                f"cannot open the registry {path!r}: {err}; if it is corrupt or lost, rebuild it "
+                "from storage with `rb reindex REPO`"
+            ) from err
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            if self._after_write is not None:
+                self._after_write()
+
+    def _create_schema(self) -> None:
+        dims = self.universe.names
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, parents TEXT NOT NULL, "
+                "created TEXT NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS datasets ("
+                "id INTEGER PRIMARY KEY, dataset_type TEXT NOT NULL, run TEXT NOT NULL, "
+                "data_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, "
+                "checksum TEXT NOT NULL, created TEXT NOT NULL, provenance TEXT, "
+                "UNIQUE (dataset_type, data_id, run))"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS provenance (dataset_id INTEGER PRIMARY KEY "
+                "REFERENCES datasets(id) ON DELETE CASCADE, record TEXT NOT NULL)"
+            )
+            have = {row[1] for row in conn.execute("PRAGMA table_info(datasets)")}
+            for dim in dims:
+                if f"d_{dim}" not in have:
+                    kind = "INTEGER" if self.universe[dim].type == "int" else "TEXT"
+                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {_col(dim)} {kind}")
+                    conn.execute(
+                        f'CREATE INDEX IF NOT EXISTS "datasets_d_{dim}" '
+                        f"ON datasets (dataset_type, {_col(dim)})"
+                    )
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def _record(self, row: Sequence[Any]) -> DatasetRecord:
+        raw = json.loads(row[2])
+        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)})
+        return DatasetRecord(row[0], data_id, row[1], row[3], row[4], row[5], row[6], row[7])
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as err:
+                raise RegistryError(f"registry query failed: {err}") from err
+
+    # -- runs -------------------------------------------------------------------------------
+    def runs(self) -> dict[str, tuple[str, ...]]:
+        """All runs and their direct parents."""
+        rows = self._read("SELECT name, parents FROM runs")
+        out = {name: tuple(json.loads(parents)) for name, parents in rows}
+        out.setdefault("", ())
+        return out
+
+    def define_run(self, name: str, parents: Sequence[str]) -> None:
+        """Record a run and its direct parents."""
+        created = datetime.now(UTC).isoformat()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)",
+                (name, json.dumps(list(parents)), created),
+            )
+
+    # -- datasets ---------------------------------------------------------------------------
+    def insert(
+        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+    ) -> None:
+        """Insert one dataset row (and provenance) in one transaction."""
+        key = data_id_key(record.data_id)
+        dims = list(record.data_id)
+        columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
+        marks = ", ".join("?" * (8 + len(dims)))
+        values = (
+            record.dataset_type,
+            record.run,
+            key,
+            record.path,
+            record.size,
+            record.checksum,
+            record.created,
+            record.provenance,
+            *record.data_id.values(),
+        )
+        try:
+            with self._write() as conn:
+                if replace:
+                    conn.execute(
+                        "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                        (record.dataset_type, key, record.run),
+                    )
+                cur = conn.execute(f"INSERT INTO datasets ({columns}) VALUES ({marks})", values)
+                if provenance is not None:
+                    conn.execute(
+                        "INSERT INTO provenance VALUES (?, ?)", (cur.lastrowid, provenance)
+                    )
+        except sqlite3.IntegrityError as err:
+            raise DatasetExistsError(
+                f"{record.dataset_type} {record.data_id} already exists in run "
+                f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
+            ) from err
+        except sqlite3.OperationalError as err:
+            raise RegistryError(
+                f"cannot record {record.dataset_type} {record.data_id}: {err}"
+            ) from err
+
+    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
+        """The dataset with exactly this data ID in the first of ``runs`` having it."""
+        key = data_id_key(data_id)
+        if len(runs) == 1:
+            rows = self._read(
+                f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
+                "AND run = ?",
+                (dataset_type, key, runs[0]),
+            )
+        else:
+            rows = self._read(
+                f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
+                f"AND run IN ({', '.join('?' * len(runs))})",
+                (dataset_type, key, *runs),
+            )
+        if not rows:
+            return None
+        rank = {run: i for i, run in enumerate(runs)}
+        return self._record(min(rows, key=lambda row: rank[row[1]]))
+
+    def _constraints(
+        self,
+        runs: Sequence[str],
+        data_id: DataId | None,
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        allowed: Sequence[str] | None,
+    ) -> tuple[list[str], list[Any], set[str]]:
+        clauses = [f"run IN ({', '.join('?' * len(runs))})"]
+        params: list[Any] = list(runs)
+        used: set[str] = set()
+        for dim, value in (data_id or {}).items():
+            clauses.append(f"{_col(dim)} = ?")
+            params.append(value)
+            used.add(dim)
+        if where:
+            sql, where_params, dims = compile_where(
+                where, self.universe, _col, allowed=allowed, bind=bind
+            )
+            clauses.append(sql)
+            params.extend(where_params)
+            used |= dims
+        return clauses, params, used
+
+    def query(
+        self,
+        dataset_type: str,
+        runs: Sequence[str],
+        *,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``runs`` matching ``data_id`` and ``where``."""
+        clauses, params, _ = self._constraints(runs, data_id, where, bind, dimensions)
+        sql = f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND " + " AND ".join(clauses)
+        return [self._record(row) for row in self._read(sql, [dataset_type, *params])]
+
+    def query_data_ids(
+        self,
+        dimensions: Sequence[str],
+        runs: Sequence[str],
+        *,
+        dataset_types: Sequence[str] | None = None,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+    ) -> list[DataId]:
+        """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
+        clauses, params, used = self._constraints(runs, data_id, where, bind, None)
+        for dim in {*dimensions, *used}:
+            clauses.append(f"{_col(dim)} IS NOT NULL")
+        if dataset_types is not None:
+            if not dataset_types:
+                return []
+            clauses.append(f"dataset_type IN ({', '.join('?' * len(dataset_types))})")
+            params.extend(dataset_types)
+        cols = ", ".join(_col(d) for d in dimensions)
+        rows = self._read(
+            f"SELECT DISTINCT {cols} FROM datasets WHERE " + " AND ".join(clauses), params
+        )
+        out = [DataId._trusted(dict(zip(dimensions, row, strict=True))) for row in rows]
+        out.sort(key=DataId.sort_key)
+        return out
+
+    def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
+        """Delete one dataset row and return it."""
+        key = data_id_key(data_id)
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM datasets "
+                "WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                (dataset_type, key, run),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                (dataset_type, key, run),
+            )
+        return self._record(row)
+
+    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
+        """Provenance JSON text of one dataset."""
+        rows = self._read(
+            "SELECT p.record FROM provenance p JOIN datasets d ON p.dataset_id = d.id "
+            "WHERE d.dataset_type = ? AND d.data_id = ? AND d.run = ?",
+            (dataset_type, data_id_key(data_id), run),
+        )
+        return rows[0][0] if rows else None
+
+    def all_records(self) -> Iterator[DatasetRecord]:
+        """Every dataset row, ordered by run and path."""
+        for row in self._read(f"SELECT {_COLUMNS} FROM datasets ORDER BY run, path"):
+            yield self._record(row)
