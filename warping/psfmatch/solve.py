@@ -161,7 +161,8 @@ def fit_spatial_kernel(
     pixel of the padded stamp, the science PSF being zero outside its stamp; ``"valid"`` keeps
     only LSST's "good" region ``[h, P-h-1]²``, which leaves the kernel's outer part poorly
     constrained (matched-star second moments off by ~1-2 % with default padding in our tests,
-    against ~0.4 % for "stamp"). They are combined with the Chebyshev spatial terms at the cell centre. The first
+    against ~0.4 % for "stamp"). They are combined with the Chebyshev spatial terms at the cell
+    centre. The first
     basis coefficient is spatially constant and fixed to ``kernel_sum`` (flux conservation);
     the remaining ``(n_basis - 1) * n_terms`` coefficients are solved for.
 

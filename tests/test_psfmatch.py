@@ -1,0 +1,444 @@
+"""Unit tests of warping.psfmatch against analytic truth (config, basis, cells, fit, convolve)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.signal import convolve2d
+
+from repo_butler.errors import ConfigError, RepoButlerError
+from warping.geom import Box2I
+from warping.masks import MaskPlanes
+from warping.psf.base import Psf
+from warping.psfmatch import PsfMatchConfig, PsfMatchError, match_to_model
+from warping.psfmatch.basis import alard_lupton_basis, make_basis, renormalize_basis
+from warping.psfmatch.cells import build_cell_set, next_odd_integer
+from warping.psfmatch.convolve import convolve_spatial, or_dilate
+from warping.psfmatch.solve import SpatialKernel, fit_spatial_kernel
+
+PLANES = MaskPlanes.default()
+NO_DATA = PLANES.bitmask("NO_DATA")
+
+
+class _GaussPsf(Psf):
+    """Test-only elliptical Gaussian (sampled at pixel centres) with linearly varying sigmas."""
+
+    def __init__(
+        self,
+        sx: float,
+        sy: float | None = None,
+        rho: float = 0.0,
+        size: int = 25,
+        grad: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
+        centre: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        self.sx, self.sy, self.rho, self.size = sx, sx if sy is None else sy, rho, size
+        self.grad, self.centre = grad, centre
+
+    def sigmas(self, x: float, y: float) -> tuple[float, float]:
+        dx, dy = x - self.centre[0], y - self.centre[1]
+        g = self.grad
+        return self.sx + g[0] * dx + g[1] * dy, self.sy + g[2] * dx + g[3] * dy
+
+    def _stamp(self, x: float, y: float, fx: float, fy: float) -> np.ndarray:
+        sx, sy = self.sigmas(x, y)
+        h = self.size // 2
+        off = np.arange(-h, h + 1, dtype=float)
+        v, u = np.meshgrid(off - fy, off - fx, indexing="ij")
+        r = self.rho
+        q = (u / sx) ** 2 - 2 * r * u * v / (sx * sy) + (v / sy) ** 2
+        k = np.exp(-q / (2 * (1 - r * r)))
+        return k / k.sum()
+
+    def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+        return self._stamp(x, y, 0.0, 0.0)
+
+    def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        ix, iy = round(x), round(y)
+        h = self.size // 2
+        return self._stamp(x, y, x - ix, y - iy), Box2I(ix - h, iy - h, self.size, self.size)
+
+    def average_position(self) -> tuple[float, float]:
+        return self.centre
+
+
+class _ConvolvedPsf(Psf):
+    """Test-only PSF: another PSF's kernel image convolved with a fixed known kernel."""
+
+    def __init__(self, psf: Psf, kernel: np.ndarray) -> None:
+        self.psf, self.kernel = psf, kernel
+
+    def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+        k = convolve2d(self.psf.compute_kernel_image(x, y), self.kernel, mode="full")
+        return k / k.sum()
+
+    def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        raise NotImplementedError
+
+    def average_position(self) -> tuple[float, float]:
+        return self.psf.average_position()
+
+
+def _gauss_kernel(sigma: float, half: int) -> np.ndarray:
+    off = np.arange(-half, half + 1, dtype=float)
+    v, u = np.meshgrid(off, off, indexing="ij")
+    k = np.exp(-(u * u + v * v) / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_lsst() -> None:
+    c = PsfMatchConfig()
+    assert (c.kernel_size, c.size_cell_x, c.size_cell_y) == (21, 128, 128)
+    assert c.alard_sig_gauss == (0.7, 1.5, 3.0) and c.alard_deg_gauss == (4, 2, 2)
+    assert (c.spatial_kernel_order, c.do_auto_pad_psf, c.auto_pad_psf_to, c.pad_psf_by) == (
+        2,
+        True,
+        1.4,
+        0,
+    )
+    assert c.n_basis == 27 and c.n_spatial_terms == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"kernel_size": 20}, "kernelSize"),
+        ({"kernel_size": 1}, "kernelSize"),
+        ({"alard_sig_gauss": (1.0, 2.0)}, "alardDegGauss"),
+        ({"auto_pad_psf_to": 2.5}, "autoPadPsfTo"),
+        ({"auto_pad_psf_to": 0.9}, "autoPadPsfTo"),
+        ({"pad_psf_by": 5}, "padPsfBy"),
+        ({"size_cell_x": 0}, "sizeCellX"),
+        ({"alard_sig_gauss": (0.7, -1.5, 3.0)}, "alardSigGauss"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        PsfMatchConfig(**kwargs)
+
+
+def test_config_troubleshooting_knobs_via_lsst_names() -> None:
+    c = PsfMatchConfig.from_lsst(
+        {
+            "kernelSize": 27,
+            "sizeCellX": 64,
+            "sizeCellY": 64,
+            "autoPadPsfTo": 1.6,
+            "alardSigGauss": [1.5, 3.0, 6.0],
+        }
+    )
+    assert (c.kernel_size, c.size_cell_x, c.size_cell_y, c.auto_pad_psf_to) == (27, 64, 64, 1.6)
+    assert c.alard_sig_gauss == (1.5, 3.0, 6.0)
+    c2 = PsfMatchConfig.from_lsst({"doAutoPadPsf": False, "padPsfBy": 6}, base=c)
+    assert (c2.do_auto_pad_psf, c2.pad_psf_by, c2.kernel_size) == (False, 6, 27)
+    with pytest.raises(ConfigError, match="padPsfBy"):
+        PsfMatchConfig.from_lsst({"doAutoPadPsf": False, "padPsfBy": 7})
+    with pytest.raises(ConfigError, match="Unknown"):
+        PsfMatchConfig.from_lsst({"kernelSise": 27})
+
+
+# --- basis --------------------------------------------------------------------------------
+
+
+def test_basis_count_order_and_renormalisation() -> None:
+    raw = alard_lupton_basis(10, (0.7, 1.5, 3.0), (4, 2, 2))
+    assert raw.shape == (27, 21, 21)
+    # Term 1 of the first Gaussian is G * x with x = u / h (PolynomialFunction2 order 1, x, y...).
+    off = np.arange(-10, 11) / 10.0
+    g = np.exp(-(off[None, :] ** 2 + off[:, None] ** 2) * 100 / (2 * 0.49)) / (2 * np.pi * 0.49)
+    np.testing.assert_allclose(raw[1], g * off[None, :], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(raw[2], g * off[:, None], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(raw[4], g * off[None, :] * off[:, None], rtol=1e-12, atol=1e-300)
+    b = renormalize_basis(raw)
+    assert b[0].sum() == pytest.approx(1.0, abs=1e-14)
+    np.testing.assert_allclose(b[1:].sum(axis=(1, 2)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.sqrt((b[1:] ** 2).sum(axis=(1, 2))), 1.0, rtol=1e-12)
+    assert make_basis(27, (1.5, 3.0, 6.0), (4, 2, 2)).shape == (27, 27, 27)
+
+
+# --- cells, padding, errors ---------------------------------------------------------------
+
+
+def test_auto_padding_and_manual_padding_sizes() -> None:
+    sci, model = _GaussPsf(1.5, size=15), _GaussPsf(2.5, size=15)
+    bbox = Box2I(0, 0, 200, 200)
+    assert next_odd_integer(21 * 1.4) == 31 and next_odd_integer(29 * 1.4) == 41
+    cells = build_cell_set(bbox, sci, model, PsfMatchConfig())
+    assert cells.psf_size == 31 and cells.padding == 16
+    assert cells.model_stamps.shape[1:] == (31, 31)
+    # Cells: bbox grown by one cell on each side, (200+256)//128 = 3 per axis.
+    assert (cells.n_cells_x, cells.n_cells_y, cells.n_cells) == (3, 3, 9)
+    np.testing.assert_array_equal(cells.centres[0], [-128 + 64, -128 + 64])
+    for pad in (0, 2, 4):
+        cfg = PsfMatchConfig(kernel_size=11, do_auto_pad_psf=False, pad_psf_by=pad)
+        assert build_cell_set(bbox, sci, model, cfg).psf_size == 15 + pad
+
+
+def test_kernel_too_big_for_stamp_is_a_clear_error() -> None:
+    sci, model = _GaussPsf(1.5, size=15), _GaussPsf(2.5, size=15)
+    cfg = PsfMatchConfig(do_auto_pad_psf=False, pad_psf_by=0)
+    with pytest.raises(PsfMatchError, match=r"Kernel size 21 is too big.*kernelSize") as info:
+        match_to_model(
+            np.zeros((200, 200)),
+            np.ones((200, 200)),
+            np.zeros((200, 200), np.int32),
+            Box2I(0, 0, 200, 200),
+            sci,
+            model,
+            config=cfg,
+            mask_planes=PLANES,
+        )
+    assert isinstance(info.value, RepoButlerError) and isinstance(info.value, ValueError)
+
+
+def test_insufficient_area_is_a_clear_error() -> None:
+    sci, model = _GaussPsf(1.5), _GaussPsf(2.5)
+    with pytest.raises(PsfMatchError, match="Insufficient area to match"):
+        match_to_model(
+            np.zeros((15, 300)),
+            np.ones((15, 300)),
+            np.zeros((15, 300), np.int32),
+            Box2I(5, 5, 300, 15),
+            sci,
+            model,
+            config=PsfMatchConfig(),
+            mask_planes=PLANES,
+        )
+    with pytest.raises(PsfMatchError, match="Insufficient area to match"):
+        match_to_model(
+            np.zeros((50, 50)),
+            np.ones((50, 50)),
+            np.zeros((50, 50), np.int32),
+            Box2I(0, 0, 50, 50),
+            sci,
+            model,
+            config=PsfMatchConfig(),
+            mask_planes=PLANES,
+            valid_bbox=Box2I(500, 500, 10, 10),
+        )
+
+
+# --- kernel recovery ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig_gauss", [(0.7, 1.5, 3.0), (1.5, 3.0, 6.0)])
+def test_fit_recovers_known_kernel(sig_gauss: tuple[float, ...]) -> None:
+    """Model = science PSF * known Gaussian (sigma 2): the fitted kernel reproduces it."""
+    known = _gauss_kernel(2.0, 10)
+    sci = _GaussPsf(1.6, 1.9, 0.2, size=21)
+    model = _ConvolvedPsf(sci, known)  # 41x41 stamps
+    cfg = PsfMatchConfig(alard_sig_gauss=sig_gauss)
+    cells = build_cell_set(Box2I(0, 0, 256, 256), sci, model, cfg)
+    basis = make_basis(21, cfg.alard_sig_gauss, cfg.alard_deg_gauss)
+    kernel, fit = fit_spatial_kernel(cells, basis, 2)
+    assert fit.residual_max.max() < 2e-3
+    for x, y in [(0.0, 0.0), (128.0, 128.0), (250.0, 30.0)]:
+        k = kernel.kernel_image(x, y)
+        assert kernel.kernel_sum(x, y) == pytest.approx(1.0, abs=1e-12)
+        # The fitted kernel, seen through the science PSF, equals the known one.
+        s = sci.compute_kernel_image(x, y)
+        through = convolve2d(s, k, mode="full")
+        np.testing.assert_allclose(through, convolve2d(s, known, "full"), atol=2e-3 * known.max())
+        # Its second moment equals the known kernel's (sigma^2 = 4) within 1 %.
+        off = np.arange(-10, 11, dtype=float)
+        ixx = (k.sum(axis=0) * off**2).sum()
+        iyy = (k.sum(axis=1) * off**2).sum()
+        assert ixx == pytest.approx(4.0, rel=1e-2) and iyy == pytest.approx(4.0, rel=1e-2)
+    if sig_gauss == (1.5, 3.0, 6.0):
+        # A basis as wide as the kernel recovers it pixel by pixel too.
+        np.testing.assert_allclose(kernel.kernel_image(128, 128), known, atol=1e-2 * known.max())
+
+
+def test_fit_recovers_spatially_varying_kernel() -> None:
+    """Known kernel sigma varies across the field: recovered at several positions."""
+    sci = _GaussPsf(1.8, size=21)
+
+    class _VaryingModel(Psf):
+        def kernel_sigma(self, x: float, y: float) -> float:
+            return 1.6 + 0.8 * (x + y) / 1024.0
+
+        def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+            k = convolve2d(
+                sci.compute_kernel_image(x, y), _gauss_kernel(self.kernel_sigma(x, y), 10)
+            )
+            return k / k.sum()
+
+        def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+            raise NotImplementedError
+
+        def average_position(self) -> tuple[float, float]:
+            return (256.0, 256.0)
+
+    model = _VaryingModel()
+    cfg = PsfMatchConfig(alard_sig_gauss=(1.5, 3.0, 6.0))
+    cells = build_cell_set(Box2I(0, 0, 512, 512), sci, model, cfg)
+    kernel, _ = fit_spatial_kernel(cells, make_basis(21, (1.5, 3.0, 6.0), (4, 2, 2)), 2)
+    off = np.arange(-10, 11, dtype=float)
+    for x, y in [(0.0, 0.0), (256.0, 256.0), (511.0, 0.0), (511.0, 511.0)]:
+        k = kernel.kernel_image(x, y)
+        ixx = (k.sum(axis=0) * off**2).sum()
+        want = (_gauss_kernel(model.kernel_sigma(x, y), 10).sum(axis=0) * off**2).sum()
+        assert ixx == pytest.approx(want, rel=1e-2)
+
+
+# --- convolution --------------------------------------------------------------------------
+
+
+def _fitted_kernel(bbox: Box2I) -> tuple[SpatialKernel, _GaussPsf, _GaussPsf]:
+    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(100.0, 100.0))
+    model = _GaussPsf(2.6, size=31)
+    cfg = PsfMatchConfig()
+    cells = build_cell_set(bbox, sci, model, cfg)
+    kernel, _ = fit_spatial_kernel(cells, make_basis(21, (0.7, 1.5, 3.0), (4, 2, 2)), 2)
+    return kernel, sci, model
+
+
+def test_convolution_equals_per_pixel_normalised_kernel() -> None:
+    """FFT term convolution == sum_u K_x(u) I(x-u) with K_x evaluated and normalised at x."""
+    bbox = Box2I(37, -20, 300, 260)
+    kernel, _, _ = _fitted_kernel(bbox)
+    rng = np.random.default_rng(5)
+    img = rng.normal(100.0, 10.0, bbox.shape)
+    var = rng.uniform(50.0, 150.0, bbox.shape)
+    mask = np.zeros(bbox.shape, np.int32)
+    out_i, out_v, _, info = convolve_spatial(
+        img,
+        var,
+        mask,
+        (bbox.x0, bbox.y0),
+        kernel,
+        PLANES,
+        tile=128,
+        fft_dtype=np.float64,
+    )
+    assert info.n_tiles == 9
+    h = 10
+    worst_i = worst_v = 0.0
+    for r, c in [
+        (h, h),
+        (50, 200),
+        (130, 17),
+        (bbox.height - h - 1, bbox.width - h - 1),
+        (200, 140),
+    ]:
+        k = kernel.kernel_image(bbox.x0 + c, bbox.y0 + r)
+        patch = img[r - h : r + h + 1, c - h : c + h + 1][::-1, ::-1]
+        vpatch = var[r - h : r + h + 1, c - h : c + h + 1][::-1, ::-1]
+        worst_i = max(worst_i, abs(out_i[r, c] - (k * patch).sum()) / 100.0)
+        worst_v = max(worst_v, abs(out_v[r, c] / (k * k * vpatch).sum() - 1))
+    assert worst_i < 1e-6  # float32 output of a ~100-count image
+    assert worst_v < info.variance_rel_error + 1e-6 and info.variance_rel_error <= 1e-3
+
+
+def test_float32_fft_matches_float64_on_star_field() -> None:
+    bbox = Box2I(0, 0, 256, 256)
+    kernel, sci, _ = _fitted_kernel(bbox)
+    img = np.full(bbox.shape, 10.0)
+    for x, y in [(60.3, 70.8), (190.1, 40.4), (128.5, 200.2)]:
+        stamp, bb = sci.compute_image(x, y)
+        img[bb.slices(bbox)] += 1e6 * stamp
+    var = img.copy()
+    mask = np.zeros(bbox.shape, np.int32)
+    a = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, fft_dtype=np.float32)
+    b = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, fft_dtype=np.float64)
+    ok = np.isfinite(b[0])
+    # Error relative to the sky noise (sqrt(10) ~ 3.2 counts): far below it.
+    assert np.abs(a[0][ok] - b[0][ok]).max() < 1e-2
+    assert np.abs(a[1][ok] / b[1][ok] - 1).max() < 1e-3  # measured 3.6e-4
+
+
+def test_mask_or_dilation_nan_and_border() -> None:
+    bbox = Box2I(0, 0, 120, 100)
+    _, sci, model = _fitted_kernel(bbox)
+    img = np.ones(bbox.shape)
+    var = np.ones(bbox.shape)
+    mask = np.zeros(bbox.shape, np.int32)
+    sat, cr = PLANES.bitmask("SAT"), PLANES.bitmask("CR")
+    mask[50, 60] = sat
+    mask[52, 61] = cr
+    img[30, 30] = np.nan
+    res = match_to_model(
+        img, var, mask, bbox, sci, model, config=PsfMatchConfig(), mask_planes=PLANES
+    )
+    h = 10
+    # OR over the 21x21 footprint, bit by bit.
+    want = np.zeros(bbox.shape, np.int32)
+    want[40:61, 50:71] |= sat
+    want[42:63, 51:72] |= cr
+    inner = (slice(h, -h), slice(h, -h))
+    got = res.mask & (sat | cr)
+    np.testing.assert_array_equal(got[inner], want[inner])
+    # NaN input poisons exactly the outputs whose footprint touches it.
+    nan_zone = np.zeros(bbox.shape, bool)
+    nan_zone[20:41, 20:41] = True
+    np.testing.assert_array_equal(np.isnan(res.image)[inner], nan_zone[inner])
+    assert np.all((res.mask[nan_zone] & NO_DATA) != 0) and np.all(np.isinf(res.variance[nan_zone]))
+    # Border of kernel_size // 2 is the edge pixel (NaN, NO_DATA, +inf).
+    border = np.ones(bbox.shape, bool)
+    border[inner] = False
+    assert np.all(np.isnan(res.image[border])) and np.all(res.mask[border] == NO_DATA)
+    assert np.all(np.isinf(res.variance[border]))
+    # Away from defects a flat image stays flat (unit-sum kernel everywhere).
+    clean = ~nan_zone & ~border
+    np.testing.assert_allclose(res.image[clean], 1.0, rtol=1e-6)
+    assert res.eroded_bbox == Box2I(10, 10, 100, 80)
+
+
+def test_or_dilate_matches_bruteforce() -> None:
+    rng = np.random.default_rng(2)
+    m = np.where(rng.random((37, 29)) < 0.02, rng.integers(1, 1 << 12, (37, 29)), 0).astype(
+        np.int32
+    )
+    got = or_dilate(m, 3)
+    want = np.zeros_like(m)
+    for y in range(37):
+        for x in range(29):
+            want[y, x] = np.bitwise_or.reduce(
+                m[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4].ravel()
+            )
+    np.testing.assert_array_equal(got, want)
+
+
+# --- deconvolution ------------------------------------------------------------------------
+
+
+def test_deconvolution_warns_with_seed_advice(caplog: pytest.LogCaptureFixture) -> None:
+    # Elliptical science PSF: wider than the model along x only.
+    sci = _GaussPsf(2.8, 1.6, 0.0)
+    model = _GaussPsf(2.3, size=25)
+    bbox = Box2I(0, 0, 150, 150)
+    with caplog.at_level(logging.WARNING, logger="warping.psfmatch"):
+        res = match_to_model(
+            np.zeros(bbox.shape),
+            np.ones(bbox.shape),
+            np.zeros(bbox.shape, np.int32),
+            bbox,
+            sci,
+            model,
+            config=PsfMatchConfig(),
+            mask_planes=PLANES,
+        )
+    assert res.deconvolution.deconvolves
+    assert res.deconvolution.n_cells_deconvolving == res.n_cells
+    assert res.deconvolution.science_fwhm_major == pytest.approx(2.8 * 2.3548, rel=0.02)
+    assert len(res.warnings) == 1 and "modelPsf.defaultFwhm" in res.warnings[0]
+    assert "worst-seeing" in res.warnings[0]
+    assert any("deconvolves" in r.getMessage() for r in caplog.records)
+    # A model wider in every direction does not warn.
+    res2 = match_to_model(
+        np.zeros(bbox.shape),
+        np.ones(bbox.shape),
+        np.zeros(bbox.shape, np.int32),
+        bbox,
+        sci,
+        _GaussPsf(3.0, size=25),
+        config=PsfMatchConfig(),
+        mask_planes=PLANES,
+    )
+    assert not res2.deconvolution.deconvolves and res2.warnings == []
