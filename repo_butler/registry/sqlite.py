@@ -79,7 +79,9 @@ class SqliteRegistry(Registry):
             mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode.upper() != journal_mode:
                 self._conn.execute(f"PRAGMA journal_mode = {journal_mode}")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # A cache copy is made durable by its upload, not by fsync.
+            sync = "NORMAL" if journal_mode == "WAL" else "OFF"
+            self._conn.execute(f"PRAGMA synchronous = {sync}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._create_schema()
         except sqlite3.DatabaseError as err:

@@ -1,0 +1,235 @@
+"""Repository maintenance: rebuild the registry from storage (``reindex``) and check it (``verify``).
+
+``reindex`` needs nothing but the files: it reads ``butler.yaml``, discovers reruns from their
+``rerun/NAME/_run.json`` markers, parses every file path with the dataset types' templates,
+recomputes sizes and checksums and re-attaches ``<file>.provenance.json`` sidecars. A lost or
+corrupt registry therefore loses nothing except files ingested with ``transfer="direct"`` (they
+live outside the repository) and the original creation times (replaced by the reindex time).
+Do not run it while other processes write to the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from repo_butler.butler import RERUN_DIR, RUN_MARKER, Butler, _now
+from repo_butler.config import CONFIG_FILENAME
+from repo_butler.datastore import FsspecDatastore, checksum_bytes
+from repo_butler.errors import RepositoryNotFoundError
+from repo_butler.provenance import SIDECAR_SUFFIX
+from repo_butler.registry import DatasetRecord
+
+__all__ = ["ReindexReport", "VerifyProblem", "VerifyReport", "reindex", "verify"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReindexReport:
+    """What ``reindex`` found."""
+
+    datasets: dict[str, int] = field(default_factory=dict)
+    """Number of datasets registered per dataset type."""
+    runs: list[str] = field(default_factory=list)
+    """Runs restored (``""`` is the root)."""
+    unrecognised: list[str] = field(default_factory=list)
+    """Files that match no dataset type's template."""
+    ambiguous: list[str] = field(default_factory=list)
+    """Files matching several dataset types (skipped)."""
+
+    @property
+    def total(self) -> int:
+        """Total datasets registered."""
+        return sum(self.datasets.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {
+            "total": self.total,
+            "datasets": dict(sorted(self.datasets.items())),
+            "runs": self.runs,
+            "unrecognised": self.unrecognised,
+            "ambiguous": self.ambiguous,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    """One inconsistency between registry and storage."""
+
+    kind: str
+    """``"checksum"``, ``"size"``, ``"missing_file"`` or ``"unregistered_file"``."""
+    path: str
+    detail: str
+    dataset_type: str | None = None
+    data_id: dict[str, int | str] | None = None
+    run: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "detail": self.detail,
+            "dataset_type": self.dataset_type,
+            "data_id": self.data_id,
+            "run": self.run,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found."""
+
+    checked: int = 0
+    problems: list[VerifyProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when registry and storage agree."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {
+            "checked": self.checked,
+            "ok": self.ok,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def _is_bookkeeping(path: str, registry_name: str) -> bool:
+    base = path.rsplit("/", 1)[-1]
+    return (
+        path == CONFIG_FILENAME
+        or path.startswith(registry_name)
+        or (path.startswith(f"{RERUN_DIR}/") and base == RUN_MARKER and path.count("/") == 2)
+    )
+
+
+def _split_run(path: str) -> tuple[str, str]:
+    if path.startswith(f"{RERUN_DIR}/"):
+        parts = path.split("/", 2)
+        if len(parts) == 3:
+            return parts[1], parts[2]
+    return "", path
+
+
+def reindex(
+    root: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> ReindexReport:
+    """Rebuild the registry of the repository at ``root`` from its files alone.
+
+    The old registry file is deleted first (it may be corrupt). Returns what was found.
+
+    Raises
+    ------
+    RepositoryNotFoundError
+        If ``root`` has no ``butler.yaml``.
+    """
+    repo = FsspecDatastore(root, storage_options)
+    if not repo.exists(CONFIG_FILENAME):
+        raise RepositoryNotFoundError(f"no repository at {repo.root} ({CONFIG_FILENAME} missing)")
+    import yaml
+
+    raw = yaml.safe_load(repo.get_bytes(CONFIG_FILENAME))
+    registry_name = raw.get("registry", {}).get("path", "registry.sqlite3")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if repo.exists(registry_name + suffix):
+            repo.remove(registry_name + suffix)
+    report = ReindexReport()
+    with Butler(root, storage_options=storage_options) as butler:
+        store = butler.datastore
+        registry = butler.registry
+        files = list(store.walk())
+        for path in files:
+            if path.startswith(f"{RERUN_DIR}/") and path.endswith(f"/{RUN_MARKER}"):
+                marker = json.loads(store.get_bytes(path))
+                registry.define_run(marker["run"], marker.get("parents", []))
+        existing = set(files)
+        for path in files:
+            if _is_bookkeeping(path, registry_name) or path.endswith(SIDECAR_SUFFIX):
+                continue
+            run, rel = _split_run(path)
+            matches = [
+                (dt, did)
+                for dt in butler.dataset_types.values()
+                if (did := dt.path_template.parse(rel)) is not None
+            ]
+            if not matches:
+                report.unrecognised.append(path)
+                continue
+            if len(matches) > 1:
+                logger.warning("%s matches several dataset types; skipped", path)
+                report.ambiguous.append(path)
+                continue
+            dt, did = matches[0]
+            data = store.get_bytes(path)
+            sidecar = path + SIDECAR_SUFFIX
+            prov_text = store.get_bytes(sidecar).decode() if sidecar in existing else None
+            record = DatasetRecord(
+                dt.name,
+                did,
+                run,
+                path,
+                len(data),
+                checksum_bytes(data),
+                _now(),
+                sidecar if prov_text is not None else None,
+            )
+            registry.insert(record, provenance=prov_text)
+            report.datasets[dt.name] = report.datasets.get(dt.name, 0) + 1
+        report.runs = sorted(registry.runs())
+    logger.info("reindexed %d datasets from %s", report.total, root)
+    return report
+
+
+def verify(butler: Butler) -> VerifyReport:
+    """Recompute checksums of every registered dataset and compare registry with storage.
+
+    Reports datasets whose file is missing, whose size or checksum differs, and files in storage
+    that no registry row accounts for (bookkeeping files and provenance sidecars excluded).
+    """
+    import fsspec.core
+
+    report = VerifyReport()
+    store = butler.datastore
+    registry_name = butler.config.get("registry", {}).get("path", "registry.sqlite3")
+    tracked: set[str] = set()
+    for rec in butler.registry.all_records():
+        report.checked += 1
+        tracked.add(rec.path)
+        if rec.provenance:
+            tracked.add(rec.provenance)
+        where = {"dataset_type": rec.dataset_type, "data_id": rec.data_id.to_dict(), "run": rec.run}
+        try:
+            if "://" in rec.path:
+                fs, p = fsspec.core.url_to_fs(rec.path)
+                data = fs.cat_file(p)
+            else:
+                data = store.get_bytes(rec.path)
+        except FileNotFoundError:
+            report.problems.append(
+                VerifyProblem("missing_file", rec.path, "registered but not in storage", **where)
+            )
+            continue
+        if len(data) != rec.size:
+            report.problems.append(
+                VerifyProblem("size", rec.path, f"registry {rec.size} B, file {len(data)} B", **where)
+            )
+        actual = checksum_bytes(data)
+        if actual != rec.checksum:
+            report.problems.append(
+                VerifyProblem("checksum", rec.path, f"registry {rec.checksum}, file {actual}", **where)
+            )
+    for path in store.walk():
+        if path in tracked or _is_bookkeeping(path, registry_name):
+            continue
+        report.problems.append(
+            VerifyProblem("unregistered_file", path, "in storage but not in the registry")
+        )
+    return report
