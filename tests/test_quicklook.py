@@ -1,0 +1,42 @@
+"""Quicklook PNGs: NO_DATA pixels get their own colour; data pixels are grey levels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+
+from warping.exposure import Exposure
+from warping.geom import Box2I
+from warping.quicklook import NO_DATA_RGB, render_coverage, render_quicklook, stretch_image
+
+
+def test_stretch_maps_to_unit_interval_and_keeps_nan() -> None:
+    rng = np.random.default_rng(1)
+    img = rng.normal(100.0, 5.0, (64, 64))
+    img[0, 0] = np.nan
+    s = stretch_image(img)
+    assert np.isnan(s[0, 0])
+    assert np.nanmin(s) >= 0.0 and np.nanmax(s) <= 1.0
+
+
+def test_quicklook_shows_no_data_distinctly(tmp_path: Path) -> None:
+    exp = Exposure.empty(Box2I(100, 200, 80, 60), fill_no_data=False)
+    rng = np.random.default_rng(2)
+    exp.image[:] = rng.normal(0.0, 1.0, exp.image.shape)
+    exp.image[:, :40] = np.nan
+    exp.mask[:, :40] = exp.mask_planes.bitmask("NO_DATA")
+    path = render_quicklook(exp, tmp_path / "q.png", title="test")
+    rgba = mpimg.imread(path)
+    colours = rgba[..., :3].reshape(-1, 3)
+    no_data = np.all(np.abs(colours - np.array(NO_DATA_RGB)) < 0.02, axis=1)
+    grey = np.all(np.abs(colours - colours[:, :1]) < 1e-3, axis=1)
+    assert no_data.sum() > 0.1 * len(colours)  # a large region is drawn in the NO_DATA colour
+    assert grey.sum() > 0.1 * len(colours)  # and data are grey levels
+
+
+def test_coverage_map_writes_png(tmp_path: Path) -> None:
+    verts = np.array([[0, 0], [50, 0], [50, 80], [0, 80]], dtype=float)
+    path = render_coverage(Box2I(10, 10, 60, 60), [("903988 ccd16", verts)], tmp_path / "c.png")
+    assert mpimg.imread(path).shape[2] in (3, 4)
