@@ -1,9 +1,209 @@
-"""CLI commands (being written)."""
+"""``rb`` commands for repositories: create, ingest, query, remove, reindex, verify, provenance.
+
+Each command is a thin adapter over :mod:`repo_butler`; library imports happen inside the
+functions so ``rb --help`` stays fast. Data go to stdout, diagnostics to stderr.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 import typer
+
+__all__ = ["register"]
+
+
+class OutputFormat(StrEnum):
+    """Output formats of the query commands."""
+
+    table = "table"
+    json = "json"
+
+
+class Transfer(StrEnum):
+    """How ``ingest`` brings files into the repository."""
+
+    copy = "copy"
+    move = "move"
+    symlink = "symlink"
+    direct = "direct"
+
+
+RepoArg = Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")]
+TypeArg = Annotated[str, typer.Argument(help="Dataset type name, e.g. calexp.")]
+DataIdOpt = Annotated[
+    list[str] | None,
+    typer.Option("--data-id", "-d", help="Data ID key=value (repeatable), e.g. -d visit=903988."),
+]
+RerunOpt = Annotated[str | None, typer.Option("--rerun", help="Rerun NAME or IN:OUT (Gen2 style).")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option("--where", "-w", help='Expression, e.g. "visit = 903988 AND ccd IN (16..24)".'),
+]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--storage-option", "-S", help="fsspec storage option KEY=VALUE (repeatable)."),
+]
+
+
+def create(
+    repo: RepoArg,
+    config: Annotated[
+        str | None, typer.Option("--config", help="YAML merged over the default butler.yaml.")
+    ] = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Create a repository (writes REPO/butler.yaml and an empty registry)."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import load_config_file, parse_storage_options
+
+    opts = parse_storage_options(storage_option)
+    Butler.create(repo, config=load_config_file(config), storage_options=opts).close()
+    typer.echo(f"created repository {repo}", err=True)
+
+
+def ingest(
+    repo: RepoArg,
+    dataset_type: TypeArg,
+    files: Annotated[list[str], typer.Argument(help="Files (paths or URLs) to ingest.")],
+    transfer: Annotated[Transfer, typer.Option("--transfer", "-t")] = Transfer.copy,
+    data_id: DataIdOpt = None,
+    rerun: RerunOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Register files as datasets; data IDs are parsed from paths that follow the template."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_key_values, parse_storage_options
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, rerun=rerun, storage_options=opts) as butler:
+        refs = butler.ingest(
+            dataset_type, files, transfer=transfer.value, data_id=parse_key_values(data_id) or None
+        )
+    typer.echo(f"ingested {len(refs)} {dataset_type} dataset(s)", err=True)
+
+
+def query_datasets(
+    repo: RepoArg,
+    dataset_type: TypeArg,
+    where: WhereOpt = None,
+    data_id: DataIdOpt = None,
+    rerun: RerunOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    storage_option: StorageOpt = None,
+) -> None:
+    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}])."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import format_refs, parse_key_values, parse_storage_options
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+        refs = butler.query_datasets(dataset_type, where, data_id=parse_key_values(data_id) or None)
+    typer.echo(format_refs(refs, fmt.value))
+
+
+def query_data_ids(
+    repo: RepoArg,
+    dimensions: Annotated[list[str], typer.Argument(help="Dimensions to list, e.g. visit ccd.")],
+    where: WhereOpt = None,
+    dataset_type: Annotated[
+        str | None, typer.Option("--dataset-type", help="Only data IDs of this dataset type.")
+    ] = None,
+    data_id: DataIdOpt = None,
+    rerun: RerunOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    storage_option: StorageOpt = None,
+) -> None:
+    """List distinct data IDs (JSON: array of objects), e.g. all CCDs of one visit."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import format_data_ids, parse_key_values, parse_storage_options
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+        ids = butler.query_data_ids(
+            dimensions, where, dataset_type=dataset_type, data_id=parse_key_values(data_id) or None
+        )
+        order = butler.dimensions.order(dimensions)
+    typer.echo(format_data_ids(ids, order, fmt.value))
+
+
+def remove(
+    repo: RepoArg,
+    dataset_type: TypeArg,
+    data_id: DataIdOpt = None,
+    rerun: RerunOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Remove one dataset of the output run (registry row, file, provenance sidecar)."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_key_values, parse_storage_options
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, rerun=rerun, storage_options=opts) as butler:
+        ref = butler.remove(dataset_type, parse_key_values(data_id))
+    typer.echo(f"removed {ref.uri}", err=True)
+
+
+def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:
+    """Rebuild the registry from the files in storage (templates + provenance sidecars)."""
+    import json
+
+    from repo_butler.cli_support import parse_storage_options
+    from repo_butler.maintenance import reindex as run_reindex
+
+    report = run_reindex(repo, storage_options=parse_storage_options(storage_option))
+    typer.echo(json.dumps(report.to_dict(), indent=2))
+
+
+def verify(
+    repo: RepoArg, fmt: FormatOpt = OutputFormat.table, storage_option: StorageOpt = None
+) -> None:
+    """Recompute checksums; report mismatches and files missing on either side (exit 1 if any)."""
+    import json
+
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_storage_options
+    from repo_butler.maintenance import verify as run_verify
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, storage_options=opts, writeable=False) as butler:
+        report = run_verify(butler)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for p in report.problems:
+            typer.echo(f"{p.kind}\t{p.path}\t{p.detail}")
+        typer.echo(f"checked {report.checked} datasets, {len(report.problems)} problem(s)")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def provenance(
+    repo: RepoArg,
+    dataset_type: TypeArg,
+    data_id: DataIdOpt = None,
+    rerun: RerunOpt = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Print the provenance record (JSON) stored with one dataset."""
+    import json
+
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_key_values, parse_storage_options
+    from repo_butler.errors import DatasetNotFoundError
+
+    opts = parse_storage_options(storage_option)
+    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+        doc = butler.get_provenance_dict(dataset_type, parse_key_values(data_id))
+        if doc is None:
+            raise DatasetNotFoundError(f"{dataset_type} {data_id} was stored without provenance")
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    for func in (create, ingest, query_datasets, query_data_ids, remove, reindex, verify):
+        app.command()(func)
+    app.command()(provenance)

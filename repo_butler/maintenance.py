@@ -1,4 +1,4 @@
-"""Repository maintenance: rebuild the registry from storage (``reindex``) and check it (``verify``).
+"""Repository maintenance: rebuild the registry from storage (``reindex``), check it (``verify``).
 
 ``reindex`` needs nothing but the files: it reads ``butler.yaml``, discovers reruns from their
 ``rerun/NAME/_run.json`` markers, parses every file path with the dataset types' templates,
@@ -205,7 +205,14 @@ def verify(butler: Butler) -> VerifyReport:
         tracked.add(rec.path)
         if rec.provenance:
             tracked.add(rec.provenance)
-        where = {"dataset_type": rec.dataset_type, "data_id": rec.data_id.to_dict(), "run": rec.run}
+
+        def problem(kind: str, detail: str, rec: DatasetRecord = rec) -> None:
+            report.problems.append(
+                VerifyProblem(
+                    kind, rec.path, detail, rec.dataset_type, rec.data_id.to_dict(), rec.run
+                )
+            )
+
         try:
             if "://" in rec.path:
                 fs, p = fsspec.core.url_to_fs(rec.path)
@@ -213,19 +220,13 @@ def verify(butler: Butler) -> VerifyReport:
             else:
                 data = store.get_bytes(rec.path)
         except FileNotFoundError:
-            report.problems.append(
-                VerifyProblem("missing_file", rec.path, "registered but not in storage", **where)
-            )
+            problem("missing_file", "registered but not in storage")
             continue
         if len(data) != rec.size:
-            report.problems.append(
-                VerifyProblem("size", rec.path, f"registry {rec.size} B, file {len(data)} B", **where)
-            )
+            problem("size", f"registry {rec.size} B, file {len(data)} B")
         actual = checksum_bytes(data)
         if actual != rec.checksum:
-            report.problems.append(
-                VerifyProblem("checksum", rec.path, f"registry {rec.checksum}, file {actual}", **where)
-            )
+            problem("checksum", f"registry {rec.checksum}, file {actual}")
     for path in store.walk():
         if path in tracked or _is_bookkeeping(path, registry_name):
             continue

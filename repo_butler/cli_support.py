@@ -1,0 +1,105 @@
+"""Helpers behind the ``rb`` butler commands: argument parsing and output formatting.
+
+Kept in the library so the CLI commands stay thin and these functions are testable directly.
+
+``--format json`` output is stable: ``query-datasets`` prints a JSON array with one object per
+dataset, keys in this order: ``dataset_type`` (str), ``data_id`` (object of dimension → int|str),
+``run`` (str, ``""`` for the repository root), ``uri`` (str), ``size`` (int, bytes), ``checksum``
+(str, ``"sha256:<hex>"``); ``query-data-ids`` prints a JSON array of data ID objects. Arrays are
+sorted by data ID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from repo_butler.dimensions import DataId
+from repo_butler.errors import ConfigError, DataIdError
+from repo_butler.refs import DatasetRef
+
+__all__ = [
+    "format_data_ids",
+    "format_refs",
+    "parse_key_values",
+    "parse_storage_options",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def parse_key_values(items: Iterable[str] | None, *, what: str = "--data-id") -> dict[str, str]:
+    """Parse ``["visit=903988", "patch=5,4"]`` into a dict of strings.
+
+    Raises
+    ------
+    DataIdError
+        If an item has no ``=``.
+    """
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DataIdError(f"{what} {item!r}: expected KEY=VALUE (e.g. visit=903988)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """Parse ``--storage-option KEY=VALUE`` items; values are JSON-decoded when possible."""
+    out: dict[str, Any] = {}
+    for key, text in parse_key_values(items, what="--storage-option").items():
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def load_config_file(path: str | None) -> dict[str, Any] | None:
+    """Read a YAML configuration overlay for ``rb create --config``."""
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read configuration {path!r}: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the configuration must be a YAML mapping")
+    return loaded
+
+
+def _data_id_text(data_id: DataId) -> str:
+    return " ".join(f"{k}={v}" for k, v in data_id.items())
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_refs(refs: Sequence[DatasetRef], fmt: str) -> str:
+    """Render datasets as a text table or as the documented JSON array."""
+    if fmt == "json":
+        return json.dumps([r.to_json_dict() for r in refs], indent=2)
+    rows = [
+        [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.uri]
+        for r in refs
+    ]
+    return _table(["dataset_type", "run", "data_id", "size", "uri"], rows)
+
+
+def format_data_ids(data_ids: Sequence[DataId], dimensions: Sequence[str], fmt: str) -> str:
+    """Render data IDs as a table (one column per dimension) or a JSON array of objects."""
+    if fmt == "json":
+        return json.dumps([d.to_dict() for d in data_ids], indent=2)
+    return _table(list(dimensions), [[str(d[k]) for k in dimensions] for d in data_ids])

@@ -1,0 +1,128 @@
+"""``rb`` butler commands through typer's CliRunner (and one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cli.main import app
+from repo_butler import Butler, Provenance
+from repo_butler.errors import DatasetNotFoundError, QuerySyntaxError
+
+runner = CliRunner()
+
+EXTRA = {
+    "dataset_types": {
+        "calexp_meta": {
+            "dimensions": ["pointing", "filter", "visit", "ccd"],
+            "formatter": "json",
+            "template": "{pointing:05d}/{filter}/corr/META-{visit:07d}-{ccd:03d}.json",
+        }
+    }
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> str:
+    config = tmp_path / "extra.yaml"
+    config.write_text(yaml.safe_dump(EXTRA))
+    root = str(tmp_path / "repo")
+    result = runner.invoke(app, ["create", root, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def _json(args: list[str]) -> object:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_create_ingest_query_json(repo: str, tmp_path: Path) -> None:
+    files = []
+    for ccd in (16, 17, 30):
+        f = tmp_path / "in" / "01178" / "HSC-I" / "corr" / f"META-0903988-{ccd:03d}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"ccd": ccd}))
+        files.append(str(f))
+    result = runner.invoke(app, ["ingest", repo, "calexp_meta", *files, "--transfer", "copy"])
+    assert result.exit_code == 0, result.output
+    rows = _json(
+        ["query-datasets", repo, "calexp_meta", "--where", "ccd IN (16..24)", "-f", "json"]
+    )
+    assert isinstance(rows, list) and len(rows) == 2
+    assert list(rows[0]) == ["dataset_type", "data_id", "run", "uri", "size", "checksum"]
+    assert rows[0]["data_id"] == {"pointing": 1178, "filter": "HSC-I", "visit": 903988, "ccd": 16}
+    assert rows[0]["run"] == "" and rows[0]["checksum"].startswith("sha256:")
+    assert rows[0]["size"] == Path(files[0]).stat().st_size
+    ids = _json(["query-data-ids", repo, "ccd", "visit", "-d", "visit=903988", "-f", "json"])
+    assert ids == [{"visit": 903988, "ccd": c} for c in (16, 17, 30)]
+    table = runner.invoke(app, ["query-datasets", repo, "calexp_meta"]).stdout
+    assert table.splitlines()[0].split() == ["dataset_type", "run", "data_id", "size", "uri"]
+    assert len(table.splitlines()) == 4
+
+
+def test_ingest_with_data_id_and_rerun(repo: str, tmp_path: Path) -> None:
+    f = tmp_path / "x.json"
+    f.write_text("[1]")
+    args = ["ingest", repo, "calexp_meta", str(f), "-t", "symlink", "--rerun", "r1"]
+    args += ["-d", "pointing=1", "-d", "filter=HSC-R", "-d", "visit=5", "-d", "ccd=2"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert Path(repo, "rerun/r1/00001/HSC-R/corr/META-0000005-002.json").is_symlink()
+    rows = _json(["query-datasets", repo, "calexp_meta", "--rerun", "r1", "-f", "json"])
+    assert [r["run"] for r in rows] == ["r1"]
+    assert _json(["query-datasets", repo, "calexp_meta", "-f", "json"]) == []
+
+
+def test_remove_verify_reindex_provenance(repo: str) -> None:
+    with Butler(repo) as butler:
+        butler.put({"a": 1}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=1)
+        prov = Provenance.build("t", {"n": 3})
+        butler.put({"a": 2}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=2, provenance=prov)
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    assert isinstance(doc, dict) and doc["task"] == "t" and doc["config"] == {"n": 3}
+    result = runner.invoke(app, ["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=1"])
+    assert isinstance(result.exception, DatasetNotFoundError)
+    assert runner.invoke(app, ["verify", repo]).exit_code == 0
+    Path(repo, "00001/g/corr/META-0000001-001.json").write_text('{"a":9}')  # same size
+    result = runner.invoke(app, ["verify", repo, "-f", "json"])
+    assert result.exit_code == 1
+    assert [p["kind"] for p in json.loads(result.stdout)["problems"]] == ["checksum"]
+    rm = runner.invoke(app, ["remove", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=1"])
+    assert rm.exit_code == 0
+    Path(repo, "registry.sqlite3").unlink()
+    report = _json(["reindex", repo])
+    assert isinstance(report, dict) and report["total"] == 1
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    assert isinstance(doc, dict) and doc["task"] == "t"
+
+
+def test_where_syntax_error_points_at_column(repo: str) -> None:
+    result = runner.invoke(app, ["query-datasets", repo, "calexp_meta", "-w", "visit = 1 AND"])
+    assert isinstance(result.exception, QuerySyntaxError)
+    assert "column 14" in str(result.exception)
+
+
+def test_console_script_prints_one_error_and_exits_1(repo: str) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "query-datasets",
+            repo,
+            "nosuch",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: unknown dataset type 'nosuch'")
+    assert "Traceback" not in proc.stderr
