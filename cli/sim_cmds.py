@@ -1,9 +1,44 @@
-"""CLI commands (being written)."""
+"""``rb simulate``: build a simulated input repository with known truth."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def simulate(
+    repo: str = typer.Argument(..., help="Repository root (local path or URL); created if absent."),
+    seed: int = typer.Option(1, "--seed", help="Random seed; the same seed gives the same repo."),
+    config: str = typer.Option("small", "--config", help="Preset: small, demo or full."),
+    visits: int = typer.Option(0, "--visits", help="Number of visits (0: the preset's)."),
+    tract: int = typer.Option(0, "--tract", help="Tract id used for jointcal_* data IDs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing datasets."),
+) -> None:
+    """Simulate HSC-like calexps, backgrounds, skyCorr, jointcal/fgcm calibrations and a truth
+    catalogue into REPO (deterministic for a seed)."""
+    from repo_butler.butler import Butler
+    from warping.simulate import SimulationConfig, default_visits, write_simulation
+
+    cfg = SimulationConfig.preset(config, seed=seed)
+    if visits:
+        v0 = cfg.visits[0]
+        spacing = 6.0 if config == "small" else 40.0
+        cfg = cfg.with_changes(
+            visits=default_visits(
+                v0.ra_deg, v0.dec_deg, visits, filter=v0.filter, dither_arcsec=spacing, seed=seed
+            )
+        )
+    butler = Butler.create(repo, exist_ok=True)
+    summary = write_simulation(
+        butler, cfg, tract=tract, progress=lambda m: typer.echo(m, err=True), overwrite=overwrite
+    )
+    typer.echo(
+        f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
+        f"{summary.n_sources} truth sources) into {Path(repo)} in {summary.seconds:.1f} s"
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``simulate`` to ``app``."""
+    app.command("simulate")(simulate)

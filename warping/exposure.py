@@ -13,6 +13,9 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 
 if TYPE_CHECKING:
+    import xarray as xr
+    from astropy.nddata import CCDData
+
     from warping.psf.base import Psf
 
 logger = logging.getLogger(__name__)
@@ -111,3 +114,164 @@ class Exposure:
     def height(self) -> int:
         """Number of rows."""
         return int(self.image.shape[0])
+
+    # -- conveniences (additive) -------------------------------------------------------------
+    @property
+    def unit(self) -> str:
+        """Pixel unit: ``"nJy"`` for a calibrated (photoCalib 1.0) image, else ``"count"``.
+
+        ``metadata["BUNIT"]`` overrides the guess.
+        """
+        bunit = self.metadata.get("BUNIT")
+        if isinstance(bunit, str) and bunit:
+            return bunit
+        pc = self.photo_calib
+        if pc is not None and getattr(pc, "calibration_mean", None) == 1.0 and pc.field is None:
+            return "nJy"
+        return "count"
+
+    def copy(self) -> Exposure:
+        """A deep copy of the pixel arrays; models and metadata are shallow-copied."""
+        return Exposure(
+            self.image.copy(),
+            self.mask.copy(),
+            self.variance.copy(),
+            mask_planes=self.mask_planes,
+            xy0=self.xy0,
+            wcs=None if self.wcs is None else self.wcs.deepcopy(),
+            psf=self.psf,
+            photo_calib=self.photo_calib,
+            visit_info=self.visit_info,
+            filter=self.filter,
+            id=self.id,
+            metadata=dict(self.metadata),
+            coadd_inputs=self.coadd_inputs,
+        )
+
+    def subset(self, bbox: Box2I) -> Exposure:
+        """The part of this exposure inside ``bbox`` (which must lie within :attr:`bbox`);
+        arrays are copies, the WCS is unchanged (parent coordinates)."""
+        inter = bbox.intersection(self.bbox)
+        if inter != bbox:
+            raise ValueError(f"subset bbox {bbox} is not inside the exposure bbox {self.bbox}")
+        sl = bbox.slices(self.bbox)
+        out = self.copy()
+        out.image = self.image[sl].copy()
+        out.mask = self.mask[sl].copy()
+        out.variance = self.variance[sl].copy()
+        out.xy0 = (bbox.x0, bbox.y0)
+        return out
+
+    def bad_pixels(self, *planes: str) -> np.ndarray:
+        """Boolean array, ``True`` where any of ``planes`` (default: all planes) is set."""
+        names = planes or tuple(self.mask_planes.bits)
+        return (self.mask & self.mask_planes.bitmask_if_present(*names)) != 0
+
+    def to_xarray(self) -> xr.Dataset:
+        """An ``xarray.Dataset`` with ``image``, ``mask``, ``variance`` on ``(y, x)``.
+
+        Coordinates ``y``/``x`` are parent-pixel indices (xy0 applied). Units are in each
+        variable's ``attrs["units"]``; the mask carries CF ``flag_masks``/``flag_meanings``; the
+        WCS is the array-relative FITS header as a string in ``attrs["wcs_header"]`` (parent
+        coordinates follow from ``attrs["xy0"]``).
+        """
+        import xarray as xr
+
+        from warping.skywcs import wcs_to_header
+
+        h, w = self.image.shape
+        coords = {
+            "y": np.arange(self.xy0[1], self.xy0[1] + h),
+            "x": np.arange(self.xy0[0], self.xy0[0] + w),
+        }
+        unit = self.unit
+        names = sorted(self.mask_planes.bits, key=lambda n: self.mask_planes.bit(n))
+        ds = xr.Dataset(
+            {
+                "image": (("y", "x"), self.image, {"units": unit}),
+                "variance": (("y", "x"), self.variance, {"units": f"{unit}2"}),
+                "mask": (
+                    ("y", "x"),
+                    self.mask,
+                    {
+                        "flag_masks": [1 << self.mask_planes.bit(n) for n in names],
+                        "flag_meanings": " ".join(names),
+                    },
+                ),
+            },
+            coords=coords,
+        )
+        ds.attrs["xy0"] = list(self.xy0)
+        if self.wcs is not None:
+            ds.attrs["wcs_header"] = wcs_to_header(self.wcs, self.xy0).tostring(sep="\n")
+        if self.filter is not None:
+            ds.attrs["filter"] = self.filter
+        if self.id is not None:
+            ds.attrs["id"] = int(self.id)
+        return ds
+
+    def to_ccddata(self, bad_planes: tuple[str, ...] | None = None) -> CCDData:
+        """An :class:`astropy.nddata.CCDData` (data, boolean mask = any of ``bad_planes`` set
+        (default all planes), :class:`~astropy.nddata.VarianceUncertainty`, WCS shifted to the
+        array origin, unit). The integer mask and its plane names go to ``meta``."""
+        from astropy.nddata import CCDData, VarianceUncertainty
+
+        from warping.skywcs import shift_wcs
+
+        wcs = None
+        if self.wcs is not None:
+            wcs = shift_wcs(self.wcs, -self.xy0[0], -self.xy0[1])
+        meta: dict[str, Any] = {
+            "XY0": list(self.xy0),
+            "MASKBITS": self.mask.copy(),
+            "MASKPLANES": dict(self.mask_planes.bits),
+        }
+        return CCDData(
+            self.image.copy(),
+            unit=self.unit,
+            mask=self.bad_pixels(*(bad_planes or ())),
+            uncertainty=VarianceUncertainty(self.variance.copy()),
+            wcs=wcs,
+            meta=meta,
+        )
+
+    @classmethod
+    def from_ccddata(cls, ccd: CCDData, xy0: tuple[int, int] | None = None) -> Exposure:
+        """Build an exposure from ``CCDData``: uncertainty converted to variance; a boolean mask
+        becomes the ``BAD`` plane unless ``meta`` holds ``MASKBITS``/``MASKPLANES`` (as written by
+        :meth:`to_ccddata`)."""
+        from astropy.nddata import StdDevUncertainty, VarianceUncertainty
+
+        from warping.skywcs import shift_wcs
+
+        image = np.asarray(ccd.data, dtype=np.float32)
+        unc = ccd.uncertainty
+        if unc is None:
+            variance = np.zeros_like(image)
+        elif isinstance(unc, VarianceUncertainty):
+            variance = np.asarray(unc.array, dtype=np.float32)
+        elif isinstance(unc, StdDevUncertainty):
+            variance = np.asarray(unc.array, dtype=np.float32) ** 2
+        else:
+            variance = np.asarray(unc.represent_as(VarianceUncertainty).array, dtype=np.float32)
+        meta = dict(ccd.meta or {})
+        if xy0 is None:
+            xy0_list = meta.get("XY0", (0, 0))
+            xy0 = (int(xy0_list[0]), int(xy0_list[1]))
+        planes = MaskPlanes.default()
+        if "MASKBITS" in meta and "MASKPLANES" in meta:
+            mask = np.asarray(meta["MASKBITS"], dtype=np.int32)
+            planes = MaskPlanes(dict(meta["MASKPLANES"]))
+        elif ccd.mask is not None:
+            mask = np.where(np.asarray(ccd.mask, dtype=bool), planes.bitmask("BAD"), 0).astype(
+                np.int32
+            )
+        else:
+            mask = np.zeros(image.shape, dtype=np.int32)
+        wcs = None
+        if ccd.wcs is not None and isinstance(ccd.wcs, WCS):
+            wcs = shift_wcs(ccd.wcs, xy0[0], xy0[1])
+        md = {k: v for k, v in meta.items() if k not in ("XY0", "MASKBITS", "MASKPLANES")}
+        if ccd.unit is not None:
+            md["BUNIT"] = ccd.unit.to_string("fits")
+        return cls(image, mask, variance, mask_planes=planes, xy0=xy0, wcs=wcs, metadata=md)

@@ -1,0 +1,32 @@
+"""Exceptions raised by :mod:`warping`.
+
+Every error subclasses :class:`WarpingError` (itself a :class:`repo_butler.errors.RepoButlerError`)
+and the builtin exception matching its meaning, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+from repo_butler.errors import FormatterError, RepoButlerError
+
+__all__ = [
+    "FormatError",
+    "MissingExposureError",
+    "SimulationError",
+    "WarpingError",
+]
+
+
+class WarpingError(RepoButlerError):
+    """Base class of every error raised by :mod:`warping`."""
+
+
+class MissingExposureError(WarpingError, LookupError):
+    """A calexp (or one of its calibration products) needed for a warp does not exist."""
+
+
+class FormatError(WarpingError, FormatterError):
+    """A file is corrupt, truncated or of an unsupported layout; the message names the file."""
+
+
+class SimulationError(WarpingError, ValueError):
+    """A simulation configuration is inconsistent (e.g. a CCD id outside the focal plane)."""

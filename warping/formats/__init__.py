@@ -1,0 +1,1 @@
+"""File formats for exposures and calibration products (ours and LSST afw files)."""

@@ -1,0 +1,233 @@
+"""FITS formats for calibration products: background lists, photometric calibrations and
+standalone WCSs, with their butler formatters ``background``, ``photocalib`` and ``skywcs``.
+
+Each file has a primary HDU with ``RBFMTV`` (format version) and ``RBKIND``:
+
+* ``BACKGROUND``: one ``BKGD`` one-row table per component (bbox, bin grid, interpolation style);
+  ``NCOMP`` in the primary header.
+* ``PHOTOCALIB``: one ``PHOTOCALIB`` one-row table (mean, error, optional Chebyshev field).
+  Standalone LSST afw ``PhotoCalib`` archives are read too.
+* ``SKYWCS``: the WCS cards in the primary header, parent pixel frame (``LTV1/2 = 0``). Any FITS
+  file whose first celestial WCS header is TAN/TAN-SIP/TPV is read too (xy0 from ``LTV1/2``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar
+
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from repo_butler.formatters.base import Formatter
+from warping.background import BackgroundComponent, BackgroundList
+from warping.errors import FormatError
+from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
+from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
+from warping.photocalib import PhotoCalib
+from warping.skywcs import wcs_from_header, wcs_to_header
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BackgroundFormatter",
+    "PhotoCalibFormatter",
+    "SkyWcsFormatter",
+    "read_background",
+    "read_photocalib",
+    "read_skywcs",
+    "write_background",
+    "write_photocalib",
+    "write_skywcs",
+]
+
+FORMAT_VERSION = 1
+
+
+def _primary(kind: str) -> fits.PrimaryHDU:
+    p = fits.PrimaryHDU()
+    p.header["RBFMTV"] = (FORMAT_VERSION, "repo-butler calibration format version")
+    p.header["RBKIND"] = (kind, "repo-butler object kind")
+    return p
+
+
+def _check_kind(hdul: fits.HDUList, kind: str, source: str) -> bool:
+    """True for our format of ``kind``; False for a foreign file; raise for our other kinds."""
+    ph = hdul[0].header
+    if "RBFMTV" not in ph:
+        return False
+    if int(ph["RBFMTV"]) > FORMAT_VERSION:
+        raise FormatError(f"{source}: format version {ph['RBFMTV']} is newer than this reader")
+    if ph.get("RBKIND") != kind:
+        raise FormatError(f"{source}: holds a {ph.get('RBKIND')!r}, expected a {kind!r}")
+    return True
+
+
+# -- background -----------------------------------------------------------------------------
+def background_to_bytes(bg: BackgroundList) -> bytes:
+    """Serialise a :class:`BackgroundList`."""
+    p = _primary("BACKGROUND")
+    p.header["NCOMP"] = (len(bg), "number of background components")
+    hdus: list[Any] = [p]
+    for c in bg:
+        hdu = dict_to_bintable(c.to_dict(), "BKGD")
+        hdu.header["INTERP"] = c.interp_style
+        hdus.append(hdu)
+    return hdulist_to_bytes(fits.HDUList(hdus))
+
+
+def background_from_bytes(data: bytes, source: str) -> BackgroundList:
+    """Deserialise a :class:`BackgroundList` (our format only)."""
+    hdul = open_fits_bytes(data, source)
+    with hdul, reading(source, "background"):
+        if not _check_kind(hdul, "BACKGROUND", source):
+            raise FormatError(
+                f"{source}: not a repo-butler background file (no RBFMTV); LSST afw "
+                "BackgroundList files are not supported"
+            )
+        comps = [
+            BackgroundComponent.from_dict(bintable_to_dict(h))
+            for h in hdul[1:]
+            if h.header.get("EXTNAME") == "BKGD"
+        ]
+        n = int(hdul[0].header.get("NCOMP", len(comps)))
+        if n != len(comps):
+            raise FormatError(f"{source}: header says {n} components, found {len(comps)}")
+        return BackgroundList(comps)
+
+
+# -- photocalib -----------------------------------------------------------------------------
+def photocalib_to_bytes(pc: PhotoCalib) -> bytes:
+    """Serialise a :class:`PhotoCalib`."""
+    p = _primary("PHOTOCALIB")
+    p.header["CALMEAN"] = (pc.calibration_mean, "mean calibration [nJy/count]")
+    p.header["CALERR"] = (pc.calibration_err, "error of CALMEAN [nJy/count]")
+    return hdulist_to_bytes(fits.HDUList([p, dict_to_bintable(pc.to_dict(), "PHOTOCALIB")]))
+
+
+def photocalib_from_bytes(data: bytes, source: str) -> PhotoCalib:
+    """Deserialise a :class:`PhotoCalib` (ours or an afw archive)."""
+    hdul = open_fits_bytes(data, source)
+    with hdul, reading(source, "photometric calibration"):
+        if _check_kind(hdul, "PHOTOCALIB", source):
+            for h in hdul[1:]:
+                if h.header.get("EXTNAME") == "PHOTOCALIB":
+                    return PhotoCalib.from_dict(bintable_to_dict(h))
+            raise FormatError(f"{source}: no PHOTOCALIB extension")
+        from warping.formats.lsst_afw import read_lsst_photocalib
+
+        return read_lsst_photocalib(hdul, source)
+
+
+# -- skywcs ---------------------------------------------------------------------------------
+def skywcs_to_bytes(wcs: WCS) -> bytes:
+    """Serialise a parent-pixel :class:`~astropy.wcs.WCS` (xy0 = 0)."""
+    if not isinstance(wcs, WCS) or not wcs.has_celestial:
+        raise TypeError(f"SkyWcsFormatter writes celestial astropy WCS objects, got {wcs!r}")
+    p = _primary("SKYWCS")
+    p.header.extend(wcs_to_header(wcs, (0, 0)), update=True)
+    return hdulist_to_bytes(fits.HDUList([p]))
+
+
+def skywcs_from_bytes(data: bytes, source: str) -> WCS:
+    """Deserialise a WCS: ours, or the first celestial WCS header of any FITS file."""
+    hdul = open_fits_bytes(data, source)
+    with hdul, reading(source, "WCS"):
+        ours = _check_kind(hdul, "SKYWCS", source)
+        for hdu in hdul[:1] if ours else hdul:
+            wcs = wcs_from_header(hdu.header)
+            if wcs is not None:
+                return wcs
+        raise FormatError(f"{source}: no celestial WCS found in any header")
+
+
+# -- local-file helpers ---------------------------------------------------------------------
+def _write(path: str | os.PathLike[str], data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_background(bg: BackgroundList, path: str | os.PathLike[str]) -> None:
+    """Write a background list to a local file."""
+    _write(path, background_to_bytes(bg))
+
+
+def read_background(path: str | os.PathLike[str]) -> BackgroundList:
+    """Read a background list from a local file."""
+    return background_from_bytes(_read(path), str(path))
+
+
+def write_photocalib(pc: PhotoCalib, path: str | os.PathLike[str]) -> None:
+    """Write a photometric calibration to a local file."""
+    _write(path, photocalib_to_bytes(pc))
+
+
+def read_photocalib(path: str | os.PathLike[str]) -> PhotoCalib:
+    """Read a photometric calibration (ours or afw) from a local file."""
+    return photocalib_from_bytes(_read(path), str(path))
+
+
+def write_skywcs(wcs: WCS, path: str | os.PathLike[str]) -> None:
+    """Write a standalone WCS to a local file."""
+    _write(path, skywcs_to_bytes(wcs))
+
+
+def read_skywcs(path: str | os.PathLike[str]) -> WCS:
+    """Read a standalone WCS (or the WCS of any FITS image) from a local file."""
+    return skywcs_from_bytes(_read(path), str(path))
+
+
+# -- formatters -----------------------------------------------------------------------------
+class BackgroundFormatter(Formatter):
+    """Butler formatter ``background``: :class:`BackgroundList` <-> FITS bytes."""
+
+    name: ClassVar[str] = "background"
+    extension: ClassVar[str] = ".fits"
+
+    def to_bytes(self, obj: Any) -> bytes:
+        """Serialise a :class:`BackgroundList`."""
+        if not isinstance(obj, BackgroundList):
+            raise TypeError(f"BackgroundFormatter writes BackgroundList, got {type(obj).__name__}")
+        return background_to_bytes(obj)
+
+    def from_bytes(self, data: bytes, *, source: str) -> BackgroundList:
+        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
+        return background_from_bytes(data, source)
+
+
+class PhotoCalibFormatter(Formatter):
+    """Butler formatter ``photocalib``: :class:`PhotoCalib` <-> FITS bytes."""
+
+    name: ClassVar[str] = "photocalib"
+    extension: ClassVar[str] = ".fits"
+
+    def to_bytes(self, obj: Any) -> bytes:
+        """Serialise a :class:`PhotoCalib`."""
+        if not isinstance(obj, PhotoCalib):
+            raise TypeError(f"PhotoCalibFormatter writes PhotoCalib, got {type(obj).__name__}")
+        return photocalib_to_bytes(obj)
+
+    def from_bytes(self, data: bytes, *, source: str) -> PhotoCalib:
+        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
+        return photocalib_from_bytes(data, source)
+
+
+class SkyWcsFormatter(Formatter):
+    """Butler formatter ``skywcs``: parent-pixel :class:`astropy.wcs.WCS` <-> FITS bytes."""
+
+    name: ClassVar[str] = "skywcs"
+    extension: ClassVar[str] = ".fits"
+
+    def to_bytes(self, obj: Any) -> bytes:
+        """Serialise a WCS."""
+        return skywcs_to_bytes(obj)
+
+    def from_bytes(self, data: bytes, *, source: str) -> WCS:
+        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
+        return skywcs_from_bytes(data, source)

@@ -1,0 +1,357 @@
+"""The exposure FITS format (``RBFMTV = 1``), and the ``exposure`` butler formatter.
+
+Layout (documented in ``schemas/exposure-fits.schema.json``):
+
+=====  ============  ==========================================================================
+HDU    EXTNAME       content
+=====  ============  ==========================================================================
+0      (primary)     ``RBFMTV``, ``RBKIND='EXPOSURE'``, visit info (``EXPTIME``, ``MJD-AVG``,
+                     ``DATE-AVG``, ``BORE-RA``, ``BORE-DEC``, ``BORE-ROTANG``, ``BORE-AIRMASS``),
+                     ``FILTER``, ``EXPID``; no data
+1      IMAGE         float32 image; WCS relative to the array, ``LTV1/2 = -xy0``, ``A`` WCS with
+                     xy0, ``BUNIT``, ``INHERIT = T``
+2      MASK          int32 mask; same WCS cards; one ``MP_<NAME> = bit`` card per plane
+3      VARIANCE      float32 variance; ``BUNIT = <unit>2``, ``UTYPE = 'VarianceUncertainty'``
+opt.   PSF           one-row table: the PSF dict (:mod:`warping.formats.fits_dict`), ``PSFTYPE``
+opt.   PHOTOCALIB    one-row table: the PhotoCalib dict
+opt.   METADATA      one-row table: the free metadata dict (exact JSON round trip)
+opt.   <registered>  extensions added by :func:`register_extension`, each tagged ``RBEXT``
+=====  ============  ==========================================================================
+
+Reading also accepts LSST afw exposures (detected by the absence of ``RBFMTV``), see
+:mod:`warping.formats.lsst_afw`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+from repo_butler.formatters.base import Formatter
+from warping.errors import FormatError
+from warping.exposure import Exposure, VisitInfo
+from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
+from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
+from warping.geom import Box2I
+from warping.masks import MaskPlanes
+from warping.photocalib import PhotoCalib
+from warping.psf.registry import psf_from_dict, psf_to_dict
+from warping.skywcs import read_xy0, wcs_from_header, wcs_to_header
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ExposureFormatter",
+    "exposure_from_hdulist",
+    "exposure_to_hdulist",
+    "read_exposure",
+    "read_wcs_and_bbox",
+    "register_extension",
+    "write_exposure",
+]
+
+#: Version written in ``RBFMTV``; readers refuse newer versions.
+FORMAT_VERSION = 1
+
+ToHdus = Callable[[Any], Sequence[fits.ImageHDU | fits.BinTableHDU]]
+FromHdus = Callable[[Sequence[fits.ImageHDU | fits.BinTableHDU]], Any]
+
+
+@dataclass(frozen=True)
+class _Extension:
+    name: str
+    attr: str
+    to_hdus: ToHdus
+    from_hdus: FromHdus
+    module: str
+
+
+_EXTENSIONS: dict[str, _Extension] = {}
+_RESERVED = {"IMAGE", "MASK", "VARIANCE", "PSF", "PHOTOCALIB", "METADATA"}
+
+
+def register_extension(name: str, attr: str, to_hdus: ToHdus, from_hdus: FromHdus) -> None:
+    """Persist ``exposure.<attr>`` in extra FITS extensions tagged ``RBEXT = name``.
+
+    ``to_hdus(value)`` returns the HDUs (their ``EXTNAME`` is up to the caller) written after the
+    standard ones when the attribute is not ``None``; ``from_hdus(hdus)`` receives the same HDUs
+    in order and returns the value. A file naming an unregistered extension from a ``warping``
+    module imports that module (``RBEXTMOD``) before giving up with a :class:`FormatError`.
+    """
+    name = name.upper()
+    if name in _RESERVED:
+        raise ValueError(f"extension name {name!r} is reserved by the exposure format")
+    module = getattr(to_hdus, "__module__", "") or ""
+    _EXTENSIONS[name] = _Extension(name, attr, to_hdus, from_hdus, module)
+
+
+# -- writing ---------------------------------------------------------------------------------
+_VISIT_CARDS = (
+    ("exposure_time", "EXPTIME", "exposure time [s]"),
+    ("mid_time_mjd", "MJD-AVG", "MJD (TAI) at mid-exposure"),
+    ("boresight_ra", "BORE-RA", "boresight RA [deg]"),
+    ("boresight_dec", "BORE-DEC", "boresight Dec [deg]"),
+    ("rotation_angle", "BORE-ROTANG", "rotation angle [deg]"),
+    ("airmass", "BORE-AIRMASS", "airmass at boresight"),
+)
+
+
+def _set(header: fits.Header, key: str, value: Any, comment: str = "") -> None:
+    card_key = key if len(key) <= 8 else f"HIERARCH {key}"
+    header[card_key] = (value, comment)
+
+
+def _image_header(exposure: Exposure, exttype: str) -> fits.Header:
+    if exposure.wcs is not None:
+        hdr = wcs_to_header(exposure.wcs, exposure.xy0)
+    else:
+        hdr = fits.Header()
+        hdr["LTV1"] = float(-exposure.xy0[0])
+        hdr["LTV2"] = float(-exposure.xy0[1])
+        hdr["CTYPE1A"] = "LINEAR"
+        hdr["CTYPE2A"] = "LINEAR"
+        hdr["CRPIX1A"] = 1.0
+        hdr["CRPIX2A"] = 1.0
+        hdr["CRVAL1A"] = float(exposure.xy0[0])
+        hdr["CRVAL2A"] = float(exposure.xy0[1])
+        hdr["CUNIT1A"] = "pixel"
+        hdr["CUNIT2A"] = "pixel"
+    hdr["INHERIT"] = True
+    hdr["EXTTYPE"] = exttype
+    hdr["EXTNAME"] = exttype
+    return hdr
+
+
+def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
+    """Build the HDU list of :data:`FORMAT_VERSION` for ``exposure``."""
+    primary = fits.PrimaryHDU()
+    ph = primary.header
+    ph["RBFMTV"] = (FORMAT_VERSION, "repo-butler exposure format version")
+    ph["RBKIND"] = ("EXPOSURE", "repo-butler object kind")
+    if exposure.filter is not None:
+        ph["FILTER"] = (exposure.filter, "filter/band label")
+    if exposure.id is not None:
+        ph["EXPID"] = (int(exposure.id), "exposure id")
+    vi = exposure.visit_info
+    if vi is not None:
+        ph["HASVISIT"] = (True, "visit info cards follow (absent card = NaN)")
+        for attr, key, comment in _VISIT_CARDS:
+            v = float(getattr(vi, attr))
+            if math.isfinite(v):
+                _set(ph, key, v, comment)
+        if math.isfinite(vi.mid_time_mjd):
+            ph["DATE-AVG"] = (Time(vi.mid_time_mjd, format="mjd", scale="tai").isot, "TAI")
+            ph["TIMESYS"] = "TAI"
+    unit = exposure.unit
+    img_h = _image_header(exposure, "IMAGE")
+    img_h["BUNIT"] = unit
+    mask_h = _image_header(exposure, "MASK")
+    for name, bit in exposure.mask_planes.bits.items():
+        _set(mask_h, f"MP_{name}", int(bit))
+    var_h = _image_header(exposure, "VARIANCE")
+    var_h["BUNIT"] = f"{unit}2"
+    var_h["UTYPE"] = ("VarianceUncertainty", "astropy CCDData uncertainty class")
+    hdus: list[Any] = [
+        primary,
+        fits.ImageHDU(np.asarray(exposure.image, dtype=np.float32), img_h),
+        fits.ImageHDU(np.asarray(exposure.mask, dtype=np.int32), mask_h),
+        fits.ImageHDU(np.asarray(exposure.variance, dtype=np.float32), var_h),
+    ]
+    if exposure.psf is not None:
+        d = psf_to_dict(exposure.psf)
+        hdu = dict_to_bintable(d, "PSF")
+        hdu.header["PSFTYPE"] = (str(d["type"]), "PSF class")
+        hdus.append(hdu)
+    if exposure.photo_calib is not None:
+        hdus.append(dict_to_bintable(exposure.photo_calib.to_dict(), "PHOTOCALIB"))
+    if exposure.metadata:
+        hdus.append(dict_to_bintable(dict(exposure.metadata), "METADATA"))
+    for ext in _EXTENSIONS.values():
+        value = getattr(exposure, ext.attr, None)
+        if value is None:
+            continue
+        for hdu in ext.to_hdus(value):
+            hdu.header["RBEXT"] = (ext.name, "repo-butler extension")
+            hdu.header["RBEXTMOD"] = (ext.module, "module registering the extension")
+            hdus.append(hdu)
+    return fits.HDUList(hdus)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _find(hdul: fits.HDUList, name: str, source: str) -> Any:
+    for hdu in hdul:
+        if hdu.header.get("EXTNAME") == name:
+            return hdu
+    raise FormatError(f"{source}: missing the {name} extension required by the exposure format")
+
+
+def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
+    ph = hdul[0].header
+    version = int(ph["RBFMTV"])
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"{source}: exposure format version {version} is newer than this reader "
+            f"({FORMAT_VERSION}); upgrade repo-butler"
+        )
+    if ph.get("RBKIND", "EXPOSURE") != "EXPOSURE":
+        raise FormatError(f"{source}: holds a {ph.get('RBKIND')!r}, not an exposure")
+    img = _find(hdul, "IMAGE", source)
+    msk = _find(hdul, "MASK", source)
+    var = _find(hdul, "VARIANCE", source)
+    for hdu, dtype in ((img, np.float32), (msk, np.int32), (var, np.float32)):
+        if hdu.data is None or hdu.data.ndim != 2:
+            raise FormatError(f"{source}: {hdu.name} is not a 2-D image")
+        if hdu.data.dtype.newbyteorder("=") != np.dtype(dtype):
+            raise FormatError(f"{source}: {hdu.name} has dtype {hdu.data.dtype}, expected {dtype}")
+    if not img.data.shape == msk.data.shape == var.data.shape:
+        raise FormatError(
+            f"{source}: IMAGE {img.data.shape}, MASK {msk.data.shape} and VARIANCE "
+            f"{var.data.shape} differ in shape"
+        )
+    xy0 = read_xy0(img.header)
+    wcs = wcs_from_header(img.header, xy0)
+    planes = {k[3:]: int(v) for k, v in msk.header.items() if k.startswith("MP_")}
+    visit = None
+    if ph.get("HASVISIT", False):
+        kw = {}
+        for attr, key, _ in _VISIT_CARDS:
+            kw[attr] = float(ph[key]) if key in ph else float("nan")
+        visit = VisitInfo(**kw)
+    psf = None
+    photo_calib = None
+    metadata: dict[str, Any] = {}
+    ext_hdus: dict[str, list[Any]] = {}
+    ext_modules: dict[str, str] = {}
+    for hdu in hdul[1:]:
+        name = hdu.header.get("EXTNAME")
+        if "RBEXT" in hdu.header:
+            ext_hdus.setdefault(hdu.header["RBEXT"], []).append(hdu)
+            ext_modules[hdu.header["RBEXT"]] = str(hdu.header.get("RBEXTMOD", ""))
+        elif name == "PSF":
+            psf = psf_from_dict(bintable_to_dict(hdu))
+        elif name == "PHOTOCALIB":
+            photo_calib = PhotoCalib.from_dict(bintable_to_dict(hdu))
+        elif name == "METADATA":
+            metadata = bintable_to_dict(hdu)
+    exposure = Exposure(
+        np.array(img.data, dtype=np.float32),
+        np.array(msk.data, dtype=np.int32),
+        np.array(var.data, dtype=np.float32),
+        mask_planes=MaskPlanes(planes),
+        xy0=xy0,
+        wcs=wcs,
+        psf=psf,
+        photo_calib=photo_calib,
+        visit_info=visit,
+        filter=ph.get("FILTER"),
+        id=int(ph["EXPID"]) if "EXPID" in ph else None,
+        metadata=metadata,
+    )
+    for name, hdus in ext_hdus.items():
+        if name not in _EXTENSIONS:
+            module = ext_modules.get(name, "")
+            if module.split(".")[0] == "warping":
+                importlib.import_module(module)
+        ext = _EXTENSIONS.get(name)
+        if ext is None:
+            raise FormatError(
+                f"{source}: extension {name!r} is not registered "
+                f"(module {ext_modules.get(name)!r}); import the module that calls "
+                "register_extension()"
+            )
+        setattr(exposure, ext.attr, ext.from_hdus(hdus))
+    return exposure
+
+
+def exposure_from_hdulist(hdul: fits.HDUList, source: str = "<memory>") -> Exposure:
+    """Read our format or an LSST afw exposure (layout detected from the primary header)."""
+    with reading(source, "exposure"):
+        if len(hdul) == 0:
+            raise FormatError(f"{source}: empty FITS file")
+        if "RBFMTV" in hdul[0].header:
+            return _read_ours(hdul, source)
+        from warping.formats.lsst_afw import is_lsst_exposure, read_lsst_exposure
+
+        if is_lsst_exposure(hdul):
+            return read_lsst_exposure(hdul, source)
+        raise FormatError(
+            f"{source}: neither a repo-butler exposure (no RBFMTV keyword) nor an LSST afw "
+            "exposure (no IMAGE/MASK/VARIANCE image extensions)"
+        )
+
+
+def write_exposure(exposure: Exposure, path: str | os.PathLike[str]) -> None:
+    """Write ``exposure`` to a local FITS file (overwriting)."""
+    with open(path, "wb") as f:
+        f.write(hdulist_to_bytes(exposure_to_hdulist(exposure)))
+
+
+def read_exposure(path: str | os.PathLike[str]) -> Exposure:
+    """Read a local exposure file (ours, or an LSST afw calexp, incl. tile-compressed ``.fz``)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return ExposureFormatter().from_bytes(data, source=str(path))
+
+
+def read_wcs_and_bbox(
+    f: str | os.PathLike[str] | bytes | IO[bytes], source: str | None = None
+) -> tuple[WCS | None, Box2I]:
+    """Parent-pixel WCS and bbox of an exposure file (ours or afw), reading headers only.
+
+    ``f`` is a path, the file's bytes, or a binary file object (e.g. from fsspec).
+    """
+    import io
+
+    name = source or (str(f) if isinstance(f, str | os.PathLike) else "<file>")
+    obj: Any = io.BytesIO(f) if isinstance(f, bytes) else f
+    with reading(name, "exposure headers"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hdul = fits.open(obj, lazy_load_hdus=True, memmap=False)
+        with hdul:
+            hdu = None
+            for h in hdul[1:]:
+                if h.header.get("EXTNAME") == "IMAGE":
+                    hdu = h
+                    break
+            if hdu is None:
+                if len(hdul) < 2:
+                    raise FormatError(f"{name}: no image extension; not an exposure file")
+                hdu = hdul[1]
+            hdr = hdu.header
+            if int(hdr.get("NAXIS", 0)) != 2:
+                raise FormatError(f"{name}: image extension is not 2-D")
+            xy0 = read_xy0(hdr)
+            bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
+            return wcs_from_header(hdr, xy0), bbox
+
+
+class ExposureFormatter(Formatter):
+    """Butler formatter ``exposure``: :class:`~warping.exposure.Exposure` <-> FITS bytes."""
+
+    name: ClassVar[str] = "exposure"
+    extension: ClassVar[str] = ".fits"
+
+    def to_bytes(self, obj: Any) -> bytes:
+        """Serialise an :class:`Exposure`."""
+        if not isinstance(obj, Exposure):
+            raise TypeError(f"ExposureFormatter writes Exposure objects, got {type(obj).__name__}")
+        return hdulist_to_bytes(exposure_to_hdulist(obj))
+
+    def from_bytes(self, data: bytes, *, source: str) -> Exposure:
+        """Deserialise; raise :class:`~warping.errors.FormatError` naming ``source`` on bad data."""
+        hdul = open_fits_bytes(data, source)
+        with hdul:
+            return exposure_from_hdulist(hdul, source)

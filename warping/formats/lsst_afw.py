@@ -1,0 +1,339 @@
+"""Readers for files written by the LSST Science Pipelines (afw ``Exposure`` FITS).
+
+Supported:
+
+* image/mask/variance from ``IMAGE``/``MASK``/``VARIANCE`` extensions (modern layout, also
+  tile-compressed) or HDUs 1-3 without ``EXTNAME`` (old layout, uint16 mask);
+* xy0 from ``LTV1/LTV2``; the WCS from the image header (TAN-SIP as written by afw), converted to
+  parent pixels; mask planes from the ``MP_*`` cards;
+* visit info from primary keywords (``EXPTIME``, ``DATE-AVG``/``TIME-MID``, ``BORE-*``);
+* the filter from the archive ``FilterLabel`` (physical, else band) or ``FILTER``;
+* ``PhotoCalib`` from the archive (constant, or a ``ChebyshevBoundedField``), else ``FLUXMAG0``;
+* PSF from the archive: ``GaussianPsf``, ``DoubleGaussianPsf`` and ``PsfexPsf``. Other PSF
+  classes (``PcaPsf``, ``CoaddPsf``, ...) are not supported: the PSF is ``None`` and
+  ``metadata["LSST_UNSUPPORTED_PSF"]`` names the class (a warning is logged).
+
+Not read: the AST ``SkyWcs`` archive (the header approximation is used), ApCorrMap, Detector,
+TransmissionCurve, valid polygon, summary stats.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+
+from warping.errors import FormatError
+from warping.exposure import Exposure, VisitInfo
+from warping.geom import Box2I
+from warping.masks import MaskPlanes
+from warping.photocalib import AB_REFERENCE_FLUX_NJY, ChebyshevBoundedField, PhotoCalib
+from warping.psf.analytic import DoubleGaussianPsf, GaussianPsf
+from warping.psf.base import Psf
+from warping.psf.image import PsfexPsf
+from warping.skywcs import read_xy0, wcs_from_header
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LsstArchive",
+    "is_lsst_exposure",
+    "read_lsst_exposure",
+    "read_lsst_photocalib",
+]
+
+_STRUCTURAL = {
+    "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "COMMENT", "HISTORY", "", "AR_HDU", "EXPINFO_V",
+}  # fmt: skip
+
+
+class LsstArchive:
+    """The afw ``InputArchive`` of a file: ``ARCHIVE_INDEX`` plus its data catalogs."""
+
+    def __init__(self, hdul: fits.HDUList, source: str) -> None:
+        self.source = source
+        self.hdul = hdul
+        ph = hdul[0].header
+        self.index_hdu: int | None = None
+        if "AR_HDU" in ph:
+            self.index_hdu = int(ph["AR_HDU"]) - 1  # 1-indexed in the header
+        else:
+            for i, hdu in enumerate(hdul):
+                if hdu.header.get("EXTTYPE") == "ARCHIVE_INDEX":
+                    self.index_hdu = i
+                    break
+        self.entries: dict[int, list[tuple[int, int, int, int, str]]] = {}
+        if self.index_hdu is None:
+            return
+        if self.index_hdu >= len(hdul):
+            raise FormatError(f"{source}: AR_HDU points past the end of the file")
+        index = hdul[self.index_hdu].data
+        names = [n.lower() for n in index.columns.names]
+
+        def col(*candidates: str) -> np.ndarray:
+            for c in candidates:
+                if c in names:
+                    return np.asarray(index.field(names.index(c)))
+            raise FormatError(f"{source}: archive index lacks column {candidates[0]!r}")
+
+        ids = col("id")
+        cat_archive = col("cat.archive", "cat_archive")
+        cat_persistable = col("cat.persistable", "cat_persistable")
+        row0 = col("row0")
+        nrows = col("nrows")
+        cls = col("name")
+        for i in range(len(ids)):
+            name = (cls[i].decode() if isinstance(cls[i], bytes) else str(cls[i])).strip()
+            self.entries.setdefault(int(ids[i]), []).append(
+                (int(cat_persistable[i]), int(cat_archive[i]), int(row0[i]), int(nrows[i]), name)
+            )
+
+    def name(self, obj_id: int) -> str:
+        """Class name of archive object ``obj_id``."""
+        if obj_id not in self.entries:
+            raise FormatError(f"{self.source}: archive has no object with id {obj_id}")
+        return self.entries[obj_id][0][4]
+
+    def catalogs(self, obj_id: int) -> list[Any]:
+        """The rows (FITS_rec slices) of each catalog of object ``obj_id``, in persistable order."""
+        if self.index_hdu is None:
+            raise FormatError(f"{self.source}: file has no afw archive")
+        out = []
+        for _, cat, row0, nrows, _ in sorted(self.entries.get(obj_id, [])):
+            hdu = self.hdul[self.index_hdu + cat]
+            out.append(hdu.data[row0 : row0 + nrows])
+        if not out:
+            raise FormatError(f"{self.source}: archive has no object with id {obj_id}")
+        return out
+
+
+def _component_id(ph: fits.Header, component: str) -> int | None:
+    for key in (f"ARCHIVE_ID_{component}", f"{component}_ID"):
+        if key in ph and int(ph[key]) > 0:
+            return int(ph[key])
+    return None
+
+
+def is_lsst_exposure(hdul: fits.HDUList) -> bool:
+    """True when the file looks like an afw exposure (image HDUs 1-3, or IMAGE/MASK/VARIANCE)."""
+    names = [h.header.get("EXTNAME") for h in hdul]
+    if {"IMAGE", "MASK", "VARIANCE"} <= set(names):
+        return True
+    if len(hdul) >= 4 and all(
+        isinstance(hdul[i], fits.ImageHDU | fits.CompImageHDU) for i in (1, 2, 3)
+    ):
+        return hdul[2].header.get("EXTTYPE") == "MASK" or any(
+            k.startswith("MP_") for k in hdul[2].header
+        )
+    return False
+
+
+def _image_hdus(hdul: fits.HDUList) -> tuple[Any, Any, Any]:
+    by_name = {h.header.get("EXTNAME"): h for h in hdul}
+    if {"IMAGE", "MASK", "VARIANCE"} <= set(by_name):
+        return by_name["IMAGE"], by_name["MASK"], by_name["VARIANCE"]
+    return hdul[1], hdul[2], hdul[3]
+
+
+def _read_photocalib_from_archive(archive: LsstArchive, obj_id: int) -> PhotoCalib:
+    rows = archive.catalogs(obj_id)[0]
+    row = rows[0]
+    names = [n.lower() for n in rows.columns.names]
+    mean = float(row["calibrationMean"])
+    err = float(row["calibrationErr"])
+    is_constant = True
+    if "flags" in names:
+        flags = np.atleast_1d(row["flags"])
+        is_constant = bool(flags[0]) if flags.size else True
+    field_id = int(row["field"]) if "field" in names else 0
+    if is_constant or field_id <= 0:
+        return PhotoCalib(mean, err)
+    bf_name = archive.name(field_id)
+    if bf_name != "ChebyshevBoundedField":
+        raise FormatError(
+            f"{archive.source}: PhotoCalib uses an unsupported bounded field {bf_name!r}"
+        )
+    field = _read_chebyshev(archive, field_id)
+    return PhotoCalib(None, err, field)
+
+
+def _read_chebyshev(archive: LsstArchive, obj_id: int) -> ChebyshevBoundedField:
+    row = archive.catalogs(obj_id)[0][0]
+    order_x = int(row["order_x"])
+    bbox = Box2I.from_minmax(
+        int(row["bbox_min_x"]),
+        int(row["bbox_min_y"]),
+        int(row["bbox_max_x"]),
+        int(row["bbox_max_y"]),
+    )
+    coeffs = np.atleast_1d(np.asarray(row["coefficients"], dtype=float))
+    nx = order_x + 1
+    if coeffs.size % nx:
+        raise FormatError(
+            f"{archive.source}: ChebyshevBoundedField has {coeffs.size} coefficients, "
+            f"not a multiple of order_x+1={nx}"
+        )
+    return ChebyshevBoundedField(bbox, coeffs.reshape(-1, nx))
+
+
+def _read_psf(archive: LsstArchive, obj_id: int) -> Psf | None:
+    name = archive.name(obj_id)
+    cats = archive.catalogs(obj_id)
+    if name == "GaussianPsf":
+        row = cats[0][0]
+        return GaussianPsf(float(row["sigma"]), int(row["dimensions_x"]))
+    if name == "DoubleGaussianPsf":
+        row = cats[0][0]
+        return DoubleGaussianPsf(
+            int(row["dimensions_x"]), float(row["sigma1"]), float(row["sigma2"]), float(row["b"])
+        )
+    if name == "PsfexPsf":
+        head = cats[0][0]
+        body = cats[1][0]
+        size = np.asarray(body["_size"]).astype(int)  # (nx, ny, ncomp)
+        comp = np.asarray(body["_comp"], dtype=float).reshape(
+            int(size[2]), int(size[1]), int(size[0])
+        )
+        if int(head["ndim"]) != 2 or int(head["ngroup"]) != 1:
+            raise FormatError(
+                f"{archive.source}: PsfexPsf with ndim={head['ndim']}, ngroup={head['ngroup']} "
+                "is not supported (only 2-D, one group)"
+            )
+        degree = int(np.atleast_1d(body["degree"])[0])
+        first = np.asarray(body["_context_first"], dtype=float)
+        second = np.asarray(body["_context_second"], dtype=float)
+        return PsfexPsf(
+            comp,
+            float(head["_pixstep"]),
+            (float(first[0]), float(first[1])),
+            (float(second[0]), float(second[1])),
+            degree,
+            context_origin=0.0,
+            average_position=(float(head["averagePosition_x"]), float(head["averagePosition_y"])),
+        )
+    logger.warning(
+        "%s: LSST PSF class %r is not supported; exposure.psf is None", archive.source, name
+    )
+    return None
+
+
+def _visit_info(ph: fits.Header) -> VisitInfo | None:
+    def num(*keys: str) -> float:
+        for k in keys:
+            if k in ph:
+                try:
+                    v = float(ph[k])
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(v):
+                    return v
+        return float("nan")
+
+    mjd = float("nan")
+    for key in ("DATE-AVG", "TIME-MID"):
+        if key in ph and isinstance(ph[key], str) and ph[key].strip():
+            try:
+                text = ph[key].strip().rstrip("Z")
+                scale = (
+                    "utc" if key == "TIME-MID" else str(ph.get("TIMESYS", "TAI")).strip().lower()
+                )
+                mjd = float(Time(text, format="isot", scale=scale).tai.mjd)
+                if mjd < 40588.0:  # afw writes the Unix epoch for "unknown"
+                    mjd = float("nan")
+                    continue
+                break
+            except ValueError:
+                continue
+    vi = VisitInfo(
+        exposure_time=num("EXPTIME"),
+        mid_time_mjd=mjd,
+        boresight_ra=num("BORE-RA"),
+        boresight_dec=num("BORE-DEC"),
+        rotation_angle=num("BORE-ROTANG"),
+        airmass=num("BORE-AIRMASS", "AIRMASS"),
+    )
+    if all(math.isnan(getattr(vi, f)) for f in vi.__dataclass_fields__):
+        return None
+    return vi
+
+
+def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
+    """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
+    ph = hdul[0].header
+    img, msk, var = _image_hdus(hdul)
+    image = np.asarray(img.data, dtype=np.float32)
+    mask = np.asarray(msk.data).astype(np.int32)
+    variance = np.asarray(var.data, dtype=np.float32)
+    if image.ndim != 2 or not image.shape == mask.shape == variance.shape:
+        raise FormatError(
+            f"{source}: afw image/mask/variance shapes {image.shape}/{mask.shape}/{variance.shape} "
+            "are not equal 2-D shapes"
+        )
+    xy0 = read_xy0(img.header)
+    wcs = wcs_from_header(img.header, xy0)
+    planes = MaskPlanes({k[3:]: int(v) for k, v in msk.header.items() if k.startswith("MP_")})
+    archive = LsstArchive(hdul, source)
+    metadata: dict[str, Any] = {}
+    psf = None
+    photo_calib = None
+    filt: str | None = None
+    pid = _component_id(ph, "PSF")
+    if pid is not None:
+        psf = _read_psf(archive, pid)
+        if psf is None:
+            metadata["LSST_UNSUPPORTED_PSF"] = archive.name(pid)
+    cid = _component_id(ph, "PHOTOCALIB")
+    if cid is not None:
+        photo_calib = _read_photocalib_from_archive(archive, cid)
+    elif float(ph.get("FLUXMAG0", 0.0) or 0.0) > 0:
+        fm0 = float(ph["FLUXMAG0"])
+        fm0_err = float(ph.get("FLUXMAG0ERR", 0.0) or 0.0)
+        mean = AB_REFERENCE_FLUX_NJY / fm0
+        photo_calib = PhotoCalib(mean, mean * fm0_err / fm0)
+    fid = _component_id(ph, "FILTER")
+    if fid is not None and archive.name(fid) == "FilterLabel":
+        row = archive.catalogs(fid)[0][0]
+        names = row.array.columns.names
+        for col in ("physical", "band"):
+            if col in names:
+                val = row[col]
+                val = val.decode() if isinstance(val, bytes) else str(val)
+                if val.strip():
+                    filt = val.strip()
+                    break
+    if filt is None and isinstance(ph.get("FILTER"), str):
+        f = ph["FILTER"].strip()
+        filt = f if f and f != "_unknown_" else None
+    for key, value in ph.items():
+        if key in _STRUCTURAL or key.endswith("_ID") or key.startswith("ARCHIVE_ID"):
+            continue
+        if isinstance(value, str | int | float | bool):
+            metadata[key] = value
+    exp_id = ph.get("EXPID")
+    return Exposure(
+        image,
+        mask,
+        variance,
+        mask_planes=planes,
+        xy0=xy0,
+        wcs=wcs,
+        psf=psf,
+        photo_calib=photo_calib,
+        visit_info=_visit_info(ph),
+        filter=filt,
+        id=int(exp_id) if isinstance(exp_id, int) else None,
+        metadata=metadata,
+    )
+
+
+def read_lsst_photocalib(hdul: fits.HDUList, source: str) -> PhotoCalib:
+    """Read a standalone afw ``PhotoCalib`` archive file (e.g. ``jointcal_photoCalib``)."""
+    archive = LsstArchive(hdul, source)
+    ids = [i for i, e in archive.entries.items() if e[0][4] == "PhotoCalib"]
+    if not ids:
+        raise FormatError(f"{source}: afw archive holds no PhotoCalib")
+    return _read_photocalib_from_archive(archive, min(ids))

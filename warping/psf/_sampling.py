@@ -1,0 +1,53 @@
+"""Shared numerics for PSF models: Gaussian sampling, Lanczos resampling, stamp geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from warping.geom import Box2I
+
+__all__ = ["gaussian_samples", "lanczos_matrix", "odd_size", "stamp_offsets"]
+
+
+def odd_size(n: float) -> int:
+    """Smallest odd integer >= ``n`` (at least 1)."""
+    k = max(1, math.ceil(n))
+    return k if k % 2 == 1 else k + 1
+
+
+def stamp_offsets(x: float, y: float, size: int) -> tuple[np.ndarray, np.ndarray, Box2I]:
+    """Pixel offsets ``(dx, dy)`` from ``(x, y)`` of a ``size``-square stamp centred on the nearest
+    pixel, and the stamp's parent-pixel bbox. ``dx`` has shape ``(size,)`` (columns), ``dy`` rows.
+    """
+    half = size // 2
+    cx = math.floor(x + 0.5)
+    cy = math.floor(y + 0.5)
+    bbox = Box2I(cx - half, cy - half, size, size)
+    dx = np.arange(bbox.x0, bbox.x0 + size, dtype=float) - x
+    dy = np.arange(bbox.y0, bbox.y0 + size, dtype=float) - y
+    return dx, dy, bbox
+
+
+def gaussian_samples(
+    dx: np.ndarray, dy: np.ndarray, ixx: float, iyy: float, ixy: float
+) -> np.ndarray:
+    """Unnormalised 2-D Gaussian with moments ``(ixx, iyy, ixy)`` at offsets ``dy[:,None], dx``."""
+    det = ixx * iyy - ixy * ixy
+    if not det > 0:
+        raise ValueError(f"Gaussian moments ({ixx}, {iyy}, {ixy}) are not positive definite")
+    xx = dx[None, :]
+    yy = dy[:, None]
+    q = (iyy * xx * xx - 2.0 * ixy * xx * yy + ixx * yy * yy) / det
+    return np.exp(-0.5 * q)
+
+
+def lanczos_matrix(positions: np.ndarray, n_in: int, order: int = 5) -> np.ndarray:
+    """Weights ``W[k, m]`` so that ``sum_m W[k, m] f[m]`` Lanczos-interpolates ``f`` (defined on
+    integer positions ``0 .. n_in-1``, zero outside) at ``positions[k]``."""
+    m = np.arange(n_in, dtype=float)
+    t = positions[:, None] - m[None, :]
+    w = np.sinc(t) * np.sinc(t / order)
+    w[np.abs(t) >= order] = 0.0
+    return w

@@ -1,0 +1,96 @@
+"""Standalone celestial WCS helpers (``jointcal_wcs`` and the WCS inside exposure files).
+
+Convention: every in-memory WCS in :mod:`warping` is an :class:`astropy.wcs.WCS` mapping
+**parent** pixel positions (0-based, ``origin=0`` in astropy calls) to the sky. FITS headers store
+the WCS relative to the array, as afw does: ``CRPIX`` is shifted by ``-xy0`` and
+``LTV1/LTV2 = -x0/-y0``; an ``A`` WCS (``CRVAL1A/2A = x0/y0``) records xy0 too. TAN, TAN-SIP and
+TPV are supported (whatever astropy/wcslib reads).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["read_xy0", "shift_wcs", "wcs_from_header", "wcs_to_header"]
+
+_XY0_CARDS = (
+    "CRVAL1A",
+    "CRVAL2A",
+    "CRPIX1A",
+    "CRPIX2A",
+    "CTYPE1A",
+    "CTYPE2A",
+    "CUNIT1A",
+    "CUNIT2A",
+)
+
+
+def read_xy0(header: fits.Header) -> tuple[int, int]:
+    """xy0 from ``LTV1/LTV2`` (afw writes ``-x0``), else from ``CRVAL1A/2A``, else ``(0, 0)``."""
+    if "LTV1" in header or "LTV2" in header:
+        return (-round(float(header.get("LTV1", 0.0))), -round(float(header.get("LTV2", 0.0))))
+    if "CRVAL1A" in header and str(header.get("CTYPE1A", "")).strip() == "LINEAR":
+        return (round(float(header["CRVAL1A"])), round(float(header.get("CRVAL2A", 0.0))))
+    return (0, 0)
+
+
+def shift_wcs(wcs: WCS, dx: float, dy: float) -> WCS:
+    """A copy ``w`` of ``wcs`` with ``w(p + (dx, dy)) == wcs(p)`` (CRPIX moved by ``(dx, dy)``)."""
+    out = wcs.deepcopy()
+    out.wcs.crpix = [out.wcs.crpix[0] + dx, out.wcs.crpix[1] + dy]
+    if out.sip is not None:
+        # astropy keeps its own copy of CRPIX for SIP; rebuild it so both agree.
+        from astropy.wcs import Sip
+
+        s = out.sip
+        out.sip = Sip(s.a, s.b, s.ap, s.bp, out.wcs.crpix)
+    out.wcs.set()
+    return out
+
+
+def wcs_from_header(header: fits.Header, xy0: tuple[int, int] | None = None) -> WCS | None:
+    """Parent-pixel WCS from an array-relative FITS header; ``None`` if it has no celestial WCS.
+
+    ``xy0`` defaults to :func:`read_xy0` of the header.
+    """
+    hdr = header.copy()
+    for k in _XY0_CARDS:
+        hdr.remove(k, ignore_missing=True)
+    if "CTYPE1" not in hdr:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdr, relax=True, naxis=2)
+    if not wcs.has_celestial:
+        return None
+    x0, y0 = read_xy0(header) if xy0 is None else xy0
+    if x0 or y0:
+        wcs = shift_wcs(wcs, x0, y0)
+    return wcs
+
+
+def wcs_to_header(wcs: WCS, xy0: tuple[int, int] = (0, 0)) -> fits.Header:
+    """Array-relative FITS header cards for ``wcs`` (parent-pixel) at ``xy0``, with ``LTV1/2``
+    and the afw ``A`` WCS."""
+    x0, y0 = int(xy0[0]), int(xy0[1])
+    local = shift_wcs(wcs, -x0, -y0) if (x0 or y0) else wcs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hdr = local.to_header(relax=True)
+    hdr["LTV1"] = float(-x0)
+    hdr["LTV2"] = float(-y0)
+    hdr["CTYPE1A"] = ("LINEAR", "xy0 of the array in parent pixels")
+    hdr["CTYPE2A"] = "LINEAR"
+    hdr["CRPIX1A"] = 1.0
+    hdr["CRPIX2A"] = 1.0
+    hdr["CRVAL1A"] = float(x0)
+    hdr["CRVAL2A"] = float(y0)
+    hdr["CUNIT1A"] = "pixel"
+    hdr["CUNIT2A"] = "pixel"
+    return hdr
