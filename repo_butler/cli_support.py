@@ -78,7 +78,7 @@ def _data_id_text(data_id: DataId) -> str:
     return " ".join(f"{k}={v}" for k, v in data_id.items())
 
 
-def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
