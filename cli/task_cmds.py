@@ -1,9 +1,81 @@
-"""CLI commands (being written)."""
+"""``rb make-warp`` and ``rb demo``: the MakeWarp task over a repository.
+
+``make-warp`` accepts LSST's command-line syntax verbatim after the repository: several
+``key=value`` tokens after one ``--id`` / ``--selectId`` / ``--config``, ``--configfile``,
+``ccd=16^17`` lists and ``ccd=16..24`` ranges.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+__all__ = ["register"]
+
+MAKE_WARP_HELP = """Warp calexps onto a skymap patch, one warp per visit (LSST makeCoaddTempExp).
+
+Data IDs and config overrides use LSST's syntax, each option taking all following key=value
+tokens:
+
+  --id tract=0 patch=5,4 filter=HSC-I      the patch (required)
+
+  --selectId visit=903988 ccd=16^17        calexps to consider (repeatable; lists with ^,
+                                           ranges with ..); default: every calexp of the
+                                           filter overlapping the patch
+
+  --config makePsfMatched=True modelPsf.defaultFwhm=11      overrides (repeatable)
+
+  --configfile FILE                        'config.<field> = <literal>' lines (never executed)
+"""
+
+
+def make_warp(
+    ctx: typer.Context,
+    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
+    rerun: Annotated[
+        str | None, typer.Option("--rerun", help="Output rerun NAME or IN:OUT.")
+    ] = None,
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="Skip visits whose warps already exist.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="Print the effective config and exit.")
+    ] = False,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option("--storage-option", "-S", help="fsspec storage option KEY=VALUE."),
+    ] = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Warp calexps onto a skymap patch (see the full help text)."""
+    from cli.make_warp_app import make_warp_command
+
+    code = make_warp_command(
+        repo, list(ctx.args), rerun=rerun, reuse=reuse, jobs=jobs, show_config=show_config,
+        storage_options=storage_option, json_summary=json_summary,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+def demo(
+    directory: Annotated[str, typer.Argument(help="Where to build the demo repo.")] = "demo-repo",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
+) -> None:
+    """Simulate an HSC-like repo, make a skymap, run make-warp on tract 0 patch 5,4, draw PNGs."""
+    from warping.demo import run_demo
+
+    raise typer.Exit(run_demo(directory, jobs=jobs))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command(
+        "make-warp",
+        help=MAKE_WARP_HELP,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(make_warp)
+    app.command("demo")(demo)
