@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_config", "make_warp_command", "print_summary"]
+__all__ = ["demo_command", "format_config", "make_warp_command", "print_summary"]
 
 
 def format_config(config: Any, prefix: str = "config") -> list[str]:
@@ -137,3 +137,23 @@ def make_warp_command(
     if failed:
         err_console.print(f"[red]{failed} visit(s) failed[/red]")
     return 0 if made and not failed else 1
+
+
+def demo_command(directory: str, *, jobs: int = 1) -> int:
+    """Run the demo and print where the warps and PNGs are; 0 when warps were written."""
+    from rich.console import Console
+
+    from warping.demo import run_demo
+
+    console = Console(stderr=True)
+    result = run_demo(directory, jobs=jobs, echo=lambda line: console.print(line, highlight=False))
+    print_summary(result.summary, console=console)
+    print(f"repository:      {result.repo}")
+    print("warps:")
+    for uri in result.warps:
+        print(f"  {uri}")
+    print("quicklook PNGs:")
+    for png in result.pngs:
+        print(f"  {png}")
+    print(f"coverage map:    {result.coverage_png}")
+    return 0 if result.warps else 1

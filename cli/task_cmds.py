@@ -66,9 +66,9 @@ def demo(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
 ) -> None:
     """Simulate an HSC-like repo, make a skymap, run make-warp on tract 0 patch 5,4, draw PNGs."""
-    from warping.demo import run_demo
+    from cli.make_warp_app import demo_command
 
-    raise typer.Exit(run_demo(directory, jobs=jobs))
+    raise typer.Exit(demo_command(directory, jobs=jobs))
 
 
 def register(app: typer.Typer) -> None:
