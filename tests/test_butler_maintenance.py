@@ -1,0 +1,118 @@
+"""reindex and verify, on every storage backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import fsspec
+import pytest
+from conftest import RepoLocation
+
+from repo_butler import Butler, Provenance
+from repo_butler.errors import RegistryError, RepositoryNotFoundError
+from repo_butler.maintenance import reindex, verify
+
+CONFIG = {
+    "dataset_types": {
+        "meta": {
+            "dimensions": ["filter", "visit", "ccd"],
+            "formatter": "json",
+            "template": "meta/{filter}/{visit:07d}/m-{ccd:03d}.json",
+        }
+    }
+}
+
+
+@pytest.fixture
+def filled(repo_location: RepoLocation) -> Iterator[RepoLocation]:
+    opts = repo_location.storage_options
+    with Butler.create(repo_location.url, config=CONFIG, storage_options=opts) as butler:
+        for visit in (1, 2):
+            for ccd in range(3):
+                butler.put({"v": visit, "c": ccd}, "meta", filter="g", visit=visit, ccd=ccd)
+        prov = Provenance.build("task", {"x": 1})
+        butler.put({"p": 1}, "meta", filter="r", visit=3, ccd=0, provenance=prov)
+    with Butler(repo_location.url, rerun="re", storage_options=opts) as rerun:
+        rerun.put({"rerun": True}, "meta", filter="g", visit=1, ccd=0)
+    with Butler(repo_location.url, rerun="re:re2", storage_options=opts) as rerun:
+        rerun.put({"rerun2": True}, "meta", filter="g", visit=1, ccd=1)
+    yield repo_location
+
+
+def _snapshot(butler: Butler) -> list[tuple]:
+    return [
+        (r.run, r.path, r.size, r.checksum, r.data_id)
+        for r in sorted(butler.registry.all_records(), key=lambda r: (r.run, r.path))
+    ]
+
+
+def _fs_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(url)
+
+
+def test_reindex_restores_everything(filled: RepoLocation) -> None:
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        before = _snapshot(butler)
+        prov_before = butler.get_provenance_dict("meta", visit=3)
+        root = butler.root
+    fs, path = _fs_path(root + "/registry.sqlite3")
+    fs.rm_file(path)
+    report = reindex(filled.url, storage_options=opts)
+    assert report.total == 9 and report.datasets == {"meta": 9}
+    assert report.runs == ["", "re", "re2"]
+    assert report.unrecognised == []
+    with Butler(filled.url, storage_options=opts) as butler:
+        assert _snapshot(butler) == before
+        assert butler.get_provenance_dict("meta", visit=3) == prov_before
+    with Butler(filled.url, rerun="re2", storage_options=opts) as rerun:
+        assert rerun.search_runs == ("re2", "re", "")
+        assert rerun.get("meta", filter="g", visit=1, ccd=0) == {"rerun": True}
+        assert rerun.get("meta", filter="g", visit=1, ccd=1) == {"rerun2": True}
+
+
+def test_corrupt_registry_is_reported_then_rebuilt(filled: RepoLocation) -> None:
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        root = butler.root
+    fs, path = _fs_path(root + "/registry.sqlite3")
+    for suffix in ("-wal", "-shm"):
+        if fs.exists(path + suffix):
+            fs.rm_file(path + suffix)
+    fs.pipe_file(path, b"this is not a database" * 100)
+    with pytest.raises(RegistryError, match="rb reindex"):
+        Butler(filled.url, storage_options=opts)
+    assert reindex(filled.url, storage_options=opts).total == 9
+    with Butler(filled.url, storage_options=opts) as butler:
+        assert butler.get("meta", visit=2, ccd=2) == {"v": 2, "c": 2}
+
+
+def test_verify_reports_each_kind_of_problem(filled: RepoLocation) -> None:
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        clean = verify(butler)
+        assert clean.ok and clean.checked == 9
+        store = butler.datastore
+        tampered = butler.get_ref("meta", visit=1, ccd=2)
+        store.put_bytes(tampered.path, b'{"c":9,"v":1}')  # same size, other bytes
+        gone = butler.get_ref("meta", visit=2, ccd=0)
+        store.remove(gone.path)
+        store.put_bytes("meta/g/0000009/m-000.json", b"{}")
+        store.put_bytes("stray.txt", b"?")
+        report = verify(butler)
+    kinds = sorted((p.kind, p.path) for p in report.problems)
+    assert kinds == [
+        ("checksum", tampered.path),
+        ("missing_file", gone.path),
+        ("unregistered_file", "meta/g/0000009/m-000.json"),
+        ("unregistered_file", "stray.txt"),
+    ]
+    problem = next(p for p in report.problems if p.kind == "checksum")
+    assert problem.data_id == {"filter": "g", "visit": 1, "ccd": 2}
+    assert json.loads(json.dumps(report.to_dict()))["ok"] is False
+
+
+def test_reindex_needs_a_repository(tmp_path: object) -> None:
+    with pytest.raises(RepositoryNotFoundError):
+        reindex(str(tmp_path))

@@ -1,0 +1,102 @@
+"""SQLite registry: several writer processes at once, schema upgrade, run bookkeeping."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repo_butler import Butler, DataId
+from repo_butler.config import RepoConfig, default_config
+from repo_butler.errors import DatasetExistsError
+from repo_butler.registry import DatasetRecord, SqliteRegistry
+
+CONFIG = {
+    "dataset_types": {
+        "meta": {
+            "dimensions": ["visit", "ccd"],
+            "formatter": "json",
+            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
+        }
+    }
+}
+N_WORKERS = 4
+PER_WORKER = 60
+
+
+def _writer(root: str, worker: int, barrier: Any, shared_ids: bool) -> tuple[int, int, list[str]]:
+    """Put PER_WORKER datasets; return (stored, already-existing, other errors)."""
+    stored = exists = 0
+    errors: list[str] = []
+    with Butler(root) as butler:
+        barrier.wait()
+        for i in range(PER_WORKER):
+            visit = i if shared_ids else worker * 1000 + i
+            try:
+                butler.put({"w": worker, "i": i}, "meta", visit=visit, ccd=i % 7)
+                stored += 1
+            except DatasetExistsError:
+                exists += 1
+            except Exception as err:  # anything else ("database is locked") is a failure
+                errors.append(f"{type(err).__name__}: {err}")
+    return stored, exists, errors
+
+
+def _run_writers(root: str, shared_ids: bool) -> list[tuple[int, int, list[str]]]:
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(N_WORKERS)
+        with ctx.Pool(N_WORKERS) as pool:
+            args = [(root, w, barrier, shared_ids) for w in range(N_WORKERS)]
+            return pool.starmap(_writer, args)
+
+
+@pytest.mark.slow
+def test_four_writer_processes_lose_nothing(tmp_path: Path) -> None:
+    root = str(tmp_path / "repo")
+    Butler.create(root, config=CONFIG).close()
+    results = _run_writers(root, shared_ids=False)
+    assert [r[2] for r in results] == [[]] * N_WORKERS
+    assert [r[0] for r in results] == [PER_WORKER] * N_WORKERS
+    with Butler(root) as butler:
+        refs = butler.query_datasets("meta")
+        assert len(refs) == N_WORKERS * PER_WORKER
+        for ref in refs[::37]:
+            got = butler.get("meta", ref.data_id)
+            assert got["w"] * 1000 + got["i"] == ref.data_id["visit"]
+    conn = sqlite3.connect(str(tmp_path / "repo" / "registry.sqlite3"))
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT count(*) FROM datasets").fetchone()[0] == N_WORKERS * PER_WORKER
+
+
+@pytest.mark.slow
+def test_racing_writers_on_same_data_ids_store_each_once(tmp_path: Path) -> None:
+    root = str(tmp_path / "repo")
+    Butler.create(root, config=CONFIG).close()
+    results = _run_writers(root, shared_ids=True)
+    assert [r[2] for r in results] == [[]] * N_WORKERS
+    assert sum(r[0] for r in results) == PER_WORKER
+    assert sum(r[1] for r in results) == PER_WORKER * (N_WORKERS - 1)
+    with Butler(root) as butler:
+        assert len(butler.query_datasets("meta")) == PER_WORKER
+
+
+def test_registry_adds_columns_for_new_dimensions(tmp_path: Path) -> None:
+    config = RepoConfig.from_mapping(default_config())
+    db = str(tmp_path / "r.sqlite3")
+    SqliteRegistry(db, config.universe).close()
+    raw = default_config()
+    raw["dimensions"]["detector_group"] = {"type": "str"}
+    bigger = RepoConfig.from_mapping(raw).universe
+    registry = SqliteRegistry(db, bigger)
+    record = DatasetRecord("x", DataId(detector_group="a"), "", "p", 1, "sha256:0", "t", None)
+    registry.insert(record)
+    assert registry.query_data_ids(["detector_group"], [""]) == [DataId(detector_group="a")]
+    with pytest.raises(DatasetExistsError):
+        registry.insert(record)
+    registry.define_run("r", ["", "q"])
+    assert registry.runs() == {"": (), "r": ("", "q")}
+    registry.close()
