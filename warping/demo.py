@@ -38,22 +38,38 @@ class DemoResult:
     summary: Any = None
 
 
-def demo_skymap() -> Any:
-    """One discrete HSC-like tract (TAN, 0.168"/px, 4000 px patches) large enough for patch 5,4."""
+def demo_skymap(
+    *,
+    patch_inner: int = 4000,
+    patch_border: int = 100,
+    pixel_scale_arcsec: float = 0.168,
+    radius_deg: float = 0.65,
+) -> Any:
+    """One discrete HSC-like tract (TAN, 0.168"/px, 4000 px patches) large enough for patch 5,4.
+
+    Tests shrink the patches (and the radius) to keep everything small.
+    """
     from warping.skymap import DiscreteSkyMap, SkyMapConfig
 
     config = SkyMapConfig(
-        patch_inner_dimensions=(4000, 4000),
-        patch_border=100,
+        patch_inner_dimensions=(patch_inner, patch_inner),
+        patch_border=patch_border,
         tract_overlap_deg=0.0,
-        pixel_scale_arcsec=0.168,
+        pixel_scale_arcsec=pixel_scale_arcsec,
         projection="TAN",
         rotation_deg=0.0,
     )
-    return DiscreteSkyMap(config, [150.0], [2.0], [0.65])
+    return DiscreteSkyMap(config, [150.0], [2.0], [radius_deg])
 
 
-def demo_simulation(skymap: Any, *, ccd_size: tuple[int, int] = (2048, 4176), seed: int = 1) -> Any:
+def demo_simulation(
+    skymap: Any,
+    *,
+    ccd_size: tuple[int, int] = (2048, 4176),
+    gap_pixels: int = 100,
+    seed: int = 1,
+    **changes: Any,
+) -> Any:
     """Visits pointed so that the 16/17/23/24 CCD junction of each lands near patch 5,4's centre."""
     from warping.simulate.config import SimulationConfig, VisitSpec
 
@@ -69,8 +85,9 @@ def demo_simulation(skymap: Any, *, ccd_size: tuple[int, int] = (2048, 4176), se
         n_ccd_columns=7,
         n_ccd_rows=5,
         ccds=DEMO_CCDS,
+        gap_pixels=gap_pixels,
         visits=(VisitSpec(DEMO_VISITS[0]),),
-    )
+    ).with_changes(**changes)
     # focal-plane position of the corner shared by CCDs 16, 17, 23 and 24 (middle of the gaps)
     x17 = base.ccd_origin(17)[0]
     y23 = base.ccd_origin(23)[1]
