@@ -22,12 +22,10 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repo_butler.config import (
     CONFIG_FILENAME,
@@ -51,6 +49,9 @@ from repo_butler.formatters import get_formatter
 from repo_butler.provenance import SIDECAR_SUFFIX, Provenance
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
+
+if TYPE_CHECKING:
+    from tempfile import TemporaryDirectory
 
 __all__ = ["RERUN_DIR", "RUN_MARKER", "Butler", "create_repo"]
 
@@ -135,7 +136,7 @@ class Butler:
             else FsspecDatastore(storage_root, self._storage_options)
         )
         self._writeable = writeable
-        self._cache: tempfile.TemporaryDirectory[str] | None = None
+        self._cache: TemporaryDirectory[str] | None = None
         self._registry = self._open_registry()
         self._run, self._inputs = self._parse_rerun(rerun)
         self._search = self._search_order()
@@ -148,16 +149,21 @@ class Butler:
         local = self._repo.local_path(name) if isinstance(self._repo, FsspecDatastore) else None
         if local is not None:
             return SqliteRegistry(local, self._config.universe, busy_timeout=timeout)
-        self._cache = tempfile.TemporaryDirectory(prefix="rb-registry-")
+        from tempfile import TemporaryDirectory
+
+        self._cache = TemporaryDirectory(prefix="rb-registry-")
         cache_path = os.path.join(self._cache.name, name)
         try:
-            Path(cache_path).write_bytes(self._repo.get_bytes(name))
+            data = self._repo.get_bytes(name)
+            with open(cache_path, "wb") as fh:
+                fh.write(data)
         except FileNotFoundError:
             logger.debug("no registry at %s yet; starting an empty one", self._repo.uri(name))
         repo = self._repo
 
         def upload() -> None:
-            repo.put_bytes(name, Path(cache_path).read_bytes())
+            with open(cache_path, "rb") as fh:
+                repo.put_bytes(name, fh.read())
 
         return SqliteRegistry(
             cache_path,

@@ -13,6 +13,7 @@ empty strings) is rejected with :class:`~repo_butler.errors.DataIdError` before 
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import re
@@ -83,10 +84,11 @@ class DataId(Mapping[str, DataIdValue]):
     16
     """
 
-    __slots__ = ("_data", "_hash")
+    __slots__ = ("_data", "_hash", "_key")
 
     _data: dict[str, DataIdValue]
     _hash: int
+    _key: str | None
 
     def __init__(self, mapping: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         data: dict[str, DataIdValue] = {}
@@ -95,14 +97,25 @@ class DataId(Mapping[str, DataIdValue]):
                 data[key] = _generic_value(key, value)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_hash", hash(frozenset(data.items())))
+        object.__setattr__(self, "_key", None)
 
     @classmethod
-    def _trusted(cls, data: dict[str, DataIdValue]) -> DataId:
+    def _trusted(cls, data: dict[str, DataIdValue], key: str | None = None) -> DataId:
         """Build from already-validated values (internal fast path)."""
         self = cls.__new__(cls)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_hash", hash(frozenset(data.items())))
+        object.__setattr__(self, "_key", key)
         return self
+
+    @property
+    def key(self) -> str:
+        """Canonical JSON text (sorted keys, compact): a stable string identity for registries."""
+        if self._key is None:
+            text = json.dumps(self._data, sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_key", text)
+            return text
+        return self._key
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("DataId is immutable")
@@ -339,7 +352,10 @@ class DimensionUniverse:
 
     def order(self, names: Iterable[str]) -> list[str]:
         """Return ``names`` sorted in declaration order."""
-        return sorted(names, key=lambda n: self._order.get(n, len(self._order)))
+        return sorted(names, key=self._rank)
+
+    def _rank(self, name: str) -> int:
+        return self._order.get(name, len(self._order))
 
     def normalize(
         self,
@@ -376,7 +392,7 @@ class DimensionUniverse:
                     f"{', '.join(self._dims)}"
                 )
             values[key] = self._dims[key].normalize(raw)
-        keys = list(order or ())
-        keys = [k for k in keys if k in values]
-        keys += [k for k in self.order(values) if k not in keys]
+        keys = [k for k in order if k in values] if order else []
+        if len(keys) != len(values):
+            keys += [k for k in self.order(values) if k not in keys]
         return DataId._trusted({k: values[k] for k in keys})

@@ -183,6 +183,7 @@ def reindex(
             )
             registry.insert(record, provenance=prov_text)
             report.datasets[dt.name] = report.datasets.get(dt.name, 0) + 1
+        registry.analyze()
         report.runs = sorted(registry.runs())
     logger.info("reindexed %d datasets from %s", report.total, root)
     return report

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from repo_butler.errors import ConfigError
@@ -77,6 +75,7 @@ def software_versions(*packages: str) -> dict[str, str]:
         Distribution names, e.g. ``"repo-butler", "numpy"``.
     """
     import platform
+    from importlib import metadata
 
     out = {"python": platform.python_version()}
     for name in packages or ("repo-butler",):
@@ -166,6 +165,8 @@ class Provenance:
         resolved = tuple(
             i if isinstance(i, ProvenanceInput) else ProvenanceInput.from_ref(i) for i in inputs
         )
+        import platform
+
         stamp = now_iso()
         return cls(
             task=task,
@@ -174,7 +175,7 @@ class Provenance:
             software=software_versions(*packages),
             start=start or stamp,
             end=end or stamp,
-            host=socket.gethostname(),
+            host=platform.node(),
         )
 
     def to_dict(self) -> dict[str, Any]:

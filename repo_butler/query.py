@@ -22,6 +22,7 @@ never reaches SQL. Errors raise :class:`~repo_butler.errors.QuerySyntaxError` po
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -291,6 +292,7 @@ class _Parser:
         return Range(first.value, stop.value, stride, first.col)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_where(text: str) -> Expr:
     """Parse a ``where`` expression into a syntax tree.
 

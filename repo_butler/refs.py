@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,7 @@ __all__ = ["DatasetRef", "data_id_key"]
 
 def data_id_key(data_id: DataId) -> str:
     """Canonical JSON text of a data ID (sorted keys, compact) used as a registry key."""
-    return json.dumps(data_id.to_dict(), sort_keys=True, separators=(",", ":"))
+    return data_id.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from repo_butler.errors import FormatterError
 from repo_butler.formatters.base import Formatter
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,6 +51,8 @@ _instances: dict[str, Formatter] = {}
 def _scan() -> dict[str, EntryPoint]:
     global _entry_points
     if _entry_points is None:
+        from importlib.metadata import entry_points
+
         found: dict[str, EntryPoint] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in found and found[ep.name].value != ep.value:

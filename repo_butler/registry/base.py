@@ -101,6 +101,9 @@ class Registry(ABC):
     def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
         """The provenance JSON text of one dataset, if any."""
 
+    def analyze(self) -> None:  # noqa: B027 - optional hook with a no-op default
+        """Refresh query-planner statistics (no-op unless the backend needs it)."""
+
     @abstractmethod
     def all_records(self) -> Iterator[DatasetRecord]:
         """Every dataset row (for ``verify``)."""

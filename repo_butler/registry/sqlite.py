@@ -24,7 +24,6 @@ from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import DatasetExistsError, RegistryError
-from repo_butler.query import compile_where
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord, Registry
 
@@ -34,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
+# Refresh planner statistics after this many inserts by one connection (then every last value).
+_ANALYZE_AT = (64, 256, 1024, 4096, 16384)
 _COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
 
 
@@ -71,6 +72,8 @@ class SqliteRegistry(Registry):
         self.universe = universe
         self._after_write = after_write
         self._lock = threading.RLock()
+        self._inserted = 0
+        self._insert_sql: dict[tuple[str, ...], str] = {}
         try:
             self._conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -146,7 +149,7 @@ class SqliteRegistry(Registry):
 
     def _record(self, row: Sequence[Any]) -> DatasetRecord:
         raw = json.loads(row[2])
-        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)})
+        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)}, row[2])
         return DatasetRecord(row[0], data_id, row[1], row[3], row[4], row[5], row[6], row[7])
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -179,9 +182,12 @@ class SqliteRegistry(Registry):
     ) -> None:
         """Insert one dataset row (and provenance) in one transaction."""
         key = data_id_key(record.data_id)
-        dims = list(record.data_id)
-        columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
-        marks = ", ".join("?" * (8 + len(dims)))
+        dims = tuple(record.data_id)
+        sql = self._insert_sql.get(dims)
+        if sql is None:
+            columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
+            marks = ", ".join("?" * (8 + len(dims)))
+            sql = self._insert_sql[dims] = f"INSERT INTO datasets ({columns}) VALUES ({marks})"
         values = (
             record.dataset_type,
             record.run,
@@ -200,7 +206,7 @@ class SqliteRegistry(Registry):
                         "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
                         (record.dataset_type, key, record.run),
                     )
-                cur = conn.execute(f"INSERT INTO datasets ({columns}) VALUES ({marks})", values)
+                cur = conn.execute(sql, values)
                 if provenance is not None:
                     conn.execute(
                         "INSERT INTO provenance VALUES (?, ?)", (cur.lastrowid, provenance)
@@ -214,6 +220,22 @@ class SqliteRegistry(Registry):
             raise RegistryError(
                 f"cannot record {record.dataset_type} {record.data_id}: {err}"
             ) from err
+        self._inserted += 1
+        if self._inserted in _ANALYZE_AT or self._inserted % _ANALYZE_AT[-1] == 0:
+            self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (bounded cost: sampled ``ANALYZE``).
+
+        Without statistics SQLite may pick a dimension index that matches a range
+        (``ccd IN (5..14)``) over a far more selective equality (``visit = 903988``).
+        """
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA analysis_limit = 1000")
+                self._conn.execute("ANALYZE")
+            except sqlite3.OperationalError as err:  # e.g. locked by a writer: try later
+                logger.debug("ANALYZE skipped: %s", err)
 
     def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
         """The dataset with exactly this data ID in the first of ``runs`` having it."""
@@ -251,6 +273,8 @@ class SqliteRegistry(Registry):
             params.append(value)
             used.add(dim)
         if where:
+            from repo_butler.query import compile_where
+
             sql, where_params, dims = compile_where(
                 where, self.universe, _col, allowed=allowed, bind=bind
             )

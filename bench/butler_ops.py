@@ -1,0 +1,153 @@
+"""Benchmark repo_butler basic operations (a script, not a timed test).
+
+Workload (from the issue): 1,000 small JSON datasets (50 visits x 20 CCDs) in a fresh repository.
+Reports puts/s, gets/s, exists/s by full data ID, the latency of a ``where`` query selecting one
+visit and 10 CCDs, ``import repo_butler`` time, ``rb --help`` wall time and the peak RSS of the
+workload process, next to the targets.
+
+Usage::
+
+    .venv/bin/python bench/butler_ops.py [--root URL] [--repeat N]
+
+``--root`` defaults to a fresh temporary local directory; any fsspec URL works (``memory://x``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+N_VISITS = 50
+N_CCDS = 20
+QUERY = "visit = :visit AND ccd IN (5..14)"
+BIN = Path(sys.executable).parent
+TARGETS = {
+    "put/s": (">=", 700.0),
+    "get/s": (">=", 1000.0),
+    "exists/s": (">=", 1000.0),
+    "query ms": ("<=", 1.0),
+    "import s": ("<=", 0.2),
+    "rb --help s": ("<=", 0.3),
+    "peak RSS MiB": ("<=", 60.0),
+}
+CONFIG = {
+    "dataset_types": {
+        "calexp_meta": {
+            "dimensions": ["pointing", "filter", "visit", "ccd"],
+            "formatter": "json",
+            "template": "{pointing:05d}/{filter}/corr/META-{visit:07d}-{ccd:03d}.json",
+        }
+    }
+}
+
+
+def workload(root: str) -> dict[str, float]:
+    """Run the put/get/exists/query workload in this process and return rates."""
+    from repo_butler import Butler
+
+    data_ids = [
+        {"pointing": 1178, "filter": "HSC-I", "visit": 903000 + v, "ccd": c}
+        for v in range(N_VISITS)
+        for c in range(N_CCDS)
+    ]
+    out: dict[str, float] = {}
+    with Butler.create(root, config=CONFIG) as butler:
+        t0 = time.perf_counter()
+        for did in data_ids:
+            butler.put(
+                {"visit": did["visit"], "ccd": did["ccd"], "sky": 1234.5}, "calexp_meta", did
+            )
+        out["put/s"] = len(data_ids) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for did in data_ids:
+            butler.get("calexp_meta", did)
+        out["get/s"] = len(data_ids) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for did in data_ids:
+            if not butler.exists("calexp_meta", did):
+                raise AssertionError(did)
+        out["exists/s"] = len(data_ids) / (time.perf_counter() - t0)
+        times = []
+        for i in range(500):
+            t0 = time.perf_counter()
+            refs = butler.query_datasets(
+                "calexp_meta", QUERY, bind={"visit": 903000 + i % N_VISITS}
+            )
+            times.append(time.perf_counter() - t0)
+            if len(refs) != 10:
+                raise AssertionError(len(refs))
+        out["query ms"] = statistics.median(times) * 1e3
+    out["peak RSS MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _median_wall(cmd: list[str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def import_time(repeat: int) -> float:
+    """Median time of ``import repo_butler`` in a fresh interpreter (startup excluded)."""
+    code = (
+        "import time; t = time.perf_counter(); import repo_butler; print(time.perf_counter() - t)"
+    )
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                             text=True).stdout)
+        for _ in range(repeat)
+    ]  # fmt: skip
+    return statistics.median(runs)
+
+
+def main() -> None:
+    """Run everything and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="repository URL (default: fresh temporary directory)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs for the subprocess timings")
+    parser.add_argument("--workload-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.workload_only:
+        print(json.dumps(workload(args.root)))
+        return
+    tmp = None
+    root = args.root
+    if root is None:
+        tmp = tempfile.mkdtemp(prefix="rb-bench-")
+        root = os.path.join(tmp, "repo")
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--workload-only", "--root", root],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results: dict[str, Any] = json.loads(proc.stdout)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    results["import s"] = import_time(args.repeat)
+    results["rb --help s"] = _median_wall([str(BIN / "rb"), "--help"], args.repeat)
+    print(f"repo_butler benchmark: {N_VISITS * N_CCDS} datasets ({N_VISITS} visits x {N_CCDS} "
+          f"CCDs), root={args.root or 'fresh local tmp dir'}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"| {'metric':<14} | {'measured':>10} | {'target':>9} | ok  |")
+    print(f"|{'-' * 16}|{'-' * 12}|{'-' * 11}|-----|")
+    for name, (op, target) in TARGETS.items():
+        value = float(results[name])
+        ok = value >= target if op == ">=" else value <= target
+        print(f"| {name:<14} | {value:>10.3f} | {op}{target:>7g} | {'yes' if ok else 'NO':<3} |")
+
+
+if __name__ == "__main__":
+    main()
