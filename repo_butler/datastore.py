@@ -11,11 +11,9 @@ when its upload completes).
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import posixpath
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -32,6 +30,8 @@ TEMP_MARKER = ".rb-tmp-"
 
 def checksum_bytes(data: bytes) -> str:
     """Return the checksum recorded for stored bytes: ``"sha256:<hex>"``."""
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -149,10 +149,15 @@ class FsspecDatastore(Datastore):
         try:
             if self._local:
                 self._makedirs(directory)
-                tmp = f"{directory}/{TEMP_MARKER}{uuid.uuid4().hex}"
+                tmp = f"{directory}/{TEMP_MARKER}{os.urandom(8).hex()}"
                 try:
-                    with open(tmp, "wb") as fh:
-                        fh.write(data)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    finally:
+                        os.close(fd)
                     os.replace(tmp, full)
                 except BaseException:
                     if os.path.exists(tmp):

@@ -139,7 +139,7 @@ class SqliteRegistry(Registry):
                     conn.execute(f"ALTER TABLE datasets ADD COLUMN {_col(dim)} {kind}")
                     conn.execute(
                         f'CREATE INDEX IF NOT EXISTS "datasets_d_{dim}" '
-                        f"ON datasets (dataset_type, {_col(dim)})"
+                        f"ON datasets (dataset_type, {_col(dim)}) WHERE {_col(dim)} IS NOT NULL"
                     )
 
     def close(self) -> None:
