@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft as sfft
 
@@ -40,18 +41,52 @@ class ConvolutionInfo:
     n_tiles: int
 
 
-def _or_dilate_axis0(a: np.ndarray, h: int) -> np.ndarray:
-    """OR over a window of ``2h+1`` rows centred on each row (van Herk / Gil-Werman)."""
-    n = a.shape[0]
+@numba.njit(cache=True)
+def _or_rows(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[y, x] = OR(a[y, x-h : x+h+1])`` (van Herk / Gil-Werman, zeros outside)."""
+    height, width = a.shape
     w = 2 * h + 1
-    length = n + 2 * h
-    nblk = -(-length // w)
-    padded = np.zeros((nblk * w, *a.shape[1:]), dtype=a.dtype)
-    padded[h : h + n] = a
-    blocks = padded.reshape(nblk, w, *a.shape[1:])
-    prefix = np.bitwise_or.accumulate(blocks, axis=1).reshape(padded.shape)
-    suffix = np.bitwise_or.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].reshape(padded.shape)
-    return np.asarray(suffix[:n] | prefix[2 * h : 2 * h + n])
+    n = -(-(width + 2 * h) // w) * w
+    g = np.zeros(n, a.dtype)
+    s = np.zeros(n, a.dtype)
+    for y in range(height):
+        for i in range(n):
+            j = i - h
+            v = a[y, j] if 0 <= j < width else 0
+            g[i] = v if i % w == 0 else (g[i - 1] | v)
+        for i in range(n - 1, -1, -1):
+            j = i - h
+            v = a[y, j] if 0 <= j < width else 0
+            s[i] = v if (i % w == w - 1 or i == n - 1) else (s[i + 1] | v)
+        for x in range(width):
+            out[y, x] = s[x] | g[x + 2 * h]
+
+
+@numba.njit(cache=True)
+def _or_cols(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[y, x] = OR(a[y-h : y+h+1, x])``, row-major sweeps (van Herk / Gil-Werman)."""
+    height, width = a.shape
+    w = 2 * h + 1
+    n = -(-(height + 2 * h) // w) * w
+    g = np.zeros((n, width), a.dtype)
+    s = np.zeros((n, width), a.dtype)
+    for i in range(n):
+        j = i - h
+        inside = 0 <= j < height
+        first = i % w == 0
+        for x in range(width):
+            v = a[j, x] if inside else 0
+            g[i, x] = v if first else (g[i - 1, x] | v)
+    for i in range(n - 1, -1, -1):
+        j = i - h
+        inside = 0 <= j < height
+        last = i % w == w - 1 or i == n - 1
+        for x in range(width):
+            v = a[j, x] if inside else 0
+            s[i, x] = v if last else (s[i + 1, x] | v)
+    for y in range(height):
+        for x in range(width):
+            out[y, x] = s[y, x] | g[y + 2 * h, x]
 
 
 def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
@@ -61,9 +96,62 @@ def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
     """
     if half_width <= 0:
         return mask.copy()
-    rows = _or_dilate_axis0(mask, half_width)
-    cols = _or_dilate_axis0(np.ascontiguousarray(rows.T), half_width)
-    return np.ascontiguousarray(cols.T)
+    src = mask.view(np.uint8) if mask.dtype == np.bool_ else np.ascontiguousarray(mask)
+    if not src.any():
+        return np.zeros_like(mask)
+    rows = np.empty_like(src)
+    _or_rows(src, int(half_width), rows)
+    out = np.empty_like(src)
+    _or_cols(rows, int(half_width), out)
+    return out.view(np.bool_) if mask.dtype == np.bool_ else out
+
+
+@numba.njit(cache=True, parallel=True)
+def _combine(
+    conv_i: np.ndarray,
+    conv_v: np.ndarray,
+    tys: np.ndarray,
+    txs: np.ndarray,
+    exp_a: np.ndarray,
+    exp_b: np.ndarray,
+    smat: np.ndarray,
+    wcoef: np.ndarray,
+    out_img: np.ndarray,
+    out_var: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Per pixel: ``sum_t T_t conv_i[t] / ksum`` and ``sum_p w_p conv_v[p] / ksum²``."""
+    nt, th, tw = conv_i.shape
+    rank = conv_v.shape[0]
+    no = smat.shape[0]
+    nd = wcoef.shape[1]
+    for y in numba.prange(th):
+        # Row-constant parts of the separable polynomials.
+        srow = np.zeros(no)
+        for a in range(no):
+            for b in range(no):
+                srow[a] += tys[b, y] * smat[b, a]
+        wrow = np.zeros((rank, nd))
+        for p in range(rank):
+            for i in range(nd):
+                acc = 0.0
+                for j in range(nd):
+                    acc += tys[j, y] * wcoef[p, j, i]
+                wrow[p, i] = acc
+        for x in range(tw):
+            img = 0.0
+            for t in range(nt):
+                img += tys[exp_b[t], y] * txs[exp_a[t], x] * conv_i[t, y, x]
+            ksum = 0.0
+            for a in range(no):
+                ksum += srow[a] * txs[a, x]
+            var = 0.0
+            for p in range(rank):
+                wp = 0.0
+                for i in range(nd):
+                    wp += wrow[p, i] * txs[i, x]
+                var += wp * conv_v[p, y, x]
+            out_img[y, x] = img / ksum
+            out_var[y, x] = var / (ksum * ksum)
 
 
 def _variance_components(
@@ -183,6 +271,8 @@ def convolve_spatial(
     fk = sfft.rfft2(kt.astype(fft_dtype), s=(n_fft, n_fft), axes=(-2, -1)).astype(ctype)
     fe = sfft.rfft2(comps.astype(fft_dtype), s=(n_fft, n_fft), axes=(-2, -1)).astype(ctype)
     # Kernel-sum coefficients in the separable (x, y) Chebyshev form: S[b, a] for T_a(x) T_b(y).
+    exp_a = np.array([a for a, _ in exps], dtype=np.int64)
+    exp_b = np.array([b for _, b in exps], dtype=np.int64)
     smat = np.zeros((order + 1, order + 1))
     for (a, b), s in zip(exps, ksums, strict=True):
         smat[b, a] = s
@@ -211,17 +301,18 @@ def convolve_spatial(
             conv_v = conv_v[:, 2 * h : 2 * h + th, 2 * h : 2 * h + tw]
             xn, _ = kernel.normalized_xy(np.arange(x0 + tx, x0 + tx + tw), 0.0)
             _, yn = kernel.normalized_xy(0.0, np.arange(y0 + ty, y0 + ty + th))
-            txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-            tys = chebyshev_1d(yn, 2 * order)  # (2o+1, th)
-            acc = np.zeros((th, tw), dtype=np.float64)
-            for t, (a, b) in enumerate(exps):
-                acc += np.outer(tys[b], txs[a]) * conv_i[t]
-            ksum = tys[: order + 1].T @ smat @ txs[: order + 1]
-            vacc = np.zeros((th, tw), dtype=np.float64)
-            for p in range(rank):
-                vacc += (tys.T @ wcoef[p] @ txs) * conv_v[p]
-            out_img[ty : ty + th, tx : tx + tw] = acc / ksum
-            out_var[ty : ty + th, tx : tx + tw] = vacc / (ksum * ksum)
+            _combine(
+                conv_i,
+                conv_v,
+                chebyshev_1d(yn, 2 * order),
+                chebyshev_1d(xn, 2 * order),
+                exp_a,
+                exp_b,
+                smat,
+                wcoef,
+                out_img[ty : ty + th, tx : tx + tw],
+                out_var[ty : ty + th, tx : tx + tw],
+            )
 
     out_mask = or_dilate(np.asarray(mask, dtype=np.int32), h)
     if bad.any():

@@ -185,14 +185,17 @@ def fit_spatial_kernel(
         r = cells.model_stamps.reshape(n, -1)  # (n, p)
     else:
         r = cells.model_stamps[:, h : size - h, h : size - h].reshape(n, -1)
-    m = np.einsum("cpi,cpj->cij", c, c)
-    b = np.einsum("cpi,cp->ci", c, r)
+    ct = c.transpose(0, 2, 1)
+    m = ct @ c  # (n, nb, nb), batched BLAS
+    b = (ct @ r[:, :, None])[:, :, 0]
     domain = cells.bbox
     probe = SpatialKernel(basis, np.zeros((nb, 1)), order, domain)
     t = probe.spatial_terms(cells.centres[:, 0], cells.centres[:, 1]).T  # (n, nt)
     nt = t.shape[1]
     # Unknowns: a[i, t] for i >= 1. a_0 (constant) is fixed to kernel_sum.
-    big = np.einsum("cij,ct,cs->itjs", m[:, 1:, 1:], t, t).reshape((nb - 1) * nt, (nb - 1) * nt)
+    tt = (t[:, :, None] * t[:, None, :]).reshape(n, nt * nt)  # (n, nt*nt)
+    big = (m[:, 1:, 1:].reshape(n, -1).T @ tt).reshape(nb - 1, nb - 1, nt, nt)
+    big = big.transpose(0, 2, 1, 3).reshape((nb - 1) * nt, (nb - 1) * nt)
     rhs = np.einsum("ci,ct->it", b[:, 1:], t).reshape(-1)
     rhs -= kernel_sum * np.einsum("ci,ct->it", m[:, 1:, 0], t).reshape(-1)
     # Jacobi scaling keeps the Alard-Lupton system (condition ~1e8..1e12) well-behaved.
@@ -220,7 +223,7 @@ def fit_spatial_kernel(
     kernel = SpatialKernel(basis, coeffs, order, domain)
     # Per-cell residuals of the fitted spatial kernel.
     a_cell = t @ coeffs.T  # (n, nb)
-    pred = np.einsum("cpi,ci->cp", c, a_cell)
+    pred = (c @ a_cell[:, :, None])[:, :, 0]
     peak = np.abs(cells.model_stamps).reshape(n, -1).max(axis=1)
     res = (r - pred) / peak[:, None]
     diag_out = FitDiagnostics(
