@@ -174,6 +174,10 @@ def _generic_value(key: str, value: Any) -> DataIdValue:
     if isinstance(value, str):
         check_path_safe(key, value)
         return value
+    if isinstance(value, tuple | list) and all(
+        isinstance(v, int | str) and not isinstance(v, bool) for v in value
+    ):  # e.g. patch=(5, 4) -> "5,4", the Gen2 convention
+        return _generic_value(key, ",".join(str(v).strip() for v in value))
     try:
         return operator.index(value)
     except TypeError:
