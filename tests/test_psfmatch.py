@@ -12,7 +12,7 @@ from scipy.signal import convolve2d
 from repo_butler.errors import ConfigError, RepoButlerError
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
-from warping.psf.base import Psf
+from warping.psf.base import Psf, PsfError
 from warping.psfmatch import PsfMatchConfig, PsfMatchError, match_to_model
 from warping.psfmatch.basis import alard_lupton_basis, make_basis, renormalize_basis
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
@@ -442,3 +442,48 @@ def test_deconvolution_warns_with_seed_advice(caplog: pytest.LogCaptureFixture) 
         mask_planes=PLANES,
     )
     assert not res2.deconvolution.deconvolves and res2.warnings == []
+
+
+class _PartialPsf(_GaussPsf):
+    """Test-only PSF that is undefined (raises PsfError) left of ``x_min``."""
+
+    def __init__(self, x_min: float) -> None:
+        super().__init__(1.6)
+        self.x_min = x_min
+
+    def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
+        if x < self.x_min:
+            raise PsfError(f"no PSF at x={x}")
+        return super().compute_kernel_image(x, y)
+
+
+def test_cells_without_science_psf_are_skipped_and_reported() -> None:
+    bbox = Box2I(0, 0, 300, 200)
+    args = (np.zeros(bbox.shape), np.ones(bbox.shape), np.zeros(bbox.shape, np.int32), bbox)
+    res = match_to_model(
+        *args, _PartialPsf(0.0), _GaussPsf(2.5), config=PsfMatchConfig(), mask_planes=PLANES
+    )
+    # Grown bbox 556x456 -> 4x3 cells; the column of centres at x = -64 has no PSF.
+    assert res.n_cells == 9
+    assert "3 of 12 PSF cells skipped" in res.warnings[0]
+    with pytest.raises(PsfMatchError, match="No kernel candidates"):
+        match_to_model(
+            *args, _PartialPsf(1e9), _GaussPsf(2.5), config=PsfMatchConfig(), mask_planes=PLANES
+        )
+
+
+def test_lsst_valid_fit_region_also_conserves_kernel_sum() -> None:
+    bbox = Box2I(0, 0, 200, 200)
+    res = match_to_model(
+        np.ones(bbox.shape),
+        np.ones(bbox.shape),
+        np.zeros(bbox.shape, np.int32),
+        bbox,
+        _GaussPsf(1.6),
+        _GaussPsf(2.5),
+        config=PsfMatchConfig(),
+        mask_planes=PLANES,
+        fit_region="valid",
+    )
+    assert res.kernel.kernel_sum(50.0, 150.0) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(res.image[10:-10, 10:-10], 1.0, rtol=1e-6)

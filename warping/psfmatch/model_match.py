@@ -119,6 +119,7 @@ def match_to_model(
     config: PsfMatchConfig,
     mask_planes: MaskPlanes,
     valid_bbox: Box2I | None = None,
+    fit_region: str = "stamp",
 ) -> PsfMatchResult:
     """PSF-match a warped CCD to ``model_psf`` with a spatially varying Alard–Lupton kernel.
 
@@ -138,6 +139,9 @@ def match_to_model(
         Mask plane bits of ``mask`` (needs ``NO_DATA``).
     valid_bbox
         Part of ``bbox`` holding the CCD's data; cells are laid over it. Defaults to ``bbox``.
+    fit_region
+        ``"stamp"`` (default): fit every pixel of the padded PSF stamps. ``"valid"``: LSST's
+        "good" region only (see :func:`~warping.psfmatch.solve.fit_spatial_kernel`).
 
     Returns
     -------
@@ -188,7 +192,9 @@ def match_to_model(
         logger.warning("%s", msg)
         warn.append(msg)
     basis = make_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
-    kernel, fit = fit_spatial_kernel(cells, basis, config.spatial_kernel_order)
+    kernel, fit = fit_spatial_kernel(
+        cells, basis, config.spatial_kernel_order, fit_region=fit_region
+    )
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
         image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes
