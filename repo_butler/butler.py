@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -46,38 +44,19 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.formatters import get_formatter
-from repo_butler.provenance import SIDECAR_SUFFIX, Provenance
+from repo_butler.provenance import SIDECAR_SUFFIX, Provenance, now_iso
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
+from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, search_order
 
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
 
-__all__ = ["RERUN_DIR", "RUN_MARKER", "Butler", "create_repo"]
+__all__ = ["Butler", "create_repo"]
 
 logger = logging.getLogger(__name__)
 
-RERUN_DIR = "rerun"
-RUN_MARKER = "_run.json"
-_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _TRANSFERS = ("copy", "move", "symlink", "direct")
-
-
-def run_prefix(run: str) -> str:
-    """Storage path prefix of a run (``""`` for the root, ``rerun/NAME/`` otherwise)."""
-    return f"{RERUN_DIR}/{run}/" if run else ""
-
-
-def _check_run_name(name: str) -> str:
-    if not _RUN_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(
-            f"invalid rerun name {name!r}: use letters, digits and '_.+-' (no '/' or '..')"
-        )
-    return name
-
-
-def _display(run: str) -> str:
-    return repr(run) if run else "(root)"
 
 
 class Butler:
@@ -174,57 +153,16 @@ class Butler:
         )
 
     def _parse_rerun(self, rerun: str | None) -> tuple[str, tuple[str, ...]]:
-        if not rerun:
-            return "", ()
-        known = self._registry.runs()
-        if ":" in rerun:
-            source, out = (part.strip() for part in rerun.split(":", 1))
-            inputs = (_check_run_name(source),) if source else ()
-        else:
-            out, inputs = rerun.strip(), ()
-        _check_run_name(out)
-        for parent in inputs:
-            if parent not in known:
-                raise ConfigError(
-                    f"input rerun {parent!r} does not exist; known reruns: "
-                    f"{', '.join(sorted(r for r in known if r)) or '(none)'}"
-                )
-        if out in known:
-            if inputs and known[out] != inputs:
-                raise ConfigError(
-                    f"rerun {out!r} already exists with parents {list(known[out])}; it cannot be "
-                    f"re-parented to {list(inputs)} (use a new rerun name)"
-                )
-            return out, known[out]
-        if not self._writeable:
-            raise ConfigError(
-                f"rerun {out!r} does not exist in {self.root} (opened read-only); known reruns: "
-                f"{', '.join(sorted(r for r in known if r)) or '(none)'}"
-            )
-        self._registry.define_run(out, inputs)
-        marker = {"run": out, "parents": list(inputs)}
-        self._store.put_bytes(f"{run_prefix(out)}{RUN_MARKER}", json.dumps(marker).encode())
-        logger.info("created rerun %r (parents %s)", out, list(inputs))
-        return out, inputs
+        run, parents, is_new = parse_rerun(rerun, self._registry.runs(), writeable=self._writeable)
+        if is_new:
+            self._registry.define_run(run, parents)
+            marker = {"run": run, "parents": list(parents)}
+            self._store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", json.dumps(marker).encode())
+            logger.info("created rerun %r (parents %s)", run, list(parents))
+        return run, parents
 
     def _search_order(self) -> tuple[str, ...]:
-        known = self._registry.runs()
-        order: list[str] = []
-
-        def add(run: str) -> None:
-            if run in order:
-                return
-            order.append(run)
-            for parent in known.get(run, ()):
-                add(parent)
-
-        add(self._run)
-        for parent in self._inputs:
-            add(parent)
-        if "" in order:
-            order.remove("")
-        order.append("")
-        return tuple(order)
+        return search_order(self._run, self._inputs, self._registry.runs())
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -413,7 +351,7 @@ class Butler:
         runs = self._search if runs is None else runs
         found = self._candidates(dt, did, runs)
         if not found:
-            searched = ", ".join(_display(r) for r in runs)
+            searched = ", ".join(display_run(r) for r in runs)
             raise DatasetNotFoundError(
                 f"no {dataset_type} dataset with data ID {did} in the runs searched "
                 f"[{searched}] of {self.root}; check the data ID or list what exists with "
@@ -479,7 +417,7 @@ class Butler:
         existing = self._registry.find(dt.name, did, (self._run,))
         if existing is not None and not overwrite:
             raise DatasetExistsError(
-                f"{dataset_type} {did} already exists in run {_display(self._run)} of "
+                f"{dataset_type} {did} already exists in run {display_run(self._run)} of "
                 f"{self.root}; remove it first or pass overwrite=True"
             )
         path = run_prefix(self._run) + dt.path_template.format(did)
@@ -495,7 +433,7 @@ class Butler:
         elif existing is not None and existing.provenance:
             self._remove_file(existing.provenance)
         record = DatasetRecord(
-            dt.name, did, self._run, path, len(data), checksum, _now(), prov_path
+            dt.name, did, self._run, path, len(data), checksum, now_iso(), prov_path
         )
         self._registry.insert(record, provenance=prov_json, replace=overwrite)
         return self._ref(record)
@@ -540,7 +478,7 @@ class Butler:
             data = self._read_bytes(record.path)
         except FileNotFoundError:
             raise DatasetNotFoundError(
-                f"{dataset_type} {record.data_id} is registered in run {_display(record.run)} "
+                f"{dataset_type} {record.data_id} is registered in run {display_run(record.run)} "
                 f"but its file {uri} is missing; run `rb verify {self.root}`"
             ) from None
         return get_formatter(dt.formatter).from_bytes(data, source=uri)
@@ -751,7 +689,7 @@ class Butler:
             did = self._complete(dt, merged, {})
             if self._registry.find(dt.name, did, (self._run,)) is not None:
                 raise DatasetExistsError(
-                    f"{dataset_type} {did} already exists in run {_display(self._run)}; "
+                    f"{dataset_type} {did} already exists in run {display_run(self._run)}; "
                     "remove it before ingesting"
                 )
             data = fs.cat_file(src_path)
@@ -763,7 +701,7 @@ class Butler:
                     source, path, mode=transfer, storage_options=self._storage_options
                 )
             record = DatasetRecord(
-                dt.name, did, self._run, path, len(data), checksum_bytes(data), _now(), None
+                dt.name, did, self._run, path, len(data), checksum_bytes(data), now_iso(), None
             )
             self._registry.insert(record)
             refs.append(self._ref(record))
@@ -786,10 +724,6 @@ class Butler:
             return None
         doc: dict[str, Any] = json.loads(text)
         return doc
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def create_repo(

@@ -16,12 +16,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from repo_butler.butler import RERUN_DIR, RUN_MARKER, Butler, _now
+from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME
 from repo_butler.datastore import FsspecDatastore, checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
-from repo_butler.provenance import SIDECAR_SUFFIX
+from repo_butler.provenance import SIDECAR_SUFFIX, now_iso
 from repo_butler.registry import DatasetRecord
+from repo_butler.runs import RERUN_DIR, RUN_MARKER
 
 __all__ = ["ReindexReport", "VerifyProblem", "VerifyReport", "reindex", "verify"]
 
@@ -178,7 +179,7 @@ def reindex(
                 path,
                 len(data),
                 checksum_bytes(data),
-                _now(),
+                now_iso(),
                 sidecar if prov_text is not None else None,
             )
             registry.insert(record, provenance=prov_text)

@@ -1,0 +1,135 @@
+"""Runs and reruns (LSST Gen2 style).
+
+The repository root is the run ``""``. A rerun ``NAME`` stores its outputs under
+``rerun/NAME/`` and reads search ``NAME``, then its parents (recursively), then the root.
+``"IN:OUT"`` creates ``OUT`` with parent ``IN``. Parents are recorded in the registry and in a
+marker ``rerun/NAME/_run.json`` so that ``reindex`` can restore them from storage alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from repo_butler.errors import ConfigError
+
+__all__ = [
+    "RERUN_DIR",
+    "RUN_MARKER",
+    "check_run_name",
+    "display_run",
+    "parse_rerun",
+    "run_prefix",
+    "search_order",
+]
+
+RERUN_DIR = "rerun"
+RUN_MARKER = "_run.json"
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def run_prefix(run: str) -> str:
+    """Storage path prefix of a run (``""`` for the root, ``rerun/NAME/`` otherwise)."""
+    return f"{RERUN_DIR}/{run}/" if run else ""
+
+
+def check_run_name(name: str) -> str:
+    """Return ``name`` if it is a valid rerun name (one path segment, no ``..``).
+
+    Raises
+    ------
+    ConfigError
+        Otherwise.
+    """
+    if not _RUN_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"invalid rerun name {name!r}: use letters, digits and '_.+-' (no '/' or '..')"
+        )
+    return name
+
+
+def display_run(run: str) -> str:
+    """Human name of a run for messages (``(root)`` for ``""``)."""
+    return repr(run) if run else "(root)"
+
+
+def _known_list(known: Mapping[str, Sequence[str]]) -> str:
+    return ", ".join(sorted(r for r in known if r)) or "(none)"
+
+
+def parse_rerun(
+    spec: str | None, known: Mapping[str, tuple[str, ...]], *, writeable: bool
+) -> tuple[str, tuple[str, ...], bool]:
+    """Interpret a ``rerun`` argument against the runs the registry knows.
+
+    Parameters
+    ----------
+    spec : str or None
+        ``None``/``""`` (root), ``"OUT"`` or ``"IN:OUT"``.
+    known : Mapping
+        Known runs and their direct parents.
+    writeable : bool
+        Whether a new output rerun may be created.
+
+    Returns
+    -------
+    run : str
+        The output run.
+    parents : tuple of str
+        Its direct parents.
+    is_new : bool
+        Whether the caller must record the run.
+
+    Raises
+    ------
+    ConfigError
+        For invalid names, unknown inputs, re-parenting an existing rerun, or an unknown rerun
+        when not writeable.
+    """
+    if not spec:
+        return "", (), False
+    if ":" in spec:
+        source, out = (part.strip() for part in spec.split(":", 1))
+        inputs: tuple[str, ...] = (check_run_name(source),) if source else ()
+    else:
+        out, inputs = spec.strip(), ()
+    check_run_name(out)
+    for parent in inputs:
+        if parent not in known:
+            raise ConfigError(
+                f"input rerun {parent!r} does not exist; known reruns: {_known_list(known)}"
+            )
+    if out in known:
+        if inputs and known[out] != inputs:
+            raise ConfigError(
+                f"rerun {out!r} already exists with parents {list(known[out])}; it cannot be "
+                f"re-parented to {list(inputs)} (use a new rerun name)"
+            )
+        return out, known[out], False
+    if not writeable:
+        raise ConfigError(
+            f"rerun {out!r} does not exist (opened read-only); known reruns: {_known_list(known)}"
+        )
+    return out, inputs, True
+
+
+def search_order(
+    run: str, parents: Sequence[str], known: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
+    """Runs searched by reads: ``run``, its parents depth-first, and the root last."""
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        if name in order:
+            return
+        order.append(name)
+        for parent in known.get(name, ()):
+            add(parent)
+
+    add(run)
+    for parent in parents:
+        add(parent)
+    if "" in order:
+        order.remove("")
+    order.append("")
+    return tuple(order)
