@@ -52,7 +52,9 @@ def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
             for hdu in hdul:
                 _ = hdu.data  # force reading so truncation shows up here
         except (OSError, ValueError, TypeError, IndexError) as err:
-            raise FormatError(f"{source}: corrupt FITS file: {err}") from err
+            raise FormatError(
+                f"{source}: corrupt or truncated FITS file ({len(data)} bytes): {err}"
+            ) from err
     for w in caught:
         msg = str(w.message)
         if "truncated" in msg.lower() or "unexpected end" in msg.lower():

@@ -19,7 +19,7 @@ from astropy.io import fits
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["bintable_to_dict", "dict_to_bintable"]
+__all__ = ["bintable_to_dict", "dict_to_bintable", "hdulist_layout"]
 
 _FITS_CODES = {
     "f8": "D",
@@ -116,4 +116,26 @@ def bintable_to_dict(hdu: fits.BinTableHDU) -> dict[str, Any]:
     out = _decode(skeleton, row)
     if not isinstance(out, dict):
         raise ValueError(f"extension {hdu.header.get('EXTNAME')!r} does not hold a dict")
+    return out
+
+
+def hdulist_layout(hdul: fits.HDUList) -> dict[str, Any]:
+    """The JSON-Schema instance describing a file (see ``schemas/exposure-fits.schema.json``):
+    ``{EXTNAME or "PRIMARY": header dict, "<EXTNAME>#content": decoded dict table}``; repeated
+    EXTNAMEs get ``#<n>`` suffixes from the second occurrence on."""
+    out: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for i, hdu in enumerate(hdul):
+        name = "PRIMARY" if i == 0 else str(hdu.header.get("EXTNAME", f"HDU{i}"))
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        key = name if n == 0 else f"{name}#{n}"
+        header = {k: v for k, v in hdu.header.items() if k not in ("COMMENT", "HISTORY", "")}
+        out[key] = {
+            k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in header.items()
+        }
+        if isinstance(hdu, fits.BinTableHDU) and "JSON" in (hdu.columns.names or []):
+            content = bintable_to_dict(hdu)
+            arrays: list[np.ndarray] = []
+            out[f"{name}#content" if n == 0 else f"{name}#content#{n}"] = _encode(content, arrays)
     return out

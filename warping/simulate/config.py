@@ -148,7 +148,8 @@ class SimulationConfig:
     # -- presets -------------------------------------------------------------------------------
     @classmethod
     def small(cls, seed: int = 1) -> SimulationConfig:
-        """2 visits x 2 CCDs of 256x512 pixels: builds in about a second (tests)."""
+        """2 visits x 2 CCDs of 256x512 pixels: builds in about a second (tests). Defect rates
+        are raised (40 cosmic rays per Mpix) so that every small CCD shows each mask plane."""
         return cls(
             seed=seed,
             ccd_width=256,
@@ -159,6 +160,7 @@ class SimulationConfig:
             gap_pixels=20,
             visits=default_visits(n_visits=2, dither_arcsec=6.0, rotation_step_deg=3.0, seed=seed),
             bright_star_density=1.0,
+            cosmic_ray_rate=40.0,
             distortion_px_at_edge=2.0,
             background_bin_size=64,
             skycorr_bin_size=64,

@@ -232,22 +232,21 @@ def simulate_ccd(
         jk = jac[k]
         shape_pix = jk @ shape_sky @ jk.T * re * re
         ixx, iyy, ixy = psf.moments(xi, yi)
-        biggest = variances.max() * np.linalg.eigvalsh(shape_pix).max() + max(ixx, iyy)
-        half = int(min(150, max(psf.size // 2, math.ceil(5 * math.sqrt(biggest)))))
         cx, cy = math.floor(xi + 0.5), math.floor(yi + 0.5)
-        bb = Box2I(cx - half, cy - half, 2 * half + 1, 2 * half + 1)
-        if bb.intersection(bbox).is_empty():
-            continue
-        dx = np.arange(bb.x0, bb.x0 + bb.width) - xi
-        dy = np.arange(bb.y0, bb.y0 + bb.height) - yi
-        stamp = np.zeros(bb.shape)
         for a, v in zip(amps, variances, strict=True):
+            # each Gaussian component on its own stamp (5 sigma, at most 100 px half-width)
             cxx = v * shape_pix[0, 0] + ixx
             cyy = v * shape_pix[1, 1] + iyy
             cxy = v * shape_pix[0, 1] + ixy
             det = cxx * cyy - cxy * cxy
-            stamp += a / (2 * math.pi * math.sqrt(det)) * gaussian_samples(dx, dy, cxx, cyy, cxy)
-        _add_stamp(model, flux[i] * stamp, bb)
+            half = int(min(100, max(3, math.ceil(5 * math.sqrt(max(cxx, cyy))))))
+            bb = Box2I(cx - half, cy - half, 2 * half + 1, 2 * half + 1)
+            if bb.intersection(bbox).is_empty():
+                continue
+            dx = np.arange(bb.x0, bb.x0 + bb.width) - xi
+            dy = np.arange(bb.y0, bb.y0 + bb.height) - yi
+            norm = flux[i] * a / (2 * math.pi * math.sqrt(det))
+            _add_stamp(model, norm * gaussian_samples(dx, dy, cxx, cyy, cxy), bb)
     cmap = calib.calibration_image(bbox)
     model_counts = model / cmap
 

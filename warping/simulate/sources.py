@@ -30,13 +30,19 @@ SERSIC_INDICES = (0.5, 1.0, 2.0, 4.0)
 
 
 @functools.lru_cache(maxsize=16)
-def sersic_mixture(n: float, n_components: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def sersic_mixture(n: float, n_components: int = 14) -> tuple[np.ndarray, np.ndarray]:
     """Amplitudes (sum 1) and variances (in units of ``r_e²``) of a Gaussian mixture
-    approximating a circular Sérsic profile of index ``n`` with half-light radius 1."""
+    approximating a circular Sérsic profile of index ``n`` with half-light radius 1.
+
+    The fit covers radii up to 20 ``r_e``; the mixture's half-light radius is within 1% of 1 for
+    ``n <= 2`` and ~2% for ``n = 4``. ``n = 0.5`` is an exact single Gaussian.
+    """
+    if n == 0.5:
+        return np.array([1.0]), np.array([1.0 / (2.0 * math.log(2.0))])
     bn = float(gammaincinv(2.0 * n, 0.5))
-    r = np.linspace(0.0, 8.0, 800)[1:]
+    r = np.linspace(0.0, 20.0, 1500)[1:]
     prof = np.exp(-bn * (r ** (1.0 / n) - 1.0))
-    variances = np.geomspace(1e-4 if n > 2 else 3e-3, 6.0, n_components)
+    variances = np.geomspace(1e-4 if n > 2 else 3e-3, 60.0, n_components)
     basis = np.exp(-0.5 * r[:, None] ** 2 / variances[None, :]) / (2 * math.pi * variances[None, :])
     w = np.sqrt(r)  # weight by annulus area (sqrt because of least squares)
     amps, _ = nnls(basis * w[:, None], prof * w)
