@@ -38,16 +38,22 @@ SCHEMA_VERSION = 1
 
 _SECRET_KEY = re.compile(
     r"(secret|passw(or)?d|passphrase|token|credential|auth|api[_-]?key|access[_-]?key|"
-    r"private[_-]?key|session[_-]?key|(^|[_\-.])keys?$)",
+    r"private[_-]?key|session[_-]?key|(^|[_\-.])key$)",
     re.IGNORECASE,
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
+# Values that are credentials whatever their key is called (AWS access key IDs, bearer tokens,
+# PEM private keys).
+_SECRET_VALUE = re.compile(
+    r"\b(AKIA|ASIA)[0-9A-Z]{16}\b|^Bearer\s+\S+|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 
 
 def scrub_secrets(value: Any) -> Any:
     """Return a JSON-compatible copy of ``value`` with secrets redacted (recursively).
 
-    Mapping values whose key looks like a credential are replaced by :data:`REDACTED`; strings
+    Mapping values whose key looks like a credential, and strings that look like one (AWS access
+    key IDs, ``Bearer`` tokens, PEM private keys), are replaced by :data:`REDACTED`; strings
     have ``scheme://user:pass@`` userinfo removed; tuples/sets become lists; other non-JSON values
     become their ``str``.
     """
@@ -60,6 +66,8 @@ def scrub_secrets(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [scrub_secrets(item) for item in value]
     if isinstance(value, str):
+        if _SECRET_VALUE.search(value):
+            return REDACTED
         return _URL_USERINFO.sub(r"\g<scheme>", value)
     if value is None or isinstance(value, bool | int | float):
         return value
