@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean venv
+.PHONY: demo test lint typecheck pytest bench clean venv postgres-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# PostgreSQL server binaries for the registry tests: Debian's package, installed when missing and
+# we are root; otherwise the `postgres` fixture skips with the reason.
+postgres-server:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql package for the registry tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+			>/dev/null) || echo "could not install postgresql: PostgreSQL tests will be skipped"; \
+	else \
+		echo "no PostgreSQL server and not root: PostgreSQL tests will be skipped"; \
+	fi
+
+test: lint typecheck postgres-server
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -52,3 +52,6 @@ def repo_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Re
             fs.rm(root, recursive=True)
     else:  # pragma: no cover - added by later backends
         raise ValueError(f"unknown backend {kind!r}")
+
+
+from servers.fixtures import *  # noqa: E402, F403  (SeaweedFS / PostgreSQL server fixtures)
