@@ -25,6 +25,8 @@ from warping.formats.exposure_fits import (
     read_exposure,
     read_wcs_and_bbox,
     register_extension,
+    registered_extensions,
+    unregister_extension,
     write_exposure,
 )
 from warping.formats.fits_dict import dict_to_bintable, hdulist_layout
@@ -191,31 +193,32 @@ def extra_extension() -> Iterator[None]:
 
         return Extra(bintable_to_dict(hdus[0])["values"])
 
-    register_extension("TEST_EXTRA", "coadd_inputs", to_hdus, from_hdus)
+    register_extension("TEST_EXTRA", "test_extra", to_hdus, from_hdus)
+    assert registered_extensions()["TEST_EXTRA"] == "test_extra"
     yield
-    exposure_fits._EXTENSIONS.pop("TEST_EXTRA")
+    unregister_extension("TEST_EXTRA")
 
 
 def test_registered_extension_round_trips(extra_extension: None) -> None:
     exp = full_exposure()
-    exp.coadd_inputs = Extra(np.array([1.5, 2.5]))
+    exp.test_extra = Extra(np.array([1.5, 2.5]))
     back = round_trip(exp)
-    assert isinstance(back.coadd_inputs, Extra)
-    np.testing.assert_array_equal(back.coadd_inputs.values, [1.5, 2.5])
+    assert isinstance(back.test_extra, Extra)
+    np.testing.assert_array_equal(back.test_extra.values, [1.5, 2.5])
     with pytest.raises(ValueError, match="reserved"):
         register_extension("PSF", "psf", lambda v: [], lambda h: None)
 
 
 def test_unregistered_extension_is_an_error(extra_extension: None) -> None:
     exp = full_exposure()
-    exp.coadd_inputs = Extra(np.array([1.0]))
+    exp.test_extra = Extra(np.array([1.0]))
     data = ExposureFormatter().to_bytes(exp)
-    exposure_fits._EXTENSIONS.pop("TEST_EXTRA")
+    unregister_extension("TEST_EXTRA")
     try:
         with pytest.raises(FormatError, match="'TEST_EXTRA' is not registered"):
             ExposureFormatter().from_bytes(data, source="mem://x.fits")
     finally:
-        register_extension("TEST_EXTRA", "coadd_inputs", lambda v: [], lambda h: None)
+        register_extension("TEST_EXTRA", "test_extra", lambda v: [], lambda h: None)
 
 
 def hdul_bytes(hdul: fits.HDUList) -> bytes:

@@ -98,6 +98,11 @@ def test_tile_compressed_cfht_calexp_with_psfex(shared_data: Path) -> None:
     assert k.shape == (41, 41) and k.sum() == pytest.approx(1.0)
     assert np.unravel_index(k.argmax(), k.shape) == (20, 20)
     assert 2.0 < psf.fwhm(ax, ay) < 12.0  # MegaCam 0.187"/px
+    # afw caches the basis of its last evaluation, at the CCD centre (1023.5, 2305.5) 0-based:
+    # this pins both the basis order and the 0-based context convention.
+    with fits.open(path) as hdul:
+        stored = np.asarray(hdul[12].data["basis"][0], dtype=float)
+    np.testing.assert_allclose(psf.basis(1023.5, 2305.5), stored, rtol=1e-6, atol=1e-12)
     corner = psf.compute_kernel_image(0.0, 0.0)
     assert np.abs(corner - k).max() > 1e-5  # spatially varying
     with open(path, "rb") as f:

@@ -94,6 +94,12 @@ def test_products_and_masks(sim: SimulatedCcd) -> None:
     for plane in ("SAT", "CR", "BAD", "DETECTED"):
         assert exp.bad_pixels(plane).any(), plane
     assert (exp.image[exp.bad_pixels("SAT")] > 0).all()
+    # saturated stars bleed along columns: SAT regions are taller than wide
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(exp.bad_pixels("SAT"))
+    big = [r for r in ndimage.find_objects(labels) if (r[0].stop - r[0].start) > 5]
+    assert big and all((r[0].stop - r[0].start) > (r[1].stop - r[1].start) for r in big)
     # calexp PhotoCalib is the imperfect SFM mean of the true field
     ratio = exp.photo_calib.calibration_mean / sim.true_photo_calib.calibration_mean
     assert abs(ratio - 1) < 5 * CFG.calib_error

@@ -59,6 +59,8 @@ __all__ = [
     "read_exposure",
     "read_wcs_and_bbox",
     "register_extension",
+    "registered_extensions",
+    "unregister_extension",
     "write_exposure",
 ]
 
@@ -95,6 +97,16 @@ def register_extension(name: str, attr: str, to_hdus: ToHdus, from_hdus: FromHdu
         raise ValueError(f"extension name {name!r} is reserved by the exposure format")
     module = getattr(to_hdus, "__module__", "") or ""
     _EXTENSIONS[name] = _Extension(name, attr, to_hdus, from_hdus, module)
+
+
+def unregister_extension(name: str) -> None:
+    """Remove a registered extension (no-op if absent)."""
+    _EXTENSIONS.pop(name.upper(), None)
+
+
+def registered_extensions() -> dict[str, str]:
+    """``{extension name: exposure attribute}`` of the registered extensions."""
+    return {n: e.attr for n, e in _EXTENSIONS.items()}
 
 
 # -- writing ---------------------------------------------------------------------------------

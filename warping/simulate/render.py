@@ -10,7 +10,8 @@ Physics, in order (all images in counts unless stated):
    ``true flux = counts * c_true`` holds pixel by pixel.
 3. ``raw = Poisson(gain * (sky + model_counts)) / gain + N(0, read_noise)``; the variance plane
    is the expectation ``(sky + model_counts) / gain + read_noise²``.
-4. Defects: pixels above ``saturation`` are clipped and flagged ``SAT``; cosmic-ray tracks are
+4. Defects: charge above ``saturation`` bleeds along columns, saturated pixels are clipped and
+   flagged ``SAT``; cosmic-ray tracks are
    added and flagged ``CR`` (not repaired); ``bad_columns`` columns get a large offset and
    ``BAD``; ``DETECTED`` marks pixels where the noise-free model exceeds 3 sky sigma.
 5. ``calexpBackground``: the true sky sampled at bin centres plus a per-bin error
@@ -171,6 +172,36 @@ def _add_stamp(target: np.ndarray, stamp: np.ndarray, bb: Box2I) -> None:
     target[inter.slices(full)] += stamp[inter.slices(bb)]
 
 
+def _bleed(raw: np.ndarray, saturation: float) -> None:
+    """Spread the charge above ``saturation`` along each column (half up, half down), in place.
+
+    Every saturated column run is extended by ``excess / saturation`` pixels, which are set to at
+    least the saturation level: a bleed trail that roughly conserves charge.
+    """
+    from scipy import ndimage
+
+    sat = raw >= saturation
+    if not sat.any():
+        return
+    h = raw.shape[0]
+    labels, _ = ndimage.label(sat)
+    for region in ndimage.find_objects(labels):
+        if region is None:
+            continue
+        rows, cols = region
+        for col in range(cols.start, cols.stop):
+            m = raw[rows, col] >= saturation
+            if not m.any():
+                continue
+            excess = float((raw[rows, col][m] - saturation).sum())
+            ys = np.nonzero(m)[0] + rows.start
+            extra = int(excess // saturation)
+            up = extra // 2
+            lo = max(0, int(ys.min()) - (extra - up))
+            hi = min(h, int(ys.max()) + 1 + up)
+            raw[lo:hi, col] = np.maximum(raw[lo:hi, col], saturation)
+
+
 def _local_jacobians(wcs: WCS, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """``J[k]`` (pixels per arcsec) mapping (east, north) offsets to (x, y) at each source."""
     d = 1.0 / 3600.0
@@ -265,6 +296,7 @@ def simulate_ccd(
     mask = np.zeros((H, W), dtype=np.int32)
     sky_sigma = math.sqrt(visit.sky_level / g + config.read_noise**2)
     mask[model_counts > 3 * sky_sigma] |= planes.bitmask("DETECTED")
+    _bleed(raw, config.saturation)
     sat = raw >= config.saturation
     raw[sat] = config.saturation
     mask[sat] |= planes.bitmask("SAT")
