@@ -11,9 +11,12 @@ under ``rerun/NAME/`` and reads search ``NAME``, then its parents, then the root
 a marker file ``rerun/NAME/_run.json`` so ``reindex`` can restore them.
 
 Remote roots (``memory://``, later ``s3://``): the SQLite registry lives in the store as
-``registry.sqlite3`` and the Butler works on a local cache copy, downloaded on open and uploaded
-atomically after every write transaction. Concurrent writers on an object store are *not*
-coordinated yet (last upload wins); a locking registry for that case is the seam left for later.
+``registry.sqlite3`` and the Butler works on a local cache copy: downloaded on open, refreshed
+whenever the stored copy changed (one ``info`` call per registry access), and uploaded atomically
+after every write transaction. Concurrent *writers* on an object store are not coordinated yet
+(two writers racing can lose the first upload); a locking registry for that case is the seam left
+for later (the ``refresh``/``after_write`` hooks of
+:class:`~repo_butler.registry.sqlite.SqliteRegistry`).
 """
 
 from __future__ import annotations
@@ -132,24 +135,41 @@ class Butler:
 
         self._cache = TemporaryDirectory(prefix="rb-registry-")
         cache_path = os.path.join(self._cache.name, name)
-        try:
-            data = self._repo.get_bytes(name)
-            with open(cache_path, "wb") as fh:
-                fh.write(data)
-        except FileNotFoundError:
-            logger.debug("no registry at %s yet; starting an empty one", self._repo.uri(name))
         repo = self._repo
+        seen: dict[str, Any] = {"token": None}
+
+        def token() -> Any:
+            try:
+                info = repo.fs.info(repo.full_path(name))
+            except FileNotFoundError:
+                return None
+            return tuple(info.get(k) for k in ("size", "ETag", "etag", "mtime", "created"))
+
+        def refresh() -> bytes | None:
+            current = token()
+            if current is None or current == seen["token"]:
+                return None
+            seen["token"] = current
+            return repo.get_bytes(name)
 
         def upload() -> None:
             with open(cache_path, "rb") as fh:
                 repo.put_bytes(name, fh.read())
+            seen["token"] = token()
 
+        initial = refresh()
+        if initial is not None:
+            with open(cache_path, "wb") as fh:
+                fh.write(initial)
+        else:
+            logger.debug("no registry at %s yet; starting an empty one", repo.uri(name))
         return SqliteRegistry(
             cache_path,
             self._config.universe,
             busy_timeout=timeout,
             journal_mode="DELETE",
             after_write=upload if self._writeable else None,
+            refresh=refresh,
         )
 
     def _parse_rerun(self, rerun: str | None) -> tuple[str, tuple[str, ...]]:

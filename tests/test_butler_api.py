@@ -330,3 +330,12 @@ def test_reopen_sees_everything(butler: Butler, repo_location: RepoLocation) -> 
         assert len(b2.query_datasets("calexp_meta")) == 4
         with pytest.raises(ConfigError, match="read-only"):
             b2.put({}, "visit_summary", visit=1)
+
+
+def test_second_butler_sees_later_writes(butler: Butler, repo_location: RepoLocation) -> None:
+    with Butler(butler.root, storage_options=repo_location.storage_options) as other:
+        assert not other.exists("visit_summary", visit=4)
+        butler.put({"late": True}, "visit_summary", visit=4)
+        assert other.get("visit_summary", visit=4) == {"late": True}
+        other.put({"from": "other"}, "visit_summary", visit=5)
+    assert butler.get("visit_summary", visit=5) == {"from": "other"}

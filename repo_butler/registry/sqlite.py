@@ -57,6 +57,9 @@ class SqliteRegistry(Registry):
         WAL for a database that stays on local disk; DELETE for a cache copy that is uploaded.
     after_write : callable, optional
         Called after every committed write transaction (used to upload a cache copy).
+    refresh : callable, optional
+        Called before every access; returns the bytes of a newer copy of the database (which
+        replaces the local file before the connection is reopened) or ``None`` if unchanged.
     """
 
     def __init__(
@@ -67,36 +70,67 @@ class SqliteRegistry(Registry):
         busy_timeout: float = 60.0,
         journal_mode: str = "WAL",
         after_write: Callable[[], None] | None = None,
+        refresh: Callable[[], bytes | None] | None = None,
     ) -> None:
         self.path = path
         self.universe = universe
         self._after_write = after_write
+        self._refresh = refresh
+        self._busy_timeout = busy_timeout
+        self._journal_mode = journal_mode
         self._lock = threading.RLock()
         self._inserted = 0
         self._insert_sql: dict[tuple[str, ...], str] = {}
+        self._conn = self._connect()
+        self._guard(self._create_schema)
+
+    def _guard(self, func: Callable[[], None]) -> None:
         try:
-            self._conn = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode.upper() != journal_mode:
-                self._conn.execute(f"PRAGMA journal_mode = {journal_mode}")
-            # A cache copy is made durable by its upload, not by fsync.
-            sync = "NORMAL" if journal_mode == "WAL" else "OFF"
-            self._conn.execute(f"PRAGMA synchronous = {sync}")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._create_schema()
+            func()
         except sqlite3.DatabaseError as err:
             raise RegistryError(
-                f"cannot open the registry {path!r}: {err}; if it is corrupt or lost, rebuild it "
-                "from storage with `rb reindex REPO`"
+                f"cannot open the registry {self.path!r}: {err}; if it is corrupt or lost, "
+                "rebuild it from storage with `rb reindex REPO`"
             ) from err
+
+    def _connect(self) -> sqlite3.Connection:
+        timeout = self._busy_timeout
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.upper() != self._journal_mode:
+                conn.execute(f"PRAGMA journal_mode = {self._journal_mode}")
+            # A cache copy is made durable by its upload, not by fsync.
+            sync = "NORMAL" if self._journal_mode == "WAL" else "OFF"
+            conn.execute(f"PRAGMA synchronous = {sync}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as err:
+            raise RegistryError(
+                f"cannot open the registry {self.path!r}: {err}; if it is corrupt or lost, "
+                "rebuild it from storage with `rb reindex REPO`"
+            ) from err
+        return conn
+
+    def _sync(self) -> None:
+        """Swap in a newer copy of the database if the ``refresh`` hook provides one."""
+        if self._refresh is None:
+            return
+        newer = self._refresh()
+        if newer is None:
+            return
+        self._conn.close()
+        with open(self.path, "wb") as fh:
+            fh.write(newer)
+        self._conn = self._connect()
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._sync()
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -154,6 +188,7 @@ class SqliteRegistry(Registry):
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
+            self._sync()
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as err:
