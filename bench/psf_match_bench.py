@@ -9,6 +9,7 @@ Prints the kernel-fit and convolution times and their ratio to the direct warp o
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -142,7 +143,9 @@ def main() -> None:
         conv_t.append(res.convolve_seconds)
     assert res is not None
     fit, conv = min(fit_t), min(conv_t)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"PSF-matching one warped CCD: bbox {bbox.width}x{bbox.height}, default config")
+    print(f"  {os.cpu_count()} CPUs, 1-min load average {load:.2f} at the end of the run")
     print(
         f"  cells {res.n_cells}, PSF stamp {res.psf_size} px, variance rank "
         f"{res.convolution.variance_rank} (rel err {res.convolution.variance_rel_error:.1e}),"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft as sfft
 
@@ -146,6 +147,28 @@ def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.nd
     return np.ascontiguousarray(out.reshape(n, nb, -1).transpose(0, 2, 1))
 
 
+@numba.njit(cache=True, parallel=True)
+def _normal_equations(
+    c: np.ndarray, r: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Per cell ``M = C^T C`` and ``b = C^T r`` (small matrices: faster than batched BLAS)."""
+    n, npix, nb = c.shape
+    m = np.zeros((n, nb, nb))
+    b = np.zeros((n, nb))
+    for k in numba.prange(n):
+        for q in range(npix):
+            rq = r[k, q]
+            for i in range(nb):
+                ci = c[k, q, i]
+                b[k, i] += ci * rq
+                for j in range(i, nb):
+                    m[k, i, j] += ci * c[k, q, j]
+        for i in range(nb):
+            for j in range(i):
+                m[k, i, j] = m[k, j, i]
+    return m, b
+
+
 def fit_spatial_kernel(
     cells: CellSet,
     basis: np.ndarray,
@@ -185,9 +208,7 @@ def fit_spatial_kernel(
         r = cells.model_stamps.reshape(n, -1)  # (n, p)
     else:
         r = cells.model_stamps[:, h : size - h, h : size - h].reshape(n, -1)
-    ct = c.transpose(0, 2, 1)
-    m = ct @ c  # (n, nb, nb), batched BLAS
-    b = (ct @ r[:, :, None])[:, :, 0]
+    m, b = _normal_equations(c, np.ascontiguousarray(r))
     domain = cells.bbox
     probe = SpatialKernel(basis, np.zeros((nb, 1)), order, domain)
     t = probe.spatial_terms(cells.centres[:, 0], cells.centres[:, 1]).T  # (n, nt)
