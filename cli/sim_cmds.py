@@ -14,11 +14,16 @@ def simulate(
     visits: int = typer.Option(0, "--visits", help="Number of visits (0: the preset's)."),
     tract: int = typer.Option(0, "--tract", help="Tract id used for jointcal_* data IDs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing datasets."),
+    skymap: bool = typer.Option(
+        True,
+        "--skymap/--no-skymap",
+        help="Also write a one-tract deepCoadd_skyMap covering the data.",
+    ),
 ) -> None:
     """Simulate HSC-like calexps, backgrounds, skyCorr, jointcal/fgcm calibrations and a truth
     catalogue into REPO (deterministic for a seed)."""
     from repo_butler.butler import Butler
-    from warping.simulate import SimulationConfig, default_visits, write_simulation
+    from warping.simulate import SimulationConfig, default_visits, make_skymap, write_simulation
 
     cfg = SimulationConfig.preset(config, seed=seed)
     if visits:
@@ -31,11 +36,17 @@ def simulate(
         )
     butler = Butler.create(repo, exist_ok=True)
     summary = write_simulation(
-        butler, cfg, tract=tract, progress=lambda m: typer.echo(m, err=True), overwrite=overwrite
+        butler,
+        cfg,
+        tract=tract,
+        progress=lambda m: typer.echo(m, err=True),
+        skymap=make_skymap(cfg) if skymap else None,
+        overwrite=overwrite,
     )
     typer.echo(
         f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
         f"{summary.n_sources} truth sources) into {Path(repo)} in {summary.seconds:.1f} s"
+        + ("" if summary.skymap_written else " (no skymap written)")
     )
 
 

@@ -8,7 +8,7 @@
 from warping.simulate.config import SimulationConfig, VisitSpec, default_visits
 from warping.simulate.geometry import calexp_wcs, true_wcs
 from warping.simulate.render import SimulatedCcd, ccd_exposure_id, make_visit_psf, simulate_ccd
-from warping.simulate.repo import SimulationSummary, write_simulation
+from warping.simulate.repo import SimulationSummary, make_skymap, write_simulation
 from warping.simulate.sources import make_truth_catalog, sersic_mixture
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "calexp_wcs",
     "ccd_exposure_id",
     "default_visits",
+    "make_skymap",
     "make_truth_catalog",
     "make_visit_psf",
     "sersic_mixture",

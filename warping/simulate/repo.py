@@ -14,7 +14,36 @@ from warping.simulate.sources import make_truth_catalog
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SimulationSummary", "write_simulation"]
+__all__ = ["SimulationSummary", "make_skymap", "write_simulation"]
+
+
+def make_skymap(config: SimulationConfig, patch_inner: int = 4000, patch_border: int = 100) -> Any:
+    """A one-tract ``DiscreteSkyMap`` (TAN, the camera's pixel scale) covering every simulated
+    CCD, or ``None`` when :mod:`warping.skymap` is not available."""
+    import importlib
+
+    try:  # imported dynamically: warping.skymap is developed alongside this module
+        skymap_mod = importlib.import_module("warping.skymap")
+    except ImportError:
+        logger.info("warping.skymap is not available; no deepCoadd_skyMap written")
+        return None
+    from warping.simulate.geometry import tangent_wcs
+    from warping.simulate.sources import sky_region
+
+    ra0, dec0, box = sky_region(config)
+    # radius: farthest corner of the covered tangent-plane box (arcsec -> deg)
+    radius = float(max(abs(box[0]), abs(box[1])) ** 2 + max(abs(box[2]), abs(box[3])) ** 2) ** 0.5
+    cx, cy = (box[0] + box[1]) / 2.0, (box[2] + box[3]) / 2.0
+    ra_c, dec_c = (float(v) for v in tangent_wcs(ra0, dec0).pixel_to_world_values(cx, cy))
+    sm_config = skymap_mod.SkyMapConfig(
+        patch_inner_dimensions=(patch_inner, patch_inner),
+        patch_border=patch_border,
+        tract_overlap_deg=0.0,
+        pixel_scale_arcsec=config.pixel_scale_arcsec,
+        projection="TAN",
+        rotation_deg=0.0,
+    )
+    return skymap_mod.DiscreteSkyMap(sm_config, [ra_c], [dec_c], [radius / 3600.0])
 
 
 @dataclass
