@@ -235,17 +235,10 @@ class SqliteRegistry(Registry):
             *record.data_id.values(),
         )
         try:
-            with self._write() as conn:
-                if replace:
-                    conn.execute(
-                        "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
-                        (record.dataset_type, key, record.run),
-                    )
-                cur = conn.execute(sql, values)
-                if provenance is not None:
-                    conn.execute(
-                        "INSERT INTO provenance VALUES (?, ?)", (cur.lastrowid, provenance)
-                    )
+            if not replace and provenance is None:
+                self._write_one(sql, values)  # one statement: its own transaction
+            else:
+                self._insert_many(record, key, sql, values, provenance, replace)
         except sqlite3.IntegrityError as err:
             raise DatasetExistsError(
                 f"{record.dataset_type} {record.data_id} already exists in run "
@@ -258,6 +251,34 @@ class SqliteRegistry(Registry):
         self._inserted += 1
         if self._inserted in _ANALYZE_AT or self._inserted % _ANALYZE_AT[-1] == 0:
             self.analyze()
+
+    def _write_one(self, sql: str, values: Sequence[Any]) -> None:
+        """Run one write statement in autocommit mode: an implicit single-statement transaction
+        that asks for the write lock up front (so it cannot deadlock) and waits when busy."""
+        with self._lock:
+            self._sync()
+            self._conn.execute(sql, values)
+            if self._after_write is not None:
+                self._after_write()
+
+    def _insert_many(
+        self,
+        record: DatasetRecord,
+        key: str,
+        sql: str,
+        values: Sequence[Any],
+        provenance: str | None,
+        replace: bool,
+    ) -> None:
+        with self._write() as conn:
+            if replace:
+                conn.execute(
+                    "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                    (record.dataset_type, key, record.run),
+                )
+            cur = conn.execute(sql, values)
+            if provenance is not None:
+                conn.execute("INSERT INTO provenance VALUES (?, ?)", (cur.lastrowid, provenance))
 
     def analyze(self) -> None:
         """Refresh the query planner's statistics (bounded cost: sampled ``ANALYZE``).
