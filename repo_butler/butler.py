@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from repo_butler.config import (
     CONFIG_FILENAME,
@@ -112,7 +113,7 @@ class Butler:
             ) from err
         self._config = RepoConfig.from_mapping(raw, source=self._repo.uri(CONFIG_FILENAME))
         storage_root = self._config.storage_root
-        self._store: Datastore = (
+        self._store: FsspecDatastore = (
             self._repo
             if storage_root in (".", "")
             else FsspecDatastore(storage_root, self._storage_options)
@@ -475,12 +476,16 @@ class Butler:
         return json.dumps(doc, sort_keys=True, indent=1)
 
     def get(
-        self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any
+        self,
+        dataset_type: str | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        **data_id_kwargs: Any,
     ) -> Any:
         """Read a dataset.
 
         A partial data ID is completed from the registry when exactly one dataset matches
-        (``get("calexp", visit=903988, ccd=16)``).
+        (``get("calexp", visit=903988, ccd=16)``). A :class:`DatasetRef` (from ``get_ref``,
+        ``put`` or ``query_datasets``) may be passed instead of type + data ID.
 
         Raises
         ------
@@ -491,17 +496,55 @@ class Butler:
         FormatterError
             If the stored bytes cannot be decoded.
         """
-        record = self._resolve(dataset_type, data_id, data_id_kwargs)
-        dt = self._config.dataset_types[dataset_type]
-        uri = self._store.uri(record.path)
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+        else:
+            ref = self._ref(self._resolve(dataset_type, data_id, data_id_kwargs))
+        dt = self.dataset_type(ref.dataset_type)
         try:
-            data = self._read_bytes(record.path)
+            data = self._read_bytes(ref.path)
         except FileNotFoundError:
             raise DatasetNotFoundError(
-                f"{dataset_type} {record.data_id} is registered in run {display_run(record.run)} "
-                f"but its file {uri} is missing; run `rb verify {self.root}`"
+                f"{ref.dataset_type} {ref.data_id} is registered in run {display_run(ref.run)} "
+                f"but its file {ref.uri} is missing; run `rb verify {self.root}`"
             ) from None
-        return get_formatter(dt.formatter).from_bytes(data, source=uri)
+        return get_formatter(dt.formatter).from_bytes(data, source=ref.uri)
+
+    @contextmanager
+    def open_file(
+        self,
+        dataset_type: str | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        **data_id_kwargs: Any,
+    ) -> Iterator[BinaryIO]:
+        """Open a dataset's file for reading without decoding it (e.g. to read FITS headers).
+
+        Yields a binary, seekable file object from fsspec (remote files are read lazily).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            As for :meth:`get`, or if the registered file is missing.
+        """
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+        else:
+            ref = self.get_ref(dataset_type, data_id, **data_id_kwargs)
+        import fsspec.core
+
+        if "://" in ref.path:
+            fs, path = fsspec.core.url_to_fs(ref.path, **self._storage_options)
+        else:
+            fs, path = self._store.filesystem, self._store.full_path(ref.path)
+        try:
+            handle = fs.open(path, "rb")
+        except FileNotFoundError:
+            raise DatasetNotFoundError(
+                f"{ref.dataset_type} {ref.data_id}: file {ref.uri} is missing; run "
+                f"`rb verify {self.root}`"
+            ) from None
+        with handle as fh:
+            yield fh
 
     def _read_bytes(self, path: str) -> bytes:
         if "://" in path:  # ingested with transfer="direct"
@@ -525,12 +568,31 @@ class Butler:
         return self._ref(self._resolve(dataset_type, data_id, data_id_kwargs))
 
     def exists(
-        self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any
+        self,
+        dataset_type: str,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        output_run_only: bool = False,
+        **data_id_kwargs: Any,
     ) -> bool:
-        """Whether the registry has at least one matching dataset in the runs searched."""
+        """Whether the registry has at least one matching dataset.
+
+        Parameters
+        ----------
+        dataset_type : str
+            Dataset type name.
+        data_id : Mapping, optional
+            Full or partial data ID (``data_id_kwargs`` merged over it).
+        output_run_only : bool
+            Look only in the output run (e.g. "was this already written by this rerun?"),
+            not in its parents and the root.
+        **data_id_kwargs
+            Data ID keys given as keywords.
+        """
         dt = self.dataset_type(dataset_type)
         did = self._partial(dt, data_id, data_id_kwargs)
-        return bool(self._candidates(dt, did, self._search))
+        runs = (self._run,) if output_run_only else self._search
+        return bool(self._candidates(dt, did, runs))
 
     def uri(
         self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any

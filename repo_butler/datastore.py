@@ -129,6 +129,11 @@ class FsspecDatastore(Datastore):
         """Whether this store is on the local filesystem."""
         return self._local
 
+    @property
+    def filesystem(self) -> Any:
+        """The fsspec filesystem (paths are :meth:`full_path` of relative paths)."""
+        return self.fs
+
     def full_path(self, path: str) -> str:
         """Filesystem path (protocol stripped) of a relative ``path``."""
         return self.path + "/" + path

@@ -339,3 +339,22 @@ def test_second_butler_sees_later_writes(butler: Butler, repo_location: RepoLoca
         assert other.get("visit_summary", visit=4) == {"late": True}
         other.put({"from": "other"}, "visit_summary", visit=5)
     assert butler.get("visit_summary", visit=5) == {"from": "other"}
+
+
+def test_get_by_ref_open_file_and_output_run_only(
+    butler: Butler, repo_location: RepoLocation
+) -> None:
+    ref = butler.put({"k": 1}, "visit_summary", visit=11)
+    assert butler.get(ref) == {"k": 1}
+    with butler.open_file(ref) as fh:
+        assert fh.read() == _read_raw(ref.uri)
+    with butler.open_file("visit_summary", visit=11) as fh:
+        fh.seek(2)
+        assert fh.read(1) == _read_raw(ref.uri)[2:3]
+    with Butler(butler.root, rerun="out", storage_options=repo_location.storage_options) as out:
+        assert out.exists("visit_summary", visit=11)
+        assert not out.exists("visit_summary", visit=11, output_run_only=True)
+        out.put({"k": 2}, "visit_summary", visit=11)
+        assert out.exists("visit_summary", {"visit": 11}, output_run_only=True)
+    with pytest.raises(DatasetNotFoundError), butler.open_file("visit_summary", visit=12):
+        pass
