@@ -244,6 +244,22 @@ class Butler:
         return self._run
 
     @property
+    def rerun_spec(self) -> str | None:
+        """Argument that reopens this Butler's output run: ``Butler(root, rerun=b.rerun_spec)``.
+
+        ``None`` for the root run; the rerun name otherwise (its parents are remembered).
+        """
+        return self._run or None
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """A copy of the fsspec options given at construction (e.g. to reopen in a worker).
+
+        Never written anywhere by repo_butler; treat it as secret.
+        """
+        return dict(self._storage_options)
+
+    @property
     def search_runs(self) -> tuple[str, ...]:
         """Runs searched by reads, highest priority first (the root ``""`` last)."""
         return self._search

@@ -358,3 +358,16 @@ def test_get_by_ref_open_file_and_output_run_only(
         assert out.exists("visit_summary", {"visit": 11}, output_run_only=True)
     with pytest.raises(DatasetNotFoundError), butler.open_file("visit_summary", visit=12):
         pass
+
+
+def test_reopen_in_worker_with_rerun_spec(butler: Butler, repo_location: RepoLocation) -> None:
+    assert butler.rerun_spec is None
+    with Butler(butler.root, rerun="p", storage_options=repo_location.storage_options) as parent:
+        parent.put({"p": 1}, "visit_summary", visit=1)
+    with Butler(butler.root, rerun="p:c", storage_options=repo_location.storage_options) as child:
+        assert child.rerun_spec == "c"
+        assert child.storage_options == repo_location.storage_options
+        worker = Butler(child.root, rerun=child.rerun_spec, storage_options=child.storage_options)
+        assert worker.search_runs == child.search_runs == ("c", "p", "")
+        assert worker.get("visit_summary", visit=1) == {"p": 1}
+        worker.close()
