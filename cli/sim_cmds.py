@@ -34,15 +34,20 @@ def simulate(
                 v0.ra_deg, v0.dec_deg, visits, filter=v0.filter, dither_arcsec=spacing, seed=seed
             )
         )
+    from repo_butler.errors import DatasetExistsError
+
     butler = Butler.create(repo, exist_ok=True)
-    summary = write_simulation(
-        butler,
-        cfg,
-        tract=tract,
-        progress=lambda m: typer.echo(m, err=True),
-        skymap=make_skymap(cfg) if skymap else None,
-        overwrite=overwrite,
-    )
+    try:
+        summary = write_simulation(
+            butler,
+            cfg,
+            tract=tract,
+            progress=lambda m: typer.echo(m, err=True),
+            skymap=make_skymap(cfg) if skymap else None,
+            overwrite=overwrite,
+        )
+    except DatasetExistsError as err:
+        raise DatasetExistsError(f"{err} (rb simulate: pass --overwrite to replace)") from None
     typer.echo(
         f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
         f"{summary.n_sources} truth sources) into {Path(repo)} in {summary.seconds:.1f} s"
