@@ -155,8 +155,14 @@ class FsspecDatastore(Datastore):
             if self._local:
                 self._makedirs(directory)
                 tmp = f"{directory}/{TEMP_MARKER}{os.urandom(8).hex()}"
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
                 try:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                    try:
+                        fd = os.open(tmp, flags, 0o666)
+                    except FileNotFoundError:  # directory removed behind our back: recreate
+                        self._made_dirs.discard(directory)
+                        self._makedirs(directory)
+                        fd = os.open(tmp, flags, 0o666)
                     try:
                         view = memoryview(data)
                         while view:

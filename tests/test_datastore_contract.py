@@ -116,3 +116,11 @@ def test_plain_local_path_is_accepted(tmp_path: Path) -> None:
     store.put_bytes("f.txt", b"x")
     assert (tmp_path / "plain" / "f.txt").read_bytes() == b"x"
     assert store.root == (tmp_path / "plain").as_uri()
+
+
+def test_directory_removed_between_writes(store: FsspecDatastore) -> None:
+    store.put_bytes("d/one.bin", b"1")
+    store.remove("d/one.bin")
+    store.fs.rm(store.full_path("d"), recursive=True)
+    store.put_bytes("d/two.bin", b"2")
+    assert store.get_bytes("d/two.bin") == b"2"
