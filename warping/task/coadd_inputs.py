@@ -194,3 +194,24 @@ class CoaddInputs:
                 )
             )
         return cls(visits=visits, ccds=ccds)
+
+
+def _to_hdus(inputs: CoaddInputs) -> list[fits.BinTableHDU]:
+    return inputs.to_hdus()
+
+
+def _from_hdus(hdus: Any) -> CoaddInputs:
+    by_name = {h.header.get("EXTNAME"): h for h in hdus}
+    try:
+        return CoaddInputs.from_hdus(by_name["COADD_INPUTS_VISITS"], by_name["COADD_INPUTS_CCDS"])
+    except KeyError as err:
+        raise ValueError(f"warp inputs table is incomplete: missing {err.args[0]}") from None
+
+
+def _register() -> None:
+    from warping.formats.exposure_fits import register_extension
+
+    register_extension("COADD_INPUTS", "coadd_inputs", _to_hdus, _from_hdus)
+
+
+_register()

@@ -159,7 +159,8 @@ def select_calexps(
             if config.doApplyExternalSkyWcs:
                 # a missing external WCS is reported when the CCD is calibrated
                 with contextlib.suppress(LookupError):
-                    wcs = butler.get(_external_wcs(butler, config, ref.data_id, sky_info.tract_id))
+                    ext = _external_wcs(butler, config, ref.data_id, sky_info.tract_id)
+                    wcs = butler.get(ext.dataset_type, ext.data_id)
             if wcs is None:
                 raise ValueError("no WCS")
             overlaps = polygons_overlap(patch_poly, SkyPolygon.from_wcs_bbox(wcs, bbox))
@@ -192,7 +193,7 @@ def get_calibrated_exposure(
         did = {**data_id, **(extra or {})}
         try:
             ref = butler.get_ref(dataset_type, did)
-            obj = butler.get(ref)
+            obj = butler.get(ref.dataset_type, ref.data_id)
         except LookupError as err:
             raise MissingExposureError(
                 f"{dataset_type} not found for {_fmt_id(did)}: {err}. Produce it, or turn off the "
@@ -202,7 +203,7 @@ def get_calibrated_exposure(
         return obj
 
     try:
-        calexp = butler.get(calexp_ref)
+        calexp = butler.get("calexp", calexp_ref.data_id)
     except LookupError as err:
         raise MissingExposureError(f"Exposure not found: calexp {_fmt_id(data_id)}: {err}") from err
     background = None if config.bgSubtracted else fetch("calexpBackground")
@@ -385,7 +386,7 @@ def run_make_warp(
             )
     skymap_type = f"{config.coaddName}Coadd_skyMap"
     skymap_ref = butler.get_ref(skymap_type)
-    skymap = butler.get(skymap_ref)
+    skymap = butler.get(skymap_type)
     sky_info = SkyInfo.from_skymap(skymap, int(patch_id["tract"]), patch_id["patch"])
     patch_id = {**dict(patch_id), "patch": sky_info.patch_name}
     summary = RunSummary(patch_id=dict(patch_id))
