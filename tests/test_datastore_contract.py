@@ -121,6 +121,7 @@ def test_plain_local_path_is_accepted(tmp_path: Path) -> None:
 def test_directory_removed_between_writes(store: FsspecDatastore) -> None:
     store.put_bytes("d/one.bin", b"1")
     store.remove("d/one.bin")
-    store.fs.rm(store.full_path("d"), recursive=True)
+    if store.fs.exists(store.full_path("d")):  # object stores have no real directories
+        store.fs.rm(store.full_path("d"), recursive=True)
     store.put_bytes("d/two.bin", b"2")
     assert store.get_bytes("d/two.bin") == b"2"
