@@ -115,6 +115,14 @@ def test_reads_lsst_photocalib_archive(shared_data: Path) -> None:
     assert pc.is_constant
 
 
+def test_catalog_of_many_photocalibs_is_refused(shared_data: Path) -> None:
+    path = shared_data / "lsst-drp_tasks" / "visitSummary_1176.fits"
+    with pytest.raises(FormatError, match=r"visitSummary_1176\.fits: afw archive holds 103 PhotoCalib"):
+        read_photocalib(path)
+    one = read_photocalib(shared_data / "lsst-jointcal-cfht_minimal" / "visitSummary-849375.fits")
+    assert one.calibration_mean == pytest.approx(0.54322421, rel=1e-6)
+
+
 def test_garbage_is_a_format_error() -> None:
     with pytest.raises(FormatError, match=r"mem://x\.fits.*not a FITS file"):
         PhotoCalibFormatter().from_bytes(b"hello", source="mem://x.fits")

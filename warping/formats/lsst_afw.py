@@ -336,4 +336,9 @@ def read_lsst_photocalib(hdul: fits.HDUList, source: str) -> PhotoCalib:
     ids = [i for i, e in archive.entries.items() if e[0][4] == "PhotoCalib"]
     if not ids:
         raise FormatError(f"{source}: afw archive holds no PhotoCalib")
-    return _read_photocalib_from_archive(archive, min(ids))
+    if len(ids) > 1:
+        raise FormatError(
+            f"{source}: afw archive holds {len(ids)} PhotoCalib objects (an ExposureCatalog such "
+            "as a visitSummary?), not one standalone PhotoCalib; select a row with an afw reader"
+        )
+    return _read_photocalib_from_archive(archive, ids[0])
