@@ -460,12 +460,13 @@ class Butler:
         path = run_prefix(self._run) + dt.path_template.format(did)
         data = get_formatter(dt.formatter).to_bytes(obj)
         checksum = checksum_bytes(data)
-        self._store.put_bytes(path, data)
         prov_path: str | None = None
         prov_json: str | None = None
-        if provenance is not None:
+        if provenance is not None:  # validated before anything is written
             prov_path = path + SIDECAR_SUFFIX
             prov_json = self._provenance_json(provenance, dt.name, did, checksum)
+        self._store.put_bytes(path, data)
+        if prov_path is not None and prov_json is not None:
             self._store.put_bytes(prov_path, prov_json.encode())
         elif existing is not None and existing.provenance:
             self._remove_file(existing.provenance)

@@ -371,3 +371,11 @@ def test_reopen_in_worker_with_rerun_spec(butler: Butler, repo_location: RepoLoc
         assert worker.search_runs == child.search_runs == ("c", "p", "")
         assert worker.get("visit_summary", visit=1) == {"p": 1}
         worker.close()
+
+
+def test_invalid_provenance_rejected_before_writing(butler: Butler) -> None:
+    bad = Provenance(task="", config={})  # schema: task must be non-empty
+    with pytest.raises(ConfigError, match="task"):
+        butler.put({"x": 1}, "visit_summary", visit=21, provenance=bad)
+    assert not butler.exists("visit_summary", visit=21)
+    assert [p for p in butler.datastore.walk() if "summary" in p] == []
