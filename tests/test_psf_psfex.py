@@ -45,6 +45,16 @@ def test_kernel_normalised_and_plausible(decam: PsfexPsf, x: float, y: float) ->
     assert 3.0 < decam.fwhm(x, y) < 7.0
 
 
+def test_half_maximum_width_matches_psfex_estimate(decam: PsfexPsf, shared_data: Path) -> None:
+    hdr = fits.getheader(shared_data / "galsim-tests" / "DECam_00154912_12_psfcat.psf", 1)
+    d = np.arange(-8.0, 8.0001, 0.1)
+    img = decam.evaluate_offsets(d, d, *decam.average_position())
+    area = (img > img.max() / 2).sum() * 0.01  # pixels² above half maximum
+    fwhm = 2.0 * np.sqrt(area / np.pi)
+    # PSFEx's PSF_FWHM (from SExtractor FWHM_IMAGE of the input stars) is a rough estimate
+    assert 0.8 < fwhm / hdr["PSF_FWHM"] < 1.1
+
+
 def test_compute_image_is_centred_where_asked(decam: PsfexPsf) -> None:
     k = decam.compute_kernel_image(1000.0, 2000.0)
     c = k.shape[0] // 2

@@ -228,6 +228,11 @@ class PsfexPsf(SerializablePsf):
         img = _resample(grid, cx + dx / self.sample, cy + dy / self.sample, LANCZOS_ORDER)
         return _normalised(img, f"PSFEx model at ({x}, {y})")
 
+    def evaluate_offsets(self, dx: np.ndarray, dy: np.ndarray, x: float, y: float) -> np.ndarray:
+        """Model of a star at ``(x, y)`` on the separable grid of image-pixel offsets ``dy`` x
+        ``dx`` (any spacing, e.g. finer than a pixel), normalised to sum 1 over the grid."""
+        return self._image(np.asarray(dx, dtype=float), np.asarray(dy, dtype=float), x, y)
+
     def compute_kernel_image(self, x: float, y: float) -> np.ndarray:
         """Kernel at ``(x, y)`` in image pixels, centred, sum 1."""
         half = self.size // 2
