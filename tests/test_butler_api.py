@@ -379,3 +379,11 @@ def test_invalid_provenance_rejected_before_writing(butler: Butler) -> None:
         butler.put({"x": 1}, "visit_summary", visit=21, provenance=bad)
     assert not butler.exists("visit_summary", visit=21)
     assert [p for p in butler.datastore.walk() if "summary" in p] == []
+
+
+def test_ingest_file_already_in_place(butler: Butler) -> None:
+    butler.datastore.put_bytes("summary/0000031.yaml", b"v: 31\n")
+    (ref,) = butler.ingest("visit_summary", [butler.root + "/summary/0000031.yaml"])
+    assert ref.path == "summary/0000031.yaml" and ref.data_id == DataId(visit=31)
+    assert butler.get("visit_summary", visit=31) == {"v": 31}
+    assert [p for p in butler.datastore.walk() if p.startswith("summary/")] == [ref.path]
