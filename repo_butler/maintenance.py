@@ -217,7 +217,7 @@ def verify(butler: Butler) -> VerifyReport:
 
         try:
             if "://" in rec.path:
-                fs, p = fsspec.core.url_to_fs(rec.path)
+                fs, p = fsspec.core.url_to_fs(rec.path, **butler.storage_options)
                 data = fs.cat_file(p)
             else:
                 data = store.get_bytes(rec.path)
