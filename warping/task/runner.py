@@ -104,7 +104,7 @@ def read_calexp_footprint(butler: Any, ref: Any) -> tuple[Any, Box2I]:
     from warping.formats.exposure_fits import read_wcs_and_bbox
 
     with butler.open_file(ref) as f:
-        return read_wcs_and_bbox(f, source=ref.uri)  # type: ignore[no-any-return]
+        return read_wcs_and_bbox(f, source=ref.uri)
 
 
 def _external_wcs(

@@ -1,0 +1,90 @@
+"""``rb make-skymap`` and ``rb show-skymap``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def make_skymap(
+    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
+    discrete: Annotated[
+        bool, typer.Option("--discrete/--rings", help="One tract covering the calexps, or rings.")
+    ] = True,
+    border: Annotated[float, typer.Option(help="Discrete: extra tract radius, degrees.")] = 0.0,
+    num_rings: Annotated[int, typer.Option(help="Rings: number of rings.")] = 120,
+    pixel_scale: Annotated[float, typer.Option(help="Pixel scale, arcsec.")] = 0.168,
+    patch_inner_dimensions: Annotated[
+        tuple[int, int], typer.Option(help="Inner patch size in pixels.")
+    ] = (4000, 4000),
+    patch_border: Annotated[int, typer.Option(help="Patch border in pixels.")] = 100,
+    tract_overlap: Annotated[float, typer.Option(help="Tract overlap, degrees.")] = 1.0 / 60,
+    projection: Annotated[str, typer.Option(help="TAN or STG.")] = "TAN",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing skymap.")] = False,
+    storage_option: Annotated[
+        list[str] | None, typer.Option("--storage-option", "-S", help="fsspec option KEY=VALUE.")
+    ] = None,
+) -> None:
+    """Make the repository's deepCoadd_skyMap (defaults: HSC's TAN, 0.168"/px, 4000+100 px)."""
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_storage_options
+    from warping.skymap import SkyMapConfig
+    from warping.skymap.repo import describe_tract, make_repo_skymap
+
+    config = SkyMapConfig(
+        (patch_inner_dimensions[0], patch_inner_dimensions[1]),
+        patch_border,
+        tract_overlap,
+        pixel_scale,
+        projection.upper(),
+    )
+    butler = Butler(repo, storage_options=parse_storage_options(storage_option))
+    kind = "discrete" if discrete else "rings"
+    sm = make_repo_skymap(
+        butler, config, kind=kind, border_deg=border, num_rings=num_rings, overwrite=overwrite
+    )
+    first = describe_tract(sm[0], patches=False)
+    typer.echo(f"wrote a {kind} skymap with {len(sm)} tract(s); tract 0: {first}")
+
+
+def show_skymap(
+    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
+    tract: Annotated[int | None, typer.Option(help="Show this tract's patches.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    storage_option: Annotated[
+        list[str] | None, typer.Option("--storage-option", "-S", help="fsspec option KEY=VALUE.")
+    ] = None,
+) -> None:
+    """List tracts, or one tract's patches with their outer-bbox sky corners."""
+    import json
+
+    from repo_butler import Butler
+    from repo_butler.cli_support import parse_storage_options
+    from warping.skymap.repo import describe_tract
+
+    butler = Butler(repo, storage_options=parse_storage_options(storage_option))
+    sm = butler.get("deepCoadd_skyMap")
+    ids = [tract] if tract is not None else list(range(min(len(sm), 1000)))
+    rows = [describe_tract(sm[i], patches=tract is not None) for i in ids]
+    if json_output:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        typer.echo(
+            f"tract {r['tract']}: centre ({r['ra']:.5f}, {r['dec']:.5f}) "
+            f"{r['num_patches'][0]}x{r['num_patches'][1]} patches, bbox {r['bbox']}"
+        )
+        for p in r.get("patches", []):
+            corners = " ".join(f"({ra:.5f},{dec:.5f})" for ra, dec in p["corners_radec"])
+            typer.echo(
+                f"  patch {p['patch']:>7} #{p['sequential']:<4} outer {p['outer_bbox']} {corners}"
+            )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("make-skymap")(make_skymap)
+    app.command("show-skymap")(show_skymap)

@@ -1,0 +1,51 @@
+"""rb make-skymap / rb show-skymap on a simulated repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from repo_butler import Butler
+from warping.simulate import SimulationConfig, write_simulation
+from warping.skymap import SkyPolygon
+
+
+def test_make_and_show_discrete_skymap(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write_simulation(Butler.create(str(root)), SimulationConfig.small())
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "make-skymap",
+            str(root),
+            "--pixel-scale",
+            "0.2",
+            "--patch-inner-dimensions",
+            "200",
+            "200",
+            "--patch-border",
+            "20",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    butler = Butler(str(root))
+    sm = butler.get("deepCoadd_skyMap")
+    tract = sm[0]
+    # every calexp footprint lies inside the tract
+    for ref in butler.query_datasets("calexp"):
+        exp = butler.get("calexp", ref.data_id)
+        poly = SkyPolygon.from_wcs_bbox(exp.wcs, exp.bbox)
+        x, y = tract.wcs.world_to_pixel_values(list(poly.ra), list(poly.dec))
+        assert all(0 <= v <= tract.bbox.width for v in x)
+        assert all(0 <= v <= tract.bbox.height for v in y)
+    res = runner.invoke(app, ["show-skymap", str(root), "--tract", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows[0]["num_patches"] == list(tract.num_patches)
+    assert rows[0]["patches"][0]["outer_bbox"] == tract.patch("0,0").outer_bbox.to_list()
+    res = runner.invoke(app, ["make-skymap", str(root)])
+    assert res.exit_code != 0  # exists already: needs --overwrite
