@@ -48,7 +48,7 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.formatters import get_formatter
-from repo_butler.provenance import SIDECAR_SUFFIX, Provenance, now_iso
+from repo_butler.provenance import SIDECAR_SUFFIX, Provenance, now_iso, software_versions
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
 from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, search_order
@@ -482,6 +482,15 @@ class Butler:
         from repo_butler.schemas import validate
 
         doc = provenance.to_dict()
+        # Complete what the caller left empty so every record says when, where and with what.
+        stamp = now_iso()
+        doc["start"] = doc["start"] or stamp
+        doc["end"] = doc["end"] or stamp
+        if not doc["host"]:
+            import platform
+
+            doc["host"] = platform.node()
+        doc["software"] = doc["software"] or software_versions()
         doc["output"] = {
             "dataset_type": dataset_type,
             "data_id": did.to_dict(),

@@ -387,3 +387,17 @@ def test_ingest_file_already_in_place(butler: Butler) -> None:
     assert ref.path == "summary/0000031.yaml" and ref.data_id == DataId(visit=31)
     assert butler.get("visit_summary", visit=31) == {"v": 31}
     assert [p for p in butler.datastore.walk() if p.startswith("summary/")] == [ref.path]
+
+
+def test_bare_provenance_is_completed(butler: Butler) -> None:
+    butler.put({"x": 1}, "visit_summary", visit=41, provenance=Provenance(task="t", config={}))
+    doc = butler.get_provenance_dict("visit_summary", visit=41)
+    assert doc is not None
+    assert doc["start"] and doc["end"] and doc["host"]
+    assert doc["software"]["repo-butler"]
+    assert doc["output"] == {
+        "dataset_type": "visit_summary",
+        "data_id": {"visit": 41},
+        "run": "",
+        "checksum": butler.get_ref("visit_summary", visit=41).checksum,
+    }
