@@ -140,8 +140,10 @@ class Butler:
         seen: dict[str, Any] = {"token": None}
 
         def token() -> Any:
+            full = repo.full_path(name)
+            repo.fs.invalidate_cache(full)  # listings cached by s3fs & co. would be stale
             try:
-                info = repo.fs.info(repo.full_path(name))
+                info = repo.fs.info(full)
             except FileNotFoundError:
                 return None
             return tuple(info.get(k) for k in ("size", "ETag", "etag", "mtime", "created"))
