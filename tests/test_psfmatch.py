@@ -427,8 +427,9 @@ def test_deconvolution_warns_with_seed_advice(caplog: pytest.LogCaptureFixture) 
     assert res.deconvolution.deconvolves
     assert res.deconvolution.n_cells_deconvolving == res.n_cells
     assert res.deconvolution.science_fwhm_major == pytest.approx(2.8 * 2.3548, rel=0.02)
-    assert len(res.warnings) == 1 and "modelPsf.defaultFwhm" in res.warnings[0]
-    assert "worst-seeing" in res.warnings[0]
+    deconv = [w for w in res.warnings if "deconvolves" in w]
+    assert len(deconv) == 1 and "modelPsf.defaultFwhm" in deconv[0]
+    assert "worst-seeing" in deconv[0]
     assert any("deconvolves" in r.getMessage() for r in caplog.records)
     # A model wider in every direction does not warn.
     res2 = match_to_model(
@@ -441,7 +442,8 @@ def test_deconvolution_warns_with_seed_advice(caplog: pytest.LogCaptureFixture) 
         config=PsfMatchConfig(),
         mask_planes=PLANES,
     )
-    assert not res2.deconvolution.deconvolves and res2.warnings == []
+    assert not res2.deconvolution.deconvolves
+    assert not any("deconvolves" in w for w in res2.warnings)
 
 
 class _PartialPsf(_GaussPsf):

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["DeconvolutionCheck", "PsfMatchResult", "check_deconvolution", "match_to_model"]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: A positive kernel has sum|K| = 1; above this the kernel's negative lobes amplify noise.
+_MAX_KERNEL_L1 = 1.5
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,21 @@ def match_to_model(
     kernel, fit = fit_spatial_kernel(
         cells, basis, config.spatial_kernel_order, fit_region=fit_region
     )
+    # Judge the kernel where it is applied: cells centred inside the region (else all cells).
+    inside = np.array([region.contains_point(x, y) for x, y in cells.centres])
+    l1 = np.where(inside, fit.kernel_l1, -np.inf) if inside.any() else fit.kernel_l1
+    worst = int(np.argmax(l1))
+    if fit.kernel_l1[worst] > _MAX_KERNEL_L1:
+        msg = (
+            f"The matching kernel oscillates (sum|K| = {fit.kernel_l1[worst]:.2f}, noise gain "
+            f"sqrt(sum K^2) = {np.sqrt(fit.kernel_sum_sq[worst]):.2f} at cell "
+            f"({cells.centres[worst, 0]:.0f}, {cells.centres[worst, 1]:.0f})): expect "
+            f"high-frequency (checkered) noise in the psfMatched warp. The basis is too narrow "
+            f"for these PSFs; widen it, e.g. kernel['AL'].alardSigGauss=[1.5, 3.0, 6.0], and "
+            f"if the model PSF has a wide wing also raise kernel['AL'].kernelSize"
+        )
+        logger.warning("%s", msg)
+        warn.append(msg)
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
         image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes

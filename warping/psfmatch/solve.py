@@ -114,12 +114,15 @@ class FitDiagnostics:
     """Quality of the kernel fit over the cells.
 
     ``residual_rms`` and ``residual_max`` are per cell, relative to the model stamp's peak, of
-    ``model - science * K(cell)`` over the stamp pixels the fit uses.
+    ``model - science * K(cell)`` over the stamp pixels the fit uses. ``kernel_l1`` much above 1
+    means an oscillating kernel, which amplifies pixel noise by ``sqrt(kernel_sum_sq)``.
     """
 
     residual_rms: np.ndarray
     residual_max: np.ndarray
     condition_number: float
+    kernel_l1: np.ndarray  # per cell, sum |K| of the normalised kernel (1 for a positive kernel)
+    kernel_sum_sq: np.ndarray  # per cell, sum K^2: white-noise variance gain of the matching
 
 
 def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.ndarray:
@@ -247,10 +250,14 @@ def fit_spatial_kernel(
     pred = (c @ a_cell[:, :, None])[:, :, 0]
     peak = np.abs(cells.model_stamps).reshape(n, -1).max(axis=1)
     res = (r - pred) / peak[:, None]
+    kimg = a_cell @ basis.reshape(nb, -1)  # (n, k*k) kernels at the cell centres
+    kimg /= kimg.sum(axis=1, keepdims=True)
     diag_out = FitDiagnostics(
         residual_rms=np.sqrt((res**2).mean(axis=1)),
         residual_max=np.abs(res).max(axis=1),
         condition_number=cond,
+        kernel_l1=np.abs(kimg).sum(axis=1),
+        kernel_sum_sq=(kimg**2).sum(axis=1),
     )
     logger.debug(
         "Fitted %d-term kernel over %d cells: residual rms max %.3g, cond %.3g",
