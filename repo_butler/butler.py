@@ -48,9 +48,16 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.formatters import get_formatter
+from repo_butler.objectstore import S3Datastore
 from repo_butler.provenance import SIDECAR_SUFFIX, Provenance, now_iso, software_versions
 from repo_butler.refs import DatasetRef, data_id_key
-from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
+from repo_butler.registry import (
+    DatasetRecord,
+    ObjectStoreRegistry,
+    PostgresRegistry,
+    Registry,
+    SqliteRegistry,
+)
 from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, search_order
 
 if TYPE_CHECKING:
@@ -127,11 +134,25 @@ class Butler:
     # -- construction helpers ---------------------------------------------------------------
     def _open_registry(self) -> Registry:
         settings = self._config.registry
+        if settings.get("type") == "postgresql":
+            return PostgresRegistry(
+                settings["url"], self._config.universe, schema=settings.get("schema")
+            )
         name = settings.get("path", "registry.sqlite3")
         timeout = float(settings.get("busy_timeout", 60.0))
         local = self._repo.local_path(name) if isinstance(self._repo, FsspecDatastore) else None
         if local is not None:
             return SqliteRegistry(local, self._config.universe, busy_timeout=timeout)
+        if isinstance(self._repo, S3Datastore):
+            return ObjectStoreRegistry(
+                self._repo.fs,
+                self._repo.full_path(name),
+                self._config.universe,
+                writeable=self._writeable,
+                max_staleness=float(settings.get("max_staleness", 0.0)),
+                write_timeout=float(settings.get("write_timeout", 120.0)),
+                secrets=self._repo.secrets,
+            )
         from tempfile import TemporaryDirectory
 
         self._cache = TemporaryDirectory(prefix="rb-registry-")

@@ -191,7 +191,20 @@ class RepoConfig:
             If the schema or a semantic check fails (e.g. a template field that is not one of its
             dataset type's dimensions), naming the key path.
         """
+        raw = dict(raw)
+        if isinstance(raw.get("registry"), str):  # ``registry: postgresql://...`` shorthand
+            raw["registry"] = {"type": "postgresql", "url": raw["registry"]}
         validate_config(raw, source=source)
+        registry = raw.get("registry", {})
+        if registry.get("type") == "postgresql":
+            from repo_butler.registry.postgres import check_postgres_url
+
+            if "url" not in registry:
+                raise ConfigError(
+                    f"{source}: registry.url is required for a PostgreSQL registry "
+                    "(postgresql://user@host:port/dbname)"
+                )
+            check_postgres_url(registry["url"], source=source)
         universe = DimensionUniverse.from_config(raw["dimensions"])
         dataset_types: dict[str, DatasetType] = {}
         for name, spec in raw["dataset_types"].items():

@@ -99,7 +99,22 @@ class FsspecDatastore(Datastore):
         Local path or fsspec URL.
     storage_options : dict, optional
         Passed to ``fsspec.core.url_to_fs`` (credentials, endpoint URL, ...).
+
+    Notes
+    -----
+    ``FsspecDatastore("s3://...")`` returns a
+    :class:`~repo_butler.objectstore.S3Datastore` (bounded round trips, fail-fast timeouts,
+    errors without secrets), so callers need not know the backend.
     """
+
+    def __new__(
+        cls, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+    ) -> FsspecDatastore:
+        if cls is FsspecDatastore and os.fspath(root).startswith(("s3://", "s3a://")):
+            from repo_butler.objectstore import S3Datastore
+
+            return super().__new__(S3Datastore)
+        return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
         import fsspec.core

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from repo_butler.dimensions import DataId
@@ -36,6 +37,21 @@ class Registry(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection (and flush any cached copy)."""
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several writes (an object-store registry uploads once at the end).
+
+        The default does nothing special: every write is committed on its own.
+        """
+        yield
+
+    def refresh(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Re-read shared state now (registries with a local cache copy)."""
+
+    def clear(self) -> None:
+        """Delete every dataset, provenance record and run (used by ``rb reindex``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be cleared in place")
 
     # -- runs -------------------------------------------------------------------------------
     @abstractmethod

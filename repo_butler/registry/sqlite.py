@@ -176,6 +176,13 @@ class SqliteRegistry(Registry):
                         f"ON datasets (dataset_type, {_col(dim)}) WHERE {_col(dim)} IS NOT NULL"
                     )
 
+    def clear(self) -> None:
+        """Delete every dataset, provenance record and run (one transaction)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM provenance")
+            conn.execute("DELETE FROM datasets")
+            conn.execute("DELETE FROM runs")
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:

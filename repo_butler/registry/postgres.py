@@ -1,0 +1,384 @@
+"""PostgreSQL registry: a shared database for teams with many concurrent writers.
+
+``registry: postgresql://user@host:port/dbname`` in ``butler.yaml`` (or the mapping form
+``{type: postgresql, url: ..., schema: NAME}``) selects it. The password never goes into
+``butler.yaml``: libpq reads it from ``PGPASSWORD`` or ``~/.pgpass`` (a URL containing one is
+rejected by the configuration check).
+
+Same tables, same rows and the same ``where`` compiler as :class:`SqliteRegistry`, so queries
+return the same results: text columns use the ``"C"`` collation (byte order, as SQLite) and
+parameters are passed separately (never interpolated). Each write is one transaction; the unique
+constraint on ``(dataset_type, data_id, run)`` decides races between writers, the loser gets
+:class:`~repo_butler.errors.DatasetExistsError`. Schema creation is serialised with a
+transaction-level advisory lock so several processes can open a new database at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from repo_butler.dimensions import DataId, DimensionUniverse
+from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
+from repo_butler.refs import data_id_key
+from repo_butler.registry.base import DatasetRecord, Registry
+
+__all__ = ["PostgresRegistry", "check_postgres_url"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
+_TEXT = 'TEXT COLLATE "C"'
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_LOCK_ID = 0x7262_7265_6769  # advisory lock id for schema changes ("rbregi")
+
+
+def _col(dim: str) -> str:
+    return f'"d_{dim}"'
+
+
+def _pg(sql: str) -> str:
+    """SQLite-style ``?`` placeholders to psycopg's ``%s`` (a literal ``%`` is doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def check_postgres_url(url: str, *, source: str = "butler.yaml") -> str:
+    """Validate a registry URL: ``postgresql://`` scheme and no password in it.
+
+    Raises
+    ------
+    ConfigError
+        If the scheme is wrong or the URL holds a password.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"{source}: the registry URL must start with postgresql:// (got {parts.scheme!r})"
+        )
+    if parts.password is not None or "password=" in parts.query:
+        raise ConfigError(
+            f"{source}: the registry URL contains a password; remove it and provide it through "
+            "PGPASSWORD or ~/.pgpass instead (butler.yaml is shared and must hold no secrets)"
+        )
+    return url
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{parts.username + '@' if parts.username else ''}{host}{port}{parts.path}"
+
+
+class PostgresRegistry(Registry):
+    """A :class:`Registry` in a PostgreSQL database (psycopg 3).
+
+    Parameters
+    ----------
+    url : str
+        ``postgresql://user@host:port/dbname`` (no password).
+    universe : DimensionUniverse
+        Dimensions; one indexed column per dimension.
+    schema : str, optional
+        PostgreSQL schema holding the tables (several repositories may share a database).
+    connect_timeout : float
+        Seconds to wait for the server.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        universe: DimensionUniverse,
+        *,
+        schema: str | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        try:
+            import psycopg
+        except ImportError as err:
+            raise ConfigError(
+                "the PostgreSQL registry needs psycopg: pip install 'repo-butler[postgres]'"
+            ) from err
+        self._psycopg = psycopg
+        self.url = check_postgres_url(url)
+        self.universe = universe
+        self.schema = schema
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigError(f"registry schema {schema!r}: use lower-case letters, digits, '_'")
+        self._lock = threading.RLock()
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
+        except psycopg.OperationalError as err:
+            raise RegistryError(
+                f"cannot connect to the registry database {_redacted(url)}: "
+                f"{str(err).strip().splitlines()[0]}; check the server and PGPASSWORD/~/.pgpass"
+            ) from None
+        self._create_schema()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    yield self._conn
+            except self._psycopg.errors.UniqueViolation:
+                raise
+            except self._psycopg.OperationalError as err:
+                raise RegistryError(f"registry database error: {err}") from err
+
+    def _exec(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return conn.execute(_pg(sql), list(params))
+
+    def _create_schema(self) -> None:
+        dims = self.universe.names
+        with self._tx() as conn:
+            self._exec(conn, f"SELECT pg_advisory_xact_lock({_LOCK_ID})")
+            if self.schema is not None:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        if self.schema is not None:
+            self._conn.execute(f'SET search_path TO "{self.schema}"')
+        with self._tx() as conn:
+            self._exec(conn, f"SELECT pg_advisory_xact_lock({_LOCK_ID})")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self._exec(
+                conn,
+                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS runs (name {_TEXT} PRIMARY KEY, "
+                "parents TEXT NOT NULL, created TEXT NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS datasets ("
+                f"id BIGSERIAL PRIMARY KEY, dataset_type {_TEXT} NOT NULL, run {_TEXT} NOT NULL, "
+                f"data_id {_TEXT} NOT NULL, path {_TEXT} NOT NULL, size BIGINT NOT NULL, "
+                "checksum TEXT NOT NULL, created TEXT NOT NULL, provenance TEXT, "
+                "UNIQUE (dataset_type, data_id, run))"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS provenance (dataset_id BIGINT PRIMARY KEY "
+                "REFERENCES datasets(id) ON DELETE CASCADE, record TEXT NOT NULL)"
+            )
+            have = {
+                row[0]
+                for row in self._exec(
+                    conn,
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'datasets' AND table_schema = current_schema()",
+                )
+            }
+            for dim in dims:
+                if f"d_{dim}" not in have:
+                    kind = "BIGINT" if self.universe[dim].type == "int" else _TEXT
+                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {_col(dim)} {kind}")
+                    conn.execute(
+                        f'CREATE INDEX IF NOT EXISTS "datasets_d_{dim}" '
+                        f"ON datasets (dataset_type, {_col(dim)}) WHERE {_col(dim)} IS NOT NULL"
+                    )
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def clear(self) -> None:
+        """Delete every dataset, provenance record and run (one transaction)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM provenance")
+            conn.execute("DELETE FROM datasets")
+            conn.execute("DELETE FROM runs")
+
+    def analyze(self) -> None:
+        """Refresh the planner statistics of the datasets table."""
+        with self._lock:
+            self._conn.execute("ANALYZE datasets")
+
+    def _record(self, row: Sequence[Any]) -> DatasetRecord:
+        raw = json.loads(row[2])
+        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)}, row[2])
+        return DatasetRecord(row[0], data_id, row[1], row[3], int(row[4]), row[5], row[6], row[7])
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                rows: list[Any] = self._exec(self._conn, sql, params).fetchall()
+            except self._psycopg.Error as err:
+                raise RegistryError(f"registry query failed: {str(err).strip()}") from err
+            return rows
+
+    # -- runs -------------------------------------------------------------------------------
+    def runs(self) -> dict[str, tuple[str, ...]]:
+        """All runs and their direct parents."""
+        rows = self._read("SELECT name, parents FROM runs")
+        out = {name: tuple(json.loads(parents)) for name, parents in rows}
+        out.setdefault("", ())
+        return out
+
+    def define_run(self, name: str, parents: Sequence[str]) -> None:
+        """Record a run and its direct parents."""
+        created = datetime.now(UTC).isoformat()
+        with self._tx() as conn:
+            self._exec(
+                conn,
+                "INSERT INTO runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (name, json.dumps(list(parents)), created),
+            )
+
+    # -- datasets ---------------------------------------------------------------------------
+    def insert(
+        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+    ) -> None:
+        """Insert one dataset row (and provenance) in one transaction."""
+        key = data_id_key(record.data_id)
+        dims = tuple(record.data_id)
+        columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
+        marks = ", ".join("?" * (8 + len(dims)))
+        values = (
+            record.dataset_type,
+            record.run,
+            key,
+            record.path,
+            record.size,
+            record.checksum,
+            record.created,
+            record.provenance,
+            *record.data_id.values(),
+        )
+        try:
+            with self._tx() as conn:
+                if replace:
+                    self._exec(
+                        conn,
+                        "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                        (record.dataset_type, key, record.run),
+                    )
+                new_id = self._exec(
+                    conn, f"INSERT INTO datasets ({columns}) VALUES ({marks}) RETURNING id", values
+                ).fetchone()[0]
+                if provenance is not None:
+                    self._exec(conn, "INSERT INTO provenance VALUES (?, ?)", (new_id, provenance))
+        except self._psycopg.errors.UniqueViolation as err:
+            raise DatasetExistsError(
+                f"{record.dataset_type} {record.data_id} already exists in run "
+                f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
+            ) from err
+
+    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
+        """The dataset with exactly this data ID in the first of ``runs`` having it."""
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
+            f"AND run IN ({', '.join('?' * len(runs))})",
+            (dataset_type, data_id_key(data_id), *runs),
+        )
+        if not rows:
+            return None
+        rank = {run: i for i, run in enumerate(runs)}
+        return self._record(min(rows, key=lambda row: rank[row[1]]))
+
+    def _constraints(
+        self,
+        runs: Sequence[str],
+        data_id: DataId | None,
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        allowed: Sequence[str] | None,
+    ) -> tuple[list[str], list[Any], set[str]]:
+        clauses = [f"run IN ({', '.join('?' * len(runs))})"]
+        params: list[Any] = list(runs)
+        used: set[str] = set()
+        for dim, value in (data_id or {}).items():
+            clauses.append(f"{_col(dim)} = ?")
+            params.append(value)
+            used.add(dim)
+        if where:
+            from repo_butler.query import compile_where
+
+            sql, where_params, dims = compile_where(
+                where, self.universe, _col, allowed=allowed, bind=bind
+            )
+            clauses.append(sql)
+            params.extend(where_params)
+            used |= dims
+        return clauses, params, used
+
+    def query(
+        self,
+        dataset_type: str,
+        runs: Sequence[str],
+        *,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``runs`` matching ``data_id`` and ``where``."""
+        clauses, params, _ = self._constraints(runs, data_id, where, bind, dimensions)
+        sql = f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND " + " AND ".join(clauses)
+        return [self._record(row) for row in self._read(sql, [dataset_type, *params])]
+
+    def query_data_ids(
+        self,
+        dimensions: Sequence[str],
+        runs: Sequence[str],
+        *,
+        dataset_types: Sequence[str] | None = None,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+    ) -> list[DataId]:
+        """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
+        clauses, params, used = self._constraints(runs, data_id, where, bind, None)
+        for dim in {*dimensions, *used}:
+            clauses.append(f"{_col(dim)} IS NOT NULL")
+        if dataset_types is not None:
+            if not dataset_types:
+                return []
+            clauses.append(f"dataset_type IN ({', '.join('?' * len(dataset_types))})")
+            params.extend(dataset_types)
+        cols = ", ".join(_col(d) for d in dimensions)
+        rows = self._read(
+            f"SELECT DISTINCT {cols} FROM datasets WHERE " + " AND ".join(clauses), params
+        )
+        out = [DataId._trusted(dict(zip(dimensions, row, strict=True))) for row in rows]
+        out.sort(key=DataId.sort_key)
+        return out
+
+    def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
+        """Delete one dataset row and return it."""
+        with self._tx() as conn:
+            row = self._exec(
+                conn,
+                f"DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ? "
+                f"RETURNING {_COLUMNS}",
+                (dataset_type, data_id_key(data_id), run),
+            ).fetchone()
+        return None if row is None else self._record(row)
+
+    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
+        """Provenance JSON text of one dataset."""
+        rows = self._read(
+            "SELECT p.record FROM provenance p JOIN datasets d ON p.dataset_id = d.id "
+            "WHERE d.dataset_type = ? AND d.data_id = ? AND d.run = ?",
+            (dataset_type, data_id_key(data_id), run),
+        )
+        return rows[0][0] if rows else None
+
+    def all_records(self) -> Iterator[DatasetRecord]:
+        """Every dataset row, ordered by run and path."""
+        for row in self._read(f"SELECT {_COLUMNS} FROM datasets ORDER BY run, path"):
+            yield self._record(row)
