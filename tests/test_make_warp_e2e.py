@@ -21,15 +21,23 @@ WARP_PATH = "rerun/ci_hsc/deepCoadd/HSC-I/0/5,4/warp-HSC-I-0-5,4-903988.fits"
 
 
 def _small_skymap() -> Any:
-    return demo_skymap(patch_inner=200, patch_border=20, pixel_scale_arcsec=0.2, radius_deg=0.05)
+    return demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.2, radius_deg=0.07)
 
 
 @pytest.fixture(scope="module")
 def sim_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """A small repo: 3 visits x 5 CCDs of 256x512 px around tract 0 patch 5,4 (0.2"/px)."""
+    """A small repo: 3 visits x 5 CCDs of 256x512 px around tract 0 patch 5,4 (0.2"/px).
+
+    Deep exposures (zero point 34) of a dense, unsaturated star field with few galaxies, so
+    that enough isolated, high-S/N stars fall on the 340x340-pixel patch.
+    """
     root = tmp_path_factory.mktemp("sim") / "repo"
     skymap = _small_skymap()
-    sim = demo_simulation(skymap, ccd_size=(256, 512), gap_pixels=8, cosmic_ray_rate=0.0)
+    sim = demo_simulation(
+        skymap, ccd_size=(256, 512), gap_pixels=8, zero_point=34.0, cosmic_ray_rate=0.0,
+        star_density=60.0, star_mag_range=(18.0, 21.5), galaxy_density=5.0,
+        bright_star_density=0.0, saturation=1e8,
+    )  # fmt: skip
     butler = Butler.create(str(root))
     write_simulation(butler, sim, tract=0, skymap=skymap)
     return root, sim
@@ -71,11 +79,16 @@ def _isolated_stars(root: Path, warp: Exposure, *, min_flux: float, sep_arcsec: 
 def _cutout(
     warp: Exposure, x: float, y: float, half: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Image and variance around (x, y); empty when off the warp or touching flagged pixels."""
     xi, yi = round(x), round(y)
     x0, y0 = xi - half - warp.xy0[0], yi - half - warp.xy0[1]
+    empty = np.empty((0, 0))
     if x0 < 0 or y0 < 0 or x0 + 2 * half + 1 > warp.width or y0 + 2 * half + 1 > warp.height:
-        return np.empty((0, 0)), np.empty((0, 0)), 0, 0
+        return empty, empty, 0, 0
     sl = (slice(y0, y0 + 2 * half + 1), slice(x0, x0 + 2 * half + 1))
+    flagged = warp.mask_planes.bitmask_if_present("BAD", "SAT", "CR", "INTRP", "NO_DATA", "EDGE")
+    if np.any(warp.mask[sl] & flagged):
+        return empty, empty, 0, 0
     return warp.image[sl].astype(float), warp.variance[sl].astype(float), xi - half, yi - half
 
 
@@ -117,8 +130,8 @@ def test_direct_warps_and_star_fluxes(sim_repo: tuple[Path, Any], tmp_path: Path
         yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
         r = np.hypot(xx - (x - ox), yy - (y - oy))
         ap = r < 10.0
-        sky = np.median(img[r > 11.0])
-        measured = (img[ap] - sky).sum()
+        # calexps are background-subtracted: no local sky estimate (it would dominate the noise)
+        measured = img[ap].sum()
         sigma = np.sqrt(var[ap].sum())
         ratios.append(measured / flux)
         pulls.append((measured - flux) / sigma)
@@ -137,7 +150,7 @@ def test_external_wcs_puts_stars_on_true_positions(
     offsets = {}
     for rerun in ("ext", "sfm"):
         warp = _warp(root, rerun, 903988)
-        stars = _isolated_stars(root, warp, min_flux=1.5e5)
+        stars = _isolated_stars(root, warp, min_flux=2.0e5)
         d = []
         for x, y, _flux in stars:
             img, _var, ox, oy = _cutout(warp, x, y, 10)
@@ -145,10 +158,10 @@ def test_external_wcs_puts_stars_on_true_positions(
                 continue
             cx, cy = _centroid(img, x, y, ox, oy, sigma=2.5)
             d.append((cx - x, cy - y))
-        assert len(d) >= 3
-        offsets[rerun] = np.sqrt(np.mean(np.square(d)))
-    assert offsets["ext"] <= 5e-3 * 4  # ≤ 5 mpx per axis, combined over x and y
-    assert offsets["sfm"] > 5 * offsets["ext"]
+        assert len(d) >= 5
+        offsets[rerun] = float(np.sqrt(np.mean(np.square(d))))  # rms per axis, warp pixels
+    assert offsets["ext"] <= 5e-3, offsets
+    assert offsets["sfm"] > 5 * offsets["ext"], offsets
 
 
 def _expected_correction(root: Path, rerun: str, dataset_type: str, sign: float) -> np.ndarray:
@@ -228,7 +241,7 @@ def test_coadd_psf_matches_star_profile(sim_repo: tuple[Path, Any], tmp_path: Pa
     root = _fresh_copy(sim_repo, tmp_path)
     _run(root, ["doApplyExternalSkyWcs=True", "doApplyExternalPhotoCalib=True"], "psf")
     warp = _warp(root, "psf", 903988)
-    stars = _isolated_stars(root, warp, min_flux=1.5e5)
+    stars = _isolated_stars(root, warp, min_flux=2.0e5)
     checked = 0
     for x, y, _ in stars:
         img, _var, ox, oy = _cutout(warp, x, y, 10)

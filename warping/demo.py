@@ -68,6 +68,7 @@ def demo_simulation(
     ccd_size: tuple[int, int] = (2048, 4176),
     gap_pixels: int = 100,
     seed: int = 1,
+    zero_point: float = 31.0,
     **changes: Any,
 ) -> Any:
     """Visits pointed so that the 16/17/23/24 CCD junction of each lands near patch 5,4's centre."""
@@ -94,8 +95,11 @@ def demo_simulation(
     jx, jy = x17 - 0.5 - base.gap_pixels / 2.0, y23 - 0.5 - base.gap_pixels / 2.0
     scale = base.pixel_scale_arcsec / 3600.0
     specs = []
-    dithers = ((0.0, 0.0, 0.0, 0.62), (25.0, -15.0, 4.0, 0.78), (-20.0, 20.0, -3.0, 0.70))
-    for visit, (dx, dy, rot, seeing) in zip(DEMO_VISITS, dithers, strict=True):
+    # (dx, dy) dithers in arcsec for full-size CCDs, scaled with the CCD size; 903988 is centred
+    dithers = ((25.0, -15.0, 4.0, 0.78), (0.0, 0.0, 0.0, 0.62), (-20.0, 20.0, -3.0, 0.70))
+    shrink = ccd_size[0] / 2048.0
+    for visit, (dx_full, dy_full, rot, seeing) in zip(DEMO_VISITS, dithers, strict=True):
+        dx, dy = dx_full * shrink, dy_full * shrink
         th = math.radians(rot)
         # sky offset of the junction from the boresight (east left at rotation 0)
         d_ra = scale * (-math.cos(th) * jx + math.sin(th) * jy)
@@ -105,7 +109,7 @@ def demo_simulation(
         specs.append(
             VisitSpec(
                 visit=visit, pointing=1116, filter="HSC-I", ra_deg=ra, dec_deg=dec,
-                rotation_deg=rot, seeing_fwhm_arcsec=seeing, zero_point=31.0 + 0.03 * len(specs),
+                rotation_deg=rot, seeing_fwhm_arcsec=seeing, zero_point=zero_point + 0.03 * len(specs),
                 mjd=57000.0 + 0.02 * len(specs),
             )
         )  # fmt: skip
