@@ -22,9 +22,9 @@ def shared_data() -> Path:
 
 
 # --- storage backends for the repo_butler contract suites (datastore + Butler) ---------------
-# Each backend yields a fresh, empty root URL plus its storage_options. The object-storage issue
-# appends "s3" here (a moto/SeaweedFS fixture) and every contract test runs against it too.
-BUTLER_BACKENDS = ["file", "memory"]
+# Each backend yields a fresh, empty root URL plus its storage_options. "s3" is a fresh prefix in
+# the bucket of the session's real SeaweedFS server (tests/servers/), skipped if `weed` is absent.
+BUTLER_BACKENDS = ["file", "memory", "s3"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ def repo_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Re
         fs = MemoryFileSystem()
         if fs.exists(root):
             fs.rm(root, recursive=True)
+    elif kind == "s3":
+        request.applymarker(pytest.mark.s3)
+        root = request.getfixturevalue("s3_root")
+        yield RepoLocation(root.url, root.storage_options, kind)
     else:  # pragma: no cover - added by later backends
         raise ValueError(f"unknown backend {kind!r}")
 

@@ -58,8 +58,8 @@ def butler(repo_location: RepoLocation) -> Iterator[Butler]:
         yield b
 
 
-def _read_raw(uri: str) -> bytes:
-    fs, path = fsspec.core.url_to_fs(uri)
+def _read_raw(uri: str, options: dict[str, Any] | None = None) -> bytes:
+    fs, path = fsspec.core.url_to_fs(uri, **(options or {}))
     data: bytes = fs.cat_file(path)
     return data
 
@@ -79,7 +79,7 @@ def _put_grid(butler: Butler, visits: range, ccds: range, filt: str = "HSC-I") -
 
 # -- repository creation --------------------------------------------------------------------
 def test_create_writes_validated_config(butler: Butler, repo_location: RepoLocation) -> None:
-    raw = yaml.safe_load(_read_raw(butler.root + "/butler.yaml"))
+    raw = yaml.safe_load(_read_raw(butler.root + "/butler.yaml", butler.storage_options))
     assert raw["version"] == 1
     assert "calexp_meta" in raw["dataset_types"]
     assert "deepCoadd_directWarp" in raw["dataset_types"]  # defaults kept
@@ -88,7 +88,9 @@ def test_create_writes_validated_config(butler: Butler, repo_location: RepoLocat
     assert butler.run == ""
     with pytest.raises(RepositoryExistsError):
         create_repo(repo_location.url, storage_options=repo_location.storage_options)
-    again = Butler.create(repo_location.url, exist_ok=True)
+    again = Butler.create(
+        repo_location.url, exist_ok=True, storage_options=repo_location.storage_options
+    )
     assert "calexp_meta" in again.dataset_types
     again.close()
 
@@ -118,7 +120,7 @@ def test_put_get_and_ref_fields(butler: Butler) -> None:
     assert ref.uri == butler.root + "/" + ref.path
     assert ref.data_id == DataId(pointing=1178, filter="HSC-I", visit=903988, ccd=16)
     assert list(ref.data_id) == ["pointing", "filter", "visit", "ccd"]
-    raw = _read_raw(ref.uri)
+    raw = _read_raw(ref.uri, butler.storage_options)
     assert ref.size == len(raw)
     assert ref.checksum == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert json.loads(raw) == {"a": [1, 2]}
@@ -299,7 +301,7 @@ def test_provenance_sidecar_registry_and_secrets(butler: Butler) -> None:
     }
     prov = Provenance.build("makeWarp", config, [inp], packages=("repo-butler", "numpy"))
     ref = butler.put({"out": 1}, "visit_summary", visit=2, provenance=prov)
-    sidecar = _read_raw(ref.uri + ".provenance.json")
+    sidecar = _read_raw(ref.uri + ".provenance.json", butler.storage_options)
     text = sidecar.decode()
     for secret in ("SuperSecret123", "tok-abc", "hunter2", "u:pw@"):
         assert secret not in text
@@ -347,10 +349,10 @@ def test_get_by_ref_open_file_and_output_run_only(
     ref = butler.put({"k": 1}, "visit_summary", visit=11)
     assert butler.get(ref) == {"k": 1}
     with butler.open_file(ref) as fh:
-        assert fh.read() == _read_raw(ref.uri)
+        assert fh.read() == _read_raw(ref.uri, butler.storage_options)
     with butler.open_file("visit_summary", visit=11) as fh:
         fh.seek(2)
-        assert fh.read(1) == _read_raw(ref.uri)[2:3]
+        assert fh.read(1) == _read_raw(ref.uri, butler.storage_options)[2:3]
     with Butler(butler.root, rerun="out", storage_options=repo_location.storage_options) as out:
         assert out.exists("visit_summary", visit=11)
         assert not out.exists("visit_summary", visit=11, output_run_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import fsspec
 import pytest
@@ -47,8 +48,8 @@ def _snapshot(butler: Butler) -> list[tuple]:
     ]
 
 
-def _fs_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(url)
+def _fs_path(url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(url, **options)
 
 
 def test_reindex_restores_everything(filled: RepoLocation) -> None:
@@ -57,7 +58,7 @@ def test_reindex_restores_everything(filled: RepoLocation) -> None:
         before = _snapshot(butler)
         prov_before = butler.get_provenance_dict("meta", visit=3)
         root = butler.root
-    fs, path = _fs_path(root + "/registry.sqlite3")
+    fs, path = _fs_path(root + "/registry.sqlite3", opts)
     fs.rm_file(path)
     report = reindex(filled.url, storage_options=opts)
     assert report.total == 9 and report.datasets == {"meta": 9}
@@ -76,7 +77,7 @@ def test_corrupt_registry_is_reported_then_rebuilt(filled: RepoLocation) -> None
     opts = filled.storage_options
     with Butler(filled.url, storage_options=opts) as butler:
         root = butler.root
-    fs, path = _fs_path(root + "/registry.sqlite3")
+    fs, path = _fs_path(root + "/registry.sqlite3", opts)
     for suffix in ("-wal", "-shm"):
         if fs.exists(path + suffix):
             fs.rm_file(path + suffix)

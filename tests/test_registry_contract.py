@@ -1,0 +1,237 @@
+"""One registry test suite, run unchanged against SQLite, PostgreSQL and the S3 (object) registry.
+
+Every query is checked against a Python predicate over the inserted rows (independent truth) and
+against a plain local SQLite registry holding the same rows (same queries, same results).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repo_butler import DataId
+from repo_butler.config import RepoConfig, default_config
+from repo_butler.errors import DatasetExistsError, QuerySyntaxError
+from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
+
+UNIVERSE = RepoConfig.from_mapping(default_config()).universe
+BACKENDS = ["sqlite", "postgres", "s3"]
+
+
+def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: Any) -> Registry:
+    if kind == "sqlite":
+        return SqliteRegistry(str(tmp_path / "registry.sqlite3"), UNIVERSE)
+    if kind == "postgres":
+        from repo_butler.registry.postgres import PostgresRegistry
+
+        dsn = request.getfixturevalue("postgres_dsn")
+        return PostgresRegistry(dsn, UNIVERSE)
+    from repo_butler.registry.objectstore import ObjectStoreRegistry
+
+    root = request.getfixturevalue("s3_root")
+    fs = root.server.filesystem()
+    return ObjectStoreRegistry(fs, f"{root.path}/registry.sqlite3", UNIVERSE, **kwargs)
+
+
+@pytest.fixture(params=BACKENDS)
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    """An empty registry of each kind."""
+    if request.param != "sqlite":
+        request.applymarker(pytest.mark.postgres if request.param == "postgres" else pytest.mark.s3)
+    reg = _open(request.param, request, tmp_path)
+    yield reg
+    reg.close()
+
+
+def _rec(
+    dataset_type: str, run: str = "", size: int = 1, prov: str | None = None, **did: Any
+) -> DatasetRecord:
+    data_id = DataId(did)
+    path = f"{run}/{dataset_type}/" + "-".join(f"{k}{v}" for k, v in data_id.items())
+    return DatasetRecord(dataset_type, data_id, run, path, size, "sha256:00", "t0", prov)
+
+
+GRID = [
+    {"visit": v, "ccd": c, "filter": f, "pointing": 1178}
+    for v, c, f in itertools.product((903986, 903988, 903990), range(10), ("HSC-I", "HSC-R", "g"))
+]
+WHERES: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
+    (
+        "visit = 903988 AND ccd IN (3..9:2)",
+        lambda r: r["visit"] == 903988 and r["ccd"] in {3, 5, 7, 9},
+    ),
+    ("filter < 'HSC-R'", lambda r: r["filter"] < "HSC-R"),
+    ("filter >= 'HSC-I' OR NOT ccd IN (0, 1, 2)", lambda r: r["filter"] >= "HSC-I" or r["ccd"] > 2),
+    ("ccd IN (0..100:4) AND filter != 'g'", lambda r: r["ccd"] % 4 == 0 and r["filter"] != "g"),
+    ("visit IN :v AND ccd > 6", lambda r: r["visit"] == 903986 and r["ccd"] > 6),
+    ("filter IN :none", lambda r: False),
+    ("NOT (visit <> 903990) AND ccd <= 1", lambda r: r["visit"] == 903990 and r["ccd"] <= 1),
+]
+BIND = {"v": [903986], "none": []}
+DIMS = ["pointing", "filter", "visit", "ccd"]
+
+
+@pytest.fixture
+def filled(registry: Registry, tmp_path: Path) -> tuple[Registry, SqliteRegistry]:
+    """The registry under test and a local SQLite reference, both holding GRID."""
+    reference = SqliteRegistry(str(tmp_path / "reference.sqlite3"), UNIVERSE)
+    with registry.batch():
+        for row in GRID:
+            rec = _rec("calexp", **row)
+            registry.insert(rec)
+            reference.insert(rec)
+    return registry, reference
+
+
+def _key(rec: DatasetRecord) -> tuple[Any, ...]:
+    return (rec.dataset_type, rec.run, tuple(sorted(rec.data_id.items())))
+
+
+@pytest.mark.parametrize(("where", "truth"), WHERES, ids=[w for w, _ in WHERES])
+def test_query_matches_python_truth_and_sqlite(
+    filled: tuple[Registry, SqliteRegistry], where: str, truth: Callable[[dict[str, Any]], bool]
+) -> None:
+    registry, reference = filled
+    got = registry.query("calexp", [""], where=where, bind=BIND, dimensions=DIMS)
+    expected = {DataId(r) for r in GRID if truth(r)}
+    assert {rec.data_id for rec in got} == expected
+    assert len(got) == len(expected)
+    ref = reference.query("calexp", [""], where=where, bind=BIND, dimensions=DIMS)
+    assert sorted(map(_key, got)) == sorted(map(_key, ref))
+
+
+def test_query_data_ids_distinct_sorted_and_filtered(
+    filled: tuple[Registry, SqliteRegistry],
+) -> None:
+    registry, reference = filled
+    registry.insert(_rec("other", visit=1, ccd=2, filter="HSC-I", pointing=1))
+    reference.insert(_rec("other", visit=1, ccd=2, filter="HSC-I", pointing=1))
+    for kwargs in (
+        {},
+        {"dataset_types": ["calexp"]},
+        {"dataset_types": ["other"]},
+        {"dataset_types": []},
+        {"where": "visit > 903986", "data_id": DataId(filter="g")},
+    ):
+        got = registry.query_data_ids(["visit", "filter"], [""], **kwargs)
+        assert got == reference.query_data_ids(["visit", "filter"], [""], **kwargs)
+        assert got == sorted(set(got), key=DataId.sort_key)
+    assert len(registry.query_data_ids(["visit"], [""])) == 4
+    assert registry.query_data_ids(["visit"], [""], dataset_types=["other"]) == [DataId(visit=1)]
+
+
+def test_find_follows_run_order(registry: Registry) -> None:
+    registry.define_run("r1", [""])
+    root = _rec("calexp", run="", size=1, visit=7, ccd=1)
+    rerun = _rec("calexp", run="r1", size=2, visit=7, ccd=1)
+    registry.insert(root)
+    registry.insert(rerun)
+    did = DataId(visit=7, ccd=1)
+    assert registry.find("calexp", did, ("r1", "")) == rerun
+    assert registry.find("calexp", did, ("", "r1")) == root
+    assert registry.find("calexp", did, ("r2",)) is None
+    assert registry.find("calexp", DataId(visit=7, ccd=2), ("r1", "")) is None
+    assert registry.runs() == {"": (), "r1": ("",)}
+    registry.define_run("r1", [""])  # idempotent
+    assert registry.runs() == {"": (), "r1": ("",)}
+    both = registry.query("calexp", ("r1", ""), dimensions=["visit", "ccd"])
+    assert sorted(r.size for r in both) == [1, 2]
+
+
+def test_duplicates_replace_and_provenance(registry: Registry) -> None:
+    first = _rec("calexp", prov="calexp/a.provenance.json", visit=1, ccd=1)
+    registry.insert(first, provenance='{"task": "a"}')
+    with pytest.raises(DatasetExistsError, match="already exists"):
+        registry.insert(first)
+    did = DataId(visit=1, ccd=1)
+    assert registry.get_provenance("calexp", did, "") == '{"task": "a"}'
+    second = first._replace(size=99, provenance=None)
+    registry.insert(second, replace=True)
+    assert registry.find("calexp", did, ("",)) == second
+    assert registry.get_provenance("calexp", did, "") is None
+    assert registry.remove("calexp", did, "") == second
+    assert registry.remove("calexp", did, "") is None
+    assert registry.find("calexp", did, ("",)) is None
+    assert list(registry.all_records()) == []
+
+
+def test_all_records_in_byte_order_of_run_and_path(registry: Registry) -> None:
+    recs = [
+        _rec("calexp", run="", visit=2, ccd=1)._replace(path="b/x"),
+        _rec("calexp", run="", visit=1, ccd=1)._replace(path="B/x"),
+        _rec("calexp", run="", visit=3, ccd=1)._replace(path="a/x"),
+        _rec("calexp", run="R", visit=1, ccd=1)._replace(path="rerun/R/a"),
+    ]
+    for rec in recs:
+        registry.insert(rec)
+    assert [r.path for r in registry.all_records()] == ["B/x", "a/x", "b/x", "rerun/R/a"]
+
+
+def test_query_errors_are_the_same(registry: Registry) -> None:
+    registry.insert(_rec("calexp", visit=1, ccd=1))
+    with pytest.raises(QuerySyntaxError, match="unknown dimension 'nope'"):
+        registry.query("calexp", [""], where="nope = 1", dimensions=["visit", "ccd"])
+    with pytest.raises(QuerySyntaxError, match="not a dimension here"):
+        registry.query("calexp", [""], where="filter = 'g'", dimensions=["visit", "ccd"])
+
+
+def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int) -> int:
+    from repo_butler.registry.objectstore import ObjectStoreRegistry
+    from repo_butler.registry.postgres import PostgresRegistry
+
+    if kind == "postgres":
+        import os
+
+        os.environ["PGPASSWORD"] = options["password"]
+        reg: Registry = PostgresRegistry(target, UNIVERSE)
+    else:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        reg = ObjectStoreRegistry(fs, target, UNIVERSE)
+    stored = 0
+    for i in range(n):
+        try:
+            reg.insert(_rec("calexp", visit=10000 + worker * 1000 + i, ccd=i % 3))
+            stored += 1
+        except DatasetExistsError:
+            pass
+        try:  # every writer also tries the same shared data IDs: exactly one must win each
+            reg.insert(_rec("calexp", run="", size=worker, visit=5, ccd=i))
+            stored += 1
+        except DatasetExistsError:
+            pass
+    reg.close()
+    return stored
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgres", "s3"])
+def test_concurrent_writer_processes_lose_nothing(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    n, workers = 12, 3
+    if kind == "postgres":
+        server = request.getfixturevalue("postgres")
+        target = request.getfixturevalue("postgres_dsn")
+        options = {"password": server.password}
+    else:
+        root = request.getfixturevalue("s3_root")
+        target = f"{root.path}/registry.sqlite3"
+        options = root.storage_options
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        stored = pool.starmap(_writer, [(kind, target, options, w, n) for w in range(workers)])
+    reg = _open(kind, request, tmp_path)
+    try:
+        records = list(reg.all_records())
+    finally:
+        reg.close()
+    assert sum(stored) == len(records) == workers * n + n
+    shared = [r for r in records if r.data_id["visit"] == 5]
+    assert sorted(r.data_id["ccd"] for r in shared) == list(range(n))

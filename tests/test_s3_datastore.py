@@ -1,0 +1,181 @@
+"""S3 datastore against the real SeaweedFS server: round trips, atomicity, failures, secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers.fixtures import S3Root
+from servers.requests import RequestCounter
+
+from repo_butler.datastore import FsspecDatastore
+from repo_butler.errors import StorageError
+from repo_butler.objectstore import S3Datastore
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def store(s3_root: S3Root) -> S3Datastore:
+    made = FsspecDatastore(s3_root.url, s3_root.storage_options)
+    assert isinstance(made, S3Datastore)  # the plain constructor picks the S3 implementation
+    return made
+
+
+def test_request_bounds_per_operation(store: S3Datastore) -> None:
+    counter = RequestCounter().attach(store.fs)
+    store.put_bytes("a/x.json", b"{}" * 100)
+    assert counter.snapshot() == {"PutObject": 1}
+    counter.reset()
+    assert store.get_bytes("a/x.json") == b"{}" * 100
+    assert counter.snapshot() == {"GetObject": 1}
+    counter.reset()
+    assert store.exists("a/x.json")
+    assert not store.exists("a/missing.json")
+    assert counter.snapshot() == {"HeadObject": 2}
+    counter.reset()
+    store.put_bytes("b/eight.bin", bytes(8 * 2**20))
+    assert counter.snapshot() == {"PutObject": 1}
+
+
+@pytest.mark.slow
+def test_walk_pages_through_large_listings(store: S3Datastore) -> None:
+    n = 1050
+    store.fs.pipe({f"{store.path}/many/{i:05d}.txt": b"x" for i in range(n)})
+    counter = RequestCounter().attach(store.fs)
+    found = list(store.walk("many"))
+    assert found == [f"many/{i:05d}.txt" for i in range(n)]
+    assert counter.counts["ListObjectsV2"] == 2  # 1000 keys a page
+    assert counter.total == 2
+
+
+def test_failed_multipart_put_is_aborted_and_invisible(store: S3Datastore, s3_root: S3Root) -> None:
+    store.multipart_chunksize = 5 * 2**20  # multipart from 10 MiB on
+    store.put_bytes("big.bin", b"old" * 10)
+
+    def fail_part_2(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("PartNumber") == 2:
+            raise ConnectionResetError("simulated network failure on part 2")
+
+    store.fs.s3.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_2)
+    with pytest.raises((StorageError, ConnectionResetError)):
+        store.put_bytes("big.bin", bytes(12 * 2**20))
+    bucket, prefix = s3_root.path.split("/", 1)
+    assert store.objects.list_multipart_uploads(prefix) == []
+    assert store.get_bytes("big.bin") == b"old" * 10  # the old object is untouched
+    client = s3_root.server.client()
+    assert client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
+
+
+def test_orphaned_multipart_uploads_are_cleaned_up(store: S3Datastore) -> None:
+    """A writer that died mid-upload leaves parts; ``abort_incomplete_uploads`` removes them."""
+    key = store._key("crashed.bin")
+    upload = store.objects._call("create_multipart_upload", Key=key)
+    store.objects._call(
+        "upload_part", Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"p" * 2**20
+    )
+    assert len(store.objects.list_multipart_uploads(store.prefix)) == 1
+    assert store.abort_incomplete_uploads() == 1
+    assert store.objects.list_multipart_uploads(store.prefix) == []
+    assert not store.exists("crashed.bin")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def syn_dropping_port() -> Iterator[int]:
+    """A port whose accept queue is full: new connections get no answer (like a dead host)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        client = socket.socket()
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            client.connect(("127.0.0.1", port))
+        fillers.append(client)
+    yield port
+    for client in fillers:
+        client.close()
+    server.close()
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[Any] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn, _ in held:
+        conn.close()
+    server.close()
+
+
+SECRET = "sEcReT-never-shown-42"
+
+
+@pytest.mark.parametrize("kind", ["refused", "no-answer"])
+def test_dead_endpoint_fails_fast_with_a_clear_error(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    port = _free_port() if kind == "refused" else request.getfixturevalue("syn_dropping_port")
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {"key": "someone", "secret": SECRET, "endpoint_url": endpoint}
+    start = time.monotonic()
+    with pytest.raises(StorageError) as info:
+        FsspecDatastore("s3://bucket/repo", options).get_bytes("butler.yaml")
+    elapsed = time.monotonic() - start
+    assert elapsed < 6.0, f"took {elapsed:.1f} s"
+    message = str(info.value)
+    assert endpoint in message and "s3://bucket/repo/butler.yaml" in message
+    assert SECRET not in message and "Traceback" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_read_timeout_is_configurable(hung_port: int) -> None:
+    options = {
+        "key": "someone",
+        "secret": SECRET,
+        "endpoint_url": f"http://127.0.0.1:{hung_port}",
+        "config_kwargs": {"read_timeout": 0.5},
+    }
+    start = time.monotonic()
+    with pytest.raises(StorageError, match="did not answer in time"):
+        FsspecDatastore("s3://bucket/repo", options).exists("x")
+    assert time.monotonic() - start < 4.0
+
+
+def test_wrong_credentials_error_names_endpoint_without_secret(s3_root: S3Root) -> None:
+    options = dict(s3_root.storage_options, secret=SECRET)
+    store = FsspecDatastore(s3_root.url, options)
+    with pytest.raises(StorageError) as info:
+        store.put_bytes("x.json", b"{}")
+    assert s3_root.server.endpoint_url in str(info.value)
+    assert SECRET not in str(info.value)
