@@ -41,15 +41,15 @@ class ConvolutionInfo:
     n_tiles: int
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _or_rows(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[y, x] = OR(a[y, x-h : x+h+1])`` (van Herk / Gil-Werman, zeros outside)."""
     height, width = a.shape
     w = 2 * h + 1
     n = -(-(width + 2 * h) // w) * w
-    g = np.zeros(n, a.dtype)
-    s = np.zeros(n, a.dtype)
-    for y in range(height):
+    for y in numba.prange(height):
+        g = np.zeros(n, a.dtype)
+        s = np.zeros(n, a.dtype)
         for i in range(n):
             j = i - h
             v = a[y, j] if 0 <= j < width else 0
@@ -57,36 +57,42 @@ def _or_rows(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cove
         for i in range(n - 1, -1, -1):
             j = i - h
             v = a[y, j] if 0 <= j < width else 0
-            s[i] = v if (i % w == w - 1 or i == n - 1) else (s[i + 1] | v)
+            s[i] = v if i % w == w - 1 else (s[i + 1] | v)
         for x in range(width):
             out[y, x] = s[x] | g[x + 2 * h]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _or_cols(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[y, x] = OR(a[y-h : y+h+1, x])``, row-major sweeps (van Herk / Gil-Werman)."""
+    """``out[y, x] = OR(a[y-h : y+h+1, x])``: row-major sweeps over column blocks in parallel."""
     height, width = a.shape
     w = 2 * h + 1
     n = -(-(height + 2 * h) // w) * w
-    g = np.zeros((n, width), a.dtype)
-    s = np.zeros((n, width), a.dtype)
-    for i in range(n):
-        j = i - h
-        inside = 0 <= j < height
-        first = i % w == 0
-        for x in range(width):
-            v = a[j, x] if inside else 0
-            g[i, x] = v if first else (g[i - 1, x] | v)
-    for i in range(n - 1, -1, -1):
-        j = i - h
-        inside = 0 <= j < height
-        last = i % w == w - 1 or i == n - 1
-        for x in range(width):
-            v = a[j, x] if inside else 0
-            s[i, x] = v if last else (s[i + 1, x] | v)
-    for y in range(height):
-        for x in range(width):
-            out[y, x] = s[y, x] | g[y + 2 * h, x]
+    block = 256
+    nblocks = -(-width // block)
+    for bi in numba.prange(nblocks):
+        x0 = bi * block
+        x1 = min(width, x0 + block)
+        bw = x1 - x0
+        g = np.zeros((n, bw), a.dtype)
+        s = np.zeros((n, bw), a.dtype)
+        for i in range(n):
+            j = i - h
+            inside = 0 <= j < height
+            first = i % w == 0
+            for x in range(bw):
+                v = a[j, x0 + x] if inside else 0
+                g[i, x] = v if first else (g[i - 1, x] | v)
+        for i in range(n - 1, -1, -1):
+            j = i - h
+            inside = 0 <= j < height
+            last = i % w == w - 1
+            for x in range(bw):
+                v = a[j, x0 + x] if inside else 0
+                s[i, x] = v if last else (s[i + 1, x] | v)
+        for y in range(height):
+            for x in range(bw):
+                out[y, x0 + x] = s[y, x] | g[y + 2 * h, x]
 
 
 def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
@@ -110,48 +116,47 @@ def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
 def _combine(
     conv_i: np.ndarray,
     conv_v: np.ndarray,
+    ty_t: np.ndarray,
+    tx_t: np.ndarray,
     tys: np.ndarray,
-    txs: np.ndarray,
-    exp_a: np.ndarray,
-    exp_b: np.ndarray,
-    smat: np.ndarray,
-    wcoef: np.ndarray,
+    sx: np.ndarray,
+    dx: np.ndarray,
     out_img: np.ndarray,
     out_var: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Per pixel: ``sum_t T_t conv_i[t] / ksum`` and ``sum_p w_p conv_v[p] / ksum²``."""
+    """Per pixel: ``sum_t T_t conv_i[t] / ksum`` and ``sum_p w_p conv_v[p] / ksum²``.
+
+    ``T_t(x, y) = ty_t[t, y] * tx_t[t, x]``; ``ksum = sum_b tys[b, y] * sx[b, x]``;
+    ``w_p = sum_j tys[j, y] * dx[p, j, x]``. Inner loops run along x (vectorised).
+    """
     nt, th, tw = conv_i.shape
     rank = conv_v.shape[0]
-    no = smat.shape[0]
-    nd = wcoef.shape[1]
+    nsb = sx.shape[0]
+    nd = dx.shape[1]
     for y in numba.prange(th):
-        # Row-constant parts of the separable polynomials.
-        srow = np.zeros(no)
-        for a in range(no):
-            for b in range(no):
-                srow[a] += tys[b, y] * smat[b, a]
-        wrow = np.zeros((rank, nd))
+        img = np.zeros(tw)
+        ksum = np.zeros(tw)
+        var = np.zeros(tw)
+        wp = np.empty(tw)
+        for t in range(nt):
+            cy = ty_t[t, y]
+            for x in range(tw):
+                img[x] += cy * tx_t[t, x] * conv_i[t, y, x]
+        for b in range(nsb):
+            cy = tys[b, y]
+            for x in range(tw):
+                ksum[x] += cy * sx[b, x]
         for p in range(rank):
-            for i in range(nd):
-                acc = 0.0
-                for j in range(nd):
-                    acc += tys[j, y] * wcoef[p, j, i]
-                wrow[p, i] = acc
+            wp[:] = 0.0
+            for j in range(nd):
+                cy = tys[j, y]
+                for x in range(tw):
+                    wp[x] += cy * dx[p, j, x]
+            for x in range(tw):
+                var[x] += wp[x] * conv_v[p, y, x]
         for x in range(tw):
-            img = 0.0
-            for t in range(nt):
-                img += tys[exp_b[t], y] * txs[exp_a[t], x] * conv_i[t, y, x]
-            ksum = 0.0
-            for a in range(no):
-                ksum += srow[a] * txs[a, x]
-            var = 0.0
-            for p in range(rank):
-                wp = 0.0
-                for i in range(nd):
-                    wp += wrow[p, i] * txs[i, x]
-                var += wp * conv_v[p, y, x]
-            out_img[y, x] = img / ksum
-            out_var[y, x] = var / (ksum * ksum)
+            out_img[y, x] = img[x] / ksum[x]
+            out_var[y, x] = var[x] / (ksum[x] * ksum[x])
 
 
 def _variance_components(
@@ -293,23 +298,24 @@ def convolve_spatial(
             oy, ox = sy0 - (ty - h), sx0 - (tx - h)
             buf_i[oy : oy + sy1 - sy0, ox : ox + sx1 - sx0] = img_in[sy0:sy1, sx0:sx1]
             buf_v[oy : oy + sy1 - sy0, ox : ox + sx1 - sx0] = var_in[sy0:sy1, sx0:sx1]
-            fi = sfft.rfft2(buf_i, s=(n_fft, n_fft))
+            fi = sfft.rfft2(buf_i, s=(n_fft, n_fft), workers=workers)
             conv_i = sfft.irfft2(fi[None] * fk, s=(n_fft, n_fft), axes=(-2, -1), workers=workers)
             conv_i = conv_i[:, 2 * h : 2 * h + th, 2 * h : 2 * h + tw]
-            fv = sfft.rfft2(buf_v, s=(n_fft, n_fft))
+            fv = sfft.rfft2(buf_v, s=(n_fft, n_fft), workers=workers)
             conv_v = sfft.irfft2(fv[None] * fe, s=(n_fft, n_fft), axes=(-2, -1), workers=workers)
             conv_v = conv_v[:, 2 * h : 2 * h + th, 2 * h : 2 * h + tw]
             xn, _ = kernel.normalized_xy(np.arange(x0 + tx, x0 + tx + tw), 0.0)
             _, yn = kernel.normalized_xy(0.0, np.arange(y0 + ty, y0 + ty + th))
+            tys = chebyshev_1d(yn, 2 * order)  # (2o+1, th)
+            txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
             _combine(
                 conv_i,
                 conv_v,
-                chebyshev_1d(yn, 2 * order),
-                chebyshev_1d(xn, 2 * order),
-                exp_a,
-                exp_b,
-                smat,
-                wcoef,
+                tys[exp_b],
+                txs[exp_a],
+                tys,
+                smat @ txs[: order + 1],
+                np.einsum("pji,ix->pjx", wcoef, txs),
                 out_img[ty : ty + th, tx : tx + tw],
                 out_var[ty : ty + th, tx : tx + tw],
             )
