@@ -798,44 +798,45 @@ class Butler:
             raise ConfigError(f"transfer must be one of {_TRANSFERS}, got {transfer!r}")
         dt = self.dataset_type(dataset_type)
         given = self._partial(dt, data_id, {}) if data_id else None
-        refs = []
-        for item in files:
-            source = os.fspath(item)
-            fs, src_path = fsspec.core.url_to_fs(source, **self._storage_options)
-            parsed = dt.path_template.parse_suffix(src_path)
-            merged: dict[str, Any] = dict(parsed or {})
-            for key, value in (given or {}).items():
-                if key in merged and merged[key] != value:
+        with self._registry.batch():  # one registry upload for the lot on object stores
+            refs = []
+            for item in files:
+                source = os.fspath(item)
+                fs, src_path = fsspec.core.url_to_fs(source, **self._storage_options)
+                parsed = dt.path_template.parse_suffix(src_path)
+                merged: dict[str, Any] = dict(parsed or {})
+                for key, value in (given or {}).items():
+                    if key in merged and merged[key] != value:
+                        raise DataIdError(
+                            f"{source}: its path says {key}={merged[key]!r} but the data ID given "
+                            f"says {key}={value!r}"
+                        )
+                    merged[key] = value
+                if len(merged) < len(dt.dimensions):
                     raise DataIdError(
-                        f"{source}: its path says {key}={merged[key]!r} but the data ID given "
-                        f"says {key}={value!r}"
+                        f"cannot derive a full {dataset_type} data ID for {source!r}: its path "
+                        f"does not end like the template {dt.template!r} and the data ID given "
+                        f"({given or {}}) lacks {[k for k in dt.dimensions if k not in merged]}"
                     )
-                merged[key] = value
-            if len(merged) < len(dt.dimensions):
-                raise DataIdError(
-                    f"cannot derive a full {dataset_type} data ID for {source!r}: its path does "
-                    f"not end like the template {dt.template!r} and the data ID given "
-                    f"({given or {}}) lacks {[k for k in dt.dimensions if k not in merged]}"
+                did = self._complete(dt, merged, {})
+                if self._registry.find(dt.name, did, (self._run,)) is not None:
+                    raise DatasetExistsError(
+                        f"{dataset_type} {did} already exists in run {display_run(self._run)}; "
+                        "remove it before ingesting"
+                    )
+                data = fs.cat_file(src_path)
+                path = run_prefix(self._run) + dt.path_template.format(did)
+                if transfer == "direct":
+                    path = fs.unstrip_protocol(src_path)
+                elif self._store.uri(path) != fs.unstrip_protocol(src_path):
+                    self._store.transfer_in(
+                        source, path, mode=transfer, storage_options=self._storage_options
+                    )
+                record = DatasetRecord(
+                    dt.name, did, self._run, path, len(data), checksum_bytes(data), now_iso(), None
                 )
-            did = self._complete(dt, merged, {})
-            if self._registry.find(dt.name, did, (self._run,)) is not None:
-                raise DatasetExistsError(
-                    f"{dataset_type} {did} already exists in run {display_run(self._run)}; "
-                    "remove it before ingesting"
-                )
-            data = fs.cat_file(src_path)
-            path = run_prefix(self._run) + dt.path_template.format(did)
-            if transfer == "direct":
-                path = fs.unstrip_protocol(src_path)
-            elif self._store.uri(path) != fs.unstrip_protocol(src_path):
-                self._store.transfer_in(
-                    source, path, mode=transfer, storage_options=self._storage_options
-                )
-            record = DatasetRecord(
-                dt.name, did, self._run, path, len(data), checksum_bytes(data), now_iso(), None
-            )
-            self._registry.insert(record)
-            refs.append(self._ref(record))
+                self._registry.insert(record)
+                refs.append(self._ref(record))
         return refs
 
     def get_provenance(

@@ -5,7 +5,9 @@
 recomputes sizes and checksums and re-attaches ``<file>.provenance.json`` sidecars. A lost or
 corrupt registry therefore loses nothing except files ingested with ``transfer="direct"`` (they
 live outside the repository) and the original creation times (replaced by the reindex time).
-Do not run it while other processes write to the repository.
+Do not run it while other processes write to the repository. On S3 it also aborts multipart
+uploads left under the root by writers that died mid-upload; with a PostgreSQL registry the
+tables are emptied (in the same transaction batch) instead of deleting a file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME
 from repo_butler.datastore import FsspecDatastore, checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
+from repo_butler.objectstore import S3Datastore
 from repo_butler.provenance import SIDECAR_SUFFIX, now_iso
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
@@ -138,14 +141,22 @@ def reindex(
     import yaml
 
     raw = yaml.safe_load(repo.get_bytes(CONFIG_FILENAME))
-    registry_name = raw.get("registry", {}).get("path", "registry.sqlite3")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        if repo.exists(registry_name + suffix):
-            repo.remove(registry_name + suffix)
+    settings = raw.get("registry", {})
+    shared_db = isinstance(settings, str) or settings.get("type") == "postgresql"
+    registry_name = "registry.sqlite3" if isinstance(settings, str) else settings.get("path")
+    registry_name = registry_name or "registry.sqlite3"
+    if not shared_db:  # a file (or bucket object) that may be corrupt: start from nothing
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if repo.exists(registry_name + suffix):
+                repo.remove(registry_name + suffix)
+    if isinstance(repo, S3Datastore):
+        repo.abort_incomplete_uploads()  # parts left by writers that died mid-upload
     report = ReindexReport()
-    with Butler(root, storage_options=storage_options) as butler:
+    with Butler(root, storage_options=storage_options) as butler, butler.registry.batch():
         store = butler.datastore
         registry = butler.registry
+        if shared_db:
+            registry.clear()
         files = list(store.walk())
         for path in files:
             if path.startswith(f"{RERUN_DIR}/") and path.endswith(f"/{RUN_MARKER}"):
