@@ -149,16 +149,16 @@ def test_external_wcs_puts_stars_on_true_positions(
     _run(root, ["doApplyExternalSkyWcs=False"], "sfm")
     offsets = {}
     for rerun in ("ext", "sfm"):
-        warp = _warp(root, rerun, 903988)
-        stars = _isolated_stars(root, warp, min_flux=2.0e5)
         d = []
-        for x, y, _flux in stars:
-            img, _var, ox, oy = _cutout(warp, x, y, 10)
-            if img.size == 0 or not np.isfinite(img).all():
-                continue
-            cx, cy = _centroid(img, x, y, ox, oy, sigma=2.5)
-            d.append((cx - x, cy - y))
-        assert len(d) >= 5
+        for visit in (903986, 903988, 904010):
+            warp = _warp(root, rerun, visit)
+            for x, y, _flux in _isolated_stars(root, warp, min_flux=6.0e4):
+                img, _var, ox, oy = _cutout(warp, x, y, 10)
+                if img.size == 0 or not np.isfinite(img).all():
+                    continue
+                cx, cy = _centroid(img, x, y, ox, oy, sigma=2.5)
+                d.append((cx - x, cy - y))
+        assert len(d) >= 6
         offsets[rerun] = float(np.sqrt(np.mean(np.square(d))))  # rms per axis, warp pixels
     assert offsets["ext"] <= 5e-3, offsets
     assert offsets["sfm"] > 5 * offsets["ext"], offsets
@@ -211,7 +211,13 @@ def test_background_and_skycorr_change_warp_by_expected_image(
     delta = corr[good] - base[good]
     scale = np.abs(expected[good]).max()
     assert scale > 0
-    np.testing.assert_allclose(delta, expected[good], atol=2e-6 * scale + 1e-3)
+    # exact up to float32 rounding of the stored warps (pixel values up to ~1e5 nJy on stars)
+    # (float32 rounding of source pixels is spread over the kernel footprint: use the local max)
+    from scipy.ndimage import maximum_filter
+
+    eps32 = float(np.finfo(np.float32).eps)
+    local = maximum_filter(np.nan_to_num(np.abs(base) + np.abs(corr)), size=9)[good]
+    assert np.all(np.abs(delta - expected[good]) <= 4 * eps32 * local + 1e-6 * scale)
 
 
 def test_reuse_empty_patch_and_missing_calexp(sim_repo: tuple[Path, Any], tmp_path: Path) -> None:

@@ -155,7 +155,12 @@ def select_calexps(
     selected = []
     for ref in candidates:
         try:
-            wcs, bbox = read_calexp_footprint(butler, ref)
+            try:
+                wcs, bbox = read_calexp_footprint(butler, ref)
+            except (FileNotFoundError, LookupError):
+                # registered but unreadable: keep it, so it is reported as a skipped CCD
+                selected.append(ref)
+                continue
             if config.doApplyExternalSkyWcs:
                 # a missing external WCS is reported when the CCD is calibrated
                 with contextlib.suppress(LookupError):
