@@ -48,8 +48,14 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.formatters import get_formatter
-from repo_butler.objectstore import S3Datastore
-from repo_butler.provenance import SIDECAR_SUFFIX, Provenance, now_iso, software_versions
+from repo_butler.objectstore import S3Datastore, secret_values
+from repo_butler.provenance import (
+    SIDECAR_SUFFIX,
+    Provenance,
+    now_iso,
+    redact_values,
+    software_versions,
+)
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import (
     DatasetRecord,
@@ -520,6 +526,9 @@ class Butler:
             "run": self._run,
             "checksum": checksum,
         }
+        # Key-based scrubbing happened in Provenance; also remove the values we know are
+        # secret (our storage options' credentials) wherever the caller put them.
+        doc = redact_values(doc, secret_values(self._storage_options))
         source = f"provenance of {dataset_type} {did}"
         validate(doc, "provenance.schema.json", source=source, error=ConfigError)
         return json.dumps(doc, sort_keys=True, indent=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Provenance",
     "ProvenanceInput",
+    "redact_values",
     "scrub_secrets",
     "software_versions",
 ]
@@ -72,6 +73,20 @@ def scrub_secrets(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     return scrub_secrets(str(value))
+
+
+def redact_values(value: Any, secrets: Sequence[str]) -> Any:
+    """Copy of JSON-compatible ``value`` with every occurrence of each known secret string
+    (e.g. the storage options' secret key) replaced by :data:`REDACTED`, wherever it appears."""
+    if isinstance(value, Mapping):
+        return {key: redact_values(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_values(item, secrets) for item in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            if len(secret) >= 4 and secret in value:
+                value = value.replace(secret, REDACTED)
+    return value
 
 
 def software_versions(*packages: str) -> dict[str, str]:

@@ -21,8 +21,11 @@ class RequestCounter:
         self._lock = threading.Lock()
 
     def attach(self, fs: Any) -> RequestCounter:
-        """Start counting the requests of ``fs`` (connects it if needed)."""
-        fs.s3.meta.events.register("before-send.s3", self._count)
+        """Start counting the requests of ``fs`` (connects it if needed; attaching the same
+        client twice, e.g. s3fs's cached instance, still counts each request once)."""
+        fs.s3.meta.events.register(
+            "before-send.s3", self._count, unique_id=f"rb-request-counter-{id(self)}"
+        )
         return self
 
     def _count(self, event_name: str = "", **kwargs: Any) -> None:

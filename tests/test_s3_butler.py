@@ -1,0 +1,212 @@
+"""Butler on a real S3 server (SeaweedFS): round trips, read-only access, secrets, PostgreSQL.
+
+The generic Butler/datastore contract suites already run on ``s3`` through ``repo_location``;
+this file checks what is specific to object stores and shared registries.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing as mp
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from servers.fixtures import S3Root
+from servers.requests import RequestCounter
+from servers.seaweed import SeaweedServer
+from typer.testing import CliRunner
+
+from repo_butler import Butler, Provenance
+from repo_butler.errors import ConfigError, RegistryError, StorageError
+from repo_butler.maintenance import reindex, verify
+
+pytestmark = pytest.mark.s3
+
+CONFIG = {
+    "dataset_types": {
+        "meta": {
+            "dimensions": ["visit", "ccd"],
+            "formatter": "json",
+            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
+        }
+    }
+}
+
+
+def _fill(butler: Butler, visits: range, ccds: range) -> None:
+    with butler.registry.batch():
+        for visit in visits:
+            for ccd in ccds:
+                butler.put({"visit": visit, "ccd": ccd}, "meta", visit=visit, ccd=ccd)
+
+
+def test_get_exists_query_request_bounds(s3_root: S3Root) -> None:
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=s3_root.storage_options) as b:
+        _fill(b, range(3), range(4))
+        counter = RequestCounter().attach(b.datastore.fs)
+        b.put({"late": 1}, "meta", visit=9, ccd=9)
+        assert counter.snapshot() == {"HeadObject": 1, "PutObject": 2}  # find, data, registry
+    with Butler(s3_root.url, storage_options=s3_root.storage_options) as other:  # "machine 2"
+        counter = RequestCounter().attach(other.datastore.fs)
+        assert other.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}
+        assert counter.counts["GetObject"] == 1 and counter.total <= 2, counter.snapshot()
+        counter.reset()
+        assert other.exists("meta", visit=2, ccd=3)
+        assert counter.total == 1, counter.snapshot()
+        counter.reset()
+        assert len(other.query_datasets("meta", "visit = 1 AND ccd IN (0..2)")) == 3
+        assert counter.snapshot() == {"HeadObject": 1}
+
+
+def test_read_only_credentials_can_read_everything(s3_root: S3Root) -> None:
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=s3_root.storage_options) as b:
+        _fill(b, range(2), range(3))
+    reader_opts = s3_root.server.storage_options(read_only=True)
+    with Butler(s3_root.url, storage_options=reader_opts, writeable=False) as reader:
+        counter = RequestCounter().attach(reader.datastore.fs)
+        assert len(reader.query_datasets("meta")) == 6
+        assert reader.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}
+        assert verify(reader).ok
+        with pytest.raises(ConfigError, match="read-only"):
+            reader.put({}, "meta", visit=5, ccd=5)
+        writes = {"PutObject", "DeleteObject", "CreateMultipartUpload", "DeleteObjects"}
+        assert not writes & set(counter.counts), counter.snapshot()
+    # the same credentials opening for writing are refused by the server, with a clear error
+    with Butler(s3_root.url, storage_options=reader_opts) as writer, pytest.raises(StorageError):
+        writer.put({}, "meta", visit=5, ccd=5)
+
+
+def _butler_writer(url: str, options: dict[str, Any], worker: int, n: int) -> int:
+    with Butler(url, storage_options=options) as butler:
+        for i in range(n):
+            butler.put({"w": worker, "i": i}, "meta", visit=100 + worker, ccd=i)
+    return n
+
+
+@pytest.mark.slow
+def test_two_writer_processes_lose_nothing(s3_root: S3Root) -> None:
+    Butler.create(s3_root.url, config=CONFIG, storage_options=s3_root.storage_options).close()
+    ctx = mp.get_context("spawn")
+    n = 10
+    with ctx.Pool(2) as pool:
+        done = pool.starmap(
+            _butler_writer, [(s3_root.url, s3_root.storage_options, w, n) for w in range(2)]
+        )
+    assert done == [n, n]
+    with Butler(s3_root.url, storage_options=s3_root.storage_options) as butler:
+        refs = butler.query_datasets("meta")
+        assert sorted((r.data_id["visit"], r.data_id["ccd"]) for r in refs) == [
+            (100 + w, i) for w in range(2) for i in range(n)
+        ]
+        for ref in refs:
+            assert butler.get(ref) == {"w": ref.data_id["visit"] - 100, "i": ref.data_id["ccd"]}
+        assert verify(butler).ok
+
+
+def test_secret_never_leaks(
+    seaweed: SeaweedServer, s3_root: S3Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a full run (CLI + API, success and failure), the secret is in no file, object,
+    log record, provenance record, CLI output or error message."""
+    from cli.main import app
+
+    secret = seaweed.secret_key
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    handler.setLevel(logging.DEBUG)
+    root_logger = logging.getLogger()
+    monkeypatch.setattr(root_logger, "level", logging.DEBUG)
+    root_logger.addHandler(handler)
+    outputs: list[str] = []
+    try:
+        opts = ["-S", f"key={seaweed.access_key}", "-S", f"secret={secret}"]
+        opts += ["-S", f"endpoint_url={seaweed.endpoint_url}"]
+        runner = CliRunner()
+
+        def rb(*args: str, code: int = 0) -> str:
+            result = runner.invoke(app, [*args, *opts])
+            outputs.append(result.output)
+            assert result.exit_code == code, result.output
+            return result.output
+
+        cfg = tmp_path / "extra.yaml"
+        cfg.write_text(yaml.safe_dump(CONFIG))
+        rb("create", s3_root.url, "--config", str(cfg))
+        src = tmp_path / "in" / "meta" / "0000007" / "m-001.json"
+        src.parent.mkdir(parents=True)
+        src.write_text('{"ingested": true}')
+        rb("ingest", s3_root.url, "meta", str(src))
+        options = dict(s3_root.storage_options)
+        with Butler(s3_root.url, storage_options=options) as butler:
+            prov = Provenance(task="leakTest", config={"storage_options": options, "x": secret})
+            butler.put({"v": 1}, "meta", visit=1, ccd=1, provenance=prov)
+            outputs.append(json.dumps(butler.get_provenance_dict("meta", visit=1, ccd=1)))
+        outputs.append(rb("query-datasets", s3_root.url, "meta", "--format", "json"))
+        rb("reindex", s3_root.url)
+        rb("verify", s3_root.url)
+        # failures: a dead endpoint and a wrong secret, through the CLI and the API
+        bad = ["-S", f"key={seaweed.access_key}", "-S", f"secret={secret}"]
+        dead = runner.invoke(app, ["query-datasets", s3_root.url, "meta", *bad, "-S",
+                                   "endpoint_url=http://127.0.0.1:9"])  # fmt: skip
+        message = dead.output + str(dead.exception)  # cli.main prints str(exception) on exit 1
+        outputs.append(message)
+        assert dead.exit_code == 1 and "http://127.0.0.1:9" in message
+        wrong = dict(options, secret=secret + "-wrong")
+        with pytest.raises(StorageError) as info:
+            Butler(s3_root.url, storage_options=wrong)
+        outputs.append(str(info.value))
+    finally:
+        root_logger.removeHandler(handler)
+    assert log.getvalue(), "nothing was logged at DEBUG: the leak check would be vacuous"
+    fs = seaweed.filesystem()
+    objects = fs.find(s3_root.path)
+    assert f"{s3_root.path}/butler.yaml" in objects
+    assert f"{s3_root.path}/registry.sqlite3" in objects
+    assert any(p.endswith(".provenance.json") for p in objects)
+    for path in objects:
+        assert secret.encode() not in fs.cat_file(path), path
+    for text in [*outputs, log.getvalue()]:
+        assert secret not in text
+
+
+def test_postgres_registry_for_an_s3_repository(s3_root: S3Root, postgres_dsn: str) -> None:
+    config = {**CONFIG, "registry": postgres_dsn}
+    opts = s3_root.storage_options
+    with Butler.create(s3_root.url, config=config, storage_options=opts) as butler:
+        _fill(butler, range(2), range(3))
+        assert type(butler.registry).__name__ == "PostgresRegistry"
+    fs = s3_root.server.filesystem()
+    text = fs.cat_file(f"{s3_root.path}/butler.yaml").decode()
+    assert yaml.safe_load(text)["registry"] in (
+        postgres_dsn,
+        {"type": "postgresql", "url": postgres_dsn},
+    )
+    assert not fs.exists(f"{s3_root.path}/registry.sqlite3")
+    with Butler(s3_root.url, storage_options=opts) as other:
+        assert len(other.query_datasets("meta", "ccd > 0")) == 4
+        assert other.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}
+    report = reindex(s3_root.url, storage_options=opts)
+    assert report.total == 6
+    with Butler(s3_root.url, storage_options=opts) as again:
+        assert verify(again).ok
+
+
+def test_registry_url_with_password_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="PGPASSWORD"):
+        Butler.create(tmp_path / "r", config={"registry": "postgresql://rb:hunter2@db/x"})
+    with pytest.raises(ConfigError, match="postgresql://"):
+        Butler.create(tmp_path / "r2", config={"registry": {"type": "postgresql"}})
+
+
+def test_unreachable_postgres_names_server_not_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv("PGPASSWORD", "pg-secret-value-123")
+    with pytest.raises(RegistryError) as info:
+        Butler.create(tmp_path / "r", config={"registry": "postgresql://rb@127.0.0.1:9/none"})
+    assert "127.0.0.1:9" in str(info.value) and "pg-secret-value-123" not in str(info.value)
