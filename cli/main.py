@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="repo-butler: a mini data butler and LSST-style MakeWarp over local or S3 repos.",
 )
 

@@ -15,18 +15,16 @@ __all__ = ["register"]
 
 MAKE_WARP_HELP = """Warp calexps onto a skymap patch, one warp per visit (LSST makeCoaddTempExp).
 
-Data IDs and config overrides use LSST's syntax, each option taking all following key=value
-tokens:
+Data IDs and config overrides use LSST's syntax; each option takes all the key=value tokens
+that follow it.
 
-  --id tract=0 patch=5,4 filter=HSC-I      the patch (required)
-
-  --selectId visit=903988 ccd=16^17        calexps to consider (repeatable; lists with ^,
-                                           ranges with ..); default: every calexp of the
-                                           filter overlapping the patch
-
-  --config makePsfMatched=True modelPsf.defaultFwhm=11      overrides (repeatable)
-
-  --configfile FILE                        'config.<field> = <literal>' lines (never executed)
+\b
+  --id tract=0 patch=5,4 filter=HSC-I     the patch (required)
+  --selectId visit=903988 ccd=16^17       calexps to consider (repeatable; lists with ^,
+                                          ranges with ..); default: every calexp of the
+                                          filter that overlaps the patch
+  --config makePsfMatched=True ...        config overrides (repeatable)
+  --configfile FILE                       'config.<field> = <literal>' lines, never executed
 """
 
 
