@@ -1,0 +1,199 @@
+"""Benchmark the butler on a real S3 server (SeaweedFS ``weed mini`` on loopback).
+
+A script, not a timed test. It starts its own private SeaweedFS server (the test-suite's
+``tests/servers/seaweed.py`` manager: 127.0.0.1, free ports, telemetry off) and reports:
+
+* 8 MiB datasets (a 1024 x 2048 float32 image, ``fits_array``): butler ``put``/``get`` versus raw
+  s3fs ``pipe_file``/``cat_file`` of the very same bytes; the extra time is split into the
+  formatter's encode/decode, the sha256 checksum and the rest (registry round trips: a HEAD
+  before a put, the registry upload after it; a HEAD before a get). Target: overhead <= 10 %.
+* small JSON datasets: put/s, put/s inside ``registry.batch()``, get/s, exists/s, query latency;
+* S3 requests per operation, counted with botocore's ``before-send`` hook.
+
+Usage::
+
+    .venv/bin/python bench/s3_ops.py [--repeat N] [--small N]
+
+The machine's load is printed: on the 2-core CI VM, other jobs inflate every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+CONFIG = {
+    "dataset_types": {
+        "image": {
+            "dimensions": ["visit"],
+            "formatter": "fits_array",
+            "template": "img/{visit}.fits",
+        },
+        "meta": {
+            "dimensions": ["visit", "ccd"],
+            "formatter": "json",
+            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
+        },
+    }
+}
+
+
+def _median_ms(func: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _paired_ms(
+    first: Callable[[], Any], second: Callable[[], Any], repeat: int
+) -> tuple[float, float]:
+    """Medians of two operations measured alternately (drift in machine load hits both)."""
+    a, b = [], []
+    for _ in range(repeat):
+        for func, out in ((first, a), (second, b)):
+            start = time.perf_counter()
+            func()
+            out.append(time.perf_counter() - start)
+    return 1000 * statistics.median(a), 1000 * statistics.median(b)
+
+
+def _rate(func: Callable[[int], Any], n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        func(i)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    """Run the benchmark and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=15, help="repetitions of each 8 MiB op")
+    parser.add_argument("--small", type=int, default=200, help="number of small datasets")
+    args = parser.parse_args()
+
+    import numpy as np
+    from servers.requests import RequestCounter
+    from servers.seaweed import SeaweedServer
+
+    from repo_butler import Butler
+    from repo_butler.datastore import checksum_bytes
+    from repo_butler.formatters import get_formatter
+
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="rb-s3-bench-") as work:
+        server = SeaweedServer(Path(work) / "seaweed", bucket="bench").start()
+        try:
+            url, opts = server.url("repo"), server.storage_options()
+            butler = Butler.create(url, config=CONFIG, storage_options=opts)
+            fs = butler.datastore.fs
+            counter = RequestCounter().attach(fs)
+
+            # -- 8 MiB datasets ------------------------------------------------------------
+            rng = np.random.default_rng(1)
+            image = rng.normal(size=(1024, 2048)).astype(np.float32)
+            fmt = get_formatter("fits_array")
+            data = fmt.to_bytes(image)
+            raw_path = f"bench/raw/{len(data)}.fits"
+            r = args.repeat
+            visit = iter(range(10**6))
+            raw_put, b_put = _paired_ms(
+                lambda: fs.pipe_file(raw_path, data),
+                lambda: butler.put(image, "image", visit=next(visit)),
+                r,
+            )
+            # s3fs's default cat_file is HEAD + GET; with max_concurrency=1 it is one GET
+            raw_get, b_get = _paired_ms(
+                lambda: fs.cat_file(raw_path), lambda: butler.get("image", visit=0), r
+            )
+            raw_get1, b_get1 = _paired_ms(
+                lambda: fs.cat_file(raw_path, max_concurrency=1),
+                lambda: butler.get("image", visit=0),
+                r,
+            )
+            encode = _median_ms(lambda: fmt.to_bytes(image), r)
+            decode = _median_ms(lambda: fmt.from_bytes(data, source="bench"), r)
+            digest = _median_ms(lambda: checksum_bytes(data), r)
+            counter.reset()
+            butler.put(image, "image", visit=10**6)
+            put_requests = counter.snapshot()
+            counter.reset()
+            butler.get("image", visit=10**6)
+            get_requests = counter.snapshot()
+
+            print(f"\n8 MiB datasets ({len(data) / 2**20:.2f} MiB FITS), median of {r}")
+            head = (
+                "op",
+                "raw s3fs ms",
+                "butler ms",
+                "codec ms",
+                "sha256 ms",
+                "rest ms",
+                "total+",
+                "rest/raw",
+            )
+            print("{:<22} {:>11} {:>9} {:>8} {:>9} {:>7} {:>7} {:>8}".format(*head))
+            rows = (
+                ("put (vs pipe_file)", raw_put, b_put, encode, digest),
+                ("get (vs cat_file)", raw_get, b_get, decode, 0.0),
+                ("get (vs one-GET cat)", raw_get1, b_get1, decode, 0.0),
+            )
+            for op, raw, total, codec, sha in rows:
+                rest = total - raw - codec - sha
+                print(
+                    f"{op:<22} {raw:>11.1f} {total:>9.1f} {codec:>8.1f} {sha:>9.1f} {rest:>7.1f} "
+                    f"{100 * (total - raw) / raw:>6.1f}% {100 * rest / raw:>7.1f}%"
+                )
+            print(f"requests: put {put_requests}  get {get_requests}")
+
+            # -- small datasets ---------------------------------------------------------------
+            n = args.small
+            payload = {"flux": 1.0, "ok": True}
+            put_rate = _rate(lambda i: butler.put(payload, "meta", visit=1, ccd=i), n)
+            with butler.registry.batch():
+                batch_rate = _rate(lambda i: butler.put(payload, "meta", visit=2, ccd=i), n)
+            get_rate = _rate(lambda i: butler.get("meta", visit=1, ccd=i), n)
+            exists_rate = _rate(lambda i: butler.exists("meta", visit=2, ccd=i), n)
+            where = "visit = 1 AND ccd IN (5..14)"
+            query_ms = _median_ms(lambda: butler.query_datasets("meta", where), r)
+            counts: dict[str, dict[str, int]] = {}
+            for name, op in (
+                ("put", lambda: butler.put(payload, "meta", visit=3, ccd=1)),
+                ("get", lambda: butler.get("meta", visit=1, ccd=3)),
+                ("exists", lambda: butler.exists("meta", visit=1, ccd=3)),
+                ("query", lambda: butler.query_datasets("meta", "visit = 1")),
+                ("remove", lambda: butler.remove("meta", visit=3, ccd=1)),
+            ):
+                counter.reset()
+                op()
+                counts[name] = counter.snapshot()
+            registry_kib = fs.size(f"{butler.datastore.path}/registry.sqlite3") / 1024
+            print(f"\nsmall JSON datasets (n={n}, registry {registry_kib:.0f} KiB at the end)")
+            print(
+                f"{'put/s':>8} {'batched put/s':>14} {'get/s':>8} {'exists/s':>9} {'query ms':>9}"
+            )
+            print(f"{put_rate:>8.1f} {batch_rate:>14.1f} {get_rate:>8.1f} {exists_rate:>9.1f} "
+                  f"{query_ms:>9.2f}")  # fmt: skip
+            print("\nS3 requests per operation (no contention)")
+            for name, snap in counts.items():
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(snap.items()))
+                print(f"  {name:<7} {sum(snap.values())}  ({detail})")
+            butler.close()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
