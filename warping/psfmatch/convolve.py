@@ -320,9 +320,23 @@ def convolve_spatial(
                 out_var[ty : ty + th, tx : tx + tw],
             )
 
-    out_mask = or_dilate(np.asarray(mask, dtype=np.int32), h)
-    if bad.any():
-        touched = or_dilate(bad.view(np.uint8), h).view(bool)
+    mask32 = np.asarray(mask, dtype=np.int32)
+    any_bad = bool(bad.any())
+    # Dilate the bad-pixel map with the mask in one pass, through a bit no plane uses.
+    used = set(mask_planes.bits.values()) | {
+        b for b in range(31) if int(np.bitwise_or.reduce(mask32, axis=None)) >> b & 1
+    }
+    spare = next((b for b in range(30, -1, -1) if b not in used), None)
+    touched = np.zeros(0, dtype=bool)
+    if any_bad and spare is not None:
+        out_mask = or_dilate(mask32 | (bad.astype(np.int32) << spare), h)
+        touched = (out_mask >> spare & 1).astype(bool)
+        out_mask &= ~np.int32(1 << spare)
+    else:
+        out_mask = or_dilate(mask32, h)
+        if any_bad:
+            touched = or_dilate(bad.view(np.uint8), h).view(bool)
+    if any_bad:
         out_img[touched] = np.nan
         out_var[touched] = np.inf
         out_mask[touched] |= no_data
