@@ -48,13 +48,25 @@ def parse_key_values(items: Iterable[str] | None, *, what: str = "--data-id") ->
 
 
 def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
-    """Parse ``--storage-option KEY=VALUE`` items; values are JSON-decoded when possible."""
+    """Parse ``--storage-option KEY=VALUE`` items; values are JSON-decoded when possible.
+
+    A dotted key sets a nested option: ``config_kwargs.connect_timeout=5`` gives
+    ``{"config_kwargs": {"connect_timeout": 5}}`` (botocore settings for S3).
+    """
     out: dict[str, Any] = {}
     for key, text in parse_key_values(items, what="--storage-option").items():
         try:
-            out[key] = json.loads(text)
+            value: Any = json.loads(text)
         except json.JSONDecodeError:
-            out[key] = text
+            value = text
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--storage-option {key}: {part!r} is already set to a value")
+            node = child
+        node[leaf] = value
     return out
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler, Provenance
-from repo_butler.errors import DatasetNotFoundError, QuerySyntaxError
+from repo_butler.errors import ConfigError, DatasetNotFoundError, QuerySyntaxError
 
 runner = CliRunner()
 
@@ -126,3 +126,25 @@ def test_console_script_prints_one_error_and_exits_1(repo: str) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: unknown dataset type 'nosuch'")
     assert "Traceback" not in proc.stderr
+
+
+def test_storage_options_dotted_keys_nest_and_values_decode() -> None:
+    from repo_butler.cli_support import parse_storage_options
+
+    opts = parse_storage_options(
+        [
+            "key=abc",
+            "endpoint_url=http://127.0.0.1:9000",
+            "config_kwargs.connect_timeout=5",
+            "config_kwargs.retries.total_max_attempts=4",
+            "anon=false",
+        ]
+    )
+    assert opts == {
+        "key": "abc",
+        "endpoint_url": "http://127.0.0.1:9000",
+        "config_kwargs": {"connect_timeout": 5, "retries": {"total_max_attempts": 4}},
+        "anon": False,
+    }
+    with pytest.raises(ConfigError, match="already set"):
+        parse_storage_options(["a=1", "a.b=2"])

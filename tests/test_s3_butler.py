@@ -210,3 +210,35 @@ def test_unreachable_postgres_names_server_not_password(
     with pytest.raises(RegistryError) as info:
         Butler.create(tmp_path / "r", config={"registry": "postgresql://rb@127.0.0.1:9/none"})
     assert "127.0.0.1:9" in str(info.value) and "pg-secret-value-123" not in str(info.value)
+
+
+def test_connection_settings_from_environment_or_profile(
+    seaweed: SeaweedServer, s3_root: S3Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=s3_root.storage_options) as b:
+        b.put({"env": True}, "meta", visit=1, ccd=1)
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    # 1. the standard AWS_* variables and the endpoint variable botocore reads
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint_url)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with Butler(s3_root.url, writeable=False) as from_env:
+        assert from_env.get("meta", visit=1, ccd=1) == {"env": True}
+    # 2. a named profile (credentials file + config file with endpoint_url)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var)
+    creds, conf = tmp_path / "credentials", tmp_path / "config"
+    creds.write_text(
+        f"[rbtest]\naws_access_key_id = {seaweed.access_key}\n"
+        f"aws_secret_access_key = {seaweed.secret_key}\n"
+    )
+    conf.write_text(
+        f"[profile rbtest]\nendpoint_url = {seaweed.endpoint_url}\nregion = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(conf))
+    with Butler(s3_root.url, storage_options={"profile": "rbtest"}, writeable=False) as named:
+        assert named.get("meta", visit=1, ccd=1) == {"env": True}
