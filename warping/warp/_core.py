@@ -208,6 +208,7 @@ def _warp_band(
     nodes_y: np.ndarray,
     gx: np.ndarray,
     gy: np.ndarray,
+    ga: np.ndarray,
     step: int,
     origin_y: int,
     row_start: int,
@@ -255,23 +256,16 @@ def _warp_band(
         mwy = np.empty(nmk)
         colx = np.empty(ncol)
         coly = np.empty(ncol)
-        pcolx = np.empty(ncol)
-        pcoly = np.empty(ncol)
+        cola = np.empty(ncol)
         good = 0
         for ia in range(0, wd, TILE_COLS):
             ib = min(ia + TILE_COLS, wd)
-            klo, _t = _cell(ia - 1, -1, step, nodes_x)
+            klo, _t = _cell(ia, -1, step, nodes_x)
             khi, _t = _cell(ib - 1, -1, step, nodes_x)
             for j in range(ja, jb):
                 _row_positions(j, origin_y, step, nodes_y, gx, gy, colx, coly, klo, khi + 2)
                 if conserve_flux:
-                    _row_positions(
-                        j - 1, origin_y, step, nodes_y, gx, gy, pcolx, pcoly, klo, khi + 2
-                    )
-                # position of pixel ia - 1 (for the relative area of pixel ia)
-                k, t = _cell(ia - 1, -1, step, nodes_x)
-                prevx = _lerp(colx[k], colx[k + 1], t)
-                prevy = _lerp(coly[k], coly[k + 1], t)
+                    _row_positions(j, origin_y, step, nodes_y, ga, ga, cola, cola, klo, khi + 2)
                 i = ia
                 while i < ib:
                     k, _t = _cell(i, -1, step, nodes_x)
@@ -285,33 +279,21 @@ def _warp_band(
                     y0 = coly[k]
                     dx = (colx[k + 1] - x0) * inv
                     dy = (coly[k + 1] - y0) * inv
-                    px0 = pcolx[k]
-                    py0 = pcoly[k]
-                    pdx = (pcolx[k + 1] - px0) * inv
-                    pdy = (pcoly[k + 1] - py0) * inv
+                    a0 = 1.0
+                    da = 0.0
+                    if conserve_flux:
+                        a0 = cola[k]
+                        da = (cola[k + 1] - a0) * inv
                     for ii in range(i, stop):
                         m = ii - lo
                         if m == 0:
                             u = x0
                             v = y0
+                            area = a0
                         else:
                             u = x0 + m * dx
                             v = y0 + m * dy
-                        area = 1.0
-                        if conserve_flux:
-                            if m == 0:
-                                ux = px0
-                                uy = py0
-                            else:
-                                ux = px0 + m * pdx
-                                uy = py0 + m * pdy
-                            dax = u - prevx
-                            day = v - prevy
-                            dbx = u - ux
-                            dby = v - uy
-                            area = abs(dax * dby - day * dbx)
-                            prevx = u
-                            prevy = v
+                            area = a0 + m * da
                         good += _pixel(
                             u,
                             v,
@@ -358,6 +340,7 @@ def _warp_band_1(  # type: ignore[no-untyped-def]
     nodes_y,
     gx,
     gy,
+    ga,
     step,
     origin_y,
     row_start,
@@ -386,6 +369,7 @@ def _warp_band_1(  # type: ignore[no-untyped-def]
         nodes_y,
         gx,
         gy,
+        ga,
         step,
         origin_y,
         row_start,
@@ -418,6 +402,7 @@ def _warp_band_2(  # type: ignore[no-untyped-def]
     nodes_y,
     gx,
     gy,
+    ga,
     step,
     origin_y,
     row_start,
@@ -446,6 +431,7 @@ def _warp_band_2(  # type: ignore[no-untyped-def]
         nodes_y,
         gx,
         gy,
+        ga,
         step,
         origin_y,
         row_start,
@@ -478,6 +464,7 @@ def _warp_band_3(  # type: ignore[no-untyped-def]
     nodes_y,
     gx,
     gy,
+    ga,
     step,
     origin_y,
     row_start,
@@ -506,6 +493,7 @@ def _warp_band_3(  # type: ignore[no-untyped-def]
         nodes_y,
         gx,
         gy,
+        ga,
         step,
         origin_y,
         row_start,
@@ -538,6 +526,7 @@ def _warp_band_4(  # type: ignore[no-untyped-def]
     nodes_y,
     gx,
     gy,
+    ga,
     step,
     origin_y,
     row_start,
@@ -566,6 +555,7 @@ def _warp_band_4(  # type: ignore[no-untyped-def]
         nodes_y,
         gx,
         gy,
+        ga,
         step,
         origin_y,
         row_start,
@@ -598,6 +588,7 @@ def _warp_band_5(  # type: ignore[no-untyped-def]
     nodes_y,
     gx,
     gy,
+    ga,
     step,
     origin_y,
     row_start,
@@ -626,6 +617,7 @@ def _warp_band_5(  # type: ignore[no-untyped-def]
         nodes_y,
         gx,
         gy,
+        ga,
         step,
         origin_y,
         row_start,
@@ -650,11 +642,11 @@ _BANDS = {1: _warp_band_1, 2: _warp_band_2, 3: _warp_band_3, 4: _warp_band_4, 5:
 
 
 def warp_band(*args: object) -> int:
-    """Dispatch to the core compiled for the image kernel half-width ``n`` (argument 19).
+    """Dispatch to the core compiled for the image kernel half-width ``n`` (argument 20).
 
     Arguments are those of :func:`_warp_band`; ``n`` is a compile-time constant in each
     specialisation so the ``2n``-tap loops unroll.
     """
-    n = int(args[18])  # type: ignore[call-overload]
-    rest = args[:18] + args[19:]
+    n = int(args[19])  # type: ignore[call-overload]
+    rest = args[:19] + args[20:]
     return int(_BANDS[n](*rest))

@@ -7,7 +7,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -220,13 +220,25 @@ def warp_with_transform(
         if length > 0:
             nodes_y = _nodes(hd, step)
             origin_y = -1
-        else:
-            nodes_y = np.arange(r0 - 1, r1, dtype=np.float64)
+            ext = 0
+        else:  # one extra row each side so the area derivatives are centred at band edges
+            nodes_y = np.arange(r0 - 2, r1 + 1, dtype=np.float64)
             origin_y = r0 - 1
+            ext = 1
         xx, yy = np.meshgrid(nodes_x + dest_bbox.x0, nodes_y + dest_bbox.y0)
         sx, sy = dest_to_src(xx, yy)
-        gx = np.ascontiguousarray(np.asarray(sx, dtype=np.float64).reshape(xx.shape) - x0s)
-        gy = np.ascontiguousarray(np.asarray(sy, dtype=np.float64).reshape(xx.shape) - y0s)
+        gx = np.asarray(sx, dtype=np.float64).reshape(xx.shape) - x0s
+        gy = np.asarray(sy, dtype=np.float64).reshape(xx.shape) - y0s
+        if control.conserve_flux:
+            ga = _area_grid(gx, gy, nodes_x, nodes_y)
+        else:
+            ga = np.ones((1, 1))
+        if ext:
+            gx, gy, nodes_y = gx[1:-1], gy[1:-1], nodes_y[1:-1]
+            ga = ga[1:-1] if control.conserve_flux else ga
+        gx = np.ascontiguousarray(gx)
+        gy = np.ascontiguousarray(gy)
+        ga = np.ascontiguousarray(ga)
         n_good += warp_band(
             img,
             var,
@@ -238,6 +250,7 @@ def warp_with_transform(
             nodes_y,
             gx,
             gy,
+            ga,
             step,
             origin_y,
             r0,
@@ -258,6 +271,26 @@ def warp_with_transform(
         )
     result.n_good = n_good
     return result
+
+
+def _area_grid(
+    gx: np.ndarray, gy: np.ndarray, nodes_x: np.ndarray, nodes_y: np.ndarray
+) -> np.ndarray:
+    """Relative area ``|det d(src)/d(dest)|`` at the grid nodes.
+
+    Derivatives are second-order finite differences over the grid nodes (``numpy.gradient`` with
+    the node coordinates), i.e. the Jacobian at the pixel centre. afw instead differences the
+    interpolated positions half a pixel up and left of the centre; that carries an O(dA/dx / 2)
+    bias and, with ``interp_length > 1``, the slope error of the bilinear interpolant.
+    """
+    with np.errstate(invalid="ignore"):
+        eox: Literal[1, 2] = 2 if len(nodes_x) >= 3 else 1
+        eoy: Literal[1, 2] = 2 if len(nodes_y) >= 3 else 1
+        dxdx = np.gradient(gx, nodes_x, axis=1, edge_order=eox)
+        dydx = np.gradient(gy, nodes_x, axis=1, edge_order=eox)
+        dxdy = np.gradient(gx, nodes_y, axis=0, edge_order=eoy)
+        dydy = np.gradient(gy, nodes_y, axis=0, edge_order=eoy)
+        return np.ascontiguousarray(np.abs(dxdx * dydy - dxdy * dydx))
 
 
 @functools.lru_cache(maxsize=8)
