@@ -323,9 +323,8 @@ def convolve_spatial(
     mask32 = np.asarray(mask, dtype=np.int32)
     any_bad = bool(bad.any())
     # Dilate the bad-pixel map with the mask in one pass, through a bit no plane uses.
-    used = set(mask_planes.bits.values()) | {
-        b for b in range(31) if int(np.bitwise_or.reduce(mask32, axis=None)) >> b & 1
-    }
+    present = int(np.bitwise_or.reduce(mask32, axis=None))
+    used = set(mask_planes.bits.values()) | {b for b in range(31) if present >> b & 1}
     spare = next((b for b in range(30, -1, -1) if b not in used), None)
     touched = np.zeros(0, dtype=bool)
     if any_bad and spare is not None:
