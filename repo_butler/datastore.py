@@ -107,9 +107,8 @@ class FsspecDatastore(Datastore):
     errors without secrets), so callers need not know the backend.
     """
 
-    def __new__(
-        cls, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
-    ) -> FsspecDatastore:
+    def __new__(cls, *args: Any, **kwargs: Any) -> FsspecDatastore:
+        root = args[0] if args else kwargs.get("root", "")
         if cls is FsspecDatastore and os.fspath(root).startswith(("s3://", "s3a://")):
             from repo_butler.objectstore import S3Datastore
 

@@ -125,3 +125,14 @@ def test_directory_removed_between_writes(store: FsspecDatastore) -> None:
         store.fs.rm(store.full_path("d"), recursive=True)
     store.put_bytes("d/two.bin", b"2")
     assert store.get_bytes("d/two.bin") == b"2"
+
+
+def test_store_survives_pickling(store: FsspecDatastore) -> None:
+    """Worker processes receive datastores by pickle; the copy reads the same bytes."""
+    import pickle
+
+    store.put_bytes("p/q.bin", b"pickled")
+    copy = pickle.loads(pickle.dumps(store))
+    assert type(copy) is type(store)
+    assert copy.root == store.root
+    assert copy.get_bytes("p/q.bin") == b"pickled"
