@@ -103,9 +103,8 @@ def s3_root(seaweed: SeaweedServer) -> Iterator[S3Root]:
     root = S3Root(seaweed.url(prefix), seaweed.storage_options(), seaweed)
     yield root
     if seaweed.running:
-        fs = seaweed.filesystem()
         with contextlib.suppress(FileNotFoundError):
-            fs.rm(root.path, recursive=True)
+            seaweed.admin_fs.rm(root.path, recursive=True)
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,7 @@ class SeaweedServer:
         self.ports = {name: free_port(offset=10000, avoid=taken) for name in _COMPONENTS}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._admin_fs: Any = None
 
     # -- addresses and clients ----------------------------------------------------------------
     @property
@@ -138,6 +139,13 @@ class SeaweedServer:
         import s3fs
 
         return s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options(**extra))
+
+    @property
+    def admin_fs(self) -> Any:
+        """One shared filesystem for fixture housekeeping (new after each (re)start)."""
+        if self._admin_fs is None:
+            self._admin_fs = self.filesystem()
+        return self._admin_fs
 
     def client(self, *, secret_key: str | None = None, timeout: float = 5.0) -> Any:
         """A synchronous botocore S3 client (another secret to test refusal)."""
@@ -223,6 +231,7 @@ class SeaweedServer:
         self.data_dir.mkdir(exist_ok=True)
         self._write_identities()
         self._wait_ports_free()
+        self._admin_fs = None
         cmd = self.command()
         log = self.log_path.open("ab")
         try:
