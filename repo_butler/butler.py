@@ -2,7 +2,8 @@
 
 A Butler ties together a configuration (``butler.yaml``), a
 :class:`~repo_butler.datastore.Datastore` (bytes, via fsspec), a
-:class:`~repo_butler.registry.Registry` (metadata, SQLite) and formatter plugins
+:class:`~repo_butler.registry.Registry` (metadata: SQLite, an SQLite object in the bucket, or
+PostgreSQL) and formatter plugins
 (objects ↔ bytes).
 
 Runs and reruns (LSST Gen2 style): the repository root is the run ``""``; ``rerun="NAME"`` writes
@@ -10,13 +11,14 @@ under ``rerun/NAME/`` and reads search ``NAME``, then its parents, then the root
 ``rerun="IN:OUT"`` creates ``OUT`` with parent ``IN``. Parents are recorded in the registry and in
 a marker file ``rerun/NAME/_run.json`` so ``reindex`` can restore them.
 
-Remote roots (``memory://``, later ``s3://``): the SQLite registry lives in the store as
-``registry.sqlite3`` and the Butler works on a local cache copy: downloaded on open, refreshed
-whenever the stored copy changed (one ``info`` call per registry access), and uploaded atomically
-after every write transaction. Concurrent *writers* on an object store are not coordinated yet
-(two writers racing can lose the first upload); a locking registry for that case is the seam left
-for later (the ``refresh``/``after_write`` hooks of
-:class:`~repo_butler.registry.sqlite.SqliteRegistry`).
+Registries: a local root keeps ``registry.sqlite3`` beside the data (WAL, several writer
+processes). An ``s3://`` root keeps it as one object in the bucket
+(:class:`~repo_butler.registry.objectstore.ObjectStoreRegistry`: local copy checked with one HEAD
+per read, writes uploaded with ``If-Match`` compare-and-swap and replayed on conflict, so writers
+on different machines never lose each other's records). ``registry: postgresql://...`` in
+``butler.yaml`` selects a shared :class:`~repo_butler.registry.postgres.PostgresRegistry` for any
+root. Other remote roots (``memory://``) work on a cache copy refreshed when the stored copy
+changes and uploaded after every write (last upload wins between concurrent writers).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ writer wait for the lock instead of failing with "database is locked". WAL lets 
 while a writer commits. ``synchronous=NORMAL`` keeps commits cheap: in WAL mode a power loss can
 drop the last transactions but never corrupts the database, and ``rb reindex`` can rebuild it.
 
-For object stores the Butler opens this class on a local cache copy (``journal_mode=DELETE``) and
-passes ``after_write`` to upload the file after each committed write; multi-writer locking for
-that case is out of scope here (see the Butler docs).
+For remote roots this class runs on a local cache copy (``journal_mode=DELETE``): S3 repositories
+wrap it in :class:`~repo_butler.registry.objectstore.ObjectStoreRegistry` (compare-and-swap
+uploads, safe with several writers); other fsspec roots use the ``refresh``/``after_write`` hooks
+(last upload wins).
 """
 
 from __future__ import annotations
