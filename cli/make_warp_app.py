@@ -85,58 +85,106 @@ def make_warp_command(
     show_config: bool,
     storage_options: list[str] | None,
     json_summary: bool = False,
+    scheduler: str | None = None,
 ) -> int:
-    """Run ``rb make-warp``; return the process exit code (1 when nothing could be made)."""
+    """Run ``rb make-warp``; return the exit code.
+
+    0: everything made; 1: nothing could be made; otherwise the number of failed units (capped
+    at 125); 130 after Ctrl-C.
+    """
     import logging
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from repo_butler import Butler
     from repo_butler.cli_support import parse_storage_options
     from repo_butler.errors import DataIdError
-    from warping.task.runner import run_make_warp
+    from warping.task.runner import run_make_warps
 
     args, config = _load_config(argv)
     if show_config:
         print("\n".join(format_config(config)))
         return 0
     if not args.ids:
-        raise DataIdError("Give the patch with --id tract=… patch=x,y filter=…")
+        raise DataIdError("Give the patch with --id tract=… patch=x,y filter=… (or a whole tract)")
     err_console = Console(stderr=True)
     butler = Butler(repo, rerun=rerun, storage_options=parse_storage_options(storage_options))
-    summaries = []
-    made = 0
-    for patch_id in args.ids:
-        with Progress(
-            TextColumn("[bold]patch {task.fields[patch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("visits"), console=err_console, transient=False,
-            disable=not err_console.is_terminal,
-        ) as progress:  # fmt: skip
-            task = progress.add_task("warp", total=None, patch=patch_id.get("patch", "?"))
-            summary = run_make_warp(
-                butler, patch_id, args.select_ids or None, config=config, reuse=reuse, jobs=jobs,
-                progress=lambda _vs, t=task: progress.advance(t),
-                on_plan=lambda n, t=task: progress.update(t, total=n),
-            )  # fmt: skip
+    columns = (
+        TextColumn("[bold]make-warp"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} units"),
+        TextColumn(
+            "done {task.fields[done]} failed {task.fields[failed]} running {task.fields[running]}"
+        ),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("units", total=None, done=0, failed=0, running=0)
+
+        def progress(s: Any) -> None:
+            bar.update(
+                task,
+                total=s.total,
+                completed=s.done + s.failed + s.cancelled,
+                done=s.done,
+                failed=s.failed,
+                running=s.running,
+            )
+
+        def on_start(b: Any) -> None:
+            if b.dashboard_link:
+                err_console.print(f"Dask dashboard: {b.dashboard_link}", highlight=False)
+
+        batch = run_make_warps(
+            butler,
+            args.ids,
+            args.select_ids or None,
+            config=config,
+            reuse=reuse,
+            jobs=jobs,
+            scheduler=scheduler,
+            progress=progress,
+            on_start=on_start,
+        )
+    for summary in batch.patches:
         for ds_id, why in summary.not_selected.items():
             logging.getLogger("rb.make-warp").debug("not selected: %s (%s)", ds_id, why)
-        summaries.append(summary)
-        made += sum(1 for v in summary.visits if v.status in ("written", "reused"))
+        pid = summary.patch_id
         if not summary.visits:
             err_console.print(
-                f"No calexp of filter {patch_id.get('filter')} overlaps tract "
-                f"{patch_id.get('tract')} patch {patch_id.get('patch')}: nothing written."
+                f"No calexp of filter {pid.get('filter')} overlaps tract "
+                f"{pid.get('tract')} patch {pid.get('patch')}: nothing written."
             )
         else:
             print_summary(summary, console=err_console)
+    if not batch.patches:
+        err_console.print("No calexp overlaps any patch of the given tract(s): nothing written.")
     if json_summary:
-        json.dump([s.to_dict() for s in summaries], sys.stdout, indent=2)
+        json.dump(batch.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
-    failed = sum(s.n_failed for s in summaries)
-    if failed:
-        err_console.print(f"[red]{failed} visit(s) failed[/red]")
-    return 0 if made and not failed else 1
+    for f in batch.failures:
+        err_console.print(
+            f"[red]FAILED[/red] tract={f.tract} patch={f.patch} filter={f.filter} "
+            f"visit={f.visit} on {f.worker or '?'}: {f.error}",
+            highlight=False,
+        )
+        if f.traceback:
+            err_console.print(f.traceback, highlight=False, markup=False)
+    made = sum(1 for p in batch.patches for v in p.visits if v.status in ("written", "reused"))
+    if batch.interrupted:
+        err_console.print(
+            f"[yellow]Interrupted[/yellow]: {batch.n_cancelled} unit(s) cancelled; "
+            "finished ones are registered. Rerun with --reuse to complete."
+        )
+        return 130
+    if batch.failures:
+        err_console.print(
+            f"[red]{batch.n_failed} of {batch.n_units} unit(s) failed[/red]; rerun "
+            "with --reuse to redo only the missing warps."
+        )
+        return min(batch.n_failed, 125)
+    return 0 if made else 1
 
 
 def demo_command(directory: str, *, jobs: int = 1) -> int:

@@ -19,12 +19,19 @@ Data IDs and config overrides use LSST's syntax; each option takes all the key=v
 that follow it.
 
 \b
-  --id tract=0 patch=5,4 filter=HSC-I     the patch (required)
+  --id tract=0 patch=5,4 filter=HSC-I     the patch (required; repeatable)
+  --id tract=0 patch=5,4^5,5              several patches
+  --id tract=0                            every patch (and filter) with overlapping inputs
   --selectId visit=903988 ccd=16^17       calexps to consider (repeatable; lists with ^,
                                           ranges with ..); default: every calexp of the
                                           filter that overlaps the patch
   --config makePsfMatched=True ...        config overrides (repeatable)
   --configfile FILE                       'config.<field> = <literal>' lines, never executed
+
+Work is split into (patch, visit) units: --jobs N runs them on a local Dask cluster of N
+single-threaded worker processes, --dask-scheduler tcp://HOST:PORT on an existing cluster.
+The exit status is 0 when everything was made, 1 when nothing could be made, else the number
+of failed units; 130 after Ctrl-C (finished units are registered; rerun with --reuse).
 """
 
 
@@ -37,7 +44,13 @@ def make_warp(
     reuse: Annotated[
         bool, typer.Option("--reuse", help="Skip visits whose warps already exist.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Local Dask worker processes (1: in-process).")
+    ] = 1,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option("--dask-scheduler", help="Run on a Dask cluster: tcp://HOST:PORT."),
+    ] = None,
     show_config: Annotated[
         bool, typer.Option("--show-config", help="Print the effective config and exit.")
     ] = False,
@@ -54,7 +67,7 @@ def make_warp(
 
     code = make_warp_command(
         repo, list(ctx.args), rerun=rerun, reuse=reuse, jobs=jobs, show_config=show_config,
-        storage_options=storage_option, json_summary=json_summary,
+        storage_options=storage_option, json_summary=json_summary, scheduler=dask_scheduler,
     )  # fmt: skip
     raise typer.Exit(code)
 

@@ -1,7 +1,10 @@
-"""MakeWarp over a repository: select calexps, calibrate, warp per visit, write with provenance.
+"""MakeWarp over a repository: plan (patch, visit) units, run them, register the warps.
 
-This is LSST's ``runDataRef`` layer: every butler read and write of the task lives here, around the
-pure :meth:`warping.task.make_warp.MakeWarpTask.run`.
+This is LSST's ``runDataRef`` layer around the pure :meth:`warping.task.make_warp.MakeWarpTask.run`:
+:func:`run_make_warps` plans the units in the driver (:mod:`warping.task.units`), runs them with
+an executor (:mod:`warping.task.dask_exec`: serial, local Dask cluster or remote scheduler) and
+registers the files the units wrote, as their results arrive (the driver is the only registry
+writer).
 """
 
 from __future__ import annotations
@@ -9,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import traceback
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,21 +20,25 @@ from warping.errors import MissingExposureError
 from warping.exposure import Exposure
 from warping.geom import Box2I
 from warping.task.calibrate import calibrate_exposure
-from warping.task.config import MakeWarpConfig, config_to_dict
-from warping.task.make_warp import MakeWarpTask, SkyInfo
+from warping.task.config import MakeWarpConfig
+from warping.task.make_warp import SkyInfo
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BatchSummary",
+    "ProgressState",
     "RunSummary",
     "VisitSummary",
     "get_calibrated_exposure",
     "read_calexp_footprint",
     "run_make_warp",
+    "run_make_warps",
     "select_calexps",
 ]
 
-TASK_NAME = "makeWarp"
+#: The driver registers finished units at least this often (seconds), in one registry batch.
+REGISTER_EVERY = 1.0
 
 
 @dataclass
@@ -48,6 +53,8 @@ class VisitSummary:
     outputs: dict[str, str] = field(default_factory=dict)  # warp type -> uri
     seconds: float = 0.0
     error: str | None = None
+    traceback: str | None = None
+    worker: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
@@ -60,6 +67,7 @@ class VisitSummary:
             "outputs": self.outputs,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "worker": self.worker,
         }
 
 
@@ -237,115 +245,239 @@ def get_calibrated_exposure(
 
 
 # ------------------------------------------------------------------------------------------------
-# One visit
+# The run: plan, execute, register
 # ------------------------------------------------------------------------------------------------
 
 
-def _output_ids(patch_id: Mapping[str, Any], visit: int) -> dict[str, Any]:
-    return {"tract": patch_id["tract"], "patch": patch_id["patch"], "filter": patch_id["filter"],
-            "visit": visit}  # fmt: skip
+@dataclass
+class ProgressState:
+    """Live counts over the units of a run (for a progress bar)."""
+
+    total: int = 0
+    done: int = 0  # finished without failing (written, empty, reused)
+    failed: int = 0
+    cancelled: int = 0
+    submitted: int = 0
+    slots: int = 1  # units that can run at once
+
+    @property
+    def running(self) -> int:
+        """Units on workers now (in flight, at most one per worker thread)."""
+        in_flight = self.submitted - self.done - self.failed - self.cancelled
+        return max(0, min(in_flight, self.slots))
 
 
-def _warps_exist_in_output(butler: Any, config: MakeWarpConfig, ids: Mapping[str, Any]) -> bool:
-    return all(
-        butler.exists(config.dataset_type(t), ids, output_run_only=True) for t in config.warp_types
+@dataclass
+class BatchSummary:
+    """Outcome of :func:`run_make_warps`: one :class:`RunSummary` per patch, plus run figures."""
+
+    patches: list[RunSummary] = field(default_factory=list)
+    failures: list[Any] = field(default_factory=list)  # failed UnitResults (data IDs, traceback)
+    n_units: int = 0
+    n_reused: int = 0
+    n_cancelled: int = 0
+    interrupted: bool = False
+    executor: str = "serial"
+    dashboard_link: str | None = None
+    plan_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    driver_seconds: float = 0.0  # planning + submitting + handling results + registering
+    worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    reads: dict[str, int] = field(default_factory=dict)  # storage path -> reads over all units
+
+    @property
+    def n_failed(self) -> int:
+        """Units that failed."""
+        return len(self.failures)
+
+    @property
+    def n_written(self) -> int:
+        """Units that wrote at least one warp."""
+        return sum(p.n_written for p in self.patches)
+
+    @property
+    def driver_ms_per_unit(self) -> float:
+        """Driver time per unit run (planning, submission, result handling, registration)."""
+        return 1000.0 * self.driver_seconds / max(1, self.n_units)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {
+            "patches": [p.to_dict() for p in self.patches],
+            "failed": [
+                {
+                    "data_id": {**f.patch_id, "visit": f.visit},
+                    "error": f.error,
+                    "traceback": f.traceback,
+                }
+                for f in self.failures
+            ],
+            "units": self.n_units,
+            "reused": self.n_reused,
+            "cancelled": self.n_cancelled,
+            "interrupted": self.interrupted,
+            "executor": self.executor,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "driver_ms_per_unit": round(self.driver_ms_per_unit, 3),
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
+        }
+
+
+def _visit_summary(res: Any) -> VisitSummary:
+    return VisitSummary(
+        visit=res.visit,
+        status=res.status,
+        ccds_used=list(res.ccds_used),
+        ccds_skipped=dict(res.ccds_skipped),
+        goodpix=dict(res.goodpix),
+        outputs=dict(res.outputs),
+        seconds=res.seconds,
+        error=res.error,
+        traceback=res.traceback,
+        worker=res.worker,
     )
 
 
-def process_visit(
+def run_make_warps(
     butler: Any,
-    visit: int,
-    refs: Sequence[Any],
-    sky_info: SkyInfo,
-    patch_id: Mapping[str, Any],
-    config: MakeWarpConfig,
+    ids: Sequence[Mapping[str, Any]],
+    select_ids: Sequence[Mapping[str, Any]] | None = None,
     *,
+    config: MakeWarpConfig | None = None,
     reuse: bool = False,
-    extra_inputs: Sequence[Any] = (),
-) -> VisitSummary:
-    """Calibrate, warp and write the warps of one visit; never raises for one bad CCD."""
-    from repo_butler import Provenance
-    from repo_butler.provenance import now_iso
+    jobs: int = 1,
+    scheduler: str | None = None,
+    dashboard: bool = True,
+    progress: Callable[[ProgressState], None] | None = None,
+    on_start: Callable[[BatchSummary], None] | None = None,
+) -> BatchSummary:
+    """Make the warps of several patches or whole tracts (LSST ``makeCoaddTempExp`` at scale).
 
-    start = now_iso()
-    t0 = time.perf_counter()
-    summary = VisitSummary(visit=visit, status="empty")
-    out_ids = _output_ids(patch_id, visit)
-    if reuse and _warps_exist_in_output(butler, config, out_ids):
-        summary.status = "reused"
-        for t in config.warp_types:
-            summary.outputs[t] = butler.uri(config.dataset_type(t), out_ids)
-        return summary
-    calexps, ccds, data_ids, inputs = [], [], [], list(extra_inputs)
-    for ref in refs:
-        ccd = int(ref.data_id["ccd"])
-        try:
-            exp, used = get_calibrated_exposure(butler, ref, config, sky_info.tract_id)
-        except MissingExposureError as err:
-            logger.warning("Calexp %s not usable; skipping it: %s", _fmt_id(ref.data_id), err)
-            summary.ccds_skipped[ccd] = str(err)
-            continue
-        calexps.append(exp)
-        ccds.append(ccd)
-        data_ids.append(ref.data_id.to_dict())
-        inputs.extend(used)
-    task = MakeWarpTask(config)
-    result = task.run(calexps, ccds, sky_info, visit, data_ids)
-    for outcome in result.ccds:
-        if outcome.used:
-            summary.ccds_used.append(outcome.ccd)
-        elif outcome.skipped:
-            summary.ccds_skipped[outcome.ccd] = outcome.skipped
-    summary.goodpix = dict(result.goodpix)
-    used_ccds = set(summary.ccds_used)
-    kept_inputs = [
-        r for r in inputs
-        if "ccd" not in r.data_id or int(r.data_id["ccd"]) in used_ccds
-    ]  # fmt: skip
-    for warp_type, exposure in result.exposures.items():
-        if exposure is None:
-            continue
-        provenance = Provenance.build(
-            TASK_NAME,
-            config_to_dict(config),
-            kept_inputs,
-            start=start,
-            end=now_iso(),
-            packages=("repo-butler", "numpy", "astropy", "numba"),
-        )
-        ref = butler.put(
-            exposure, config.dataset_type(warp_type), out_ids, provenance=provenance, overwrite=True
-        )
-        summary.outputs[warp_type] = ref.uri
-    summary.status = "written" if summary.outputs else "empty"
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    Parameters
+    ----------
+    butler
+        A :class:`repo_butler.Butler`; outputs go to its output run. Only this process writes
+        its registry; workers write files through fsspec.
+    ids
+        Data IDs with ``tract`` and optionally ``patch`` (none: every patch with overlapping
+        inputs) and ``filter`` (none: every filter).
+    select_ids
+        Partial calexp data IDs to consider; None means every calexp.
+    config
+        Task configuration.
+    reuse
+        Skip units whose warps exist in the output run, without reading their inputs.
+    jobs
+        1: run units in this process. N > 1: a local Dask cluster of N single-threaded worker
+        processes.
+    scheduler
+        ``tcp://HOST:PORT`` of a running Dask scheduler (overrides ``jobs``).
+    dashboard
+        Serve the local cluster's Dask dashboard.
+    progress
+        Called with the live counts whenever a unit is submitted or finishes.
+    on_start
+        Called once the plan is made and the executor is up (``dashboard_link`` set).
 
+    Returns
+    -------
+    BatchSummary
+        ``interrupted`` is True after Ctrl-C: finished units are registered, the others are
+        ``cancelled`` (rerun with ``reuse=True`` to complete the run).
+    """
+    from warping.task.dask_exec import make_executor
+    from warping.task.deferred import StoreContext, register_datasets
+    from warping.task.units import plan_units
 
-def _process_visit_in_worker(args: tuple[Any, ...]) -> VisitSummary:
-    """Process-pool entry: re-open the butler in the worker and process one visit."""
-    from repo_butler import Butler
+    t_start = time.perf_counter()
+    config = config or MakeWarpConfig()
+    plan = plan_units(butler, ids, select_ids, config=config, reuse=reuse)
+    batch = BatchSummary(
+        n_units=len(plan.units), n_reused=len(plan.reused), plan_seconds=plan.seconds
+    )
+    per_patch: dict[tuple[Any, ...], RunSummary] = {}
+    for pid in plan.patches:
+        key = (pid["tract"], pid["patch"], pid["filter"])
+        per_patch[key] = RunSummary(patch_id=dict(pid), not_selected=plan.not_selected.get(key, {}))
+    state = ProgressState(total=len(plan.units) + len(plan.reused))
+    driver = plan.seconds
+    pending: list[Any] = []
+    last_flush = time.perf_counter()
 
-    root, rerun, storage_options, visit, ref_ids, sky_info, patch_id, config, reuse, extra = args
-    butler = Butler(root, rerun=rerun, storage_options=storage_options)
-    refs = [butler.get_ref("calexp", did) for did in ref_ids]
-    extra_refs = [butler.get_ref(t, did) for t, did in extra]
+    def flush() -> None:
+        nonlocal pending, last_flush
+        if pending:
+            register_datasets(butler, pending)
+            pending = []
+        last_flush = time.perf_counter()
+
+    def handle(res: Any) -> None:
+        nonlocal driver
+        t0 = time.perf_counter()
+        pending.extend(res.written)
+        if res.status == "failed":
+            state.failed += 1
+            batch.failures.append(res)
+            logger.error("Unit %s failed: %s", res.key, res.error)
+        elif res.status == "cancelled":
+            state.cancelled += 1
+            batch.n_cancelled += 1
+        else:
+            state.done += 1
+        if res.worker:
+            batch.worker_peak_rss_mb[res.worker] = max(
+                batch.worker_peak_rss_mb.get(res.worker, 0.0), res.peak_rss_mb
+            )
+        for path, n in res.reads.items():
+            batch.reads[path] = batch.reads.get(path, 0) + n
+        per_patch[(res.tract, res.patch, res.filter)].visits.append(_visit_summary(res))
+        if time.perf_counter() - last_flush >= REGISTER_EVERY:
+            flush()
+        if progress is not None:
+            progress(state)
+        driver += time.perf_counter() - t0
+
+    def submitted(_unit: Any) -> None:
+        state.submitted += 1
+        if progress is not None and state.submitted % 16 == 0:
+            progress(state)
+
+    for res in plan.reused:
+        state.submitted += 1
+        handle(res)
+    ctx = StoreContext.from_butler(butler)
+    executor = make_executor(jobs, scheduler, n_units=len(plan.units), dashboard=dashboard)
     try:
-        return process_visit(butler, visit, refs, sky_info, patch_id, config, reuse=reuse,
-                             extra_inputs=extra_refs)  # fmt: skip
-    except Exception as err:
-        return VisitSummary(visit, "failed", error=_error_text(err))
-
-
-def _error_text(err: BaseException) -> str:
-    tb = traceback.extract_tb(err.__traceback__)
-    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return f"{type(err).__name__}: {err}{where}"
-
-
-# ------------------------------------------------------------------------------------------------
-# The patch
-# ------------------------------------------------------------------------------------------------
+        with executor:
+            state.slots = executor.n_threads
+            batch.executor = type(executor).__name__
+            batch.dashboard_link = executor.dashboard_link
+            if on_start is not None:
+                on_start(batch)
+            t0 = time.perf_counter()
+            results = executor.run(plan.units, ctx, config, on_submit=submitted)
+            try:
+                first = next(results, None)  # submission happens before the first result
+                driver += time.perf_counter() - t0
+                if first is not None:
+                    handle(first)
+                    for res in results:
+                        handle(res)
+            except KeyboardInterrupt:
+                batch.interrupted = True
+                logger.warning("Interrupted: cancelling queued units, waiting for running ones")
+                for res in executor.drain():
+                    handle(res)
+    finally:
+        t0 = time.perf_counter()
+        flush()
+        driver += time.perf_counter() - t0
+    for summary in per_patch.values():
+        summary.visits.sort(key=lambda v: v.visit)
+    batch.patches = list(per_patch.values())
+    batch.driver_seconds = driver
+    batch.wall_seconds = time.perf_counter() - t_start
+    return batch
 
 
 def run_make_warp(
@@ -356,8 +488,7 @@ def run_make_warp(
     config: MakeWarpConfig | None = None,
     reuse: bool = False,
     jobs: int = 1,
-    progress: Callable[[VisitSummary], None] | None = None,
-    on_plan: Callable[[int], None] | None = None,
+    scheduler: str | None = None,
 ) -> RunSummary:
     """Make the warps of one patch (LSST ``MakeCoaddTempExpTask.runDataRef``).
 
@@ -375,70 +506,31 @@ def run_make_warp(
     reuse
         Skip visits whose requested warps already exist in the output run, without reading inputs.
     jobs
-        Number of worker processes (visits are processed in parallel when > 1).
-    progress
-        Called with each finished visit's summary.
-    on_plan
-        Called once with the number of visits to process.
+        Worker processes of a local Dask cluster (1: in this process).
+    scheduler
+        Address of a running Dask scheduler.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C, once finished visits are registered.
     """
-    config = config or MakeWarpConfig()
-    config.validate()
     for key in ("tract", "patch", "filter"):
         if key not in patch_id:
             raise ValueError(
                 f"The patch data ID {dict(patch_id)} lacks {key!r}; give --id tract=… patch=x,y "
                 "filter=…"
             )
-    skymap_type = f"{config.coaddName}Coadd_skyMap"
-    skymap_ref = butler.get_ref(skymap_type)
-    skymap = butler.get(skymap_type)
-    sky_info = SkyInfo.from_skymap(skymap, int(patch_id["tract"]), patch_id["patch"])
-    patch_id = {**dict(patch_id), "patch": sky_info.patch_name}
-    summary = RunSummary(patch_id=dict(patch_id))
-    refs, rejected = select_calexps(butler, sky_info, str(patch_id["filter"]), select_ids, config)
-    summary.not_selected = rejected
-    by_visit: dict[int, list[Any]] = defaultdict(list)
-    for ref in refs:
-        by_visit[int(ref.data_id["visit"])].append(ref)
-    if on_plan is not None:
-        on_plan(len(by_visit))
-    if not by_visit:
-        logger.warning("No calexp of filter %s overlaps patch %s of tract %s",
-                       patch_id["filter"], patch_id["patch"], patch_id["tract"])  # fmt: skip
-        return summary
-    visits = sorted(by_visit)
-    if jobs <= 1 or len(visits) == 1:
-        for visit in visits:
-            try:
-                vs = process_visit(butler, visit, by_visit[visit], sky_info, patch_id, config,
-                                   reuse=reuse, extra_inputs=[skymap_ref])  # fmt: skip
-            except Exception as err:
-                logger.exception("Visit %s failed", visit)
-                vs = VisitSummary(visit, "failed", error=_error_text(err))
-            summary.visits.append(vs)
-            if progress is not None:
-                progress(vs)
-        return summary
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    args = [
-        (butler.root, butler.rerun_spec, butler.storage_options, v,
-         [r.data_id.to_dict() for r in by_visit[v]], sky_info, patch_id, config, reuse,
-         [(skymap_ref.dataset_type, skymap_ref.data_id.to_dict())])
-        for v in visits
-    ]  # fmt: skip
-    results: dict[int, VisitSummary] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_process_visit_in_worker, a): a[3] for a in args}
-        for fut in as_completed(futures):
-            visit = futures[fut]
-            try:
-                vs = fut.result()
-            except Exception as err:
-                vs = VisitSummary(visit, "failed", error=_error_text(err))
-            results[visit] = vs
-            if progress is not None:
-                progress(vs)
-    summary.visits = [results[v] for v in visits]
-    return summary
+    batch = run_make_warps(
+        butler,
+        [patch_id],
+        select_ids,
+        config=config,
+        reuse=reuse,
+        jobs=jobs,
+        scheduler=scheduler,
+        dashboard=False,
+    )
+    if batch.interrupted:
+        raise KeyboardInterrupt
+    return batch.patches[0]

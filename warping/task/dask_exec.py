@@ -1,0 +1,294 @@
+"""Executors for MakeWarp units: in-process serial, a local Dask cluster, or an existing one.
+
+All scheduling is Dask's (``client.submit`` + ``as_completed``); this module only starts or
+connects to the cluster, ships the unit function and collects results in completion order.
+
+* :class:`SerialExecutor` runs units one after the other in the calling process.
+* :class:`DaskExecutor` with ``jobs=N`` starts ``distributed.LocalCluster`` with N worker
+  processes of one thread each; with ``address="tcp://HOST:PORT"`` it connects to a running
+  scheduler. Compiled kernels are limited to one thread per worker (``NUMBA_NUM_THREADS=1`` and
+  friends in the worker environment, and a worker plugin for clusters started elsewhere) so N
+  workers on N cores do not oversubscribe them.
+
+Cancellation (Ctrl-C): :meth:`DaskExecutor.drain` sets a Dask ``Event`` that running units check
+before each CCD and before writing, cancels queued units and waits for the running ones, whose
+results (written or cancelled) the driver still registers. Local worker processes are started
+with SIGINT ignored, so a terminal's Ctrl-C reaches only the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from warping.task.config import MakeWarpConfig
+from warping.task.deferred import StoreContext
+from warping.task.units import UnitResult, WarpUnit, error_summary, execute_unit
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WORKER_ENV", "DaskExecutor", "SerialExecutor", "make_executor"]
+
+#: Thread limits for compiled kernels in worker processes (one task thread per worker).
+WORKER_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+class SerialExecutor:
+    """Run units one by one in this process (the default for ``--jobs 1``)."""
+
+    dashboard_link: str | None = None
+    n_threads = 1
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(
+        self,
+        units: Sequence[WarpUnit],
+        ctx: StoreContext,
+        config: MakeWarpConfig,
+        on_submit: Callable[[WarpUnit], None] | None = None,
+    ) -> Iterator[UnitResult]:
+        """Yield each unit's result as it finishes."""
+        for unit in units:
+            if on_submit is not None:
+                on_submit(unit)
+            result = execute_unit(unit, ctx, config)
+            yield result
+            if result.interrupted:  # Ctrl-C held while the unit wrote its files
+                raise KeyboardInterrupt
+
+    def drain(self) -> Iterator[UnitResult]:
+        """Nothing runs in the background: nothing to drain."""
+        return iter(())
+
+
+def _run_in_worker(
+    unit: WarpUnit, ctx: StoreContext, config: MakeWarpConfig, event_name: str
+) -> UnitResult:
+    """Dask task: run one unit, checking the run's cancel event (one scheduler round trip)."""
+    from distributed import Event
+
+    event = Event(event_name)
+
+    def cancelled() -> bool:
+        try:
+            return bool(event.is_set())
+        except Exception:  # scheduler unreachable: keep going, the driver decides
+            return False
+
+    return execute_unit(unit, ctx, config, cancelled=cancelled)
+
+
+class SingleThreadKernels:
+    """Dask worker plugin: one thread for numba/BLAS/OpenMP in workers started elsewhere.
+
+    Environment variables only help before numba is imported, so the plugin also warns when a
+    worker already imported numba with more threads (start such workers with
+    ``NUMBA_NUM_THREADS=1``).
+    """
+
+    name = "repo-butler-single-thread-kernels"
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        """Set the thread limits in the worker process."""
+        import sys
+
+        for key, value in WORKER_ENV.items():
+            os.environ.setdefault(key, value)
+        if "numba" in sys.modules:
+            import numba
+
+            threads = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+            if threads > 1:
+                logger.warning(
+                    "Worker %s imported numba with %s threads; start workers with "
+                    "NUMBA_NUM_THREADS=1 so kernels do not oversubscribe the cores",
+                    worker.address,
+                    threads,
+                )
+
+    def teardown(self, worker: Any) -> None:
+        """Nothing to undo."""
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        """Not used."""
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Spawned worker processes inherit SIG_IGN for SIGINT (Python keeps an ignored SIGINT)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class DaskExecutor:
+    """Run units on a Dask cluster: a new local one (``jobs``) or an existing one (``address``).
+
+    Parameters
+    ----------
+    jobs
+        Worker processes of a new ``LocalCluster`` (one thread each); ignored with ``address``.
+    address
+        ``tcp://HOST:PORT`` of a running ``dask scheduler``.
+    dashboard
+        Serve the Dask dashboard of a local cluster on a free port (``dashboard_link``).
+    """
+
+    def __init__(self, jobs: int = 2, address: str | None = None, *, dashboard: bool = True):
+        self.jobs = jobs
+        self.address = address
+        self.dashboard = dashboard
+        self.client: Any = None
+        self.cluster: Any = None
+        self._pending: dict[Any, WarpUnit] = {}
+        self._event_name = f"rb-cancel-{uuid.uuid4().hex}"
+        self._event: Any = None
+
+    def __enter__(self) -> DaskExecutor:
+        from distributed import Client, Event, LocalCluster
+
+        if self.address:
+            self.client = Client(self.address, timeout="20s")
+        else:
+            with _children_ignore_sigint():
+                self.cluster = LocalCluster(
+                    n_workers=self.jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0" if self.dashboard else None,
+                    env=dict(WORKER_ENV),
+                    silence_logs=logging.WARNING,
+                    host="127.0.0.1",
+                )
+                self.client = Client(self.cluster)
+        self.client.register_plugin(SingleThreadKernels())
+        self._event = Event(self._event_name, client=self.client)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """URL of the Dask dashboard (None when not served)."""
+        if self.client is None or (self.cluster is not None and not self.dashboard):
+            return None
+        try:
+            return str(self.client.dashboard_link)
+        except Exception:
+            return None
+
+    @property
+    def n_threads(self) -> int:
+        """Task threads over all workers (how many units can run at once)."""
+        info = self.client.scheduler_info() if self.client is not None else {}
+        return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def run(
+        self,
+        units: Sequence[WarpUnit],
+        ctx: StoreContext,
+        config: MakeWarpConfig,
+        on_submit: Callable[[WarpUnit], None] | None = None,
+    ) -> Iterator[UnitResult]:
+        """Submit every unit and yield results in completion order (failures included)."""
+        from distributed import as_completed
+
+        if not units:
+            return
+        # the context (storage options) and config are shipped once, not with every task
+        ctx_f, config_f = self.client.scatter([ctx, config], broadcast=True, hash=False)
+        futures = []
+        for unit in units:
+            fut = self.client.submit(
+                _run_in_worker,
+                unit,
+                ctx_f,
+                config_f,
+                self._event_name,
+                key=f"{unit.key}-{uuid.uuid4().hex[:8]}",
+                pure=False,
+            )
+            self._pending[fut] = unit
+            futures.append(fut)
+            if on_submit is not None:
+                on_submit(unit)
+        for fut in as_completed(futures):
+            yield self._result(fut)
+
+    def _result(self, fut: Any) -> UnitResult:
+        unit = self._pending.pop(fut)
+        try:
+            res: UnitResult = fut.result()
+        except Exception as err:  # the worker died (KilledWorker) or the task was lost
+            res = UnitResult.for_unit(unit, "failed")
+            res.error, res.traceback = error_summary(err)
+        return res
+
+    def drain(self, timeout: float = 600.0) -> Iterator[UnitResult]:
+        """Cancel: set the event, drop queued units, yield what running units return."""
+        from distributed import wait
+
+        if not self._pending:
+            return
+        with contextlib.suppress(Exception):
+            self._event.set()
+        processing = set()
+        with contextlib.suppress(Exception):
+            for keys in self.client.processing().values():
+                processing.update(keys)
+        queued = [f for f in self._pending if f.key not in processing and not f.done()]
+        with contextlib.suppress(Exception):
+            self.client.cancel(queued)
+        for fut in queued:
+            unit = self._pending.pop(fut)
+            yield UnitResult.for_unit(unit, "cancelled")
+        deadline = time.monotonic() + timeout
+        running = list(self._pending)
+        with contextlib.suppress(Exception):
+            wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        for fut in running:
+            if fut.done():
+                yield self._result(fut)
+            else:
+                unit = self._pending.pop(fut)
+                yield UnitResult.for_unit(unit, "cancelled", error="still running at exit")
+
+
+def make_executor(
+    jobs: int = 1, scheduler: str | None = None, *, n_units: int = 0, dashboard: bool = True
+) -> SerialExecutor | DaskExecutor:
+    """The executor for ``--jobs`` / ``--dask-scheduler``: serial for one job or one unit."""
+    if scheduler:
+        return DaskExecutor(address=scheduler, dashboard=dashboard)
+    if jobs <= 1 or n_units <= 1:
+        return SerialExecutor()
+    return DaskExecutor(jobs=min(jobs, n_units), dashboard=dashboard)
