@@ -124,7 +124,7 @@ def main() -> None:
     try:
         from warping.warp import warp_exposure
     except ImportError:  # pragma: no cover - depends on another module being present
-        warp_exposure = None
+        warp_exposure = None  # type: ignore[assignment]
     if warp_exposure is not None:
         small = Exposure(
             ccd.image[:64, :64], ccd.mask[:64, :64], ccd.variance[:64, :64], wcs=ccd.wcs
