@@ -76,6 +76,7 @@ __all__ = ["Butler", "create_repo"]
 logger = logging.getLogger(__name__)
 
 _TRANSFERS = ("copy", "move", "symlink", "direct")
+_PENDING_CHECKSUM = "sha256:" + "0" * 64  # provenance is validated before the checksum is known
 
 
 class Butler:
@@ -490,14 +491,19 @@ class Butler:
             )
         path = run_prefix(self._run) + dt.path_template.format(did)
         data = get_formatter(dt.formatter).to_bytes(obj)
-        checksum = checksum_bytes(data)
         prov_path: str | None = None
+        prov_doc: dict[str, Any] | None = None
         prov_json: str | None = None
         if provenance is not None:  # validated before anything is written
             prov_path = path + SIDECAR_SUFFIX
-            prov_json = self._provenance_json(provenance, dt.name, did, checksum)
-        self._store.put_bytes(path, data)
-        if prov_path is not None and prov_json is not None:
+            prov_doc = self._provenance_doc(provenance, dt.name, did, _PENDING_CHECKSUM)
+        # On object stores the upload runs while the checksum is computed.
+        wait = self._store.put_bytes_started(path, data)
+        checksum = checksum_bytes(data)
+        wait()
+        if prov_path is not None and prov_doc is not None:
+            prov_doc["output"]["checksum"] = checksum
+            prov_json = json.dumps(prov_doc, sort_keys=True, indent=1)
             self._store.put_bytes(prov_path, prov_json.encode())
         elif existing is not None and existing.provenance:
             self._remove_file(existing.provenance)
@@ -507,9 +513,9 @@ class Butler:
         self._registry.insert(record, provenance=prov_json, replace=overwrite)
         return self._ref(record)
 
-    def _provenance_json(
+    def _provenance_doc(
         self, provenance: Provenance, dataset_type: str, did: DataId, checksum: str
-    ) -> str:
+    ) -> dict[str, Any]:
         from repo_butler.schemas import validate
 
         doc = provenance.to_dict()
@@ -533,7 +539,7 @@ class Butler:
         doc = redact_values(doc, secret_values(self._storage_options))
         source = f"provenance of {dataset_type} {did}"
         validate(doc, "provenance.schema.json", source=source, error=ConfigError)
-        return json.dumps(doc, sort_keys=True, indent=1)
+        return doc
 
     def get(
         self,

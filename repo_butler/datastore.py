@@ -15,7 +15,7 @@ import logging
 import os
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from repo_butler.errors import StorageError
@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 TransferMode = Literal["copy", "move", "symlink", "direct"]
 TEMP_MARKER = ".rb-tmp-"
+
+
+def _done() -> None:
+    """A finished operation's wait function."""
 
 
 def checksum_bytes(data: bytes) -> str:
@@ -60,6 +64,15 @@ class Datastore(ABC):
     @abstractmethod
     def put_bytes(self, path: str, data: bytes) -> None:
         """Atomically write ``data`` to ``path``, creating parent directories."""
+
+    def put_bytes_started(self, path: str, data: bytes) -> Callable[[], None]:
+        """Start :meth:`put_bytes` and return a function that waits for it to finish.
+
+        The default writes at once; object stores upload in the background so the caller can
+        compute a checksum meanwhile. Errors are raised by the returned function.
+        """
+        self.put_bytes(path, data)
+        return _done
 
     @abstractmethod
     def get_bytes(self, path: str) -> bytes:

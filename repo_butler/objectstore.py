@@ -17,7 +17,7 @@ import copy
 import logging
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -348,6 +348,19 @@ class S3Datastore(FsspecDatastore):
         aborted if any part fails)."""
         with self._errors("writing", path):
             self.fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
+
+    def put_bytes_started(self, path: str, data: bytes) -> Callable[[], None]:
+        """Start the upload on s3fs's event loop; the returned function waits for it."""
+        import asyncio
+
+        coro = self.fs._pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
+        future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+
+        def wait() -> None:
+            with self._errors("writing", path):
+                future.result()
+
+        return wait
 
     def abort_incomplete_uploads(self) -> int:
         """Abort multipart uploads under the root left by crashed writers; return how many."""

@@ -152,7 +152,7 @@ def test_dead_endpoint_fails_fast_with_a_clear_error(
     with pytest.raises(StorageError) as info:
         FsspecDatastore("s3://bucket/repo", options).get_bytes("butler.yaml")
     elapsed = time.monotonic() - start
-    assert elapsed < 6.0, f"took {elapsed:.1f} s"
+    assert elapsed < 7.5, f"took {elapsed:.1f} s (target: about 5 s)"
     message = str(info.value)
     assert endpoint in message and "s3://bucket/repo/butler.yaml" in message
     assert SECRET not in message and "Traceback" not in message
