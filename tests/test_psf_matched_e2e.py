@@ -71,8 +71,8 @@ def test_seed_psf_matched_example(psf_repo: Path, tmp_path: Path) -> None:
         if not s or f < 5e4:
             continue
         dist = np.hypot(x - xi, y - yi)
-        if np.any((dist > 0) & (dist < 1.5 * half) & (flux > 1e-3 * f)):
-            continue  # a neighbour would bias the flux or the moments
+        if np.any((dist > 0) & (dist < 1.5 * half) & (flux > 0.03 * f)):
+            continue  # a neighbour above 3 % would bias the flux or the moments
         cx, cy = round(xi) - direct.xy0[0], round(yi) - direct.xy0[1]
         if cy - half < 0 or cx - half < 0:
             continue
