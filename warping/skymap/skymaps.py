@@ -69,8 +69,11 @@ class BaseSkyMap:
         """Tracts whose bbox overlaps the sky polygon."""
         xyz, radius = self._centres
         sep = angular_separation_deg(xyz, polygon.center[None, :])
-        # a tract's bbox reaches at most ~sqrt(2) x (radius + overlap) from its centre
-        reach = np.sqrt(2.0) * (radius + self.config.tract_overlap_deg) + polygon.radius_deg
+        # a tract's bbox half-width is radius + overlap, rounded up to whole patches (up to one
+        # patch more per side), so it reaches at most sqrt(2) x that from the centre
+        patch_deg = max(self.config.patch_inner_dimensions) * self.config.pixel_scale_arcsec / 3600
+        half = radius + self.config.tract_overlap_deg + patch_deg
+        reach = np.sqrt(2.0) * half + polygon.radius_deg
         out = []
         for i in np.nonzero(sep <= reach + 1e-6)[0]:
             tract = self[int(i)]

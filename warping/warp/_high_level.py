@@ -159,8 +159,8 @@ def warp_with_transform(
     Returns
     -------
     WarpResult
-        Image (dtype of ``image`` if floating, else float64), variance (float32/float64 like the
-        input), int32 mask and number of good pixels.
+        Image and variance (dtype of ``image`` if floating, else float64), int32 mask and the
+        number of good pixels.
     """
     from warping.warp._core import warp_band
 
@@ -171,9 +171,12 @@ def warp_with_transform(
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
     do_var = variance is not None
-    var = np.ascontiguousarray(variance) if do_var else np.zeros((1, 1), dtype=np.float32)
-    if do_var and var.dtype not in (np.float32, np.float64):
-        var = var.astype(np.float32)
+    # variance shares the image dtype: two compiled signatures per kernel, not four
+    var = (
+        np.ascontiguousarray(variance, dtype=img.dtype)
+        if do_var
+        else np.zeros((1, 1), dtype=img.dtype)
+    )
     if do_var and var.shape != img.shape:
         raise ValueError(f"variance shape {var.shape} differs from image shape {img.shape}")
     mask_in = mask is not None
