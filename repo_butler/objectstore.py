@@ -273,6 +273,20 @@ class S3Objects:
         self.fs.invalidate_cache(f"{self.bucket}/{key}")
         return str(out["ETag"])
 
+    def list_keys(self, prefix: str, *, page_size: int = 1000) -> Iterator[str]:
+        """Keys of all objects under ``prefix``, one ``ListObjectsV2`` request per page."""
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            page = self._call("list_objects_v2", **kwargs)
+            for item in page.get("Contents", []) or []:
+                key = str(item["Key"])
+                if not key.endswith("/"):  # directory markers some servers keep
+                    yield key
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+
     def list_multipart_uploads(self, prefix: str) -> list[dict[str, Any]]:
         """Pending multipart uploads whose key starts with ``prefix`` (all pages)."""
         out: list[dict[str, Any]] = []
@@ -398,15 +412,19 @@ class S3Datastore(FsspecDatastore):
                 raise FileNotFoundError(self.uri(path))
             self.objects.delete(self._key(path))
 
+    list_page_size: int = 1000
+    """Keys per ``ListObjectsV2`` request in :meth:`walk` (the S3 maximum is 1000)."""
+
     def walk(self, prefix: str = "") -> Iterator[str]:
         """Relative paths of all objects under ``prefix``, paging through the listing."""
-        base = self.full_path(prefix).rstrip("/") if prefix else self.path
-        start = len(self.path.rstrip("/")) + 1
+        base = self._key(prefix.strip("/")) if prefix else self.prefix
+        start = len(self.prefix) + 1 if self.prefix else 0
         with self._errors("listing", prefix):
-            self.fs.invalidate_cache(base)
-            found = self.fs.find(base, withdirs=False, detail=False)
-        for item in sorted(found):
-            rel = self.fs._strip_protocol(item)[start:]
+            keys = list(
+                self.objects.list_keys(base + "/" if base else "", page_size=self.list_page_size)
+            )
+        for key in sorted(keys):
+            rel = key[start:]
             if rel and TEMP_MARKER not in posixpath.basename(rel):
                 yield rel
 
