@@ -126,7 +126,7 @@ class FitDiagnostics:
 
 
 def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.ndarray:
-    """``C[c, p, i]``: science stamp ``c`` convolved with basis ``i`` at the fitted pixels ``p``.
+    """``C[c, i, p]``: science stamp ``c`` convolved with basis ``i`` at the fitted pixels ``p``.
 
     ``full=False``: LSST's "good" region, the ``(P-k+1)²`` pixels where the kernel lies inside the
     stamp. ``full=True``: all ``P²`` stamp pixels, the stamp being zero outside (it is a
@@ -136,39 +136,42 @@ def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.nd
     nb, k, _ = basis.shape
     h = k // 2
     nfft = sfft.next_fast_len(size + k - 1, real=True)
-    fs = sfft.rfft2(science, s=(nfft, nfft))  # (n, nfft, nfft//2+1)
+    fs = sfft.rfft2(science, s=(nfft, nfft), workers=2)  # (n, nfft, nfft//2+1)
     fb = sfft.rfft2(basis, s=(nfft, nfft))  # (nb, ...)
     out = np.empty((n, nb, size, size) if full else (n, nb, size - 2 * h, size - 2 * h))
     chunk = max(1, 4_000_000 // (nb * nfft * nfft))
     for c0 in range(0, n, chunk):
-        conv = sfft.irfft2(fs[c0 : c0 + chunk, None] * fb[None], s=(nfft, nfft), axes=(-2, -1))
+        conv = sfft.irfft2(
+            fs[c0 : c0 + chunk, None] * fb[None], s=(nfft, nfft), axes=(-2, -1), workers=2
+        )
         # Full linear convolution index j corresponds to stamp pixel j - h.
         if full:
             out[c0 : c0 + chunk] = conv[:, :, h : h + size, h : h + size]
         else:
             out[c0 : c0 + chunk] = conv[:, :, k - 1 : size, k - 1 : size]
-    return np.ascontiguousarray(out.reshape(n, nb, -1).transpose(0, 2, 1))
+    return out.reshape(n, nb, -1)
 
 
 @numba.njit(cache=True, parallel=True)
 def _normal_equations(
     c: np.ndarray, r: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    """Per cell ``M = C^T C`` and ``b = C^T r`` (small matrices: faster than batched BLAS)."""
-    n, npix, nb = c.shape
+    """Per cell ``M = C C^T`` and ``b = C r`` for ``C[c, i, p]`` (dot products along pixels)."""
+    n, nb, npix = c.shape
     m = np.zeros((n, nb, nb))
     b = np.zeros((n, nb))
     for k in numba.prange(n):
-        for q in range(npix):
-            rq = r[k, q]
-            for i in range(nb):
-                ci = c[k, q, i]
-                b[k, i] += ci * rq
-                for j in range(i, nb):
-                    m[k, i, j] += ci * c[k, q, j]
         for i in range(nb):
-            for j in range(i):
-                m[k, i, j] = m[k, j, i]
+            acc = 0.0
+            for q in range(npix):
+                acc += c[k, i, q] * r[k, q]
+            b[k, i] = acc
+            for j in range(i, nb):
+                acc = 0.0
+                for q in range(npix):
+                    acc += c[k, i, q] * c[k, j, q]
+                m[k, i, j] = acc
+                m[k, j, i] = acc
     return m, b
 
 
@@ -206,7 +209,7 @@ def fit_spatial_kernel(
     if fit_region not in ("stamp", "valid"):
         raise ValueError(f"fit_region must be 'stamp' or 'valid', got {fit_region!r}")
     full = fit_region == "stamp"
-    c = _cell_design(cells.science_stamps, basis, full=full)  # (n, p, nb)
+    c = _cell_design(cells.science_stamps, basis, full=full)  # (n, nb, p)
     if full:
         r = cells.model_stamps.reshape(n, -1)  # (n, p)
     else:
@@ -247,7 +250,7 @@ def fit_spatial_kernel(
     kernel = SpatialKernel(basis, coeffs, order, domain)
     # Per-cell residuals of the fitted spatial kernel.
     a_cell = t @ coeffs.T  # (n, nb)
-    pred = (c @ a_cell[:, :, None])[:, :, 0]
+    pred = (a_cell[:, None, :] @ c)[:, 0, :]
     peak = np.abs(cells.model_stamps).reshape(n, -1).max(axis=1)
     res = (r - pred) / peak[:, None]
     kimg = a_cell @ basis.reshape(nb, -1)  # (n, k*k) kernels at the cell centres
