@@ -135,14 +135,32 @@ class PostgresRegistry(Registry):
                     yield self._conn
             except self._psycopg.errors.UniqueViolation:
                 raise
-            except self._psycopg.OperationalError as err:
-                raise RegistryError(f"registry database error: {err}") from err
+            except self._psycopg.Error as err:
+                raise RegistryError(
+                    f"registry database {_redacted(self.url)}: {str(err).strip()}"
+                ) from err
 
     def _exec(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         return conn.execute(_pg(sql), list(params))
 
+    def _schema_complete(self) -> bool:
+        """Whether every table and dimension column exists (then no DDL, no write privilege)."""
+        rows = self._read(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name IN "
+            "('meta', 'runs', 'datasets', 'provenance')"
+        )
+        tables = {table for table, _ in rows}
+        columns = {column for table, column in rows if table == "datasets"}
+        wanted = {f"d_{dim}" for dim in self.universe.names}
+        return len(tables) == 4 and wanted <= columns
+
     def _create_schema(self) -> None:
         dims = self.universe.names
+        if self.schema is not None:
+            self._conn.execute(f'SET search_path TO "{self.schema}"')
+        if self._schema_complete():
+            return
         with self._tx() as conn:
             self._exec(conn, f"SELECT pg_advisory_xact_lock({_LOCK_ID})")
             if self.schema is not None:
