@@ -44,7 +44,15 @@ WhereOpt = Annotated[
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 StorageOpt = Annotated[
     list[str] | None,
-    typer.Option("--storage-option", "-S", help="fsspec storage option KEY=VALUE (repeatable)."),
+    typer.Option(
+        "--storage-option",
+        "-S",
+        help=(
+            "fsspec/s3fs storage option KEY=VALUE (repeatable; dotted keys nest, e.g. "
+            "endpoint_url=http://host:9000, profile=NAME, config_kwargs.connect_timeout=5). "
+            "Credentials may also come from AWS_* variables or a profile; never from butler.yaml."
+        ),
+    ),
 ]
 
 
