@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -30,7 +29,13 @@ from typing import Any
 
 from warping.task.config import MakeWarpConfig
 from warping.task.deferred import StoreContext
-from warping.task.units import UnitResult, WarpUnit, error_summary, execute_unit
+from warping.task.units import (
+    UnitResult,
+    WarpUnit,
+    error_summary,
+    execute_unit,
+    read_footprints,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,11 @@ class SerialExecutor:
 
     dashboard_link: str | None = None
     n_threads = 1
+    submit_seconds = 0.0
+
+    def map_footprints(self, ctx: StoreContext, items: list[tuple[Any, Any]]) -> list[Any]:
+        """Read calexp footprints in this process."""
+        return read_footprints(ctx, items)
 
     def __enter__(self) -> SerialExecutor:
         return self
@@ -95,42 +105,6 @@ def _run_in_worker(
     return execute_unit(unit, ctx, config, cancelled=cancelled)
 
 
-class SingleThreadKernels:
-    """Dask worker plugin: one thread for numba/BLAS/OpenMP in workers started elsewhere.
-
-    Environment variables only help before numba is imported, so the plugin also warns when a
-    worker already imported numba with more threads (start such workers with
-    ``NUMBA_NUM_THREADS=1``).
-    """
-
-    name = "repo-butler-single-thread-kernels"
-    idempotent = True
-
-    def setup(self, worker: Any) -> None:
-        """Set the thread limits in the worker process."""
-        import sys
-
-        for key, value in WORKER_ENV.items():
-            os.environ.setdefault(key, value)
-        if "numba" in sys.modules:
-            import numba
-
-            threads = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
-            if threads > 1:
-                logger.warning(
-                    "Worker %s imported numba with %s threads; start workers with "
-                    "NUMBA_NUM_THREADS=1 so kernels do not oversubscribe the cores",
-                    worker.address,
-                    threads,
-                )
-
-    def teardown(self, worker: Any) -> None:
-        """Nothing to undo."""
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        """Not used."""
-
-
 @contextlib.contextmanager
 def _children_ignore_sigint() -> Iterator[None]:
     """Spawned worker processes inherit SIG_IGN for SIGINT (Python keeps an ignored SIGINT)."""
@@ -166,6 +140,8 @@ class DaskExecutor:
         self._pending: dict[Any, WarpUnit] = {}
         self._event_name = f"rb-cancel-{uuid.uuid4().hex}"
         self._event: Any = None
+        self._scattered: dict[int, Any] = {}
+        self.submit_seconds = 0.0
 
     def __enter__(self) -> DaskExecutor:
         from distributed import Client, Event, LocalCluster
@@ -184,6 +160,8 @@ class DaskExecutor:
                     host="127.0.0.1",
                 )
                 self.client = Client(self.cluster)
+        from warping.task.dask_plugin import SingleThreadKernels
+
         self.client.register_plugin(SingleThreadKernels())
         self._event = Event(self._event_name, client=self.client)
         return self
@@ -224,8 +202,8 @@ class DaskExecutor:
 
         if not units:
             return
-        # the context (storage options) and config are shipped once, not with every task
-        ctx_f, config_f = self.client.scatter([ctx, config], broadcast=True, hash=False)
+        t0 = time.perf_counter()
+        ctx_f, config_f = self._shipped(ctx), self._shipped(config)
         futures = []
         for unit in units:
             fut = self.client.submit(
@@ -241,8 +219,35 @@ class DaskExecutor:
             futures.append(fut)
             if on_submit is not None:
                 on_submit(unit)
+        self.submit_seconds += time.perf_counter() - t0
         for fut in as_completed(futures):
             yield self._result(fut)
+
+    def _shipped(self, obj: Any) -> Any:
+        """A future of ``obj`` on every worker: the storage options and config travel once."""
+        if id(obj) not in self._scattered:
+            (fut,) = self.client.scatter([obj], broadcast=True, hash=False)
+            self._scattered[id(obj)] = (obj, fut)
+        return self._scattered[id(obj)][1]
+
+    def map_footprints(self, ctx: StoreContext, items: list[tuple[Any, Any]]) -> list[Any]:
+        """Read calexp footprints on the workers, in chunks, each calexp once."""
+        if not items:
+            return []
+        ctx_f = self._shipped(ctx)
+        n = min(len(items), 4 * self.n_threads)
+        size = -(-len(items) // n)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = [
+            self.client.submit(
+                read_footprints, ctx_f, c, pure=False, key=f"footprints-{i}-{uuid.uuid4().hex[:8]}"
+            )
+            for i, c in enumerate(chunks)
+        ]
+        out: list[Any] = []
+        for part in self.client.gather(futures):
+            out.extend(part)
+        return out
 
     def _result(self, fut: Any) -> UnitResult:
         unit = self._pending.pop(fut)

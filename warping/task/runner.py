@@ -39,6 +39,8 @@ __all__ = [
 
 #: The driver registers finished units at least this often (seconds), in one registry batch.
 REGISTER_EVERY = 1.0
+#: With Dask, the calexp headers are read on the cluster when at least this many are needed.
+FOOTPRINTS_ON_CLUSTER = 32
 
 
 @dataclass
@@ -385,16 +387,55 @@ def run_make_warps(
         ``interrupted`` is True after Ctrl-C: finished units are registered, the others are
         ``cancelled`` (rerun with ``reuse=True`` to complete the run).
     """
-    from warping.task.dask_exec import make_executor
-    from warping.task.deferred import StoreContext, register_datasets
-    from warping.task.units import plan_units
+    from warping.task.dask_exec import DaskExecutor, SerialExecutor
+    from warping.task.units import plan_units, read_footprints
 
     t_start = time.perf_counter()
     config = config or MakeWarpConfig()
-    plan = plan_units(butler, ids, select_ids, config=config, reuse=reuse)
-    batch = BatchSummary(
-        n_units=len(plan.units), n_reused=len(plan.reused), plan_seconds=plan.seconds
-    )
+    use_dask = bool(scheduler) or jobs > 1
+    holder: dict[str, Any] = {}
+
+    def start_dask() -> Any:
+        if "dask" not in holder:
+            executor = DaskExecutor(jobs=jobs, address=scheduler, dashboard=dashboard)
+            holder["dask"] = executor.__enter__()
+        return holder["dask"]
+
+    def map_footprints(ctx: Any, items: list[Any]) -> list[Any]:
+        # many headers to read: spread them over the cluster (started now, reused for units)
+        if use_dask and len(items) >= FOOTPRINTS_ON_CLUSTER:
+            return list(start_dask().map_footprints(ctx, items))
+        return read_footprints(ctx, items)
+
+    try:
+        plan = plan_units(butler, ids, select_ids, config=config, reuse=reuse,
+                          map_footprints=map_footprints)  # fmt: skip
+        # in-process for a single unit unless a cluster is already up or was named explicitly
+        if use_dask and (len(plan.units) > 1 or scheduler or "dask" in holder):
+            executor: Any = start_dask()
+        else:
+            executor = SerialExecutor()
+        batch = _execute(butler, plan, config, executor, progress, on_start)
+    finally:
+        if "dask" in holder:
+            holder["dask"].__exit__(None, None, None)
+    batch.wall_seconds = time.perf_counter() - t_start
+    return batch
+
+
+def _execute(
+    butler: Any,
+    plan: Any,
+    config: MakeWarpConfig,
+    executor: Any,
+    progress: Callable[[ProgressState], None] | None,
+    on_start: Callable[[BatchSummary], None] | None,
+) -> BatchSummary:
+    """Run the plan's units on ``executor``; register their outputs as results arrive."""
+    from warping.task.deferred import StoreContext, register_datasets
+
+    batch = BatchSummary(n_units=len(plan.units), n_reused=len(plan.reused),
+                         plan_seconds=plan.seconds)  # fmt: skip
     per_patch: dict[tuple[Any, ...], RunSummary] = {}
     for pid in plan.patches:
         key = (pid["tract"], pid["patch"], pid["filter"])
@@ -445,38 +486,29 @@ def run_make_warps(
     for res in plan.reused:
         state.submitted += 1
         handle(res)
-    ctx = StoreContext.from_butler(butler)
-    executor = make_executor(jobs, scheduler, n_units=len(plan.units), dashboard=dashboard)
+    state.slots = executor.n_threads
+    batch.executor = type(executor).__name__
+    batch.dashboard_link = executor.dashboard_link
+    if on_start is not None:
+        on_start(batch)
     try:
-        with executor:
-            state.slots = executor.n_threads
-            batch.executor = type(executor).__name__
-            batch.dashboard_link = executor.dashboard_link
-            if on_start is not None:
-                on_start(batch)
-            t0 = time.perf_counter()
-            results = executor.run(plan.units, ctx, config, on_submit=submitted)
-            try:
-                first = next(results, None)  # submission happens before the first result
-                driver += time.perf_counter() - t0
-                if first is not None:
-                    handle(first)
-                    for res in results:
-                        handle(res)
-            except KeyboardInterrupt:
-                batch.interrupted = True
-                logger.warning("Interrupted: cancelling queued units, waiting for running ones")
-                for res in executor.drain():
-                    handle(res)
+        try:
+            for res in executor.run(plan.units, StoreContext.from_butler(butler), config,
+                                    on_submit=submitted):  # fmt: skip
+                handle(res)
+        except KeyboardInterrupt:
+            batch.interrupted = True
+            logger.warning("Interrupted: cancelling queued units, waiting for running ones")
+            for res in executor.drain():
+                handle(res)
     finally:
         t0 = time.perf_counter()
         flush()
-        driver += time.perf_counter() - t0
+        driver += time.perf_counter() - t0 + executor.submit_seconds
     for summary in per_patch.values():
         summary.visits.sort(key=lambda v: v.visit)
     batch.patches = list(per_patch.values())
     batch.driver_seconds = driver
-    batch.wall_seconds = time.perf_counter() - t_start
     return batch
 
 

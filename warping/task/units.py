@@ -136,21 +136,57 @@ class WarpPlan:
 # ------------------------------------------------------------------------------------------------
 
 
-def _footprint(butler: Any, ref: Any, config: MakeWarpConfig, tract: int) -> Any:
-    """Sky polygon of a calexp (headers only; external WCS if configured). Raises on failure."""
-    from warping.skymap.geometry import SkyPolygon
-    from warping.task.runner import read_calexp_footprint
+HEADER_BLOCK_SIZE = 2**18
+"""Read-ahead block for header-only reads of remote files (s3fs defaults to 50 MiB blocks)."""
 
-    wcs, bbox = read_calexp_footprint(butler, ref)
-    if config.doApplyExternalSkyWcs:
-        with contextlib.suppress(LookupError):  # a missing one is reported at calibration
-            ext = butler.get_ref(
-                f"{config.externalSkyWcsName}_wcs", {**ref.data_id.to_dict(), "tract": tract}
-            )
-            wcs = butler.get(ext)
-    if wcs is None:
-        raise ValueError("no WCS")
-    return SkyPolygon.from_wcs_bbox(wcs, bbox)
+
+def read_footprints(ctx: StoreContext, items: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """Sky footprints of calexps from their headers only (runs in the driver or on a worker).
+
+    Parameters
+    ----------
+    ctx
+        Storage access.
+    items
+        ``(calexp ref, external WCS ref or None)`` pairs.
+
+    Returns
+    -------
+    list
+        Per item a :class:`~warping.skymap.geometry.SkyPolygon`, ``"missing"`` when the calexp's
+        file is missing, or ``"footprint unreadable: …"``.
+    """
+    from warping.formats.exposure_fits import read_wcs_and_bbox
+    from warping.skymap.geometry import SkyPolygon
+
+    out: list[Any] = []
+    for ref, ext in items:
+        try:
+            try:
+                if "://" in ref.path:
+                    import fsspec.core
+
+                    fs, full = fsspec.core.url_to_fs(ref.path, **dict(ctx.storage_options))
+                else:
+                    store = ctx.datastore()
+                    fs, full = store.filesystem, store.full_path(ref.path)
+                with fs.open(full, "rb", block_size=HEADER_BLOCK_SIZE) as fh:
+                    wcs, bbox = read_wcs_and_bbox(fh, source=ref.uri)
+            except (FileNotFoundError, LookupError):
+                out.append("missing")
+                continue
+            if ext is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    wcs = ctx.read(ext.dataset_type, ext.path)
+            if wcs is None:
+                raise ValueError("no WCS")
+            out.append(SkyPolygon.from_wcs_bbox(wcs, bbox))
+        except Exception as err:  # a WCS evaluation error deselects the calexp (LSST)
+            out.append(f"footprint unreadable: {err}")
+    return out
+
+
+FootprintMapper = Callable[[StoreContext, list[tuple[Any, Any]]], list[Any]]
 
 
 def _resolve_ccd(butler: Any, ref: Any, config: MakeWarpConfig, tract: int) -> CcdInputs:
@@ -191,10 +227,17 @@ class _Missing(Exception):
 
 
 def _candidate_patches(tract: Any, poly: Any) -> list[Any]:
-    """Patches that may overlap ``poly``: the pixel-space hits and their neighbours."""
+    """Patches that may overlap ``poly`` (each is then confirmed by the test on the sky).
+
+    In a gnomonic (TAN) tract, great circles are straight lines, so the pixel-space test of
+    ``find_patches_overlapping`` is the sky test; other projections add the neighbours.
+    """
+    hits = tract.find_patches_overlapping(poly)
+    if tract.config.projection == "TAN":
+        return list(hits)
     nx, ny = tract.num_patches
     out: set[tuple[int, int]] = set()
-    for p in tract.find_patches_overlapping(poly):
+    for p in hits:
         x, y = p.index
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
@@ -210,6 +253,7 @@ def plan_units(
     *,
     config: MakeWarpConfig | None = None,
     reuse: bool = False,
+    map_footprints: FootprintMapper | None = None,
 ) -> WarpPlan:
     """Expand ``--id`` data IDs into (patch, visit) units after the registry query.
 
@@ -227,6 +271,9 @@ def plan_units(
         Task configuration.
     reuse
         Units whose warps all exist in the output run become ``reused`` results (no inputs read).
+    map_footprints
+        How to run :func:`read_footprints` over all candidate calexps (e.g. spread over Dask
+        workers); the default reads them in this process. Each calexp's headers are read once.
 
     Raises
     ------
@@ -270,18 +317,28 @@ def plan_units(
         candidates_cache[filter_name] = (refs, rejected)
         return refs, rejected
 
+    ctx = StoreContext.from_butler(butler)
     footprints: dict[tuple[Any, int], Any] = {}  # (calexp data ID, tract) -> polygon | str
 
+    def load_footprints(refs: Sequence[Any], tract: int) -> None:
+        todo = [r for r in refs if (r.data_id, tract) not in footprints]
+        if not todo:
+            return
+        items = []
+        for r in todo:
+            ext = None
+            if config.doApplyExternalSkyWcs:
+                with contextlib.suppress(LookupError):  # a missing one is reported later
+                    ext = butler.get_ref(
+                        f"{config.externalSkyWcsName}_wcs", {**r.data_id.to_dict(), "tract": tract}
+                    )
+            items.append((r, ext))
+        found = (map_footprints or read_footprints)(ctx, items)
+        for r, poly in zip(todo, found, strict=True):
+            footprints[(r.data_id, tract)] = poly
+
     def footprint(ref: Any, tract: int) -> Any:
-        key = (ref.data_id, tract)
-        if key not in footprints:
-            try:
-                footprints[key] = _footprint(butler, ref, config, tract)
-            except (FileNotFoundError, LookupError):
-                footprints[key] = "missing"
-            except Exception as err:  # a WCS evaluation error deselects the calexp (LSST)
-                footprints[key] = f"footprint unreadable: {err}"
-        return footprints[key]
+        return footprints[(ref.data_id, tract)]
 
     groups: dict[tuple[int, str, str], dict[int, list[Any]]] = {}
     for raw in ids:
@@ -297,18 +354,22 @@ def plan_units(
             if "filter" not in raw
             else [str(raw["filter"])]
         )
+        load_footprints(refs, tract_id)
         for filter_name in filters:
             f_refs = [r for r in refs if str(r.data_id["filter"]) == filter_name]
+            # tract-wide: candidate patches per calexp, each confirmed on the sky below
+            near: dict[tuple[int, int], set[Any]] = collections.defaultdict(set)
             if "patch" in raw:
                 patch_infos = [tract.patch(raw["patch"])]
             else:
-                seen_p: dict[tuple[int, int], Any] = {}
+                infos: dict[tuple[int, int], Any] = {}
                 for r in f_refs:
                     poly = footprint(r, tract_id)
                     if isinstance(poly, SkyPolygon):
                         for p in _candidate_patches(tract, poly):
-                            seen_p.setdefault(p.index, p)
-                patch_infos = [seen_p[k] for k in sorted(seen_p, key=lambda t: (t[1], t[0]))]
+                            infos.setdefault(p.index, p)
+                            near[p.index].add(r.data_id)
+                patch_infos = [infos[k] for k in sorted(infos, key=lambda t: (t[1], t[0]))]
             for pinfo in patch_infos:
                 gkey = (tract_id, pinfo.name, filter_name)
                 if gkey in groups:
@@ -317,6 +378,8 @@ def plan_units(
                 not_sel = dict(rejected) if "patch" in raw else {}
                 patch_poly = tract.patch_polygon(pinfo)
                 for r in f_refs:
+                    if "patch" not in raw and r.data_id not in near[pinfo.index]:
+                        continue
                     poly = footprint(r, tract_id)
                     if isinstance(poly, str) and poly == "missing":
                         if "patch" in raw:  # reported as a skipped CCD of its visit
