@@ -1,4 +1,4 @@
-"""``rb warp-image``, ``rb make-skymap`` and ``rb show-skymap``: thin adapters over warping."""
+"""``rb warp-image``: warp a plain FITS image onto a target grid (thin adapter over warping)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,9 @@ def test_warp_exposure_metadata_bbox_and_empty() -> None:
     good = np.isfinite(out.image)
     assert good.sum() > 0.8 * 80 * 100
     np.testing.assert_allclose(out.image[good], 1.0, rtol=1e-9)  # same scale: area 1
-    np.testing.assert_allclose(out.variance[good], 2.0 * 0.25, rtol=0.7)  # sum w^2 < 1
+    # variance 2 scaled by sum of squared normalised weights: <= ~1, < 1 on average
+    assert (out.variance[good] <= 2.0 * 1.05).all()
+    assert 0.3 * 2.0 < out.variance[good].mean() < 0.9 * 2.0
     nd = out.mask_planes.bitmask("NO_DATA")
     assert ((out.mask & nd) != 0).sum() == (~good).sum()
     clipped = warp_exposure(exp, dest, max_bbox=Box2I(460, 460, 30, 20))
