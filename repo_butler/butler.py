@@ -23,10 +23,11 @@ changes and uploaded after every write (last upload wins between concurrent writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -435,6 +436,36 @@ class Butler:
             )
         return found[0]
 
+    def _resolve_and_fetch(
+        self, dataset_type: str, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
+    ) -> tuple[DatasetRef, Callable[[], bytes] | None]:
+        """Resolve a data ID and, on an object store, start reading the file at once.
+
+        With an S3 registry the lookup uses the local registry copy and the data GET starts
+        before the registry's freshness HEAD, so the two requests overlap; if the registry had
+        changed, the lookup is redone and the early read is used only if it still applies.
+        """
+        registry = self._registry
+        if not isinstance(registry, ObjectStoreRegistry):
+            return self._ref(self._resolve(dataset_type, data_id, kwargs)), None
+        try:
+            with registry.trusting_local_copy():
+                record = self._resolve(dataset_type, data_id, kwargs)
+        except (DatasetNotFoundError, DataIdError):  # maybe just stale: decide on fresh data
+            return self._ref(self._resolve(dataset_type, data_id, kwargs)), None
+        if "://" in record.path:  # ingested with transfer="direct"
+            fetch = None
+        else:
+            fetch = self._store.get_bytes_started(record.path)
+        if registry.changed_in_bucket():
+            fresh = self._resolve(dataset_type, data_id, kwargs)
+            if fresh != record:
+                if fetch is not None:
+                    with contextlib.suppress(Exception):
+                        fetch()  # drain the superseded read
+                return self._ref(fresh), None
+        return self._ref(record), fetch
+
     def _check_writeable(self) -> None:
         if not self._writeable:
             raise ConfigError(f"{self!r} was opened read-only (writeable=False)")
@@ -564,11 +595,12 @@ class Butler:
         """
         if isinstance(dataset_type, DatasetRef):
             ref = dataset_type
+            fetch = None
         else:
-            ref = self._ref(self._resolve(dataset_type, data_id, data_id_kwargs))
+            ref, fetch = self._resolve_and_fetch(dataset_type, data_id, data_id_kwargs)
         dt = self.dataset_type(ref.dataset_type)
         try:
-            data = self._read_bytes(ref.path)
+            data = fetch() if fetch is not None else self._read_bytes(ref.path)
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"{ref.dataset_type} {ref.data_id} is registered in run {display_run(ref.run)} "

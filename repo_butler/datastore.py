@@ -74,6 +74,14 @@ class Datastore(ABC):
         self.put_bytes(path, data)
         return _done
 
+    def get_bytes_started(self, path: str) -> Callable[[], bytes]:
+        """Start :meth:`get_bytes` and return a function that waits for the bytes.
+
+        The default reads when the function is called; object stores start the download at
+        once so the caller can do other requests meanwhile.
+        """
+        return lambda: self.get_bytes(path)
+
     @abstractmethod
     def get_bytes(self, path: str) -> bytes:
         """Return the complete content of ``path`` (``FileNotFoundError`` if absent)."""

@@ -376,6 +376,20 @@ class S3Datastore(FsspecDatastore):
 
         return wait
 
+    def get_bytes_started(self, path: str) -> Callable[[], bytes]:
+        """Start the GET on s3fs's event loop; the returned function waits for the bytes."""
+        import asyncio
+
+        coro = self.fs._cat_file(self.full_path(path), max_concurrency=1)
+        future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+
+        def wait() -> bytes:
+            with self._errors("reading", path):
+                data: bytes = future.result()
+            return data
+
+        return wait
+
     def abort_incomplete_uploads(self) -> int:
         """Abort multipart uploads under the root left by crashed writers; return how many."""
         with self._errors("listing uploads under", ""):

@@ -21,7 +21,7 @@ from servers.seaweed import SeaweedServer
 from typer.testing import CliRunner
 
 from repo_butler import Butler, Provenance
-from repo_butler.errors import ConfigError, RegistryError, StorageError
+from repo_butler.errors import ConfigError, DatasetNotFoundError, RegistryError, StorageError
 from repo_butler.maintenance import reindex, verify
 
 pytestmark = pytest.mark.s3
@@ -242,3 +242,20 @@ def test_connection_settings_from_environment_or_profile(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(conf))
     with Butler(s3_root.url, storage_options={"profile": "rbtest"}, writeable=False) as named:
         assert named.get("meta", visit=1, ccd=1) == {"env": True}
+
+
+def test_get_overlaps_registry_check_and_sees_replacements(s3_root: S3Root) -> None:
+    """A get starts the data GET before the registry HEAD returns; when another writer has
+    replaced the dataset meanwhile, the early read is discarded and the new bytes returned."""
+    opts = s3_root.storage_options
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as writer:
+        writer.put({"version": 1}, "meta", visit=1, ccd=1)
+        with Butler(s3_root.url, storage_options=opts, writeable=False) as reader:
+            counter = RequestCounter().attach(reader.datastore.fs)
+            assert reader.get("meta", visit=1, ccd=1) == {"version": 1}
+            assert counter.snapshot() == {"GetObject": 1, "HeadObject": 1}
+            writer.put({"version": 2, "pad": "x" * 50}, "meta", visit=1, ccd=1, overwrite=True)
+            assert reader.get("meta", visit=1, ccd=1) == {"version": 2, "pad": "x" * 50}
+            writer.remove("meta", visit=1, ccd=1)
+            with pytest.raises(DatasetNotFoundError):
+                reader.get("meta", visit=1, ccd=1)

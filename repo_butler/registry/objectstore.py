@@ -261,6 +261,30 @@ class ObjectStoreRegistry(Registry):
         with self._mutex:
             self._sync(force=True)
 
+    @contextmanager
+    def trusting_local_copy(self) -> Iterator[None]:
+        """Reads inside the block use the local copy without checking the bucket.
+
+        For speculative reads: the caller checks :meth:`changed_in_bucket` afterwards (while
+        its data request is in flight) and redoes the read if the registry had changed.
+        """
+        with self._mutex:
+            saved, self.max_staleness = self.max_staleness, float("inf")
+            try:
+                yield
+            finally:
+                self.max_staleness = saved
+
+    def changed_in_bucket(self) -> bool:
+        """One HEAD: whether the registry object differs from the local copy."""
+        with self._mutex, self._errors("reading the registry"):
+            head = self._objects.head(self._key)
+            current = None if head is None else head["ETag"]
+            if current == self._etag and not self._stale:
+                self._checked = time.monotonic()
+                return False
+            return True
+
     def analyze(self) -> None:
         """Refresh the query planner's statistics of the local copy."""
         self._read().analyze()
