@@ -21,20 +21,20 @@ WARP_PATH = "rerun/ci_hsc/deepCoadd/HSC-I/0/5,4/warp-HSC-I-0-5,4-903988.fits"
 
 
 def _small_skymap() -> Any:
-    return demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.2, radius_deg=0.07)
+    return demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.168, radius_deg=0.07)
 
 
 @pytest.fixture(scope="module")
 def sim_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """A small repo: 3 visits x 5 CCDs of 256x512 px around tract 0 patch 5,4 (0.2"/px).
+    """A small repo: 3 visits x 5 CCDs of 256x512 px around tract 0 patch 5,4 (HSC 0.168"/px).
 
-    Deep exposures (zero point 34) of a dense, unsaturated star field with few galaxies, so
+    Deep exposures (zero point 35.5) of a dense, unsaturated star field with few galaxies, so
     that enough isolated, high-S/N stars fall on the 340x340-pixel patch.
     """
     root = tmp_path_factory.mktemp("sim") / "repo"
     skymap = _small_skymap()
     sim = demo_simulation(
-        skymap, ccd_size=(256, 512), gap_pixels=8, zero_point=34.0, cosmic_ray_rate=0.0,
+        skymap, ccd_size=(256, 512), gap_pixels=8, zero_point=35.5, cosmic_ray_rate=0.0,
         star_density=60.0, star_mag_range=(18.0, 21.5), galaxy_density=5.0,
         bright_star_density=0.0, saturation=1e8,
     )  # fmt: skip
@@ -145,8 +145,13 @@ def test_external_wcs_puts_stars_on_true_positions(
     sim_repo: tuple[Path, Any], tmp_path: Path
 ) -> None:
     root = _fresh_copy(sim_repo, tmp_path)
-    _run(root, ["doApplyExternalSkyWcs=True"], "ext")
-    _run(root, ["doApplyExternalSkyWcs=False"], "sfm")
+    # HSC's production kernel: at the native scale and a ~0 rotation every star of a visit has
+    # the same sub-pixel phase, so Lanczos-3's phase error (~7 mpx here) does not average out;
+    # Lanczos-5 brings it to ~2 mpx (see README, "Accuracy").
+    _run(root, ["doApplyExternalSkyWcs=True", "warpAndPsfMatch.warp.warpingKernelName=lanczos5"],
+         "ext")  # fmt: skip
+    _run(root, ["doApplyExternalSkyWcs=False", "warpAndPsfMatch.warp.warpingKernelName=lanczos5"],
+         "sfm")  # fmt: skip
     offsets = {}
     for rerun in ("ext", "sfm"):
         d = []
@@ -247,7 +252,7 @@ def test_coadd_psf_matches_star_profile(sim_repo: tuple[Path, Any], tmp_path: Pa
     root = _fresh_copy(sim_repo, tmp_path)
     _run(root, ["doApplyExternalSkyWcs=True", "doApplyExternalPhotoCalib=True"], "psf")
     warp = _warp(root, "psf", 903988)
-    stars = _isolated_stars(root, warp, min_flux=2.0e5)
+    stars = _isolated_stars(root, warp, min_flux=6.0e4)
     checked = 0
     for x, y, _ in stars:
         img, _var, ox, oy = _cutout(warp, x, y, 10)
