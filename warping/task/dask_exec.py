@@ -50,12 +50,55 @@ WORKER_ENV = {
 }
 
 
+class InterruptGate:
+    """SIGINT handling for the driver: Ctrl-C raises ``KeyboardInterrupt`` only outside
+    :meth:`hold` blocks, so a result is never lost between arriving and being registered."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.deferred = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.deferred = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptGate:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    @contextlib.contextmanager
+    def hold(self, *, reraise: bool = True) -> Iterator[None]:
+        """Defer Ctrl-C during the block; re-raise it at the end (if ``reraise``)."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.depth == 0 and self.deferred and reraise:
+            self.deferred = False
+            raise KeyboardInterrupt
+
+
 class SerialExecutor:
     """Run units one by one in this process (the default for ``--jobs 1``)."""
 
     dashboard_link: str | None = None
     n_threads = 1
     submit_seconds = 0.0
+
+    def __init__(self) -> None:
+        self._current: tuple[WarpUnit, list[Any], UnitResult | None] | None = None
 
     def map_footprints(self, ctx: StoreContext, items: list[tuple[Any, Any]]) -> list[Any]:
         """Read calexp footprints in this process."""
@@ -74,18 +117,32 @@ class SerialExecutor:
         config: MakeWarpConfig,
         on_submit: Callable[[WarpUnit], None] | None = None,
     ) -> Iterator[UnitResult]:
-        """Yield each unit's result as it finishes."""
+        """Yield each unit's result as it finishes (call :meth:`ack` once it is handled)."""
         for unit in units:
             if on_submit is not None:
                 on_submit(unit)
-            result = execute_unit(unit, ctx, config)
+            journal: list[Any] = []
+            self._current = (unit, journal, None)
+            result = execute_unit(unit, ctx, config, journal=journal)
+            self._current = (unit, journal, result)
             yield result
             if result.interrupted:  # Ctrl-C held while the unit wrote its files
                 raise KeyboardInterrupt
 
+    def ack(self, result: UnitResult) -> None:
+        """The driver has registered ``result``."""
+        if self._current is not None and self._current[0].key == result.key:
+            self._current = None
+
     def drain(self) -> Iterator[UnitResult]:
-        """Nothing runs in the background: nothing to drain."""
-        return iter(())
+        """After Ctrl-C: the interrupted unit's result, or what it had written so far."""
+        if self._current is None:
+            return
+        unit, journal, result = self._current
+        if result is None:
+            outputs = {t: w.uri for (t, _, _), w in zip(unit.outputs, journal, strict=False)}
+            result = UnitResult.for_unit(unit, "cancelled", written=list(journal), outputs=outputs)
+        yield result
 
 
 def _run_in_worker(
@@ -137,7 +194,8 @@ class DaskExecutor:
         self.dashboard = dashboard
         self.client: Any = None
         self.cluster: Any = None
-        self._pending: dict[Any, WarpUnit] = {}
+        self._pending: dict[Any, WarpUnit] = {}  # futures whose result is not yet handled
+        self._futures: dict[str, Any] = {}  # unit key -> future
         self._event_name = f"rb-cancel-{uuid.uuid4().hex}"
         self._event: Any = None
         self._scattered: dict[int, Any] = {}
@@ -216,6 +274,7 @@ class DaskExecutor:
                 pure=False,
             )
             self._pending[fut] = unit
+            self._futures[unit.key] = fut
             futures.append(fut)
             if on_submit is not None:
                 on_submit(unit)
@@ -249,8 +308,14 @@ class DaskExecutor:
             out.extend(part)
         return out
 
+    def ack(self, result: UnitResult) -> None:
+        """The driver has registered ``result``: forget its future."""
+        fut = self._futures.pop(result.key, None)
+        if fut is not None:
+            self._pending.pop(fut, None)
+
     def _result(self, fut: Any) -> UnitResult:
-        unit = self._pending.pop(fut)
+        unit = self._pending[fut]
         try:
             res: UnitResult = fut.result()
         except Exception as err:  # the worker died (KilledWorker) or the task was lost
@@ -274,17 +339,16 @@ class DaskExecutor:
         with contextlib.suppress(Exception):
             self.client.cancel(queued)
         for fut in queued:
-            unit = self._pending.pop(fut)
-            yield UnitResult.for_unit(unit, "cancelled")
+            yield UnitResult.for_unit(self._pending[fut], "cancelled")
         deadline = time.monotonic() + timeout
-        running = list(self._pending)
+        running = [f for f in self._pending if f not in set(queued)]
         with contextlib.suppress(Exception):
             wait(running, timeout=max(0.0, deadline - time.monotonic()))
         for fut in running:
-            if fut.done():
+            if fut.done():  # finished (possibly before Ctrl-C) but not yet handled
                 yield self._result(fut)
             else:
-                unit = self._pending.pop(fut)
+                unit = self._pending[fut]
                 yield UnitResult.for_unit(unit, "cancelled", error="still running at exit")
 
 

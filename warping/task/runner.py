@@ -432,6 +432,7 @@ def _execute(
     on_start: Callable[[BatchSummary], None] | None,
 ) -> BatchSummary:
     """Run the plan's units on ``executor``; register their outputs as results arrive."""
+    from warping.task.dask_exec import InterruptGate
     from warping.task.deferred import StoreContext, register_datasets
 
     batch = BatchSummary(n_units=len(plan.units), n_reused=len(plan.reused),
@@ -491,20 +492,27 @@ def _execute(
     batch.dashboard_link = executor.dashboard_link
     if on_start is not None:
         on_start(batch)
-    try:
+    with InterruptGate() as gate:
         try:
-            for res in executor.run(plan.units, StoreContext.from_butler(butler), config,
-                                    on_submit=submitted):  # fmt: skip
-                handle(res)
-        except KeyboardInterrupt:
-            batch.interrupted = True
-            logger.warning("Interrupted: cancelling queued units, waiting for running ones")
-            for res in executor.drain():
-                handle(res)
-    finally:
-        t0 = time.perf_counter()
-        flush()
-        driver += time.perf_counter() - t0 + executor.submit_seconds
+            try:
+                ctx = StoreContext.from_butler(butler)
+                for res in executor.run(plan.units, ctx, config, on_submit=submitted):
+                    with gate.hold():  # Ctrl-C waits until the result is recorded
+                        handle(res)
+                        executor.ack(res)
+            except KeyboardInterrupt:
+                batch.interrupted = True
+                logger.warning("Interrupted: cancelling queued units, waiting for running ones")
+                for res in executor.drain():  # a second Ctrl-C stops waiting
+                    with gate.hold():
+                        handle(res)
+                        executor.ack(res)
+        finally:
+            t0 = time.perf_counter()
+            with gate.hold(reraise=False):
+                flush()
+            batch.interrupted = batch.interrupted or gate.deferred
+            driver += time.perf_counter() - t0 + executor.submit_seconds
     for summary in per_patch.values():
         summary.visits.sort(key=lambda v: v.visit)
     batch.patches = list(per_patch.values())

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["CcdInputs", "UnitResult", "WarpPlan", "WarpUnit", "execute_unit", "plan_units"]
 
 TASK_NAME = "makeWarp"
+_SKYMAPS: dict[tuple[str, str, str], Any] = {}
 PACKAGES = ("repo-butler", "numpy", "astropy", "numba")
 
 
@@ -65,7 +66,7 @@ class WarpUnit:
     patch: str
     filter: str
     visit: int
-    sky_info: SkyInfo
+    skymap: Any  # DatasetRef of the skymap: workers rebuild the patch geometry from its file
     ccds: tuple[CcdInputs, ...]
     extra_inputs: tuple[Any, ...]  # DatasetRefs recorded in provenance (the skymap)
     outputs: tuple[tuple[str, str, str], ...]  # (warp type, dataset type, storage path)
@@ -79,6 +80,18 @@ class WarpUnit:
     def patch_id(self) -> dict[str, Any]:
         """``{"tract", "patch", "filter"}``."""
         return {"tract": self.tract, "patch": self.patch, "filter": self.filter}
+
+    def sky_info(self, ctx: StoreContext) -> SkyInfo:
+        """The patch geometry, from the skymap file (read once per process and skymap).
+
+        Rebuilding it from the file rather than unpickling a WCS keeps the tract WCS bit-exact
+        wherever the unit runs (astropy pickles a WCS through its header text).
+        """
+        key = (ctx.storage_root, self.skymap.path, self.skymap.checksum)
+        skymap = _SKYMAPS.get(key)
+        if skymap is None:
+            skymap = _SKYMAPS[key] = ctx.read(self.skymap.dataset_type, self.skymap.path)
+        return SkyInfo.from_skymap(skymap, self.tract, self.patch)
 
     @property
     def output_id(self) -> dict[str, Any]:
@@ -398,7 +411,6 @@ def plan_units(
                 plan.not_selected[gkey] = not_sel
 
     for (tract_id, patch_name, filter_name), by_visit in groups.items():
-        sky_info = SkyInfo.from_skymap(skymap, tract_id, patch_name)
         for visit in sorted(by_visit):
             refs = sorted(by_visit[visit], key=lambda r: int(r.data_id["ccd"]))
             out_id = {"tract": tract_id, "patch": patch_name, "filter": filter_name, "visit": visit}
@@ -411,7 +423,7 @@ def plan_units(
                 patch_name,
                 filter_name,
                 visit,
-                sky_info,
+                skymap_ref,
                 tuple(_resolve_ccd(butler, r, config, tract_id) for r in refs),
                 (skymap_ref,),
                 outputs,
@@ -469,6 +481,7 @@ def execute_unit(
     ctx: StoreContext,
     config: MakeWarpConfig,
     cancelled: Callable[[], bool] | None = None,
+    journal: list[WrittenDataset] | None = None,
 ) -> UnitResult:
     """Calibrate, warp and write one unit; never raises (failures become a ``failed`` result).
 
@@ -483,6 +496,9 @@ def execute_unit(
     cancelled
         Checked before each CCD and before writing: when it returns True the unit stops without
         writing anything (status ``cancelled``).
+    journal
+        Each written dataset is appended here as soon as its files exist, so an in-process
+        caller interrupted by Ctrl-C can still register them.
     """
     from repo_butler import Provenance
     from repo_butler.provenance import ProvenanceInput, now_iso
@@ -498,6 +514,7 @@ def execute_unit(
         return ctx.read(dataset_type, ref.path)
 
     try:
+        sky_info = unit.sky_info(ctx)
         calexps, ccds, data_ids, inputs = [], [], [], list(unit.extra_inputs)
         for c in unit.ccds:
             if cancelled is not None and cancelled():
@@ -548,7 +565,7 @@ def execute_unit(
             data_ids.append(did)
             inputs.extend([c.calexp, *(getattr(c, k) for k in products)])
             del calexp, products
-        warps = MakeWarpTask(config).run(calexps, ccds, unit.sky_info, unit.visit, data_ids)
+        warps = MakeWarpTask(config).run(calexps, ccds, sky_info, unit.visit, data_ids)
         del calexps
         for outcome in warps.ccds:
             if outcome.used:
@@ -581,6 +598,8 @@ def execute_unit(
                 dtype, path = paths[warp_type]
                 w = write_dataset(ctx, exposure, dtype, unit.output_id, path, provenance)
                 result.written.append(w)
+                if journal is not None:
+                    journal.append(w)
                 result.outputs[warp_type] = w.uri
         result.interrupted = bool(caught)
         result.status = "written" if result.written else "empty"
