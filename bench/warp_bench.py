@@ -231,6 +231,9 @@ def in_process(threads: int) -> tuple[float, int]:
     dest = WCS(fits.Header.fromtextfile(str(work / "target.head")))
     rng = np.random.default_rng(0)
     mask = np.zeros(img.shape, np.int32)
+    edge = 1 << 4  # EDGE along the CCD border, as ISR sets it; 2000 BAD pixels
+    mask[:, :3] = mask[:, -3:] = edge
+    mask[:3] = mask[-3:] = edge
     mask[rng.integers(0, img.shape[0], 2000), rng.integers(0, img.shape[1], 2000)] = 1
     exp = Exposure(img, mask, np.full(img.shape, 4.0, np.float32), wcs=src)
     ctl = WarpingControl(threads=threads)
@@ -239,8 +242,12 @@ def in_process(threads: int) -> tuple[float, int]:
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         out = warp_exposure(exp, dest, dest_bbox=box, control=ctl)
         times.append(time.perf_counter() - t0)
+        CPU[f"in-process {threads}"] = min(
+            CPU.get(f"in-process {threads}", 1e9), time.process_time() - c0
+        )
     good = int(np.isfinite(out.image).sum())
     return min(times), good
 
@@ -345,7 +352,7 @@ def main() -> None:
         rows.append(
             (
                 f"in-process warp_exposure img+mask+var, {threads} thread(s)",
-                f"{wall:.3f}",
+                f"{wall:.3f} ({CPU[f'in-process {threads}']:.3f})",
                 f"{full_mpx / wall / threads:.1f} / {good / 1e6 / wall / threads:.1f}",
                 "-",
                 "-",
