@@ -94,7 +94,7 @@ def demo_simulation(
     y23 = base.ccd_origin(23)[1]
     jx, jy = x17 - 0.5 - base.gap_pixels / 2.0, y23 - 0.5 - base.gap_pixels / 2.0
     scale = base.pixel_scale_arcsec / 3600.0
-    specs = []
+    specs: list[VisitSpec] = []
     # (dx, dy) dithers in arcsec for full-size CCDs, scaled with the CCD size; 903988 is centred
     dithers = ((25.0, -15.0, 4.0, 0.78), (0.0, 0.0, 0.0, 0.62), (-20.0, 20.0, -3.0, 0.70))
     shrink = ccd_size[0] / 2048.0
@@ -108,11 +108,17 @@ def demo_simulation(
         ra = ra_c - (d_ra - dx / 3600.0) / math.cos(math.radians(dec))
         specs.append(
             VisitSpec(
-                visit=visit, pointing=1116, filter="HSC-I", ra_deg=ra, dec_deg=dec,
-                rotation_deg=rot, seeing_fwhm_arcsec=seeing, zero_point=zero_point + 0.03 * len(specs),
+                visit=visit,
+                pointing=1116,
+                filter="HSC-I",
+                ra_deg=ra,
+                dec_deg=dec,
+                rotation_deg=rot,
+                seeing_fwhm_arcsec=seeing,
+                zero_point=zero_point + 0.03 * len(specs),
                 mjd=57000.0 + 0.02 * len(specs),
             )
-        )  # fmt: skip
+        )
     return base.with_changes(visits=tuple(specs))
 
 

@@ -186,15 +186,14 @@ class MakeWarpTask:
                 out["psfMatched"] = warped
             else:
                 try:
-                    matched = self.psf_matcher(warped, model_psf, self.config)
+                    matched: Exposure | None = self.psf_matcher(warped, model_psf, self.config)
                 except Exception as err:
                     logger.warning("Cannot PSF-match CCD %s: %s", calexp.id, err)
                     if outcome is not None:
                         outcome.reasons["psfMatched"] = f"cannot PSF-match: {err}"
                     matched = None
-                else:
-                    if outcome is not None:
-                        outcome.notes.extend(matched.metadata.get("PSFMATCH_WARNINGS", []))
+                if matched is not None and outcome is not None:
+                    outcome.notes.extend(matched.metadata.get("PSFMATCH_WARNINGS", []))
                 out["psfMatched"] = matched
         return out
 
