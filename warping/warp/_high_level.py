@@ -6,6 +6,7 @@ import copy
 import functools
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -114,11 +115,16 @@ class WarpResult:
     bbox: Box2I
 
 
-def _set_threads(threads: int | None) -> None:
-    import numba
-
-    limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    numba.set_num_threads(limit if threads is None else max(1, min(threads, limit)))
+def _n_threads(threads: int | None) -> int:
+    """Threads for the compiled core: ``threads`` capped at the usable cores (all when None)."""
+    try:
+        limit = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        limit = os.cpu_count() or 1
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        limit = min(limit, int(env))
+    return limit if threads is None else max(1, min(threads, limit))
 
 
 def warp_with_transform(
@@ -207,7 +213,7 @@ def warp_with_transform(
         out_mask.fill(nodata)
         return result
 
-    _set_threads(control.threads)
+    n_threads = _n_threads(control.threads)
     x0s, y0s = int(src_xy0[0]), int(src_xy0[1])
     length = control.interp_length
     step = length if length > 0 else 1
@@ -271,6 +277,7 @@ def warp_with_transform(
             nodata,
             float(pad_value),
             control.conserve_flux,
+            n_threads,
         )
     result.n_good = n_good
     return result
