@@ -15,8 +15,8 @@ Design (for speed and for compile time on a fresh clone, where the numba cache i
   function releases the GIL and :func:`warp_band` runs row blocks on a Python thread pool;
 * the separable weights of a pixel are computed once (image and squared variance weights) and
   reused; mask footprints need only the tap range, not weights;
-* the full-footprint mask OR (``grow_full_mask`` planes) is skipped wherever a precomputed dilated
-  "any grow bit nearby" map is zero (exact: the map is the OR over the full footprint).
+* the full-footprint mask OR (``grow_full_mask`` planes) is skipped wherever a coarse
+  "any grow bit nearby" block map is zero (exact: the map covers every footprint of the block).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["BLOCK_ROWS", "TILE_COLS", "TILE_ROWS", "dilate_any", "warp_band"]
+__all__ = ["BLOCK_ROWS", "MAP_BLOCK", "TILE_COLS", "TILE_ROWS", "block_map", "warp_band"]
 
 #: LLVM fast-math flags: only re-association and FMA contraction, so sums pipeline and vectorise.
 #: No ``nnan``/``ninf``: NaN and infinity keep their IEEE meaning (NaN inputs propagate,
@@ -40,48 +40,46 @@ TILE_ROWS = 32
 TILE_COLS = 64
 #: Destination rows per unit of work handed to a thread (a multiple of ``TILE_ROWS``).
 BLOCK_ROWS = 128
+#: Source block size (``1 << MAP_SHIFT`` pixels) of :func:`block_map`; must exceed the largest
+#: kernel half-width (5).
+MAP_SHIFT = 4
+MAP_BLOCK = 1 << MAP_SHIFT
 
 _KIND_NEAREST = 0
 _KIND_BILINEAR = 1
 
 
 @numba.njit(cache=True, nogil=True)
-def dilate_any(mask: np.ndarray, bits: int, lo: int, hi: int) -> np.ndarray:  # pragma: no cover
-    """``out[r, c] = 1`` where ``mask & bits`` is nonzero anywhere in rows ``r-lo .. r+hi`` and
-    columns ``c-lo .. c+hi`` (clipped to the array), else 0; dtype uint8."""
+def block_map(mask: np.ndarray, bits: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Coarse "bits nearby" map: ``out[R, C] = 1`` when ``mask & bits`` is nonzero anywhere in
+    source block ``(R, C)`` (``MAP_BLOCK`` pixels square) or one of its 8 neighbours, else 0.
+
+    Any kernel footprint (at most ``2 * 5`` taps, ``MAP_BLOCK > 5``) of a pixel with floor
+    position in block ``(R, C)`` lies inside those 9 blocks, so a 0 proves its OR is 0.
+    """
     h, w = mask.shape
-    horiz = np.zeros((h, w), dtype=np.uint8)
+    nby = (h + MAP_BLOCK - 1) // MAP_BLOCK
+    nbx = (w + MAP_BLOCK - 1) // MAP_BLOCK
+    blk = np.zeros((nby + 2, nbx + 2), dtype=np.uint8)
     for r in range(h):
-        last = -(1 << 40)  # column of the last flagged pixel seen so far
-        # forward pass: flagged within [c - lo, c] <=> last flagged col >= c - lo
-        for c in range(w):
-            if mask[r, c] & bits:
-                last = c
-            if last >= c - lo:
-                horiz[r, c] = 1
-        nxt = 1 << 40
-        for c in range(w - 1, -1, -1):
-            if mask[r, c] & bits:
-                nxt = c
-            if nxt <= c + hi:
-                horiz[r, c] = 1
-    out = np.zeros((h, w), dtype=np.uint8)
-    for r in range(h):
-        r0 = max(r - lo, 0)
-        r1 = min(r + hi, h - 1)
-        for rr in range(r0, r1 + 1):
-            for c in range(w):
-                out[r, c] |= horiz[rr, c]
+        rb = r // MAP_BLOCK + 1
+        for cb in range(nbx):
+            c0 = cb * MAP_BLOCK
+            c1 = min(c0 + MAP_BLOCK, w)
+            acc = 0
+            for c in range(c0, c1):
+                acc |= mask[r, c]
+            if acc & bits:
+                blk[rb, cb + 1] = 1
+    out = np.zeros((nby, nbx), dtype=np.uint8)
+    for rb in range(nby):
+        for cb in range(nbx):
+            out[rb, cb] = (
+                blk[rb, cb] | blk[rb, cb + 1] | blk[rb, cb + 2]
+                | blk[rb + 1, cb] | blk[rb + 1, cb + 1] | blk[rb + 1, cb + 2]
+                | blk[rb + 2, cb] | blk[rb + 2, cb + 1] | blk[rb + 2, cb + 2]
+            )  # fmt: skip
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _any_bits(mask: np.ndarray, bits: int) -> bool:  # pragma: no cover - compiled
-    """Whether any element of ``mask`` has one of ``bits`` set."""
-    for v in mask.ravel():  # noqa: SIM110 (compiled loop with early exit)
-        if v & bits:
-            return True
-    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -152,7 +150,7 @@ def _warp_rows(
     the image kernel, ``mkind``/``mn`` the mask kernel (see :mod:`warping.warp._kernels`).
     ``full_bits`` are the mask bits OR'ed over the full image-kernel footprint (the
     ``grow_full_mask`` bits, all bits when the mask kernel is the image kernel, 0 when the source
-    has none of them). ``full_map`` (when ``use_full_map``) is :func:`dilate_any` of those bits:
+    has none of them). ``full_map`` (when ``use_full_map``) is :func:`block_map` of those bits:
     where it is 0 the full-footprint OR is known to be 0 and is skipped.
     """
     hs, ws = src_img.shape
@@ -415,7 +413,10 @@ def _warp_rows(
                             if mask_out:
                                 mbits = 0
                                 if mask_in:
-                                    if do_full and (not use_full_map or full_map[j0, i0] != 0):
+                                    if do_full and (
+                                        not use_full_map
+                                        or full_map[j0 >> MAP_SHIFT, i0 >> MAP_SHIFT] != 0
+                                    ):
                                         mfull = 0
                                         for b in range(6):
                                             for a in range(6):
@@ -508,7 +509,10 @@ def _warp_rows(
                         if mask_out:
                             mbits = 0
                             if mask_in:
-                                if do_full and (not use_full_map or full_map[j0, i0] != 0):
+                                if do_full and (
+                                    not use_full_map
+                                    or full_map[j0 >> MAP_SHIFT, i0 >> MAP_SHIFT] != 0
+                                ):
                                     mfull = 0
                                     for b in range(yl, yh + 1):
                                         row = by + b
@@ -565,11 +569,11 @@ def warp_band(
     use_map = False
     full_map = np.zeros((1, 1), dtype=np.uint8)
     if mask_in and mask_out and full_bits != 0:
-        if not _any_bits(src_mask, int(full_bits)):  # one reduction: no such bit anywhere
-            full_bits = 0
-        else:
+        full_map = block_map(src_mask, int(full_bits))  # one pass over the mask
+        if full_map.any():
             use_map = True
-            full_map = dilate_any(src_mask, int(full_bits), int(n) - 1, int(n))
+        else:  # no such bit anywhere: the full-footprint OR is 0 everywhere
+            full_bits = 0
     args: tuple[Any, ...] = (
         src_img,
         src_var,
