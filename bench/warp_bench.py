@@ -15,7 +15,8 @@ It prints wall time, output Mpx/s per thread (full grid / covered pixels), peak 
 smooth-field RMS error relative to the analytic truth (surface-brightness outputs compared
 directly). Missing peers print "not installed" rows.
 
-Usage: ``python bench/warp_bench.py [--repeat 3] [--reproject-repeat 1] [--workdir bench/out/warp]``
+Usage: ``python bench/warp_bench.py [--repeat 3] [--reproject-repeat 1] [--skip-reproject]
+[--workdir bench/out/warp]``
 """
 
 from __future__ import annotations
@@ -257,6 +258,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reproject-repeat", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "warp")
+    ap.add_argument(
+        "--skip-reproject", action="store_true", help="do not run reproject (~30 CPU-s)"
+    )
     args = ap.parse_args()
     work: Path = args.workdir.resolve()
     print(f"# load average before: {os.getloadavg()}", flush=True)
@@ -325,7 +329,9 @@ def main() -> None:
         have_reproject = True
     except ImportError:
         have_reproject = False
-    if not have_reproject:
+    if args.skip_reproject:
+        rows.append(("reproject_interp bicubic", "skipped", "-", "-", "-", "1"))
+    elif not have_reproject:
         rows.append(("reproject_interp bicubic", "not installed", "-", "-", "-", "1"))
     else:
         cmd = [sys.executable, "-c", REPROJECT_SCRIPT, "input.fits", "target.head", "rp.fits"]
