@@ -11,7 +11,8 @@ the same job:
   when the ``weed`` binary is installed.
 
 Reported per run: wall time, units/s, the driver's overhead per unit (planning + submission +
-result handling + registry writes; target <= 20 ms) and each worker's peak RSS.
+result handling + registry writes; target <= 20 ms), the units' own run time summed over all
+units (it grows when workers compete for the cores) and each worker's peak RSS.
 
 Usage::
 
@@ -66,10 +67,11 @@ def run(root: str, rerun: str, *, scheduler: str | None = None, opts: Any = None
 
 def row(label: str, batch: Any, base: float | None) -> str:
     rss = ", ".join(f"{v:.0f}" for v in sorted(batch.worker_peak_rss_mb.values()))
+    busy = sum(v.seconds for p in batch.patches for v in p.visits)
     speed = f"{base / batch.wall_seconds:.2f}x" if base else "-"
     return (f"| {label:<30} | {batch.n_units:5d} | {batch.wall_seconds:7.2f} | "
             f"{batch.n_units / batch.wall_seconds:7.2f} | {speed:>7} | "
-            f"{batch.driver_ms_per_unit:7.1f} | {rss} |")  # fmt: skip
+            f"{batch.driver_ms_per_unit:7.1f} | {busy:7.1f} | {rss} |")  # fmt: skip
 
 
 def main() -> None:
@@ -93,8 +95,8 @@ def main() -> None:
     simulate(local, ccd, args.patch)  # type: ignore[arg-type]
     print(f"simulated {local} in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()}")
     print("| run                            | units |  wall s | units/s | speedup | drv ms/u | "
-          "worker peak RSS MB |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---|")
+          "sum unit s | worker peak RSS MB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     run(local, "warm-serial")
     print(row("in-process (serial)", run(local, "serial"), None))
     walls: dict[int, float] = {}
