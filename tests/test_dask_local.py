@@ -145,7 +145,8 @@ def test_ctrl_c_cancels_cleanly_and_reuse_completes(small_repo: Path, tmp_path: 
     assert report.problems == [], report.to_dict()
     done = _registered_warps(butler)
     assert 1 <= done < total
-    again = subprocess.run([*cmd, "--reuse", "--json"], capture_output=True, env=env, timeout=300)
+    rerun = [*cmd[:-2], "--jobs", "1", "--reuse", "--json"]  # in-process: no second cluster
+    again = subprocess.run(rerun, capture_output=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr.decode()
     doc = json.loads(again.stdout)
     assert doc["reused"] == done and doc["units"] == total - done
