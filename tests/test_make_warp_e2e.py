@@ -334,3 +334,17 @@ def test_show_config_round_trips_as_config_file(tmp_path: Path) -> None:
     assert again == apply_overrides(
         MakeWarpConfig(), ["makePsfMatched=True", "modelPsf.defaultFwhm=11"]
     )
+
+
+def test_missing_calibration_product_is_reported_by_type_and_data_id(
+    sim_repo: tuple[Path, Any], tmp_path: Path
+) -> None:
+    root = _fresh_copy(sim_repo, tmp_path)
+    ids = {"filter": "HSC-I", "tract": 0, "visit": 903988, "ccd": 17}
+    Butler(str(root)).remove("jointcal_photoCalib", ids)
+    summary = _run(root, ["doApplyExternalPhotoCalib=True"], "pc")
+    v = next(v for v in summary.visits if v.visit == 903988)
+    assert 17 not in v.ccds_used
+    why = v.ccds_skipped[17]
+    assert "jointcal_photoCalib not found for" in why and "ccd=17" in why and "visit=903988" in why
+    assert sorted(v.ccds_used) == [16, 23, 24]

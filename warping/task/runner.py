@@ -9,19 +9,14 @@ writer).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from warping.errors import MissingExposureError
-from warping.exposure import Exposure
 from warping.geom import Box2I
-from warping.task.calibrate import calibrate_exposure
 from warping.task.config import MakeWarpConfig
-from warping.task.make_warp import SkyInfo
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +25,9 @@ __all__ = [
     "ProgressState",
     "RunSummary",
     "VisitSummary",
-    "get_calibrated_exposure",
     "read_calexp_footprint",
     "run_make_warp",
     "run_make_warps",
-    "select_calexps",
 ]
 
 #: The driver registers finished units at least this often (seconds), in one registry batch.
@@ -115,140 +108,6 @@ def read_calexp_footprint(butler: Any, ref: Any) -> tuple[Any, Box2I]:
 
     with butler.open_file(ref) as f:
         return read_wcs_and_bbox(f, source=ref.uri)
-
-
-def _external_wcs(
-    butler: Any, config: MakeWarpConfig, data_id: Mapping[str, Any], tract: int
-) -> Any:
-    name = f"{config.externalSkyWcsName}_wcs"
-    return butler.get_ref(name, {**dict(data_id), "tract": tract})
-
-
-def select_calexps(
-    butler: Any,
-    sky_info: SkyInfo,
-    filter_name: str,
-    select_ids: Sequence[Mapping[str, Any]] | None,
-    config: MakeWarpConfig,
-) -> tuple[list[Any], dict[str, str]]:
-    """Calexp refs of ``filter_name`` whose sky footprint overlaps the patch outer bbox.
-
-    Candidates are the explicit ``select_ids`` (partial data IDs such as ``visit=…, ccd=…``) or,
-    if none, every calexp of the filter. The overlap is a polygon test on the sky (valid at the
-    poles and across RA=0), using the external WCS when ``doApplyExternalSkyWcs`` is set.
-
-    Returns
-    -------
-    refs, rejected
-        Selected calexp refs sorted by (visit, ccd), and ``{data ID text: reason}`` of the others.
-    """
-    from warping.skymap.geometry import SkyPolygon, polygons_overlap
-
-    rejected: dict[str, str] = {}
-    if select_ids:
-        candidates = []
-        seen = set()
-        for sid in select_ids:
-            query = dict(sid)
-            query.setdefault("filter", filter_name)
-            refs = butler.query_datasets("calexp", data_id=query)
-            if not refs:
-                rejected[_fmt_id(query)] = "calexp not found"
-                logger.warning("Calexp %s not found; skipping it", _fmt_id(query))
-            for r in refs:
-                if r.data_id not in seen:
-                    seen.add(r.data_id)
-                    candidates.append(r)
-    else:
-        candidates = butler.query_datasets("calexp", data_id={"filter": filter_name})
-    patch_poly = SkyPolygon.from_wcs_bbox(sky_info.wcs, sky_info.bbox)
-    selected = []
-    for ref in candidates:
-        try:
-            try:
-                wcs, bbox = read_calexp_footprint(butler, ref)
-            except (FileNotFoundError, LookupError):
-                # registered but unreadable: keep it, so it is reported as a skipped CCD
-                selected.append(ref)
-                continue
-            if config.doApplyExternalSkyWcs:
-                # a missing external WCS is reported when the CCD is calibrated
-                with contextlib.suppress(LookupError):
-                    ext = _external_wcs(butler, config, ref.data_id, sky_info.tract_id)
-                    wcs = butler.get(ext.dataset_type, ext.data_id)
-            if wcs is None:
-                raise ValueError("no WCS")
-            overlaps = polygons_overlap(patch_poly, SkyPolygon.from_wcs_bbox(wcs, bbox))
-        except Exception as err:  # a WCS evaluation error deselects the calexp (LSST)
-            rejected[_fmt_id(ref.data_id)] = f"footprint unreadable: {err}"
-            continue
-        if overlaps:
-            selected.append(ref)
-        else:
-            rejected[_fmt_id(ref.data_id)] = "does not overlap the patch"
-    selected.sort(key=lambda r: (int(r.data_id["visit"]), int(r.data_id["ccd"])))
-    return selected, rejected
-
-
-def get_calibrated_exposure(
-    butler: Any, calexp_ref: Any, config: MakeWarpConfig, tract: int
-) -> tuple[Exposure, list[Any]]:
-    """Read a calexp and its calibration products and return it calibrated in nJy.
-
-    Raises
-    ------
-    MissingExposureError
-        When the calexp or a requested calibration product does not exist; the message names
-        the dataset type and data ID.
-    """
-    data_id = dict(calexp_ref.data_id)
-    used = [calexp_ref]
-
-    def fetch(dataset_type: str, extra: Mapping[str, Any] | None = None) -> Any:
-        did = {**data_id, **(extra or {})}
-        try:
-            ref = butler.get_ref(dataset_type, did)
-            obj = butler.get(ref.dataset_type, ref.data_id)
-        except LookupError as err:
-            raise MissingExposureError(
-                f"{dataset_type} not found for {_fmt_id(did)}: {err}. Produce it, or turn off the "
-                "option that needs it."
-            ) from err
-        used.append(ref)
-        return obj
-
-    try:
-        calexp = butler.get("calexp", calexp_ref.data_id)
-    except LookupError as err:
-        raise MissingExposureError(f"Exposure not found: calexp {_fmt_id(data_id)}: {err}") from err
-    background = None if config.bgSubtracted else fetch("calexpBackground")
-    sky_corr = fetch("skyCorr") if config.doApplySkyCorr else None
-    wcs = (
-        fetch(f"{config.externalSkyWcsName}_wcs", {"tract": tract})
-        if config.doApplyExternalSkyWcs
-        else None
-    )
-    if config.doApplyExternalPhotoCalib:
-        name = f"{config.externalPhotoCalibName}_photoCalib"
-        photo_calib = fetch(
-            name, {"tract": tract} if config.externalPhotoCalibName == "jointcal" else None
-        )
-    else:
-        photo_calib = calexp.photo_calib
-        if photo_calib is None:
-            raise MissingExposureError(
-                f"calexp {_fmt_id(data_id)} has no photometric calibration; set "
-                "doApplyExternalPhotoCalib=True to use an external one."
-            )
-    calibrated = calibrate_exposure(
-        calexp, photo_calib=photo_calib, background=background, sky_corr=sky_corr, wcs=wcs
-    )
-    return calibrated, used
-
-
-# ------------------------------------------------------------------------------------------------
-# The run: plan, execute, register
-# ------------------------------------------------------------------------------------------------
 
 
 @dataclass

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from warping.errors import MissingExposureError
 from warping.task.config import MakeWarpConfig, config_to_dict
 from warping.task.deferred import StoreContext, WrittenDataset, output_path, write_dataset
 from warping.task.make_warp import MakeWarpTask, SkyInfo
@@ -211,7 +212,7 @@ def _resolve_ccd(butler: Any, ref: Any, config: MakeWarpConfig, tract: int) -> C
         try:
             found[key] = butler.get_ref(dataset_type, did)
         except LookupError as err:
-            raise _Missing(
+            raise MissingExposureError(
                 f"{dataset_type} not found for {fmt_id(did)}: {err}. Produce it, or turn off the "
                 "option that needs it."
             ) from None
@@ -230,13 +231,9 @@ def _resolve_ccd(butler: Any, ref: Any, config: MakeWarpConfig, tract: int) -> C
                 f"{name}_photoCalib",
                 {"tract": tract} if name == "jointcal" else None,
             )
-    except _Missing as err:
+    except MissingExposureError as err:
         return CcdInputs(int(data_id["ccd"]), ref, missing=str(err))
     return CcdInputs(int(data_id["ccd"]), ref, **found)
-
-
-class _Missing(Exception):
-    pass
 
 
 def _candidate_patches(tract: Any, poly: Any) -> list[Any]:
