@@ -514,12 +514,18 @@ class Butler:
         self._check_writeable()
         dt = self.dataset_type(dataset_type)
         did = self._complete(dt, data_id, data_id_kwargs)
-        existing = self._registry.find(dt.name, did, (self._run,))
+        # In a bucket with an object-store registry a new dataset is written without asking
+        # the bucket first: the existence check uses the local registry copy and the upload is
+        # conditional (If-None-Match: *), so an existing file is never replaced by mistake.
+        registry = self._registry
+        exclusive = (
+            not overwrite
+            and isinstance(registry, ObjectStoreRegistry)
+            and isinstance(self._store, S3Datastore)
+        )
+        existing = self._find_in_output_run(dt.name, did, trust_local=exclusive)
         if existing is not None and not overwrite:
-            raise DatasetExistsError(
-                f"{dataset_type} {did} already exists in run {display_run(self._run)} of "
-                f"{self.root}; remove it first or pass overwrite=True"
-            )
+            raise self._exists_error(dataset_type, did)
         path = run_prefix(self._run) + dt.path_template.format(did)
         data = get_formatter(dt.formatter).to_bytes(obj)
         prov_path: str | None = None
@@ -529,9 +535,17 @@ class Butler:
             prov_path = path + SIDECAR_SUFFIX
             prov_doc = self._provenance_doc(provenance, dt.name, did, _PENDING_CHECKSUM)
         # On object stores the upload runs while the checksum is computed.
-        wait = self._store.put_bytes_started(path, data)
+        wait = self._store.put_bytes_started(path, data, exclusive=exclusive)
         checksum = checksum_bytes(data)
-        wait()
+        try:
+            wait()
+        except FileExistsError:
+            # Registered by another writer since our registry copy was read, or a stray file
+            # left by a writer that crashed before registering it (then it is replaced).
+            if registry.find(dt.name, did, (self._run,)) is not None:
+                raise self._exists_error(dataset_type, did) from None
+            logger.info("replacing %s, an unregistered file", self._store.uri(path))
+            self._store.put_bytes(path, data)
         if prov_path is not None and prov_doc is not None:
             prov_doc["output"]["checksum"] = checksum
             prov_json = json.dumps(prov_doc, sort_keys=True, indent=1)
@@ -543,6 +557,25 @@ class Butler:
         )
         self._registry.insert(record, provenance=prov_json, replace=overwrite)
         return self._ref(record)
+
+    def _find_in_output_run(
+        self, dataset_type: str, did: DataId, *, trust_local: bool
+    ) -> DatasetRecord | None:
+        """The output run's dataset, looked up in the local registry copy if ``trust_local``
+        (a hit is confirmed against the bucket, since the dataset may have been removed)."""
+        registry = self._registry
+        if trust_local and isinstance(registry, ObjectStoreRegistry):
+            with registry.trusting_local_copy():
+                found = registry.find(dataset_type, did, (self._run,))
+            if found is None:
+                return None
+        return registry.find(dataset_type, did, (self._run,))
+
+    def _exists_error(self, dataset_type: str, did: DataId) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"{dataset_type} {did} already exists in run {display_run(self._run)} of "
+            f"{self.root}; remove it first or pass overwrite=True"
+        )
 
     def _provenance_doc(
         self, provenance: Provenance, dataset_type: str, did: DataId, checksum: str

@@ -65,12 +65,25 @@ class Datastore(ABC):
     def put_bytes(self, path: str, data: bytes) -> None:
         """Atomically write ``data`` to ``path``, creating parent directories."""
 
-    def put_bytes_started(self, path: str, data: bytes) -> Callable[[], None]:
+    def put_bytes_started(
+        self, path: str, data: bytes, *, exclusive: bool = False
+    ) -> Callable[[], None]:
         """Start :meth:`put_bytes` and return a function that waits for it to finish.
 
         The default writes at once; object stores upload in the background so the caller can
         compute a checksum meanwhile. Errors are raised by the returned function.
+
+        With ``exclusive=True`` an existing file is left untouched and the returned function
+        raises ``FileExistsError``. Only :class:`~repo_butler.objectstore.S3Datastore` makes
+        this a single atomic request (``If-None-Match: *``); the default checks first.
         """
+        if exclusive and self.exists(path):
+            uri = self.uri(path)
+
+            def refuse() -> None:
+                raise FileExistsError(uri)
+
+            return refuse
         self.put_bytes(path, data)
         return _done
 

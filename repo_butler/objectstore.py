@@ -363,16 +363,36 @@ class S3Datastore(FsspecDatastore):
         with self._errors("writing", path):
             self.fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
 
-    def put_bytes_started(self, path: str, data: bytes) -> Callable[[], None]:
-        """Start the upload on s3fs's event loop; the returned function waits for it."""
+    def put_bytes_started(
+        self, path: str, data: bytes, *, exclusive: bool = False
+    ) -> Callable[[], None]:
+        """Start the upload on s3fs's event loop; the returned function waits for it.
+
+        ``exclusive=True`` sends ``If-None-Match: *`` (on the PUT, or on the completion of a
+        multipart upload, which is then aborted): an existing object is left untouched and the
+        returned function raises ``FileExistsError``, with no extra request.
+        """
         import asyncio
 
-        coro = self.fs._pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
+        coro = self.fs._pipe_file(
+            self.full_path(path),
+            data,
+            chunksize=self.multipart_chunksize,
+            mode="create" if exclusive else "overwrite",
+        )
         future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
 
         def wait() -> None:
-            with self._errors("writing", path):
-                future.result()
+            try:
+                with self._errors("writing", path):
+                    try:
+                        future.result()
+                    except OSError as err:
+                        if exclusive and S3Objects._precondition(err):
+                            raise ConditionFailed(self.uri(path)) from None
+                        raise
+            except ConditionFailed:
+                raise FileExistsError(self.uri(path)) from None
 
         return wait
 

@@ -100,6 +100,38 @@ def test_fits_array_round_trip_dtypes(dtype: type) -> None:
     assert back.dtype.isnative
 
 
+def _astropy_fits_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    from astropy.io import fits
+
+    buf = io.BytesIO()
+    fits.PrimaryHDU(array).writeto(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.random.default_rng(3).normal(size=(37, 53)).astype(np.float32),
+        np.random.default_rng(4).normal(size=(3, 5, 7)).astype(">f8"),  # big-endian input
+        np.arange(720, dtype=np.int16).reshape(24, 30)[::2, 1::3],  # not contiguous
+        np.arange(-50, 50, dtype=np.int32),
+        np.arange(64, dtype=np.int64).reshape(8, 8).T,
+        np.arange(256, dtype=np.uint8).reshape(16, 16),
+        np.array([[np.nan, np.inf], [-np.inf, -0.0]], dtype=np.float32),
+        np.arange(6, dtype=np.uint16).reshape(2, 3),  # BZERO-scaled: astropy writes it
+        np.zeros((0, 4), dtype=np.float32),
+    ],
+    ids=["f4", "f8-big-endian", "i2-strided", "i4", "i8-transposed", "u1", "f4-nonfinite",
+         "u2-bzero", "empty"],
+)  # fmt: skip
+def test_fits_array_bytes_identical_to_astropy_writer(array: np.ndarray) -> None:
+    data = get_formatter("fits_array").to_bytes(array)
+    assert data == _astropy_fits_bytes(array)
+    assert len(data) % 2880 == 0
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [

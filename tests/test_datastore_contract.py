@@ -65,6 +65,17 @@ def test_checksum_is_sha256_of_bytes() -> None:
     )
 
 
+def test_exclusive_put_never_replaces_an_existing_file(store: FsspecDatastore) -> None:
+    store.put_bytes_started("new.bin", b"first", exclusive=True)()
+    assert store.get_bytes("new.bin") == b"first"
+    wait = store.put_bytes_started("new.bin", b"second", exclusive=True)
+    with pytest.raises(FileExistsError, match=r"new\.bin"):
+        wait()
+    assert store.get_bytes("new.bin") == b"first"
+    store.put_bytes_started("new.bin", b"third")()  # not exclusive: replaced
+    assert store.get_bytes("new.bin") == b"third"
+
+
 def test_readers_never_see_partial_writes(store: FsspecDatastore) -> None:
     """Concurrent reader sees either the old or the new complete content, nothing else."""
     old, new = b"o" * 2_000_000, b"n" * 3_000_000

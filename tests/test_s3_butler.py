@@ -21,7 +21,13 @@ from servers.seaweed import SeaweedServer
 from typer.testing import CliRunner
 
 from repo_butler import Butler, Provenance
-from repo_butler.errors import ConfigError, DatasetNotFoundError, RegistryError, StorageError
+from repo_butler.errors import (
+    ConfigError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    RegistryError,
+    StorageError,
+)
 from repo_butler.maintenance import reindex, verify
 
 pytestmark = pytest.mark.s3
@@ -49,6 +55,9 @@ def test_get_exists_query_request_bounds(s3_root: S3Root) -> None:
         _fill(b, range(3), range(4))
         counter = RequestCounter().attach(b.datastore.fs)
         b.put({"late": 1}, "meta", visit=9, ccd=9)
+        assert counter.snapshot() == {"PutObject": 2}  # data (If-None-Match: *), registry
+        counter.reset()
+        b.put({"late": 2}, "meta", visit=9, ccd=9, overwrite=True)
         assert counter.snapshot() == {"HeadObject": 1, "PutObject": 2}  # find, data, registry
     with Butler(s3_root.url, storage_options=s3_root.storage_options) as other:  # "machine 2"
         counter = RequestCounter().attach(other.datastore.fs)
@@ -78,6 +87,47 @@ def test_read_only_credentials_can_read_everything(s3_root: S3Root) -> None:
     # the same credentials opening for writing are refused by the server, with a clear error
     with Butler(s3_root.url, storage_options=reader_opts) as writer, pytest.raises(StorageError):
         writer.put({}, "meta", visit=5, ccd=5)
+
+
+def test_put_without_head_still_refuses_what_another_machine_stored(s3_root: S3Root) -> None:
+    """A put trusts its local registry copy, but the data upload is conditional: a dataset
+    stored meanwhile by another writer is neither replaced nor registered twice."""
+    opts = s3_root.storage_options
+    with (
+        Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as one,
+        Butler(s3_root.url, storage_options=opts) as two,
+    ):
+        one.put({"by": "one"}, "meta", visit=1, ccd=1)  # two's registry copy does not know it
+        counter = RequestCounter().attach(two.datastore.fs)
+        with pytest.raises(DatasetExistsError, match="already exists"):
+            two.put({"by": "two"}, "meta", visit=1, ccd=1)
+        assert counter.counts["PutObject"] == 1, counter.snapshot()  # the refused data PUT
+        assert two.get("meta", visit=1, ccd=1) == {"by": "one"}
+        assert [r.checksum for r in two.query_datasets("meta")] == [
+            one.get_ref("meta", visit=1, ccd=1).checksum
+        ]
+        # removed by one while two's copy still lists it: two checks the bucket and stores it
+        two.put({"by": "two"}, "meta", visit=2, ccd=2)
+        one.remove("meta", visit=2, ccd=2)
+        two.put({"by": "two again"}, "meta", visit=2, ccd=2)
+        assert one.get("meta", visit=2, ccd=2) == {"by": "two again"}
+        assert verify(one).ok
+
+
+def test_put_replaces_a_stray_file_of_a_crashed_writer(s3_root: S3Root) -> None:
+    """A file without a registry row (its writer died before registering it) is replaced."""
+    opts = s3_root.storage_options
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as butler:
+        path = "meta/0000003/m-004.json"
+        butler.datastore.put_bytes(path, b'{"half": "written by a dead writer"}')
+        assert [p.kind for p in verify(butler).problems] == ["unregistered_file"]
+        counter = RequestCounter().attach(butler.datastore.fs)
+        ref = butler.put({"ok": True}, "meta", visit=3, ccd=4)
+        # refused conditional PUT, registry check, unconditional PUT, registry PUT
+        assert counter.counts["PutObject"] == 3, counter.snapshot()
+        assert ref.path == path
+        assert butler.get("meta", visit=3, ccd=4) == {"ok": True}
+        assert verify(butler).ok
 
 
 def _butler_writer(url: str, options: dict[str, Any], worker: int, n: int) -> int:
