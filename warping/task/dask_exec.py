@@ -43,6 +43,7 @@ __all__ = ["WORKER_ENV", "DaskExecutor", "SerialExecutor", "make_executor"]
 
 #: Thread limits for compiled kernels in worker processes (one task thread per worker).
 WORKER_ENV = {
+    "REPO_BUTLER_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",

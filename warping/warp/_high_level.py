@@ -8,15 +8,17 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from warping.exposure import Exposure
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.warp._kernels import KERNEL_NAMES, KernelSpec, parse_kernel, weight_table
 from warping.warp._transform import DestToSrc, pixel_to_world, wcs_pair_transform, world_to_pixel
+
+if TYPE_CHECKING:
+    from warping.exposure import Exposure
 
 __all__ = [
     "WarpResult",
@@ -116,14 +118,19 @@ class WarpResult:
 
 
 def _n_threads(threads: int | None) -> int:
-    """Threads for the compiled core: ``threads`` capped at the usable cores (all when None)."""
+    """Threads for the compiled core: ``threads`` capped at the usable cores (all when None).
+
+    ``REPO_BUTLER_THREADS`` (set to 1 in Dask workers, which run one task per process thread)
+    caps the default; ``NUMBA_NUM_THREADS`` is honoured the same way for older worker setups.
+    """
     try:
         limit = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         limit = os.cpu_count() or 1
-    env = os.environ.get("NUMBA_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        limit = min(limit, int(env))
+    for var in ("REPO_BUTLER_THREADS", "NUMBA_NUM_THREADS"):
+        env = os.environ.get(var)
+        if env and env.isdigit() and int(env) > 0:
+            limit = min(limit, int(env))
     return limit if threads is None else max(1, min(threads, limit))
 
 
@@ -223,7 +230,6 @@ def warp_with_transform(
     else:
         bands = [(r, min(r + EXACT_BAND_ROWS, hd)) for r in range(0, hd, EXACT_BAND_ROWS)]
     tab = _table(spec.name)
-    mtab = _table(mspec.name)
     n_good = 0
     for r0, r1 in bands:
         if length > 0:
@@ -272,7 +278,6 @@ def warp_with_transform(
             tab,
             mspec.kind,
             mspec.n,
-            mtab,
             grow,
             nodata,
             float(pad_value),
@@ -431,6 +436,8 @@ def warp_exposure(
         Pixels whose kernel footprint leaves the source are NaN / NO_DATA / +inf. An empty bbox
         gives a 0x0 exposure.
     """
+    from warping.exposure import Exposure
+
     control = control or WarpingControl()
     if exposure.wcs is None:
         raise ValueError("warp_exposure needs an exposure with a WCS; attach one (exposure.wcs)")
