@@ -1,4 +1,4 @@
-"""The compiled warping core: vector path vs scalar path, NaN isolation, threads, row padding, build."""
+"""The compiled warp core: vector vs scalar path, NaN isolation, threads, row padding, build."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
-from warping.warp import WarpingControl, warp_with_transform
-from warping.warp import _clib, _core
+from warping.warp import WarpingControl, _clib, _core, warp_with_transform
 
 PLANES = MaskPlanes.default()
 EDGE = PLANES.bitmask("EDGE")
@@ -37,7 +36,7 @@ def _inputs(shape: tuple[int, int], seed: int = 3) -> tuple[np.ndarray, np.ndarr
 
 @pytest.mark.parametrize("kernel", ["lanczos2", "lanczos3", "lanczos4", "lanczos5"])
 def test_float32_vector_path_matches_float64_scalar_path(kernel: str) -> None:
-    """float32 data take the AVX2 path (when the CPU has it), float64 the scalar path: same numbers."""
+    """float32 data take the AVX2 path (when the CPU has it), float64 the scalar one: same numbers."""
     img, var, mask = _inputs((90, 110))
     box = Box2I(0, 0, 100, 100)
     f = rotation(25.0, 0.8, 40.0, 5.0)
@@ -126,7 +125,7 @@ def test_core_builds_into_a_given_path_and_loads(tmp_path) -> None:  # type: ign
 
 def test_core_build_failure_is_reported(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with pytest.raises(_clib.CoreBuildError, match="_ckernel.c") as info:
+    with pytest.raises(_clib.CoreBuildError, match=r"_ckernel\.c") as info:
         _clib.build(tmp_path / "core.so")
     assert isinstance(info.value, RuntimeError)
     assert not list(tmp_path.iterdir())  # nothing half-written
