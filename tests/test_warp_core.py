@@ -36,7 +36,7 @@ def _inputs(shape: tuple[int, int], seed: int = 3) -> tuple[np.ndarray, np.ndarr
 
 @pytest.mark.parametrize("kernel", ["lanczos2", "lanczos3", "lanczos4", "lanczos5"])
 def test_float32_vector_path_matches_float64_scalar_path(kernel: str) -> None:
-    """float32 data take the AVX2 path (when the CPU has it), float64 the scalar one: same numbers."""
+    """float32 data take the AVX2 path (if the CPU has it), float64 the scalar one: same numbers."""
     img, var, mask = _inputs((90, 110))
     box = Box2I(0, 0, 100, 100)
     f = rotation(25.0, 0.8, 40.0, 5.0)
