@@ -119,8 +119,9 @@ class LiteWcs:
     projection
         One of :data:`PROJECTIONS`.
     lonpole, latpole
-        Native longitude / latitude of the celestial pole, degrees (``LATPOLE`` is recorded only;
-        it does not affect zenithal projections).
+        Native longitude / latitude of the celestial pole, degrees; None selects the defaults
+        (180°, or 0° when ``CRVAL2 = 90°``; ``CRVAL2``). ``LATPOLE`` is recorded only: it does
+        not affect zenithal projections.
     axes
         Axis name prefixes, e.g. ``("RA", "DEC")``.
     sip_a, sip_b
@@ -160,8 +161,11 @@ class LiteWcs:
         if not np.all(np.isfinite(lin)) or det == 0.0:
             raise ValueError(f"the linear matrix {lin.tolist()} is singular or not finite")
         lonpole = self.lonpole
-        if lonpole is None:
+        if lonpole is None:  # C&G 2002: 0 if δ0 >= θ0 (= 90° for zenithal), else 180°
             lonpole = 0.0 if self.crval[1] >= 90.0 else 180.0
+            object.__setattr__(self, "lonpole", lonpole)
+        if self.latpole is None:  # irrelevant for zenithal projections; wcslib reports δ0
+            object.__setattr__(self, "latpole", float(self.crval[1]))
         object.__setattr__(self, "_lin", lin)
         object.__setattr__(self, "_inv", np.linalg.inv(lin))
         object.__setattr__(self, "_lonpole", float(lonpole))
@@ -381,7 +385,7 @@ class LiteWcs:
             cdelt = np.asarray(w.get_cdelt(), dtype=float)
         radesys = str(w.radesys) or None
         equinox = float(w.equinox) if np.isfinite(w.equinox) else None
-        return cls(
+        lite = cls(
             crpix=(float(w.crpix[0]), float(w.crpix[1])),
             crval=(float(w.crval[0]), float(w.crval[1])),
             pc=((float(pc[0, 0]), float(pc[0, 1])), (float(pc[1, 0]), float(pc[1, 1]))),
@@ -397,6 +401,19 @@ class LiteWcs:
             equinox=equinox,
             use_cd=use_cd,
         )
+        # wcslib keeps some distortions (e.g. TPV as a "sequent" polynomial) out of sight of
+        # the attributes above: check the transform itself at a few points.
+        px = np.array([0.0, 1.0, -1.0, 1.0, -1.0]) * 1000.0 + w.crpix[0] - 1.0
+        py = np.array([0.0, 1.0, 1.0, -1.0, -1.0]) * 1000.0 + w.crpix[1] - 1.0
+        ra_ref, dec_ref = wcs.all_pix2world(px, py, 0)
+        ra, dec = lite.pixel_to_world_values(px, py)
+        dra = np.abs(np.mod(ra - ra_ref + 180.0, 360.0) - 180.0) * np.cos(np.radians(dec_ref))
+        ok = np.isfinite(ra_ref)
+        if not np.array_equal(ok, np.isfinite(ra)) or np.any(dra[ok] > 1e-9):
+            return None
+        if np.any(np.abs(dec - dec_ref)[ok] > 1e-9):
+            return None
+        return lite
 
     # ---- APE-14 style low-level API -------------------------------------------------------
 
@@ -542,11 +559,7 @@ class LiteWcs:
             ("CRVAL1", self.crval[0], "[deg] Coordinate value at reference point"),
             ("CRVAL2", self.crval[1], "[deg] Coordinate value at reference point"),
             ("LONPOLE", self._lonpole, "[deg] Native longitude of celestial pole"),
-            (
-                "LATPOLE",
-                self.crval[1] if self.latpole is None else self.latpole,
-                "[deg] Native latitude of celestial pole",
-            ),
+            ("LATPOLE", self.latpole, "[deg] Native latitude of celestial pole"),
         ]
         if self.radesys is not None:
             cards.append(("RADESYS", self.radesys, "Equatorial coordinate system"))
