@@ -534,18 +534,18 @@ class Butler:
         if provenance is not None:  # validated before anything is written
             prov_path = path + SIDECAR_SUFFIX
             prov_doc = self._provenance_doc(provenance, dt.name, did, _PENDING_CHECKSUM)
-        # On object stores the upload runs while the checksum is computed.
+        # On object stores the checksum is computed while the upload runs (or taken from the
+        # S3 client, which hashed the body to sign the request).
         wait = self._store.put_bytes_started(path, data, exclusive=exclusive)
-        checksum = checksum_bytes(data)
         try:
-            wait()
+            checksum = wait()
         except FileExistsError:
             # Registered by another writer since our registry copy was read, or a stray file
             # left by a writer that crashed before registering it (then it is replaced).
             if registry.find(dt.name, did, (self._run,)) is not None:
                 raise self._exists_error(dataset_type, did) from None
             logger.info("replacing %s, an unregistered file", self._store.uri(path))
-            self._store.put_bytes(path, data)
+            checksum = self._store.put_bytes_started(path, data)()
         if prov_path is not None and prov_doc is not None:
             prov_doc["output"]["checksum"] = checksum
             prov_json = json.dumps(prov_doc, sort_keys=True, indent=1)

@@ -28,10 +28,6 @@ TransferMode = Literal["copy", "move", "symlink", "direct"]
 TEMP_MARKER = ".rb-tmp-"
 
 
-def _done() -> None:
-    """A finished operation's wait function."""
-
-
 def checksum_bytes(data: bytes) -> str:
     """Return the checksum recorded for stored bytes: ``"sha256:<hex>"``."""
     import hashlib
@@ -67,11 +63,13 @@ class Datastore(ABC):
 
     def put_bytes_started(
         self, path: str, data: bytes, *, exclusive: bool = False
-    ) -> Callable[[], None]:
-        """Start :meth:`put_bytes` and return a function that waits for it to finish.
+    ) -> Callable[[], str]:
+        """Start :meth:`put_bytes`; return a function that waits for it and returns the
+        checksum of ``data`` (as :func:`checksum_bytes`).
 
-        The default writes at once; object stores upload in the background so the caller can
-        compute a checksum meanwhile. Errors are raised by the returned function.
+        The default writes at once and hashes when waited for; object stores upload in the
+        background and hash meanwhile (or reuse the hash their client computed to sign the
+        request). Errors are raised by the returned function.
 
         With ``exclusive=True`` an existing file is left untouched and the returned function
         raises ``FileExistsError``. Only :class:`~repo_butler.objectstore.S3Datastore` makes
@@ -80,12 +78,12 @@ class Datastore(ABC):
         if exclusive and self.exists(path):
             uri = self.uri(path)
 
-            def refuse() -> None:
+            def refuse() -> str:
                 raise FileExistsError(uri)
 
             return refuse
         self.put_bytes(path, data)
-        return _done
+        return lambda: checksum_bytes(data)
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start :meth:`get_bytes` and return a function that waits for the bytes.

@@ -13,6 +13,7 @@ and the object, with every secret value from the options removed from the messag
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import os
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode
+from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode, checksum_bytes
 from repo_butler.errors import StorageError
 
 __all__ = [
@@ -179,6 +180,29 @@ def s3_errors(fs: Any, action: str, url: str, secrets: list[str]) -> Iterator[No
     except OSError as err:
         msg = f"S3 error while {action} {url} at {_endpoint(fs)}: {err}"
         raise StorageError(redact_text(msg, secrets)) from None
+
+
+_PAYLOAD_SHA256: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "rb_payload_sha256", default=None
+)
+_PAYLOAD_HOOK_ID = "rb-payload-sha256"
+_HEX = frozenset("0123456789abcdef")
+
+
+def _record_payload_sha256(request: Any = None, **kwargs: Any) -> None:
+    """botocore ``before-send`` hook: keep the signed body's SHA-256 for the waiting upload.
+
+    Only uploads started by :meth:`S3Datastore.put_bytes_started` listen (through a context
+    variable of their task); ``UNSIGNED-PAYLOAD`` and streaming markers are ignored.
+    """
+    seen = _PAYLOAD_SHA256.get()
+    if seen is None or request is None:
+        return
+    value = request.headers.get("X-Amz-Content-SHA256")
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX:
+        seen.append(value)
 
 
 class ConditionFailed(Exception):
@@ -365,24 +389,37 @@ class S3Datastore(FsspecDatastore):
 
     def put_bytes_started(
         self, path: str, data: bytes, *, exclusive: bool = False
-    ) -> Callable[[], None]:
-        """Start the upload on s3fs's event loop; the returned function waits for it.
+    ) -> Callable[[], str]:
+        """Start the upload on s3fs's event loop; the returned function waits for it and
+        returns the checksum of ``data`` (as :func:`~repo_butler.datastore.checksum_bytes`).
 
         ``exclusive=True`` sends ``If-None-Match: *`` (on the PUT, or on the completion of a
         multipart upload, which is then aborted): an existing object is left untouched and the
         returned function raises ``FileExistsError``, with no extra request.
+
+        The checksum is the SHA-256 botocore computed over the body to sign the PUT when it
+        signs payloads (plain-HTTP endpoints, ``payload_signing_enabled``), so 8 MiB are not
+        hashed twice; otherwise (HTTPS, multipart) it is computed here while the upload runs.
         """
         import asyncio
 
-        coro = self.fs._pipe_file(
-            self.full_path(path),
-            data,
-            chunksize=self.multipart_chunksize,
-            mode="create" if exclusive else "overwrite",
-        )
-        future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+        self._watch_payload_hashes()
+        seen: list[str] = []
 
-        def wait() -> None:
+        async def upload() -> None:
+            _PAYLOAD_SHA256.set(seen)  # local to this task: only our PUT lands in ``seen``
+            await self.fs._pipe_file(
+                self.full_path(path),
+                data,
+                chunksize=self.multipart_chunksize,
+                mode="create" if exclusive else "overwrite",
+            )
+
+        future = asyncio.run_coroutine_threadsafe(upload(), self.fs.loop)
+        single_put = len(data) < 2 * self.multipart_chunksize
+
+        def wait() -> str:
+            own = None if single_put and self._client_hashes_payload else checksum_bytes(data)
             try:
                 with self._errors("writing", path):
                     try:
@@ -393,8 +430,23 @@ class S3Datastore(FsspecDatastore):
                         raise
             except ConditionFailed:
                 raise FileExistsError(self.uri(path)) from None
+            if seen:
+                self._client_hashes_payload = True
+                return "sha256:" + seen[-1]
+            self._client_hashes_payload = False
+            return own if own is not None else checksum_bytes(data)
 
         return wait
+
+    _client_hashes_payload: bool = False
+    """Whether botocore's signature hashed the body of the last single-PUT upload."""
+
+    def _watch_payload_hashes(self) -> None:
+        """Register (once per botocore client) the hook that records PUT payload hashes."""
+        events = self.fs.s3.meta.events
+        events.register(
+            "before-send.s3.PutObject", _record_payload_sha256, unique_id=_PAYLOAD_HOOK_ID
+        )
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start the GET on s3fs's event loop; the returned function waits for the bytes."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import random
 import socket
 import threading
 import time
@@ -41,6 +43,27 @@ def test_request_bounds_per_operation(store: S3Datastore) -> None:
     counter.reset()
     store.put_bytes("b/eight.bin", bytes(8 * 2**20))
     assert counter.snapshot() == {"PutObject": 1}
+
+
+def test_started_put_returns_the_sha256_of_what_was_stored(store: S3Datastore) -> None:
+    """The checksum comes from botocore's payload signature on this plain-HTTP endpoint (no
+    second hash of the bytes) and from our own hash for multipart uploads; both must equal an
+    independent SHA-256 of the bytes read back."""
+    store.multipart_chunksize = 5 * 2**20  # multipart from 10 MiB
+    counter = RequestCounter().attach(store.fs)
+    rng = random.Random(5)
+    for name, size in (("one.bin", 3 * 2**20), ("two.bin", 1000), ("multi.bin", 11 * 2**20)):
+        data = rng.randbytes(size)
+        checksum = store.put_bytes_started(name, data, exclusive=True)()
+        stored = store.get_bytes(name)
+        assert stored == data
+        assert checksum == "sha256:" + hashlib.sha256(stored).hexdigest(), name
+        assert store._client_hashes_payload is (name != "multi.bin")  # where it came from
+    assert counter.counts["CreateMultipartUpload"] == 1, counter.snapshot()
+    with pytest.raises(FileExistsError, match="multi"):  # If-None-Match on the completion
+        store.put_bytes_started("multi.bin", bytes(11 * 2**20), exclusive=True)()
+    assert hashlib.sha256(store.get_bytes("multi.bin")).hexdigest() == checksum[7:]
+    assert store.objects.list_multipart_uploads(store.prefix) == []
 
 
 def test_walk_pages_through_listings(store: S3Datastore) -> None:
