@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 from astropy.wcs import WCS
 
@@ -63,6 +64,80 @@ def resample_zero_padded(
     vals = padded[rows[:, :, None], cols[:, None, :]]  # (P, taps_y, taps_x)
     out = np.einsum("pb,pba,pa->p", wy, vals, wx)
     return out / (wx.sum(axis=1) * wy.sum(axis=1))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _lanczos_taps(f: float, n: int, ang_s: np.ndarray, ang_c: np.ndarray, w: np.ndarray) -> float:
+    """Lanczos-``n`` weights of taps ``a = -(n-1) .. n`` at fractional offset ``f``; their sum.
+
+    ``L(a - f) = sinc(a - f) sinc((a - f) / n)`` with ``sin(pi (a - f)) = (-1)^(a+1) sin(pi f)``
+    and ``sin(pi (a - f) / n)`` by angle addition from ``ang_s/ang_c = sin/cos(pi a / n)``, so
+    two trigonometric calls serve all ``2n`` taps (values equal the direct formula to rounding).
+    """
+    theta = np.pi * f / n
+    st = np.sin(theta)
+    ct = np.cos(theta)
+    spf = np.sin(np.pi * f)
+    total = 0.0
+    for k in range(2 * n):
+        a = k - (n - 1)
+        x = np.pi * (a - f)
+        if abs(x) <= 1e-5:
+            w[k] = 1.0
+        else:
+            sign = 1.0 if (a + 1) % 2 == 0 else -1.0
+            w[k] = sign * spf * (ang_s[k] * ct - ang_c[k] * st) / (x * (x / n))
+        total += w[k]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _resample_lanczos_batch(
+    src: np.ndarray,
+    src_shape: np.ndarray,
+    src_xy0: np.ndarray,
+    start: np.ndarray,
+    du: np.ndarray,
+    dv: np.ndarray,
+    half: np.ndarray,
+    n: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Lanczos-``n`` resampling of one small source image per cell, zero outside it.
+
+    Cell ``c``: output pixel ``(i, j)`` (``i, j < 2 half[c] + 1``) samples source parent
+    position ``start[c] + i * dv[c] + j * du[c]`` (``du``/``dv``: source step per output column
+    / row) from ``src[c, :h, :w]`` whose pixel ``[0, 0]`` is parent ``src_xy0[c]``. Weights are
+    normalised by their sums per axis, as :func:`resample_zero_padded`.
+    """
+    wx = np.empty(2 * n)
+    wy = np.empty(2 * n)
+    taps = np.arange(-(n - 1), n + 1).astype(np.float64)
+    ang_s = np.sin(np.pi * taps / n)
+    ang_c = np.cos(np.pi * taps / n)
+    for c in range(src.shape[0]):
+        hs, ws = src_shape[c, 0], src_shape[c, 1]
+        size = 2 * half[c] + 1
+        for i in range(size):
+            for j in range(size):
+                u = start[c, 0] + i * dv[c, 0] + j * du[c, 0] - src_xy0[c, 0]
+                v = start[c, 1] + i * dv[c, 1] + j * du[c, 1] - src_xy0[c, 1]
+                i0 = int(np.floor(u))
+                j0 = int(np.floor(v))
+                sx = _lanczos_taps(u - i0, n, ang_s, ang_c, wx)
+                sy = _lanczos_taps(v - j0, n, ang_s, ang_c, wy)
+                acc = 0.0
+                for ky in range(2 * n):
+                    row = j0 + ky - (n - 1)
+                    if row < 0 or row >= hs:
+                        continue
+                    part = 0.0
+                    for kx in range(2 * n):
+                        col = i0 + kx - (n - 1)
+                        if 0 <= col < ws:
+                            part += wx[kx] * src[c, row, col]
+                    acc += wy[ky] * part
+                out[c, i, j] = acc / (sx * sy)
 
 
 class WarpedPsf(Psf):
@@ -145,6 +220,99 @@ class WarpedPsf(Psf):
         """Kernel at ``(x, y)`` centred on pixel ``(0, 0)``, odd square, sum 1."""
         img, _ = self._render(float(round(x)), float(round(y)), x, y)
         return img
+
+    def compute_kernel_images(self, xs: np.ndarray, ys: np.ndarray) -> list[np.ndarray | PsfError]:
+        """:meth:`compute_kernel_image` at many positions at once.
+
+        One call of the pixel map for all linearisations and one compiled resampling pass
+        (Lanczos kernels; other kernels fall back to per-position evaluation). Positions where the
+        PSF cannot be evaluated give the :class:`PsfError` instead of an image.
+        """
+        from warping.warp._kernels import parse_kernel
+
+        xs = np.asarray(xs, dtype=float).ravel()
+        ys = np.asarray(ys, dtype=float).ravel()
+        spec = parse_kernel(self.kernel)
+        if not spec.name.startswith("lanczos"):
+            return [self._kernel_or_error(float(x), float(y)) for x, y in zip(xs, ys, strict=True)]
+        n = len(xs)
+        hd = 0.5
+        px = np.stack([xs, xs - hd, xs + hd, xs, xs])
+        py = np.stack([ys, ys, ys, ys - hd, ys + hd])
+        sx, sy = self.dest_to_src(px.ravel(), py.ravel())
+        sx, sy = np.asarray(sx, float).reshape(5, n), np.asarray(sy, float).reshape(5, n)
+        s0 = np.stack([sx[0], sy[0]], axis=1)
+        jac = np.empty((n, 2, 2))
+        jac[:, 0, 0] = (sx[2] - sx[1]) / (2 * hd)
+        jac[:, 0, 1] = (sx[4] - sx[3]) / (2 * hd)
+        jac[:, 1, 0] = (sy[2] - sy[1]) / (2 * hd)
+        jac[:, 1, 1] = (sy[4] - sy[3]) / (2 * hd)
+        results: list[np.ndarray | PsfError | None] = [None] * n
+        finite = np.isfinite(jac).all(axis=(1, 2)) & np.isfinite(s0).all(axis=1)
+        large = np.abs(np.where(np.isfinite(jac), jac, 0.0)).max(axis=(1, 2))
+        rx, ry = np.round(xs), np.round(ys)
+        centres = s0 + np.einsum("cab,cb->ca", jac, np.stack([rx - xs, ry - ys], axis=1))
+        ok: list[int] = []
+        srcs: list[tuple[np.ndarray, Box2I]] = []
+        for c in range(n):
+            if not finite[c]:
+                results[c] = PsfError(
+                    f"Cannot evaluate the warp's pixel map at ({xs[c]:.2f}, {ys[c]:.2f})."
+                )
+                continue
+            if large[c] > MAX_LINEAR_COEFFICIENT:
+                results[c] = PsfError(
+                    f"Unexpectedly large transform at ({xs[c]:.2f}, {ys[c]:.2f}): linear part "
+                    f"{jac[c].tolist()}; check the WCS of the input exposure."
+                )
+                continue
+            try:
+                img, box = self.psf.compute_image(float(centres[c, 0]), float(centres[c, 1]))
+            except PsfError as exc:
+                results[c] = exc
+                continue
+            ok.append(c)
+            srcs.append((img, box))
+        if ok:
+            idx = np.array(ok)
+            m = len(idx)
+            hmax = max(img.shape[0] for img, _ in srcs)
+            wmax = max(img.shape[1] for img, _ in srcs)
+            src = np.zeros((m, hmax, wmax))
+            shape = np.empty((m, 2), dtype=np.int64)
+            xy0 = np.empty((m, 2))
+            corners = np.empty((m, 4, 2))
+            for k, (img, box) in enumerate(srcs):
+                src[k, : img.shape[0], : img.shape[1]] = img
+                shape[k] = img.shape
+                xy0[k] = (box.x0, box.y0)
+                corners[k] = box.corners()
+            inv = np.linalg.inv(jac[idx])
+            off = np.einsum("kab,kcb->kca", inv, corners - centres[idx, None, :])
+            span = off.max(axis=1) - off.min(axis=1)
+            half = np.maximum(np.floor(0.5 * span).astype(np.int64).max(axis=1), 1)
+            # Output pixel (i, j) is destination offset (j - half, i - half) from the centre.
+            du = jac[idx, :, 0]  # source step per destination column
+            dv = jac[idx, :, 1]  # source step per destination row
+            start = centres[idx] - half[:, None] * (du + dv)
+            size = 2 * int(half.max()) + 1
+            out = np.zeros((m, size, size))
+            _resample_lanczos_batch(src, shape, xy0, start, du, dv, half, spec.n, out)
+            for k, c in enumerate(idx):
+                s = 2 * int(half[k]) + 1
+                img = out[k, :s, :s]
+                total = img.sum()
+                if not total > 0:
+                    results[c] = PsfError(f"Warped PSF at ({xs[c]:.2f}, {ys[c]:.2f}) has no flux.")
+                else:
+                    results[c] = img / total
+        return [r if r is not None else PsfError("not evaluated") for r in results]
+
+    def _kernel_or_error(self, x: float, y: float) -> np.ndarray | PsfError:
+        try:
+            return self.compute_kernel_image(x, y)
+        except PsfError as exc:
+            return exc
 
     def average_position(self) -> tuple[float, float]:
         """The source PSF's average position mapped into the destination frame (by inversion)."""

@@ -94,6 +94,34 @@ def resize_psf(psf: Psf, size: int) -> Psf:
     return ResizedPsf(psf, size)
 
 
+def _science_kernels(psf: Psf, xs: np.ndarray, ys: np.ndarray) -> list[np.ndarray | PsfError]:
+    """Kernel images of ``psf`` at the cell centres, or the :class:`PsfError` where it fails.
+
+    Uses the PSF's batch ``compute_kernel_images`` when it has one (e.g.
+    :class:`warping.coadd_psf.WarpedPsf`), else one call per centre.
+    """
+    batch = getattr(psf, "compute_kernel_images", None)
+    if callable(batch):
+        out = batch(np.asarray(xs, float), np.asarray(ys, float))
+        return [o if isinstance(o, PsfError) else np.asarray(o, dtype=float) for o in out]
+    res: list[np.ndarray | PsfError] = []
+    for x, y in zip(xs, ys, strict=True):
+        try:
+            res.append(np.asarray(psf.compute_kernel_image(float(x), float(y)), dtype=float))
+        except PsfError as exc:
+            res.append(exc)
+    return res
+
+
+def _constant_kernel(psf: Psf) -> np.ndarray | None:
+    """The kernel image of a spatially constant analytic PSF (one evaluation), else ``None``."""
+    from warping.psf.analytic import DoubleGaussianPsf, GaussianPsf
+
+    if type(psf) in (GaussianPsf, DoubleGaussianPsf):
+        return np.asarray(psf.compute_kernel_image(0.0, 0.0), dtype=float)
+    return None
+
+
 @dataclass
 class CellSet:
     """PSF pairs at the centres of a grid of cells covering ``bbox`` (the grown region).
@@ -155,25 +183,23 @@ def build_cell_set(
     centres: list[tuple[float, float]] = []
     stamps: list[np.ndarray] = []
     skipped: list[str] = []
-    for row in range(ncy):
-        for col in range(ncx):
-            xc = grown.x0 + sx * col + sx // 2
-            yc = grown.y0 + sy * row + sy // 2
-            try:
-                stamp = np.asarray(science_psf.compute_kernel_image(float(xc), float(yc)), float)
-            except PsfError as exc:
-                skipped.append(f"cell at ({xc}, {yc}): {exc}")
-                continue
-            if stamp.ndim != 2 or stamp.shape[0] % 2 == 0 or stamp.shape[1] % 2 == 0:
-                raise PsfMatchError(
-                    f"science PSF kernel image at ({xc}, {yc}) has shape {stamp.shape}; "
-                    "kernel images must be 2-D with odd dimensions"
-                )
-            if not np.all(np.isfinite(stamp)):
-                skipped.append(f"cell at ({xc}, {yc}): science PSF has non-finite pixels")
-                continue
-            centres.append((float(xc), float(yc)))
-            stamps.append(stamp)
+    cols, rows = np.meshgrid(np.arange(ncx), np.arange(ncy))
+    xcs = (grown.x0 + sx * cols + sx // 2).ravel()
+    ycs = (grown.y0 + sy * rows + sy // 2).ravel()
+    for xc, yc, stamp in zip(xcs, ycs, _science_kernels(science_psf, xcs, ycs), strict=True):
+        if isinstance(stamp, PsfError):
+            skipped.append(f"cell at ({xc}, {yc}): {stamp}")
+            continue
+        if stamp.ndim != 2 or stamp.shape[0] % 2 == 0 or stamp.shape[1] % 2 == 0:
+            raise PsfMatchError(
+                f"science PSF kernel image at ({xc}, {yc}) has shape {stamp.shape}; "
+                "kernel images must be 2-D with odd dimensions"
+            )
+        if not np.all(np.isfinite(stamp)):
+            skipped.append(f"cell at ({xc}, {yc}): science PSF has non-finite pixels")
+            continue
+        centres.append((float(xc), float(yc)))
+        stamps.append(stamp)
     if skipped:
         logger.debug("Skipped %d of %d cells: %s", len(skipped), ncx * ncy, skipped[:3])
     if not stamps:
@@ -206,9 +232,13 @@ def build_cell_set(
         model_psf = resize_psf(model_psf, psf_size)
     sci = np.empty((len(stamps), psf_size, psf_size))
     ref = np.empty_like(sci)
+    constant = _constant_kernel(model_psf)
     for c, ((px, py), stamp) in enumerate(zip(centres, stamps, strict=True)):
         sci[c] = pad_stamp(stamp, psf_size)
-        ref[c] = pad_stamp(np.asarray(model_psf.compute_kernel_image(px, py), float), psf_size)
+        if constant is None:
+            ref[c] = pad_stamp(np.asarray(model_psf.compute_kernel_image(px, py), float), psf_size)
+    if constant is not None:
+        ref[:] = pad_stamp(constant, psf_size)[None]
     return CellSet(
         bbox=grown,
         n_cells_x=ncx,

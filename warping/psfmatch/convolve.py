@@ -1,10 +1,12 @@
 """Spatially varying convolution of image, variance and mask by a :class:`SpatialKernel`.
 
-The kernel at output pixel ``x`` is ``K_x = sum_t T_t(x) K_t`` (``T_t`` the Chebyshev spatial
-terms, ``K_t`` fixed kernels), so the image is convolved once per spatial term (6 FFT
-convolutions for order 2) and the results are combined with the per-pixel term values, then
-divided by the per-pixel kernel sum (LSST ``doNormalize``). This is exact: it equals evaluating
-and normalising the kernel at every pixel.
+The kernel at output pixel ``x`` is ``K_x = sum_t T_t(x) K_t`` (``T_t = Tx_a(x) Ty_b(y)`` the
+Chebyshev spatial terms, ``K_t`` fixed kernels), so the image is convolved once per spatial term
+and the results are combined with the per-pixel term values, then divided by the per-pixel kernel
+sum (LSST ``doNormalize``). This is exact: it equals evaluating and normalising the kernel at every
+pixel. The 2-D inverse FFT is split into its column and row passes: ``Ty_b(y)`` commutes with the
+row pass, so the ``(order+1)(order+2)/2`` column passes are summed per ``a`` before only
+``order + 1`` row passes (3 instead of 6 for order 2), each over the output rows only.
 
 The variance needs ``sum_u K_x(u)^2 V(x-u)``. ``K_x^2`` is sampled over the bbox and reduced
 to its leading principal components ``E_p`` (SVD); ``V`` is convolved with each ``E_p`` and
@@ -12,12 +14,19 @@ combined with the exact projections ``w_p(x) = <K_x^2, E_p>``. The rank is the s
 represents every sampled ``K_x^2`` to a relative L1 error below ``variance_tolerance``, which
 bounds the relative variance error for non-negative variance.
 
-Convolutions are FFT based on overlapping tiles (overlap-save), in float32 by default.
+Convolutions are FFT based on overlapping tiles (overlap-save), in float32 by default; the tiles
+are processed on a small thread pool (the FFTs and the compiled loops release the GIL). The mask
+is OR-dilated by runs along rows, then by a sliding OR along columns, which also sets the
+non-finite/NO_DATA footprint and the border.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -39,124 +48,241 @@ class ConvolutionInfo:
     variance_rank: int
     variance_rel_error: float  # max sampled relative L1 error of the K^2 approximation
     n_tiles: int
+    fft_shape: tuple[int, int] = (0, 0)  # (rows, columns) of each tile's FFT
 
 
-@numba.njit(cache=True, parallel=True)
-def _or_rows(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[y, x] = OR(a[y, x-h : x+h+1])`` (van Herk / Gil-Werman, zeros outside)."""
-    height, width = a.shape
-    w = 2 * h + 1
-    n = -(-(width + 2 * h) // w) * w
-    for y in numba.prange(height):
-        g = np.zeros(n, a.dtype)
-        s = np.zeros(n, a.dtype)
-        for i in range(n):
-            j = i - h
-            v = a[y, j] if 0 <= j < width else 0
-            g[i] = v if i % w == 0 else (g[i - 1] | v)
-        for i in range(n - 1, -1, -1):
-            j = i - h
-            v = a[y, j] if 0 <= j < width else 0
-            s[i] = v if i % w == w - 1 else (s[i + 1] | v)
+@numba.njit(cache=True, nogil=True)
+def _or_row(
+    mask: np.ndarray,
+    image: np.ndarray,
+    variance: np.ndarray,
+    check: bool,
+    no_data: int,
+    h: int,
+    y: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``out[x] = OR(m[y, x-h : x+h+1])`` (zeros outside) for one row.
+
+    ``m = mask``, with ``no_data`` added where ``check`` and the image or variance is not finite.
+    Runs of one value are ORed once over their dilated extent, so mostly-empty masks cost about
+    one read per pixel.
+    """
+    width = mask.shape[1]
+    out[:] = 0
+    x = 0
+    while x < width:
+        v = np.int32(mask[y, x])
+        if check and not (np.isfinite(image[y, x]) and np.isfinite(variance[y, x])):
+            v |= no_data
+        if v == 0:
+            x += 1
+            continue
+        s = x
+        while x + 1 < width:
+            w = np.int32(mask[y, x + 1])
+            if check and not (np.isfinite(image[y, x + 1]) and np.isfinite(variance[y, x + 1])):
+                w |= no_data
+            if w != v:
+                break
+            x += 1
+        for j in range(max(0, s - h), min(width, x + h + 1)):
+            out[j] |= v
+        x += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _dilate_band(
+    mask: np.ndarray,
+    image: np.ndarray,
+    variance: np.ndarray,
+    check: bool,
+    no_data: int,
+    h: int,
+    border: bool,
+    r0: int,
+    r1: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Rows ``r0 <= y < r1`` of the ``(2h+1)²`` OR-dilation of the mask (see :func:`_or_row`).
+
+    Row-dilated rows live in a ring of ``2h + 1`` rows, so no full-size temporary is needed.
+    With ``border``, rows and columns within ``h`` of the edge are set to ``no_data`` alone.
+    """
+    height, width = mask.shape
+    n = 2 * h + 1
+    ring = np.zeros((n, width), np.int32)
+    acc = np.empty(width, np.int32)
+    for yy in range(max(0, r0 - h), min(height, r0 + h)):
+        _or_row(mask, image, variance, check, no_data, h, yy, ring[yy % n])
+    for y in range(r0, r1):
+        if y + h < height:
+            _or_row(mask, image, variance, check, no_data, h, y + h, ring[(y + h) % n])
+        o = out[y]
+        if border and (y < h or y >= height - h):
+            o[:] = no_data
+            continue
+        acc[:] = 0
+        for yy in range(max(0, y - h), min(height, y + h + 1)):
+            row = ring[yy % n]
+            for x in range(width):
+                acc[x] |= row[x]
         for x in range(width):
-            out[y, x] = s[x] | g[x + 2 * h]
-
-
-@numba.njit(cache=True, parallel=True)
-def _or_cols(a: np.ndarray, h: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[y, x] = OR(a[y-h : y+h+1, x])``: row-major sweeps over column blocks in parallel."""
-    height, width = a.shape
-    w = 2 * h + 1
-    n = -(-(height + 2 * h) // w) * w
-    block = 256
-    nblocks = -(-width // block)
-    for bi in numba.prange(nblocks):
-        x0 = bi * block
-        x1 = min(width, x0 + block)
-        bw = x1 - x0
-        g = np.zeros((n, bw), a.dtype)
-        s = np.zeros((n, bw), a.dtype)
-        for i in range(n):
-            j = i - h
-            inside = 0 <= j < height
-            first = i % w == 0
-            for x in range(bw):
-                v = a[j, x0 + x] if inside else 0
-                g[i, x] = v if first else (g[i - 1, x] | v)
-        for i in range(n - 1, -1, -1):
-            j = i - h
-            inside = 0 <= j < height
-            last = i % w == w - 1
-            for x in range(bw):
-                v = a[j, x0 + x] if inside else 0
-                s[i, x] = v if last else (s[i + 1, x] | v)
-        for y in range(height):
-            for x in range(bw):
-                out[y, x0 + x] = s[y, x] | g[y + 2 * h, x]
+            o[x] = acc[x]
+        if border:
+            for x in range(min(h, width)):
+                o[x] = no_data
+            for x in range(max(0, width - h), width):
+                o[x] = no_data
 
 
 def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
     """Bitwise OR of ``mask`` over the ``(2h+1)²`` square around each pixel (zeros outside).
 
-    Works on integer and boolean arrays; every bit plane is dilated at once.
+    Works on integer (at most 32-bit) and boolean arrays; every bit plane is dilated at once.
     """
     if half_width <= 0:
         return mask.copy()
     src = mask.view(np.uint8) if mask.dtype == np.bool_ else np.ascontiguousarray(mask)
-    if not src.any():
-        return np.zeros_like(mask)
-    rows = np.empty_like(src)
-    _or_rows(src, int(half_width), rows)
-    out = np.empty_like(src)
-    _or_cols(rows, int(half_width), out)
-    return out.view(np.bool_) if mask.dtype == np.bool_ else out
+    if src.dtype.itemsize > 4:
+        raise ValueError(f"or_dilate supports masks of at most 32 bits, got {mask.dtype}")
+    dummy = np.zeros((1, 1), np.float32)
+    out = np.empty(src.shape, np.int32)
+    _dilate_band(src, dummy, dummy, False, 0, int(half_width), False, 0, src.shape[0], out)
+    res = out.astype(src.dtype, copy=False)
+    return res.view(np.bool_) if mask.dtype == np.bool_ else res
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
+def _gather(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    no_data: int,
+    y0: int,
+    x0: int,
+    ny: int,
+    nx: int,
+    buf_i: np.ndarray,
+    buf_v: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``buf[r, c] = input[y0 + r, x0 + c]`` for ``r < ny, c < nx``; zero where outside/bad.
+
+    Bad means NO_DATA or a non-finite image or variance. The rest of ``buf`` must be zero.
+    """
+    height, width = image.shape
+    for r in range(ny):
+        y = y0 + r
+        if y < 0 or y >= height:
+            continue
+        for c in range(nx):
+            x = x0 + c
+            if x < 0 or x >= width:
+                continue
+            a = image[y, x]
+            v = variance[y, x]
+            if (mask[y, x] & no_data) == 0 and np.isfinite(a) and np.isfinite(v):
+                buf_i[r, c] = a
+                buf_v[r, c] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[t] = f * k[t]`` (spectrum of the tile times each kernel spectrum)."""
+    n, a, b = k.shape
+    for t in range(n):
+        for i in range(a):
+            fi = f[i]
+            ki = k[t, i]
+            oi = out[t, i]
+            for j in range(b):
+                oi[j] = fi[j] * ki[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_over_y_terms(
+    z: np.ndarray, ty: np.ndarray, a_of_t: np.ndarray, b_of_t: np.ndarray, r0: int, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out[a, r] = sum_{t: a_t = a} Ty_{b_t}(row r) z[t, r0 + r]`` (after the column pass)."""
+    th, nc = out.shape[1], out.shape[2]
+    out[:] = 0
+    for t in range(z.shape[0]):
+        a = a_of_t[t]
+        b = b_of_t[t]
+        for r in range(th):
+            cy = ty[b, r]
+            src = z[t, r0 + r]
+            dst = out[a, r]
+            for j in range(nc):
+                dst[j] += cy * src[j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _combine(
-    conv_i: np.ndarray,
-    conv_v: np.ndarray,
-    ty_t: np.ndarray,
-    tx_t: np.ndarray,
+    rows_i: np.ndarray,
+    tx_a: np.ndarray,
+    rows_v: np.ndarray,
+    c0: int,
     tys: np.ndarray,
     sx: np.ndarray,
     dx: np.ndarray,
+    y0: int,
+    x0: int,
+    out_mask: np.ndarray,
+    no_data: int,
     out_img: np.ndarray,
     out_var: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Per pixel: ``sum_t T_t conv_i[t] / ksum`` and ``sum_p w_p conv_v[p] / ksum²``.
+    """Per pixel: ``sum_a Tx_a rows_i[a] / ksum`` and ``sum_p w_p rows_v[p] / ksum²``.
 
-    ``T_t(x, y) = ty_t[t, y] * tx_t[t, x]``; ``ksum = sum_b tys[b, y] * sx[b, x]``;
-    ``w_p = sum_j tys[j, y] * dx[p, j, x]``. Inner loops run along x (vectorised).
+    Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
+
+    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)``;
+    ``ksum = sum_b tys[b, r] sx[b, c]``; ``w_p = sum_j tys[j, r] dx[p, j, c]``. The loops run
+    along contiguous rows so that they vectorise.
     """
-    nt, th, tw = conv_i.shape
-    rank = conv_v.shape[0]
+    n_a = rows_i.shape[0]
+    th = rows_i.shape[1]
+    rank = rows_v.shape[0]
+    tw = tx_a.shape[1]
     nsb = sx.shape[0]
     nd = dx.shape[1]
-    for y in numba.prange(th):
-        img = np.zeros(tw)
-        ksum = np.zeros(tw)
-        var = np.zeros(tw)
-        wp = np.empty(tw)
-        for t in range(nt):
-            cy = ty_t[t, y]
-            for x in range(tw):
-                img[x] += cy * tx_t[t, x] * conv_i[t, y, x]
+    img = np.empty(tw, np.float32)
+    ksum = np.empty(tw, np.float32)
+    var = np.empty(tw, np.float32)
+    wp = np.empty(tw, np.float32)
+    for r in range(th):
+        img[:] = 0.0
+        ksum[:] = 0.0
+        var[:] = 0.0
+        for a in range(n_a):
+            ri = rows_i[a, r]
+            ta = tx_a[a]
+            for c in range(tw):
+                img[c] += ta[c] * ri[c0 + c]
         for b in range(nsb):
-            cy = tys[b, y]
-            for x in range(tw):
-                ksum[x] += cy * sx[b, x]
+            cy = tys[b, r]
+            sb = sx[b]
+            for c in range(tw):
+                ksum[c] += cy * sb[c]
         for p in range(rank):
             wp[:] = 0.0
             for j in range(nd):
-                cy = tys[j, y]
-                for x in range(tw):
-                    wp[x] += cy * dx[p, j, x]
-            for x in range(tw):
-                var[x] += wp[x] * conv_v[p, y, x]
-        for x in range(tw):
-            out_img[y, x] = img[x] / ksum[x]
-            out_var[y, x] = var[x] / (ksum[x] * ksum[x])
+                cy = tys[j, r]
+                dj = dx[p, j]
+                for c in range(tw):
+                    wp[c] += cy * dj[c]
+            rv = rows_v[p, r]
+            for c in range(tw):
+                var[c] += wp[c] * rv[c0 + c]
+        oi = out_img[y0 + r]
+        ov = out_var[y0 + r]
+        om = out_mask[y0 + r]
+        for c in range(tw):
+            inv = 1.0 / ksum[c]
+            bad = (om[x0 + c] & no_data) != 0
+            oi[x0 + c] = np.nan if bad else img[c] * inv
+            ov[x0 + c] = np.inf if bad else var[c] * inv * inv
 
 
 def _variance_components(
@@ -204,20 +330,50 @@ def _variance_components(
     return comps.reshape(rank, k, k), coeffs, err
 
 
-#: FFT sizes tried for the tiles (5-smooth; larger ones were slower per pixel on 2 cores).
-_FFT_SIZES = (64, 80, 96, 128, 160, 192, 256, 320, 384, 480, 512, 540, 576, 640, 720, 768)
-#: Fixed cost of one tile in units of ``N² log2 N`` (fitted to timings of 256..768 tiles).
-_TILE_OVERHEAD = 5.0e5
+#: Largest FFT length tried per axis (longer transforms fall out of cache and get slower).
+_MAX_FFT = 800
+#: Fixed cost of one tile (allocations, calls) in units of ``pixel * log2(pixels)`` of its FFT.
+_TILE_OVERHEAD = 1.0e6
 
 
-def _choose_fft_size(height: int, width: int, h: int) -> int:
-    """The FFT size whose tiling of the image costs least (``n_tiles * (N² log2 N + c)``)."""
+@functools.lru_cache(maxsize=64)
+def _tile_grid(
+    height: int, width: int, h: int, tile: int | None, workers: int
+) -> tuple[int, int, int, int, int, int]:
+    """``(rows of tiles, columns of tiles, tile height, tile width, FFT rows, FFT columns)``.
 
-    def cost(n: int) -> float:
-        t = n - 2 * h
-        return float(-(-height // t) * -(-width // t) * (n * n * np.log2(n) + _TILE_OVERHEAD))
+    The image is split into equal tiles whose FFT (tile + ``2h`` halo, padded to a fast length)
+    costs least in total, counting the tiles each of ``workers`` threads runs in turn.
+    """
 
-    return min((n for n in _FFT_SIZES if n > 4 * h), key=cost, default=_FFT_SIZES[-1])
+    def shape(n_y: int, n_x: int) -> tuple[int, int, int, int]:
+        th, tw = -(-height // n_y), -(-width // n_x)
+        return (th, tw, sfft.next_fast_len(th + 2 * h, real=True),
+                sfft.next_fast_len(tw + 2 * h, real=True))  # fmt: skip
+
+    if tile is not None:
+        n_y, n_x = -(-height // tile), -(-width // tile)
+        return (n_y, n_x, *shape(n_y, n_x))
+    best: tuple[float, int, int] | None = None
+    for n_y in range(1, max(1, height // max(32, 2 * h)) + 1):
+        th = -(-height // n_y)
+        if th + 2 * h > _MAX_FFT and n_y < height:
+            continue
+        for n_x in range(1, max(1, width // max(32, 2 * h)) + 1):
+            tw = -(-width // n_x)
+            if tw + 2 * h > _MAX_FFT and n_x < width:
+                continue
+            _, _, fy, fx = shape(n_y, n_x)
+            per_tile = fy * fx * math.log2(max(2, fy * fx)) + _TILE_OVERHEAD
+            cost = -(-(n_y * n_x) // workers) * per_tile
+            if best is None or cost < best[0]:
+                best = (cost, n_y, n_x)
+            if tw + 2 * h < 4 * h:
+                break
+        if th + 2 * h < 4 * h:
+            break
+    assert best is not None
+    return (best[1], best[2], *shape(best[1], best[2]))
 
 
 def convolve_spatial(
@@ -238,7 +394,8 @@ def convolve_spatial(
     Parameters
     ----------
     image, variance, mask
-        Arrays of one shape; ``mask`` holds bit planes described by ``mask_planes``.
+        Arrays of one shape; ``mask`` holds bit planes (at most 32 bits) described by
+        ``mask_planes``.
     xy0
         Parent position of element ``[0, 0]`` (the kernel's spatial terms use parent pixels).
     kernel
@@ -246,14 +403,14 @@ def convolve_spatial(
     mask_planes
         Must contain ``NO_DATA``.
     tile
-        Output tile size of the overlap-save FFT; ``None`` picks the FFT size (64-768) that
-        minimises the estimated cost of tiling this image.
+        Largest output tile of the overlap-save FFT (the image is cut into equal tiles);
+        ``None`` picks the tiling whose FFTs cost least for this image.
     fft_dtype
         ``numpy.float32`` (default, fast) or ``numpy.float64``.
     variance_tolerance
         Relative L1 accuracy of the low-rank ``K^2`` used for the variance.
     workers
-        Threads for ``scipy.fft``.
+        Threads working on tiles (and on the mask) at once.
 
     Returns
     -------
@@ -268,16 +425,14 @@ def convolve_spatial(
             f"image {image.shape}, variance {variance.shape} and mask {mask.shape} must be 2-D "
             "arrays of one shape"
         )
+    if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
+        raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
     height, width = image.shape
     h = kernel.half_width
     k = kernel.size
-    no_data = mask_planes.bitmask("NO_DATA")
-    img_in: np.ndarray = np.asarray(image, dtype=fft_dtype)
-    var_in: np.ndarray = np.asarray(variance, dtype=fft_dtype)
-    bad = ~np.isfinite(img_in) | ~np.isfinite(var_in) | ((mask & no_data) != 0)
-    if bad.any():
-        img_in = np.where(bad, 0, img_in).astype(fft_dtype, copy=False)
-        var_in = np.where(bad, 0, var_in).astype(fft_dtype, copy=False)
+    no_data = int(mask_planes.bitmask("NO_DATA"))
+    workers = max(1, int(workers))
+    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
 
     order = kernel.order
     exps = term_exponents(order)
@@ -288,95 +443,74 @@ def convolve_spatial(
         kernel, (x0, x0 + width - 1), (y0, y0 + height - 1), variance_tolerance
     )
     rank = len(comps)
-    if tile is None:
-        n_fft = _choose_fft_size(height, width, h)
-        tile = n_fft - 2 * h
-    else:
-        n_fft = sfft.next_fast_len(tile + 2 * h, real=True)
+    _, _, th_max, tw_max, fy, fx = _tile_grid(height, width, h, tile, workers)
     ctype = np.complex64 if fft_dtype == np.float32 else np.complex128
-    fk = sfft.rfft2(kt.astype(fft_dtype), s=(n_fft, n_fft), axes=(-2, -1)).astype(ctype)
-    fe = sfft.rfft2(comps.astype(fft_dtype), s=(n_fft, n_fft), axes=(-2, -1)).astype(ctype)
+    fk = sfft.rfft2(kt.astype(fft_dtype), s=(fy, fx), axes=(-2, -1)).astype(ctype)
+    fe = sfft.rfft2(comps.astype(fft_dtype), s=(fy, fx), axes=(-2, -1)).astype(ctype)
+    a_of_t = np.array([a for a, _ in exps], dtype=np.int64)
+    b_of_t = np.array([b for _, b in exps], dtype=np.int64)
     # Kernel-sum coefficients in the separable (x, y) Chebyshev form: S[b, a] for T_a(x) T_b(y).
-    exp_a = np.array([a for a, _ in exps], dtype=np.int64)
-    exp_b = np.array([b for _, b in exps], dtype=np.int64)
     smat = np.zeros((order + 1, order + 1))
     for (a, b), s in zip(exps, ksums, strict=True):
         smat[b, a] = s
-
+    nc = fx // 2 + 1
     out_img = np.empty((height, width), dtype=np.float32)
     out_var = np.empty((height, width), dtype=np.float32)
-    n_tiles = 0
-    for ty in range(0, height, tile):
-        th = min(tile, height - ty)
-        for tx in range(0, width, tile):
-            tw = min(tile, width - tx)
-            n_tiles += 1
-            # Input region with a halo of h pixels, zero outside the array.
-            sy0, sy1 = max(0, ty - h), min(height, ty + th + h)
-            sx0, sx1 = max(0, tx - h), min(width, tx + tw + h)
-            buf_i = np.zeros((th + 2 * h, tw + 2 * h), dtype=fft_dtype)
-            buf_v = np.zeros_like(buf_i)
-            oy, ox = sy0 - (ty - h), sx0 - (tx - h)
-            buf_i[oy : oy + sy1 - sy0, ox : ox + sx1 - sx0] = img_in[sy0:sy1, sx0:sx1]
-            buf_v[oy : oy + sy1 - sy0, ox : ox + sx1 - sx0] = var_in[sy0:sy1, sx0:sx1]
-            fi = sfft.rfft2(buf_i, s=(n_fft, n_fft), workers=workers)
-            conv_i = sfft.irfft2(fi[None] * fk, s=(n_fft, n_fft), axes=(-2, -1), workers=workers)
-            conv_i = conv_i[:, 2 * h : 2 * h + th, 2 * h : 2 * h + tw]
-            fv = sfft.rfft2(buf_v, s=(n_fft, n_fft), workers=workers)
-            conv_v = sfft.irfft2(fv[None] * fe, s=(n_fft, n_fft), axes=(-2, -1), workers=workers)
-            conv_v = conv_v[:, 2 * h : 2 * h + th, 2 * h : 2 * h + tw]
-            xn, _ = kernel.normalized_xy(np.arange(x0 + tx, x0 + tx + tw), 0.0)
-            _, yn = kernel.normalized_xy(0.0, np.arange(y0 + ty, y0 + ty + th))
-            tys = chebyshev_1d(yn, 2 * order)  # (2o+1, th)
-            txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-            _combine(
-                conv_i,
-                conv_v,
-                tys[exp_b],
-                txs[exp_a],
-                tys,
-                smat @ txs[: order + 1],
-                np.einsum("pji,ix->pjx", wcoef, txs),
-                out_img[ty : ty + th, tx : tx + tw],
-                out_var[ty : ty + th, tx : tx + tw],
-            )
+    out_mask = np.empty((height, width), dtype=np.int32)
 
-    mask32 = np.asarray(mask, dtype=np.int32)
-    any_bad = bool(bad.any())
-    # Dilate the bad-pixel map with the mask in one pass, through a bit no plane uses.
-    present = int(np.bitwise_or.reduce(mask32, axis=None))
-    used = set(mask_planes.bits.values()) | {b for b in range(31) if present >> b & 1}
-    spare = next((b for b in range(30, -1, -1) if b not in used), None)
-    touched = np.zeros(0, dtype=bool)
-    if any_bad and spare is not None:
-        out_mask = or_dilate(mask32 | (bad.astype(np.int32) << spare), h)
-        touched = (out_mask >> spare & 1).astype(bool)
-        out_mask &= ~np.int32(1 << spare)
-    else:
-        out_mask = or_dilate(mask32, h)
-        if any_bad:
-            touched = or_dilate(bad.view(np.uint8), h).view(bool)
-    if any_bad:
-        out_img[touched] = np.nan
-        out_var[touched] = np.inf
-        out_mask[touched] |= no_data
-    # Border where the kernel does not fit: the edge pixel (NaN, NO_DATA, +inf).
-    edge = np.zeros((height, width), dtype=bool)
-    edge[: min(h, height)] = True
-    edge[max(0, height - h) :] = True
-    edge[:, : min(h, width)] = True
-    edge[:, max(0, width - h) :] = True
-    out_img[edge] = np.nan
-    out_var[edge] = np.inf
-    out_mask[edge] = no_data
+    def do_tile(ty: int, tx: int) -> None:
+        th, tw = min(th_max, height - ty), min(tw_max, width - tx)
+        buf_i: np.ndarray = np.zeros((fy, fx), dtype=fft_dtype)
+        buf_v: np.ndarray = np.zeros((fy, fx), dtype=fft_dtype)
+        _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
+                buf_i, buf_v)  # fmt: skip
+        xn, _ = kernel.normalized_xy(np.arange(x0 + tx, x0 + tx + tw), 0.0)
+        _, yn = kernel.normalized_xy(0.0, np.arange(y0 + ty, y0 + ty + th))
+        tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th)
+        txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
+        # Image: column pass per term, Ty_b summed per a, row pass per a on the output rows.
+        prod = np.empty((len(exps), fy, nc), dtype=ctype)
+        _multiply(sfft.rfft2(buf_i, workers=1), fk, prod)
+        z = sfft.ifft(prod, axis=1, workers=1, overwrite_x=True)
+        acc = np.empty((order + 1, th, nc), dtype=ctype)
+        _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h, acc)
+        rows_i = sfft.irfft(acc, n=fx, axis=-1, workers=1, overwrite_x=True)
+        # Variance: one 2-D convolution per component, row pass on the output rows only.
+        prod_v = np.empty((rank, fy, nc), dtype=ctype)
+        _multiply(sfft.rfft2(buf_v, workers=1), fe, prod_v)
+        zv = sfft.ifft(prod_v, axis=1, workers=1, overwrite_x=True)
+        rows_v = sfft.irfft(zv[:, 2 * h : 2 * h + th], n=fx, axis=-1, workers=1, overwrite_x=True)
+        _combine(rows_i, np.ascontiguousarray(txs[: order + 1], dtype=np.float32), rows_v,
+                 2 * h, tys, (smat @ txs[: order + 1]).astype(np.float32),
+                 np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32), ty, tx,
+                 out_mask, no_data, out_img, out_var)  # fmt: skip
+
+    bands = np.linspace(0, height, min(height, 4 * workers) + 1).astype(int)
+
+    def mask_band(r0: int, r1: int) -> None:
+        _dilate_band(mask_in, image, variance, True, no_data, h, True, r0, r1, out_mask)
+
+    starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # The dilated mask (with the border and the footprint of bad pixels) comes first: the
+        # tiles blank the pixels it marks NO_DATA.
+        jobs = [pool.submit(mask_band, int(a), int(b)) for a, b in itertools.pairwise(bands)]
+        for job in jobs:
+            job.result()
+        jobs = [pool.submit(do_tile, ty, tx) for ty, tx in starts]
+        for job in jobs:
+            job.result()
     logger.debug(
-        "Convolved %dx%d pixels with a %dx%d kernel in %d tiles; variance rank %d (rel err %.2g)",
+        "Convolved %dx%d pixels with a %dx%d kernel in %d tiles of FFT %dx%d; variance rank %d "
+        "(rel err %.2g)",
         width,
         height,
         k,
         k,
-        n_tiles,
+        len(starts),
+        fy,
+        fx,
         rank,
         verr,
     )
-    return out_img, out_var, out_mask, ConvolutionInfo(rank, verr, n_tiles)
+    return out_img, out_var, out_mask, ConvolutionInfo(rank, verr, len(starts), (fy, fx))

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf
-from warping.psfmatch.basis import make_basis
+from warping.psfmatch.basis import make_separable_basis
 from warping.psfmatch.cells import CellSet, build_cell_set
 from warping.psfmatch.config import PsfMatchConfig
 from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial
@@ -224,7 +224,7 @@ def _match(
         )
         logger.warning("%s", msg)
         warn.append(msg)
-    basis = make_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
+    basis = make_separable_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(
         cells, basis, config.spatial_kernel_order, fit_region=fit_region
     )

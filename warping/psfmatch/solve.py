@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 
 from warping.geom import Box2I
+from warping.psfmatch.basis import SeparableBasis
 from warping.psfmatch.cells import CellSet
 from warping.psfmatch.errors import PsfMatchError
 
@@ -151,9 +153,109 @@ def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.nd
     return out.reshape(n, nb, -1)
 
 
+def _convolve_stamps(science: np.ndarray, kernels: np.ndarray, *, full: bool) -> np.ndarray:
+    """``science[c] * kernels[c]`` for every cell, on the stamp (``full``) or its valid part."""
+    size = science.shape[1]
+    k = kernels.shape[-1]
+    h = k // 2
+    nfft = sfft.next_fast_len(size + k - 1, real=True)
+    conv = sfft.irfft2(
+        sfft.rfft2(science, s=(nfft, nfft)) * sfft.rfft2(kernels, s=(nfft, nfft)), s=(nfft, nfft)
+    )
+    if full:
+        return conv[:, h : h + size, h : h + size]
+    return conv[:, k - 1 : size, k - 1 : size]
+
+
+def _toeplitz(functions: np.ndarray, size: int, full: bool) -> np.ndarray:
+    """``T[f, x_in, x_out] = functions[f, x_out - x_in + h]``: 1-D convolution as a matrix.
+
+    Output positions are the ``size`` stamp pixels (``full``) or the ``size - 2h`` pixels where
+    the kernel lies inside the stamp.
+    """
+    k = functions.shape[1]
+    h = k // 2
+    n_out = size if full else size - 2 * h
+    x_in = np.arange(size)[:, None]
+    x_out = np.arange(n_out)[None, :] + (0 if full else h)
+    d = x_out - x_in + h
+    inside = (d >= 0) & (d < k)
+    return np.where(inside[None], functions[:, np.clip(d, 0, k - 1)], 0.0)
+
+
+def _separable_normal_equations(
+    science: np.ndarray,
+    target: np.ndarray,
+    sep: SeparableBasis,
+    *,
+    full: bool,
+    chunk: int = 32,
+    workers: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell ``M_c = C_c C_c^T``, ``b_c = C_c R_c`` and ``R_c.R_c`` via separable passes.
+
+    ``C_c[i]`` = science stamp ``c`` convolved with basis kernel ``i`` at the fitted pixels (as
+    :func:`_cell_design`). Each raw kernel is a row pass then a column pass, done as matrix
+    products over a chunk of cells; the renormalised design rows are the raw ones combined with
+    the (sparse) ``sep.transform``. ``target`` is ``(n, pixels)`` in the fitted region. Chunks
+    run on ``workers`` threads (BLAS releases the GIL).
+    """
+    n, size, _ = science.shape
+    tx = _toeplitz(sep.functions, size, full)  # (nf, P, Q)
+    q = tx.shape[2]
+    n_raw = len(sep.ix)
+    nb = len(sep.transform)
+    terms = [
+        [(int(j), float(sep.transform[i, j])) for j in np.flatnonzero(sep.transform[i])]
+        for i in range(nb)
+    ]
+    used_x = sorted(set(sep.ix.tolist()))
+    m_out = np.empty((n, nb, nb))
+    b_out = np.empty((n, nb))
+    rr = np.einsum("cp,cp->c", target, target)
+
+    def run(part: range) -> None:
+        # Buffers are allocated once per thread and reused for its chunks (fresh pages of large
+        # temporaries cost more than the products here).
+        xp = np.empty((len(tx), size * chunk, q))
+        raw = np.empty((n_raw, q, chunk * q))
+        design = np.empty((nb, q, chunk * q))
+        d2 = np.empty((chunk, nb, q, q))
+        for c0 in part:
+            sci = science[c0 : c0 + chunk]
+            m = len(sci)
+            st = sci.transpose(1, 0, 2).reshape(size * m, size)  # rows (y, cell), columns x
+            for f in used_x:
+                np.matmul(st, tx[f], out=xp[f, : size * m])  # row pass: (y, cell) x Q
+            for jr in range(n_raw):
+                np.matmul(tx[sep.iy[jr]].T, xp[sep.ix[jr], : size * m].reshape(size, m * q),
+                          out=raw[jr, :, : m * q])  # fmt: skip
+            for i, tj in enumerate(terms):
+                j0, w0 = tj[0]
+                np.multiply(raw[j0, :, : m * q], w0, out=design[i, :, : m * q])
+                for j, w in tj[1:]:
+                    design[i, :, : m * q] += w * raw[j, :, : m * q]
+            dm = d2[:m]
+            dm[...] = design[:, :, : m * q].reshape(nb, q, m, q).transpose(2, 0, 1, 3)
+            dd = dm.reshape(m, nb, q * q)
+            np.matmul(dd, dd.transpose(0, 2, 1), out=m_out[c0 : c0 + m])
+            b_out[c0 : c0 + m] = (dd @ target[c0 : c0 + m, :, None])[:, :, 0]
+
+    starts = list(range(0, n, chunk))
+    n_parts = max(1, min(workers, len(starts)))
+    parts = [range(starts[i], n, chunk * n_parts) for i in range(n_parts)]
+    if n_parts > 1:
+        with ThreadPoolExecutor(max_workers=n_parts) as pool:
+            for job in [pool.submit(run, part) for part in parts]:
+                job.result()
+    else:
+        run(parts[0])
+    return m_out, b_out, rr
+
+
 def fit_spatial_kernel(
     cells: CellSet,
-    basis: np.ndarray,
+    basis: np.ndarray | SeparableBasis,
     order: int,
     *,
     kernel_sum: float = 1.0,
@@ -176,6 +278,8 @@ def fit_spatial_kernel(
     PsfMatchError
         If there are no cells or the system has no finite solution.
     """
+    sep = basis if isinstance(basis, SeparableBasis) else None
+    basis = sep.basis if sep is not None else np.asarray(basis, dtype=float)
     nb, k, _ = basis.shape
     h = k // 2
     n = cells.n_cells
@@ -185,15 +289,18 @@ def fit_spatial_kernel(
     if fit_region not in ("stamp", "valid"):
         raise ValueError(f"fit_region must be 'stamp' or 'valid', got {fit_region!r}")
     full = fit_region == "stamp"
-    c = _cell_design(cells.science_stamps, basis, full=full)  # (n, nb, p)
     if full:
         r = cells.model_stamps.reshape(n, -1)  # (n, p)
     else:
         r = cells.model_stamps[:, h : size - h, h : size - h].reshape(n, -1)
-    # Per-cell normal equations as batched BLAS products (match_to_model keeps BLAS on one
-    # thread, where this beat a numba loop 3x).
-    m = c @ c.transpose(0, 2, 1)  # (n, nb, nb)
-    b = (c @ r[:, :, None])[:, :, 0]
+    if sep is not None:
+        m, b, rr = _separable_normal_equations(cells.science_stamps, r, sep, full=full)
+    else:
+        c = _cell_design(cells.science_stamps, basis, full=full)  # (n, nb, p)
+        # Per-cell normal equations as batched BLAS products.
+        m = c @ c.transpose(0, 2, 1)  # (n, nb, nb)
+        b = (c @ r[:, :, None])[:, :, 0]
+        rr = np.einsum("cp,cp->c", r, r)
     domain = cells.bbox
     probe = SpatialKernel(basis, np.zeros((nb, 1)), order, domain)
     t = probe.spatial_terms(cells.centres[:, 0], cells.centres[:, 1]).T  # (n, nt)
@@ -227,16 +334,17 @@ def fit_spatial_kernel(
     coeffs[0, 0] = kernel_sum
     coeffs[1:, :] = sol.reshape(nb - 1, nt)
     kernel = SpatialKernel(basis, coeffs, order, domain)
-    # Per-cell residuals of the fitted spatial kernel.
+    # Per-cell residuals of the fitted spatial kernel: |R - C a|^2 from the normal equations,
+    # the largest pixel from one FFT convolution per cell with the kernel at its centre.
     a_cell = t @ coeffs.T  # (n, nb)
-    pred = (a_cell[:, None, :] @ c)[:, 0, :]
     peak = np.abs(cells.model_stamps).reshape(n, -1).max(axis=1)
-    res = (r - pred) / peak[:, None]
-    kimg = a_cell @ basis.reshape(nb, -1)  # (n, k*k) kernels at the cell centres
-    kimg /= kimg.sum(axis=1, keepdims=True)
+    ss = rr - 2.0 * np.einsum("ci,ci->c", a_cell, b) + np.einsum("ci,cij,cj->c", a_cell, m, a_cell)
+    kraw = (a_cell @ basis.reshape(nb, -1)).reshape(n, k, k)  # kernels at the cell centres
+    pred = _convolve_stamps(cells.science_stamps, kraw, full=full).reshape(n, -1)
+    kimg = kraw.reshape(n, -1) / kraw.sum(axis=(1, 2))[:, None]
     diag_out = FitDiagnostics(
-        residual_rms=np.sqrt((res**2).mean(axis=1)),
-        residual_max=np.abs(res).max(axis=1),
+        residual_rms=np.sqrt(np.clip(ss, 0.0, None) / r.shape[1]) / peak,
+        residual_max=np.abs(r - pred).max(axis=1) / peak,
         condition_number=cond,
         kernel_l1=np.abs(kimg).sum(axis=1),
         kernel_sum_sq=(kimg**2).sum(axis=1),
