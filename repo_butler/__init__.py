@@ -2,15 +2,34 @@
 
 Datasets are identified by a dataset type and a data ID, stored through fsspec with Gen2-style
 path templates, and indexed in an SQLite registry that can be rebuilt from storage.
+
+Public names are imported on first access, so ``import repo_butler.errors`` (used by every
+command-line adapter) does not pay for the butler, fsspec and the registry.
 """
 
 from __future__ import annotations
 
-from repo_butler.butler import Butler, create_repo
-from repo_butler.config import DatasetType
-from repo_butler.dimensions import DataId, Dimension, DimensionUniverse
-from repo_butler.provenance import Provenance, ProvenanceInput, software_versions
-from repo_butler.refs import DatasetRef
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from repo_butler.butler import Butler, create_repo
+    from repo_butler.config import DatasetType
+    from repo_butler.dimensions import DataId, Dimension, DimensionUniverse
+    from repo_butler.provenance import Provenance, ProvenanceInput, software_versions
+    from repo_butler.refs import DatasetRef
+
+_EXPORTS = {
+    "Butler": "repo_butler.butler",
+    "create_repo": "repo_butler.butler",
+    "DatasetType": "repo_butler.config",
+    "DataId": "repo_butler.dimensions",
+    "Dimension": "repo_butler.dimensions",
+    "DimensionUniverse": "repo_butler.dimensions",
+    "Provenance": "repo_butler.provenance",
+    "ProvenanceInput": "repo_butler.provenance",
+    "software_versions": "repo_butler.provenance",
+    "DatasetRef": "repo_butler.refs",
+}
 
 __all__ = [
     "Butler",
@@ -24,3 +43,14 @@ __all__ = [
     "create_repo",
     "software_versions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'repo_butler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -173,11 +173,10 @@ static inline RB_AVX2 double rb_hsum4(__m256d v) {
 
 /*
  * Hot path for one destination pixel: float32 data, Lanczos-n (nk = 2n taps, nq = ceil(nk / 4)
- * quads), both fractional offsets nonzero (full footprint), 4 * nq floats readable from bx on
- * every row.  Weights come from the float64 table padded with zero columns; each quad of 4
- * source floats is widened to float64 in one instruction, lanes beyond the footprint are zeroed
- * bitwise (a NaN or inf there must not leak in through 0 * NaN), the rows are accumulated with
- * their y weight and one dot product with the x weights finishes.  Same float64 arithmetic as the
+ * weight quads), both fractional offsets nonzero (full footprint).  Weights come from the float64
+ * table padded with zero columns; source floats are read as quads (and a final pair for n odd),
+ * widened to float64 in one instruction, accumulated with their row's y weight, and one dot
+ * product with the x weights finishes.  Same float64 arithmetic as the
  * scalar path up to the order of the additions.
  */
 static inline __attribute__((always_inline)) RB_AVX2 void rb_vec_pixel(
@@ -206,39 +205,54 @@ static inline __attribute__((always_inline)) RB_AVX2 void rb_vec_pixel(
         t1 = _mm256_loadu_pd(py + fstride + 4 * q);
         _mm256_store_pd(wy + 4 * q, _mm256_fmadd_pd(vty, _mm256_sub_pd(t1, t0), t0));
     }
-    /* lanes of the last quad beyond the footprint: zero the loaded bits (NaN must not leak) */
-    const int64_t r4 = nk - 4 * (nq - 1);
-    const __m256d keep = _mm256_castsi256_pd(
-        _mm256_set_epi64x(r4 > 3 ? -1 : 0, r4 > 2 ? -1 : 0, r4 > 1 ? -1 : 0, -1));
-    __m256d acc[3] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    /* nk = 4 * nq4 + 2 * pair: whole quads of 4 taps, then (Lanczos-3 and -5) one pair of 2, so
+     * no load reaches outside the footprint (a NaN there must not leak in through 0 * NaN) */
+    const int64_t nq4 = nk / 4, pair = nk % 4 != 0;
+    __m128d wxp = _mm_setzero_pd();
+    if (pair) wxp = _mm256_castpd256_pd128(wx[nq4]);
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m128d accp = _mm_setzero_pd();
     const float *base = src + by * ss + bx;
     for (int64_t b = 0; b < nk; b++) {
         const float *r = base + b * ss;
         const __m256d w = _mm256_set1_pd(wy[b]);
-        for (int64_t q = 0; q < nq; q++) {
-            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(r + 4 * q));
-            if (q == nq - 1 && nk % 4 != 0) x = _mm256_and_pd(x, keep);
-            acc[q] = _mm256_fmadd_pd(w, x, acc[q]);
+        for (int64_t q = 0; q < nq4; q++)
+            acc[q] = _mm256_fmadd_pd(w, _mm256_cvtps_pd(_mm_loadu_ps(r + 4 * q)), acc[q]);
+        if (pair) {
+            const __m128d x = _mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd((const double *)(r + 4 * nq4))));
+            accp = _mm_fmadd_pd(_mm256_castpd256_pd128(w), x, accp);
         }
     }
     __m256d prod = _mm256_mul_pd(acc[0], wx[0]);
-    for (int64_t q = 1; q < nq; q++) prod = _mm256_fmadd_pd(acc[q], wx[q], prod);
-    *out_i = (float)(rb_hsum4(prod) * scale);
+    for (int64_t q = 1; q < nq4; q++) prod = _mm256_fmadd_pd(acc[q], wx[q], prod);
+    double sum = rb_hsum4(prod);
+    if (pair) {
+        const __m128d pp = _mm_mul_pd(accp, wxp);
+        sum += _mm_cvtsd_f64(_mm_add_sd(pp, _mm_unpackhi_pd(pp, pp)));
+    }
+    *out_i = (float)(sum * scale);
     if (!do_var) return;
-    __m256d av[3] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256d av[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m128d avp = _mm_setzero_pd();
     const float *vbase = svar + by * ss + bx;
     for (int64_t b = 0; b < nk; b++) {
         const float *r = vbase + b * ss;
         const __m256d w2 = _mm256_set1_pd(wy[b] * wy[b]);
-        for (int64_t q = 0; q < nq; q++) {
-            __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(r + 4 * q));
-            if (q == nq - 1 && nk % 4 != 0) x = _mm256_and_pd(x, keep);
-            av[q] = _mm256_fmadd_pd(w2, x, av[q]);
+        for (int64_t q = 0; q < nq4; q++)
+            av[q] = _mm256_fmadd_pd(w2, _mm256_cvtps_pd(_mm_loadu_ps(r + 4 * q)), av[q]);
+        if (pair) {
+            const __m128d x = _mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd((const double *)(r + 4 * nq4))));
+            avp = _mm_fmadd_pd(_mm256_castpd256_pd128(w2), x, avp);
         }
     }
     __m256d pv = _mm256_mul_pd(av[0], _mm256_mul_pd(wx[0], wx[0]));
-    for (int64_t q = 1; q < nq; q++) pv = _mm256_fmadd_pd(av[q], _mm256_mul_pd(wx[q], wx[q]), pv);
-    *out_v = (float)(rb_hsum4(pv) * (scale * scale));
+    for (int64_t q = 1; q < nq4; q++) pv = _mm256_fmadd_pd(av[q], _mm256_mul_pd(wx[q], wx[q]), pv);
+    double vsum = rb_hsum4(pv);
+    if (pair) {
+        const __m128d pp = _mm_mul_pd(avp, _mm_mul_pd(wxp, wxp));
+        vsum += _mm_cvtsd_f64(_mm_add_sd(pp, _mm_unpackhi_pd(pp, pp)));
+    }
+    *out_v = (float)(vsum * (scale * scale));
 }
 
 /* Vector hot path with a constant tap count (loops fully unrolled), one per Lanczos-2..5. */
@@ -285,7 +299,7 @@ static inline int rb_vec_none(const rb_args *A, const void *src, const void *sva
         const int do_full = A->mask_in && mask_out && A->full_bits != 0;                        \
         const int mask_bilinear = A->mkind == RB_KIND_BILINEAR && !same;                         \
         const int vec_ok = VEC && A->kind == RB_KIND_LANCZOS && A->dtable != 0;                  \
-        const int64_t span = 4 * ((nk + 3) / 4); /* floats read per source row (hot path) */      \
+        const int64_t span = nk; /* floats read per source row by the hot path */                 \
         const T pad = (T)A->pad_value;                                                           \
         const T inf = (T)INFINITY;                                                               \
         const int32_t nodata = (int32_t)A->nodata_bits;                                          \

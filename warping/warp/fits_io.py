@@ -76,17 +76,36 @@ def warp_fits_file(
 ) -> dict[str, Any]:
     """Warp ``input_path`` onto the grid of ``target_header`` and write ``output_path``.
 
-    Returns a summary ``{"shape": (ny, nx), "covered": n_finite_pixels}``.
+    Plain FITS images with a zenithal (TAN, STG, SIN, ZEA, ARC; optionally SIP) WCS take the
+    astropy-free path (:mod:`warping.warp.lite_io`: our FITS reader/writer and WCS, ~1 s less
+    start-up); anything else is read and written with astropy. Returns a summary
+    ``{"shape": (ny, nx), "covered": n_finite_pixels, "reader": "lite" | "astropy"}``.
     """
-    from astropy.io import fits
-
     from warping.warp._high_level import warp_image
+    from warping.warp.lite_io import load_for_warp, write_warp
 
-    image, src_wcs = read_image_and_wcs(input_path)
-    _header, shape, dest_wcs = read_target_header(target_header)
-    out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
-    hdr = dest_wcs.to_header(relax=True)
-    fits.PrimaryHDU(out, header=hdr).writeto(output_path, overwrite=True)
-    covered = int(np.isfinite(out).sum())
-    logger.info("wrote %s: %dx%d, %d covered pixels", output_path, shape[1], shape[0], covered)
-    return {"shape": shape, "covered": covered}
+    lite = load_for_warp(input_path, target_header)
+    if lite is not None:
+        image, src_wcs, dest_wcs, shape, cards = lite
+        out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
+        write_warp(output_path, out, cards)
+        reader = "lite"
+    else:
+        from astropy.io import fits
+
+        image, src_wcs = read_image_and_wcs(input_path)
+        _header, shape, dest_wcs = read_target_header(target_header)
+        out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
+        hdr = dest_wcs.to_header(relax=True)
+        fits.PrimaryHDU(out, header=hdr).writeto(output_path, overwrite=True)
+        reader = "astropy"
+    covered = int(np.count_nonzero(~np.isnan(out)))
+    logger.info(
+        "wrote %s: %dx%d, %d covered pixels (%s reader)",
+        output_path,
+        shape[1],
+        shape[0],
+        covered,
+        reader,
+    )
+    return {"shape": shape, "covered": covered, "reader": reader}
