@@ -133,3 +133,52 @@ def test_lite_modules_import_no_heavy_dependency() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+REAL_SUPPORTED = [
+    "astropy-testdata/m13.fits",  # int16, CDELT + CROTA1 = 0
+    "astropy-testdata/sip-wcs.fits",  # uint16 (BZERO 32768), TAN-SIP
+    "galsim-tests/sipsample.fits",
+    "lsst-afw/HSC-0908120-056-small.fits",  # LSST Exposure: image in the first extension
+    "lsst-meas_modelfit/calexp.fits",
+    "lsst-obs_base/calexp.fits",
+]
+REAL_FALLBACK = [
+    "galsim-tests/tpv.fits.gz",  # gzip (and TPV)
+    "lsst-jointcal-cfht_minimal/calexp-850587-12.fits.fz",  # tile-compressed
+    "lsst-drp_tasks/visitSummary_1176.fits",  # tables only
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", REAL_SUPPORTED)
+def test_real_files_match_astropy(shared_data: Path, name: str) -> None:
+    from warping.warp.lite_fits import read_image
+
+    path = shared_data / name
+    got = read_image(path)
+    assert got is not None
+    data, header = got
+    with fits.open(path) as hdul:
+        hdu = next(h for h in hdul if h.data is not None and h.data.ndim == 2)
+        np.testing.assert_array_equal(data, np.asarray(hdu.data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = WCS(hdu.header)
+    lite = LiteWcs.from_header(header)
+    assert lite is not None
+    ny, nx = data.shape
+    yy, xx = np.mgrid[-3 : ny + 3 : 15j, -3 : nx + 3 : 15j]
+    ra_ref, dec_ref = ref.all_pix2world(xx, yy, 0)
+    assert sep_deg(*lite.pixel_to_world_values(xx, yy), ra_ref, dec_ref) < 1e-10
+    px, py = ref.all_world2pix(ra_ref, dec_ref, 0, tolerance=1e-12, maxiter=100, quiet=True)
+    qx, qy = lite.world_to_pixel_values(ra_ref, dec_ref)
+    assert np.max(np.hypot(qx - px, qy - py)) < 1e-8
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", REAL_FALLBACK)
+def test_real_files_fall_back(shared_data: Path, name: str) -> None:
+    from warping.warp.lite_fits import read_image
+
+    assert read_image(shared_data / name) is None

@@ -350,3 +350,14 @@ def test_shapes_and_scalars() -> None:
     assert vec.shape == (3, 7, 5) and np.allclose(np.sum(vec**2, axis=0), 1.0)
     vx, _vy = lite.vector_to_pixel(vec)
     assert np.allclose(vx, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("crota", [{"CROTA1": 0.0}, {"CROTA2": 33.0, "CROTA1": 33.0}])
+def test_crota_variants(crota: dict[str, float]) -> None:
+    cards = base_cards("TAN", (250.0, 36.0), form="none") | {"CDELT1": -2e-4, "CDELT2": 2e-4}
+    check_against_astropy(cards | crota, *grid_points())
+
+
+def test_lone_nonzero_crota1_falls_back() -> None:
+    cards = base_cards("TAN", (250.0, 36.0), form="none") | {"CDELT1": -2e-4, "CDELT2": 2e-4}
+    assert LiteWcs.from_header(cards | {"CROTA1": 10.0}) is None

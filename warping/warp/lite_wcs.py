@@ -259,8 +259,9 @@ class LiteWcs:
                 return None
             mat = [_num(cards.get(k, 1.0 if k[2] == k[4] else 0.0)) for k in pc_keys]
         elif has_crota:
-            r1, r2 = _num(cards.get("CROTA1", cards.get("CROTA2"))), _num(cards.get("CROTA2"))
-            if r2 is None or r1 != r2:
+            # wcslib uses the latitude axis's CROTA2; a lone CROTA1 is accepted only when 0
+            r1, r2 = _num(cards.get("CROTA1", cards.get("CROTA2"))), _num(cards.get("CROTA2", 0.0))
+            if r1 is None or r2 is None or (r1 != r2 and not ("CROTA2" not in has and r1 == 0)):
                 return None
             s, c = _sincosd(r2)
             ratio = cdelt[1] / cdelt[0]
