@@ -59,6 +59,7 @@ typedef struct {
     void *out_var;
     int32_t *out_mask;
     int64_t wd;
+    int64_t ostride, vstride, omstride; /* row strides (elements) of out_img, out_var, out_mask */
     int64_t kind, n;
     const double *table; /* (rows + 2, 2n) exact weights at f = k / rows */
     const double *dtable; /* (rows + 2, 8 * nvec) copy of table, zero padded (hot path) */
@@ -344,9 +345,9 @@ static inline int rb_vec_none(const rb_args *A, const void *src, const void *sva
                                 ca[c] = g0a[c] + ty * (g1a[c] - g0a[c]);                         \
                         }                                                                        \
                     }                                                                            \
-                    T *orow = oimg + j * wd;                                                     \
-                    T *vrow = do_var ? ovar + j * wd : 0;                                        \
-                    int32_t *mrow = mask_out ? omask + j * wd : 0;                               \
+                    T *orow = oimg + j * A->ostride;                                             \
+                    T *vrow = do_var ? ovar + j * A->vstride : 0;                                \
+                    int32_t *mrow = mask_out ? omask + j * A->omstride : 0;                      \
                     int64_t i = ia;                                                              \
                     while (i < ib) {                                                             \
                         const int64_t k = rb_min(rb_max((i + 1) / step, 0), last_cell);         \
@@ -532,4 +533,4 @@ void rb_block_map(const int32_t *mask, int64_t h, int64_t w, int64_t stride, int
 }
 
 /* ABI version checked by the loader. */
-int64_t rb_abi_version(void) { return 3; }
+int64_t rb_abi_version(void) { return 4; }

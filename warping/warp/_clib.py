@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("_ckernel.c")
 #: No -ffast-math: NaN and infinity keep their IEEE meaning (NaN inputs must propagate).
 CFLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=fast", "-fPIC", "-shared", "-Wno-psabi")
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -71,6 +71,9 @@ class CoreArgs(ctypes.Structure):
         ("out_var", ctypes.c_void_p),
         ("out_mask", ctypes.c_void_p),
         ("wd", ctypes.c_int64),
+        ("ostride", ctypes.c_int64),
+        ("vstride", ctypes.c_int64),
+        ("omstride", ctypes.c_int64),
         ("kind", ctypes.c_int64),
         ("n", ctypes.c_int64),
         ("table", ctypes.c_void_p),

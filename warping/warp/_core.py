@@ -60,7 +60,7 @@ def _unaliased(a: np.ndarray) -> np.ndarray:
 
 def _row_stride(a: np.ndarray) -> int:
     """Row stride of ``a`` in elements (rows must be contiguous)."""
-    if a.strides[1] != a.itemsize or a.strides[0] % a.itemsize:
+    if a.shape[1] > 1 and a.strides[1] != a.itemsize or a.strides[0] % a.itemsize:
         raise TypeError(f"array rows must be contiguous, got strides {a.strides}")
     return a.strides[0] // a.itemsize
 
@@ -135,18 +135,24 @@ def warp_band(
     dtype = src_img.dtype
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"warp core supports float32/float64 images, got {dtype}")
-    arrays = {
-        "src_img": src_img,
-        "src_var": src_var,
-        "out_img": out_img,
-        "out_var": out_var,
-    }
-    for name, arr in arrays.items():
+    for name, arr in {"src_img": src_img, "src_var": src_var}.items():
         if arr.dtype != dtype or not arr.flags.c_contiguous:
             raise TypeError(f"{name} must be C-contiguous {dtype}, got {arr.dtype}")
-    for name, arr in {"src_mask": src_mask, "out_mask": out_mask}.items():
-        if arr.dtype != np.int32 or not arr.flags.c_contiguous:
-            raise TypeError(f"{name} must be C-contiguous int32, got {arr.dtype}")
+    if src_mask.dtype != np.int32 or not src_mask.flags.c_contiguous:
+        raise TypeError(f"src_mask must be C-contiguous int32, got {src_mask.dtype}")
+    # outputs may be views with padded rows (e.g. a bbox inside a larger array)
+    for name, arr, want in (
+        ("out_img", out_img, dtype),
+        ("out_var", out_var, dtype),
+        ("out_mask", out_mask, np.dtype(np.int32)),
+    ):
+        if arr.dtype != want or arr.ndim != 2:
+            raise TypeError(f"{name} must be a 2-D {want} array, got {arr.dtype}")
+        _row_stride(arr)
+    if do_var and out_var.shape != out_img.shape:
+        raise ValueError(f"out_var shape {out_var.shape} != out_img shape {out_img.shape}")
+    if mask_out and out_mask.shape != out_img.shape:
+        raise ValueError(f"out_mask shape {out_mask.shape} != out_img shape {out_img.shape}")
     src_img = _unaliased(src_img)
     if do_var:
         src_var = _unaliased(src_var)
@@ -202,6 +208,9 @@ def warp_band(
         out_var=_ptr(out_var),
         out_mask=_ptr(out_mask),
         wd=wd,
+        ostride=_row_stride(out_img),
+        vstride=_row_stride(out_var),
+        omstride=_row_stride(out_mask) if out_mask.size else 0,
         kind=int(kind),
         n=int(n),
         table=_ptr(table),

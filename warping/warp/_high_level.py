@@ -146,6 +146,7 @@ def warp_with_transform(
     pad_value: float = math.nan,
     mask_planes: MaskPlanes | None = None,
     want_mask: bool = True,
+    out_image: np.ndarray | None = None,
 ) -> WarpResult:
     """Warp image (+ variance, + mask) through an arbitrary destination-to-source pixel map.
 
@@ -168,6 +169,9 @@ def warp_with_transform(
         Planes of ``mask`` (for ``NO_DATA`` and ``grow_full_mask``); default afw planes.
     want_mask
         Produce the output mask (``False`` saves memory for plain images; ``mask`` is then empty).
+    out_image
+        Write the image into this array (shape ``dest_bbox.shape``, the dtype of the result,
+        contiguous rows; e.g. a view of a larger grid) instead of a new one.
 
     Returns
     -------
@@ -206,7 +210,15 @@ def warp_with_transform(
     mspec = control.mask_kernel_spec
 
     hd, wd = dest_bbox.shape
-    out_img = np.empty((hd, wd), dtype=img.dtype)
+    if out_image is None:
+        out_img = np.empty((hd, wd), dtype=img.dtype)
+    else:
+        out_img = out_image
+        if out_img.shape != (hd, wd) or out_img.dtype != img.dtype:
+            raise ValueError(
+                f"out_image must have shape {(hd, wd)} and dtype {img.dtype}, got "
+                f"{out_img.shape} {out_img.dtype}"
+            )
     out_var = np.empty((hd, wd) if do_var else (1, 1), dtype=var.dtype)
     out_mask = np.empty((hd, wd) if want_mask else (0, 0), dtype=np.int32)
     result = WarpResult(out_img, out_var if do_var else None, out_mask, 0, dest_bbox)
@@ -385,10 +397,11 @@ def warp_image(
     src_bbox = Box2I(0, 0, img.shape[1], img.shape[0])
     bbox = compute_warped_bbox(src_bbox, src_wcs, dest_wcs, edge_samples=16).intersection(full)
     dtype = np.float32 if img.dtype == np.float32 else np.float64
+    out = np.full((h, w), np.nan, dtype=dtype)
     if bbox.is_empty():
         logger.info("source does not overlap the destination grid")
-        return np.full((h, w), np.nan, dtype=dtype)
-    res = warp_with_transform(
+        return out
+    warp_with_transform(
         img,
         None,
         None,
@@ -397,11 +410,8 @@ def warp_image(
         wcs_pair_transform(src_wcs, dest_wcs),
         control=control,
         want_mask=False,
+        out_image=out[bbox.slices(full)],
     )
-    if bbox == full:
-        return res.image
-    out = np.full((h, w), np.nan, dtype=res.image.dtype)
-    out[bbox.slices(full)] = res.image
     return out
 
 
