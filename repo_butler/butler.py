@@ -72,12 +72,13 @@ from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, s
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
 
-__all__ = ["Butler", "create_repo"]
+__all__ = ["PENDING_CHECKSUM", "Butler", "create_repo", "provenance_document", "provenance_json"]
 
 logger = logging.getLogger(__name__)
 
 _TRANSFERS = ("copy", "move", "symlink", "direct")
-_PENDING_CHECKSUM = "sha256:" + "0" * 64  # provenance is validated before the checksum is known
+PENDING_CHECKSUM = "sha256:" + "0" * 64
+"""Placeholder checksum: provenance is validated before the bytes are written and hashed."""
 
 
 class Butler:
@@ -533,7 +534,13 @@ class Butler:
         prov_json: str | None = None
         if provenance is not None:  # validated before anything is written
             prov_path = path + SIDECAR_SUFFIX
-            prov_doc = self._provenance_doc(provenance, dt.name, did, _PENDING_CHECKSUM)
+            prov_doc = provenance_document(
+                provenance,
+                dataset_type=dt.name,
+                data_id=did,
+                run=self._run,
+                storage_options=self._storage_options,
+            )
         # On object stores the checksum is computed while the upload runs (or taken from the
         # S3 client, which hashed the body to sign the request).
         wait = self._store.put_bytes_started(path, data, exclusive=exclusive)
@@ -547,8 +554,7 @@ class Butler:
             logger.info("replacing %s, an unregistered file", self._store.uri(path))
             checksum = self._store.put_bytes_started(path, data)()
         if prov_path is not None and prov_doc is not None:
-            prov_doc["output"]["checksum"] = checksum
-            prov_json = json.dumps(prov_doc, sort_keys=True, indent=1)
+            prov_json = provenance_json(prov_doc, checksum)
             self._store.put_bytes(prov_path, prov_json.encode())
         elif existing is not None and existing.provenance:
             self._remove_file(existing.provenance)
@@ -576,34 +582,6 @@ class Butler:
             f"{dataset_type} {did} already exists in run {display_run(self._run)} of "
             f"{self.root}; remove it first or pass overwrite=True"
         )
-
-    def _provenance_doc(
-        self, provenance: Provenance, dataset_type: str, did: DataId, checksum: str
-    ) -> dict[str, Any]:
-        from repo_butler.schemas import validate
-
-        doc = provenance.to_dict()
-        # Complete what the caller left empty so every record says when, where and with what.
-        stamp = now_iso()
-        doc["start"] = doc["start"] or stamp
-        doc["end"] = doc["end"] or stamp
-        if not doc["host"]:
-            import platform
-
-            doc["host"] = platform.node()
-        doc["software"] = doc["software"] or software_versions()
-        doc["output"] = {
-            "dataset_type": dataset_type,
-            "data_id": did.to_dict(),
-            "run": self._run,
-            "checksum": checksum,
-        }
-        # Key-based scrubbing happened in Provenance; also remove the values we know are
-        # secret (our storage options' credentials) wherever the caller put them.
-        doc = redact_values(doc, secret_values(self._storage_options))
-        source = f"provenance of {dataset_type} {did}"
-        validate(doc, "provenance.schema.json", source=source, error=ConfigError)
-        return doc
 
     def get(
         self,
@@ -938,6 +916,59 @@ class Butler:
             return None
         doc: dict[str, Any] = json.loads(text)
         return doc
+
+
+def provenance_document(
+    provenance: Provenance,
+    *,
+    dataset_type: str,
+    data_id: Mapping[str, Any],
+    run: str,
+    checksum: str = PENDING_CHECKSUM,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The provenance document stored with a dataset (as :meth:`Butler.put` writes it).
+
+    Empty ``start``/``end``/``host``/``software`` are completed, the ``output`` section names the
+    dataset, the values of secrets in ``storage_options`` are removed wherever they appear, and
+    the result is validated against ``provenance.schema.json`` (so a bad document is refused
+    before anything is written). Finish it with :func:`provenance_json` once the checksum of
+    the written bytes is known.
+
+    Raises
+    ------
+    ConfigError
+        If the document does not match the schema.
+    """
+    import platform
+
+    from repo_butler.schemas import validate
+
+    doc = provenance.to_dict()
+    # Complete what the caller left empty so every record says when, where and with what.
+    stamp = now_iso()
+    doc["start"] = doc["start"] or stamp
+    doc["end"] = doc["end"] or stamp
+    doc["host"] = doc["host"] or platform.node()
+    doc["software"] = doc["software"] or software_versions()
+    doc["output"] = {
+        "dataset_type": dataset_type,
+        "data_id": dict(data_id),
+        "run": run,
+        "checksum": checksum,
+    }
+    # Key-based scrubbing happened in Provenance; also remove the values we know are
+    # secret (the storage options' credentials) wherever the caller put them.
+    doc = redact_values(doc, secret_values(dict(storage_options or {})))
+    source = f"provenance of {dataset_type} {data_id}"
+    validate(doc, "provenance.schema.json", source=source, error=ConfigError)
+    return doc
+
+
+def provenance_json(doc: dict[str, Any], checksum: str) -> str:
+    """The sidecar/registry JSON of a :func:`provenance_document` with the final checksum."""
+    doc["output"]["checksum"] = checksum
+    return json.dumps(doc, sort_keys=True, indent=1)
 
 
 def create_repo(

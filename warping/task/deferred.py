@@ -8,15 +8,15 @@ a registry row. A scaled-out run splits them: a worker (which never opens the re
 a bucket uploads its registry once per batch), while the bytes go straight from the worker to the
 datastore through fsspec.
 
-This mirrors ``Butler.put`` step by step (same path, checksum and sidecar document); a public
-``Butler.put_deferred`` / ``Butler.register`` pair would let this module shrink to two calls.
+This mirrors ``Butler.put`` step by step (same path, checksum and sidecar document, the latter
+built by ``repo_butler.butler.provenance_document`` / ``provenance_json``, which ``Butler.put``
+uses too).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -126,34 +126,18 @@ def _provenance_document(
     provenance: Any,
     dataset_type: str,
     data_id: Mapping[str, Any],
-    checksum: str,
-) -> str:
-    """The sidecar JSON exactly as ``Butler.put`` builds it (completed, redacted, validated)."""
-    from repo_butler.errors import ConfigError
-    from repo_butler.objectstore import secret_values
-    from repo_butler.provenance import now_iso, redact_values, software_versions
-    from repo_butler.schemas import validate
+) -> dict[str, Any]:
+    """The sidecar document exactly as ``Butler.put`` builds it (completed, redacted, validated),
+    with a placeholder checksum until the bytes are written."""
+    from repo_butler.butler import provenance_document
 
-    doc = provenance.to_dict()
-    stamp = now_iso()
-    doc["start"] = doc["start"] or stamp
-    doc["end"] = doc["end"] or stamp
-    doc["host"] = doc["host"] or platform.node()
-    doc["software"] = doc["software"] or software_versions()
-    doc["output"] = {
-        "dataset_type": dataset_type,
-        "data_id": dict(data_id),
-        "run": ctx.run,
-        "checksum": checksum,
-    }
-    doc = redact_values(doc, secret_values(dict(ctx.storage_options)))
-    validate(
-        doc,
-        "provenance.schema.json",
-        source=f"provenance of {dataset_type} {dict(data_id)}",
-        error=ConfigError,
+    return provenance_document(
+        provenance,
+        dataset_type=dataset_type,
+        data_id=dict(data_id),
+        run=ctx.run,
+        storage_options=dict(ctx.storage_options),
     )
-    return json.dumps(doc, sort_keys=True, indent=1)
 
 
 def write_dataset(
@@ -168,19 +152,22 @@ def write_dataset(
 
     The provenance is validated before anything is written; each file is written atomically.
     """
-    from repo_butler.datastore import checksum_bytes
+    from repo_butler.butler import provenance_json
     from repo_butler.formatters import get_formatter
     from repo_butler.provenance import SIDECAR_SUFFIX
 
     data = get_formatter(ctx.formatters[dataset_type]).to_bytes(obj)
-    checksum = checksum_bytes(data)
     prov_path = prov_json = None
-    if provenance is not None:
+    prov_doc = None
+    if provenance is not None:  # validated before anything is written
         prov_path = path + SIDECAR_SUFFIX
-        prov_json = _provenance_document(ctx, provenance, dataset_type, data_id, checksum)
+        prov_doc = _provenance_document(ctx, provenance, dataset_type, data_id)
     store = ctx.datastore()
-    store.put_bytes(path, data)
-    if prov_path is not None and prov_json is not None:
+    # as in Butler.put: the checksum is computed while the bytes upload (or taken from the S3
+    # client's payload signature)
+    checksum = store.put_bytes_started(path, data)()
+    if prov_path is not None and prov_doc is not None:
+        prov_json = provenance_json(prov_doc, checksum)
         store.put_bytes(prov_path, prov_json.encode())
     return WrittenDataset(
         dataset_type,
