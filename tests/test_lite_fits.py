@@ -192,9 +192,10 @@ def test_truncated_file_raises_naming_path(tmp_path: Path) -> None:
 
 def test_not_fits_raises(tmp_path: Path) -> None:
     path = tmp_path / "notfits.fits"
-    path.write_bytes(b"hello world" * 500)
-    with pytest.raises(FormatError, match=r"notfits\.fits.*not a FITS file"):
-        read_image(path)
+    for size in (500, 5):  # longer and shorter than one FITS block
+        path.write_bytes(b"hello world" * size)
+        with pytest.raises(FormatError, match=r"notfits\.fits.*not a FITS file"):
+            read_image(path)
     with pytest.raises(FormatError, match="cannot open"):
         read_image(tmp_path / "missing.fits")
 

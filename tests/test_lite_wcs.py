@@ -361,3 +361,17 @@ def test_crota_variants(crota: dict[str, float]) -> None:
 def test_lone_nonzero_crota1_falls_back() -> None:
     cards = base_cards("TAN", (250.0, 36.0), form="none") | {"CDELT1": -2e-4, "CDELT2": 2e-4}
     assert LiteWcs.from_header(cards | {"CROTA1": 10.0}) is None
+
+
+def test_inputs_are_not_modified() -> None:
+    cards = sip_cards(3, [0.4] * 28, 5.0, 10.0, (150.0, 2.0))
+    lite = LiteWcs.from_header(cards)
+    assert lite is not None
+    x, y = grid_points(40000)  # more than one chunk
+    x0, y0 = x.copy(), y.copy()
+    ra, dec = lite.pixel_to_world_values(x, y)
+    ra0, dec0 = ra.copy(), dec.copy()
+    lite.world_to_pixel_values(ra, dec)
+    pair_transform(lite, lite)(x, y)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)
+    assert np.array_equal(ra, ra0) and np.array_equal(dec, dec0)

@@ -275,14 +275,14 @@ def _read_header(f: BinaryIO, source: str, first: bool) -> tuple[FitsCards, int]
         block = f.read(BLOCK)
         if not block and nblock == 0 and not first:
             return None
+        if first and nblock == 0 and not block.startswith(b"SIMPLE  ="):
+            raise _format_error(f"{source}: not a FITS file (does not start with SIMPLE)")
         if len(block) < BLOCK:
             raise _format_error(f"{source}: truncated header (no END card); the file is damaged")
         try:
             text = block.decode("ascii")
         except UnicodeDecodeError:
             raise _format_error(f"{source}: non-ASCII bytes in a header block") from None
-        if first and nblock == 0 and not text.startswith("SIMPLE  ="):
-            raise _format_error(f"{source}: not a FITS file (does not start with SIMPLE)")
         nblock += 1
         for i in range(0, BLOCK, CARD):
             image = text[i : i + CARD]
