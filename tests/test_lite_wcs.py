@@ -328,6 +328,11 @@ def test_to_cards_round_trip(form: str) -> None:
     out = {k: v for k, v, _ in lite.to_cards()}
     again = LiteWcs.from_header(out)
     assert again == lite
+    header = fits.Header()  # an astropy Header works as the card mapping too
+    for key, value, comment in lite.to_cards():
+        header[key] = (value, comment)
+    header["HISTORY"] = "commentary cards are ignored"
+    assert LiteWcs.from_header(header) == lite
     assert out["RADESYS"] == "FK5" and out["EQUINOX"] == 2000.0
     assert ("CD1_1" in out) == (form == "CD")
     x, y = grid_points(500)
