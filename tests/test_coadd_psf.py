@@ -172,3 +172,36 @@ def test_psf_resampler_agrees_with_the_image_warper(kernel: str) -> None:
     good = np.isfinite(res.image)
     assert good.sum() > 50
     np.testing.assert_allclose(mine[good] * area, res.image[good], rtol=2e-5, atol=1e-5)
+
+
+class _FailingLeft(_AnalyticGaussian):
+    """Raises PsfError for source positions left of x = 0."""
+
+    def compute_image(self, x: float, y: float) -> tuple[np.ndarray, Box2I]:
+        if x < 0:
+            raise PsfError(f"no PSF at ({x:.1f}, {y:.1f})")
+        return super().compute_image(x, y)
+
+
+@pytest.mark.parametrize("kernel", ["lanczos3", "lanczos5", "bilinear"])
+def test_batch_kernel_images_equal_single_evaluations(kernel: str) -> None:
+    """compute_kernel_images == compute_kernel_image at each position; errors per position."""
+    cov = np.array([[3.0, 0.8], [0.8, 2.0]])
+    jac = np.array([[1.05, 0.2], [-0.15, 0.98]])
+    psf = WarpedPsf(_FailingLeft(cov), _affine(jac, (7.3, -2.6)), kernel=kernel)
+    rng = np.random.default_rng(4)
+    xs = np.concatenate([rng.uniform(-40.0, 300.0, 70), [12.0, 100.0]])
+    ys = np.concatenate([rng.uniform(-50.0, 250.0, 70), [33.0, -4.0]])
+    batch = psf.compute_kernel_images(xs, ys)
+    assert len(batch) == len(xs)
+    n_err = 0
+    for x, y, got in zip(xs, ys, batch, strict=True):
+        try:
+            want = psf.compute_kernel_image(float(x), float(y))
+        except PsfError as exc:
+            assert isinstance(got, PsfError) and str(got) == str(exc)
+            n_err += 1
+            continue
+        assert isinstance(got, np.ndarray) and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    assert 0 < n_err < len(xs)

@@ -14,10 +14,20 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf, PsfError
 from warping.psfmatch import PsfMatchConfig, PsfMatchError, match_to_model
-from warping.psfmatch.basis import alard_lupton_basis, make_basis, renormalize_basis
+from warping.psfmatch.basis import (
+    alard_lupton_basis,
+    make_basis,
+    make_separable_basis,
+    renormalize_basis,
+)
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
 from warping.psfmatch.convolve import convolve_spatial, or_dilate
-from warping.psfmatch.solve import SpatialKernel, fit_spatial_kernel
+from warping.psfmatch.solve import (
+    SpatialKernel,
+    _cell_design,
+    _separable_normal_equations,
+    fit_spatial_kernel,
+)
 
 PLANES = MaskPlanes.default()
 NO_DATA = PLANES.bitmask("NO_DATA")
@@ -227,15 +237,20 @@ def test_insufficient_area_is_a_clear_error() -> None:
 # --- kernel recovery ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("separable", [False, True])
 @pytest.mark.parametrize("sig_gauss", [(0.7, 1.5, 3.0), (1.5, 3.0, 6.0)])
-def test_fit_recovers_known_kernel(sig_gauss: tuple[float, ...]) -> None:
-    """Model = science PSF * known Gaussian (sigma 2): the fitted kernel reproduces it."""
+def test_fit_recovers_known_kernel(sig_gauss: tuple[float, ...], separable: bool) -> None:
+    """Model = science PSF * known Gaussian (sigma 2): the fitted kernel reproduces it.
+
+    Both design paths: per-kernel FFTs (plain basis array) and separable row/column products.
+    """
     known = _gauss_kernel(2.0, 10)
     sci = _GaussPsf(1.6, 1.9, 0.2, size=21)
     model = _ConvolvedPsf(sci, known)  # 41x41 stamps
     cfg = PsfMatchConfig(alard_sig_gauss=sig_gauss)
     cells = build_cell_set(Box2I(0, 0, 256, 256), sci, model, cfg)
-    basis = make_basis(21, cfg.alard_sig_gauss, cfg.alard_deg_gauss)
+    sep = make_separable_basis(21, cfg.alard_sig_gauss, cfg.alard_deg_gauss)
+    basis = sep if separable else make_basis(21, cfg.alard_sig_gauss, cfg.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(cells, basis, 2)
     assert fit.residual_max.max() < 2e-3
     for x, y in [(0.0, 0.0), (128.0, 128.0), (250.0, 30.0)]:
@@ -253,6 +268,39 @@ def test_fit_recovers_known_kernel(sig_gauss: tuple[float, ...]) -> None:
     if sig_gauss == (1.5, 3.0, 6.0):
         # A basis as wide as the kernel recovers it pixel by pixel too.
         np.testing.assert_allclose(kernel.kernel_image(128, 128), known, atol=1e-2 * known.max())
+
+
+@pytest.mark.parametrize("sig_gauss", [(0.7, 1.5, 3.0), (1.5, 3.0, 6.0)])
+def test_separable_basis_is_the_lsst_basis(sig_gauss: tuple[float, ...]) -> None:
+    """Row x column factors rebuild the raw kernels and the transform the renormalised ones."""
+    sep = make_separable_basis(21, sig_gauss, (4, 2, 2))
+    raw = sep.functions[sep.iy][:, :, None] * sep.functions[sep.ix][:, None, :]
+    np.testing.assert_allclose(raw, alard_lupton_basis(10, sig_gauss, (4, 2, 2)), atol=1e-16)
+    np.testing.assert_allclose(sep.basis, make_basis(21, sig_gauss, (4, 2, 2)), atol=1e-15)
+    rebuilt = np.einsum("ij,jvu->ivu", sep.transform, raw)
+    np.testing.assert_allclose(rebuilt, sep.basis, atol=1e-14)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_separable_normal_equations_equal_fft_design(full: bool) -> None:
+    """M = C C^T and b = C R from separable passes equal those of the per-kernel FFT design."""
+    sci = _GaussPsf(1.5, 1.8, 0.15, grad=(4e-4, 0.0, 0.0, 3e-4))
+    model = _GaussPsf(2.6, size=31)
+    cells = build_cell_set(Box2I(0, 0, 400, 300), sci, model, PsfMatchConfig())
+    sep = make_separable_basis(21, (0.7, 1.5, 3.0), (4, 2, 2))
+    n, size = cells.n_cells, cells.psf_size
+    r = cells.model_stamps if full else cells.model_stamps[:, 10 : size - 10, 10 : size - 10]
+    r = r.reshape(n, -1)
+    c = _cell_design(cells.science_stamps, sep.basis, full=full)
+    m_fft, b_fft = c @ c.transpose(0, 2, 1), (c @ r[:, :, None])[:, :, 0]
+    # Chunks of 5 cells on 2 threads exercise the partial last chunk and the thread split.
+    m_sep, b_sep, rr = _separable_normal_equations(
+        cells.science_stamps, r, sep, full=full, chunk=5, workers=2
+    )
+    d = np.sqrt(np.einsum("cii->ci", m_fft))
+    assert np.abs((m_sep - m_fft) / d[:, :, None] / d[:, None, :]).max() < 1e-13
+    assert np.abs(b_sep - b_fft).max() < 1e-13 * np.abs(b_fft).max()
+    np.testing.assert_allclose(rr, (r * r).sum(axis=1), rtol=1e-14)
 
 
 def test_fit_recovers_spatially_varying_kernel() -> None:
@@ -390,19 +438,23 @@ def test_mask_or_dilation_nan_and_border() -> None:
     assert res.eroded_bbox == Box2I(10, 10, 100, 80)
 
 
-def test_or_dilate_matches_bruteforce() -> None:
+@pytest.mark.parametrize("half", [1, 3, 10, 20])
+def test_or_dilate_matches_bruteforce(half: int) -> None:
     rng = np.random.default_rng(2)
     m = np.where(rng.random((37, 29)) < 0.02, rng.integers(1, 1 << 12, (37, 29)), 0).astype(
         np.int32
     )
-    got = or_dilate(m, 3)
+    m[5, 3:17] = 6  # a run of one value
+    m[20:, 25] = 1 << 30
+    got = or_dilate(m, half)
     want = np.zeros_like(m)
     for y in range(37):
         for x in range(29):
             want[y, x] = np.bitwise_or.reduce(
-                m[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4].ravel()
+                m[max(0, y - half) : y + half + 1, max(0, x - half) : x + half + 1].ravel()
             )
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(or_dilate(m != 0, half), want != 0)
 
 
 # --- deconvolution ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
@@ -73,11 +74,16 @@ def _lanczos_taps(f: float, n: int, ang_s: np.ndarray, ang_c: np.ndarray, w: np.
     ``L(a - f) = sinc(a - f) sinc((a - f) / n)`` with ``sin(pi (a - f)) = (-1)^(a+1) sin(pi f)``
     and ``sin(pi (a - f) / n)`` by angle addition from ``ang_s/ang_c = sin/cos(pi a / n)``, so
     two trigonometric calls serve all ``2n`` taps (values equal the direct formula to rounding).
+    ``sin(pi f) = sin(n theta)`` comes from the Chebyshev recurrence in ``cos(theta)``.
     """
     theta = np.pi * f / n
     st = np.sin(theta)
     ct = np.cos(theta)
-    spf = np.sin(np.pi * f)
+    # sin(pi f) = sin(n theta) by the recurrence sin(k t) = 2 cos(t) sin((k-1) t) - sin((k-2) t).
+    s_prev, s_cur = 0.0, st
+    for _ in range(n - 1):
+        s_prev, s_cur = s_cur, 2.0 * ct * s_cur - s_prev
+    spf = s_cur
     total = 0.0
     for k in range(2 * n):
         a = k - (n - 1)
@@ -297,7 +303,20 @@ class WarpedPsf(Psf):
             start = centres[idx] - half[:, None] * (du + dv)
             size = 2 * int(half.max()) + 1
             out = np.zeros((m, size, size))
-            _resample_lanczos_batch(src, shape, xy0, start, du, dv, half, spec.n, out)
+            args = (src, shape, xy0, start, du, dv, half)
+            if m >= 64:  # two threads (the compiled loop releases the GIL)
+                mid = m // 2
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    jobs = [
+                        pool.submit(
+                            _resample_lanczos_batch, *(a[sl] for a in args), spec.n, out[sl]
+                        )
+                        for sl in (slice(0, mid), slice(mid, m))
+                    ]
+                    for job in jobs:
+                        job.result()
+            else:
+                _resample_lanczos_batch(*args, spec.n, out)
             for k, c in enumerate(idx):
                 s = 2 * int(half[k]) + 1
                 img = out[k, :s, :s]

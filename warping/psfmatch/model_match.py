@@ -48,15 +48,15 @@ class DeconvolutionCheck:
 def _moment_matrices(stamps: np.ndarray) -> np.ndarray:
     """Unweighted 2x2 second-moment matrices ``[[Ixx, Ixy], [Ixy, Iyy]]`` of each stamp."""
     size = stamps.shape[1]
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    s = stamps.sum(axis=(1, 2))
-    cx = (stamps * xx).sum(axis=(1, 2)) / s
-    cy = (stamps * yy).sum(axis=(1, 2)) / s
-    dx = xx[None] - cx[:, None, None]
-    dy = yy[None] - cy[:, None, None]
-    ixx = (stamps * dx * dx).sum(axis=(1, 2)) / s
-    iyy = (stamps * dy * dy).sum(axis=(1, 2)) / s
-    ixy = (stamps * dx * dy).sum(axis=(1, 2)) / s
+    pos = np.arange(size, dtype=float)
+    px = stamps.sum(axis=1)  # (n, x) marginal
+    py = stamps.sum(axis=2)  # (n, y) marginal
+    s = px.sum(axis=1)
+    cx = px @ pos / s
+    cy = py @ pos / s
+    ixx = px @ (pos * pos) / s - cx * cx
+    iyy = py @ (pos * pos) / s - cy * cy
+    ixy = (stamps @ pos) @ pos / s - cx * cy
     return np.stack([np.stack([ixx, ixy], -1), np.stack([ixy, iyy], -1)], -2)
 
 

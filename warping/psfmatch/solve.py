@@ -159,9 +159,10 @@ def _convolve_stamps(science: np.ndarray, kernels: np.ndarray, *, full: bool) ->
     k = kernels.shape[-1]
     h = k // 2
     nfft = sfft.next_fast_len(size + k - 1, real=True)
-    conv = sfft.irfft2(
-        sfft.rfft2(science, s=(nfft, nfft)) * sfft.rfft2(kernels, s=(nfft, nfft)), s=(nfft, nfft)
-    )
+    # float32 is ample for a diagnostic relative to the stamp peak.
+    fs = sfft.rfft2(science.astype(np.float32), s=(nfft, nfft), workers=2)
+    fs *= sfft.rfft2(kernels.astype(np.float32), s=(nfft, nfft), workers=2)
+    conv = sfft.irfft2(fs, s=(nfft, nfft), workers=2, overwrite_x=True)
     if full:
         return conv[:, h : h + size, h : h + size]
     return conv[:, k - 1 : size, k - 1 : size]
