@@ -303,20 +303,20 @@ class WarpedPsf(Psf):
             start = centres[idx] - half[:, None] * (du + dv)
             size = 2 * int(half.max()) + 1
             out = np.zeros((m, size, size))
-            args = (src, shape, xy0, start, du, dv, half)
+
+            def resample(sl: slice) -> None:
+                _resample_lanczos_batch(src[sl], shape[sl], xy0[sl], start[sl], du[sl], dv[sl],
+                                        half[sl], spec.n, out[sl])  # fmt: skip
+
             if m >= 64:  # two threads (the compiled loop releases the GIL)
-                mid = m // 2
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     jobs = [
-                        pool.submit(
-                            _resample_lanczos_batch, *(a[sl] for a in args), spec.n, out[sl]
-                        )
-                        for sl in (slice(0, mid), slice(mid, m))
+                        pool.submit(resample, sl) for sl in (slice(0, m // 2), slice(m // 2, m))
                     ]
                     for job in jobs:
                         job.result()
             else:
-                _resample_lanczos_batch(*args, spec.n, out)
+                resample(slice(0, m))
             for k, c in enumerate(idx):
                 s = 2 * int(half[k]) + 1
                 img = out[k, :s, :s]
