@@ -809,7 +809,7 @@ class _SipPlan:
         active: np.ndarray | None = None  # None: all points
         u, v = u_out.copy(), v_out.copy()
         tu, tv = big_u, big_v
-        prev = np.full(u.shape, np.inf)
+        prev: np.ndarray | None = None  # no convergence estimate before the second step
         for _ in range(_MAX_NEWTON):
             n = u.size
             fa, fb, au, av, bu, bv = self._evaluate(self.outputs, u, v, work)
@@ -838,11 +838,12 @@ class _SipPlan:
             np.abs(dv, out=dv)
             step = np.maximum(du, dv, out=du)
             small = step < SIP_TOLERANCE
-            np.multiply(step, step, out=tmp)
-            tmp *= step
-            np.multiply(prev, prev, out=dv)
-            tmp /= dv
-            small |= (tmp < 1e-3 * SIP_TOLERANCE) & (step < 1e-4)
+            if prev is not None:
+                np.multiply(step, step, out=tmp)
+                tmp *= step
+                np.multiply(prev, prev, out=dv)
+                tmp /= dv
+                small |= (tmp < 1e-3 * SIP_TOLERANCE) & (step < 1e-4)
             finite = np.isfinite(step)
             all_finite = bool(finite.all())
             if not all_finite:
@@ -855,6 +856,9 @@ class _SipPlan:
                 u_out[active] = u
                 v_out[active] = v
                 return u_out, v_out
+            if not small.any():
+                prev = step.copy()  # ``step`` lives in the workspace
+                continue
             keep = np.flatnonzero(~small)
             if active is None:  # still-active points are overwritten later
                 u_out[:] = u
