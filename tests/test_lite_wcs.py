@@ -380,3 +380,15 @@ def test_inputs_are_not_modified() -> None:
     pair_transform(lite, lite)(x, y)
     assert np.array_equal(x, x0) and np.array_equal(y, y0)
     assert np.array_equal(ra, ra0) and np.array_equal(dec, dec0)
+
+
+def test_pickle_round_trip() -> None:
+    """Executors (Dask) ship WCSs between processes: the copy must be identical."""
+    import pickle
+
+    lite = LiteWcs.from_header(sip_cards(3, [0.2] * 28, 3.0, 5.0, (150.0, 2.0)))
+    assert lite is not None
+    copy = pickle.loads(pickle.dumps(lite))
+    x, y = grid_points(100)
+    assert copy == lite
+    assert np.array_equal(copy.pixel_to_world_values(x, y), lite.pixel_to_world_values(x, y))
