@@ -45,6 +45,11 @@ _PSEUDO = {(8, -128): np.int8, (16, 1 << 15): np.uint16, (32, 1 << 31): np.uint3
 _PSEUDO[(64, 1 << 63)] = np.uint64
 
 
+def _printable(text: str) -> bool:
+    """Only printable ASCII (0x20-0x7E), as FITS headers require."""
+    return text.isascii() and text.isprintable()
+
+
 def _format_error(message: str) -> Exception:
     """A :class:`warping.errors.FormatError` (imported lazily: it pulls in repo_butler)."""
     from warping.errors import FormatError
@@ -178,7 +183,7 @@ class _CardParser:
             self._long = None
 
     def add(self, image: str, where: str) -> None:
-        if any(not (" " <= ch <= "~") for ch in image):
+        if not _printable(image):
             raise _format_error(f"{self.source}: {where}: non-ASCII or control character in card")
         try:
             key, value_text = _split_card(image)
@@ -445,7 +450,7 @@ def _format_value(value: Any, key: str) -> str:
             text += ".0"
         return f"{text:>20}"
     if isinstance(value, str):
-        if any(not (" " <= ch <= "~") for ch in value):
+        if not _printable(value):
             raise _format_error(f"card {key}: string value must be printable ASCII")
         quoted = "'" + f"{value.replace(chr(39), chr(39) * 2):8}" + "'"
         if len(quoted) > 70:
@@ -466,7 +471,7 @@ def _format_card(key: str, value: Any, comment: str = "") -> str:
     image = f"{key:8}= {_format_value(value, key)}"
     if comment:
         image += f" / {comment}"
-    if any(not (" " <= ch <= "~") for ch in image):
+    if not _printable(image):
         raise _format_error(f"card {key}: comment must be printable ASCII")
     return image[:CARD].ljust(CARD)
 
