@@ -387,3 +387,14 @@ def test_write_is_atomic_and_validates(tmp_path: Path) -> None:
         write_image(path, np.ones((2, 2), np.float32), [("TOO LONG KEY", 1, "")])
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.fits"]  # no temp files left
+
+
+def test_accept_hook_decides_before_reading_data(tmp_path: Path) -> None:
+    path = tmp_path / "cut.fits"
+    write_raw(path, np.ones((100, 100), np.float32), WCS_CARDS)
+    path.write_bytes(path.read_bytes()[: 2880 + 100])  # data truncated
+    seen: list[FitsCards] = []
+    assert read_image(path, accept=lambda h: seen.append(h) is not None) is None
+    assert seen[0]["CTYPE1"] == "RA---TAN"  # the header was parsed, the data never read
+    with pytest.raises(FormatError, match="truncated"):
+        read_image(path, accept=lambda h: True)

@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -321,7 +321,9 @@ def _data_bytes(cards: FitsCards) -> int | None:
     return abs(bitpix) // 8 * (gcount if gcount is not None else 1) * (pcount + size)
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, FitsCards] | None:
+def read_image(
+    path: str | Path, *, accept: Callable[[FitsCards], bool] | None = None
+) -> tuple[np.ndarray, FitsCards] | None:
     """The first 2-D image of a FITS file and its header, or None if this reader cannot.
 
     The image is the primary HDU's, or that of the first ``IMAGE`` extension when the primary
@@ -334,6 +336,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, FitsCards] | None:
     ----------
     path
         FITS file.
+    accept
+        Called with the image header before the data are read; if it returns False the data
+        are not read and the result is None (e.g. a WCS only astropy can handle).
 
     Returns
     -------
@@ -374,6 +379,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, FitsCards] | None:
                 None,
             ):
                 return None
+        if accept is not None and not accept(cards):
+            return None
         return _read_data(f, cards, offset, source)
 
 

@@ -10,6 +10,7 @@ the target header are handled by :mod:`warping.warp.lite_fits` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,22 @@ def load_for_warp(
     if dest is None:
         logger.debug("lite path: target WCS of %s needs astropy", target_header_path)
         return None
-    got = read_image(input_path)
+    found: list[LiteWcs] = []
+
+    def accept(header: Mapping[str, Any]) -> bool:  # decide before reading the pixels
+        src = LiteWcs.from_header(header)
+        if src is None or src.axes != dest.axes:
+            logger.debug("lite path: WCS of %s needs astropy", input_path)
+            return False
+        found.append(src)
+        return True
+
+    got = read_image(input_path, accept=accept)
     if got is None:
-        logger.debug("lite path: %s needs astropy to be read", input_path)
+        logger.debug("lite path: %s needs astropy", input_path)
         return None
-    image, header = got
-    src = LiteWcs.from_header(header)
-    if src is None or src.axes != dest.axes:
-        logger.debug("lite path: WCS of %s needs astropy", input_path)
-        return None
+    image, _header = got
+    src = found[0]
     if image.dtype not in (np.float32, np.float64):
         image = image.astype(np.float32 if image.dtype.itemsize <= 2 else np.float64)
     logger.info("lite path: %s (%s) -> %dx%d grid", input_path, src.projection, nx, ny)
