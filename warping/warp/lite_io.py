@@ -77,7 +77,7 @@ def load_for_warp(
     src = found[0]
     if image.dtype not in (np.float32, np.float64):
         image = image.astype(np.float32 if image.dtype.itemsize <= 2 else np.float64)
-    logger.info("lite path: %s (%s) -> %dx%d grid", input_path, src.projection, nx, ny)
+    logger.debug("lite path: %s (%s) -> %dx%d grid", input_path, src.projection, nx, ny)
     return image, src, dest, (int(ny), int(nx)), dest.to_cards()  # type: ignore[arg-type]
 
 
