@@ -171,19 +171,21 @@ def _gather(
     Bad means NO_DATA or a non-finite image or variance. The rest of ``buf`` must be zero.
     """
     height, width = image.shape
-    for r in range(ny):
+    c0 = max(0, -x0)
+    c1 = min(nx, width - x0)
+    for r in range(max(0, -y0), min(ny, height - y0)):
         y = y0 + r
-        if y < 0 or y >= height:
-            continue
-        for c in range(nx):
-            x = x0 + c
-            if x < 0 or x >= width:
-                continue
-            a = image[y, x]
-            v = variance[y, x]
-            if (mask[y, x] & no_data) == 0 and np.isfinite(a) and np.isfinite(v):
-                buf_i[r, c] = a
-                buf_v[r, c] = v
+        src_i = image[y]
+        src_v = variance[y]
+        src_m = mask[y]
+        dst_i = buf_i[r]
+        dst_v = buf_v[r]
+        for c in range(c0, c1):
+            a = src_i[x0 + c]
+            v = src_v[x0 + c]
+            ok = (src_m[x0 + c] & no_data) == 0 and np.isfinite(a) and np.isfinite(v)
+            dst_i[c] = a if ok else 0.0
+            dst_v[c] = v if ok else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -445,8 +447,10 @@ def convolve_spatial(
     rank = len(comps)
     _, _, th_max, tw_max, fy, fx = _tile_grid(height, width, h, tile, workers)
     ctype = np.complex64 if fft_dtype == np.float32 else np.complex128
-    fk = sfft.rfft2(kt.astype(fft_dtype), s=(fy, fx), axes=(-2, -1)).astype(ctype)
-    fe = sfft.rfft2(comps.astype(fft_dtype), s=(fy, fx), axes=(-2, -1)).astype(ctype)
+    # Kernel spectra: the padding rows are zero, so the row transforms cover the k rows only.
+    fk = sfft.fft(sfft.rfft(kt.astype(fft_dtype), n=fx, axis=-1), n=fy, axis=-2, workers=workers)
+    fe = sfft.fft(sfft.rfft(comps.astype(fft_dtype), n=fx, axis=-1), n=fy, axis=-2, workers=workers)
+    fk, fe = fk.astype(ctype, copy=False), fe.astype(ctype, copy=False)
     a_of_t = np.array([a for a, _ in exps], dtype=np.int64)
     b_of_t = np.array([b for _, b in exps], dtype=np.int64)
     # Kernel-sum coefficients in the separable (x, y) Chebyshev form: S[b, a] for T_a(x) T_b(y).
