@@ -21,7 +21,7 @@ from warping.psfmatch.basis import (
     renormalize_basis,
 )
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
-from warping.psfmatch.convolve import convolve_spatial, or_dilate
+from warping.psfmatch.convolve import convolve_spatial, dilate_mask, or_dilate
 from warping.psfmatch.solve import (
     SpatialKernel,
     _cell_design,
@@ -436,6 +436,29 @@ def test_mask_or_dilation_nan_and_border() -> None:
     clean = ~nan_zone & ~border
     np.testing.assert_allclose(res.image[clean], 1.0, rtol=1e-6)
     assert res.eroded_bbox == Box2I(10, 10, 100, 80)
+
+
+def test_precomputed_dilated_mask_gives_the_same_result() -> None:
+    """dilate_mask (run while the kernel is fitted) == the mask convolve_spatial makes itself."""
+    bbox = Box2I(0, 0, 150, 130)
+    kernel, _, _ = _fitted_kernel(bbox)
+    rng = np.random.default_rng(9)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = np.full(bbox.shape, 100.0, np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+    mask[60:64, 70] = PLANES.bitmask("SAT")
+    mask[:, :5] = NO_DATA
+    img[100, 100] = np.inf
+    var[20, 30] = np.nan
+    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES)
+    pre = dilate_mask(img, var, mask, kernel.half_width, NO_DATA, workers=2)
+    given = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, dilated_mask=pre)
+    for a, b in zip(own[:3], given[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(own[0][100, 100]) and np.isinf(own[1][20, 30])
+    assert (own[2][95:106, 95:106] & NO_DATA).all() and (own[2][20, 30] & NO_DATA)
+    with pytest.raises(ValueError, match="dilated_mask"):
+        convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, dilated_mask=pre[:-1])
 
 
 @pytest.mark.parametrize("half", [1, 3, 10, 20])

@@ -38,7 +38,7 @@ from warping.psfmatch.solve import SpatialKernel, chebyshev_1d, term_exponents
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConvolutionInfo", "convolve_spatial", "or_dilate"]
+__all__ = ["ConvolutionInfo", "convolve_spatial", "dilate_mask", "or_dilate"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,44 @@ def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
     _dilate_band(src, dummy, dummy, False, 0, int(half_width), False, 0, src.shape[0], out)
     res = out.astype(src.dtype, copy=False)
     return res.view(np.bool_) if mask.dtype == np.bool_ else res
+
+
+def dilate_mask(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    half_width: int,
+    no_data: int,
+    *,
+    workers: int = 1,
+) -> np.ndarray:
+    """The output mask of :func:`convolve_spatial` for a kernel of half-width ``half_width``.
+
+    OR over the ``(2h+1)²`` square, non-finite image/variance pixels counting as ``no_data``,
+    and a border of ``h`` pixels set to ``no_data`` alone. It depends only on the kernel size,
+    so it can be computed while the kernel is being fitted and passed as ``dilated_mask``.
+    """
+    if image.shape != mask.shape or variance.shape != mask.shape or mask.ndim != 2:
+        raise ValueError("image, variance and mask must be 2-D arrays of one shape")
+    if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
+        raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
+    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    height = mask.shape[0]
+    out = np.empty(mask.shape, dtype=np.int32)
+    bands = np.linspace(0, height, min(height, 4 * max(1, workers)) + 1).astype(int)
+
+    def band(r0: int, r1: int) -> None:
+        _dilate_band(mask_in, image, variance, True, int(no_data), int(half_width), True, r0, r1,
+                     out)  # fmt: skip
+
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            jobs = [pool.submit(band, int(a), int(b)) for a, b in itertools.pairwise(bands)]
+            for job in jobs:
+                job.result()
+    else:
+        band(0, height)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -390,6 +428,7 @@ def convolve_spatial(
     fft_dtype: type = np.float32,
     variance_tolerance: float = 1e-3,
     workers: int = 2,
+    dilated_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ConvolutionInfo]:
     """Convolve a masked image by a spatially varying, per-pixel normalised kernel.
 
@@ -413,6 +452,9 @@ def convolve_spatial(
         Relative L1 accuracy of the low-rank ``K^2`` used for the variance.
     workers
         Threads working on tiles (and on the mask) at once.
+    dilated_mask
+        The result of :func:`dilate_mask` for this kernel's half-width, if already computed
+        (it is used, and returned, as the output mask).
 
     Returns
     -------
@@ -460,7 +502,6 @@ def convolve_spatial(
     nc = fx // 2 + 1
     out_img = np.empty((height, width), dtype=np.float32)
     out_var = np.empty((height, width), dtype=np.float32)
-    out_mask = np.empty((height, width), dtype=np.int32)
 
     def do_tile(ty: int, tx: int) -> None:
         th, tw = min(th_max, height - ty), min(tw_max, width - tx)
@@ -489,18 +530,19 @@ def convolve_spatial(
                  np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32), ty, tx,
                  out_mask, no_data, out_img, out_var)  # fmt: skip
 
-    bands = np.linspace(0, height, min(height, 4 * workers) + 1).astype(int)
-
-    def mask_band(r0: int, r1: int) -> None:
-        _dilate_band(mask_in, image, variance, True, no_data, h, True, r0, r1, out_mask)
-
+    # The dilated mask (with the border and the footprint of bad pixels) comes first: the tiles
+    # blank the pixels it marks NO_DATA.
+    if dilated_mask is None:
+        out_mask = dilate_mask(image, variance, mask, h, no_data, workers=workers)
+    elif dilated_mask.shape != image.shape or dilated_mask.dtype != np.int32:
+        raise ValueError(
+            f"dilated_mask must be int32 of shape {image.shape}, got {dilated_mask.dtype} "
+            f"{dilated_mask.shape}"
+        )
+    else:
+        out_mask = dilated_mask
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # The dilated mask (with the border and the footprint of bad pixels) comes first: the
-        # tiles blank the pixels it marks NO_DATA.
-        jobs = [pool.submit(mask_band, int(a), int(b)) for a, b in itertools.pairwise(bands)]
-        for job in jobs:
-            job.result()
         jobs = [pool.submit(do_tile, ty, tx) for ty, tx in starts]
         for job in jobs:
             job.result()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from warping.psf.base import Psf
 from warping.psfmatch.basis import make_separable_basis
 from warping.psfmatch.cells import CellSet, build_cell_set
 from warping.psfmatch.config import PsfMatchConfig
-from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial
+from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial, dilate_mask
 from warping.psfmatch.errors import PsfMatchError
 from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
 
@@ -204,6 +205,35 @@ def _match(
         )
     warn: list[str] = []
     t0 = time.perf_counter()
+    # The output mask depends only on the kernel size: dilate it on a second thread while the
+    # kernel is fitted (the fit is partly single-threaded).
+    with ThreadPoolExecutor(max_workers=1) as background:
+        masked = background.submit(
+            dilate_mask, image, variance, mask, config.kernel_size // 2,
+            mask_planes.bitmask("NO_DATA"),
+        )  # fmt: skip
+        return _fit_and_convolve(
+            image, variance, mask, bbox, science_psf, model_psf, config, mask_planes, region,
+            fit_region, warn, t0, masked,
+        )  # fmt: skip
+
+
+def _fit_and_convolve(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    bbox: Box2I,
+    science_psf: Psf,
+    model_psf: Psf,
+    config: PsfMatchConfig,
+    mask_planes: MaskPlanes,
+    region: Box2I,
+    fit_region: str,
+    warn: list[str],
+    t0: float,
+    masked: Future[np.ndarray],
+) -> PsfMatchResult:
+    """Fit the kernel and apply it (``masked`` yields the dilated output mask)."""
     cells = build_cell_set(region, science_psf, model_psf, config)
     if cells.skipped:
         warn.append(
@@ -245,8 +275,9 @@ def _match(
         warn.append(msg)
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
-        image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes
-    )
+        image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes,
+        dilated_mask=masked.result(),
+    )  # fmt: skip
     t2 = time.perf_counter()
     h = config.kernel_size // 2
     logger.info(
