@@ -60,7 +60,7 @@ def _unaliased(a: np.ndarray) -> np.ndarray:
 
 def _row_stride(a: np.ndarray) -> int:
     """Row stride of ``a`` in elements (rows must be contiguous)."""
-    if a.shape[1] > 1 and a.strides[1] != a.itemsize or a.strides[0] % a.itemsize:
+    if (a.shape[1] > 1 and a.strides[1] != a.itemsize) or a.strides[0] % a.itemsize:
         raise TypeError(f"array rows must be contiguous, got strides {a.strides}")
     return a.strides[0] // a.itemsize
 

@@ -71,7 +71,19 @@ def world_to_pixel(wcs: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarra
 
 
 def wcs_pair_transform(src_wcs: Any, dest_wcs: Any) -> DestToSrc:
-    """The exact destination-to-source parent pixel map ``src ∘ sky ∘ dest⁻¹``."""
+    """The exact destination-to-source parent pixel map ``src ∘ sky ∘ dest⁻¹``.
+
+    Two :class:`~warping.warp.lite_wcs.LiteWcs` on the same celestial axes are composed through
+    unit vectors (no trigonometry, :func:`~warping.warp.lite_wcs.pair_transform`).
+    """
+    from warping.warp.lite_wcs import LiteWcs, pair_transform
+
+    if (
+        isinstance(src_wcs, LiteWcs)
+        and isinstance(dest_wcs, LiteWcs)
+        and src_wcs.axes == dest_wcs.axes
+    ):
+        return pair_transform(src_wcs, dest_wcs)
 
     def dest_to_src(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
