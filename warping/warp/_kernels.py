@@ -12,11 +12,11 @@ taps, ``n = 1`` for nearest and bilinear) with weights
 Taps with an exactly zero weight (all but ``a = 0`` when ``f == 0``) are not part of the footprint:
 they neither contribute a NaN nor OR their mask bits.
 
-Exact Lanczos weights: ``sin`` and ``cos`` of ``theta = pi f / n`` by polynomials accurate to
-~1e-16 on ``[0, pi/2]``, ``sin(pi f) = sin(n theta)`` by the Chebyshev recurrence and
-``sin(pi (a - f) / n)`` by angle addition. The compiled core interpolates linearly in a table of
-these exact weights (``TABLE_ROWS`` rows per unit offset; max weight error 2.7e-8, below float32
-resolution), which is ~40x more accurate than afw's default nearest-row cache of 1e6 entries.
+Exact Lanczos weights (numpy): ``sin(pi (a - f)) = -/+ sin(pi f)`` and ``sin(pi (a - f) / n)`` by
+angle addition from ``sin``/``cos`` of ``pi f / n``, so tiny offsets keep full relative precision.
+The compiled core interpolates linearly in a table of these exact weights (``TABLE_ROWS`` rows
+per unit offset; max weight error 2.7e-8, below float32 resolution), which is ~40x more accurate
+than afw's default nearest-row cache of 1e6 entries.
 """
 
 from __future__ import annotations
