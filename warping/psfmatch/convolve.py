@@ -336,7 +336,7 @@ def _variance_components(
     order = kernel.order
     kt = kernel.term_kernels()
     k = kt.shape[-1]
-    ns = max(5, 2 * order + 3)
+    ns = max(9, 2 * order + 3)
     xs = np.linspace(x_range[0], x_range[1], ns)
     ys = np.linspace(y_range[0], y_range[1], ns)
     gx, gy = np.meshgrid(xs, ys)
