@@ -65,15 +65,22 @@ def _median_ms(func: Callable[[], Any], repeat: int) -> float:
 
 def _paired_ms(
     first: Callable[[], Any], second: Callable[[], Any], repeat: int
-) -> tuple[float, float]:
-    """Medians of two operations measured alternately (drift in machine load hits both)."""
+) -> tuple[float, float, float]:
+    """Medians of two operations measured in adjacent pairs, and the median of the per-pair
+    differences ``second - first`` (robust to the machine's load drifting between pairs).
+
+    The order within a pair alternates (first/second, then second/first) so neither operation
+    always runs right after the other.
+    """
     a, b = [], []
-    for _ in range(repeat):
-        for func, out in ((first, a), (second, b)):
+    for i in range(repeat):
+        pair = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
+        for func, out in pair:
             start = time.perf_counter()
             func()
             out.append(time.perf_counter() - start)
-    return 1000 * statistics.median(a), 1000 * statistics.median(b)
+    diff = statistics.median(y - x for x, y in zip(a, b, strict=True))
+    return 1000 * statistics.median(a), 1000 * statistics.median(b), 1000 * diff
 
 
 def _rate(func: Callable[[int], Any], n: int) -> float:
@@ -117,7 +124,7 @@ def main() -> None:
             visit = iter(range(10**6))
             raw_key = iter(range(10**6))
             # both write a new key each time (the butler never overwrites in this loop)
-            raw_put, b_put = _paired_ms(
+            raw_put, b_put, d_put = _paired_ms(
                 lambda: fs.pipe_file(f"bench/raw/new-{next(raw_key)}.fits", data),
                 lambda: butler.put(image, "image", visit=next(visit)),
                 r,
@@ -130,26 +137,28 @@ def main() -> None:
                 fs.pipe_file(f"bench/raw/floor-{next(raw_key)}.fits", data)
                 cas["etag"] = objects.put("bench/cas.bin", bytes(64 * 1024), if_match=cas["etag"])
 
-            raw_put2, floor_put = _paired_ms(
+            raw_put2, floor_put, d_floor = _paired_ms(
                 lambda: fs.pipe_file(f"bench/raw/new-{next(raw_key)}.fits", data), raw_and_cas, r
             )
 
+            n_batch = 10
+
             def raw_many() -> None:
-                for _ in range(r):
+                for _ in range(n_batch):
                     fs.pipe_file(f"bench/raw/many-{next(raw_key)}.fits", data)
 
             def batch_many() -> None:
                 with butler.registry.batch():  # one registry upload at the end
-                    for _ in range(r):
+                    for _ in range(n_batch):
                         butler.put(image, "image", visit=next(visit))
 
-            raw_many_ms, batch_many_ms = _paired_ms(raw_many, batch_many, 3)
+            raw_many_ms, batch_many_ms, d_many = _paired_ms(raw_many, batch_many, max(3, r // 5))
             fs.pipe_file(raw_path, data)
             # s3fs's default cat_file is HEAD + GET; with max_concurrency=1 it is one GET
-            raw_get, b_get = _paired_ms(
+            raw_get, b_get, d_get = _paired_ms(
                 lambda: fs.cat_file(raw_path), lambda: butler.get("image", visit=0), r
             )
-            raw_get1, b_get1 = _paired_ms(
+            raw_get1, b_get1, d_get1 = _paired_ms(
                 lambda: fs.cat_file(raw_path, max_concurrency=1),
                 lambda: butler.get("image", visit=0),
                 r,
@@ -164,25 +173,31 @@ def main() -> None:
             butler.get("image", visit=10**6)
             get_requests = counter.snapshot()
 
-            print(f"\n8 MiB datasets ({len(data) / 2**20:.2f} MiB FITS), median of {r}")
+            print(f"\n8 MiB datasets ({len(data) / 2**20:.2f} MiB FITS), {r} alternating pairs")
             print(
-                "overhead = (butler - raw) / raw; 'excl. codec' also subtracts the formatter's "
-                "encode/decode,\nwhich raw s3fs does not do (it is handed the encoded bytes)"
+                "ms columns are medians; overhead = median of the per-pair differences "
+                "(butler - raw) / median raw;\n'excl. codec' also subtracts the formatter's "
+                "encode/decode, which raw s3fs does not do (it is handed the encoded bytes)"
             )
             head = ("op", "raw s3fs ms", "butler ms", "codec ms", "overhead", "excl. codec")
             print("{:<30} {:>11} {:>9} {:>8} {:>8} {:>11}".format(*head))
             rows = (
-                ("put (vs pipe_file)", raw_put, b_put, encode),
-                (f"put x{r} in batch(), per put", raw_many_ms / r, batch_many_ms / r, encode),
-                ("floor: pipe_file + 64K CAS PUT", raw_put2, floor_put, 0.0),
-                ("get (vs cat_file)", raw_get, b_get, decode),
-                ("get (vs one-GET cat)", raw_get1, b_get1, decode),
+                ("put (vs pipe_file)", raw_put, b_put, d_put, encode),
+                (
+                    f"put x{n_batch} in batch(), per put",
+                    raw_many_ms / n_batch,
+                    batch_many_ms / n_batch,
+                    d_many / n_batch,
+                    encode,
+                ),
+                ("floor: pipe_file + 64K CAS PUT", raw_put2, floor_put, d_floor, 0.0),
+                ("get (vs cat_file)", raw_get, b_get, d_get, decode),
+                ("get (vs one-GET cat)", raw_get1, b_get1, d_get1, decode),
             )
-            for op, raw, total, codec in rows:
-                rest = total - raw - codec
+            for op, raw, total, diff, codec in rows:
                 print(
                     f"{op:<30} {raw:>11.1f} {total:>9.1f} {codec:>8.1f} "
-                    f"{100 * (total - raw) / raw:>7.1f}% {100 * rest / raw:>10.1f}%"
+                    f"{100 * diff / raw:>7.1f}% {100 * (diff - codec) / raw:>10.1f}%"
                 )
             print(
                 f"sha256 of the bytes: {digest:.1f} ms (a put takes it from botocore's payload "

@@ -511,6 +511,14 @@ class Butler:
             If it exists in the output run and ``overwrite`` is false.
         DataIdError
             If the data ID is incomplete or invalid.
+
+        Notes
+        -----
+        In a bucket with the object-store registry a new dataset costs two requests: the data
+        PUT with ``If-None-Match: *`` (the existence check uses the local registry copy; a file
+        stored meanwhile by another writer makes the PUT fail and the put raise
+        ``DatasetExistsError``, a stray file of a crashed writer is replaced) and, once it has
+        completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one HEAD.
         """
         self._check_writeable()
         dt = self.dataset_type(dataset_type)
