@@ -421,6 +421,25 @@ def test_every_pixel_of_a_star_field_against_per_pixel_kernels() -> None:
     assert np.isfinite(out_i[inner]).all() and np.isnan(out_i[:h]).all()
 
 
+def test_public_scipy_fft_fallback_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without scipy's pocketfft binding the public scipy.fft path is used: same pixels."""
+    import warping.psfmatch.convolve as conv
+
+    bbox = Box2I(3, -7, 140, 120)
+    kernel, _, _ = _fitted_kernel(bbox)
+    rng = np.random.default_rng(12)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+    fast = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
+    monkeypatch.setattr(conv, "_pfft", None)
+    slow = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
+    assert fast[3].n_tiles == slow[3].n_tiles == 6
+    np.testing.assert_allclose(slow[0], fast[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(slow[1], fast[1], rtol=1e-5)
+    np.testing.assert_array_equal(slow[2], fast[2])
+
+
 def test_float32_fft_matches_float64_on_star_field() -> None:
     bbox = Box2I(0, 0, 256, 256)
     kernel, sci, _ = _fitted_kernel(bbox)

@@ -26,6 +26,7 @@ import functools
 import itertools
 import logging
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,6 +36,11 @@ import scipy.fft as sfft
 
 from warping.masks import MaskPlanes
 from warping.psfmatch.solve import SpatialKernel, chebyshev_1d, term_exponents
+
+try:  # scipy's pocketfft binding takes output buffers (the public functions always allocate)
+    from scipy.fft._pocketfft import pypocketfft as _pfft
+except ImportError:  # pragma: no cover - other scipy layouts
+    _pfft = None
 
 logger = logging.getLogger(__name__)
 
@@ -204,26 +210,38 @@ def _gather(
     buf_i: np.ndarray,
     buf_v: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """``buf[r, c] = input[y0 + r, x0 + c]`` for ``r < ny, c < nx``; zero where outside/bad.
+    """``buf[r, c] = input[y0 + r, x0 + c]`` for ``r < ny, c < nx``, zero everywhere else.
 
-    Bad means NO_DATA or a non-finite image or variance. The rest of ``buf`` must be zero.
+    Zero also where the input is outside the arrays or bad (NO_DATA or a non-finite image or
+    variance). Every element of ``buf`` is written, so the buffers can be reused.
     """
     height, width = image.shape
+    rows, cols = buf_i.shape
     c0 = max(0, -x0)
-    c1 = min(nx, width - x0)
-    for r in range(max(0, -y0), min(ny, height - y0)):
+    c1 = max(c0, min(nx, width - x0))
+    for r in range(rows):
+        dst_i = buf_i[r]
+        dst_v = buf_v[r]
         y = y0 + r
+        if r >= ny or y < 0 or y >= height:
+            dst_i[:] = 0.0
+            dst_v[:] = 0.0
+            continue
         src_i = image[y]
         src_v = variance[y]
         src_m = mask[y]
-        dst_i = buf_i[r]
-        dst_v = buf_v[r]
+        for c in range(c0):
+            dst_i[c] = 0.0
+            dst_v[c] = 0.0
         for c in range(c0, c1):
             a = src_i[x0 + c]
             v = src_v[x0 + c]
             ok = (src_m[x0 + c] & no_data) == 0 and np.isfinite(a) and np.isfinite(v)
             dst_i[c] = a if ok else 0.0
             dst_v[c] = v if ok else 0.0
+        for c in range(c1, cols):
+            dst_i[c] = 0.0
+            dst_v[c] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -262,6 +280,7 @@ def _combine(
     rows_i: np.ndarray,
     tx_a: np.ndarray,
     rows_v: np.ndarray,
+    th: int,
     c0: int,
     tys: np.ndarray,
     sx: np.ndarray,
@@ -277,12 +296,11 @@ def _combine(
 
     Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
 
-    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)``;
+    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``;
     ``ksum = sum_b tys[b, r] sx[b, c]``; ``w_p = sum_j tys[j, r] dx[p, j, c]``. The loops run
     along contiguous rows so that they vectorise.
     """
     n_a = rows_i.shape[0]
-    th = rows_i.shape[1]
     rank = rows_v.shape[0]
     tw = tx_a.shape[1]
     nsb = sx.shape[0]
@@ -416,6 +434,71 @@ def _tile_grid(
     return (best[1], best[2], *shape(best[1], best[2]))
 
 
+class _Workspace:
+    """Per-thread FFT buffers for one tile shape (reused across tiles and calls)."""
+
+    def __init__(self, key: tuple[int, int, int, int, int, int, str]) -> None:
+        fy, fx, nt, n_a, rank, th, dt = key
+        real, cplx = np.dtype(dt), np.result_type(np.dtype(dt), np.complex64)
+        nc = fx // 2 + 1
+        self.buf_i = np.zeros((fy, fx), real)
+        self.buf_v = np.zeros((fy, fx), real)
+        self.spec_i = np.empty((fy, nc), cplx)
+        self.spec_v = np.empty((fy, nc), cplx)
+        self.prod = np.empty((nt, fy, nc), cplx)
+        self.prod_v = np.empty((rank, fy, nc), cplx)
+        self.acc = np.empty((n_a, th, nc), cplx)
+        self.rows_i = np.empty((n_a, th, fx), real)
+        self.rows_v = np.empty((rank, th, fx), real)
+
+
+_WS_LOCK = threading.Lock()
+_WS_CACHE: dict[tuple[int, int, int, int, int, int, str], list[_Workspace]] = {}
+#: Workspaces kept per tile shape between calls (one per worker thread is enough).
+_WS_KEEP = 4
+
+
+def _acquire(key: tuple[int, int, int, int, int, int, str]) -> _Workspace:
+    """A free workspace for ``key`` (buffers are large: reusing them avoids fresh pages)."""
+    with _WS_LOCK:
+        free = _WS_CACHE.get(key)
+        if free:
+            return free.pop()
+    return _Workspace(key)
+
+
+def _release(key: tuple[int, int, int, int, int, int, str], ws: _Workspace) -> None:
+    with _WS_LOCK:
+        if key not in _WS_CACHE:
+            _WS_CACHE.clear()  # keep the buffers of the latest tile shape only
+        free = _WS_CACHE.setdefault(key, [])
+        if len(free) < _WS_KEEP:
+            free.append(ws)
+
+
+def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Unnormalised 2-D real FFT of ``a`` written into ``out``."""
+    if _pfft is not None:
+        return np.asarray(_pfft.r2c(a, (0, 1), True, 0, out, 1))
+    out[...] = sfft.rfft2(a, workers=1)
+    return out
+
+
+def _ifft_columns_inplace(a: np.ndarray) -> np.ndarray:
+    """Inverse FFT along axis 1 (``1/n`` normalised), in place."""
+    if _pfft is not None:
+        return np.asarray(_pfft.c2c(a, (1,), False, 2, a, 1))
+    return np.asarray(sfft.ifft(a, axis=1, workers=1, overwrite_x=True))
+
+
+def _irfft_rows_into(a: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """Inverse real FFT along the last axis (``1/n`` normalised) written into ``out``."""
+    if _pfft is not None:
+        return np.asarray(_pfft.c2r(a, (a.ndim - 1,), n, False, 2, out, 1))
+    out[...] = sfft.irfft(a, n=n, axis=-1, workers=1)
+    return out
+
+
 def convolve_spatial(
     image: np.ndarray,
     variance: np.ndarray,
@@ -499,36 +582,38 @@ def convolve_spatial(
     smat = np.zeros((order + 1, order + 1))
     for (a, b), s in zip(exps, ksums, strict=True):
         smat[b, a] = s
-    nc = fx // 2 + 1
     out_img = np.empty((height, width), dtype=np.float32)
     out_var = np.empty((height, width), dtype=np.float32)
 
+    ws_key = (fy, fx, len(exps), order + 1, rank, th_max, np.dtype(fft_dtype).str)
+    sxs_all = np.arange(x0, x0 + width + tw_max)
+    sys_all = np.arange(y0, y0 + height + th_max)
+
     def do_tile(ty: int, tx: int) -> None:
         th, tw = min(th_max, height - ty), min(tw_max, width - tx)
-        buf_i: np.ndarray = np.zeros((fy, fx), dtype=fft_dtype)
-        buf_v: np.ndarray = np.zeros((fy, fx), dtype=fft_dtype)
-        _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
-                buf_i, buf_v)  # fmt: skip
-        xn, _ = kernel.normalized_xy(np.arange(x0 + tx, x0 + tx + tw), 0.0)
-        _, yn = kernel.normalized_xy(0.0, np.arange(y0 + ty, y0 + ty + th))
-        tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th)
-        txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-        # Image: column pass per term, Ty_b summed per a, row pass per a on the output rows.
-        prod = np.empty((len(exps), fy, nc), dtype=ctype)
-        _multiply(sfft.rfft2(buf_i, workers=1), fk, prod)
-        z = sfft.ifft(prod, axis=1, workers=1, overwrite_x=True)
-        acc = np.empty((order + 1, th, nc), dtype=ctype)
-        _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h, acc)
-        rows_i = sfft.irfft(acc, n=fx, axis=-1, workers=1, overwrite_x=True)
-        # Variance: one 2-D convolution per component, row pass on the output rows only.
-        prod_v = np.empty((rank, fy, nc), dtype=ctype)
-        _multiply(sfft.rfft2(buf_v, workers=1), fe, prod_v)
-        zv = sfft.ifft(prod_v, axis=1, workers=1, overwrite_x=True)
-        rows_v = sfft.irfft(zv[:, 2 * h : 2 * h + th], n=fx, axis=-1, workers=1, overwrite_x=True)
-        _combine(rows_i, np.ascontiguousarray(txs[: order + 1], dtype=np.float32), rows_v,
-                 2 * h, tys, (smat @ txs[: order + 1]).astype(np.float32),
-                 np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32), ty, tx,
-                 out_mask, no_data, out_img, out_var)  # fmt: skip
+        ws = _acquire(ws_key)
+        try:
+            _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
+                    ws.buf_i, ws.buf_v)  # fmt: skip
+            xn, _ = kernel.normalized_xy(sxs_all[tx : tx + tw], 0.0)
+            _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
+            tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
+            txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
+            # Image: column pass per term, Ty_b summed per a, row pass per a on output rows.
+            _multiply(_rfft2_into(ws.buf_i, ws.spec_i), fk, ws.prod)
+            z = _ifft_columns_inplace(ws.prod)
+            _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h, ws.acc)
+            rows_i = _irfft_rows_into(ws.acc, fx, ws.rows_i)
+            # Variance: one 2-D convolution per component, row pass on the output rows only.
+            _multiply(_rfft2_into(ws.buf_v, ws.spec_v), fe, ws.prod_v)
+            zv = _ifft_columns_inplace(ws.prod_v)
+            rows_v = _irfft_rows_into(zv[:, 2 * h : 2 * h + th_max], fx, ws.rows_v)
+            _combine(rows_i, np.ascontiguousarray(txs[: order + 1], dtype=np.float32), rows_v,
+                     th, 2 * h, tys, (smat @ txs[: order + 1]).astype(np.float32),
+                     np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32), ty, tx,
+                     out_mask, no_data, out_img, out_var)  # fmt: skip
+        finally:
+            _release(ws_key, ws)
 
     # The dilated mask (with the border and the footprint of bad pixels) comes first: the tiles
     # blank the pixels it marks NO_DATA.
