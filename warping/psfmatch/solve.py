@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -184,6 +185,34 @@ def _toeplitz(functions: np.ndarray, size: int, full: bool) -> np.ndarray:
     return np.where(inside[None], functions[:, np.clip(d, 0, k - 1)], 0.0)
 
 
+_BUF_LOCK = threading.Lock()
+_BUF_CACHE: dict[tuple[int, ...], list[tuple[np.ndarray, ...]]] = {}
+
+
+def _take_buffers(key: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Design buffers ``(xp, raw, design, d2)`` for ``key``, from the cache when free."""
+    with _BUF_LOCK:
+        free = _BUF_CACHE.get(key)
+        if free:
+            return free.pop()
+    nf, size, q, chunk, n_raw, nb = key
+    return (
+        np.empty((nf, size * chunk, q)),
+        np.empty((n_raw, q, chunk * q)),
+        np.empty((nb, q, chunk * q)),
+        np.empty((chunk, nb, q, q)),
+    )
+
+
+def _give_buffers(key: tuple[int, ...], bufs: tuple[np.ndarray, ...]) -> None:
+    with _BUF_LOCK:
+        if key not in _BUF_CACHE:
+            _BUF_CACHE.clear()  # keep the buffers of the latest shape only
+        free = _BUF_CACHE.setdefault(key, [])
+        if len(free) < 4:
+            free.append(bufs)
+
+
 def _separable_normal_equations(
     science: np.ndarray,
     target: np.ndarray,
@@ -215,13 +244,19 @@ def _separable_normal_equations(
     b_out = np.empty((n, nb))
     rr = np.einsum("cp,cp->c", target, target)
 
+    key = (len(tx), size, q, chunk, n_raw, nb)
+
     def run(part: range) -> None:
-        # Buffers are allocated once per thread and reused for its chunks (fresh pages of large
-        # temporaries cost more than the products here).
-        xp = np.empty((len(tx), size * chunk, q))
-        raw = np.empty((n_raw, q, chunk * q))
-        design = np.empty((nb, q, chunk * q))
-        d2 = np.empty((chunk, nb, q, q))
+        # Buffers are reused across chunks and calls (fresh pages of large temporaries cost
+        # more than the products here).
+        bufs = _take_buffers(key)
+        try:
+            _run_chunks(part, bufs)
+        finally:
+            _give_buffers(key, bufs)
+
+    def _run_chunks(part: range, bufs: tuple[np.ndarray, ...]) -> None:
+        xp, raw, design, d2 = bufs
         for c0 in part:
             sci = science[c0 : c0 + chunk]
             m = len(sci)
