@@ -207,6 +207,7 @@ def main() -> None:
             f"{len(res.warnings):>6}"
         )
     print("  fit/conv/total: wall seconds; CPU s: process CPU time (all threads) of the match")
+    print("  (the output-mask dilation runs on a second thread during the fit; it is in 'fit')")
     print("  noise gain = median over cells of sqrt(sum K^2), the white-noise sigma factor")
 
 
