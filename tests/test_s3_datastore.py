@@ -66,6 +66,23 @@ def test_started_put_returns_the_sha256_of_what_was_stored(store: S3Datastore) -
     assert store.objects.list_multipart_uploads(store.prefix) == []
 
 
+def test_concurrent_started_puts_get_their_own_checksums(store: S3Datastore) -> None:
+    """The payload hash botocore computed reaches only the upload that sent that body."""
+    payloads = {f"c/{i}.bin": random.Random(i).randbytes(300_000 + i) for i in range(8)}
+    got: dict[str, str] = {}
+
+    def put(name: str) -> None:
+        got[name] = store.put_bytes_started(name, payloads[name])()
+
+    threads = [threading.Thread(target=put, args=(name,)) for name in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == {name: "sha256:" + hashlib.sha256(d).hexdigest() for name, d in payloads.items()}
+    assert store._client_hashes_payload
+
+
 def test_walk_pages_through_listings(store: S3Datastore) -> None:
     n = 230
     store.fs.pipe({f"{store.path}/many/{i:05d}.txt": b"x" for i in range(n)})
