@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -153,14 +155,85 @@ def warp_band(
         raise ValueError(f"out_var shape {out_var.shape} != out_img shape {out_img.shape}")
     if mask_out and out_mask.shape != out_img.shape:
         raise ValueError(f"out_mask shape {out_mask.shape} != out_img shape {out_img.shape}")
-    src_img = _unaliased(src_img)
-    if do_var:
-        src_var = _unaliased(src_var)
-        if _row_stride(src_var) != _row_stride(src_img):  # tiny arrays are never padded
-            src_var = np.ascontiguousarray(src_var)
-            src_img = np.ascontiguousarray(src_img)
-    if mask_in:
-        src_mask = _unaliased(src_mask)
+    same = mkind == kind and mn == n
+    full_bits = -1 if same else int(grow_bits)
+    want_map = mask_in and mask_out and full_bits != 0
+    nrows = row_stop - row_start
+    parallel = threads > 1 and nrows > BLOCK_ROWS
+    pool = ThreadPoolExecutor(max_workers=threads) if parallel else None
+    try:
+        # padded copies and the block map are independent passes over the source: overlap them
+        fut_img = _submit(pool, _unaliased, src_img)
+        fut_var = _submit(pool, _unaliased, src_var) if do_var else None
+        fut_mask = _submit(pool, _unaliased, src_mask) if mask_in else None
+        fut_map = _submit(pool, block_map, src_mask, full_bits) if want_map else None
+        src_img = fut_img.result()
+        if fut_var is not None:
+            src_var = fut_var.result()
+            if _row_stride(src_var) != _row_stride(src_img):  # tiny arrays are never padded
+                src_var = np.ascontiguousarray(src_var)
+                src_img = np.ascontiguousarray(src_img)
+        if fut_mask is not None:
+            src_mask = fut_mask.result()
+        full_map = fut_map.result() if fut_map is not None else None
+        return _run_core(
+            src_img, src_var, src_mask, do_var, mask_in, mask_out, nodes_x, nodes_y, gx, gy, ga,
+            step, origin_y, row_start, row_stop, out_img, out_var, out_mask, kind, n, table,
+            mkind, mn, full_bits, full_map, nodata_bits, pad_value, conserve_flux, dtype, pool,
+        )  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+class _Done:
+    """A finished "future" for work run inline (no pool)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
+def _submit(pool: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``pool.submit(fn, *args)``, or run it now when there is no pool."""
+    return pool.submit(fn, *args) if pool is not None else _Done(fn(*args))
+
+
+def _run_core(
+    src_img: np.ndarray,
+    src_var: np.ndarray,
+    src_mask: np.ndarray,
+    do_var: bool,
+    mask_in: bool,
+    mask_out: bool,
+    nodes_x: np.ndarray,
+    nodes_y: np.ndarray,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    ga: np.ndarray,
+    step: int,
+    origin_y: int,
+    row_start: int,
+    row_stop: int,
+    out_img: np.ndarray,
+    out_var: np.ndarray,
+    out_mask: np.ndarray,
+    kind: int,
+    n: int,
+    table: np.ndarray,
+    mkind: int,
+    mn: int,
+    full_bits: int,
+    full_map: np.ndarray | None,
+    nodata_bits: int,
+    pad_value: float,
+    conserve_flux: bool,
+    dtype: np.dtype[Any],
+    pool: ThreadPoolExecutor | None,
+) -> int:
+    """Pack the arguments and run the C core over the rows (on ``pool`` when given)."""
     grids = [np.ascontiguousarray(g, dtype=np.float64) for g in (nodes_x, nodes_y, gx, gy, ga)]
     nodes_x, nodes_y, gx, gy, ga = grids
     if gx.shape != (nodes_y.size, nodes_x.size) or gy.shape != gx.shape:
@@ -171,16 +244,13 @@ def warp_band(
     if not 0 <= row_start <= row_stop <= hd:
         raise ValueError(f"rows {row_start}..{row_stop} outside 0..{hd}")
 
-    same = mkind == kind and mn == n
-    full_bits = -1 if same else int(grow_bits)
     use_map = False
-    full_map = np.zeros((1, 1), dtype=np.uint8)
-    if mask_in and mask_out and full_bits != 0:
-        full_map = block_map(src_mask, full_bits)  # one pass over the mask
-        if full_map.any():
-            use_map = True
-        else:  # no such bit anywhere: the full-footprint OR is 0 everywhere
-            full_bits = 0
+    if full_map is not None and full_map.any():
+        use_map = True
+    elif full_map is not None:  # no such bit anywhere: the full-footprint OR is 0 everywhere
+        full_bits = 0
+    if full_map is None:
+        full_map = np.zeros((1, 1), dtype=np.uint8)
     table = np.ascontiguousarray(table, dtype=np.float64)
     dtable = _padded_table(table.tobytes(), table.shape) if dtype == np.float32 else None
     tsum = np.ascontiguousarray(table.sum(axis=1))
@@ -237,14 +307,12 @@ def warp_band(
         scratch = np.empty(3 * nodes_x.size, dtype=np.float64)
         return int(core(ref, rows[0], rows[1], _ptr(scratch)))
 
-    nrows = row_stop - row_start
-    if threads <= 1 or nrows <= BLOCK_ROWS:
+    if pool is None:
         good = run((row_start, row_stop))
     else:
         blocks = [
             (r, min(r + BLOCK_ROWS, row_stop)) for r in range(row_start, row_stop, BLOCK_ROWS)
         ]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            good = sum(pool.map(run, blocks))
+        good = sum(pool.map(run, blocks))
     del keep
     return int(good)
