@@ -305,9 +305,12 @@ def fit_spatial_kernel(
     only LSST's "good" region ``[h, P-h-1]²``, which leaves the kernel's outer part poorly
     constrained (matched-star second moments off by ~1-2 % with default padding in our tests,
     against ~0.4 % for "stamp"). They are combined with the Chebyshev spatial terms at the cell
-    centre. The first
-    basis coefficient is spatially constant and fixed to ``kernel_sum`` (flux conservation);
-    the remaining ``(n_basis - 1) * n_terms`` coefficients are solved for.
+    centre. The first basis coefficient is spatially constant and fixed to ``kernel_sum``
+    (flux conservation); the remaining ``(n_basis - 1) * n_terms`` coefficients are solved for.
+
+    ``basis`` is either the kernel array (design by one FFT convolution per cell and kernel) or
+    a :class:`~warping.psfmatch.basis.SeparableBasis` (same design, from row and column matrix
+    products; much faster, equal to 1e-15).
 
     Raises
     ------
