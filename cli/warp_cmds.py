@@ -24,6 +24,10 @@ def warp_image_cmd(
     ] = False,
 ) -> None:
     """Warp a plain FITS image onto a target grid (NaN where there is no data)."""
+    import os
+
+    # no BLAS is used here: skip OpenBLAS's thread pool start-up (~0.1 CPU-s) at numpy import
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from warping.warp import WarpingControl
     from warping.warp.fits_io import warp_fits_file
 

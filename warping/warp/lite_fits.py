@@ -571,7 +571,9 @@ def _umask() -> int:
 def _write_data(f: BinaryIO, arr: np.ndarray, bzero: int | None) -> None:
     """Big-endian data in row chunks of ~4 MB (no full-size copy), then zero padding."""
     big = arr.dtype.newbyteorder(">")
-    rows = max(1, (4 << 20) // max(1, arr.shape[1] * arr.dtype.itemsize))
+    rows = max(1, (1 << 20) // max(1, arr.shape[1] * arr.dtype.itemsize))
+    # one ~1 MB big-endian buffer reused for every chunk (stays in cache, no page faults)
+    buf = np.empty((min(rows, arr.shape[0]), arr.shape[1]), dtype=big)
     for start in range(0, arr.shape[0], rows):
         chunk = arr[start : start + rows]
         if bzero is not None:  # unsigned -> signed with offset (int8: the reverse)
@@ -579,10 +581,12 @@ def _write_data(f: BinaryIO, arr: np.ndarray, bzero: int | None) -> None:
             unsigned = np.dtype(f"u{arr.dtype.itemsize}")
             flip = np.array(1 << (8 * arr.dtype.itemsize - 1), dtype=np.uint64).astype(unsigned)
             chunk = (chunk.view(unsigned) ^ flip).view(stored).astype(stored.newbyteorder(">"))
+        elif arr.dtype.byteorder == ">" and chunk.flags.c_contiguous:
+            pass  # already big-endian
         else:
-            chunk = chunk.astype(big, copy=False)
-            if not chunk.flags.c_contiguous:
-                chunk = np.ascontiguousarray(chunk)
+            out = buf[: chunk.shape[0]]
+            np.copyto(out, chunk)
+            chunk = out
         f.write(memoryview(chunk.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
     nbytes = arr.size * arr.dtype.itemsize
     f.write(b"\0" * (-nbytes % BLOCK))
