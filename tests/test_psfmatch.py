@@ -440,6 +440,30 @@ def test_public_scipy_fft_fallback_gives_the_same_result(monkeypatch: pytest.Mon
     np.testing.assert_array_equal(slow[2], fast[2])
 
 
+def test_released_buffers_are_rebuilt_with_the_same_result() -> None:
+    """release_buffers() frees the kept scratch buffers; the next match gives the same pixels."""
+    from warping.psfmatch import release_buffers
+
+    bbox = Box2I(0, 0, 160, 140)
+    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(80.0, 70.0))
+    model = _GaussPsf(2.6, size=31)
+    rng = np.random.default_rng(13)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = np.full(bbox.shape, 100.0, np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+
+    def run() -> tuple[np.ndarray, ...]:
+        res = match_to_model(
+            img, var, mask, bbox, sci, model, config=PsfMatchConfig(), mask_planes=PLANES
+        )
+        return res.image, res.variance, res.mask
+
+    first = run()
+    release_buffers()
+    for a, b in zip(first, run(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_float32_fft_matches_float64_on_star_field() -> None:
     bbox = Box2I(0, 0, 256, 256)
     kernel, sci, _ = _fitted_kernel(bbox)

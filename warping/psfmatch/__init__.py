@@ -1,12 +1,14 @@
 """Alard–Lupton matching of warped CCDs to a model PSF (LSST ``ModelPsfMatchTask``).
 
-Entry point: :func:`match_to_model` with a :class:`PsfMatchConfig`.
+Entry point: :func:`match_to_model` with a :class:`PsfMatchConfig`. Large scratch buffers are
+kept between calls (same-size CCDs reuse them); :func:`release_buffers` frees them.
 """
 
 from warping.psfmatch.config import LSST_FIELD_NAMES, PsfMatchConfig
+from warping.psfmatch.convolve import clear_workspaces
 from warping.psfmatch.errors import PsfMatchError
 from warping.psfmatch.model_match import PsfMatchResult, match_to_model
-from warping.psfmatch.solve import SpatialKernel
+from warping.psfmatch.solve import SpatialKernel, clear_design_buffers
 
 __all__ = [
     "LSST_FIELD_NAMES",
@@ -15,4 +17,11 @@ __all__ = [
     "PsfMatchResult",
     "SpatialKernel",
     "match_to_model",
+    "release_buffers",
 ]
+
+
+def release_buffers() -> None:
+    """Free the FFT workspaces and design buffers kept between :func:`match_to_model` calls."""
+    clear_workspaces()
+    clear_design_buffers()

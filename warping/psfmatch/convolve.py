@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - other scipy layouts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConvolutionInfo", "convolve_spatial", "dilate_mask", "or_dilate"]
+__all__ = ["ConvolutionInfo", "clear_workspaces", "convolve_spatial", "dilate_mask", "or_dilate"]
 
 
 @dataclass(frozen=True)
@@ -474,6 +474,13 @@ def _release(key: tuple[int, int, int, int, int, int, str], ws: _Workspace) -> N
         free = _WS_CACHE.setdefault(key, [])
         if len(free) < _WS_KEEP:
             free.append(ws)
+
+
+def clear_workspaces() -> None:
+    """Free the FFT workspaces kept between calls (about 50 MB per worker thread for a 2k x 4k
+    CCD); the next call allocates them again."""
+    with _WS_LOCK:
+        _WS_CACHE.clear()
 
 
 def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:

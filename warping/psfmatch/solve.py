@@ -22,6 +22,7 @@ __all__ = [
     "SpatialKernel",
     "chebyshev_1d",
     "chebyshev_terms",
+    "clear_design_buffers",
     "fit_spatial_kernel",
 ]
 
@@ -187,6 +188,12 @@ def _toeplitz(functions: np.ndarray, size: int, full: bool) -> np.ndarray:
 
 _BUF_LOCK = threading.Lock()
 _BUF_CACHE: dict[tuple[int, ...], list[tuple[np.ndarray, ...]]] = {}
+
+
+def clear_design_buffers() -> None:
+    """Free the design-matrix buffers kept between calls (about 22 MB per worker thread)."""
+    with _BUF_LOCK:
+        _BUF_CACHE.clear()
 
 
 def _take_buffers(key: tuple[int, ...]) -> tuple[np.ndarray, ...]:
