@@ -9,7 +9,9 @@ command-line adapter) does not pay for the butler, fsspec and the registry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from repo_butler._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from repo_butler.butler import Butler, create_repo
@@ -44,13 +46,4 @@ __all__ = [
     "software_versions",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'repo_butler' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("repo_butler", _EXPORTS, globals())

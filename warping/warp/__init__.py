@@ -6,7 +6,9 @@ squared weights; mask bits are OR'ed over the mask kernel's footprint (``grow_fu
 over the full kernel footprint). See the README for conventions and accuracy figures.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from repo_butler._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from warping.warp._high_level import (
@@ -34,18 +36,6 @@ _EXPORTS = {
     "wcs_pair_transform": "warping.warp._transform",
 }
 
-
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'warping.warp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "KERNEL_NAMES",
     "WarpResult",
@@ -57,3 +47,5 @@ __all__ = [
     "warp_with_transform",
     "wcs_pair_transform",
 ]
+
+__getattr__ = lazy_getattr("warping.warp", _EXPORTS, globals())
