@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,21 +27,17 @@ from typing import Any
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
 from repo_butler.refs import data_id_key
-from repo_butler.registry.base import DatasetRecord, Registry
+from repo_butler.registry.base import DatasetRecord
+from repo_butler.registry.sql import COLUMNS, SqlRegistry, dimension_column
 
 __all__ = ["PostgresRegistry", "check_postgres_url"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-_COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
 _TEXT = 'TEXT COLLATE "C"'
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_ID = 0x7262_7265_6769  # advisory lock id for schema changes ("rbregi")
-
-
-def _col(dim: str) -> str:
-    return f'"d_{dim}"'
 
 
 def _pg(sql: str) -> str:
@@ -81,7 +77,7 @@ def _redacted(url: str) -> str:
     return f"postgresql://{parts.username + '@' if parts.username else ''}{host}{port}{parts.path}"
 
 
-class PostgresRegistry(Registry):
+class PostgresRegistry(SqlRegistry):
     """A :class:`Registry` in a PostgreSQL database (psycopg 3).
 
     Parameters
@@ -202,11 +198,12 @@ class PostgresRegistry(Registry):
             }
             for dim in dims:
                 if f"d_{dim}" not in have:
+                    column = dimension_column(dim)
                     kind = "BIGINT" if self.universe[dim].type == "int" else _TEXT
-                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {_col(dim)} {kind}")
+                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
                     conn.execute(
                         f'CREATE INDEX IF NOT EXISTS "datasets_d_{dim}" '
-                        f"ON datasets (dataset_type, {_col(dim)}) WHERE {_col(dim)} IS NOT NULL"
+                        f"ON datasets (dataset_type, {column}) WHERE {column} IS NOT NULL"
                     )
 
     def close(self) -> None:
@@ -225,11 +222,6 @@ class PostgresRegistry(Registry):
         """Refresh the planner statistics of the datasets table."""
         with self._lock:
             self._conn.execute("ANALYZE datasets")
-
-    def _record(self, row: Sequence[Any]) -> DatasetRecord:
-        raw = json.loads(row[2])
-        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)}, row[2])
-        return DatasetRecord(row[0], data_id, row[1], row[3], int(row[4]), row[5], row[6], row[7])
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -264,7 +256,7 @@ class PostgresRegistry(Registry):
         """Insert one dataset row (and provenance) in one transaction."""
         key = data_id_key(record.data_id)
         dims = tuple(record.data_id)
-        columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
+        columns = COLUMNS + "".join(f", {dimension_column(d)}" for d in dims)
         marks = ", ".join("?" * (8 + len(dims)))
         values = (
             record.dataset_type,
@@ -296,107 +288,13 @@ class PostgresRegistry(Registry):
                 f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
             ) from err
 
-    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
-        """The dataset with exactly this data ID in the first of ``runs`` having it."""
-        rows = self._read(
-            f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
-            f"AND run IN ({', '.join('?' * len(runs))})",
-            (dataset_type, data_id_key(data_id), *runs),
-        )
-        if not rows:
-            return None
-        rank = {run: i for i, run in enumerate(runs)}
-        return self._record(min(rows, key=lambda row: rank[row[1]]))
-
-    def _constraints(
-        self,
-        runs: Sequence[str],
-        data_id: DataId | None,
-        where: str | None,
-        bind: Mapping[str, Any] | None,
-        allowed: Sequence[str] | None,
-    ) -> tuple[list[str], list[Any], set[str]]:
-        clauses = [f"run IN ({', '.join('?' * len(runs))})"]
-        params: list[Any] = list(runs)
-        used: set[str] = set()
-        for dim, value in (data_id or {}).items():
-            clauses.append(f"{_col(dim)} = ?")
-            params.append(value)
-            used.add(dim)
-        if where:
-            from repo_butler.query import compile_where
-
-            sql, where_params, dims = compile_where(
-                where, self.universe, _col, allowed=allowed, bind=bind
-            )
-            clauses.append(sql)
-            params.extend(where_params)
-            used |= dims
-        return clauses, params, used
-
-    def query(
-        self,
-        dataset_type: str,
-        runs: Sequence[str],
-        *,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-        dimensions: Sequence[str] = (),
-    ) -> list[DatasetRecord]:
-        """Datasets of one type in ``runs`` matching ``data_id`` and ``where``."""
-        clauses, params, _ = self._constraints(runs, data_id, where, bind, dimensions)
-        sql = f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND " + " AND ".join(clauses)
-        return [self._record(row) for row in self._read(sql, [dataset_type, *params])]
-
-    def query_data_ids(
-        self,
-        dimensions: Sequence[str],
-        runs: Sequence[str],
-        *,
-        dataset_types: Sequence[str] | None = None,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-    ) -> list[DataId]:
-        """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
-        clauses, params, used = self._constraints(runs, data_id, where, bind, None)
-        for dim in {*dimensions, *used}:
-            clauses.append(f"{_col(dim)} IS NOT NULL")
-        if dataset_types is not None:
-            if not dataset_types:
-                return []
-            clauses.append(f"dataset_type IN ({', '.join('?' * len(dataset_types))})")
-            params.extend(dataset_types)
-        cols = ", ".join(_col(d) for d in dimensions)
-        rows = self._read(
-            f"SELECT DISTINCT {cols} FROM datasets WHERE " + " AND ".join(clauses), params
-        )
-        out = [DataId._trusted(dict(zip(dimensions, row, strict=True))) for row in rows]
-        out.sort(key=DataId.sort_key)
-        return out
-
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row and return it."""
         with self._tx() as conn:
             row = self._exec(
                 conn,
                 f"DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ? "
-                f"RETURNING {_COLUMNS}",
+                f"RETURNING {COLUMNS}",
                 (dataset_type, data_id_key(data_id), run),
             ).fetchone()
         return None if row is None else self._record(row)
-
-    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
-        """Provenance JSON text of one dataset."""
-        rows = self._read(
-            "SELECT p.record FROM provenance p JOIN datasets d ON p.dataset_id = d.id "
-            "WHERE d.dataset_type = ? AND d.data_id = ? AND d.run = ?",
-            (dataset_type, data_id_key(data_id), run),
-        )
-        return rows[0][0] if rows else None
-
-    def all_records(self) -> Iterator[DatasetRecord]:
-        """Every dataset row, ordered by run and path."""
-        for row in self._read(f"SELECT {_COLUMNS} FROM datasets ORDER BY run, path"):
-            yield self._record(row)

@@ -18,7 +18,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,8 @@ from typing import Any
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import DatasetExistsError, RegistryError
 from repo_butler.refs import data_id_key
-from repo_butler.registry.base import DatasetRecord, Registry
+from repo_butler.registry.base import DatasetRecord
+from repo_butler.registry.sql import COLUMNS, SqlRegistry, dimension_column
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
 
@@ -36,14 +37,9 @@ SCHEMA_VERSION = 1
 
 # Refresh planner statistics after this many inserts by one connection (then every last value).
 _ANALYZE_AT = (64, 256, 1024, 4096, 16384)
-_COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
 
 
-def _col(dim: str) -> str:
-    return f'"d_{dim}"'
-
-
-class SqliteRegistry(Registry):
+class SqliteRegistry(SqlRegistry):
     """A :class:`Registry` in one SQLite file.
 
     Parameters
@@ -170,11 +166,12 @@ class SqliteRegistry(Registry):
             have = {row[1] for row in conn.execute("PRAGMA table_info(datasets)")}
             for dim in dims:
                 if f"d_{dim}" not in have:
+                    column = dimension_column(dim)
                     kind = "INTEGER" if self.universe[dim].type == "int" else "TEXT"
-                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {_col(dim)} {kind}")
+                    conn.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
                     conn.execute(
                         f'CREATE INDEX IF NOT EXISTS "datasets_d_{dim}" '
-                        f"ON datasets (dataset_type, {_col(dim)}) WHERE {_col(dim)} IS NOT NULL"
+                        f"ON datasets (dataset_type, {column}) WHERE {column} IS NOT NULL"
                     )
 
     def clear(self) -> None:
@@ -188,11 +185,6 @@ class SqliteRegistry(Registry):
         """Close the connection."""
         with self._lock:
             self._conn.close()
-
-    def _record(self, row: Sequence[Any]) -> DatasetRecord:
-        raw = json.loads(row[2])
-        data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)}, row[2])
-        return DatasetRecord(row[0], data_id, row[1], row[3], row[4], row[5], row[6], row[7])
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -228,7 +220,7 @@ class SqliteRegistry(Registry):
         dims = tuple(record.data_id)
         sql = self._insert_sql.get(dims)
         if sql is None:
-            columns = _COLUMNS + "".join(f", {_col(d)}" for d in dims)
+            columns = COLUMNS + "".join(f", {dimension_column(d)}" for d in dims)
             marks = ", ".join("?" * (8 + len(dims)))
             sql = self._insert_sql[dims] = f"INSERT INTO datasets ({columns}) VALUES ({marks})"
         values = (
@@ -301,100 +293,12 @@ class SqliteRegistry(Registry):
             except sqlite3.OperationalError as err:  # e.g. locked by a writer: try later
                 logger.debug("ANALYZE skipped: %s", err)
 
-    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
-        """The dataset with exactly this data ID in the first of ``runs`` having it."""
-        key = data_id_key(data_id)
-        if len(runs) == 1:
-            rows = self._read(
-                f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
-                "AND run = ?",
-                (dataset_type, key, runs[0]),
-            )
-        else:
-            rows = self._read(
-                f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND data_id = ? "
-                f"AND run IN ({', '.join('?' * len(runs))})",
-                (dataset_type, key, *runs),
-            )
-        if not rows:
-            return None
-        rank = {run: i for i, run in enumerate(runs)}
-        return self._record(min(rows, key=lambda row: rank[row[1]]))
-
-    def _constraints(
-        self,
-        runs: Sequence[str],
-        data_id: DataId | None,
-        where: str | None,
-        bind: Mapping[str, Any] | None,
-        allowed: Sequence[str] | None,
-    ) -> tuple[list[str], list[Any], set[str]]:
-        clauses = [f"run IN ({', '.join('?' * len(runs))})"]
-        params: list[Any] = list(runs)
-        used: set[str] = set()
-        for dim, value in (data_id or {}).items():
-            clauses.append(f"{_col(dim)} = ?")
-            params.append(value)
-            used.add(dim)
-        if where:
-            from repo_butler.query import compile_where
-
-            sql, where_params, dims = compile_where(
-                where, self.universe, _col, allowed=allowed, bind=bind
-            )
-            clauses.append(sql)
-            params.extend(where_params)
-            used |= dims
-        return clauses, params, used
-
-    def query(
-        self,
-        dataset_type: str,
-        runs: Sequence[str],
-        *,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-        dimensions: Sequence[str] = (),
-    ) -> list[DatasetRecord]:
-        """Datasets of one type in ``runs`` matching ``data_id`` and ``where``."""
-        clauses, params, _ = self._constraints(runs, data_id, where, bind, dimensions)
-        sql = f"SELECT {_COLUMNS} FROM datasets WHERE dataset_type = ? AND " + " AND ".join(clauses)
-        return [self._record(row) for row in self._read(sql, [dataset_type, *params])]
-
-    def query_data_ids(
-        self,
-        dimensions: Sequence[str],
-        runs: Sequence[str],
-        *,
-        dataset_types: Sequence[str] | None = None,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-    ) -> list[DataId]:
-        """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
-        clauses, params, used = self._constraints(runs, data_id, where, bind, None)
-        for dim in {*dimensions, *used}:
-            clauses.append(f"{_col(dim)} IS NOT NULL")
-        if dataset_types is not None:
-            if not dataset_types:
-                return []
-            clauses.append(f"dataset_type IN ({', '.join('?' * len(dataset_types))})")
-            params.extend(dataset_types)
-        cols = ", ".join(_col(d) for d in dimensions)
-        rows = self._read(
-            f"SELECT DISTINCT {cols} FROM datasets WHERE " + " AND ".join(clauses), params
-        )
-        out = [DataId._trusted(dict(zip(dimensions, row, strict=True))) for row in rows]
-        out.sort(key=DataId.sort_key)
-        return out
-
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row and return it."""
         key = data_id_key(data_id)
         with self._write() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM datasets "
+                f"SELECT {COLUMNS} FROM datasets "
                 "WHERE dataset_type = ? AND data_id = ? AND run = ?",
                 (dataset_type, key, run),
             ).fetchone()
@@ -405,17 +309,3 @@ class SqliteRegistry(Registry):
                 (dataset_type, key, run),
             )
         return self._record(row)
-
-    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
-        """Provenance JSON text of one dataset."""
-        rows = self._read(
-            "SELECT p.record FROM provenance p JOIN datasets d ON p.dataset_id = d.id "
-            "WHERE d.dataset_type = ? AND d.data_id = ? AND d.run = ?",
-            (dataset_type, data_id_key(data_id), run),
-        )
-        return rows[0][0] if rows else None
-
-    def all_records(self) -> Iterator[DatasetRecord]:
-        """Every dataset row, ordered by run and path."""
-        for row in self._read(f"SELECT {_COLUMNS} FROM datasets ORDER BY run, path"):
-            yield self._record(row)
