@@ -176,11 +176,88 @@ def warp_band(
         if fut_mask is not None:
             src_mask = fut_mask.result()
         full_map = fut_map.result() if fut_map is not None else None
-        return _run_core(
-            src_img, src_var, src_mask, do_var, mask_in, mask_out, nodes_x, nodes_y, gx, gy, ga,
-            step, origin_y, row_start, row_stop, out_img, out_var, out_mask, kind, n, table,
-            mkind, mn, full_bits, full_map, nodata_bits, pad_value, conserve_flux, dtype, pool,
-        )  # fmt: skip
+        grids = [np.ascontiguousarray(g, dtype=np.float64) for g in (nodes_x, nodes_y, gx, gy, ga)]
+        nodes_x, nodes_y, gx, gy, ga = grids
+        if gx.shape != (nodes_y.size, nodes_x.size) or gy.shape != gx.shape:
+            raise ValueError(f"grid shape {gx.shape} != ({nodes_y.size}, {nodes_x.size})")
+        if conserve_flux and ga.shape != gx.shape:
+            raise ValueError(f"area grid shape {ga.shape} != {gx.shape}")
+        hd, wd = out_img.shape
+        if not 0 <= row_start <= row_stop <= hd:
+            raise ValueError(f"rows {row_start}..{row_stop} outside 0..{hd}")
+
+        use_map = False
+        if full_map is not None and full_map.any():
+            use_map = True
+        elif full_map is not None:  # no such bit anywhere: the full-footprint OR is 0 everywhere
+            full_bits = 0
+        if full_map is None:
+            full_map = np.zeros((1, 1), dtype=np.uint8)
+        table = np.ascontiguousarray(table, dtype=np.float64)
+        dtable = _padded_table(table.tobytes(), table.shape) if dtype == np.float32 else None
+        tsum = np.ascontiguousarray(table.sum(axis=1))
+        args = CoreArgs(
+            src_img=_ptr(src_img),
+            src_var=_ptr(src_var),
+            src_mask=_ptr(src_mask),
+            hs=src_img.shape[0],
+            ws=src_img.shape[1],
+            sstride=_row_stride(src_img),
+            mstride=_row_stride(src_mask),
+            do_var=int(bool(do_var)),
+            mask_in=int(bool(mask_in)),
+            mask_out=int(bool(mask_out)),
+            nodes_x=_ptr(nodes_x),
+            nnx=nodes_x.size,
+            nodes_y=_ptr(nodes_y),
+            nny=nodes_y.size,
+            gx=_ptr(gx),
+            gy=_ptr(gy),
+            ga=_ptr(ga),
+            step=int(step),
+            origin_y=int(origin_y),
+            out_img=_ptr(out_img),
+            out_var=_ptr(out_var),
+            out_mask=_ptr(out_mask),
+            wd=wd,
+            ostride=_row_stride(out_img),
+            vstride=_row_stride(out_var),
+            omstride=_row_stride(out_mask) if out_mask.size else 0,
+            kind=int(kind),
+            n=int(n),
+            table=_ptr(table),
+            dtable=_ptr(dtable) if dtable is not None else None,
+            tsum=_ptr(tsum),
+            tstride=dtable.shape[1] if dtable is not None else 0,
+            rows=table.shape[0] - 2,
+            mkind=int(mkind),
+            mn=int(mn),
+            full_bits=int(full_bits),
+            nodata_bits=int(nodata_bits),
+            pad_value=float(pad_value),
+            conserve_flux=int(bool(conserve_flux)),
+            full_map=_ptr(full_map),
+            map_cols=full_map.shape[1],
+            use_full_map=int(use_map),
+        )
+        lib = library()
+        core = lib.rb_warp_rows_f32 if dtype == np.float32 else lib.rb_warp_rows_f64
+        ref = ctypes.byref(args)
+        keep = (src_img, src_var, src_mask, grids, out_img, out_var, out_mask, table, dtable, tsum)
+
+        def run(rows: tuple[int, int]) -> int:
+            scratch = np.empty(3 * nodes_x.size, dtype=np.float64)
+            return int(core(ref, rows[0], rows[1], _ptr(scratch)))
+
+        if pool is None:
+            good = run((row_start, row_stop))
+        else:
+            blocks = [
+                (r, min(r + BLOCK_ROWS, row_stop)) for r in range(row_start, row_stop, BLOCK_ROWS)
+            ]
+            good = sum(pool.map(run, blocks))
+        del keep
+        return int(good)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -199,120 +276,3 @@ class _Done:
 def _submit(pool: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
     """``pool.submit(fn, *args)``, or run it now when there is no pool."""
     return pool.submit(fn, *args) if pool is not None else _Done(fn(*args))
-
-
-def _run_core(
-    src_img: np.ndarray,
-    src_var: np.ndarray,
-    src_mask: np.ndarray,
-    do_var: bool,
-    mask_in: bool,
-    mask_out: bool,
-    nodes_x: np.ndarray,
-    nodes_y: np.ndarray,
-    gx: np.ndarray,
-    gy: np.ndarray,
-    ga: np.ndarray,
-    step: int,
-    origin_y: int,
-    row_start: int,
-    row_stop: int,
-    out_img: np.ndarray,
-    out_var: np.ndarray,
-    out_mask: np.ndarray,
-    kind: int,
-    n: int,
-    table: np.ndarray,
-    mkind: int,
-    mn: int,
-    full_bits: int,
-    full_map: np.ndarray | None,
-    nodata_bits: int,
-    pad_value: float,
-    conserve_flux: bool,
-    dtype: np.dtype[Any],
-    pool: ThreadPoolExecutor | None,
-) -> int:
-    """Pack the arguments and run the C core over the rows (on ``pool`` when given)."""
-    grids = [np.ascontiguousarray(g, dtype=np.float64) for g in (nodes_x, nodes_y, gx, gy, ga)]
-    nodes_x, nodes_y, gx, gy, ga = grids
-    if gx.shape != (nodes_y.size, nodes_x.size) or gy.shape != gx.shape:
-        raise ValueError(f"grid shape {gx.shape} != ({nodes_y.size}, {nodes_x.size})")
-    if conserve_flux and ga.shape != gx.shape:
-        raise ValueError(f"area grid shape {ga.shape} != {gx.shape}")
-    hd, wd = out_img.shape
-    if not 0 <= row_start <= row_stop <= hd:
-        raise ValueError(f"rows {row_start}..{row_stop} outside 0..{hd}")
-
-    use_map = False
-    if full_map is not None and full_map.any():
-        use_map = True
-    elif full_map is not None:  # no such bit anywhere: the full-footprint OR is 0 everywhere
-        full_bits = 0
-    if full_map is None:
-        full_map = np.zeros((1, 1), dtype=np.uint8)
-    table = np.ascontiguousarray(table, dtype=np.float64)
-    dtable = _padded_table(table.tobytes(), table.shape) if dtype == np.float32 else None
-    tsum = np.ascontiguousarray(table.sum(axis=1))
-    args = CoreArgs(
-        src_img=_ptr(src_img),
-        src_var=_ptr(src_var),
-        src_mask=_ptr(src_mask),
-        hs=src_img.shape[0],
-        ws=src_img.shape[1],
-        sstride=_row_stride(src_img),
-        mstride=_row_stride(src_mask),
-        do_var=int(bool(do_var)),
-        mask_in=int(bool(mask_in)),
-        mask_out=int(bool(mask_out)),
-        nodes_x=_ptr(nodes_x),
-        nnx=nodes_x.size,
-        nodes_y=_ptr(nodes_y),
-        nny=nodes_y.size,
-        gx=_ptr(gx),
-        gy=_ptr(gy),
-        ga=_ptr(ga),
-        step=int(step),
-        origin_y=int(origin_y),
-        out_img=_ptr(out_img),
-        out_var=_ptr(out_var),
-        out_mask=_ptr(out_mask),
-        wd=wd,
-        ostride=_row_stride(out_img),
-        vstride=_row_stride(out_var),
-        omstride=_row_stride(out_mask) if out_mask.size else 0,
-        kind=int(kind),
-        n=int(n),
-        table=_ptr(table),
-        dtable=_ptr(dtable) if dtable is not None else None,
-        tsum=_ptr(tsum),
-        tstride=dtable.shape[1] if dtable is not None else 0,
-        rows=table.shape[0] - 2,
-        mkind=int(mkind),
-        mn=int(mn),
-        full_bits=int(full_bits),
-        nodata_bits=int(nodata_bits),
-        pad_value=float(pad_value),
-        conserve_flux=int(bool(conserve_flux)),
-        full_map=_ptr(full_map),
-        map_cols=full_map.shape[1],
-        use_full_map=int(use_map),
-    )
-    lib = library()
-    core = lib.rb_warp_rows_f32 if dtype == np.float32 else lib.rb_warp_rows_f64
-    ref = ctypes.byref(args)
-    keep = (src_img, src_var, src_mask, grids, out_img, out_var, out_mask, table, dtable, tsum)
-
-    def run(rows: tuple[int, int]) -> int:
-        scratch = np.empty(3 * nodes_x.size, dtype=np.float64)
-        return int(core(ref, rows[0], rows[1], _ptr(scratch)))
-
-    if pool is None:
-        good = run((row_start, row_stop))
-    else:
-        blocks = [
-            (r, min(r + BLOCK_ROWS, row_stop)) for r in range(row_start, row_stop, BLOCK_ROWS)
-        ]
-        good = sum(pool.map(run, blocks))
-    del keep
-    return int(good)
