@@ -253,6 +253,7 @@ def test_fit_recovers_known_kernel(sig_gauss: tuple[float, ...], separable: bool
     basis = sep if separable else make_basis(21, cfg.alard_sig_gauss, cfg.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(cells, basis, 2)
     assert fit.residual_max.max() < 2e-3
+    assert np.all(fit.residual_rms <= fit.residual_max + 1e-12)  # rms from normal equations
     for x, y in [(0.0, 0.0), (128.0, 128.0), (250.0, 30.0)]:
         k = kernel.kernel_image(x, y)
         assert kernel.kernel_sum(x, y) == pytest.approx(1.0, abs=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
@@ -119,13 +119,26 @@ class FitDiagnostics:
     ``residual_rms`` and ``residual_max`` are per cell, relative to the model stamp's peak, of
     ``model - science * K(cell)`` over the stamp pixels the fit uses. ``kernel_l1`` much above 1
     means an oscillating kernel, which amplifies pixel noise by ``sqrt(kernel_sum_sq)``.
+    ``residual_max`` needs one convolution per cell and is computed on first access.
     """
 
     residual_rms: np.ndarray
-    residual_max: np.ndarray
     condition_number: float
     kernel_l1: np.ndarray  # per cell, sum |K| of the normalised kernel (1 for a positive kernel)
     kernel_sum_sq: np.ndarray  # per cell, sum K^2: white-noise variance gain of the matching
+    _residual_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool] = field(
+        repr=False, compare=False
+    )
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def residual_max(self) -> np.ndarray:
+        """Per cell, the largest ``|model - science * K(cell)|`` relative to the model peak."""
+        if "residual_max" not in self._cache:
+            science, kernels, target, peak, full = self._residual_inputs
+            pred = _convolve_stamps(science, kernels, full=full).reshape(len(target), -1)
+            self._cache["residual_max"] = np.abs(target - pred).max(axis=1) / peak
+        return self._cache["residual_max"]
 
 
 def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.ndarray:
@@ -386,11 +399,10 @@ def fit_spatial_kernel(
     peak = np.abs(cells.model_stamps).reshape(n, -1).max(axis=1)
     ss = rr - 2.0 * np.einsum("ci,ci->c", a_cell, b) + np.einsum("ci,cij,cj->c", a_cell, m, a_cell)
     kraw = (a_cell @ basis.reshape(nb, -1)).reshape(n, k, k)  # kernels at the cell centres
-    pred = _convolve_stamps(cells.science_stamps, kraw, full=full).reshape(n, -1)
     kimg = kraw.reshape(n, -1) / kraw.sum(axis=(1, 2))[:, None]
     diag_out = FitDiagnostics(
         residual_rms=np.sqrt(np.clip(ss, 0.0, None) / r.shape[1]) / peak,
-        residual_max=np.abs(r - pred).max(axis=1) / peak,
+        _residual_inputs=(cells.science_stamps, kraw, r, peak, full),
         condition_number=cond,
         kernel_l1=np.abs(kimg).sum(axis=1),
         kernel_sum_sq=(kimg**2).sum(axis=1),
