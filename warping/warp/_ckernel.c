@@ -20,9 +20,10 @@
  *    is NaN) gets pad_value / +inf variance / NO_DATA.
  *
  * Hot path (x86-64 with AVX2+FMA, chosen at run time): float32 data, Lanczos-n, both fractional
- * offsets nonzero: source rows are read 4 floats at a time, widened to float64, lanes outside the
- * footprint zeroed (so a NaN there cannot leak in: 0 * NaN would be NaN), accumulated with the
- * y weights and finished with one dot product against the x weights.
+ * offsets nonzero: source rows are read as quads of 4 floats (and a final pair for odd n, so no
+ * load leaves the footprint and a NaN next to it cannot leak in through 0 * NaN), widened to
+ * float64, accumulated with the y weights and finished with one dot product against the x
+ * weights.
  * Accumulation is in float64 in both paths; float64 data always take the scalar path.
  */
 #include <math.h>
@@ -62,7 +63,7 @@ typedef struct {
     int64_t ostride, vstride, omstride; /* row strides (elements) of out_img, out_var, out_mask */
     int64_t kind, n;
     const double *table; /* (rows + 2, 2n) exact weights at f = k / rows */
-    const double *dtable; /* (rows + 2, 8 * nvec) copy of table, zero padded (hot path) */
+    const double *dtable; /* (rows + 2, tstride) copy of table, zero padded (hot path) */
     const double *tsum;   /* (rows + 2) row sums of table (hot path) */
     int64_t tstride;      /* columns of dtable (a multiple of 4, >= 2n) */
     int64_t rows;
