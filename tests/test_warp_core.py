@@ -123,6 +123,15 @@ def test_core_builds_into_a_given_path_and_loads(tmp_path) -> None:  # type: ign
     assert name.startswith("_ckernel-") and name.endswith(".so")
 
 
+def test_core_build_removes_builds_of_older_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stale = tmp_path / "_ckernel-0000000000000000.so"
+    stale.write_bytes(b"old build")
+    other = tmp_path / "unrelated.so"
+    other.write_bytes(b"keep")
+    target = _clib.build(tmp_path / _clib.library_path()[0].name)
+    assert target.exists() and not stale.exists() and other.exists()
+
+
 def test_core_build_failure_is_reported(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     with pytest.raises(_clib.CoreBuildError, match=r"_ckernel\.c") as info:

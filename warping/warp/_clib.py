@@ -13,6 +13,7 @@ keeps ``rb warp-image`` start-up small (no JIT, no numba import).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -142,6 +143,11 @@ def build(target: Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    if target.name.startswith("_ckernel-"):  # builds of older sources: no longer loadable
+        for stale in target.parent.glob("_ckernel-*.so"):
+            if stale != target:
+                with contextlib.suppress(OSError):
+                    stale.unlink()  # safe on POSIX even if another process has it mapped
     return target
 
 
