@@ -21,7 +21,7 @@ from warping.psfmatch.basis import (
     renormalize_basis,
 )
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
-from warping.psfmatch.convolve import convolve_spatial, dilate_mask, or_dilate
+from warping.psfmatch.convolve import convolve_spatial, dilate_mask, or_dilate, tile_spectra
 from warping.psfmatch.solve import (
     SpatialKernel,
     _cell_design,
@@ -540,6 +540,32 @@ def test_precomputed_dilated_mask_gives_the_same_result() -> None:
     assert (own[2][95:106, 95:106] & NO_DATA).all() and (own[2][20, 30] & NO_DATA)
     with pytest.raises(ValueError, match="dilated_mask"):
         convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, dilated_mask=pre[:-1])
+
+
+def test_precomputed_tile_spectra_give_the_same_result() -> None:
+    """tile_spectra (run while the kernel is fitted) == the FFTs convolve_spatial makes itself,
+    bad pixels included; spent or mismatched spectra are refused."""
+    bbox = Box2I(0, 0, 150, 130)
+    kernel, _, _ = _fitted_kernel(bbox)
+    rng = np.random.default_rng(10)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+    mask[:, :5] = NO_DATA
+    img[100, 100] = np.inf
+    var[20, 30] = np.nan
+    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48)
+    spectra = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, tile=48)
+    assert len(spectra.starts) > 4  # several tiles, edge tiles included
+    given = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=spectra)
+    for a, b in zip(own[:3], given[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert spectra.released
+    with pytest.raises(ValueError, match="already used"):
+        convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=spectra)
+    other = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, tile=64)
+    with pytest.raises(ValueError, match="tiles"):
+        convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=other)
 
 
 @pytest.mark.parametrize("half", [1, 3, 10, 20])

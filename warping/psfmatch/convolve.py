@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -44,7 +44,16 @@ except ImportError:  # pragma: no cover - other scipy layouts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConvolutionInfo", "clear_workspaces", "convolve_spatial", "dilate_mask", "or_dilate"]
+__all__ = [
+    "ConvolutionInfo",
+    "TileSpectra",
+    "clear_spectra",
+    "clear_workspaces",
+    "convolve_spatial",
+    "dilate_mask",
+    "or_dilate",
+    "tile_spectra",
+]
 
 
 @dataclass(frozen=True)
@@ -483,6 +492,93 @@ def clear_workspaces() -> None:
         _WS_CACHE.clear()
 
 
+_SPEC_LOCK = threading.Lock()
+_SPEC_CACHE: dict[tuple[int, int, int, str], list[np.ndarray]] = {}
+
+
+@dataclass
+class TileSpectra:
+    """Forward FFTs of every image and variance tile of one convolution.
+
+    They do not depend on the kernel, so :func:`~warping.psfmatch.match_to_model` computes them
+    (:func:`tile_spectra`) on a second thread while the kernel is being fitted, and
+    :func:`convolve_spatial` starts from them. ``spec_i[n]`` / ``spec_v[n]`` belong to tile
+    ``starts[n]``; ``grid`` is :func:`_tile_grid`'s answer for the image.
+    """
+
+    shape: tuple[int, int]
+    half_width: int
+    grid: tuple[int, int, int, int, int, int]
+    starts: list[tuple[int, int]]
+    spec_i: np.ndarray
+    spec_v: np.ndarray
+    released: bool = field(default=False, init=False)
+
+    def release(self) -> None:
+        """Hand the spectrum buffers back for the next convolution of this tile shape (once;
+        the spectra must not be used afterwards)."""
+        key = (*self.spec_i.shape[:3], self.spec_i.dtype.str)
+        with _SPEC_LOCK:
+            if self.released:
+                return
+            self.released = True
+            if key not in _SPEC_CACHE:
+                _SPEC_CACHE.clear()  # keep the buffers of the latest shape only
+            _SPEC_CACHE[key] = [self.spec_i, self.spec_v]
+
+
+def _spectrum_buffers(n: int, fy: int, nc: int, cplx: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    key = (n, fy, nc, cplx.str)
+    with _SPEC_LOCK:
+        cached = _SPEC_CACHE.pop(key, None)
+    if cached is not None:
+        return cached[0], cached[1]
+    return np.empty((n, fy, nc), cplx), np.empty((n, fy, nc), cplx)
+
+
+def clear_spectra() -> None:
+    """Free the tile-spectrum buffers kept between calls."""
+    with _SPEC_LOCK:
+        _SPEC_CACHE.clear()
+
+
+def tile_spectra(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    half_width: int,
+    no_data: int,
+    *,
+    tile: int | None = None,
+    workers: int = 2,
+    fft_dtype: type = np.float32,
+) -> TileSpectra:
+    """Gather and forward-transform every tile of ``image`` and ``variance`` (one thread).
+
+    Bad inputs (NO_DATA, non-finite image or variance) are zeroed exactly as
+    :func:`convolve_spatial` does; pass the result as its ``spectra`` with the same ``tile``,
+    ``workers`` and ``fft_dtype``.
+    """
+    height, width = image.shape
+    h = int(half_width)
+    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    grid = _tile_grid(height, width, h, tile, max(1, int(workers)))
+    _, _, th_max, tw_max, fy, fx = grid
+    starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
+    real = np.dtype(fft_dtype)
+    cplx = np.result_type(real, np.complex64)
+    spec_i, spec_v = _spectrum_buffers(len(starts), fy, fx // 2 + 1, cplx)
+    buf_i = np.zeros((fy, fx), real)
+    buf_v = np.zeros((fy, fx), real)
+    for n, (ty, tx) in enumerate(starts):
+        th, tw = min(th_max, height - ty), min(tw_max, width - tx)
+        _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
+                buf_i, buf_v)  # fmt: skip
+        _rfft2_into(buf_i, spec_i[n])
+        _rfft2_into(buf_v, spec_v[n])
+    return TileSpectra((height, width), h, grid, starts, spec_i, spec_v)
+
+
 def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Unnormalised 2-D real FFT of ``a`` written into ``out``."""
     if _pfft is not None:
@@ -519,6 +615,7 @@ def convolve_spatial(
     variance_tolerance: float = 1e-3,
     workers: int = 2,
     dilated_mask: np.ndarray | None = None,
+    spectra: TileSpectra | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ConvolutionInfo]:
     """Convolve a masked image by a spatially varying, per-pixel normalised kernel.
 
@@ -545,6 +642,9 @@ def convolve_spatial(
     dilated_mask
         The result of :func:`dilate_mask` for this kernel's half-width, if already computed
         (it is used, and returned, as the output mask).
+    spectra
+        The result of :func:`tile_spectra` for these arrays and this kernel's half-width, if
+        already computed (its buffers are handed back for reuse afterwards).
 
     Returns
     -------
@@ -577,12 +677,24 @@ def convolve_spatial(
         kernel, (x0, x0 + width - 1), (y0, y0 + height - 1), variance_tolerance
     )
     rank = len(comps)
-    _, _, th_max, tw_max, fy, fx = _tile_grid(height, width, h, tile, workers)
+    grid = _tile_grid(height, width, h, tile, workers)
+    _, _, th_max, tw_max, fy, fx = grid
+    if spectra is not None and spectra.released:
+        raise ValueError("these tile spectra were already used by a convolution; compute new ones")
+    if spectra is not None and (
+        spectra.shape != (height, width) or spectra.half_width != h or spectra.grid != grid
+    ):
+        raise ValueError(
+            f"spectra were computed for a {spectra.shape} image with half-width "
+            f"{spectra.half_width} and tiles {spectra.grid}, not {(height, width)}, {h}, {grid}"
+        )
     ctype = np.complex64 if fft_dtype == np.float32 else np.complex128
     # Kernel spectra: the padding rows are zero, so the row transforms cover the k rows only.
     fk = sfft.fft(sfft.rfft(kt.astype(fft_dtype), n=fx, axis=-1), n=fy, axis=-2, workers=workers)
     fe = sfft.fft(sfft.rfft(comps.astype(fft_dtype), n=fx, axis=-1), n=fy, axis=-2, workers=workers)
     fk, fe = fk.astype(ctype, copy=False), fe.astype(ctype, copy=False)
+    if spectra is not None and spectra.spec_i.dtype != ctype:
+        raise ValueError(f"spectra are {spectra.spec_i.dtype}, this convolution uses {ctype}")
     a_of_t = np.array([a for a, _ in exps], dtype=np.int64)
     b_of_t = np.array([b for _, b in exps], dtype=np.int64)
     # Kernel-sum coefficients in the separable (x, y) Chebyshev form: S[b, a] for T_a(x) T_b(y).
@@ -596,23 +708,28 @@ def convolve_spatial(
     sxs_all = np.arange(x0, x0 + width + tw_max)
     sys_all = np.arange(y0, y0 + height + th_max)
 
-    def do_tile(ty: int, tx: int) -> None:
+    def do_tile(n: int, ty: int, tx: int) -> None:
         th, tw = min(th_max, height - ty), min(tw_max, width - tx)
         ws = _acquire(ws_key)
         try:
-            _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
-                    ws.buf_i, ws.buf_v)  # fmt: skip
+            if spectra is None:
+                _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h,
+                        tw + 2 * h, ws.buf_i, ws.buf_v)  # fmt: skip
+                spec_i = _rfft2_into(ws.buf_i, ws.spec_i)
+                spec_v = _rfft2_into(ws.buf_v, ws.spec_v)
+            else:
+                spec_i, spec_v = spectra.spec_i[n], spectra.spec_v[n]
             xn, _ = kernel.normalized_xy(sxs_all[tx : tx + tw], 0.0)
             _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
             txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
             # Image: column pass per term, Ty_b summed per a, row pass per a on output rows.
-            _multiply(_rfft2_into(ws.buf_i, ws.spec_i), fk, ws.prod)
+            _multiply(spec_i, fk, ws.prod)
             z = _ifft_columns_inplace(ws.prod)
             _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h, ws.acc)
             rows_i = _irfft_rows_into(ws.acc, fx, ws.rows_i)
             # Variance: one 2-D convolution per component, row pass on the output rows only.
-            _multiply(_rfft2_into(ws.buf_v, ws.spec_v), fe, ws.prod_v)
+            _multiply(spec_v, fe, ws.prod_v)
             zv = _ifft_columns_inplace(ws.prod_v)
             rows_v = _irfft_rows_into(zv[:, 2 * h : 2 * h + th_max], fx, ws.rows_v)
             _combine(rows_i, np.ascontiguousarray(txs[: order + 1], dtype=np.float32), rows_v,
@@ -634,10 +751,14 @@ def convolve_spatial(
     else:
         out_mask = dilated_mask
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = [pool.submit(do_tile, ty, tx) for ty, tx in starts]
-        for job in jobs:
-            job.result()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            jobs = [pool.submit(do_tile, n, ty, tx) for n, (ty, tx) in enumerate(starts)]
+            for job in jobs:
+                job.result()
+    finally:
+        if spectra is not None:
+            spectra.release()
     logger.debug(
         "Convolved %dx%d pixels with a %dx%d kernel in %d tiles of FFT %dx%d; variance rank %d "
         "(rel err %.2g)",

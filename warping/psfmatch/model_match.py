@@ -16,7 +16,13 @@ from warping.psf.base import Psf
 from warping.psfmatch.basis import make_separable_basis
 from warping.psfmatch.cells import CellSet, build_cell_set
 from warping.psfmatch.config import PsfMatchConfig
-from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial, dilate_mask
+from warping.psfmatch.convolve import (
+    ConvolutionInfo,
+    TileSpectra,
+    convolve_spatial,
+    dilate_mask,
+    tile_spectra,
+)
 from warping.psfmatch.errors import PsfMatchError
 from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
 
@@ -207,15 +213,25 @@ def _match(
     t0 = time.perf_counter()
     # The output mask depends only on the kernel size: dilate it on a second thread while the
     # kernel is fitted (the fit is partly single-threaded).
+    # The output mask and the tiles' forward FFTs do not depend on the kernel: a second thread
+    # computes them while the kernel is being fitted.
+    no_data = mask_planes.bitmask("NO_DATA")
     with ThreadPoolExecutor(max_workers=1) as background:
         masked = background.submit(
-            dilate_mask, image, variance, mask, config.kernel_size // 2,
-            mask_planes.bitmask("NO_DATA"),
-        )  # fmt: skip
-        return _fit_and_convolve(
-            image, variance, mask, bbox, science_psf, model_psf, config, mask_planes, region,
-            fit_region, warn, t0, masked,
-        )  # fmt: skip
+            dilate_mask, image, variance, mask, config.kernel_size // 2, no_data
+        )
+        spectra = background.submit(
+            tile_spectra, image, variance, mask, config.kernel_size // 2, no_data
+        )
+        try:
+            return _fit_and_convolve(
+                image, variance, mask, bbox, science_psf, model_psf, config, mask_planes,
+                region, fit_region, warn, t0, masked, spectra,
+            )  # fmt: skip
+        except BaseException:
+            if not spectra.cancel() and spectra.exception() is None:
+                spectra.result().release()
+            raise
 
 
 def _fit_and_convolve(
@@ -232,6 +248,7 @@ def _fit_and_convolve(
     warn: list[str],
     t0: float,
     masked: Future[np.ndarray],
+    spectra: Future[TileSpectra],
 ) -> PsfMatchResult:
     """Fit the kernel and apply it (``masked`` yields the dilated output mask)."""
     cells = build_cell_set(region, science_psf, model_psf, config)
@@ -276,7 +293,7 @@ def _fit_and_convolve(
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
         image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes,
-        dilated_mask=masked.result(),
+        dilated_mask=masked.result(), spectra=spectra.result(),
     )  # fmt: skip
     t2 = time.perf_counter()
     h = config.kernel_size // 2
