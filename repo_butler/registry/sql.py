@@ -1,9 +1,9 @@
 """Queries shared by the SQL registries (SQLite, PostgreSQL).
 
-Both keep the same ``datasets`` table (one row per dataset, the data ID as canonical JSON plus one
-indexed column per dimension) and ``provenance`` table, and write SQL with ``?`` placeholders (the
-PostgreSQL registry translates them). Subclasses provide the connection handling: :meth:`_read`
-runs a query and returns all rows, and they implement the writes.
+Both keep the same ``runs`` table, ``datasets`` table (one row per dataset, the data ID as
+canonical JSON plus one indexed column per dimension) and ``provenance`` table, and write SQL with
+``?`` placeholders (the PostgreSQL registry translates them). Subclasses provide the connection
+handling: :meth:`_read` runs a query and returns all rows, and they implement the writes.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ class SqlRegistry(Registry):
         raw = json.loads(row[2])
         data_id = DataId._trusted({k: raw[k] for k in self.universe.order(raw)}, row[2])
         return DatasetRecord(row[0], data_id, row[1], row[3], int(row[4]), row[5], row[6], row[7])
+
+    def runs(self) -> dict[str, tuple[str, ...]]:
+        """All runs and their direct parents."""
+        rows = self._read("SELECT name, parents FROM runs")
+        out = {name: tuple(json.loads(parents)) for name, parents in rows}
+        out.setdefault("", ())
+        return out
 
     def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
         """The dataset with exactly this data ID in the first of ``runs`` having it."""

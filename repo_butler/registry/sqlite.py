@@ -195,13 +195,6 @@ class SqliteRegistry(SqlRegistry):
                 raise RegistryError(f"registry query failed: {err}") from err
 
     # -- runs -------------------------------------------------------------------------------
-    def runs(self) -> dict[str, tuple[str, ...]]:
-        """All runs and their direct parents."""
-        rows = self._read("SELECT name, parents FROM runs")
-        out = {name: tuple(json.loads(parents)) for name, parents in rows}
-        out.setdefault("", ())
-        return out
-
     def define_run(self, name: str, parents: Sequence[str]) -> None:
         """Record a run and its direct parents."""
         created = datetime.now(UTC).isoformat()
