@@ -339,19 +339,22 @@ def test_fit_recovers_spatially_varying_kernel() -> None:
 # --- convolution --------------------------------------------------------------------------
 
 
-def _fitted_kernel(bbox: Box2I) -> tuple[SpatialKernel, _GaussPsf, _GaussPsf]:
+def _fitted_kernel(bbox: Box2I, order: int = 2) -> tuple[SpatialKernel, _GaussPsf, _GaussPsf]:
     sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(100.0, 100.0))
     model = _GaussPsf(2.6, size=31)
     cfg = PsfMatchConfig()
     cells = build_cell_set(bbox, sci, model, cfg)
-    kernel, _ = fit_spatial_kernel(cells, make_basis(21, (0.7, 1.5, 3.0), (4, 2, 2)), 2)
+    kernel, _ = fit_spatial_kernel(cells, make_basis(21, (0.7, 1.5, 3.0), (4, 2, 2)), order)
     return kernel, sci, model
 
 
-def test_convolution_equals_per_pixel_normalised_kernel() -> None:
-    """FFT term convolution == sum_u K_x(u) I(x-u) with K_x evaluated and normalised at x."""
+@pytest.mark.parametrize("order", [2, 0, 1, 3])
+def test_convolution_equals_per_pixel_normalised_kernel(order: int) -> None:
+    """FFT term convolution == sum_u K_x(u) I(x-u) with K_x evaluated and normalised at x, for
+    every spatial order (the combination step has a fast path for the <= 5 terms of order 2)."""
     bbox = Box2I(37, -20, 300, 260)
-    kernel, _, _ = _fitted_kernel(bbox)
+    kernel, _, _ = _fitted_kernel(bbox, order)
+    assert kernel.order == order
     rng = np.random.default_rng(5)
     img = rng.normal(100.0, 10.0, bbox.shape)
     var = rng.uniform(50.0, 150.0, bbox.shape)
@@ -671,3 +674,43 @@ def test_lsst_valid_fit_region_also_conserves_kernel_sum() -> None:
     )
     assert res.kernel.kernel_sum(50.0, 150.0) == pytest.approx(1.0, abs=1e-12)
     np.testing.assert_allclose(res.image[10:-10, 10:-10], 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("nd", [1, 3, 5, 7])
+def test_combine_step_matches_numpy_formula(nd: int) -> None:
+    """The compiled per-pixel combination (image terms, kernel sum, variance weights w_p built
+    from ``nd`` y terms, NO_DATA blanking) equals the plain numpy formula for every term count."""
+    from warping.psfmatch.convolve import _combine, _combine_terms
+
+    rng = np.random.default_rng(nd)
+    th, tw, c0, rank, n_a = 13, 37, 4, 3, 2
+    rows_i = rng.normal(size=(n_a, th + 2, tw + 2 * c0)).astype(np.float32)
+    rows_v = rng.uniform(1, 2, size=(rank, th + 2, tw + 2 * c0)).astype(np.float32)
+    tx_a = rng.normal(size=(n_a, tw)).astype(np.float32)
+    # positive terms: no cancellation, so float32 results are good to ~1e-6
+    tys = rng.uniform(0.5, 1.0, size=(nd, th + 2)).astype(np.float32)
+    sx = rng.uniform(0.5, 1.0, size=(nd, tw)).astype(np.float32)
+    dx = rng.uniform(0.5, 1.0, size=(rank, nd, tw)).astype(np.float32)
+    no_data = PLANES.bitmask("NO_DATA")
+    y0, x0 = 3, 5
+    out_mask = np.zeros((th + 6, tw + 9), np.int32)
+    out_mask[y0 + 2, x0 + 7] = no_data
+    out_img = np.zeros(out_mask.shape, np.float32)
+    out_var = np.zeros(out_mask.shape, np.float32)
+    tys5, dx5 = _combine_terms(tys, dx)
+    assert tys5.shape[0] == dx5.shape[1] == max(nd, 5)
+    ry = 2  # row offset into the y terms
+    _combine(rows_i, tx_a, rows_v, th, c0, tys5, ry, sx, dx5, y0, x0, out_mask, no_data, out_img,
+             out_var)  # fmt: skip
+    t = tys[:, ry : ry + th].astype(float)
+    ksum = np.einsum("br,bc->rc", t, sx)
+    img = np.einsum("arc,ac->rc", rows_i[:, :th, c0 : c0 + tw], tx_a) / ksum
+    w = np.einsum("jr,pjc->prc", t, dx)
+    var = np.einsum("prc,prc->rc", w, rows_v[:, :th, c0 : c0 + tw]) / ksum**2
+    got_i = out_img[y0 : y0 + th, x0 : x0 + tw]
+    got_v = out_var[y0 : y0 + th, x0 : x0 + tw]
+    bad = out_mask[y0 : y0 + th, x0 : x0 + tw] != 0
+    assert np.isnan(got_i[bad]).all() and np.isposinf(got_v[bad]).all()
+    np.testing.assert_allclose(got_i[~bad], img[~bad], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_v[~bad], var[~bad], rtol=1e-5)
+    assert (out_img[:y0] == 0).all() and (out_img[y0 + th :] == 0).all()  # nothing else written

@@ -268,16 +268,24 @@ def _multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:  # pragma:
 
 @numba.njit(cache=True, nogil=True)
 def _sum_over_y_terms(
-    z: np.ndarray, ty: np.ndarray, a_of_t: np.ndarray, b_of_t: np.ndarray, r0: int, out: np.ndarray
+    z: np.ndarray,
+    ty: np.ndarray,
+    a_of_t: np.ndarray,
+    b_of_t: np.ndarray,
+    r0: int,
+    ry: int,
+    nrows: int,
+    out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """``out[a, r] = sum_{t: a_t = a} Ty_{b_t}(row r) z[t, r0 + r]`` (after the column pass)."""
-    th, nc = out.shape[1], out.shape[2]
-    out[:] = 0
+    """``out[a, r] = sum_{t: a_t = a} Ty_{b_t}(row ry + r) z[t, r0 + r]`` for ``r < nrows``
+    (after the column pass)."""
+    nc = out.shape[2]
+    out[:, :nrows] = 0
     for t in range(z.shape[0]):
         a = a_of_t[t]
         b = b_of_t[t]
-        for r in range(th):
-            cy = ty[b, r]
+        for r in range(nrows):
+            cy = ty[b, ry + r]
             src = z[t, r0 + r]
             dst = out[a, r]
             for j in range(nc):
@@ -292,6 +300,7 @@ def _combine(
     th: int,
     c0: int,
     tys: np.ndarray,
+    ry: int,
     sx: np.ndarray,
     dx: np.ndarray,
     y0: int,
@@ -306,8 +315,11 @@ def _combine(
     Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
 
     ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``;
-    ``ksum = sum_b tys[b, r] sx[b, c]``; ``w_p = sum_j tys[j, r] dx[p, j, c]``. The loops run
-    along contiguous rows so that they vectorise.
+    ``ksum = sum_b tys[b, ry + r] sx[b, c]``; ``w_p = sum_j tys[j, ry + r] dx[p, j, c]``.
+    ``tys`` and ``dx`` have at least 5 ``j`` rows (zero-padded by :func:`_combine_terms` for
+    spatial orders below 2); the first 5 terms of ``w_p`` are formed in registers inside the
+    variance loop, any further ones (orders above 2) in a separate pass. The loops run along
+    contiguous rows in float32 so that they vectorise.
     """
     n_a = rows_i.shape[0]
     rank = rows_v.shape[0]
@@ -317,39 +329,68 @@ def _combine(
     img = np.empty(tw, np.float32)
     ksum = np.empty(tw, np.float32)
     var = np.empty(tw, np.float32)
-    wp = np.empty(tw, np.float32)
+    extra = np.zeros(tw, np.float32)
+    one = np.float32(1.0)
+    nan = np.float32(np.nan)
+    inf = np.float32(np.inf)
     for r in range(th):
-        img[:] = 0.0
-        ksum[:] = 0.0
-        var[:] = 0.0
-        for a in range(n_a):
-            ri = rows_i[a, r]
+        ri = rows_i[0, r, c0 : c0 + tw]
+        ta = tx_a[0]
+        for c in range(tw):
+            img[c] = ta[c] * ri[c]
+        for a in range(1, n_a):
+            ri = rows_i[a, r, c0 : c0 + tw]
             ta = tx_a[a]
             for c in range(tw):
-                img[c] += ta[c] * ri[c0 + c]
-        for b in range(nsb):
-            cy = tys[b, r]
+                img[c] += ta[c] * ri[c]
+        cy = tys[0, ry + r]
+        sb = sx[0]
+        for c in range(tw):
+            ksum[c] = cy * sb[c]
+        for b in range(1, nsb):
+            cy = tys[b, ry + r]
             sb = sx[b]
             for c in range(tw):
                 ksum[c] += cy * sb[c]
-        for p in range(rank):
-            wp[:] = 0.0
-            for j in range(nd):
-                cy = tys[j, r]
-                dj = dx[p, j]
-                for c in range(tw):
-                    wp[c] += cy * dj[c]
-            rv = rows_v[p, r]
-            for c in range(tw):
-                var[c] += wp[c] * rv[c0 + c]
-        oi = out_img[y0 + r]
-        ov = out_var[y0 + r]
-        om = out_mask[y0 + r]
+        q = ry + r
+        t0, t1, t2, t3, t4 = tys[0, q], tys[1, q], tys[2, q], tys[3, q], tys[4, q]
         for c in range(tw):
-            inv = 1.0 / ksum[c]
-            bad = (om[x0 + c] & no_data) != 0
-            oi[x0 + c] = np.nan if bad else img[c] * inv
-            ov[x0 + c] = np.inf if bad else var[c] * inv * inv
+            var[c] = 0.0
+        for p in range(rank):
+            rv = rows_v[p, r, c0 : c0 + tw]
+            d0, d1, d2, d3, d4 = dx[p, 0], dx[p, 1], dx[p, 2], dx[p, 3], dx[p, 4]
+            if nd > 5:
+                for c in range(tw):
+                    extra[c] = 0.0
+                for j in range(5, nd):
+                    cy = tys[j, q]
+                    dj = dx[p, j]
+                    for c in range(tw):
+                        extra[c] += cy * dj[c]
+            for c in range(tw):
+                w = t0 * d0[c] + t1 * d1[c] + t2 * d2[c] + t3 * d3[c] + t4 * d4[c] + extra[c]
+                var[c] += w * rv[c]
+        oi = out_img[y0 + r, x0 : x0 + tw]
+        ov = out_var[y0 + r, x0 : x0 + tw]
+        om = out_mask[y0 + r, x0 : x0 + tw]
+        for c in range(tw):
+            inv = one / ksum[c]
+            bad = (om[c] & no_data) != 0
+            oi[c] = nan if bad else img[c] * inv
+            ov[c] = inf if bad else var[c] * inv * inv
+
+
+def _combine_terms(tys: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``tys`` (rows ``j``) and ``dx`` (axis 1 ``j``) zero-padded to the at least 5 ``j`` terms
+    :func:`_combine` expects (spatial orders below 2 have fewer)."""
+    nd = tys.shape[0]
+    if nd >= 5:
+        return tys, dx
+    pad_t = np.zeros((5, tys.shape[1]), tys.dtype)
+    pad_t[:nd] = tys
+    pad_d = np.zeros((dx.shape[0], 5, dx.shape[2]), dx.dtype)
+    pad_d[:, :nd] = dx
+    return pad_t, pad_d
 
 
 def _variance_components(
@@ -443,6 +484,10 @@ def _tile_grid(
     return (best[1], best[2], *shape(best[1], best[2]))
 
 
+#: Output rows per band of the row pass + combination (their buffers stay in the L2 cache).
+_BAND_ROWS = 16
+
+
 class _Workspace:
     """Per-thread FFT buffers for one tile shape (reused across tiles and calls)."""
 
@@ -456,9 +501,10 @@ class _Workspace:
         self.spec_v = np.empty((fy, nc), cplx)
         self.prod = np.empty((nt, fy, nc), cplx)
         self.prod_v = np.empty((rank, fy, nc), cplx)
-        self.acc = np.empty((n_a, th, nc), cplx)
-        self.rows_i = np.empty((n_a, th, fx), real)
-        self.rows_v = np.empty((rank, th, fx), real)
+        band = min(th, _BAND_ROWS)
+        self.acc = np.empty((n_a, band, nc), cplx)
+        self.rows_i = np.empty((n_a, band, fx), real)
+        self.rows_v = np.empty((rank, band, fx), real)
 
 
 _WS_LOCK = threading.Lock()
@@ -723,19 +769,24 @@ def convolve_spatial(
             _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
             txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-            # Image: column pass per term, Ty_b summed per a, row pass per a on output rows.
+            # Column passes: image per term, variance per component (whole tile).
             _multiply(spec_i, fk, ws.prod)
             z = _ifft_columns_inplace(ws.prod)
-            _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h, ws.acc)
-            rows_i = _irfft_rows_into(ws.acc, fx, ws.rows_i)
-            # Variance: one 2-D convolution per component, row pass on the output rows only.
             _multiply(spec_v, fe, ws.prod_v)
             zv = _ifft_columns_inplace(ws.prod_v)
-            rows_v = _irfft_rows_into(zv[:, 2 * h : 2 * h + th_max], fx, ws.rows_v)
-            _combine(rows_i, np.ascontiguousarray(txs[: order + 1], dtype=np.float32), rows_v,
-                     th, 2 * h, tys, (smat @ txs[: order + 1]).astype(np.float32),
-                     np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32), ty, tx,
-                     out_mask, no_data, out_img, out_var)  # fmt: skip
+            tx_a = np.ascontiguousarray(txs[: order + 1], dtype=np.float32)
+            sxk = (smat @ txs[: order + 1]).astype(np.float32)
+            tys5, dx5 = _combine_terms(tys, np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32))
+            # Row passes and the per-pixel combination in bands of output rows: image Ty_b
+            # summed per a then one row pass per a, variance one row pass per component.
+            for r0 in range(0, th, _BAND_ROWS):
+                nr = min(_BAND_ROWS, th - r0)
+                _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h + r0, r0, nr, ws.acc)
+                rows_i = _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr])
+                rows_v = _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx,
+                                          ws.rows_v[:, :nr])  # fmt: skip
+                _combine(rows_i, tx_a, rows_v, nr, 2 * h, tys5, r0, sxk, dx5, ty + r0, tx,
+                         out_mask, no_data, out_img, out_var)  # fmt: skip
         finally:
             _release(ws_key, ws)
 
