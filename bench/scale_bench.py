@@ -6,7 +6,7 @@ the same job:
 
 * in-process (serial executor, kernels may use both cores);
 * on a local Dask cluster with 1 and with 2 single-threaded worker processes (warmed up first, so
-  cluster start-up and numba cache loading are not in the timing); target speed-up >= 1.8x;
+  cluster start-up and the first imports are not in the timing); target speed-up >= 1.8x;
 * on the 2-worker cluster against a copy of the repository in a SeaweedFS bucket (``s3://``),
   when the ``weed`` binary is installed.
 
@@ -105,7 +105,7 @@ def main() -> None:
                           dashboard_address=None, env=dict(WORKER_ENV),
                           silence_logs=logging.WARNING) as cluster:  # fmt: skip
             addr = cluster.scheduler_address
-            run(local, f"warm{n}", scheduler=addr)  # numba caches, imports
+            run(local, f"warm{n}", scheduler=addr)  # imports, compiled-core load
             batch = run(local, f"dask{n}", scheduler=addr)
             walls[n] = batch.wall_seconds
             print(row(f"Dask, {n} worker(s), local disk", batch, walls[1]))

@@ -1,6 +1,6 @@
 """The ``rb`` command line: a thin adapter over library functions.
 
-Command modules import heavy libraries (numpy, astropy, numba) inside their functions so that
+Command modules import heavy libraries (numpy, astropy, scipy) inside their functions so that
 ``rb --help`` stays fast.
 """
 

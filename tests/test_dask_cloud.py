@@ -91,7 +91,7 @@ def dask_cluster_processes() -> Iterator[str]:
     """``dask scheduler`` + one ``dask worker`` (two single-threaded processes), by PID."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],

@@ -679,13 +679,15 @@ def test_lsst_valid_fit_region_also_conserves_kernel_sum() -> None:
 @pytest.mark.parametrize("nd", [1, 3, 5, 7])
 def test_combine_step_matches_numpy_formula(nd: int) -> None:
     """The compiled per-pixel combination (image terms, kernel sum, variance weights w_p built
-    from ``nd`` y terms, NO_DATA blanking) equals the plain numpy formula for every term count."""
-    from warping.psfmatch.convolve import _combine, _combine_terms
+    from ``nd`` y terms, NO_DATA blanking) equals the plain numpy formula for every term count,
+    with strided row buffers as the convolution passes them."""
+    from warping.psfmatch._pmlib import combine
 
     rng = np.random.default_rng(nd)
     th, tw, c0, rank, n_a = 13, 37, 4, 3, 2
-    rows_i = rng.normal(size=(n_a, th + 2, tw + 2 * c0)).astype(np.float32)
-    rows_v = rng.uniform(1, 2, size=(rank, th + 2, tw + 2 * c0)).astype(np.float32)
+    # views of larger buffers (as the banded row passes hand them over)
+    rows_i = rng.normal(size=(n_a, th + 5, tw + 2 * c0)).astype(np.float32)[:, : th + 2]
+    rows_v = rng.uniform(1, 2, size=(rank, th + 5, tw + 2 * c0)).astype(np.float32)[:, : th + 2]
     tx_a = rng.normal(size=(n_a, tw)).astype(np.float32)
     # positive terms: no cancellation, so float32 results are good to ~1e-6
     tys = rng.uniform(0.5, 1.0, size=(nd, th + 2)).astype(np.float32)
@@ -697,11 +699,9 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
     out_mask[y0 + 2, x0 + 7] = no_data
     out_img = np.zeros(out_mask.shape, np.float32)
     out_var = np.zeros(out_mask.shape, np.float32)
-    tys5, dx5 = _combine_terms(tys, dx)
-    assert tys5.shape[0] == dx5.shape[1] == max(nd, 5)
     ry = 2  # row offset into the y terms
-    _combine(rows_i, tx_a, rows_v, th, c0, tys5, ry, sx, dx5, y0, x0, out_mask, no_data, out_img,
-             out_var)  # fmt: skip
+    combine(rows_i, tx_a, rows_v, th, c0, tys, ry, sx, dx, y0, x0, out_mask, no_data, out_img,
+            out_var)  # fmt: skip
     t = tys[:, ry : ry + th].astype(float)
     ksum = np.einsum("br,bc->rc", t, sx)
     img = np.einsum("arc,ac->rc", rows_i[:, :th, c0 : c0 + tw], tx_a) / ksum

@@ -224,12 +224,11 @@ class WarpedPsf(Psf):
             size = 2 * int(half.max()) + 1
             out = np.zeros((m, size, size))
 
-            # numba is imported here, not with the module: a direct warp never pays for it
-            from warping._psf_kernels import _resample_lanczos_batch
+            from warping.psfmatch._pmlib import resample_lanczos
 
             def resample(sl: slice) -> None:
-                _resample_lanczos_batch(src[sl], shape[sl], xy0[sl], start[sl], du[sl], dv[sl],
-                                        half[sl], spec.n, out[sl])  # fmt: skip
+                resample_lanczos(src[sl], shape[sl], xy0[sl], start[sl], du[sl], dv[sl],
+                                 half[sl], spec.n, out[sl])  # fmt: skip
 
             if m >= 64:  # two threads (the compiled loop releases the GIL)
                 with ThreadPoolExecutor(max_workers=2) as pool:

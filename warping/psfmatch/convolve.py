@@ -30,11 +30,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import scipy.fft as sfft
 
 from warping.masks import MaskPlanes
+from warping.psfmatch._pmlib import combine, dilate_band, gather, multiply, sum_over_y
 from warping.psfmatch.solve import SpatialKernel, chebyshev_1d, term_exponents
 
 try:  # scipy's pocketfft binding takes output buffers (the public functions always allocate)
@@ -66,91 +66,6 @@ class ConvolutionInfo:
     fft_shape: tuple[int, int] = (0, 0)  # (rows, columns) of each tile's FFT
 
 
-@numba.njit(cache=True, nogil=True)
-def _or_row(
-    mask: np.ndarray,
-    image: np.ndarray,
-    variance: np.ndarray,
-    check: bool,
-    no_data: int,
-    h: int,
-    y: int,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """``out[x] = OR(m[y, x-h : x+h+1])`` (zeros outside) for one row.
-
-    ``m = mask``, with ``no_data`` added where ``check`` and the image or variance is not finite.
-    Runs of one value are ORed once over their dilated extent, so mostly-empty masks cost about
-    one read per pixel.
-    """
-    width = mask.shape[1]
-    out[:] = 0
-    x = 0
-    while x < width:
-        v = np.int32(mask[y, x])
-        if check and not (np.isfinite(image[y, x]) and np.isfinite(variance[y, x])):
-            v |= no_data
-        if v == 0:
-            x += 1
-            continue
-        s = x
-        while x + 1 < width:
-            w = np.int32(mask[y, x + 1])
-            if check and not (np.isfinite(image[y, x + 1]) and np.isfinite(variance[y, x + 1])):
-                w |= no_data
-            if w != v:
-                break
-            x += 1
-        for j in range(max(0, s - h), min(width, x + h + 1)):
-            out[j] |= v
-        x += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _dilate_band(
-    mask: np.ndarray,
-    image: np.ndarray,
-    variance: np.ndarray,
-    check: bool,
-    no_data: int,
-    h: int,
-    border: bool,
-    r0: int,
-    r1: int,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """Rows ``r0 <= y < r1`` of the ``(2h+1)²`` OR-dilation of the mask (see :func:`_or_row`).
-
-    Row-dilated rows live in a ring of ``2h + 1`` rows, so no full-size temporary is needed.
-    With ``border``, rows and columns within ``h`` of the edge are set to ``no_data`` alone.
-    """
-    height, width = mask.shape
-    n = 2 * h + 1
-    ring = np.zeros((n, width), np.int32)
-    acc = np.empty(width, np.int32)
-    for yy in range(max(0, r0 - h), min(height, r0 + h)):
-        _or_row(mask, image, variance, check, no_data, h, yy, ring[yy % n])
-    for y in range(r0, r1):
-        if y + h < height:
-            _or_row(mask, image, variance, check, no_data, h, y + h, ring[(y + h) % n])
-        o = out[y]
-        if border and (y < h or y >= height - h):
-            o[:] = no_data
-            continue
-        acc[:] = 0
-        for yy in range(max(0, y - h), min(height, y + h + 1)):
-            row = ring[yy % n]
-            for x in range(width):
-                acc[x] |= row[x]
-        for x in range(width):
-            o[x] = acc[x]
-        if border:
-            for x in range(min(h, width)):
-                o[x] = no_data
-            for x in range(max(0, width - h), width):
-                o[x] = no_data
-
-
 def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
     """Bitwise OR of ``mask`` over the ``(2h+1)²`` square around each pixel (zeros outside).
 
@@ -163,7 +78,8 @@ def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
         raise ValueError(f"or_dilate supports masks of at most 32 bits, got {mask.dtype}")
     dummy = np.zeros((1, 1), np.float32)
     out = np.empty(src.shape, np.int32)
-    _dilate_band(src, dummy, dummy, False, 0, int(half_width), False, 0, src.shape[0], out)
+    dilate_band(_int32_mask(src), dummy, dummy, False, 0, int(half_width), False, 0,
+                src.shape[0], out)  # fmt: skip
     res = out.astype(src.dtype, copy=False)
     return res.view(np.bool_) if mask.dtype == np.bool_ else res
 
@@ -187,14 +103,15 @@ def dilate_mask(
         raise ValueError("image, variance and mask must be 2-D arrays of one shape")
     if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
         raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
-    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    mask_in = _int32_mask(mask)
+    image, variance = _float_pair(image, variance)
     height = mask.shape[0]
     out = np.empty(mask.shape, dtype=np.int32)
     bands = np.linspace(0, height, min(height, 4 * max(1, workers)) + 1).astype(int)
 
     def band(r0: int, r1: int) -> None:
-        _dilate_band(mask_in, image, variance, True, int(no_data), int(half_width), True, r0, r1,
-                     out)  # fmt: skip
+        dilate_band(mask_in, image, variance, True, int(no_data), int(half_width), True, r0, r1,
+                    out)  # fmt: skip
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -206,191 +123,16 @@ def dilate_mask(
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def _gather(
-    image: np.ndarray,
-    variance: np.ndarray,
-    mask: np.ndarray,
-    no_data: int,
-    y0: int,
-    x0: int,
-    ny: int,
-    nx: int,
-    buf_i: np.ndarray,
-    buf_v: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """``buf[r, c] = input[y0 + r, x0 + c]`` for ``r < ny, c < nx``, zero everywhere else.
-
-    Zero also where the input is outside the arrays or bad (NO_DATA or a non-finite image or
-    variance). Every element of ``buf`` is written, so the buffers can be reused.
-    """
-    height, width = image.shape
-    rows, cols = buf_i.shape
-    c0 = max(0, -x0)
-    c1 = max(c0, min(nx, width - x0))
-    for r in range(rows):
-        dst_i = buf_i[r]
-        dst_v = buf_v[r]
-        y = y0 + r
-        if r >= ny or y < 0 or y >= height:
-            dst_i[:] = 0.0
-            dst_v[:] = 0.0
-            continue
-        src_i = image[y]
-        src_v = variance[y]
-        src_m = mask[y]
-        for c in range(c0):
-            dst_i[c] = 0.0
-            dst_v[c] = 0.0
-        for c in range(c0, c1):
-            a = src_i[x0 + c]
-            v = src_v[x0 + c]
-            ok = (src_m[x0 + c] & no_data) == 0 and np.isfinite(a) and np.isfinite(v)
-            dst_i[c] = a if ok else 0.0
-            dst_v[c] = v if ok else 0.0
-        for c in range(c1, cols):
-            dst_i[c] = 0.0
-            dst_v[c] = 0.0
+def _int32_mask(mask: np.ndarray) -> np.ndarray:
+    """``mask`` as int32 (bool and narrower integer masks are widened, bit patterns kept)."""
+    m = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    return m if m.dtype == np.int32 else m.astype(np.int32)
 
 
-@numba.njit(cache=True, nogil=True)
-def _multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """``out[t] = f * k[t]`` (spectrum of the tile times each kernel spectrum)."""
-    n, a, b = k.shape
-    for t in range(n):
-        for i in range(a):
-            fi = f[i]
-            ki = k[t, i]
-            oi = out[t, i]
-            for j in range(b):
-                oi[j] = fi[j] * ki[j]
-
-
-@numba.njit(cache=True, nogil=True)
-def _sum_over_y_terms(
-    z: np.ndarray,
-    ty: np.ndarray,
-    a_of_t: np.ndarray,
-    b_of_t: np.ndarray,
-    r0: int,
-    ry: int,
-    nrows: int,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """``out[a, r] = sum_{t: a_t = a} Ty_{b_t}(row ry + r) z[t, r0 + r]`` for ``r < nrows``
-    (after the column pass)."""
-    nc = out.shape[2]
-    out[:, :nrows] = 0
-    for t in range(z.shape[0]):
-        a = a_of_t[t]
-        b = b_of_t[t]
-        for r in range(nrows):
-            cy = ty[b, ry + r]
-            src = z[t, r0 + r]
-            dst = out[a, r]
-            for j in range(nc):
-                dst[j] += cy * src[j]
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _combine(
-    rows_i: np.ndarray,
-    tx_a: np.ndarray,
-    rows_v: np.ndarray,
-    th: int,
-    c0: int,
-    tys: np.ndarray,
-    ry: int,
-    sx: np.ndarray,
-    dx: np.ndarray,
-    y0: int,
-    x0: int,
-    out_mask: np.ndarray,
-    no_data: int,
-    out_img: np.ndarray,
-    out_var: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """Per pixel: ``sum_a Tx_a rows_i[a] / ksum`` and ``sum_p w_p rows_v[p] / ksum²``.
-
-    Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
-
-    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``;
-    ``ksum = sum_b tys[b, ry + r] sx[b, c]``; ``w_p = sum_j tys[j, ry + r] dx[p, j, c]``.
-    ``tys`` and ``dx`` have at least 5 ``j`` rows (zero-padded by :func:`_combine_terms` for
-    spatial orders below 2); the first 5 terms of ``w_p`` are formed in registers inside the
-    variance loop, any further ones (orders above 2) in a separate pass. The loops run along
-    contiguous rows in float32 so that they vectorise.
-    """
-    n_a = rows_i.shape[0]
-    rank = rows_v.shape[0]
-    tw = tx_a.shape[1]
-    nsb = sx.shape[0]
-    nd = dx.shape[1]
-    img = np.empty(tw, np.float32)
-    ksum = np.empty(tw, np.float32)
-    var = np.empty(tw, np.float32)
-    extra = np.zeros(tw, np.float32)
-    one = np.float32(1.0)
-    nan = np.float32(np.nan)
-    inf = np.float32(np.inf)
-    for r in range(th):
-        ri = rows_i[0, r, c0 : c0 + tw]
-        ta = tx_a[0]
-        for c in range(tw):
-            img[c] = ta[c] * ri[c]
-        for a in range(1, n_a):
-            ri = rows_i[a, r, c0 : c0 + tw]
-            ta = tx_a[a]
-            for c in range(tw):
-                img[c] += ta[c] * ri[c]
-        cy = tys[0, ry + r]
-        sb = sx[0]
-        for c in range(tw):
-            ksum[c] = cy * sb[c]
-        for b in range(1, nsb):
-            cy = tys[b, ry + r]
-            sb = sx[b]
-            for c in range(tw):
-                ksum[c] += cy * sb[c]
-        q = ry + r
-        t0, t1, t2, t3, t4 = tys[0, q], tys[1, q], tys[2, q], tys[3, q], tys[4, q]
-        for c in range(tw):
-            var[c] = 0.0
-        for p in range(rank):
-            rv = rows_v[p, r, c0 : c0 + tw]
-            d0, d1, d2, d3, d4 = dx[p, 0], dx[p, 1], dx[p, 2], dx[p, 3], dx[p, 4]
-            if nd > 5:
-                for c in range(tw):
-                    extra[c] = 0.0
-                for j in range(5, nd):
-                    cy = tys[j, q]
-                    dj = dx[p, j]
-                    for c in range(tw):
-                        extra[c] += cy * dj[c]
-            for c in range(tw):
-                w = t0 * d0[c] + t1 * d1[c] + t2 * d2[c] + t3 * d3[c] + t4 * d4[c] + extra[c]
-                var[c] += w * rv[c]
-        oi = out_img[y0 + r, x0 : x0 + tw]
-        ov = out_var[y0 + r, x0 : x0 + tw]
-        om = out_mask[y0 + r, x0 : x0 + tw]
-        for c in range(tw):
-            inv = one / ksum[c]
-            bad = (om[c] & no_data) != 0
-            oi[c] = nan if bad else img[c] * inv
-            ov[c] = inf if bad else var[c] * inv * inv
-
-
-def _combine_terms(tys: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``tys`` (rows ``j``) and ``dx`` (axis 1 ``j``) zero-padded to the at least 5 ``j`` terms
-    :func:`_combine` expects (spatial orders below 2 have fewer)."""
-    nd = tys.shape[0]
-    if nd >= 5:
-        return tys, dx
-    pad_t = np.zeros((5, tys.shape[1]), tys.dtype)
-    pad_t[:nd] = tys
-    pad_d = np.zeros((dx.shape[0], 5, dx.shape[2]), dx.dtype)
-    pad_d[:, :nd] = dx
-    return pad_t, pad_d
+def _float_pair(image: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image and variance in one float dtype (float32 when both are, else float64)."""
+    dt = np.float32 if image.dtype == variance.dtype == np.float32 else np.float64
+    return image.astype(dt, copy=False), variance.astype(dt, copy=False)
 
 
 def _variance_components(
@@ -485,7 +227,7 @@ def _tile_grid(
 
 
 #: Output rows per band of the row pass + combination (their buffers stay in the L2 cache).
-_BAND_ROWS = 16
+_BAND_ROWS = 32
 
 
 class _Workspace:
@@ -607,7 +349,8 @@ def tile_spectra(
     """
     height, width = image.shape
     h = int(half_width)
-    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    mask_in = _int32_mask(mask)
+    image, variance = _float_pair(image, variance)
     grid = _tile_grid(height, width, h, tile, max(1, int(workers)))
     _, _, th_max, tw_max, fy, fx = grid
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
@@ -618,8 +361,8 @@ def tile_spectra(
     buf_v = np.zeros((fy, fx), real)
     for n, (ty, tx) in enumerate(starts):
         th, tw = min(th_max, height - ty), min(tw_max, width - tx)
-        _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
-                buf_i, buf_v)  # fmt: skip
+        gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
+               buf_i, buf_v)  # fmt: skip
         _rfft2_into(buf_i, spec_i[n])
         _rfft2_into(buf_v, spec_v[n])
     return TileSpectra((height, width), h, grid, starts, spec_i, spec_v)
@@ -712,7 +455,8 @@ def convolve_spatial(
     k = kernel.size
     no_data = int(mask_planes.bitmask("NO_DATA"))
     workers = max(1, int(workers))
-    mask_in = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    mask_in = _int32_mask(mask)  # no copy for int32 masks and float32/float64 pairs
+    image_f, variance_f = _float_pair(image, variance)
 
     order = kernel.order
     exps = term_exponents(order)
@@ -759,8 +503,8 @@ def convolve_spatial(
         ws = _acquire(ws_key)
         try:
             if spectra is None:
-                _gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h,
-                        tw + 2 * h, ws.buf_i, ws.buf_v)  # fmt: skip
+                gather(image_f, variance_f, mask_in, no_data, ty - h, tx - h, th + 2 * h,
+                       tw + 2 * h, ws.buf_i, ws.buf_v)  # fmt: skip
                 spec_i = _rfft2_into(ws.buf_i, ws.spec_i)
                 spec_v = _rfft2_into(ws.buf_v, ws.spec_v)
             else:
@@ -770,22 +514,22 @@ def convolve_spatial(
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
             txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
             # Column passes: image per term, variance per component (whole tile).
-            _multiply(spec_i, fk, ws.prod)
+            multiply(spec_i, fk, ws.prod)
             z = _ifft_columns_inplace(ws.prod)
-            _multiply(spec_v, fe, ws.prod_v)
+            multiply(spec_v, fe, ws.prod_v)
             zv = _ifft_columns_inplace(ws.prod_v)
             tx_a = np.ascontiguousarray(txs[: order + 1], dtype=np.float32)
             sxk = (smat @ txs[: order + 1]).astype(np.float32)
-            tys5, dx5 = _combine_terms(tys, np.einsum("pji,ix->pjx", wcoef, txs).astype(np.float32))
+            dxs = np.ascontiguousarray(np.einsum("pji,ix->pjx", wcoef, txs), dtype=np.float32)
             # Row passes and the per-pixel combination in bands of output rows: image Ty_b
             # summed per a then one row pass per a, variance one row pass per component.
             for r0 in range(0, th, _BAND_ROWS):
                 nr = min(_BAND_ROWS, th - r0)
-                _sum_over_y_terms(z, tys, a_of_t, b_of_t, 2 * h + r0, r0, nr, ws.acc)
+                sum_over_y(z, tys, a_of_t, b_of_t, 2 * h + r0, r0, nr, ws.acc)
                 rows_i = _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr])
                 rows_v = _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx,
                                           ws.rows_v[:, :nr])  # fmt: skip
-                _combine(rows_i, tx_a, rows_v, nr, 2 * h, tys5, r0, sxk, dx5, ty + r0, tx,
+                combine(rows_i, tx_a, rows_v, nr, 2 * h, tys, r0, sxk, dxs, ty + r0, tx,
                          out_mask, no_data, out_img, out_var)  # fmt: skip
         finally:
             _release(ws_key, ws)

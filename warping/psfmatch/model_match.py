@@ -174,7 +174,7 @@ def match_to_model(
             f"have the bbox shape {bbox.shape}"
         )
     # Only small matrices go through BLAS/LAPACK here; multi-threaded OpenBLAS next to the FFT
-    # and numba thread pools was measured to turn 3 ms solves into 0.5-1 s on 2 busy cores.
+    # and tile thread pools was measured to turn 3 ms solves into 0.5-1 s on 2 busy cores.
     with threadpool_limits(limits=1, user_api="blas"):
         return _match(
             image,

@@ -6,9 +6,9 @@ connects to the cluster, ships the unit function and collects results in complet
 * :class:`SerialExecutor` runs units one after the other in the calling process.
 * :class:`DaskExecutor` with ``jobs=N`` starts ``distributed.LocalCluster`` with N worker
   processes of one thread each; with ``address="tcp://HOST:PORT"`` it connects to a running
-  scheduler. Compiled kernels are limited to one thread per worker (``NUMBA_NUM_THREADS=1`` and
-  friends in the worker environment, and a worker plugin for clusters started elsewhere) so N
-  workers on N cores do not oversubscribe them.
+  scheduler. Compiled kernels are limited to one thread per worker (``REPO_BUTLER_THREADS=1``,
+  ``OPENBLAS_NUM_THREADS=1`` and friends in the worker environment, and a worker plugin for
+  clusters started elsewhere) so N workers on N cores do not oversubscribe them.
 
 Cancellation (Ctrl-C): :meth:`DaskExecutor.drain` sets a Dask ``Event`` that running units check
 before each CCD and before writing, cancels queued units and waits for the running ones, whose
@@ -44,7 +44,6 @@ __all__ = ["WORKER_ENV", "DaskExecutor", "SerialExecutor", "make_executor"]
 #: Thread limits for compiled kernels in worker processes (one task thread per worker).
 WORKER_ENV = {
     "REPO_BUTLER_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",

@@ -16,33 +16,17 @@ __all__ = ["SingleThreadKernels"]
 
 
 class SingleThreadKernels(WorkerPlugin):
-    """Dask worker plugin: one thread for numba/BLAS/OpenMP in workers started elsewhere.
-
-    Environment variables only help before numba is imported, so the plugin also warns when a
-    worker already imported numba with more threads (start such workers with
-    ``NUMBA_NUM_THREADS=1``).
-    """
+    """Dask worker plugin: one thread for the warping core, BLAS and OpenMP in workers started
+    elsewhere (``REPO_BUTLER_THREADS=1`` etc.; BLAS reads its variable when it is first loaded,
+    so start such workers with ``OPENBLAS_NUM_THREADS=1`` too)."""
 
     name = "repo-butler-single-thread-kernels"
     idempotent = True
 
     def setup(self, worker: Any) -> None:
         """Set the thread limits in the worker process."""
-        import sys
-
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
-        if "numba" in sys.modules:
-            import numba
-
-            threads = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
-            if threads > 1:
-                logger.warning(
-                    "Worker %s imported numba with %s threads; start workers with "
-                    "NUMBA_NUM_THREADS=1 so kernels do not oversubscribe the cores",
-                    worker.address,
-                    threads,
-                )
 
     def teardown(self, worker: Any) -> None:
         """Nothing to undo."""

@@ -38,7 +38,7 @@ __all__ = ["CcdInputs", "UnitResult", "WarpPlan", "WarpUnit", "execute_unit", "p
 
 TASK_NAME = "makeWarp"
 _SKYMAPS: dict[tuple[str, str, str], Any] = {}
-PACKAGES = ("repo-butler", "numpy", "astropy", "numba")
+PACKAGES = ("repo-butler", "numpy", "astropy", "scipy")
 
 
 def fmt_id(data_id: Mapping[str, Any]) -> str:

@@ -1,6 +1,9 @@
-"""Build (once per machine) and load the C warping core ``_ckernel.c`` with ctypes.
+"""Build (once per machine) and load the compiled core with ctypes.
 
-The shared library's file name carries a hash of the C source, the compiler flags and the
+One shared library holds the warping core (``warping/warp/_ckernel.c``) and the PSF-matching
+loops (``warping/psfmatch/_pmkernel.c``, configured by :mod:`warping.psfmatch._pmlib`).
+
+The shared library's file name carries a hash of the C sources, the compiler flags and the
 platform, so a stale library is never loaded. It is looked for, in order, next to the source
 (where ``make venv`` / ``python -m warping.warp._clib`` builds it) and in the user cache
 (``$REPO_BUTLER_CACHE`` or ``$XDG_CACHE_HOME/repo-butler`` or ``~/.cache/repo-butler``); when
@@ -8,7 +11,7 @@ missing it is compiled into the first writable of those with ``$CC`` (default ``
 a temporary name and renamed, so concurrent first calls (e.g. Dask workers) are safe.
 
 Only the standard library is imported here: loading the core costs about a millisecond, which
-keeps ``rb warp-image`` start-up small (no JIT, no numba import).
+keeps ``rb warp-image`` start-up small (no JIT).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = ["CoreArgs", "CoreBuildError", "library", "library_path"]
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_ckernel.c")
+#: Every C source compiled into the library (the warping core first).
+SOURCES = (SOURCE, Path(__file__).resolve().parent.parent / "psfmatch" / "_pmkernel.c")
 #: No -ffast-math: NaN and infinity keep their IEEE meaning (NaN inputs must propagate).
 CFLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=fast", "-fPIC", "-shared", "-Wno-psabi")
 ABI_VERSION = 4
@@ -95,7 +100,9 @@ class CoreArgs(ctypes.Structure):
 
 
 def _tag() -> str:
-    h = hashlib.sha256(SOURCE.read_bytes())
+    h = hashlib.sha256()
+    for src in SOURCES:
+        h.update(src.read_bytes())
     h.update(" ".join(CFLAGS).encode())
     h.update(f"{sys.platform}-{platform.machine()}".encode())
     return h.hexdigest()[:16]
@@ -127,17 +134,18 @@ def _compiler() -> str:
 
 
 def build(target: Path) -> Path:
-    """Compile ``_ckernel.c`` to ``target`` (atomically: temporary file + rename)."""
+    """Compile the C sources to ``target`` (atomically: temporary file + rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ckernel-", suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [_compiler(), *CFLAGS, "-o", tmp, str(SOURCE), "-lm"]
+    cmd = [_compiler(), *CFLAGS, "-o", tmp, *(str(src) for src in SOURCES), "-lm"]
     logger.info("building the warping core: %s", " ".join(cmd))
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise CoreBuildError(
-                f"compiling {SOURCE} failed ({' '.join(cmd)}):\n{res.stderr.strip()[-2000:]}"
+                f"compiling {', '.join(str(src) for src in SOURCES)} failed ({' '.join(cmd)}):\n"
+                f"{res.stderr.strip()[-2000:]}"
             )
         os.replace(tmp, target)
     finally:

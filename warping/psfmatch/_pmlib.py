@@ -1,0 +1,318 @@
+"""ctypes wrappers of the PSF-matching loops in ``_pmkernel.c`` (built with the warping core).
+
+Each wrapper checks dtypes and layouts (innermost axis contiguous) and passes base pointers and
+row strides; the C functions release the GIL, so tiles and mask bands run on threads. Loading
+costs about a millisecond (no JIT): :func:`warping.warp._clib.library` compiles the library
+once per machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+import numpy as np
+
+from warping.warp._clib import CoreBuildError, library
+
+__all__ = ["combine", "dilate_band", "gather", "multiply", "resample_lanczos", "sum_over_y"]
+
+ABI_VERSION = 1
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+_I32 = ctypes.c_int32
+
+_DILATE = [_P, _I, _P, _P, _I, _I, _I, _I, _I, _I32, _I, _I, _I, _I, _P, _I, _P, _P]
+_GATHER = [_P, _I, _P, _I, _P, _I, _I, _I, _I32, _I, _I, _I, _I, _I, _I, _P, _P]
+_SUM_Y = [_P, _I, _I, _I, _P, _I, _P, _P, _I, _I, _I, _I, _P, _I]
+_COMBINE = [
+    *(_P, _I, _I, _I),  # rows_i, strides, n_a
+    *(_P, _I, _I, _I),  # rows_v, strides, rank
+    *(_P, _I, _I, _I),  # tx_a, tw, th, c0
+    *(_P, _I, _I, _I),  # tys, tstride, nd, ry
+    *(_P, _I, _P, _I, _I),  # sx, nsb, dx, y0, x0
+    *(_P, _I, _I32),  # out_mask, stride, no_data
+    *(_P, _I, _P, _I, _P),  # out_img, stride, out_var, stride, scratch
+]
+_SIGNATURES: dict[str, list[Any]] = {
+    **{f"rb_pm_dilate_band_{f}": _DILATE for f in ("f32", "f64")},
+    **{f"rb_pm_gather_{a}_{b}": _GATHER for a in ("f32", "f64") for b in ("f32", "f64")},
+    **{f"rb_pm_multiply_{c}": [_P, _P, _P, _I, _I] for c in ("c64", "c128")},
+    **{f"rb_pm_sum_y_{c}": _SUM_Y for c in ("c64", "c128")},
+    **{f"rb_pm_combine_{f}": _COMBINE for f in ("f32", "f64")},
+    "rb_pm_resample_lanczos": [_P, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _I],
+}
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+def _library() -> ctypes.CDLL:
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is None:
+            lib = library()
+            lib.rb_pm_abi_version.restype = ctypes.c_int64
+            if lib.rb_pm_abi_version() != ABI_VERSION:
+                raise CoreBuildError(
+                    f"PSF-matching loops ABI {lib.rb_pm_abi_version()} != {ABI_VERSION}"
+                )
+            for name, argtypes in _SIGNATURES.items():
+                fn = getattr(lib, name)
+                fn.restype = None
+                fn.argtypes = argtypes
+            _lib = lib
+    return _lib
+
+
+def _ptr(a: np.ndarray) -> int:
+    return int(a.ctypes.data)
+
+
+def _i32(bits: int) -> int:
+    """A 32-bit mask value as the signed int32 the C code sees (same bit pattern)."""
+    bits &= 0xFFFFFFFF
+    return bits - (1 << 32) if bits >= 1 << 31 else bits
+
+
+def _rows(a: np.ndarray, name: str) -> int:
+    """Row stride (elements) of a 2-D array whose rows are contiguous."""
+    if a.ndim != 2 or (a.shape[1] > 1 and a.strides[1] != a.itemsize):
+        raise ValueError(f"{name} must be 2-D with contiguous rows, got strides {a.strides}")
+    return a.strides[0] // a.itemsize
+
+
+def _real(dtype: np.dtype) -> str:
+    if dtype == np.float32:
+        return "f32"
+    if dtype == np.float64:
+        return "f64"
+    raise TypeError(f"expected float32 or float64, got {dtype}")
+
+
+def _cplx(dtype: np.dtype) -> str:
+    if dtype == np.complex64:
+        return "c64"
+    if dtype == np.complex128:
+        return "c128"
+    raise TypeError(f"expected complex64 or complex128, got {dtype}")
+
+
+def _contiguous(a: np.ndarray, dtype: np.dtype, name: str) -> None:
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous {dtype}, got {a.dtype}")
+
+
+def dilate_band(
+    mask: np.ndarray,
+    image: np.ndarray,
+    variance: np.ndarray,
+    check: bool,
+    no_data: int,
+    h: int,
+    border: bool,
+    r0: int,
+    r1: int,
+    out: np.ndarray,
+) -> None:
+    """Rows ``r0 <= y < r1`` of the ``(2h+1)²`` OR-dilation of ``mask`` (int32) into ``out``.
+
+    With ``check``, pixels whose image or variance (float32/float64, one dtype) is not finite
+    count as ``no_data``; with ``border``, rows and columns within ``h`` of the edge are
+    ``no_data`` alone.
+    """
+    height, width = mask.shape
+    if mask.dtype != np.int32 or out.dtype != np.int32:
+        raise TypeError(f"mask and out must be int32, got {mask.dtype}, {out.dtype}")
+    if image.dtype != variance.dtype:
+        raise TypeError(f"image {image.dtype} and variance {variance.dtype} differ")
+    if check and (image.shape != mask.shape or variance.shape != mask.shape):
+        raise ValueError("image, variance and mask must have one shape")
+    ring = np.empty((2 * h + 1, width), np.int32)
+    acc = np.empty(width, np.int32)
+    fn = getattr(_library(), f"rb_pm_dilate_band_{_real(image.dtype)}")
+    fn(_ptr(mask), _rows(mask, "mask"), _ptr(image), _ptr(variance),
+       _rows(image, "image") if check else 0, _rows(variance, "variance") if check else 0,
+       height, width, int(bool(check)), _i32(no_data), h,
+       int(bool(border)), r0, r1, _ptr(out), _rows(out, "out"), _ptr(ring), _ptr(acc))  # fmt: skip
+
+
+def gather(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    no_data: int,
+    y0: int,
+    x0: int,
+    ny: int,
+    nx: int,
+    buf_i: np.ndarray,
+    buf_v: np.ndarray,
+) -> None:
+    """``buf[r, c] = input[y0 + r, x0 + c]`` for ``r < ny, c < nx``, zero everywhere else, also
+    where the input is outside the arrays or bad (NO_DATA, non-finite image or variance)."""
+    if mask.dtype != np.int32:
+        raise TypeError(f"mask must be int32, got {mask.dtype}")
+    if image.dtype != variance.dtype:
+        raise TypeError(f"image {image.dtype} and variance {variance.dtype} differ")
+    _contiguous(buf_v, buf_i.dtype, "buf_v")
+    _contiguous(buf_i, buf_i.dtype, "buf_i")
+    height, width = image.shape
+    rows, cols = buf_i.shape
+    fn = getattr(_library(), f"rb_pm_gather_{_real(image.dtype)}_{_real(buf_i.dtype)}")
+    fn(_ptr(image), _rows(image, "image"), _ptr(variance), _rows(variance, "variance"),
+       _ptr(mask), _rows(mask, "mask"), height, width,
+       _i32(no_data), y0, x0, ny, nx, rows, cols,
+       _ptr(buf_i), _ptr(buf_v))  # fmt: skip
+
+
+def multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
+    """``out[t] = f * k[t]`` (a tile spectrum times each kernel spectrum)."""
+    _contiguous(f, f.dtype, "f")
+    _contiguous(k, f.dtype, "k")
+    _contiguous(out, f.dtype, "out")
+    if k.shape[1:] != f.shape or out.shape[0] < k.shape[0] or out.shape[1:] != f.shape:
+        raise ValueError(f"shapes f {f.shape}, k {k.shape}, out {out.shape} do not match")
+    fn = getattr(_library(), f"rb_pm_multiply_{_cplx(f.dtype)}")
+    fn(_ptr(f), _ptr(k), _ptr(out), k.shape[0], f.size)
+
+
+def sum_over_y(
+    z: np.ndarray,
+    ty: np.ndarray,
+    a_of_t: np.ndarray,
+    b_of_t: np.ndarray,
+    r0: int,
+    ry: int,
+    nrows: int,
+    out: np.ndarray,
+) -> None:
+    """``out[a, r] = sum_{t: a_t = a} ty[b_t, ry + r] z[t, r0 + r]`` for ``r < nrows``."""
+    _contiguous(z, z.dtype, "z")
+    _contiguous(out, z.dtype, "out")
+    _contiguous(ty, np.dtype(np.float32), "ty")
+    a_of_t = np.ascontiguousarray(a_of_t, dtype=np.int64)
+    b_of_t = np.ascontiguousarray(b_of_t, dtype=np.int64)
+    nt, zrows, nc = z.shape
+    if (
+        out.shape[2] != nc
+        or nrows > out.shape[1]
+        or r0 + nrows > zrows
+        or ry + nrows > ty.shape[1]
+        or len(a_of_t) != nt
+        or len(b_of_t) != nt
+        or (nt and (a_of_t.max() >= out.shape[0] or b_of_t.max() >= ty.shape[0]))
+    ):
+        raise ValueError("sum_over_y: inconsistent shapes")
+    fn = getattr(_library(), f"rb_pm_sum_y_{_cplx(z.dtype)}")
+    fn(_ptr(z), nt, zrows, nc, _ptr(ty), ty.shape[1], _ptr(a_of_t), _ptr(b_of_t),
+       out.shape[0], r0, ry, nrows, _ptr(out), out.shape[1])  # fmt: skip
+
+
+def combine(
+    rows_i: np.ndarray,
+    tx_a: np.ndarray,
+    rows_v: np.ndarray,
+    th: int,
+    c0: int,
+    tys: np.ndarray,
+    ry: int,
+    sx: np.ndarray,
+    dx: np.ndarray,
+    y0: int,
+    x0: int,
+    out_mask: np.ndarray,
+    no_data: int,
+    out_img: np.ndarray,
+    out_var: np.ndarray,
+) -> None:
+    """Per pixel: ``sum_a Tx_a rows_i[a] / ksum`` and ``sum_p w_p rows_v[p] / ksum²``.
+
+    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``;
+    ``ksum = sum_b tys[b, ry + r] sx[b, c]``; ``w_p = sum_j tys[j, ry + r] dx[p, j, c]``.
+    Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
+    """
+    f32 = np.dtype(np.float32)
+    for name, arr in (("tx_a", tx_a), ("tys", tys), ("sx", sx), ("dx", dx)):
+        _contiguous(arr, f32, name)
+    if rows_v.dtype != rows_i.dtype:
+        raise TypeError(f"rows_i {rows_i.dtype} and rows_v {rows_v.dtype} differ")
+    for name, arr in (("rows_i", rows_i), ("rows_v", rows_v)):
+        if arr.ndim != 3 or arr.strides[2] != arr.itemsize:
+            raise ValueError(f"{name} must be 3-D with contiguous rows, got strides {arr.strides}")
+    if out_img.dtype != f32 or out_var.dtype != f32 or out_mask.dtype != np.int32:
+        raise TypeError("out_img/out_var must be float32 and out_mask int32")
+    n_a, tw = tx_a.shape
+    rank, nd = dx.shape[0], dx.shape[1]
+    nsb = sx.shape[0]
+    if (
+        rows_i.shape[0] != n_a
+        or rows_v.shape[0] != rank
+        or dx.shape[2] != tw
+        or sx.shape[1] != tw
+        or tys.shape[0] < max(nd, nsb)
+        or ry + th > tys.shape[1]
+        or th > rows_i.shape[1]
+        or th > rows_v.shape[1]
+        or c0 + tw > min(rows_i.shape[2], rows_v.shape[2])
+        or y0 + th > out_img.shape[0]
+        or x0 + tw > out_img.shape[1]
+        or out_var.shape != out_img.shape
+        or out_mask.shape != out_img.shape
+    ):
+        raise ValueError("combine: inconsistent shapes")
+    isz = rows_i.itemsize
+    scratch = np.empty(5 * tw, np.float32)
+    fn = getattr(_library(), f"rb_pm_combine_{_real(rows_i.dtype)}")
+    fn(_ptr(rows_i), rows_i.strides[0] // isz, rows_i.strides[1] // isz, n_a,
+       _ptr(rows_v), rows_v.strides[0] // isz, rows_v.strides[1] // isz, rank,
+       _ptr(tx_a), tw, th, c0, _ptr(tys), tys.shape[1], nd, ry, _ptr(sx), nsb, _ptr(dx), y0, x0,
+       _ptr(out_mask), _rows(out_mask, "out_mask"), _i32(no_data),
+       _ptr(out_img), _rows(out_img, "out_img"), _ptr(out_var), _rows(out_var, "out_var"),
+       _ptr(scratch))  # fmt: skip
+
+
+def resample_lanczos(
+    src: np.ndarray,
+    src_shape: np.ndarray,
+    src_xy0: np.ndarray,
+    start: np.ndarray,
+    du: np.ndarray,
+    dv: np.ndarray,
+    half: np.ndarray,
+    n: int,
+    out: np.ndarray,
+) -> None:
+    """Lanczos-``n`` resampling of one small source image per cell, zero outside it.
+
+    Cell ``c``: output pixel ``(i, j)`` (``i, j < 2 half[c] + 1``) samples source parent
+    position ``start[c] + i * dv[c] + j * du[c]`` (``du``/``dv``: source step per output column
+    / row) from ``src[c, :h, :w]`` (``h, w = src_shape[c]``) whose pixel ``[0, 0]`` is parent
+    ``src_xy0[c]``. Weights are normalised by their sums per axis, as
+    :func:`warping.coadd_psf.resample_zero_padded`.
+    """
+    f64 = np.dtype(np.float64)
+    src = np.ascontiguousarray(src, dtype=f64)
+    _contiguous(out, f64, "out")
+    m = src.shape[0]
+    args = [np.ascontiguousarray(a, dtype=f64) for a in (src_xy0, start, du, dv)]
+    shape = np.ascontiguousarray(src_shape, dtype=np.int64)
+    half = np.ascontiguousarray(half, dtype=np.int64)
+    if (
+        not 1 <= n <= 16
+        or shape.shape != (m, 2)
+        or half.shape != (m,)
+        or any(a.shape != (m, 2) for a in args)
+        or out.shape[0] != m
+        or out.shape[1] != out.shape[2]
+        or (m and (2 * half.max() + 1 > out.shape[1] or (shape > src.shape[1:]).any()))
+    ):
+        raise ValueError("resample_lanczos: inconsistent shapes")
+    _library().rb_pm_resample_lanczos(
+        _ptr(src), m, src.shape[1], src.shape[2], _ptr(shape), *(_ptr(a) for a in args),
+        _ptr(half), n, _ptr(out), out.shape[1],
+    )  # fmt: skip
