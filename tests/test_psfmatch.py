@@ -714,3 +714,54 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
     np.testing.assert_allclose(got_i[~bad], img[~bad], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_v[~bad], var[~bad], rtol=1e-5)
     assert (out_img[:y0] == 0).all() and (out_img[y0 + th :] == 0).all()  # nothing else written
+
+
+@pytest.mark.parametrize("cdtype", [np.complex64, np.complex128])
+def test_spectrum_loops_match_numpy(cdtype: type) -> None:
+    """The compiled spectrum product and the sum over y terms equal their numpy formulas."""
+    from warping.psfmatch._pmlib import multiply, sum_over_y
+
+    rng = np.random.default_rng(7)
+    fy, nc, nt = 12, 7, 6
+
+    def cplx(*shape: int) -> np.ndarray:
+        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(cdtype)
+
+    f, k = cplx(fy, nc), cplx(nt, fy, nc)
+    out = np.empty((nt, fy, nc), cdtype)
+    multiply(f, k, out)
+    tol = 1e-5 if cdtype == np.complex64 else 1e-12
+    np.testing.assert_allclose(out, f[None] * k, rtol=tol)
+    ty = rng.normal(size=(3, 20)).astype(np.float32)
+    a_of_t, b_of_t = np.array([0, 1, 2, 0, 1, 0]), np.array([0, 0, 0, 1, 1, 2])
+    acc = np.full((3, 8, nc), np.nan, cdtype)  # rows beyond nrows must stay untouched
+    r0, ry, nrows = 3, 5, 6
+    sum_over_y(out, ty, a_of_t, b_of_t, r0, ry, nrows, acc)
+    want = np.zeros((3, nrows, nc), complex)
+    for t in range(nt):
+        want[a_of_t[t]] += ty[b_of_t[t], ry : ry + nrows, None] * out[t, r0 : r0 + nrows]
+    np.testing.assert_allclose(acc[:, :nrows], want, rtol=tol, atol=tol)
+    assert np.isnan(acc[:, nrows:]).all()
+
+
+def test_compiled_loops_reject_bad_layouts() -> None:
+    """Wrong dtypes or layouts are refused with a clear error, never read out of bounds."""
+    from warping.psfmatch._pmlib import combine, gather, multiply
+
+    f = np.zeros((4, 3), np.complex64)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        multiply(f, np.zeros((2, 4, 3), np.complex128), np.zeros((2, 4, 3), np.complex64))
+    with pytest.raises(ValueError, match="do not match"):
+        multiply(f, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 3), np.complex64))
+    img = np.zeros((5, 5), np.float32)
+    with pytest.raises(TypeError, match="int32"):
+        gather(img, img, np.zeros((5, 5), np.int16), 1, 0, 0, 3, 3, img.copy(), img.copy())
+    with pytest.raises(ValueError, match="contiguous rows"):
+        gather(img[:, ::2], img[:, ::2], np.zeros((5, 3), np.int32), 1, 0, 0, 3, 3, img.copy(),
+               img.copy())  # fmt: skip
+    rows = np.zeros((1, 4, 6), np.float32)
+    t = np.zeros((1, 4), np.float32)
+    out = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # th beyond the row buffers
+        combine(rows, t, rows, 9, 0, np.zeros((1, 9), np.float32), 0, t, np.zeros((1, 1, 4),
+                np.float32), 0, 0, np.zeros((4, 4), np.int32), 1, out, out.copy())  # fmt: skip
