@@ -749,7 +749,7 @@ def test_compiled_loops_reject_bad_layouts() -> None:
     from warping.psfmatch._pmlib import combine, gather, multiply
 
     f = np.zeros((4, 3), np.complex64)
-    with pytest.raises(ValueError, match="C-contiguous"):
+    with pytest.raises(ValueError, match="contiguous last axis"):
         multiply(f, np.zeros((2, 4, 3), np.complex128), np.zeros((2, 4, 3), np.complex64))
     with pytest.raises(ValueError, match="do not match"):
         multiply(f, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 3), np.complex64))

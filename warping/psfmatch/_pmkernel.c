@@ -190,16 +190,24 @@ PM_GATHER(rb_pm_gather_f64_f64, double, double)
 /* Spectrum products and sums over the y terms (complex as (re, im) pairs)                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* out[t] = f * k[t] for t < nt; each spectrum holds n complex values (contiguous). */
+/*
+ * out[t, r, c] = f[r, c] * k[t, r, c] for t < nt, r < rows, c < cols (complex).  Strides are in
+ * complex elements: f rows fs; k (kt, kr); out (ot, orr); columns contiguous.
+ */
 #define PM_MULTIPLY(NAME, R, ATTR)                                                                \
-    static ATTR void NAME(const R *f, const R *k, R *out, int64_t nt, int64_t n) {               \
+    static ATTR void NAME(const R *f, int64_t fs, const R *k, int64_t kt, int64_t kr, R *out,     \
+                          int64_t ot, int64_t orr, int64_t nt, int64_t rows, int64_t cols) {     \
         for (int64_t t = 0; t < nt; t++) {                                                       \
-            const R *restrict kt = k + 2 * t * n;                                                \
-            R *restrict ot = out + 2 * t * n;                                                    \
-            for (int64_t j = 0; j < n; j++) {                                                    \
-                const R fr = f[2 * j], fi = f[2 * j + 1], kr = kt[2 * j], ki = kt[2 * j + 1];    \
-                ot[2 * j] = fr * kr - fi * ki;                                                   \
-                ot[2 * j + 1] = fr * ki + fi * kr;                                               \
+            for (int64_t r = 0; r < rows; r++) {                                                 \
+                const R *restrict fr_ = f + 2 * r * fs;                                          \
+                const R *restrict kk = k + 2 * (t * kt + r * kr);                                \
+                R *restrict oo = out + 2 * (t * ot + r * orr);                                   \
+                for (int64_t j = 0; j < cols; j++) {                                             \
+                    const R fr = fr_[2 * j], fi = fr_[2 * j + 1];                                \
+                    const R kr_ = kk[2 * j], ki = kk[2 * j + 1];                                 \
+                    oo[2 * j] = fr * kr_ - fi * ki;                                              \
+                    oo[2 * j + 1] = fr * ki + fi * kr_;                                          \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }
@@ -211,8 +219,9 @@ PM_MULTIPLY(pm_multiply_c64_avx2, float, PM_AVX2)
 PM_MULTIPLY(pm_multiply_c128_avx2, double, PM_AVX2)
 #endif
 #define PM_MULTIPLY_DISPATCH(NAME, R, BASE, AVX)                                                  \
-    void NAME(const R *f, const R *k, R *out, int64_t nt, int64_t n) {                            \
-        PM_DISPATCH(BASE, AVX, (f, k, out, nt, n));                                              \
+    void NAME(const R *f, int64_t fs, const R *k, int64_t kt, int64_t kr, R *out, int64_t ot,     \
+              int64_t orr, int64_t nt, int64_t rows, int64_t cols) {                              \
+        PM_DISPATCH(BASE, AVX, (f, fs, k, kt, kr, out, ot, orr, nt, rows, cols));                \
     }
 PM_MULTIPLY_DISPATCH(rb_pm_multiply_c64, float, pm_multiply_c64_base, pm_multiply_c64_avx2)
 PM_MULTIPLY_DISPATCH(rb_pm_multiply_c128, double, pm_multiply_c128_base, pm_multiply_c128_avx2)
@@ -453,4 +462,4 @@ void rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int64_
 }
 
 /* ABI version of these entry points, checked by the loader. */
-int64_t rb_pm_abi_version(void) { return 1; }
+int64_t rb_pm_abi_version(void) { return 2; }

@@ -18,7 +18,7 @@ from warping.warp._clib import CoreBuildError, library
 
 __all__ = ["combine", "dilate_band", "gather", "multiply", "resample_lanczos", "sum_over_y"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
@@ -39,7 +39,9 @@ _COMBINE = [
 _SIGNATURES: dict[str, list[Any]] = {
     **{f"rb_pm_dilate_band_{f}": _DILATE for f in ("f32", "f64")},
     **{f"rb_pm_gather_{a}_{b}": _GATHER for a in ("f32", "f64") for b in ("f32", "f64")},
-    **{f"rb_pm_multiply_{c}": [_P, _P, _P, _I, _I] for c in ("c64", "c128")},
+    **{
+        f"rb_pm_multiply_{c}": [_P, _I, _P, _I, _I, _P, _I, _I, _I, _I, _I] for c in ("c64", "c128")
+    },
     **{f"rb_pm_sum_y_{c}": _SUM_Y for c in ("c64", "c128")},
     **{f"rb_pm_combine_{f}": _COMBINE for f in ("f32", "f64")},
     "rb_pm_resample_lanczos": [_P, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _I],
@@ -171,14 +173,29 @@ def gather(
 
 
 def multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
-    """``out[t] = f * k[t]`` (a tile spectrum times each kernel spectrum)."""
-    _contiguous(f, f.dtype, "f")
-    _contiguous(k, f.dtype, "k")
-    _contiguous(out, f.dtype, "out")
+    """``out[t] = f * k[t]`` (a tile spectrum times each kernel spectrum).
+
+    ``f`` is 2-D, ``k`` and ``out`` 3-D with ``out.shape[0] >= k.shape[0]``; any of them may be
+    a view (e.g. a block of columns) as long as its last axis is contiguous.
+    """
+    dt = f.dtype
+    for name, arr, nd in (("f", f, 2), ("k", k, 3), ("out", out, 3)):
+        if (
+            arr.dtype != dt
+            or arr.ndim != nd
+            or (arr.shape[-1] > 1 and arr.strides[-1] != arr.itemsize)
+        ):
+            raise ValueError(
+                f"{name} must be a {nd}-D {dt} array with a contiguous last axis, got "
+                f"{arr.dtype} {arr.shape} strides {arr.strides}"
+            )
     if k.shape[1:] != f.shape or out.shape[0] < k.shape[0] or out.shape[1:] != f.shape:
         raise ValueError(f"shapes f {f.shape}, k {k.shape}, out {out.shape} do not match")
-    fn = getattr(_library(), f"rb_pm_multiply_{_cplx(f.dtype)}")
-    fn(_ptr(f), _ptr(k), _ptr(out), k.shape[0], f.size)
+    isz = f.itemsize
+    fn = getattr(_library(), f"rb_pm_multiply_{_cplx(dt)}")
+    fn(_ptr(f), f.strides[0] // isz, _ptr(k), k.strides[0] // isz, k.strides[1] // isz,
+       _ptr(out), out.strides[0] // isz, out.strides[1] // isz, k.shape[0], f.shape[0],
+       f.shape[1])  # fmt: skip
 
 
 def sum_over_y(

@@ -513,7 +513,8 @@ def convolve_spatial(
             _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
             txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-            # Column passes: image per term, variance per component (whole tile).
+            # Column passes: image per term, variance per component (whole tile; blocks of
+            # columns, to keep the products in cache, made pocketfft slower).
             multiply(spec_i, fk, ws.prod)
             z = _ifft_columns_inplace(ws.prod)
             multiply(spec_v, fe, ws.prod_v)
