@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -416,15 +417,21 @@ static double pm_lanczos_taps(double f, int64_t n, const double *ang_s, const do
  * pixel (i, j) (i, j < 2 half[c] + 1) samples source parent position start[c] + i dv[c] +
  * j du[c] from src[c, :h, :w] (src: (ncell, sh, sw) contiguous float64) whose pixel [0, 0] is
  * parent src_xy0[c].  Weights are normalised by their sums per axis.  out: (ncell, os, os).
+ * Each source stamp is copied into a buffer with a zero border of 2n pixels, so a footprint is
+ * either entirely inside that buffer (no per-tap bounds checks) or entirely outside the stamp
+ * (the output is 0).  Returns 0, or -1 when the buffer cannot be allocated.
  */
-void rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int64_t sw,
-                            const int64_t *src_shape, const double *src_xy0, const double *start,
-                            const double *du, const double *dv, const int64_t *half, int64_t n,
-                            double *out, int64_t os) {
+int64_t rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int64_t sw,
+                               const int64_t *src_shape, const double *src_xy0,
+                               const double *start, const double *du, const double *dv,
+                               const int64_t *half, int64_t n, double *out, int64_t os) {
     const double pi = 3.14159265358979323846;
     double wx[32], wy[32], ang_s[32], ang_c[32];
-    if (n < 1 || n > 16) return;
-    for (int64_t k = 0; k < 2 * n; k++) {
+    if (n < 1 || n > 16) return -1;
+    const int64_t nk = 2 * n, pad = 2 * n, pw = sw + 2 * pad, ph = sh + 2 * pad;
+    double *buf = (double *)malloc((size_t)(pw * ph) * sizeof(double));
+    if (!buf) return -1;
+    for (int64_t k = 0; k < nk; k++) {
         const double tap = (double)(k - (n - 1));
         ang_s[k] = sin(pi * tap / (double)n);
         ang_c[k] = cos(pi * tap / (double)n);
@@ -432,7 +439,11 @@ void rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int64_
     for (int64_t c = 0; c < ncell; c++) {
         const int64_t hs = src_shape[2 * c], ws = src_shape[2 * c + 1];
         const int64_t size = 2 * half[c] + 1;
+        const int64_t bw = ws + 2 * pad, bh = hs + 2 * pad; /* this cell's padded stamp */
         const double *s = src + c * sh * sw;
+        memset(buf, 0, (size_t)(bw * bh) * sizeof(double));
+        for (int64_t r = 0; r < hs; r++)
+            memcpy(buf + (r + pad) * bw + pad, s + r * sw, (size_t)ws * sizeof(double));
         double *o = out + c * os * os;
         for (int64_t i = 0; i < size; i++) {
             for (int64_t j = 0; j < size; j++) {
@@ -441,25 +452,32 @@ void rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int64_
                 const double v = start[2 * c + 1] + (double)i * dv[2 * c + 1] +
                                  (double)j * du[2 * c + 1] - src_xy0[2 * c + 1];
                 const double fu = floor(u), fv = floor(v);
-                const int64_t i0 = (int64_t)fu, j0 = (int64_t)fv;
+                /* first tap in padded coordinates; outside [0, b - nk] the footprint misses the
+                 * stamp entirely (the border is as wide as the footprint) */
+                const double bx = fu - (double)(n - 1) + (double)pad;
+                const double by = fv - (double)(n - 1) + (double)pad;
+                if (!(bx >= 0.0 && bx <= (double)(bw - nk) && by >= 0.0 &&
+                      by <= (double)(bh - nk))) {
+                    o[i * os + j] = 0.0;
+                    continue;
+                }
                 const double sx = pm_lanczos_taps(u - fu, n, ang_s, ang_c, wx);
                 const double sy = pm_lanczos_taps(v - fv, n, ang_s, ang_c, wy);
+                const double *base = buf + (int64_t)by * bw + (int64_t)bx;
                 double acc = 0.0;
-                for (int64_t ky = 0; ky < 2 * n; ky++) {
-                    const int64_t row = j0 + ky - (n - 1);
-                    if (row < 0 || row >= hs) continue;
+                for (int64_t ky = 0; ky < nk; ky++) {
+                    const double *row = base + ky * bw;
                     double part = 0.0;
-                    for (int64_t kx = 0; kx < 2 * n; kx++) {
-                        const int64_t col = i0 + kx - (n - 1);
-                        if (col >= 0 && col < ws) part += wx[kx] * s[row * sw + col];
-                    }
+                    for (int64_t kx = 0; kx < nk; kx++) part += wx[kx] * row[kx];
                     acc += wy[ky] * part;
                 }
                 o[i * os + j] = acc / (sx * sy);
             }
         }
     }
+    free(buf);
+    return 0;
 }
 
 /* ABI version of these entry points, checked by the loader. */
-int64_t rb_pm_abi_version(void) { return 2; }
+int64_t rb_pm_abi_version(void) { return 3; }

@@ -18,7 +18,7 @@ from warping.warp._clib import CoreBuildError, library
 
 __all__ = ["combine", "dilate_band", "gather", "multiply", "resample_lanczos", "sum_over_y"]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
@@ -65,7 +65,7 @@ def _library() -> ctypes.CDLL:
                 )
             for name, argtypes in _SIGNATURES.items():
                 fn = getattr(lib, name)
-                fn.restype = None
+                fn.restype = ctypes.c_int64 if name == "rb_pm_resample_lanczos" else None
                 fn.argtypes = argtypes
             _lib = lib
     return _lib
@@ -329,7 +329,11 @@ def resample_lanczos(
         or (m and (2 * half.max() + 1 > out.shape[1] or (shape > src.shape[1:]).any()))
     ):
         raise ValueError("resample_lanczos: inconsistent shapes")
-    _library().rb_pm_resample_lanczos(
+    status = _library().rb_pm_resample_lanczos(
         _ptr(src), m, src.shape[1], src.shape[2], _ptr(shape), *(_ptr(a) for a in args),
         _ptr(half), n, _ptr(out), out.shape[1],
     )  # fmt: skip
+    if status != 0:
+        raise MemoryError(
+            f"resample_lanczos: cannot allocate the padded stamp buffer ({src.shape})"
+        )
