@@ -43,6 +43,15 @@ static int pm_avx2(void) {
 #define PM_DISPATCH(BASE, AVX, ARGS) BASE ARGS
 #endif
 
+/* Instantiate a loop template as NAME_base and (x86-64) NAME_avx2. */
+#ifdef PM_HAVE_AVX2
+#define PM_BOTH(TEMPLATE, NAME, ...)                                                              \
+    TEMPLATE(NAME##_base, __VA_ARGS__, )                                                         \
+    TEMPLATE(NAME##_avx2, __VA_ARGS__, PM_AVX2)
+#else
+#define PM_BOTH(TEMPLATE, NAME, ...) TEMPLATE(NAME##_base, __VA_ARGS__, )
+#endif
+
 static inline int64_t pm_min(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pm_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -122,13 +131,11 @@ static inline int64_t pm_max(int64_t a, int64_t b) { return a > b ? a : b; }
         }                                                                                        \
     }
 
-PM_OR_ROW(pm_or_row_f32_base, float, )
-PM_OR_ROW(pm_or_row_f64_base, double, )
+PM_BOTH(PM_OR_ROW, pm_or_row_f32, float)
+PM_BOTH(PM_OR_ROW, pm_or_row_f64, double)
 PM_DILATE_BAND(pm_dilate_band_f32_base, pm_or_row_f32_base, float, )
 PM_DILATE_BAND(pm_dilate_band_f64_base, pm_or_row_f64_base, double, )
 #ifdef PM_HAVE_AVX2
-PM_OR_ROW(pm_or_row_f32_avx2, float, PM_AVX2)
-PM_OR_ROW(pm_or_row_f64_avx2, double, PM_AVX2)
 PM_DILATE_BAND(pm_dilate_band_f32_avx2, pm_or_row_f32_avx2, float, PM_AVX2)
 PM_DILATE_BAND(pm_dilate_band_f64_avx2, pm_or_row_f64_avx2, double, PM_AVX2)
 #endif
@@ -213,12 +220,8 @@ PM_GATHER(rb_pm_gather_f64_f64, double, double)
         }                                                                                        \
     }
 
-PM_MULTIPLY(pm_multiply_c64_base, float, )
-PM_MULTIPLY(pm_multiply_c128_base, double, )
-#ifdef PM_HAVE_AVX2
-PM_MULTIPLY(pm_multiply_c64_avx2, float, PM_AVX2)
-PM_MULTIPLY(pm_multiply_c128_avx2, double, PM_AVX2)
-#endif
+PM_BOTH(PM_MULTIPLY, pm_multiply_c64, float)
+PM_BOTH(PM_MULTIPLY, pm_multiply_c128, double)
 #define PM_MULTIPLY_DISPATCH(NAME, R, BASE, AVX)                                                  \
     void NAME(const R *f, int64_t fs, const R *k, int64_t kt, int64_t kr, R *out, int64_t ot,     \
               int64_t orr, int64_t nt, int64_t rows, int64_t cols) {                              \
@@ -249,12 +252,8 @@ PM_MULTIPLY_DISPATCH(rb_pm_multiply_c128, double, pm_multiply_c128_base, pm_mult
         }                                                                                        \
     }
 
-PM_SUM_Y(pm_sum_y_c64_base, float, )
-PM_SUM_Y(pm_sum_y_c128_base, double, )
-#ifdef PM_HAVE_AVX2
-PM_SUM_Y(pm_sum_y_c64_avx2, float, PM_AVX2)
-PM_SUM_Y(pm_sum_y_c128_avx2, double, PM_AVX2)
-#endif
+PM_BOTH(PM_SUM_Y, pm_sum_y_c64, float)
+PM_BOTH(PM_SUM_Y, pm_sum_y_c128, double)
 #define PM_SUM_Y_DISPATCH(NAME, R, BASE, AVX)                                                     \
     void NAME(const R *z, int64_t nt, int64_t zrows, int64_t nc, const float *ty,                 \
               int64_t tstride, const int64_t *a_of_t, const int64_t *b_of_t, int64_t n_a,         \
@@ -354,12 +353,8 @@ PM_SUM_Y_DISPATCH(rb_pm_sum_y_c128, double, pm_sum_y_c128_base, pm_sum_y_c128_av
         }                                                                                        \
     }
 
-PM_COMBINE(pm_combine_f32_base, float, )
-PM_COMBINE(pm_combine_f64_base, double, )
-#ifdef PM_HAVE_AVX2
-PM_COMBINE(pm_combine_f32_avx2, float, PM_AVX2)
-PM_COMBINE(pm_combine_f64_avx2, double, PM_AVX2)
-#endif
+PM_BOTH(PM_COMBINE, pm_combine_f32, float)
+PM_BOTH(PM_COMBINE, pm_combine_f64, double)
 #define PM_COMBINE_DISPATCH(NAME, R, BASE, AVX)                                                   \
     void NAME(const R *rows_i, int64_t ia, int64_t ir, int64_t n_a, const R *rows_v, int64_t va,  \
               int64_t vr, int64_t rank, const float *tx_a, int64_t tw, int64_t th, int64_t c0,    \

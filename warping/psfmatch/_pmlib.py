@@ -88,20 +88,28 @@ def _rows(a: np.ndarray, name: str) -> int:
     return a.strides[0] // a.itemsize
 
 
+_SUFFIX = {
+    np.dtype(np.float32): "f32",
+    np.dtype(np.float64): "f64",
+    np.dtype(np.complex64): "c64",
+    np.dtype(np.complex128): "c128",
+}
+
+
 def _real(dtype: np.dtype) -> str:
-    if dtype == np.float32:
-        return "f32"
-    if dtype == np.float64:
-        return "f64"
-    raise TypeError(f"expected float32 or float64, got {dtype}")
+    return _suffix(dtype, "f", "float32 or float64")
 
 
 def _cplx(dtype: np.dtype) -> str:
-    if dtype == np.complex64:
-        return "c64"
-    if dtype == np.complex128:
-        return "c128"
-    raise TypeError(f"expected complex64 or complex128, got {dtype}")
+    return _suffix(dtype, "c", "complex64 or complex128")
+
+
+def _suffix(dtype: np.dtype, kind: str, expected: str) -> str:
+    """Name suffix of the C loop for ``dtype`` (``f32``, ``c64``, ...), or a TypeError."""
+    suffix = _SUFFIX.get(np.dtype(dtype), "")
+    if not suffix.startswith(kind):
+        raise TypeError(f"expected {expected}, got {dtype}")
+    return suffix
 
 
 def _contiguous(a: np.ndarray, dtype: np.dtype, name: str) -> None:
