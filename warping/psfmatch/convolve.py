@@ -123,16 +123,28 @@ def dilate_mask(
     return out
 
 
+def _rows_contiguous(a: np.ndarray) -> np.ndarray:
+    """``a``, or a C-ordered copy when its rows are not contiguous (the compiled loops take a
+    row stride but need unit stride along a row)."""
+    if a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != a.itemsize:
+        return np.ascontiguousarray(a)
+    return a
+
+
 def _int32_mask(mask: np.ndarray) -> np.ndarray:
-    """``mask`` as int32 (bool and narrower integer masks are widened, bit patterns kept)."""
+    """``mask`` as native int32 with contiguous rows (bool and narrower integer masks are
+    widened, bit patterns kept)."""
     m = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
-    return m if m.dtype == np.int32 else m.astype(np.int32)
+    return _rows_contiguous(m if m.dtype == np.dtype(np.int32) else m.astype(np.int32))
 
 
 def _float_pair(image: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Image and variance in one float dtype (float32 when both are, else float64)."""
-    dt = np.float32 if image.dtype == variance.dtype == np.float32 else np.float64
-    return image.astype(dt, copy=False), variance.astype(dt, copy=False)
+    """Image and variance in one native float dtype (float32 when both are, else float64) with
+    contiguous rows."""
+    f32 = np.dtype(np.float32)
+    dt = f32 if image.dtype == variance.dtype == f32 else np.dtype(np.float64)
+    return (_rows_contiguous(image.astype(dt, copy=False)),
+            _rows_contiguous(variance.astype(dt, copy=False)))  # fmt: skip
 
 
 def _variance_components(
