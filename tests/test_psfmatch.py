@@ -791,3 +791,37 @@ def test_convolution_accepts_any_layout_and_byte_order() -> None:
     np.testing.assert_array_equal(
         or_dilate(np.asfortranarray(mask != 0), 2), or_dilate(mask != 0, 2)
     )
+
+
+def test_one_usable_thread_starts_no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With REPO_BUTLER_THREADS=1 (as in Dask workers) the whole match runs on the calling
+    thread, and gives the 2-thread result to float32 precision (the tiling may differ)."""
+    import threading
+
+    from warping.psfmatch import match_to_model
+
+    bbox = Box2I(0, 0, 300, 260)
+    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(100.0, 100.0))
+    model = _GaussPsf(2.6, size=31)
+    rng = np.random.default_rng(3)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = np.full(bbox.shape, 100.0, np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+    cfg = PsfMatchConfig()
+    two = match_to_model(img, var, mask, bbox, sci, model, config=cfg, mask_planes=PLANES)
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    one = match_to_model(img, var, mask, bbox, sci, model, config=cfg, mask_planes=PLANES)
+    assert started == []
+    ok = np.isfinite(two.image)
+    np.testing.assert_array_equal(ok, np.isfinite(one.image))
+    np.testing.assert_allclose(one.image[ok], two.image[ok], rtol=2e-6, atol=1e-4)
+    np.testing.assert_allclose(one.variance[ok], two.variance[ok], rtol=2e-6)
+    np.testing.assert_array_equal(one.mask, two.mask)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from astropy.wcs import WCS
 
+from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.psf.base import Psf, PsfError
 
@@ -230,7 +231,7 @@ class WarpedPsf(Psf):
                 resample_lanczos(src[sl], shape[sl], xy0[sl], start[sl], du[sl], dv[sl],
                                  half[sl], spec.n, out[sl])  # fmt: skip
 
-            if m >= 64:  # two threads (the compiled loop releases the GIL)
+            if m >= 64 and thread_limit() > 1:  # two threads (the C loop releases the GIL)
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     jobs = [
                         pool.submit(resample, sl) for sl in (slice(0, m // 2), slice(m // 2, m))

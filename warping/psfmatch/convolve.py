@@ -560,10 +560,14 @@ def convolve_spatial(
         out_mask = dilated_mask
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            jobs = [pool.submit(do_tile, n, ty, tx) for n, (ty, tx) in enumerate(starts)]
-            for job in jobs:
-                job.result()
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                jobs = [pool.submit(do_tile, n, ty, tx) for n, (ty, tx) in enumerate(starts)]
+                for job in jobs:
+                    job.result()
+        else:  # one usable thread (e.g. a Dask worker): no pool at all
+            for n, (ty, tx) in enumerate(starts):
+                do_tile(n, ty, tx)
     finally:
         if spectra is not None:
             spectra.release()

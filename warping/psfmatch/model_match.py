@@ -6,10 +6,12 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf
@@ -211,27 +213,44 @@ def _match(
         )
     warn: list[str] = []
     t0 = time.perf_counter()
-    # The output mask depends only on the kernel size: dilate it on a second thread while the
-    # kernel is fitted (the fit is partly single-threaded).
     # The output mask and the tiles' forward FFTs do not depend on the kernel: a second thread
-    # computes them while the kernel is being fitted.
+    # computes them while the kernel is being fitted. With one usable thread (Dask workers:
+    # REPO_BUTLER_THREADS=1) everything runs on the calling thread.
     no_data = mask_planes.bitmask("NO_DATA")
-    with ThreadPoolExecutor(max_workers=1) as background:
-        masked = background.submit(
-            dilate_mask, image, variance, mask, config.kernel_size // 2, no_data
-        )
+    workers = min(2, thread_limit())
+    h = config.kernel_size // 2
+    with ThreadPoolExecutor(max_workers=1) if workers > 1 else _Inline() as background:
+        masked = background.submit(dilate_mask, image, variance, mask, h, no_data)
         spectra = background.submit(
-            tile_spectra, image, variance, mask, config.kernel_size // 2, no_data
+            tile_spectra, image, variance, mask, h, no_data, workers=workers
         )
         try:
             return _fit_and_convolve(
                 image, variance, mask, bbox, science_psf, model_psf, config, mask_planes,
-                region, fit_region, warn, t0, masked, spectra,
+                region, fit_region, warn, t0, masked, spectra, workers,
             )  # fmt: skip
         except BaseException:
             if not spectra.cancel() and spectra.exception() is None:
                 spectra.result().release()
             raise
+
+
+class _Inline:
+    """Stand-in for a one-thread executor that runs each job at once on the calling thread."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as err:  # delivered through the future, as a pool does
+            fut.set_exception(err)
+        return fut
 
 
 def _fit_and_convolve(
@@ -249,6 +268,7 @@ def _fit_and_convolve(
     t0: float,
     masked: Future[np.ndarray],
     spectra: Future[TileSpectra],
+    workers: int,
 ) -> PsfMatchResult:
     """Fit the kernel and apply it (``masked`` yields the dilated output mask)."""
     cells = build_cell_set(region, science_psf, model_psf, config)
@@ -273,7 +293,7 @@ def _fit_and_convolve(
         warn.append(msg)
     basis = make_separable_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(
-        cells, basis, config.spatial_kernel_order, fit_region=fit_region
+        cells, basis, config.spatial_kernel_order, fit_region=fit_region, workers=workers
     )
     # Judge the kernel where it is applied: cells centred inside the region (else all cells).
     inside = np.array([region.contains_point(x, y) for x, y in cells.centres])
@@ -293,7 +313,7 @@ def _fit_and_convolve(
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
         image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes,
-        dilated_mask=masked.result(), spectra=spectra.result(),
+        dilated_mask=masked.result(), spectra=spectra.result(), workers=workers,
     )  # fmt: skip
     t2 = time.perf_counter()
     h = config.kernel_size // 2

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft as sfft
 
+from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.psfmatch.basis import SeparableBasis
 from warping.psfmatch.cells import CellSet
@@ -141,6 +142,11 @@ class FitDiagnostics:
         return self._cache["residual_max"]
 
 
+def _fft_workers() -> int:
+    """Threads for scipy's FFTs here: 2, or 1 where only one is usable (Dask workers)."""
+    return min(2, thread_limit())
+
+
 def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.ndarray:
     """``C[c, i, p]``: science stamp ``c`` convolved with basis ``i`` at the fitted pixels ``p``.
 
@@ -152,13 +158,16 @@ def _cell_design(science: np.ndarray, basis: np.ndarray, *, full: bool) -> np.nd
     nb, k, _ = basis.shape
     h = k // 2
     nfft = sfft.next_fast_len(size + k - 1, real=True)
-    fs = sfft.rfft2(science, s=(nfft, nfft), workers=2)  # (n, nfft, nfft//2+1)
+    fs = sfft.rfft2(science, s=(nfft, nfft), workers=_fft_workers())  # (n, nfft, nfft//2+1)
     fb = sfft.rfft2(basis, s=(nfft, nfft))  # (nb, ...)
     out = np.empty((n, nb, size, size) if full else (n, nb, size - 2 * h, size - 2 * h))
     chunk = max(1, 4_000_000 // (nb * nfft * nfft))
     for c0 in range(0, n, chunk):
         conv = sfft.irfft2(
-            fs[c0 : c0 + chunk, None] * fb[None], s=(nfft, nfft), axes=(-2, -1), workers=2
+            fs[c0 : c0 + chunk, None] * fb[None],
+            s=(nfft, nfft),
+            axes=(-2, -1),
+            workers=_fft_workers(),
         )
         # Full linear convolution index j corresponds to stamp pixel j - h.
         if full:
@@ -175,9 +184,9 @@ def _convolve_stamps(science: np.ndarray, kernels: np.ndarray, *, full: bool) ->
     h = k // 2
     nfft = sfft.next_fast_len(size + k - 1, real=True)
     # float32 is ample for a diagnostic relative to the stamp peak.
-    fs = sfft.rfft2(science.astype(np.float32), s=(nfft, nfft), workers=2)
-    fs *= sfft.rfft2(kernels.astype(np.float32), s=(nfft, nfft), workers=2)
-    conv = sfft.irfft2(fs, s=(nfft, nfft), workers=2, overwrite_x=True)
+    fs = sfft.rfft2(science.astype(np.float32), s=(nfft, nfft), workers=_fft_workers())
+    fs *= sfft.rfft2(kernels.astype(np.float32), s=(nfft, nfft), workers=_fft_workers())
+    conv = sfft.irfft2(fs, s=(nfft, nfft), workers=_fft_workers(), overwrite_x=True)
     if full:
         return conv[:, h : h + size, h : h + size]
     return conv[:, k - 1 : size, k - 1 : size]
@@ -316,6 +325,7 @@ def fit_spatial_kernel(
     *,
     kernel_sum: float = 1.0,
     fit_region: str = "stamp",
+    workers: int = 2,
 ) -> tuple[SpatialKernel, FitDiagnostics]:
     """Least-squares fit of the spatially varying kernel mapping science PSFs to the model.
 
@@ -330,7 +340,8 @@ def fit_spatial_kernel(
 
     ``basis`` is either the kernel array (design by one FFT convolution per cell and kernel) or
     a :class:`~warping.psfmatch.basis.SeparableBasis` (same design, from row and column matrix
-    products; much faster, equal to 1e-15).
+    products; much faster, equal to 1e-15). The separable normal equations run on ``workers``
+    threads.
 
     Raises
     ------
@@ -353,7 +364,9 @@ def fit_spatial_kernel(
     else:
         r = cells.model_stamps[:, h : size - h, h : size - h].reshape(n, -1)
     if sep is not None:
-        m, b, rr = _separable_normal_equations(cells.science_stamps, r, sep, full=full)
+        m, b, rr = _separable_normal_equations(
+            cells.science_stamps, r, sep, full=full, workers=workers
+        )
     else:
         c = _cell_design(cells.science_stamps, basis, full=full)  # (n, nb, p)
         # Per-cell normal equations as batched BLAS products.

@@ -6,12 +6,12 @@ import copy
 import functools
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.warp._kernels import KERNEL_NAMES, KernelSpec, parse_kernel, weight_table
@@ -118,19 +118,9 @@ class WarpResult:
 
 
 def _n_threads(threads: int | None) -> int:
-    """Threads for the compiled core: ``threads`` capped at the usable cores (all when None).
-
-    ``REPO_BUTLER_THREADS`` (set to 1 in Dask workers, which run one task per process thread)
-    caps the default; ``NUMBA_NUM_THREADS`` is honoured the same way for older worker setups.
-    """
-    try:
-        limit = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        limit = os.cpu_count() or 1
-    for var in ("REPO_BUTLER_THREADS", "NUMBA_NUM_THREADS"):
-        env = os.environ.get(var)
-        if env and env.isdigit() and int(env) > 0:
-            limit = min(limit, int(env))
+    """Threads for the compiled core: ``threads`` capped at :func:`warping._threads.thread_limit`
+    (usable cores, ``REPO_BUTLER_THREADS``); all of those when None."""
+    limit = thread_limit()
     return limit if threads is None else max(1, min(threads, limit))
 
 

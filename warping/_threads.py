@@ -1,0 +1,26 @@
+"""How many threads the compiled loops may use in this process."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["thread_limit"]
+
+
+def thread_limit() -> int:
+    """Usable cores (CPU affinity), capped by ``REPO_BUTLER_THREADS`` when it is set.
+
+    Dask workers run one task per single-threaded process and set ``REPO_BUTLER_THREADS=1``
+    (:data:`warping.task.dask_exec.WORKER_ENV`), so the warper, the PSF matching and the
+    warped-PSF resampler then stay on one thread. ``NUMBA_NUM_THREADS`` is honoured the same way
+    for worker setups written for earlier versions.
+    """
+    try:
+        limit = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        limit = os.cpu_count() or 1
+    for var in ("REPO_BUTLER_THREADS", "NUMBA_NUM_THREADS"):
+        env = os.environ.get(var)
+        if env and env.isdigit() and int(env) > 0:
+            limit = min(limit, int(env))
+    return max(1, limit)
