@@ -8,9 +8,10 @@
  * Element types are fixed per function name: masks int32, complex spectra as interleaved
  * (re, im) pairs, "f32"/"f64" suffixes for the real types.
  *
- * Loops that must vectorise (products, sums, the combination) are compiled twice, for AVX2+FMA
- * and for the baseline, and the first call picks one from the CPU's features; the arithmetic is
- * plain IEEE (no fast-math): NaN and infinity keep their meaning.
+ * Loops that must vectorise (dilation, products, sums, the combination) are compiled twice, for
+ * AVX2+FMA and for the baseline, and the first call picks one from the CPU's features.  No
+ * fast-math: NaN and infinity keep their meaning; multiply-adds may be fused (-ffp-contract),
+ * so the two variants can differ in the last bit.
  */
 #include <math.h>
 #include <stdint.h>
@@ -65,8 +66,8 @@ static inline int64_t pm_max(int64_t a, int64_t b) { return a > b ? a : b; }
  * dilated extent, so mostly-empty masks cost about one read per pixel.
  */
 #define PM_OR_ROW(NAME, F, ATTR)                                                                  \
-    static inline ATTR void NAME(const int32_t *mrow, const F *irow, const F *vrow, int check,               \
-                     int32_t no_data, int64_t h, int64_t width, int32_t *out) {                   \
+    static inline ATTR void NAME(const int32_t *mrow, const F *irow, const F *vrow, int check,    \
+                                 int32_t no_data, int64_t h, int64_t width, int32_t *out) {       \
         memset(out, 0, (size_t)width * sizeof(int32_t));                                         \
         int64_t x = 0;                                                                           \
         while (x < width) {                                                                      \
@@ -95,10 +96,11 @@ static inline int64_t pm_max(int64_t a, int64_t b) { return a > b ? a : b; }
  * columns within h of the edge are set to no_data alone.  check = 0 ignores image/variance.
  */
 #define PM_DILATE_BAND(NAME, ORROW, F, ATTR)                                                      \
-    static ATTR void NAME(const int32_t *mask, int64_t mstride, const F *image, const F *variance,           \
-              int64_t istride, int64_t vstride, int64_t height, int64_t width, int64_t check,     \
-              int32_t no_data, int64_t h, int64_t border, int64_t r0, int64_t r1, int32_t *out,    \
-              int64_t ostride, int32_t *ring, int32_t *acc) {                                     \
+    static ATTR void NAME(const int32_t *mask, int64_t mstride, const F *image,                  \
+                          const F *variance, int64_t istride, int64_t vstride, int64_t height,   \
+                          int64_t width, int64_t check, int32_t no_data, int64_t h,              \
+                          int64_t border, int64_t r0, int64_t r1, int32_t *out, int64_t ostride, \
+                          int32_t *ring, int32_t *acc) {                                         \
         const int64_t n = 2 * h + 1;                                                             \
         for (int64_t yy = pm_max(0, r0 - h); yy < pm_min(height, r0 + h); yy++)                 \
             ORROW(mask + yy * mstride, check ? image + yy * istride : image,                     \
@@ -176,12 +178,12 @@ PM_DILATE_DISPATCH(rb_pm_dilate_band_f64, double, pm_dilate_band_f64_base,
                 memset(dv, 0, (size_t)cols * sizeof(R));                                         \
                 continue;                                                                        \
             }                                                                                    \
-            const F *si = image + y * istride + x0, *sv = variance + y * vstride + x0;           \
-            const int32_t *sm = mask + y * mstride + x0;                                         \
+            const F *si = image + y * istride, *sv = variance + y * vstride;                     \
+            const int32_t *sm = mask + y * mstride;                                              \
             for (int64_t c = 0; c < c0; c++) di[c] = dv[c] = 0;                                  \
             for (int64_t c = c0; c < c1; c++) {                                                  \
-                const F a = si[c], v = sv[c];                                                    \
-                const int ok = (sm[c] & no_data) == 0 && isfinite(a) && isfinite(v);             \
+                const F a = si[x0 + c], v = sv[x0 + c];                                          \
+                const int ok = (sm[x0 + c] & no_data) == 0 && isfinite(a) && isfinite(v);        \
                 di[c] = ok ? (R)a : (R)0;                                                        \
                 dv[c] = ok ? (R)v : (R)0;                                                        \
             }                                                                                    \
