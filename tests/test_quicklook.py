@@ -40,3 +40,14 @@ def test_coverage_map_writes_png(tmp_path: Path) -> None:
     verts = np.array([[0, 0], [50, 0], [50, 80], [0, 80]], dtype=float)
     path = render_coverage(Box2I(10, 10, 60, 60), [("903988 ccd16", verts)], tmp_path / "c.png")
     assert mpimg.imread(path).shape[2] in (3, 4)
+
+
+def test_quicklook_keeps_large_tick_labels_inside_the_png(tmp_path: Path) -> None:
+    """Tract coordinates have 5-6 digits: no label may be cut at the image edge (the outermost
+    pixel columns and rows are background)."""
+    exp = Exposure.empty(Box2I(123456, 98765, 300, 200), fill_no_data=False)
+    exp.image[:] = np.random.default_rng(3).normal(0.0, 1.0, exp.image.shape)
+    rgba = mpimg.imread(render_quicklook(exp, tmp_path / "q.png", title="edges"))
+    rgb = rgba[..., :3]
+    for edge in (rgb[:, 0], rgb[:, -1], rgb[0], rgb[-1]):
+        assert np.all(edge > 0.95), "something is drawn on the image border (cut label?)"

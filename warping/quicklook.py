@@ -77,7 +77,8 @@ def render_quicklook(
     ax.set_title(title or "", fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    # "tight": tract coordinates have 5-6 digits and would be cut at the left edge otherwise
+    fig.savefig(out, bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
     return out
 
