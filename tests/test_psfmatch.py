@@ -446,17 +446,25 @@ def test_public_scipy_fft_fallback_gives_the_same_result(monkeypatch: pytest.Mon
     np.testing.assert_array_equal(slow[2], fast[2])
 
 
+def _noise_match_inputs(
+    bbox: Box2I, centre: tuple[float, float], *, seed: int
+) -> tuple[_GaussPsf, _GaussPsf, np.ndarray, np.ndarray, np.ndarray]:
+    """Science and model PSFs (the fitted-kernel pair) and a float32 noise image, flat variance
+    and empty mask over ``bbox``."""
+    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=centre)
+    model = _GaussPsf(2.6, size=31)
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = np.full(bbox.shape, 100.0, np.float32)
+    return sci, model, img, var, np.zeros(bbox.shape, np.int32)
+
+
 def test_released_buffers_are_rebuilt_with_the_same_result() -> None:
     """release_buffers() frees the kept scratch buffers; the next match gives the same pixels."""
     from warping.psfmatch import release_buffers
 
     bbox = Box2I(0, 0, 160, 140)
-    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(80.0, 70.0))
-    model = _GaussPsf(2.6, size=31)
-    rng = np.random.default_rng(13)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = np.full(bbox.shape, 100.0, np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    sci, model, img, var, mask = _noise_match_inputs(bbox, (80.0, 70.0), seed=13)
 
     def run() -> tuple[np.ndarray, ...]:
         res = match_to_model(
@@ -800,15 +808,8 @@ def test_one_usable_thread_starts_no_threads(monkeypatch: pytest.MonkeyPatch) ->
     thread, and gives the 2-thread result to float32 precision (the tiling may differ)."""
     import threading
 
-    from warping.psfmatch import match_to_model
-
     bbox = Box2I(0, 0, 300, 260)
-    sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(100.0, 100.0))
-    model = _GaussPsf(2.6, size=31)
-    rng = np.random.default_rng(3)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = np.full(bbox.shape, 100.0, np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    sci, model, img, var, mask = _noise_match_inputs(bbox, (100.0, 100.0), seed=3)
     cfg = PsfMatchConfig()
     two = match_to_model(img, var, mask, bbox, sci, model, config=cfg, mask_planes=PLANES)
     started: list[str] = []

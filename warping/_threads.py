@@ -1,10 +1,16 @@
-"""How many threads the compiled loops may use in this process."""
+"""How many threads the compiled loops may use in this process, and running work on an optional
+pool."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
 
-__all__ = ["thread_limit"]
+__all__ = ["submit", "thread_limit"]
+
+T = TypeVar("T")
 
 
 def thread_limit() -> int:
@@ -24,3 +30,13 @@ def thread_limit() -> int:
         if env and env.isdigit() and int(env) > 0:
             limit = min(limit, int(env))
     return max(1, limit)
+
+
+def submit(pool: Executor | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+    """``pool.submit(fn, ...)``, or, with no pool, run ``fn`` now on the calling thread and return
+    a finished future (an exception propagates at once)."""
+    if pool is not None:
+        return pool.submit(fn, *args, **kwargs)
+    done: Future[T] = Future()
+    done.set_result(fn(*args, **kwargs))
+    return done

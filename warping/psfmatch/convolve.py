@@ -73,15 +73,13 @@ def or_dilate(mask: np.ndarray, half_width: int) -> np.ndarray:
     """
     if half_width <= 0:
         return mask.copy()
-    src = mask.view(np.uint8) if mask.dtype == np.bool_ else np.ascontiguousarray(mask)
-    if src.dtype.itemsize > 4:
+    if mask.dtype.itemsize > 4:
         raise ValueError(f"or_dilate supports masks of at most 32 bits, got {mask.dtype}")
     dummy = np.zeros((1, 1), np.float32)
-    out = np.empty(src.shape, np.int32)
-    dilate_band(_int32_mask(src), dummy, dummy, False, 0, int(half_width), False, 0,
-                src.shape[0], out)  # fmt: skip
-    res = out.astype(src.dtype, copy=False)
-    return res.view(np.bool_) if mask.dtype == np.bool_ else res
+    out = np.empty(mask.shape, np.int32)
+    dilate_band(_int32_mask(mask), dummy, dummy, False, 0, int(half_width), False, 0,
+                mask.shape[0], out)  # fmt: skip
+    return out != 0 if mask.dtype == np.bool_ else out.astype(mask.dtype, copy=False)
 
 
 def dilate_mask(
@@ -101,8 +99,7 @@ def dilate_mask(
     """
     if image.shape != mask.shape or variance.shape != mask.shape or mask.ndim != 2:
         raise ValueError("image, variance and mask must be 2-D arrays of one shape")
-    if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
-        raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
+    _check_mask_dtype(mask)
     mask_in = _int32_mask(mask)
     image, variance = _float_pair(image, variance)
     height = mask.shape[0]
@@ -129,6 +126,12 @@ def _rows_contiguous(a: np.ndarray) -> np.ndarray:
     if a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != a.itemsize:
         return np.ascontiguousarray(a)
     return a
+
+
+def _check_mask_dtype(mask: np.ndarray) -> None:
+    """Raise ValueError unless ``mask`` holds integer (or bool) bit planes of at most 32 bits."""
+    if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
+        raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
 
 
 def _int32_mask(mask: np.ndarray) -> np.ndarray:
@@ -460,15 +463,16 @@ def convolve_spatial(
             f"image {image.shape}, variance {variance.shape} and mask {mask.shape} must be 2-D "
             "arrays of one shape"
         )
-    if np.dtype(mask.dtype).itemsize > 4 or mask.dtype.kind not in "iub":
-        raise ValueError(f"mask must be an integer array of at most 32 bits, got {mask.dtype}")
+    _check_mask_dtype(mask)
     height, width = image.shape
     h = kernel.half_width
     k = kernel.size
     no_data = int(mask_planes.bitmask("NO_DATA"))
     workers = max(1, int(workers))
-    mask_in = _int32_mask(mask)  # no copy for int32 masks and float32/float64 pairs
-    image_f, variance_f = _float_pair(image, variance)
+    # the tiles are gathered here only when their spectra were not computed beforehand
+    if spectra is None:
+        image_f, variance_f = _float_pair(image, variance)
+        mask_in = _int32_mask(mask)
 
     order = kernel.order
     exps = term_exponents(order)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from warping._threads import thread_limit
+from warping._threads import submit, thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf
@@ -21,6 +21,9 @@ from warping.psfmatch.config import PsfMatchConfig
 from warping.psfmatch.convolve import (
     ConvolutionInfo,
     TileSpectra,
+    _check_mask_dtype,
+    _float_pair,
+    _int32_mask,
     convolve_spatial,
     dilate_mask,
     tile_spectra,
@@ -217,13 +220,18 @@ def _match(
     # computes them while the kernel is being fitted. With one usable thread (Dask workers:
     # REPO_BUTLER_THREADS=1) everything runs on the calling thread.
     no_data = mask_planes.bitmask("NO_DATA")
+    # Native, row-contiguous arrays for the compiled loops, converted (if at all) once here
+    # rather than by each of the dilation, the tile FFTs and the convolution.
+    _check_mask_dtype(mask)
+    image, variance = _float_pair(image, variance)
+    mask = _int32_mask(mask)
     workers = min(2, thread_limit())
     h = config.kernel_size // 2
-    with ThreadPoolExecutor(max_workers=1) if workers > 1 else _Inline() as background:
-        masked = background.submit(dilate_mask, image, variance, mask, h, no_data)
-        spectra = background.submit(
-            tile_spectra, image, variance, mask, h, no_data, workers=workers
-        )
+    background = ThreadPoolExecutor(max_workers=1) if workers > 1 else None
+    with background or contextlib.nullcontext():
+        masked = submit(background, dilate_mask, image, variance, mask, h, no_data)
+        spectra = submit(background, tile_spectra, image, variance, mask, h, no_data,
+                         workers=workers)  # fmt: skip
         try:
             return _fit_and_convolve(
                 image, variance, mask, bbox, science_psf, model_psf, config, mask_planes,
@@ -233,24 +241,6 @@ def _match(
             if not spectra.cancel() and spectra.exception() is None:
                 spectra.result().release()
             raise
-
-
-class _Inline:
-    """Stand-in for a one-thread executor that runs each job at once on the calling thread."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
-        fut: Future[Any] = Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except Exception as err:  # delivered through the future, as a pool does
-            fut.set_exception(err)
-        return fut
 
 
 def _fit_and_convolve(

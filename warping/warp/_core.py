@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
+from warping._threads import submit
 from warping.warp._clib import CoreArgs, library
 
 __all__ = ["BLOCK_ROWS", "MAP_BLOCK", "block_map", "warp_band"]
@@ -163,10 +162,10 @@ def warp_band(
     pool = ThreadPoolExecutor(max_workers=threads) if parallel else None
     try:
         # padded copies and the block map are independent passes over the source: overlap them
-        fut_img = _submit(pool, _unaliased, src_img)
-        fut_var = _submit(pool, _unaliased, src_var) if do_var else None
-        fut_mask = _submit(pool, _unaliased, src_mask) if mask_in else None
-        fut_map = _submit(pool, block_map, src_mask, full_bits) if want_map else None
+        fut_img = submit(pool, _unaliased, src_img)
+        fut_var = submit(pool, _unaliased, src_var) if do_var else None
+        fut_mask = submit(pool, _unaliased, src_mask) if mask_in else None
+        fut_map = submit(pool, block_map, src_mask, full_bits) if want_map else None
         src_img = fut_img.result()
         if fut_var is not None:
             src_var = fut_var.result()
@@ -261,18 +260,3 @@ def warp_band(
     finally:
         if pool is not None:
             pool.shutdown()
-
-
-class _Done:
-    """A finished "future" for work run inline (no pool)."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def result(self) -> Any:
-        return self._value
-
-
-def _submit(pool: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
-    """``pool.submit(fn, *args)``, or run it now when there is no pool."""
-    return pool.submit(fn, *args) if pool is not None else _Done(fn(*args))
