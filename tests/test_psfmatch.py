@@ -872,3 +872,54 @@ def test_gather_matches_numpy_for_any_window(
                     want_i[r, c], want_v[r, c] = img[y, x], var[y, x]
     np.testing.assert_array_equal(bi, want_i.astype(fout))
     np.testing.assert_array_equal(bv, want_v.astype(fout))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    p=st.integers(5, 23),
+    h=st.integers(1, 4),
+    inset=st.integers(0, 3),
+    n=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_cell_gram_equals_explicit_design(p: int, h: int, inset: int, n: int, seed: int) -> None:
+    """The compiled design Gram equals the design built with scipy's 2-D convolution, for any
+    stamp size (rows not a multiple of the vector width), kernel size and window."""
+    from warping.psfmatch._pmlib import cell_gram
+
+    k = 2 * h + 1
+    q = p - 2 * min(inset, (p - 1) // 2)
+    offset = (p - q) // 2
+    rng = np.random.default_rng(seed)
+    sci = rng.normal(size=(n, p, p))
+    target = rng.normal(size=(n, q * q))
+    fun = rng.normal(size=(3, k))
+    ix, iy = np.array([0, 1, 2, 0]), np.array([0, 0, 1, 2])
+    tr = np.tril(rng.normal(size=(4, 4)))
+    tr[2, 1] = 0.0  # zeros in the transform are skipped
+    got = np.full((n, 5, 5), np.nan)
+    cell_gram(sci, target, fun, ix, iy, tr, offset, q, got)
+    raw = fun[iy][:, :, None] * fun[ix][:, None, :]
+    for c in range(n):
+        full = np.array([convolve2d(sci[c], r, mode="full") for r in raw])  # offset -h
+        win = full[:, h + offset : h + offset + q, h + offset : h + offset + q].reshape(4, -1)
+        e = np.vstack([tr @ win, target[c]])
+        want = e @ e.T
+        scale = np.sqrt(np.outer(np.diag(want), np.diag(want)))
+        assert np.abs(got[c] - want).max() <= 1e-13 * scale.max()
+
+
+def test_cell_gram_refuses_bad_arguments() -> None:
+    from warping.psfmatch._pmlib import cell_gram
+
+    sci, target = np.zeros((2, 9, 9)), np.zeros((2, 81))
+    fun, ix, iy = np.ones((2, 3)), np.array([0, 1]), np.array([1, 0])
+    out = np.zeros((2, 3, 3))
+    with pytest.raises(ValueError, match="lower triangular"):
+        cell_gram(sci, target, fun, ix, iy, np.ones((2, 2)), 0, 9, out)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        cell_gram(sci, target, fun, ix, iy, np.eye(2), 1, 9, out)  # window past the stamp
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        cell_gram(sci, target, fun, np.array([0, 2]), iy, np.eye(2), 0, 9, out)  # no function 2
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        cell_gram(sci, target, np.ones((2, 4)), ix, iy, np.eye(2), 0, 9, out)  # even kernel

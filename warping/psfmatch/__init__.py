@@ -8,7 +8,7 @@ from warping.psfmatch.config import LSST_FIELD_NAMES, PsfMatchConfig
 from warping.psfmatch.convolve import clear_spectra, clear_workspaces
 from warping.psfmatch.errors import PsfMatchError
 from warping.psfmatch.model_match import PsfMatchResult, match_to_model
-from warping.psfmatch.solve import SpatialKernel, clear_design_buffers
+from warping.psfmatch.solve import SpatialKernel
 
 __all__ = [
     "LSST_FIELD_NAMES",
@@ -22,8 +22,6 @@ __all__ = [
 
 
 def release_buffers() -> None:
-    """Free the FFT workspaces, tile spectra and design buffers kept between
-    :func:`match_to_model` calls."""
+    """Free the FFT workspaces and tile spectra kept between :func:`match_to_model` calls."""
     clear_workspaces()
     clear_spectra()
-    clear_design_buffers()

@@ -373,6 +373,171 @@ PM_COMBINE_DISPATCH(rb_pm_combine_f32, float, pm_combine_f32_base, pm_combine_f3
 PM_COMBINE_DISPATCH(rb_pm_combine_f64, double, pm_combine_f64_base, pm_combine_f64_avx2)
 
 /* ------------------------------------------------------------------------------------------ */
+/* Normal equations of the kernel fit (warping.psfmatch.solve)                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Four doubles; the unaligned variant is used for every load and store. */
+typedef double pm_v4d __attribute__((vector_size(32)));
+typedef double pm_v4du __attribute__((vector_size(32), aligned(8)));
+
+/*
+ * out[4m + l] = sum_{t < ntap} w[t] in[4m + l - t * stride] for m < nvec, l < 4: a FIR filter
+ * along a row (stride 1) or down the rows of a block (stride = row length).  Blocks of four
+ * vectors keep the accumulators in registers.
+ */
+#define PM_FIR(NAME, ATTR)                                                                        \
+    static ATTR inline void NAME(double *restrict out, const double *restrict in, int64_t stride, \
+                                 const double *restrict w, int64_t ntap, int64_t nvec) {          \
+        int64_t m = 0;                                                                           \
+        for (; m + 4 <= nvec; m += 4) {                                                          \
+            pm_v4d a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;                                 \
+            const double *b = in + 4 * m;                                                        \
+            for (int64_t t = 0; t < ntap; t++) {                                                 \
+                const pm_v4d wt = {w[t], w[t], w[t], w[t]};                                      \
+                const double *r = b - t * stride;                                                \
+                a0 += wt * *(const pm_v4du *)r;                                                  \
+                a1 += wt * *(const pm_v4du *)(r + 4);                                            \
+                a2 += wt * *(const pm_v4du *)(r + 8);                                            \
+                a3 += wt * *(const pm_v4du *)(r + 12);                                           \
+            }                                                                                    \
+            *(pm_v4du *)(out + 4 * m) = a0;                                                      \
+            *(pm_v4du *)(out + 4 * m + 4) = a1;                                                  \
+            *(pm_v4du *)(out + 4 * m + 8) = a2;                                                  \
+            *(pm_v4du *)(out + 4 * m + 12) = a3;                                                 \
+        }                                                                                        \
+        for (; m < nvec; m++) {                                                                  \
+            pm_v4d a = {0, 0, 0, 0};                                                             \
+            for (int64_t t = 0; t < ntap; t++) {                                                 \
+                const pm_v4d wt = {w[t], w[t], w[t], w[t]};                                      \
+                a += wt * *(const pm_v4du *)(in + 4 * m - t * stride);                           \
+            }                                                                                    \
+            *(pm_v4du *)(out + 4 * m) = a;                                                       \
+        }                                                                                        \
+    }
+
+/*
+ * out[i] = <a, b_i> for i < 4, over nvec vectors (each a loaded once for the four products).
+ */
+#define PM_DOT4(NAME, ATTR)                                                                       \
+    static ATTR inline void NAME(const double *restrict a, const double *const *b, int64_t nb,    \
+                                 int64_t nvec, double *out) {                                    \
+        pm_v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;                                     \
+        const double *b0 = b[0], *b1 = nb > 1 ? b[1] : b[0], *b2 = nb > 2 ? b[2] : b[0];          \
+        const double *b3 = nb > 3 ? b[3] : b[0];                                                 \
+        for (int64_t m = 0; m < nvec; m++) {                                                     \
+            const pm_v4d x = *(const pm_v4du *)(a + 4 * m);                                      \
+            s0 += x * *(const pm_v4du *)(b0 + 4 * m);                                            \
+            s1 += x * *(const pm_v4du *)(b1 + 4 * m);                                            \
+            s2 += x * *(const pm_v4du *)(b2 + 4 * m);                                            \
+            s3 += x * *(const pm_v4du *)(b3 + 4 * m);                                            \
+        }                                                                                        \
+        const pm_v4d *s[4] = {&s0, &s1, &s2, &s3};                                               \
+        for (int64_t i = 0; i < nb; i++)                                                         \
+            out[i] = ((*s[i])[0] + (*s[i])[1]) + ((*s[i])[2] + (*s[i])[3]);                      \
+    }
+
+/*
+ * Gram matrices of the separable design, one cell after another.  For cell c (stamp S =
+ * sci[c], p x p; h = k / 2; output window of q x q pixels starting at pixel (o, o)):
+ *   X_f[y, x] = sum_u fun[f, u + h] S[y, o + x - u]           (row pass, S zero outside),
+ *   D_j[y, x] = sum_v fun[iy[j], v + h] X_{ix[j]}[o + y - v, x] (column pass),
+ * for every raw kernel j < nraw; then the basis images E_i = sum_{j <= i} tr[i, j] D_j (the
+ * renormalisation, tr lower triangular, applied in place from the last row up) and
+ * E_nraw = target[c] (q x q).  gram[c] ((nraw+1)^2) holds all the products <E_i, E_j> over the
+ * window: the design's Gram matrix, its products with the target and the target's norm.  Rows
+ * are padded to a multiple of four doubles (zeros), and every buffer of one cell fits in L2.
+ * Returns 0, or -1 when a buffer cannot be allocated.
+ */
+#define PM_CELL_GRAM(NAME, FIR, DOT4, ATTR)                                                       \
+    static ATTR int64_t NAME(const double *sci, int64_t ncell, int64_t p, const double *target,   \
+                             const double *fun, int64_t nf, int64_t k, const int64_t *ix,         \
+                             const int64_t *iy, const double *tr, int64_t nraw, int64_t o,        \
+                             int64_t q, double *gram) {                                          \
+        const int64_t h = k / 2, qq = (q + 3) & ~(int64_t)3, nv = qq / 4;                        \
+        const int64_t ls = o + qq + 2 * h; /* padded stamp row: S[y, i - h] at i */              \
+        const int64_t xr = p + 2 * h;      /* rows of each row-pass block, h zero rows each side */ \
+        const int64_t nd = nraw + 1, plen = q * qq;                                              \
+        double *spad = (double *)calloc((size_t)(p * ls), sizeof(double));                       \
+        double *xb = (double *)calloc((size_t)(nf * xr * qq), sizeof(double));                   \
+        double *d = (double *)calloc((size_t)(nd * plen), sizeof(double));                       \
+        double *tmp = (double *)malloc((size_t)plen * sizeof(double));                           \
+        char *used = (char *)calloc((size_t)nf, 1);                                              \
+        if (!spad || !xb || !d || !tmp || !used) {                                               \
+            free(spad); free(xb); free(d); free(tmp); free(used);                                \
+            return -1;                                                                           \
+        }                                                                                        \
+        for (int64_t j = 0; j < nraw; j++) used[ix[j]] = 1;                                      \
+        double row[4];                                                                      \
+        for (int64_t c = 0; c < ncell; c++) {                                                    \
+            const double *s = sci + c * p * p;                                                   \
+            for (int64_t y = 0; y < p; y++)                                                      \
+                memcpy(spad + y * ls + h, s + y * p, (size_t)p * sizeof(double));                \
+            /* row pass: X_f rows h .. h + p - 1 (the rest stay zero) */                         \
+            for (int64_t f = 0; f < nf; f++) {                                                   \
+                if (!used[f]) continue;                                                          \
+                for (int64_t y = 0; y < p; y++)                                                  \
+                    FIR(xb + (f * xr + h + y) * qq, spad + y * ls + o + 2 * h, 1, fun + f * k,   \
+                        k, nv);                                                                  \
+            }                                                                                    \
+            /* column pass, then zero the padding columns */                                     \
+            for (int64_t j = 0; j < nraw; j++) {                                                 \
+                const double *xf = xb + ix[j] * xr * qq;                                         \
+                double *dj = d + j * plen;                                                       \
+                for (int64_t y = 0; y < q; y++) {                                                \
+                    FIR(dj + y * qq, xf + (o + y + 2 * h) * qq, qq, fun + iy[j] * k, k, nv);    \
+                    for (int64_t x = q; x < qq; x++) dj[y * qq + x] = 0.0;                       \
+                }                                                                                \
+            }                                                                                    \
+            for (int64_t i = nraw - 1; i >= 0; i--) {                                            \
+                memset(tmp, 0, (size_t)plen * sizeof(double));                                   \
+                for (int64_t j = 0; j <= i; j++) {                                               \
+                    const double w = tr[i * nraw + j];                                           \
+                    if (w == 0.0) continue;                                                      \
+                    const double *dj = d + j * plen;                                             \
+                    for (int64_t m = 0; m < plen; m++) tmp[m] += w * dj[m];                      \
+                }                                                                                \
+                memcpy(d + i * plen, tmp, (size_t)plen * sizeof(double));                        \
+            }                                                                                    \
+            for (int64_t y = 0; y < q; y++)                                                      \
+                memcpy(d + nraw * plen + y * qq, target + c * q * q + y * q,                     \
+                       (size_t)q * sizeof(double));                                              \
+            double *g = gram + c * nd * nd;                                                      \
+            for (int64_t j = 0; j < nd; j++) {                                                   \
+                for (int64_t i = j; i < nd; i += 4) {                                            \
+                    const int64_t nb = nd - i < 4 ? nd - i : 4;                                  \
+                    const double *bs[4];                                                         \
+                    for (int64_t l = 0; l < nb; l++) bs[l] = d + (i + l) * plen;                 \
+                    DOT4(d + j * plen, bs, nb, plen / 4, row);                                   \
+                    for (int64_t l = 0; l < nb; l++) g[j * nd + i + l] = g[(i + l) * nd + j] = row[l]; \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        free(spad); free(xb); free(d); free(tmp); free(used);                                    \
+        return 0;                                                                                \
+    }
+
+PM_FIR(pm_fir_base, )
+PM_DOT4(pm_dot4_base, )
+PM_CELL_GRAM(pm_cell_gram_base, pm_fir_base, pm_dot4_base, )
+#ifdef PM_HAVE_AVX2
+PM_FIR(pm_fir_avx2, PM_AVX2)
+PM_DOT4(pm_dot4_avx2, PM_AVX2)
+PM_CELL_GRAM(pm_cell_gram_avx2, pm_fir_avx2, pm_dot4_avx2, PM_AVX2)
+#endif
+
+int64_t rb_pm_cell_gram(const double *sci, int64_t ncell, int64_t p, const double *target,
+                        const double *fun, int64_t nf, int64_t k, const int64_t *ix,
+                        const int64_t *iy, const double *tr, int64_t nraw, int64_t o, int64_t q,
+                        double *gram) {
+    if (k < 1 || q < 1 || o < 0 || o + q > p || nf < 1 || nraw < 1) return -2;
+#ifdef PM_HAVE_AVX2
+    if (pm_avx2())
+        return pm_cell_gram_avx2(sci, ncell, p, target, fun, nf, k, ix, iy, tr, nraw, o, q, gram);
+#endif
+    return pm_cell_gram_base(sci, ncell, p, target, fun, nf, k, ix, iy, tr, nraw, o, q, gram);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Warped-PSF resampler (warping.coadd_psf.WarpedPsf.compute_kernel_images)                   */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -477,4 +642,4 @@ int64_t rb_pm_resample_lanczos(const double *src, int64_t ncell, int64_t sh, int
 }
 
 /* ABI version of these entry points, checked by the loader. */
-int64_t rb_pm_abi_version(void) { return 3; }
+int64_t rb_pm_abi_version(void) { return 4; }

@@ -16,9 +16,17 @@ import numpy as np
 
 from warping.warp._clib import CoreBuildError, library
 
-__all__ = ["combine", "dilate_band", "gather", "multiply", "resample_lanczos", "sum_over_y"]
+__all__ = [
+    "cell_gram",
+    "combine",
+    "dilate_band",
+    "gather",
+    "multiply",
+    "resample_lanczos",
+    "sum_over_y",
+]
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
@@ -45,7 +53,10 @@ _SIGNATURES: dict[str, list[Any]] = {
     **{f"rb_pm_sum_y_{c}": _SUM_Y for c in ("c64", "c128")},
     **{f"rb_pm_combine_{f}": _COMBINE for f in ("f32", "f64")},
     "rb_pm_resample_lanczos": [_P, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _I],
+    "rb_pm_cell_gram": [_P, _I, _I, _P, _P, _I, _I, _P, _P, _P, _I, _I, _I, _P],
 }
+#: Functions returning a status (0 = done).
+_RETURNS_STATUS = ("rb_pm_resample_lanczos", "rb_pm_cell_gram")
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -65,7 +76,7 @@ def _library() -> ctypes.CDLL:
                 )
             for name, argtypes in _SIGNATURES.items():
                 fn = getattr(lib, name)
-                fn.restype = ctypes.c_int64 if name == "rb_pm_resample_lanczos" else None
+                fn.restype = ctypes.c_int64 if name in _RETURNS_STATUS else None
                 fn.argtypes = argtypes
             _lib = lib
     return _lib
@@ -345,3 +356,65 @@ def resample_lanczos(
         raise MemoryError(
             f"resample_lanczos: cannot allocate the padded stamp buffer ({src.shape})"
         )
+
+
+def cell_gram(
+    science: np.ndarray,
+    target: np.ndarray,
+    functions: np.ndarray,
+    ix: np.ndarray,
+    iy: np.ndarray,
+    transform: np.ndarray,
+    offset: int,
+    size: int,
+    out: np.ndarray,
+) -> None:
+    """Gram matrices of the separable kernel-fit design, with the target, per cell.
+
+    For cell ``c`` and raw kernel ``j`` (``functions[iy[j]]`` down the columns times
+    ``functions[ix[j]]`` along the rows, true convolution, the stamp zero outside), ``D_j`` is
+    ``science[c]`` convolved with kernel ``j`` on the ``size x size`` window starting at pixel
+    ``(offset, offset)``. The basis images are ``E_i = sum_j transform[i, j] D_j``
+    (``transform`` square and lower triangular, as the Alard-Lupton renormalisation is), and
+    ``E_nraw = target[c]`` (the window's pixels, row by row). ``out[c, i, j] = <E_i, E_j>``:
+    ``out`` is ``(n, nraw + 1, nraw + 1)`` float64, C-contiguous.
+    """
+    f64 = np.dtype(np.float64)
+    science = np.ascontiguousarray(science, dtype=f64)
+    target = np.ascontiguousarray(target, dtype=f64)
+    functions = np.ascontiguousarray(functions, dtype=f64)
+    ix = np.ascontiguousarray(ix, dtype=np.int64)
+    iy = np.ascontiguousarray(iy, dtype=np.int64)
+    transform = np.ascontiguousarray(transform, dtype=f64)
+    _contiguous(out, f64, "out")
+    n, p = science.shape[:2]
+    nf, k = functions.shape
+    nraw = len(ix)
+    if (
+        science.shape != (n, p, p)
+        or target.shape != (n, size * size)
+        or iy.shape != (nraw,)
+        or nraw < 1
+        or k % 2 != 1
+        or offset < 0
+        or size < 1
+        or offset + size > p
+        or (nraw and (min(ix.min(), iy.min()) < 0 or max(ix.max(), iy.max()) >= nf))
+        or out.shape != (n, nraw + 1, nraw + 1)
+        or transform.shape != (nraw, nraw)
+    ):
+        raise ValueError(
+            f"cell_gram: inconsistent shapes science {science.shape}, target {target.shape}, "
+            f"functions {functions.shape}, {nraw} raw kernels, window {offset}+{size}, "
+            f"out {out.shape}"
+        )
+    if np.triu(transform, 1).any():
+        raise ValueError("cell_gram: the transform must be lower triangular (applied in place)")
+    status = _library().rb_pm_cell_gram(
+        _ptr(science), n, p, _ptr(target), _ptr(functions), nf, k, _ptr(ix), _ptr(iy),
+        _ptr(transform), nraw, offset, size, _ptr(out),
+    )  # fmt: skip
+    if status == -1:
+        raise MemoryError(f"cell_gram: cannot allocate the buffers for {p}x{p} stamps")
+    if status != 0:
+        raise ValueError(f"cell_gram: arguments refused by the compiled loop (status {status})")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -12,6 +12,7 @@ import scipy.fft as sfft
 
 from warping._threads import thread_limit
 from warping.geom import Box2I
+from warping.psfmatch._pmlib import cell_gram
 from warping.psfmatch.basis import SeparableBasis
 from warping.psfmatch.cells import CellSet
 from warping.psfmatch.errors import PsfMatchError
@@ -23,7 +24,6 @@ __all__ = [
     "SpatialKernel",
     "chebyshev_1d",
     "chebyshev_terms",
-    "clear_design_buffers",
     "fit_spatial_kernel",
 ]
 
@@ -192,56 +192,6 @@ def _convolve_stamps(science: np.ndarray, kernels: np.ndarray, *, full: bool) ->
     return conv[:, k - 1 : size, k - 1 : size]
 
 
-def _toeplitz(functions: np.ndarray, size: int, full: bool) -> np.ndarray:
-    """``T[f, x_in, x_out] = functions[f, x_out - x_in + h]``: 1-D convolution as a matrix.
-
-    Output positions are the ``size`` stamp pixels (``full``) or the ``size - 2h`` pixels where
-    the kernel lies inside the stamp.
-    """
-    k = functions.shape[1]
-    h = k // 2
-    n_out = size if full else size - 2 * h
-    x_in = np.arange(size)[:, None]
-    x_out = np.arange(n_out)[None, :] + (0 if full else h)
-    d = x_out - x_in + h
-    inside = (d >= 0) & (d < k)
-    return np.where(inside[None], functions[:, np.clip(d, 0, k - 1)], 0.0)
-
-
-_BUF_LOCK = threading.Lock()
-_BUF_CACHE: dict[tuple[int, ...], list[tuple[np.ndarray, ...]]] = {}
-
-
-def clear_design_buffers() -> None:
-    """Free the design-matrix buffers kept between calls (about 22 MB per worker thread)."""
-    with _BUF_LOCK:
-        _BUF_CACHE.clear()
-
-
-def _take_buffers(key: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """Design buffers ``(xp, raw, design, d2)`` for ``key``, from the cache when free."""
-    with _BUF_LOCK:
-        free = _BUF_CACHE.get(key)
-        if free:
-            return free.pop()
-    nf, size, q, chunk, n_raw, nb = key
-    return (
-        np.empty((nf, size * chunk, q)),
-        np.empty((n_raw, q, chunk * q)),
-        np.empty((nb, q, chunk * q)),
-        np.empty((chunk, nb, q, q)),
-    )
-
-
-def _give_buffers(key: tuple[int, ...], bufs: tuple[np.ndarray, ...]) -> None:
-    with _BUF_LOCK:
-        if key not in _BUF_CACHE:
-            _BUF_CACHE.clear()  # keep the buffers of the latest shape only
-        free = _BUF_CACHE.setdefault(key, [])
-        if len(free) < 4:
-            free.append(bufs)
-
-
 def _separable_normal_equations(
     science: np.ndarray,
     target: np.ndarray,
@@ -254,68 +204,35 @@ def _separable_normal_equations(
     """Per-cell ``M_c = C_c C_c^T``, ``b_c = C_c R_c`` and ``R_c.R_c`` via separable passes.
 
     ``C_c[i]`` = science stamp ``c`` convolved with basis kernel ``i`` at the fitted pixels (as
-    :func:`_cell_design`). Each raw kernel is a row pass then a column pass, done as matrix
-    products over a chunk of cells; the renormalised design rows are the raw ones combined with
-    the (sparse) ``sep.transform``. ``target`` is ``(n, pixels)`` in the fitted region. Chunks
-    run on ``workers`` threads (BLAS releases the GIL).
+    :func:`_cell_design`). The compiled loop (:func:`~warping.psfmatch._pmlib.cell_gram`)
+    convolves each stamp with the raw separable kernels (a row pass per 1-D factor, then a
+    column pass per raw kernel, ``k``-tap filters), applies the renormalisation
+    (``basis = T @ raw``) to those images and forms the Gram matrix of the result together with
+    the target, all within the L2 cache. ``target`` is ``(n, pixels)`` in the fitted region.
+    Chunks of ``chunk`` cells run on ``workers`` threads (the loop releases the GIL).
     """
     n, size, _ = science.shape
-    tx = _toeplitz(sep.functions, size, full)  # (nf, P, Q)
-    q = tx.shape[2]
-    n_raw = len(sep.ix)
-    nb = len(sep.transform)
-    terms = [
-        [(int(j), float(sep.transform[i, j])) for j in np.flatnonzero(sep.transform[i])]
-        for i in range(nb)
-    ]
-    used_x = sorted(set(sep.ix.tolist()))
-    m_out = np.empty((n, nb, nb))
-    b_out = np.empty((n, nb))
-    rr = np.einsum("cp,cp->c", target, target)
+    h = sep.functions.shape[1] // 2
+    offset, q = (0, size) if full else (h, size - 2 * h)
+    nraw = len(sep.ix)
+    science = np.ascontiguousarray(science, dtype=np.float64)
+    target = np.ascontiguousarray(target, dtype=np.float64)
+    gram = np.empty((n, nraw + 1, nraw + 1))
 
-    key = (len(tx), size, q, chunk, n_raw, nb)
+    def run(c0: int, c1: int) -> None:
+        cell_gram(science[c0:c1], target[c0:c1], sep.functions, sep.ix, sep.iy, sep.transform,
+                  offset, q, gram[c0:c1])  # fmt: skip
 
-    def run(part: range) -> None:
-        # Buffers are reused across chunks and calls (fresh pages of large temporaries cost
-        # more than the products here).
-        bufs = _take_buffers(key)
-        try:
-            _run_chunks(part, bufs)
-        finally:
-            _give_buffers(key, bufs)
-
-    def _run_chunks(part: range, bufs: tuple[np.ndarray, ...]) -> None:
-        xp, raw, design, d2 = bufs
-        for c0 in part:
-            sci = science[c0 : c0 + chunk]
-            m = len(sci)
-            st = sci.transpose(1, 0, 2).reshape(size * m, size)  # rows (y, cell), columns x
-            for f in used_x:
-                np.matmul(st, tx[f], out=xp[f, : size * m])  # row pass: (y, cell) x Q
-            for jr in range(n_raw):
-                np.matmul(tx[sep.iy[jr]].T, xp[sep.ix[jr], : size * m].reshape(size, m * q),
-                          out=raw[jr, :, : m * q])  # fmt: skip
-            for i, tj in enumerate(terms):
-                j0, w0 = tj[0]
-                np.multiply(raw[j0, :, : m * q], w0, out=design[i, :, : m * q])
-                for j, w in tj[1:]:
-                    design[i, :, : m * q] += w * raw[j, :, : m * q]
-            dm = d2[:m]
-            dm[...] = design[:, :, : m * q].reshape(nb, q, m, q).transpose(2, 0, 1, 3)
-            dd = dm.reshape(m, nb, q * q)
-            np.matmul(dd, dd.transpose(0, 2, 1), out=m_out[c0 : c0 + m])
-            b_out[c0 : c0 + m] = (dd @ target[c0 : c0 + m, :, None])[:, :, 0]
-
-    starts = list(range(0, n, chunk))
-    n_parts = max(1, min(workers, len(starts)))
-    parts = [range(starts[i], n, chunk * n_parts) for i in range(n_parts)]
-    if n_parts > 1:
-        with ThreadPoolExecutor(max_workers=n_parts) as pool:
-            for job in [pool.submit(run, part) for part in parts]:
+    bounds = [*range(0, n, max(1, chunk)), n]
+    parts = list(itertools.pairwise(bounds))
+    n_workers = max(1, min(workers, len(parts)))
+    if n_workers > 1:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            for job in [pool.submit(run, a, b) for a, b in parts]:
                 job.result()
     else:
-        run(parts[0])
-    return m_out, b_out, rr
+        run(0, n)
+    return gram[:, :nraw, :nraw].copy(), gram[:, :nraw, nraw].copy(), gram[:, nraw, nraw].copy()
 
 
 def fit_spatial_kernel(
