@@ -581,6 +581,45 @@ def test_precomputed_tile_spectra_give_the_same_result() -> None:
         convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=other)
 
 
+def test_planned_tile_spectra_are_shared_between_threads() -> None:
+    """A convolution given planned spectra computes the tiles no other thread has claimed and
+    waits for the others: with a concurrent fill, with none, and with a fill that finished first,
+    the pixels equal those of a convolution that makes its own FFTs."""
+    import threading
+
+    from warping.psfmatch.convolve import plan_tile_spectra
+
+    bbox = Box2I(0, 0, 150, 130)
+    kernel, _, _ = _fitted_kernel(bbox)
+    rng = np.random.default_rng(12)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
+    mask = np.zeros(bbox.shape, np.int32)
+    mask[60:64, 70:90] = NO_DATA
+    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=32)
+    h = kernel.half_width
+    for mode in ("concurrent", "none", "before"):
+        planned = plan_tile_spectra(img, var, mask, h, NO_DATA, tile=32)
+        assert len(planned.starts) > 8
+        filler = threading.Thread(target=planned.fill)
+        if mode == "before":
+            planned.fill()
+        elif mode == "concurrent":
+            filler.start()
+        got = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=32, spectra=planned)
+        if mode == "concurrent":
+            filler.join()
+        for a, b in zip(own[:3], got[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert planned.released
+        with pytest.raises(ValueError, match="released"):
+            planned.tile(0)
+    # released before use: the unclaimed tiles are taken off the table, nothing is computed
+    planned = plan_tile_spectra(img, var, mask, h, NO_DATA, tile=32)
+    planned.release()
+    assert planned.fill() is planned and planned.released
+
+
 @pytest.mark.parametrize("half", [1, 3, 10, 20])
 def test_or_dilate_matches_bruteforce(half: int) -> None:
     rng = np.random.default_rng(2)

@@ -52,6 +52,7 @@ __all__ = [
     "convolve_spatial",
     "dilate_mask",
     "or_dilate",
+    "plan_tile_spectra",
     "tile_spectra",
 ]
 
@@ -303,10 +304,13 @@ _SPEC_CACHE: dict[tuple[int, int, int, str], list[np.ndarray]] = {}
 class TileSpectra:
     """Forward FFTs of every image and variance tile of one convolution.
 
-    They do not depend on the kernel, so :func:`~warping.psfmatch.match_to_model` computes them
-    (:func:`tile_spectra`) on a second thread while the kernel is being fitted, and
-    :func:`convolve_spatial` starts from them. ``spec_i[n]`` / ``spec_v[n]`` belong to tile
-    ``starts[n]``; ``grid`` is :func:`_tile_grid`'s answer for the image.
+    They do not depend on the kernel, so :func:`~warping.psfmatch.match_to_model` plans them
+    (:func:`plan_tile_spectra`) and a second thread computes them (:meth:`fill`) while the
+    kernel is being fitted; :func:`convolve_spatial` then takes each tile's spectra with
+    :meth:`tile`. Each tile is claimed once, by whichever thread gets to it first: a convolution
+    that starts before the second thread is done computes the remaining tiles itself instead of
+    waiting. ``spec_i[n]`` / ``spec_v[n]`` belong to tile ``starts[n]``; ``grid`` is
+    :func:`_tile_grid`'s answer for the image.
     """
 
     shape: tuple[int, int]
@@ -316,10 +320,92 @@ class TileSpectra:
     spec_i: np.ndarray
     spec_v: np.ndarray
     released: bool = field(default=False, init=False)
+    # (image, variance, int32 mask, NO_DATA bits) the tiles are gathered from
+    _sources: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = field(
+        default=None, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _claimed: list[bool] = field(default_factory=list, init=False, repr=False)
+    _done: list[threading.Event] = field(default_factory=list, init=False, repr=False)
+    _errors: dict[int, BaseException] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.starts)
+        ready = self._sources is None  # spectra handed in already computed
+        self._claimed = [ready] * n
+        self._done = [threading.Event() for _ in range(n)]
+        if ready:
+            for event in self._done:
+                event.set()
+
+    def _claim(self, n: int) -> bool:
+        with self._lock:
+            if self._claimed[n]:
+                return False
+            self._claimed[n] = True
+            return True
+
+    def _compute(self, n: int, buf_i: np.ndarray, buf_v: np.ndarray) -> None:
+        """Gather tile ``n`` into the scratch buffers and transform it (after a claim)."""
+        try:
+            assert self._sources is not None
+            image, variance, mask_in, no_data = self._sources
+            height, width = self.shape
+            h = self.half_width
+            _, _, th_max, tw_max, _, _ = self.grid
+            ty, tx = self.starts[n]
+            th, tw = min(th_max, height - ty), min(tw_max, width - tx)
+            gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
+                   buf_i, buf_v)  # fmt: skip
+            _rfft2_into(buf_i, self.spec_i[n])
+            _rfft2_into(buf_v, self.spec_v[n])
+        except BaseException as exc:
+            self._errors[n] = exc
+            raise
+        finally:
+            self._done[n].set()
+
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        _, _, _, _, fy, fx = self.grid
+        real = np.zeros(0, self.spec_i.dtype).real.dtype
+        return np.zeros((fy, fx), real), np.zeros((fy, fx), real)
+
+    def fill(self) -> TileSpectra:
+        """Compute every tile not claimed yet, in order (the background thread's job)."""
+        bufs: tuple[np.ndarray, np.ndarray] | None = None
+        for n in range(len(self.starts)):
+            if self._claim(n):
+                bufs = bufs or self._scratch()
+                self._compute(n, *bufs)
+        return self
+
+    def tile(
+        self, n: int, buf_i: np.ndarray | None = None, buf_v: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Spectra of tile ``n``: computed here (in ``buf_i``/``buf_v`` scratch of the FFT
+        shape) if no other thread has claimed it, else waited for."""
+        if self.released:
+            raise ValueError("these tile spectra were released; compute new ones")
+        if self._claim(n):
+            if buf_i is None or buf_v is None:
+                buf_i, buf_v = self._scratch()
+            self._compute(n, buf_i, buf_v)
+        else:
+            self._done[n].wait()
+            if n in self._errors:
+                raise RuntimeError(f"computing the spectra of tile {n} failed") from self._errors[n]
+        return self.spec_i[n], self.spec_v[n]
 
     def release(self) -> None:
         """Hand the spectrum buffers back for the next convolution of this tile shape (once;
-        the spectra must not be used afterwards)."""
+        the spectra must not be used afterwards). Tiles nobody has started are claimed here so
+        that no thread writes into the buffers after they are handed back; tiles being computed
+        are waited for."""
+        for n in range(len(self.starts)):
+            if self._claim(n):
+                self._done[n].set()
+        for event in self._done:
+            event.wait()
         key = (*self.spec_i.shape[:3], self.spec_i.dtype.str)
         with _SPEC_LOCK:
             if self.released:
@@ -345,7 +431,7 @@ def clear_spectra() -> None:
         _SPEC_CACHE.clear()
 
 
-def tile_spectra(
+def plan_tile_spectra(
     image: np.ndarray,
     variance: np.ndarray,
     mask: np.ndarray,
@@ -356,7 +442,8 @@ def tile_spectra(
     workers: int = 2,
     fft_dtype: type = np.float32,
 ) -> TileSpectra:
-    """Gather and forward-transform every tile of ``image`` and ``variance`` (one thread).
+    """The tiles of ``image`` and ``variance`` and buffers for their spectra, none computed yet
+    (:meth:`TileSpectra.fill` computes them; :meth:`TileSpectra.tile` one at a time).
 
     Bad inputs (NO_DATA, non-finite image or variance) are zeroed exactly as
     :func:`convolve_spatial` does; pass the result as its ``spectra`` with the same ``tile``,
@@ -369,18 +456,29 @@ def tile_spectra(
     grid = _tile_grid(height, width, h, tile, max(1, int(workers)))
     _, _, th_max, tw_max, fy, fx = grid
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
-    real = np.dtype(fft_dtype)
-    cplx = np.result_type(real, np.complex64)
+    cplx = np.result_type(np.dtype(fft_dtype), np.complex64)
     spec_i, spec_v = _spectrum_buffers(len(starts), fy, fx // 2 + 1, cplx)
-    buf_i = np.zeros((fy, fx), real)
-    buf_v = np.zeros((fy, fx), real)
-    for n, (ty, tx) in enumerate(starts):
-        th, tw = min(th_max, height - ty), min(tw_max, width - tx)
-        gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
-               buf_i, buf_v)  # fmt: skip
-        _rfft2_into(buf_i, spec_i[n])
-        _rfft2_into(buf_v, spec_v[n])
-    return TileSpectra((height, width), h, grid, starts, spec_i, spec_v)
+    sources = (image, variance, mask_in, int(no_data))
+    return TileSpectra((height, width), h, grid, starts, spec_i, spec_v, sources)
+
+
+def tile_spectra(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    half_width: int,
+    no_data: int,
+    *,
+    tile: int | None = None,
+    workers: int = 2,
+    fft_dtype: type = np.float32,
+) -> TileSpectra:
+    """Gather and forward-transform every tile of ``image`` and ``variance`` (one thread):
+    :func:`plan_tile_spectra` then :meth:`TileSpectra.fill`."""
+    return plan_tile_spectra(
+        image, variance, mask, half_width, no_data, tile=tile, workers=workers,
+        fft_dtype=fft_dtype,
+    ).fill()  # fmt: skip
 
 
 def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -523,8 +621,8 @@ def convolve_spatial(
                        tw + 2 * h, ws.buf_i, ws.buf_v)  # fmt: skip
                 spec_i = _rfft2_into(ws.buf_i, ws.spec_i)
                 spec_v = _rfft2_into(ws.buf_v, ws.spec_v)
-            else:
-                spec_i, spec_v = spectra.spec_i[n], spectra.spec_v[n]
+            else:  # computed here unless a background thread has started this tile
+                spec_i, spec_v = spectra.tile(n, ws.buf_i, ws.buf_v)
             xn, _ = kernel.normalized_xy(sxs_all[tx : tx + tw], 0.0)
             _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
@@ -563,14 +661,16 @@ def convolve_spatial(
     else:
         out_mask = dilated_mask
     starts = [(ty, tx) for ty in range(0, height, th_max) for tx in range(0, width, tw_max)]
+    # Last tile first: a background thread filling ``spectra`` works from the first one.
+    tile_order = list(reversed(list(enumerate(starts))))
     try:
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                jobs = [pool.submit(do_tile, n, ty, tx) for n, (ty, tx) in enumerate(starts)]
+                jobs = [pool.submit(do_tile, n, ty, tx) for n, (ty, tx) in tile_order]
                 for job in jobs:
                     job.result()
         else:  # one usable thread (e.g. a Dask worker): no pool at all
-            for n, (ty, tx) in enumerate(starts):
+            for n, (ty, tx) in tile_order:
                 do_tile(n, ty, tx)
     finally:
         if spectra is not None:

@@ -26,7 +26,7 @@ from warping.psfmatch.convolve import (
     _int32_mask,
     convolve_spatial,
     dilate_mask,
-    tile_spectra,
+    plan_tile_spectra,
 )
 from warping.psfmatch.errors import PsfMatchError
 from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
@@ -230,16 +230,17 @@ def _match(
     background = ThreadPoolExecutor(max_workers=1) if workers > 1 else None
     with background or contextlib.nullcontext():
         masked = submit(background, dilate_mask, image, variance, mask, h, no_data)
-        spectra = submit(background, tile_spectra, image, variance, mask, h, no_data,
-                         workers=workers)  # fmt: skip
+        # The convolution computes the tiles the background thread has not started by then.
+        spectra = plan_tile_spectra(image, variance, mask, h, no_data, workers=workers)
+        if background is not None:
+            background.submit(spectra.fill)
         try:
             return _fit_and_convolve(
                 image, variance, mask, bbox, science_psf, model_psf, config, mask_planes,
                 region, fit_region, warn, t0, masked, spectra, workers,
             )  # fmt: skip
         except BaseException:
-            if not spectra.cancel() and spectra.exception() is None:
-                spectra.result().release()
+            spectra.release()  # waits for a tile being computed, then stops the filling
             raise
 
 
@@ -257,7 +258,7 @@ def _fit_and_convolve(
     warn: list[str],
     t0: float,
     masked: Future[np.ndarray],
-    spectra: Future[TileSpectra],
+    spectra: TileSpectra,
     workers: int,
 ) -> PsfMatchResult:
     """Fit the kernel and apply it (``masked`` yields the dilated output mask)."""
@@ -303,7 +304,7 @@ def _fit_and_convolve(
     t1 = time.perf_counter()
     out_img, out_var, out_mask, conv = convolve_spatial(
         image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes,
-        dilated_mask=masked.result(), spectra=spectra.result(), workers=workers,
+        dilated_mask=masked.result(), spectra=spectra, workers=workers,
     )  # fmt: skip
     t2 = time.perf_counter()
     h = config.kernel_size // 2
