@@ -795,7 +795,7 @@ def test_spectrum_loops_match_numpy(cdtype: type) -> None:
 
 def test_compiled_loops_reject_bad_layouts() -> None:
     """Wrong dtypes or layouts are refused with a clear error, never read out of bounds."""
-    from warping.psfmatch._pmlib import combine, gather, multiply
+    from warping.psfmatch._pmlib import BandCombiner, BandSummer, combine, gather, multiply
 
     f = np.zeros((4, 3), np.complex64)
     with pytest.raises(ValueError, match="contiguous last axis"):
@@ -811,9 +811,29 @@ def test_compiled_loops_reject_bad_layouts() -> None:
     rows = np.zeros((1, 4, 6), np.float32)
     t = np.zeros((1, 4), np.float32)
     out = np.zeros((4, 4), np.float32)
-    with pytest.raises(ValueError, match="inconsistent shapes"):  # th beyond the row buffers
+    mask = np.zeros((4, 4), np.int32)
+    with pytest.raises(ValueError, match="out of range"):  # th beyond the row buffers
         combine(rows, t, rows, 9, 0, np.zeros((1, 9), np.float32), 0, t, np.zeros((1, 1, 4),
-                np.float32), 0, 0, np.zeros((4, 4), np.int32), 1, out, out.copy())  # fmt: skip
+                np.float32), 0, 0, mask, 1, out, out.copy())  # fmt: skip
+    band = BandCombiner(rows, t, rows, 0, np.zeros((1, 9), np.float32), t,
+                        np.zeros((1, 1, 4), np.float32), 0, mask, 1, out, out.copy())  # fmt: skip
+    band(4, 0, 0)  # the whole buffer
+    for th, ry, y0 in ((5, 0, 0), (2, 8, 0), (2, 0, 3), (-1, 0, 0)):
+        with pytest.raises(ValueError, match="out of range"):
+            band(th, ry, y0)
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # tile wider than the output
+        BandCombiner(rows, t, rows, 0, np.zeros((1, 9), np.float32), t,
+                     np.zeros((1, 1, 4), np.float32), 1, mask, 1, out, out.copy())  # fmt: skip
+    z = np.zeros((2, 10, 3), np.complex64)
+    summer = BandSummer(z, np.ones((2, 10), np.float32), [0, 0], [0, 1],
+                        np.zeros((1, 4, 3), np.complex64))  # fmt: skip
+    summer(6, 6, 4)
+    for r0, ry, nrows in ((7, 0, 4), (0, 7, 4), (0, 0, 5), (-1, 0, 1)):
+        with pytest.raises(ValueError, match="out of range"):
+            summer(r0, ry, nrows)
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # negative term index
+        BandSummer(z, np.ones((2, 10), np.float32), [0, -1], [0, 1],
+                   np.zeros((1, 4, 3), np.complex64))  # fmt: skip
 
 
 def test_convolution_accepts_any_layout_and_byte_order() -> None:

@@ -280,6 +280,9 @@ PM_SUM_Y_DISPATCH(rb_pm_sum_y_c128, double, pm_sum_y_c128_base, pm_sum_y_c128_av
  * tys: (nd, tstride); tx_a: (n_a, tw); sx: (nsb, tw); dx: (rank, nd, tw); all float32 except
  * rows (R).  scratch: 5 * tw floats.  The terms are summed in float32 in this order.
  */
+/* Bit patterns of the float32 quiet NaN and +infinity (IEEE 754). */
+#define PM_NAN_BITS ((int32_t)0x7fc00000)
+#define PM_INF_BITS ((int32_t)0x7f800000)
 #define PM_COMBINE(NAME, R, ATTR)                                                                 \
     static ATTR void NAME(const R *rows_i, int64_t ia, int64_t ir, int64_t n_a, const R *rows_v, \
                            int64_t va, int64_t vr, int64_t rank, const float *tx_a, int64_t tw,   \
@@ -343,14 +346,22 @@ PM_SUM_Y_DISPATCH(rb_pm_sum_y_c128, double, pm_sum_y_c128_base, pm_sum_y_c128_av
                 }                                                                                \
                 for (int64_t c = 0; c < tw; c++) var[c] += w[c] * (float)rv[c];                  \
             }                                                                                    \
-            const int32_t *om = out_mask + (y0 + r) * mstride + x0;                              \
-            float *oi = out_img + (y0 + r) * istride + x0;                                       \
-            float *ov = out_var + (y0 + r) * vstride + x0;                                       \
+            const int32_t *restrict om = out_mask + (y0 + r) * mstride + x0;                     \
+            float *restrict oi = out_img + (y0 + r) * istride + x0;                              \
+            float *restrict ov = out_var + (y0 + r) * vstride + x0;                              \
+            /* NO_DATA pixels get NaN / +inf by a bitwise select: a conditional on floats keeps  \
+             * GCC from vectorising this loop (trapping math) */                                 \
             for (int64_t c = 0; c < tw; c++) {                                                   \
                 const float inv = 1.0f / ksum[c];                                                \
-                const int bad = (om[c] & no_data) != 0;                                          \
-                oi[c] = bad ? NAN : img[c] * inv;                                                \
-                ov[c] = bad ? INFINITY : var[c] * inv * inv;                                     \
+                const int32_t bad = -(int32_t)((om[c] & no_data) != 0);                          \
+                const float vi = img[c] * inv, vv = var[c] * inv * inv;                          \
+                int32_t bi, bv;                                                                  \
+                memcpy(&bi, &vi, sizeof bi);                                                     \
+                memcpy(&bv, &vv, sizeof bv);                                                     \
+                bi = (bi & ~bad) | (PM_NAN_BITS & bad);                                          \
+                bv = (bv & ~bad) | (PM_INF_BITS & bad);                                          \
+                memcpy(oi + c, &bi, sizeof bi);                                                  \
+                memcpy(ov + c, &bv, sizeof bv);                                                  \
             }                                                                                    \
         }                                                                                        \
     }

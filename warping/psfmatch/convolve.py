@@ -34,7 +34,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from warping.masks import MaskPlanes
-from warping.psfmatch._pmlib import combine, dilate_band, gather, multiply, sum_over_y
+from warping.psfmatch._pmlib import BandCombiner, BandSummer, dilate_band, gather, multiply
 from warping.psfmatch.solve import SpatialKernel, chebyshev_1d, term_exponents
 
 try:  # scipy's pocketfft binding takes output buffers (the public functions always allocate)
@@ -638,14 +638,16 @@ def convolve_spatial(
             dxs = np.ascontiguousarray(np.einsum("pji,ix->pjx", wcoef, txs), dtype=np.float32)
             # Row passes and the per-pixel combination in bands of output rows: image Ty_b
             # summed per a then one row pass per a, variance one row pass per component.
+            # (the compiled loops' arguments are checked once per tile, not per band)
+            sum_band = BandSummer(z, tys, a_of_t, b_of_t, ws.acc)
+            combine_band = BandCombiner(ws.rows_i, tx_a, ws.rows_v, 2 * h, tys, sxk, dxs, tx,
+                                        out_mask, no_data, out_img, out_var)  # fmt: skip
             for r0 in range(0, th, _BAND_ROWS):
                 nr = min(_BAND_ROWS, th - r0)
-                sum_over_y(z, tys, a_of_t, b_of_t, 2 * h + r0, r0, nr, ws.acc)
-                rows_i = _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr])
-                rows_v = _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx,
-                                          ws.rows_v[:, :nr])  # fmt: skip
-                combine(rows_i, tx_a, rows_v, nr, 2 * h, tys, r0, sxk, dxs, ty + r0, tx,
-                         out_mask, no_data, out_img, out_var)  # fmt: skip
+                sum_band(2 * h + r0, r0, nr)
+                _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr])
+                _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx, ws.rows_v[:, :nr])
+                combine_band(nr, r0, ty + r0)
         finally:
             _release(ws_key, ws)
 
