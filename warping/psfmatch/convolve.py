@@ -627,12 +627,14 @@ def convolve_spatial(
             _, yn = kernel.normalized_xy(0.0, sys_all[ty : ty + th_max])
             tys = chebyshev_1d(yn, 2 * order).astype(np.float32)  # (2o+1, th_max)
             txs = chebyshev_1d(xn, 2 * order)  # (2o+1, tw)
-            # Column passes: image per term, variance per component (whole tile; blocks of
-            # columns, to keep the products in cache, made pocketfft slower).
-            multiply(spec_i, fk, ws.prod)
-            z = _ifft_columns_inplace(ws.prod)
-            multiply(spec_v, fe, ws.prod_v)
-            zv = _ifft_columns_inplace(ws.prod_v)
+            # Column passes: image per term, variance per component, each product transformed
+            # right after it is formed, while it is still in cache (measured 4-16 % faster than
+            # all products first; blocks of columns made pocketfft slower).
+            for spec, kspec, prod in ((spec_i, fk, ws.prod), (spec_v, fe, ws.prod_v)):
+                for t in range(len(kspec)):
+                    multiply(spec, kspec[t : t + 1], prod[t : t + 1])
+                    _ifft_columns_inplace(prod[t : t + 1])
+            z, zv = ws.prod, ws.prod_v
             tx_a = np.ascontiguousarray(txs[: order + 1], dtype=np.float32)
             sxk = (smat @ txs[: order + 1]).astype(np.float32)
             dxs = np.ascontiguousarray(np.einsum("pji,ix->pjx", wcoef, txs), dtype=np.float32)
