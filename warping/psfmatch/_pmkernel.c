@@ -510,7 +510,8 @@ typedef double pm_v4du __attribute__((vector_size(32), aligned(8)));
                              const int64_t *iy, const double *tr, int64_t nraw, int64_t o,        \
                              int64_t q, double *gram) {                                          \
         const int64_t h = k / 2, qq = (q + 3) & ~(int64_t)3, nv = qq / 4;                        \
-        const int64_t ls = o + qq + 2 * h; /* padded stamp row: S[y, i - h] at i */              \
+        /* padded stamp row: S[y, i - h] at i; long enough for the stamp and for every read */   \
+        const int64_t ls = (o + qq > p ? o + qq : p) + 2 * h;                                     \
         const int64_t xr = p + 2 * h;      /* rows of each row-pass block, h zero rows each side */ \
         const int64_t nd = nraw + 1, plen = q * qq;                                              \
         double *spad = (double *)calloc((size_t)(p * ls), sizeof(double));                       \
