@@ -13,6 +13,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m warping.warp._clib
+	$(BIN)/python -m warping.psfmatch._fft
 	touch $(STAMP)
 
 venv: $(STAMP)

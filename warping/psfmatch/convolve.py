@@ -34,6 +34,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from warping.masks import MaskPlanes
+from warping.psfmatch import _fft
 from warping.psfmatch._pmlib import BandCombiner, BandSummer, dilate_band, gather, multiply
 from warping.psfmatch.solve import SpatialKernel, chebyshev_1d, term_exponents
 
@@ -483,6 +484,9 @@ def tile_spectra(
 
 def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Unnormalised 2-D real FFT of ``a`` written into ``out``."""
+    if _fft.available():
+        _fft.r2c(a, out, (0, 1))
+        return out
     if _pfft is not None:
         return np.asarray(_pfft.r2c(a, (0, 1), True, 0, out, 1))
     out[...] = sfft.rfft2(a, workers=1)
@@ -491,6 +495,9 @@ def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def _ifft_columns_inplace(a: np.ndarray) -> np.ndarray:
     """Inverse FFT along axis 1 (``1/n`` normalised), in place."""
+    if _fft.available():
+        _fft.c2c(a, a, (1,), False, 1.0 / a.shape[1])
+        return a
     if _pfft is not None:
         return np.asarray(_pfft.c2c(a, (1,), False, 2, a, 1))
     return np.asarray(sfft.ifft(a, axis=1, workers=1, overwrite_x=True))
@@ -498,6 +505,9 @@ def _ifft_columns_inplace(a: np.ndarray) -> np.ndarray:
 
 def _irfft_rows_into(a: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
     """Inverse real FFT along the last axis (``1/n`` normalised) written into ``out``."""
+    if _fft.available():
+        _fft.c2r(a, out, -1, 1.0 / n)
+        return out
     if _pfft is not None:
         return np.asarray(_pfft.c2r(a, (a.ndim - 1,), n, False, 2, out, 1))
     out[...] = sfft.irfft(a, n=n, axis=-1, workers=1)

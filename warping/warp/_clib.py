@@ -31,7 +31,7 @@ from pathlib import Path
 
 from warping.errors import WarpingError
 
-__all__ = ["CoreArgs", "CoreBuildError", "library", "library_path"]
+__all__ = ["CoreArgs", "CoreBuildError", "compile_shared", "library", "library_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,30 +133,45 @@ def _compiler() -> str:
     )
 
 
-def build(target: Path) -> Path:
-    """Compile the C sources to ``target`` (atomically: temporary file + rename)."""
+def compile_shared(
+    target: Path,
+    command: list[str],
+    sources: tuple[Path, ...],
+    libs: tuple[str, ...],
+    stale_glob: str,
+    what: str,
+) -> Path:
+    """Run ``command + ["-o", tmp, *sources, *libs]`` and move the result to ``target``
+    atomically (temporary file + rename); then delete other builds matching ``stale_glob`` next
+    to it (builds of older sources, no longer loadable). ``what`` names the library in errors."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckernel-", suffix=".so", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [_compiler(), *CFLAGS, "-o", tmp, *(str(src) for src in SOURCES), "-lm"]
-    logger.info("building the warping core: %s", " ".join(cmd))
+    cmd = [*command, "-o", tmp, *(str(src) for src in sources), *libs]
+    logger.info("building %s: %s", what, " ".join(cmd))
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise CoreBuildError(
-                f"compiling {', '.join(str(src) for src in SOURCES)} failed ({' '.join(cmd)}):\n"
-                f"{res.stderr.strip()[-2000:]}"
+                f"compiling {what} from {', '.join(str(src) for src in sources)} failed "
+                f"({' '.join(cmd)}):\n{res.stderr.strip()[-2000:]}"
             )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    if target.name.startswith("_ckernel-"):  # builds of older sources: no longer loadable
-        for stale in target.parent.glob("_ckernel-*.so"):
-            if stale != target:
-                with contextlib.suppress(OSError):
-                    stale.unlink()  # safe on POSIX even if another process has it mapped
+    for stale in target.parent.glob(stale_glob):
+        if stale != target:
+            with contextlib.suppress(OSError):
+                stale.unlink()  # safe on POSIX even if another process has it mapped
     return target
+
+
+def build(target: Path) -> Path:
+    """Compile the C sources to ``target`` (atomically: temporary file + rename)."""
+    return compile_shared(
+        target, [_compiler(), *CFLAGS], SOURCES, ("-lm",), "_ckernel-*.so", "the warping core"
+    )
 
 
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:

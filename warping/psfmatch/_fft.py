@@ -1,0 +1,219 @@
+"""Multi-line FFTs of the PSF-matching convolution, compiled for this machine's CPU.
+
+pocketfft (the header-only C++ library scipy and numpy use; BSD-3-Clause, vendored in
+``_pocketfft/`` with its licence) is built from ``_fft.cc`` with ``$CXX`` (default ``c++``),
+once per machine, like the C core (:mod:`warping.warp._clib`): next to the sources or in the user
+cache, under a name carrying a hash of the sources, flags and platform. On x86-64 CPUs with AVX2
+and FMA the AVX2 build is loaded: it transforms eight lines at once where scipy's baseline
+build transforms four, which makes the strided column passes about 1.5-2x faster.
+
+Without a C++ compiler (or with ``REPO_BUTLER_FFT=scipy``) :func:`available` is False and the
+convolution uses scipy's pocketfft binding instead, with the same results to float rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from warping.warp._clib import CoreBuildError, _cache_dir, compile_shared
+
+__all__ = ["available", "c2c", "c2r", "library", "r2c", "variant"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_fft.cc")
+HEADER = Path(__file__).parent / "_pocketfft" / "pocketfft_hdronly.h"
+CXXFLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno")
+#: Extra flags of the variant for x86-64 CPUs with AVX2 and FMA.
+AVX2_FLAGS = ("-mavx2", "-mfma")
+ABI_VERSION = 1
+
+_I64 = ctypes.c_int64
+_P = ctypes.c_void_p
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_failed: str | None = None
+
+
+def variant() -> str:
+    """``"avx2"`` on x86-64 CPUs with AVX2 and FMA, else ``"base"``."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "base"
+    try:  # numpy's own CPU feature detection
+        module = importlib.import_module("numpy._core._multiarray_umath")
+        features = dict(getattr(module, "__cpu_features__", {}))
+    except ImportError:  # pragma: no cover - other numpy layouts
+        return "base"
+    return "avx2" if features.get("AVX2") and features.get("FMA3") else "base"
+
+
+def _flags() -> tuple[str, ...]:
+    return CXXFLAGS + (AVX2_FLAGS if variant() == "avx2" else ())
+
+
+def _tag() -> str:
+    h = hashlib.sha256()
+    for src in (SOURCE, HEADER):
+        h.update(src.read_bytes())
+    h.update(" ".join(_flags()).encode())
+    h.update(f"{sys.platform}-{platform.machine()}".encode())
+    return h.hexdigest()[:16]
+
+
+def library_path() -> list[Path]:
+    """Candidate paths of the compiled FFT library for this source, CPU and platform."""
+    name = f"_fft-{variant()}-{_tag()}.so"
+    return [SOURCE.with_name(name), _cache_dir() / name]
+
+
+def _compiler() -> str:
+    cxx = os.environ.get("CXX", "")
+    for cand in (cxx, "c++", "g++", "clang++"):
+        if cand and shutil.which(cand):
+            return cand
+    raise CoreBuildError("no C++ compiler found (install g++ or set CXX)")
+
+
+def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
+    lib.rb_fft_abi_version.restype = _I64
+    if lib.rb_fft_abi_version() != ABI_VERSION:
+        raise CoreBuildError(f"FFT library ABI {lib.rb_fft_abi_version()} != {ABI_VERSION}")
+    multi = [_P, _I64, _P, _P, _P, _I64, _I64, ctypes.c_double, _P, _P]
+    for name in ("c2c", "r2c"):
+        for suffix in ("f32", "f64"):
+            fn = getattr(lib, f"rb_fft_{name}_{suffix}")
+            fn.restype, fn.argtypes = _I64, multi
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"rb_fft_c2r_{suffix}")
+        fn.restype = _I64
+        fn.argtypes = [_P, _I64, _P, _P, _I64, _I64, ctypes.c_double, _P, _P]
+    lib.rb_fft_last_error.restype = ctypes.c_char_p
+    lib.rb_fft_vlen.restype = _I64
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded FFT library, built on first use; None when it cannot be built or loaded (the
+    reason is logged once) or when ``REPO_BUTLER_FFT=scipy``."""
+    global _lib, _failed
+    if os.environ.get("REPO_BUTLER_FFT", "").lower() == "scipy":
+        return None
+    if _lib is not None or _failed is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _failed is not None:
+            return _lib
+        try:
+            candidates = library_path()
+            found = next((p for p in candidates if p.exists()), None)
+            errors: list[str] = []
+            for cand in candidates if found is None else ():
+                try:
+                    found = compile_shared(
+                        cand, [_compiler(), *_flags()], (SOURCE,), (),
+                        f"_fft-{variant()}-*.so", "the FFT library",
+                    )  # fmt: skip
+                    break
+                except OSError as err:  # directory not writable: try the next one
+                    errors.append(f"{cand.parent}: {err}")
+            if found is None:
+                raise CoreBuildError("cannot write the FFT library to any of: " + "; ".join(errors))
+            _lib = _configure(ctypes.CDLL(str(found)))
+        except (CoreBuildError, OSError) as err:
+            _failed = str(err)
+            logger.warning(
+                "Using scipy's FFTs for PSF matching (slower): the compiled FFT library is not "
+                "available (%s)",
+                _failed.splitlines()[0],
+            )
+        return _lib
+
+
+def available() -> bool:
+    """True when the compiled FFT library is in use."""
+    return library() is not None
+
+
+def _arr(values: tuple[int, ...] | list[int]) -> ctypes.Array[ctypes.c_int64]:
+    return (_I64 * len(values))(*values)
+
+
+def _call(name: str, dtype: np.dtype, *args: object) -> None:
+    lib = library()
+    if lib is None:  # pragma: no cover - callers check available()
+        raise CoreBuildError("the compiled FFT library is not available")
+    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(np.dtype(dtype))
+    if suffix is None:
+        raise TypeError(f"FFTs run in float32 or float64, got {dtype}")
+    if getattr(lib, f"rb_fft_{name}_{suffix}")(*args) != 0:
+        raise RuntimeError(f"pocketfft {name} failed: {lib.rb_fft_last_error().decode()}")
+
+
+def _real_of(a: np.ndarray) -> np.dtype:
+    return np.dtype(a.real.dtype if a.dtype.kind == "c" else a.dtype)
+
+
+def _check(a: np.ndarray, kind: str, name: str) -> None:
+    if a.dtype.kind != kind or not a.dtype.isnative:
+        want = "complex" if kind == "c" else "real"
+        raise TypeError(f"{name} must be a native {want} array, got {a.dtype}")
+
+
+def c2c(a: np.ndarray, out: np.ndarray, axes: tuple[int, ...], forward: bool, fct: float) -> None:
+    """Complex FFT of ``a`` over ``axes`` into ``out`` (same shape; may be ``a`` itself),
+    scaled by ``fct``. Any strides."""
+    _check(a, "c", "a")
+    _check(out, "c", "out")
+    if a.shape != out.shape or a.dtype != out.dtype:
+        raise ValueError(f"c2c: a {a.dtype} {a.shape} and out {out.dtype} {out.shape} differ")
+    nd = a.ndim
+    ax = [x % nd for x in axes]
+    _call("c2c", _real_of(a), _arr(a.shape), nd, _arr(a.strides), _arr(out.strides), _arr(ax),
+          len(ax), int(forward), float(fct), a.ctypes.data, out.ctypes.data)  # fmt: skip
+
+
+def r2c(a: np.ndarray, out: np.ndarray, axes: tuple[int, ...], fct: float = 1.0) -> None:
+    """Forward real FFT of ``a`` over ``axes`` (the last listed is the halved one) into
+    ``out``, scaled by ``fct``."""
+    _check(a, "f", "a")
+    _check(out, "c", "out")
+    nd = a.ndim
+    ax = [x % nd for x in axes]
+    want = list(a.shape)
+    want[ax[-1]] = a.shape[ax[-1]] // 2 + 1
+    if list(out.shape) != want or _real_of(out) != a.dtype:
+        raise ValueError(f"r2c: out {out.dtype} {out.shape}, expected {tuple(want)} for {a.dtype}")
+    _call("r2c", a.dtype, _arr(a.shape), nd, _arr(a.strides), _arr(out.strides), _arr(ax),
+          len(ax), 1, float(fct), a.ctypes.data, out.ctypes.data)  # fmt: skip
+
+
+def c2r(a: np.ndarray, out: np.ndarray, axis: int, fct: float) -> None:
+    """Backward complex-to-real FFT of ``a`` along ``axis`` into ``out`` (``out.shape[axis]``
+    real points from ``a.shape[axis] = out.shape[axis] // 2 + 1``), scaled by ``fct``."""
+    _check(a, "c", "a")
+    _check(out, "f", "out")
+    nd = out.ndim
+    ax = axis % nd
+    want = list(out.shape)
+    want[ax] = out.shape[ax] // 2 + 1
+    if list(a.shape) != want or _real_of(a) != out.dtype:
+        raise ValueError(f"c2r: a {a.dtype} {a.shape}, expected {tuple(want)} for {out.dtype}")
+    _call("c2r", out.dtype, _arr(out.shape), nd, _arr(a.strides), _arr(out.strides), ax, 0,
+          float(fct), a.ctypes.data, out.ctypes.data)  # fmt: skip
+
+
+if __name__ == "__main__":  # ``python -m warping.psfmatch._fft``: build now (make venv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    lib = library()
+    print(lib._name if lib is not None else f"not built: {_failed}")
