@@ -14,6 +14,7 @@ convolution uses scipy's pocketfft binding instead, with the same results to flo
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import importlib
 import logging
@@ -145,13 +146,20 @@ def available() -> bool:
     return library() is not None
 
 
-def _arr(values: tuple[int, ...] | list[int]) -> ctypes.Array[ctypes.c_int64]:
+@functools.lru_cache(maxsize=512)
+def _arr_of(values: tuple[int, ...]) -> ctypes.Array[ctypes.c_int64]:
     return (_I64 * len(values))(*values)
 
 
+def _arr(values: tuple[int, ...] | list[int]) -> ctypes.Array[ctypes.c_int64]:
+    """A ctypes int64 array of ``values`` (cached: the bands of a convolution repeat a few
+    shapes and strides hundreds of times; the arrays are only read)."""
+    return _arr_of(tuple(values))
+
+
 def _call(name: str, dtype: np.dtype, *args: object) -> None:
-    lib = library()
-    if lib is None:  # pragma: no cover - callers check available()
+    lib = _lib if _lib is not None else library()  # callers decide with available()
+    if lib is None:
         raise CoreBuildError("the compiled FFT library is not available")
     suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(np.dtype(dtype))
     if suffix is None:

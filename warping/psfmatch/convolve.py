@@ -358,8 +358,9 @@ class TileSpectra:
             th, tw = min(th_max, height - ty), min(tw_max, width - tx)
             gather(image, variance, mask_in, no_data, ty - h, tx - h, th + 2 * h, tw + 2 * h,
                    buf_i, buf_v)  # fmt: skip
-            _rfft2_into(buf_i, self.spec_i[n])
-            _rfft2_into(buf_v, self.spec_v[n])
+            compiled = _fft.available()
+            _rfft2_into(buf_i, self.spec_i[n], compiled)
+            _rfft2_into(buf_v, self.spec_v[n], compiled)
         except BaseException as exc:
             self._errors[n] = exc
             raise
@@ -482,9 +483,10 @@ def tile_spectra(
     ).fill()  # fmt: skip
 
 
-def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Unnormalised 2-D real FFT of ``a`` written into ``out``."""
-    if _fft.available():
+def _rfft2_into(a: np.ndarray, out: np.ndarray, compiled: bool) -> np.ndarray:
+    """Unnormalised 2-D real FFT of ``a`` written into ``out`` (``compiled``: with
+    :mod:`warping.psfmatch._fft`, else scipy)."""
+    if compiled:
         _fft.r2c(a, out, (0, 1))
         return out
     if _pfft is not None:
@@ -493,9 +495,9 @@ def _rfft2_into(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ifft_columns_inplace(a: np.ndarray) -> np.ndarray:
+def _ifft_columns_inplace(a: np.ndarray, compiled: bool) -> np.ndarray:
     """Inverse FFT along axis 1 (``1/n`` normalised), in place."""
-    if _fft.available():
+    if compiled:
         _fft.c2c(a, a, (1,), False, 1.0 / a.shape[1])
         return a
     if _pfft is not None:
@@ -503,9 +505,9 @@ def _ifft_columns_inplace(a: np.ndarray) -> np.ndarray:
     return np.asarray(sfft.ifft(a, axis=1, workers=1, overwrite_x=True))
 
 
-def _irfft_rows_into(a: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+def _irfft_rows_into(a: np.ndarray, n: int, out: np.ndarray, compiled: bool) -> np.ndarray:
     """Inverse real FFT along the last axis (``1/n`` normalised) written into ``out``."""
-    if _fft.available():
+    if compiled:
         _fft.c2r(a, out, -1, 1.0 / n)
         return out
     if _pfft is not None:
@@ -619,6 +621,7 @@ def convolve_spatial(
     out_var = np.empty((height, width), dtype=np.float32)
 
     ws_key = (fy, fx, len(exps), order + 1, rank, th_max, np.dtype(fft_dtype).str)
+    compiled = _fft.available()  # the compiled FFTs, else scipy's (decided once per call)
     sxs_all = np.arange(x0, x0 + width + tw_max)
     sys_all = np.arange(y0, y0 + height + th_max)
 
@@ -629,8 +632,8 @@ def convolve_spatial(
             if spectra is None:
                 gather(image_f, variance_f, mask_in, no_data, ty - h, tx - h, th + 2 * h,
                        tw + 2 * h, ws.buf_i, ws.buf_v)  # fmt: skip
-                spec_i = _rfft2_into(ws.buf_i, ws.spec_i)
-                spec_v = _rfft2_into(ws.buf_v, ws.spec_v)
+                spec_i = _rfft2_into(ws.buf_i, ws.spec_i, compiled)
+                spec_v = _rfft2_into(ws.buf_v, ws.spec_v, compiled)
             else:  # computed here unless a background thread has started this tile
                 spec_i, spec_v = spectra.tile(n, ws.buf_i, ws.buf_v)
             xn, _ = kernel.normalized_xy(sxs_all[tx : tx + tw], 0.0)
@@ -643,7 +646,7 @@ def convolve_spatial(
             for spec, kspec, prod in ((spec_i, fk, ws.prod), (spec_v, fe, ws.prod_v)):
                 for t in range(len(kspec)):
                     multiply(spec, kspec[t : t + 1], prod[t : t + 1])
-                    _ifft_columns_inplace(prod[t : t + 1])
+                    _ifft_columns_inplace(prod[t : t + 1], compiled)
             z, zv = ws.prod, ws.prod_v
             tx_a = np.ascontiguousarray(txs[: order + 1], dtype=np.float32)
             sxk = (smat @ txs[: order + 1]).astype(np.float32)
@@ -657,8 +660,9 @@ def convolve_spatial(
             for r0 in range(0, th, _BAND_ROWS):
                 nr = min(_BAND_ROWS, th - r0)
                 sum_band(2 * h + r0, r0, nr)
-                _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr])
-                _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx, ws.rows_v[:, :nr])
+                _irfft_rows_into(ws.acc[:, :nr], fx, ws.rows_i[:, :nr], compiled)
+                _irfft_rows_into(zv[:, 2 * h + r0 : 2 * h + r0 + nr], fx, ws.rows_v[:, :nr],
+                                 compiled)  # fmt: skip
                 combine_band(nr, r0, ty + r0)
         finally:
             _release(ws_key, ws)
