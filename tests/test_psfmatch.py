@@ -343,6 +343,14 @@ def test_fit_recovers_spatially_varying_kernel() -> None:
 # --- convolution --------------------------------------------------------------------------
 
 
+def _noisy_planes(bbox: Box2I, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 noise image (100 ± 10), non-uniform variance (50-150) and an empty int32 mask."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
+    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
+    return img, var, np.zeros(bbox.shape, np.int32)
+
+
 def _fitted_kernel(bbox: Box2I, order: int = 2) -> tuple[SpatialKernel, _GaussPsf, _GaussPsf]:
     sci = _GaussPsf(1.5, 1.7, 0.1, grad=(5e-4, 0.0, 0.0, 4e-4), centre=(100.0, 100.0))
     model = _GaussPsf(2.6, size=31)
@@ -435,10 +443,7 @@ def test_public_scipy_fft_fallback_gives_the_same_result(monkeypatch: pytest.Mon
 
     bbox = Box2I(3, -7, 140, 120)
     kernel, _, _ = _fitted_kernel(bbox)
-    rng = np.random.default_rng(12)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    img, var, mask = _noisy_planes(bbox, seed=12)
     fast = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
     monkeypatch.setattr(conv, "_pfft", None)
     slow = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
@@ -562,10 +567,7 @@ def test_precomputed_tile_spectra_give_the_same_result() -> None:
     bad pixels included; spent or mismatched spectra are refused."""
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)
-    rng = np.random.default_rng(10)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    img, var, mask = _noisy_planes(bbox, seed=10)
     mask[:, :5] = NO_DATA
     img[100, 100] = np.inf
     var[20, 30] = np.nan
@@ -593,10 +595,7 @@ def test_planned_tile_spectra_are_shared_between_threads() -> None:
 
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)
-    rng = np.random.default_rng(12)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    img, var, mask = _noisy_planes(bbox, seed=12)
     mask[60:64, 70:90] = NO_DATA
     own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=32)
     h = kernel.half_width
@@ -843,10 +842,7 @@ def test_convolution_accepts_any_layout_and_byte_order() -> None:
     float32/int32 ones (the compiled loops get converted copies where needed)."""
     bbox = Box2I(0, 0, 96, 80)
     kernel, _, _ = _fitted_kernel(bbox)
-    rng = np.random.default_rng(11)
-    img = rng.normal(100.0, 10.0, bbox.shape).astype(np.float32)
-    var = rng.uniform(50.0, 150.0, bbox.shape).astype(np.float32)
-    mask = np.zeros(bbox.shape, np.int32)
+    img, var, mask = _noisy_planes(bbox, seed=11)
     mask[40, 50] = PLANES.bitmask("BAD")
     ref = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES)
     odd = convolve_spatial(

@@ -20,14 +20,13 @@ import importlib
 import logging
 import os
 import platform
-import shutil
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from warping.warp._clib import CoreBuildError, _cache_dir, compile_shared
+from warping.warp._clib import CoreBuildError, _cache_dir, compile_shared, find_compiler
 
 __all__ = ["available", "c2c", "c2r", "library", "r2c", "variant"]
 
@@ -79,11 +78,9 @@ def library_path() -> list[Path]:
 
 
 def _compiler() -> str:
-    cxx = os.environ.get("CXX", "")
-    for cand in (cxx, "c++", "g++", "clang++"):
-        if cand and shutil.which(cand):
-            return cand
-    raise CoreBuildError("no C++ compiler found (install g++ or set CXX)")
+    return find_compiler(
+        "CXX", ("c++", "g++", "clang++"), "no C++ compiler found (install g++ or set CXX)"
+    )
 
 
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:

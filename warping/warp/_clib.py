@@ -31,7 +31,14 @@ from pathlib import Path
 
 from warping.errors import WarpingError
 
-__all__ = ["CoreArgs", "CoreBuildError", "compile_shared", "library", "library_path"]
+__all__ = [
+    "CoreArgs",
+    "CoreBuildError",
+    "compile_shared",
+    "find_compiler",
+    "library",
+    "library_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +129,21 @@ def library_path() -> list[Path]:
     return [SOURCE.with_name(name), _cache_dir() / name]
 
 
-def _compiler() -> str:
-    cc = os.environ.get("CC", "")
-    for cand in (cc, "cc", "gcc", "clang"):
+def find_compiler(env: str, candidates: tuple[str, ...], missing: str) -> str:
+    """``$env`` if set and on the PATH, else the first of ``candidates`` that is; raises
+    :class:`CoreBuildError` with ``missing`` when there is none."""
+    for cand in (os.environ.get(env, ""), *candidates):
         if cand and shutil.which(cand):
             return cand
-    raise CoreBuildError(
+    raise CoreBuildError(missing)
+
+
+def _compiler() -> str:
+    return find_compiler(
+        "CC", ("cc", "gcc", "clang"),
         "no C compiler found to build the warping core; install gcc (Debian: apt-get install "
-        "gcc) or set CC, then rerun"
-    )
+        "gcc) or set CC, then rerun",
+    )  # fmt: skip
 
 
 def compile_shared(
