@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_copy import copy_repo
 from scale_support import write_small_repo
 from servers._ports import free_port
 from test_dask_local import assert_same_warps
@@ -137,7 +137,7 @@ def test_external_scheduler_and_worker_processes(
     a = tmp_path / "a"
     write_small_repo(str(a)).close()
     b = tmp_path / "b"
-    shutil.copytree(a, b)
+    copy_repo(a, b)
     argv = ["make-warp", str(a), "--rerun", "w", *ID_ARGS, "--json"]
     result = CliRunner().invoke(app, [*argv, "--dask-scheduler", dask_cluster_processes])
     assert result.exit_code == 0, result.output

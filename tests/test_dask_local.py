@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from repo_copy import copy_repo
 from scale_support import write_small_repo
 
 from repo_butler import Butler
@@ -47,13 +47,12 @@ def cluster() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dask") / "repo"
-    write_small_repo(str(root))
+    write_small_repo(str(root)).close()
     return root
 
 
 def _copy(root: Path, dest: Path) -> Path:
-    shutil.copytree(root, dest)
-    return dest
+    return copy_repo(root, dest)
 
 
 def comparable_provenance(prov: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from repo_copy import copy_repo
 
 from repo_butler import Butler
 from warping.demo import DEMO_PATCH, demo_simulation, demo_skymap
@@ -38,15 +38,14 @@ def sim_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
         star_density=60.0, star_mag_range=(18.0, 21.5), galaxy_density=5.0,
         bright_star_density=0.0, saturation=1e8,
     )  # fmt: skip
-    butler = Butler.create(str(root))
-    write_simulation(butler, sim, tract=0, skymap=skymap)
+    with Butler.create(str(root)) as butler:
+        write_simulation(butler, sim, tract=0, skymap=skymap)
     return root, sim
 
 
 def _fresh_copy(sim_repo: tuple[Path, Any], tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
-    shutil.copytree(sim_repo[0], dest)
-    return dest
+    return copy_repo(sim_repo[0], dest)
 
 
 def _run(root: Path, overrides: list[str], rerun: str, **kw: Any) -> Any:

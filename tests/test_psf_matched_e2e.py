@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_copy import copy_repo
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -31,14 +31,15 @@ def psf_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bright_star_density=0.0, saturation=1e8, bad_columns=0,
     )  # fmt: skip
     sim = sim.with_changes(visits=sim.visits[1:2], ccds=(16, 17, 23, 24))
-    write_simulation(Butler.create(str(root)), sim, tract=0, skymap=skymap)
+    with Butler.create(str(root)) as butler:
+        write_simulation(butler, sim, tract=0, skymap=skymap)
     return root
 
 
 @pytest.mark.slow
 def test_seed_psf_matched_example(psf_repo: Path, tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    shutil.copytree(psf_repo, root)
+    copy_repo(psf_repo, root)
     cfg_file = tmp_path / "matchingConfig.py"
     cfg_file.write_text(MATCHING_CONFIG)
     argv = (

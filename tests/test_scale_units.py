@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_copy import copy_repo
 from scale_support import write_small_repo
 from typer.testing import CliRunner
 
@@ -25,14 +25,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("scale") / "repo"
-    write_small_repo(str(root))
+    write_small_repo(str(root)).close()
     return root
 
 
 def _copy(root: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "repo"
-    shutil.copytree(root, dest)
-    return dest
+    return copy_repo(root, tmp_path / "repo")
 
 
 def _brute_force(butler: Butler) -> dict[str, set[int]]:
