@@ -16,7 +16,7 @@ units (it grows when workers compete for the cores) and each worker's peak RSS.
 
 Usage::
 
-    .venv/bin/python bench/scale_bench.py [--ccd 384x768] [--patch 300] [--no-s3]
+    .venv/bin/python bench/scale_bench.py [--ccd 384x768] [--patch 300] [--no-s3] [--psf-matched]
 
 The machine's load is printed: on the 2-core VM, other jobs inflate every figure.
 """
@@ -54,12 +54,20 @@ def simulate(root: str, ccd: tuple[int, int], patch: int, storage_options: Any =
     return butler
 
 
+#: Config overrides of every run (``--psf-matched`` adds ``makePsfMatched=True``).
+OVERRIDES: list[str] = []
+
+
 def run(root: str, rerun: str, *, scheduler: str | None = None, opts: Any = None) -> Any:
     from repo_butler import Butler
+    from warping.task.config import MakeWarpConfig, apply_overrides
     from warping.task.runner import run_make_warps
 
     butler = Butler(root, rerun=rerun, storage_options=opts)
-    batch = run_make_warps(butler, [{"tract": 0}], scheduler=scheduler, dashboard=False)
+    config = apply_overrides(MakeWarpConfig(), OVERRIDES)
+    batch = run_make_warps(
+        butler, [{"tract": 0}], config=config, scheduler=scheduler, dashboard=False
+    )
     if batch.n_failed:
         raise RuntimeError(f"{batch.n_failed} units failed: {batch.failures[0].error}")
     return batch
@@ -80,7 +88,15 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=300, help="patch inner size in pixels")
     parser.add_argument("--no-s3", action="store_true", help="skip the SeaweedFS run")
     parser.add_argument("--work", default=None, help="work directory (default: a temp dir)")
+    parser.add_argument(
+        "--psf-matched", action="store_true",
+        help="also make PSF-matched warps (makePsfMatched=True, default model PSF)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.psf_matched:
+        OVERRIDES.append("makePsfMatched=True")
+        # the default basis warns about oscillating kernels on these PSFs, once per CCD
+        logging.getLogger("warping.psfmatch").setLevel(logging.ERROR)
     ccd = tuple(int(v) for v in args.ccd.split("x"))
     assert len(ccd) == 2
     from distributed import LocalCluster
