@@ -17,9 +17,8 @@ bounds the relative variance error for non-negative variance.
 Convolutions are FFT based on overlapping tiles (overlap-save), in float32 by default; the tiles
 are processed on a small thread pool (the FFTs and the compiled loops release the GIL). The FFTs
 are pocketfft's, built for this CPU (:mod:`warping.psfmatch._fft`), or scipy's binding of it when
-no C++ compiler is available. The mask
-is OR-dilated by runs along rows, then by a sliding OR along columns, which also sets the
-non-finite/NO_DATA footprint and the border.
+no C++ compiler is available. The mask is OR-dilated by runs along rows, then by a sliding OR
+along columns, which also sets the non-finite/NO_DATA footprint and the border.
 """
 
 from __future__ import annotations
