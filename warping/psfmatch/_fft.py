@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import importlib
 import logging
 import os
 import platform
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from warping.warp._clib import CoreBuildError, _cache_dir, compile_shared, find_compiler
+from warping.warp._clib import (
+    CoreBuildError,
+    build_tag,
+    candidate_paths,
+    compile_shared,
+    find_compiler,
+    find_or_build,
+)
 
 __all__ = ["available", "c2c", "c2r", "library", "r2c", "variant"]
 
@@ -62,19 +67,14 @@ def _flags() -> tuple[str, ...]:
     return CXXFLAGS + (AVX2_FLAGS if variant() == "avx2" else ())
 
 
-def _tag() -> str:
-    h = hashlib.sha256()
-    for src in (SOURCE, HEADER):
-        h.update(src.read_bytes())
-    h.update(" ".join(_flags()).encode())
-    h.update(f"{sys.platform}-{platform.machine()}".encode())
-    return h.hexdigest()[:16]
-
-
 def library_path() -> list[Path]:
     """Candidate paths of the compiled FFT library for this source, CPU and platform."""
-    name = f"_fft-{variant()}-{_tag()}.so"
-    return [SOURCE.with_name(name), _cache_dir() / name]
+    return candidate_paths(SOURCE, f"_fft-{variant()}-{build_tag((SOURCE, HEADER), _flags())}.so")
+
+
+def _build(target: Path) -> Path:
+    return compile_shared(target, [_compiler(), *_flags()], (SOURCE,), (),
+                          f"_fft-{variant()}-*.so", "the FFT library")  # fmt: skip
 
 
 def _compiler() -> str:
@@ -113,20 +113,7 @@ def library() -> ctypes.CDLL | None:
         if _lib is not None or _failed is not None:
             return _lib
         try:
-            candidates = library_path()
-            found = next((p for p in candidates if p.exists()), None)
-            errors: list[str] = []
-            for cand in candidates if found is None else ():
-                try:
-                    found = compile_shared(
-                        cand, [_compiler(), *_flags()], (SOURCE,), (),
-                        f"_fft-{variant()}-*.so", "the FFT library",
-                    )  # fmt: skip
-                    break
-                except OSError as err:  # directory not writable: try the next one
-                    errors.append(f"{cand.parent}: {err}")
-            if found is None:
-                raise CoreBuildError("cannot write the FFT library to any of: " + "; ".join(errors))
+            found = find_or_build(library_path(), _build, "the FFT library")
             _lib = _configure(ctypes.CDLL(str(found)))
         except (CoreBuildError, OSError) as err:
             _failed = str(err)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from warping.errors import WarpingError
@@ -34,8 +35,11 @@ from warping.errors import WarpingError
 __all__ = [
     "CoreArgs",
     "CoreBuildError",
+    "build_tag",
+    "candidate_paths",
     "compile_shared",
     "find_compiler",
+    "find_or_build",
     "library",
     "library_path",
 ]
@@ -106,11 +110,13 @@ class CoreArgs(ctypes.Structure):
     ]
 
 
-def _tag() -> str:
+def build_tag(files: tuple[Path, ...], flags: tuple[str, ...]) -> str:
+    """Hash of ``files``' contents, the compiler ``flags`` and the platform: part of a built
+    library's name, so a library built from other sources or flags is never loaded."""
     h = hashlib.sha256()
-    for src in SOURCES:
+    for src in files:
         h.update(src.read_bytes())
-    h.update(" ".join(CFLAGS).encode())
+    h.update(" ".join(flags).encode())
     h.update(f"{sys.platform}-{platform.machine()}".encode())
     return h.hexdigest()[:16]
 
@@ -123,10 +129,38 @@ def _cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "repo-butler"
 
 
+def candidate_paths(source: Path, name: str) -> list[Path]:
+    """Where a library called ``name`` is looked for and built, in order: next to ``source``,
+    then in the user cache."""
+    return [source.with_name(name), _cache_dir() / name]
+
+
 def library_path() -> list[Path]:
     """Candidate paths of the compiled core for this source and platform, in search order."""
-    name = f"_ckernel-{_tag()}.so"
-    return [SOURCE.with_name(name), _cache_dir() / name]
+    return candidate_paths(SOURCE, f"_ckernel-{build_tag(SOURCES, CFLAGS)}.so")
+
+
+def find_or_build(candidates: list[Path], build: Callable[[Path], Path], what: str) -> Path:
+    """The first of ``candidates`` that exists, else ``build`` into the first writable one.
+
+    Raises
+    ------
+    CoreBuildError
+        If no candidate directory is writable (or ``build`` fails).
+    """
+    found = next((p for p in candidates if p.exists()), None)
+    if found is not None:
+        return found
+    errors = []
+    for cand in candidates:
+        try:
+            return build(cand)
+        except OSError as err:  # directory not writable: try the next one
+            errors.append(f"{cand.parent}: {err}")
+    raise CoreBuildError(
+        f"cannot write {what} to any of: " + "; ".join(errors)
+        + ". Set REPO_BUTLER_CACHE to a writable directory."
+    )  # fmt: skip
 
 
 def find_compiler(env: str, candidates: tuple[str, ...], missing: str) -> str:
@@ -216,22 +250,7 @@ def library() -> ctypes.CDLL:
     with _lock:
         if _lib is not None:
             return _lib
-        candidates = library_path()
-        found = next((p for p in candidates if p.exists()), None)
-        if found is None:
-            errors = []
-            for cand in candidates:
-                try:
-                    found = build(cand)
-                    break
-                except OSError as err:  # directory not writable: try the next one
-                    errors.append(f"{cand.parent}: {err}")
-            if found is None:
-                raise CoreBuildError(
-                    "cannot write the compiled warping core to any of: "
-                    + "; ".join(errors)
-                    + ". Set REPO_BUTLER_CACHE to a writable directory."
-                )
+        found = find_or_build(library_path(), build, "the compiled warping core")
         try:
             _lib = _configure(ctypes.CDLL(str(found)))
         except OSError as err:
