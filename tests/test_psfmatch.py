@@ -731,7 +731,7 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
     """The compiled per-pixel combination (image terms, kernel sum, variance weights w_p built
     from ``nd`` y terms, NO_DATA blanking) equals the plain numpy formula for every term count,
     with strided row buffers as the convolution passes them."""
-    from warping.psfmatch._pmlib import combine
+    from warping.psfmatch._pmlib import BandCombiner
 
     rng = np.random.default_rng(nd)
     th, tw, c0, rank, n_a = 13, 37, 4, 3, 2
@@ -750,8 +750,8 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
     out_img = np.zeros(out_mask.shape, np.float32)
     out_var = np.zeros(out_mask.shape, np.float32)
     ry = 2  # row offset into the y terms
-    combine(rows_i, tx_a, rows_v, th, c0, tys, ry, sx, dx, y0, x0, out_mask, no_data, out_img,
-            out_var)  # fmt: skip
+    BandCombiner(rows_i, tx_a, rows_v, c0, tys, sx, dx, x0, out_mask, no_data, out_img,
+                 out_var)(th, ry, y0)  # fmt: skip
     t = tys[:, ry : ry + th].astype(float)
     ksum = np.einsum("br,bc->rc", t, sx)
     img = np.einsum("arc,ac->rc", rows_i[:, :th, c0 : c0 + tw], tx_a) / ksum
@@ -769,7 +769,7 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
 @pytest.mark.parametrize("cdtype", [np.complex64, np.complex128])
 def test_spectrum_loops_match_numpy(cdtype: type) -> None:
     """The compiled spectrum product and the sum over y terms equal their numpy formulas."""
-    from warping.psfmatch._pmlib import multiply, sum_over_y
+    from warping.psfmatch._pmlib import BandSummer, multiply
 
     rng = np.random.default_rng(7)
     fy, nc, nt = 12, 7, 6
@@ -786,7 +786,7 @@ def test_spectrum_loops_match_numpy(cdtype: type) -> None:
     a_of_t, b_of_t = np.array([0, 1, 2, 0, 1, 0]), np.array([0, 0, 0, 1, 1, 2])
     acc = np.full((3, 8, nc), np.nan, cdtype)  # rows beyond nrows must stay untouched
     r0, ry, nrows = 3, 5, 6
-    sum_over_y(out, ty, a_of_t, b_of_t, r0, ry, nrows, acc)
+    BandSummer(out, ty, a_of_t, b_of_t, acc)(r0, ry, nrows)
     want = np.zeros((3, nrows, nc), complex)
     for t in range(nt):
         want[a_of_t[t]] += ty[b_of_t[t], ry : ry + nrows, None] * out[t, r0 : r0 + nrows]
@@ -796,7 +796,7 @@ def test_spectrum_loops_match_numpy(cdtype: type) -> None:
 
 def test_compiled_loops_reject_bad_layouts() -> None:
     """Wrong dtypes or layouts are refused with a clear error, never read out of bounds."""
-    from warping.psfmatch._pmlib import BandCombiner, BandSummer, combine, gather, multiply
+    from warping.psfmatch._pmlib import BandCombiner, BandSummer, gather, multiply
 
     f = np.zeros((4, 3), np.complex64)
     with pytest.raises(ValueError, match="contiguous last axis"):
@@ -813,11 +813,10 @@ def test_compiled_loops_reject_bad_layouts() -> None:
     t = np.zeros((1, 4), np.float32)
     out = np.zeros((4, 4), np.float32)
     mask = np.zeros((4, 4), np.int32)
-    with pytest.raises(ValueError, match="out of range"):  # th beyond the row buffers
-        combine(rows, t, rows, 9, 0, np.zeros((1, 9), np.float32), 0, t, np.zeros((1, 1, 4),
-                np.float32), 0, 0, mask, 1, out, out.copy())  # fmt: skip
     band = BandCombiner(rows, t, rows, 0, np.zeros((1, 9), np.float32), t,
                         np.zeros((1, 1, 4), np.float32), 0, mask, 1, out, out.copy())  # fmt: skip
+    with pytest.raises(ValueError, match="out of range"):  # th beyond the row buffers
+        band(9, 0, 0)
     band(4, 0, 0)  # the whole buffer
     for th, ry, y0 in ((5, 0, 0), (2, 8, 0), (2, 0, 3), (-1, 0, 0)):
         with pytest.raises(ValueError, match="out of range"):

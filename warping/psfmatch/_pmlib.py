@@ -20,12 +20,10 @@ __all__ = [
     "BandCombiner",
     "BandSummer",
     "cell_gram",
-    "combine",
     "dilate_band",
     "gather",
     "multiply",
     "resample_lanczos",
-    "sum_over_y",
 ]
 
 ABI_VERSION = 4
@@ -220,7 +218,7 @@ def multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
 
 
 class BandSummer:
-    """:func:`sum_over_y` for the bands of one tile: arrays checked and converted once, so a
+    """Sums over the y terms for the bands of one tile: arrays checked and converted once, so a
     band costs one ctypes call (a few microseconds instead of ~30)."""
 
     def __init__(
@@ -240,7 +238,7 @@ class BandSummer:
             or (nt and (min(a_of_t.min(), b_of_t.min()) < 0))
             or (nt and (a_of_t.max() >= out.shape[0] or b_of_t.max() >= ty.shape[0]))
         ):
-            raise ValueError("sum_over_y: inconsistent shapes")
+            raise ValueError("sum over y: inconsistent shapes")
         self._fn = getattr(_library(), f"rb_pm_sum_y_{_cplx(z.dtype)}")
         self._keep = (z, ty, a_of_t, b_of_t, out)  # the pointers below stay valid
         self._zrows, self._tlen, self._orows = zrows, ty.shape[1], out.shape[1]
@@ -256,27 +254,19 @@ class BandSummer:
             or r0 + nrows > self._zrows
             or ry + nrows > self._tlen
         ):
-            raise ValueError(f"sum_over_y: rows r0={r0}, ry={ry}, nrows={nrows} out of range")
+            raise ValueError(f"sum over y: rows r0={r0}, ry={ry}, nrows={nrows} out of range")
         self._fn(*self._head, r0, ry, nrows, *self._tail)
 
 
-def sum_over_y(
-    z: np.ndarray,
-    ty: np.ndarray,
-    a_of_t: np.ndarray,
-    b_of_t: np.ndarray,
-    r0: int,
-    ry: int,
-    nrows: int,
-    out: np.ndarray,
-) -> None:
-    """``out[a, r] = sum_{t: a_t = a} ty[b_t, ry + r] z[t, r0 + r]`` for ``r < nrows``."""
-    BandSummer(z, ty, a_of_t, b_of_t, out)(r0, ry, nrows)
-
-
 class BandCombiner:
-    """:func:`combine` for the bands of one tile: arrays checked and converted once, so a band
-    costs one ctypes call (a few microseconds instead of ~60)."""
+    """The per-pixel combination for the bands of one tile: arrays checked and converted once,
+    so a band costs one ctypes call (a few microseconds instead of ~60).
+
+    Per pixel: ``sum_a Tx_a rows_i[a] / ksum`` and ``sum_p w_p rows_v[p] / ksum²``, where
+    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``,
+    ``ksum = sum_b tys[b, ry + r] sx[b, c]`` and ``w_p = sum_j tys[j, ry + r] dx[p, j, c]``.
+    Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
+    """
 
     def __init__(
         self,
@@ -341,7 +331,8 @@ class BandCombiner:
         )  # fmt: skip
 
     def __call__(self, th: int, ry: int, y0: int) -> None:
-        """Rows ``ry .. ry + th`` of the band buffers become output rows ``y0 .. y0 + th``."""
+        """Band-buffer rows ``0 .. th`` become output rows ``y0 .. y0 + th``; their y terms are
+        rows ``ry .. ry + th`` of ``tys``."""
         if (
             min(th, ry, y0) < 0
             or th > self._max_rows
@@ -350,33 +341,6 @@ class BandCombiner:
         ):
             raise ValueError(f"combine: rows th={th}, ry={ry}, y0={y0} out of range")
         self._fn(*self._head, th, *self._mid, ry, *self._sx, y0, *self._tail)
-
-
-def combine(
-    rows_i: np.ndarray,
-    tx_a: np.ndarray,
-    rows_v: np.ndarray,
-    th: int,
-    c0: int,
-    tys: np.ndarray,
-    ry: int,
-    sx: np.ndarray,
-    dx: np.ndarray,
-    y0: int,
-    x0: int,
-    out_mask: np.ndarray,
-    no_data: int,
-    out_img: np.ndarray,
-    out_var: np.ndarray,
-) -> None:
-    """Per pixel: ``sum_a Tx_a rows_i[a] / ksum`` and ``sum_p w_p rows_v[p] / ksum²``.
-
-    ``rows_*[., r, c0 + c]`` is output pixel ``(y0 + r, x0 + c)`` for ``r < th``;
-    ``ksum = sum_b tys[b, ry + r] sx[b, c]``; ``w_p = sum_j tys[j, ry + r] dx[p, j, c]``.
-    Pixels whose (already dilated) ``out_mask`` has ``no_data`` become NaN / +inf.
-    """
-    BandCombiner(rows_i, tx_a, rows_v, c0, tys, sx, dx, x0, out_mask, no_data, out_img,
-                 out_var)(th, ry, y0)  # fmt: skip
 
 
 def resample_lanczos(
