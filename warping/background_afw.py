@@ -124,12 +124,18 @@ class AfwBackground:
             raise BackgroundModelError(f"{where}BKGD_WIDTH/BKGD_HEIGHT give an empty bbox")
         try:
             style = InterpStyle(self.interp_style)
-            under = UndersampleStyle(self.undersample_style)
             min_points(style)
         except ValueError:
             raise BackgroundModelError(
                 f"{where}INTERPSTYLE={int(self.interp_style)} is not an interpolation style "
                 f"afw can evaluate (use 0-6: {[s.name for s in list(InterpStyle)[1:]]})"
+            ) from None
+        try:
+            under = UndersampleStyle(self.undersample_style)
+        except ValueError:
+            raise BackgroundModelError(
+                f"{where}UNDERSAMPLESTYLE={int(self.undersample_style)} is unknown (use 0 "
+                "THROW_EXCEPTION, 1 REDUCE_INTERP_ORDER, 2 INCREASE_NXNYSAMPLE)"
             ) from None
         if self.approx.style not in (APPROX_NONE, APPROX_CHEBYSHEV):
             raise BackgroundModelError(

@@ -134,8 +134,8 @@ def _header(e: AfwBackground) -> fits.Header:
     h["HIERARCH APPROXWEIGHTING"] = bool(e.approx.weighting)
     h["BKGD_X0"] = e.bbox.x0
     h["BKGD_Y0"] = e.bbox.y0
-    h["BKGD_WIDTH"] = e.bbox.width
-    h["BKGD_HEIGHT"] = e.bbox.height
+    h["HIERARCH BKGD_WIDTH"] = e.bbox.width
+    h["HIERARCH BKGD_HEIGHT"] = e.bbox.height
     return h
 
 
