@@ -78,7 +78,9 @@ def test_real_file_chebyshev_branch_is_numpys_weighted_fit(shared_data: Path, na
         want = npcheb.chebgrid2d((px - 1023.5) * 2 / 2048, (py - 2305.5) * 2 / 4612, c).T
         np.testing.assert_allclose(e.evaluate(px, py), want, rtol=1e-9, atol=1e-9)
         img = e.get_image()
-        np.testing.assert_allclose(img[np.ix_(py.astype(int), px.astype(int))], want, rtol=2e-7)
+        np.testing.assert_allclose(
+            img[np.ix_(py.astype(int), px.astype(int))], want, rtol=0, atol=3e-4
+        )
 
 
 def test_real_file_sum_and_the_wrong_branch(shared_data: Path) -> None:
@@ -121,8 +123,16 @@ def test_real_file_round_trip_is_exact(shared_data: Path, name: str) -> None:
         for a, b in zip(orig, again, strict=True):
             np.testing.assert_array_equal(a.data, b.data)
             assert a.data.dtype == b.data.dtype
-            for key in ("INTERPSTYLE", "UNDERSAMPLESTYLE", "APPROXSTYLE", "APPROXORDERX",
-                        "APPROXORDERY", "APPROXWEIGHTING", "BKGD_X0", "BKGD_WIDTH"):
+            for key in (
+                "INTERPSTYLE",
+                "UNDERSAMPLESTYLE",
+                "APPROXSTYLE",
+                "APPROXORDERX",
+                "APPROXORDERY",
+                "APPROXWEIGHTING",
+                "BKGD_X0",
+                "BKGD_WIDTH",
+            ):
                 assert a.header[key] == b.header[key]
         assert [k for k in again[1].header if k.startswith("MP_")] == [
             k for k in orig[1].header if k.startswith("MP_")
@@ -208,7 +218,8 @@ def test_sub_box_is_a_cut_and_outside_boxes_are_refused() -> None:
     e = dataclasses.replace(element(np.arange(30.0).reshape(5, 6)), source="s3://b/bg.fits")
     full = e.get_image()
     sub = Box2I(40, 30, 100, 50)
-    np.testing.assert_array_equal(e.get_image(sub), full[sub.slices(e.bbox)])
+    # the cut of the full image, up to float32 rounding of the image-sized product
+    np.testing.assert_allclose(e.get_image(sub), full[sub.slices(e.bbox)], rtol=3e-7, atol=1e-6)
     with pytest.raises(BackgroundModelError, match=r"s3://b/bg\.fits.*BKGD_X0") as err:
         e.get_image(Box2I(-1, 0, 10, 10))
     assert isinstance(err.value, WarpingError) and isinstance(err.value, ValueError)
@@ -219,7 +230,9 @@ def test_sub_box_is_a_cut_and_outside_boxes_are_refused() -> None:
 
 def test_sky_correction_restores_the_old_background() -> None:
     rng = np.random.default_rng(2)
-    old = BackgroundList([element(1000 + rng.normal(0, 5, (5, 7))), element(rng.normal(0, 1, (3, 4)))])
+    old = BackgroundList(
+        [element(1000 + rng.normal(0, 5, (5, 7))), element(rng.normal(0, 1, (3, 4)))]
+    )
     new = element(990 + rng.normal(0, 5, (4, 6)), style=InterpStyle.NATURAL_SPLINE)
     raw = (1200 + rng.normal(0, 3, (200, 300))).astype(np.float32)
     calexp = raw - old.get_image()

@@ -160,7 +160,9 @@ def _numpy_fit(xc, yc, vals, errs, w, h, order, weighting):  # type: ignore[no-u
     ys = (yc - (h - 1) / 2) * 2 / h
     xx, yy = np.meshgrid(xs, ys)
     vander = npcheb.chebvander2d(xx.ravel(), yy.ravel(), [order, order])  # column p*(N+1)+q
-    keep = [p * (order + 1) + q for p in range(order + 1) for q in range(order + 1) if p + q <= order]
+    keep = [
+        p * (order + 1) + q for p in range(order + 1) for q in range(order + 1) if p + q <= order
+    ]
     a = vander[:, keep]
     with np.errstate(divide="ignore"):
         wt = 1.0 / errs.astype(float).ravel() if weighting else np.ones(vals.size)

@@ -18,7 +18,9 @@ approximation settings. :meth:`AfwBackground.get_image` evaluates it at every pi
    step 1; a column with no bins at all is NaN and left out of the rows.
 
 Positions are local to ``bbox`` (afw evaluates at ``0 .. W-1``); the image of a sub-box is the
-matching cut of the element's image. Values are computed in float64 and returned as float32.
+matching cut of the element's image. Images are float32, within about one unit in the last place
+of afw's (float64 arithmetic rounded to float32): the image-sized product is made in float32 on
+values relative to each row's mean (:func:`warping.background_interp.offset_product`).
 """
 
 from __future__ import annotations
@@ -198,25 +200,34 @@ class AfwBackground:
         return None if n_good == 0 else max_style(n_good)
 
     def _interp_grouped(
-        self, knots: np.ndarray, rows: np.ndarray, at: np.ndarray, style: InterpStyle, what: str
+        self,
+        knots: np.ndarray,
+        rows: np.ndarray,
+        at: np.ndarray,
+        style: InterpStyle,
+        what: str,
+        dtype: type = np.float64,
     ) -> np.ndarray:
         """Interpolate each row of ``rows`` over ``knots`` after dropping its NaN entries."""
         nan = np.isnan(rows)
         if not nan.any():
-            return interpolate_rows(knots, rows, at, style)
-        out = np.full((rows.shape[0], len(at)), np.nan)
+            return interpolate_rows(knots, rows, at, style, dtype)
+        out: np.ndarray = np.full((rows.shape[0], len(at)), np.nan, dtype=dtype)
         patterns, inverse = np.unique(nan, axis=0, return_inverse=True)
         for p, pattern in enumerate(patterns):
             sel = np.nonzero(inverse.ravel() == p)[0]
             good = ~pattern
             s = self._fallback(style, int(good.sum()), what)
             if s is not None:
-                out[sel] = interpolate_rows(knots[good], rows[np.ix_(sel, good)], at, s)
+                out[sel] = interpolate_rows(knots[good], rows[np.ix_(sel, good)], at, s, dtype)
         return out
 
-    def evaluate(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    def evaluate(self, xs: np.ndarray, ys: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         """The model at parent positions ``ys`` x ``xs`` (any reals): ``(len(ys), len(xs))``
-        float64. Positions outside the bbox follow afw's extrapolation rules."""
+        of ``dtype``. Positions outside the bbox follow afw's extrapolation rules.
+
+        Internally everything is float64 except, for float32, the last (image-sized) product,
+        which keeps values within about one unit in the last place of afw's."""
         u = np.asarray(xs, dtype=float) - self.bbox.x0
         v = np.asarray(ys, dtype=float) - self.bbox.y0
         style = self.grid_style()
@@ -235,10 +246,10 @@ class AfwBackground:
                 )
             except ValueError as err:
                 raise BackgroundModelError(f"{self._where('APPROXWEIGHTING')}: {err}") from err
-            return evaluate_chebyshev(coef, u, v, self.bbox.width, self.bbox.height)
+            return evaluate_chebyshev(coef, u, v, self.bbox.width, self.bbox.height, dtype)
         vals = self.values.astype(float)
         cols = self._interp_grouped(yc, vals.T, v, style, "a bin column").T  # (len(v), nx)
-        return self._interp_grouped(xc, cols, u, style, "an image row")
+        return self._interp_grouped(xc, cols, u, style, "an image row", dtype)
 
     def check_bbox(self, bbox: Box2I, *, exact: bool = False) -> None:
         """Refuse a ``bbox`` outside the element's (or, with ``exact``, different from it)."""
@@ -258,7 +269,7 @@ class AfwBackground:
         self.check_bbox(bbox)
         xs = np.arange(bbox.x0, bbox.x0 + bbox.width, dtype=float)
         ys = np.arange(bbox.y0, bbox.y0 + bbox.height, dtype=float)
-        return self.evaluate(xs, ys).astype(np.float32)
+        return self.evaluate(xs, ys, np.float32)
 
     # -- algebra ---------------------------------------------------------------------------
     def negated(self) -> AfwBackground:

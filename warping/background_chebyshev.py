@@ -110,11 +110,27 @@ def fit_chebyshev(
 
 
 def evaluate_chebyshev(
-    coef: np.ndarray, xs: np.ndarray, ys: np.ndarray, width: int, height: int
+    coef: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    width: int,
+    height: int,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """The fit ``coef`` at local positions ``ys`` x ``xs``: shape ``(len(ys), len(xs))``."""
+    """The fit ``coef`` at local positions ``ys`` x ``xs``: shape ``(len(ys), len(xs))``.
+
+    In float32 the ``T_0(x')`` column (the row's constant) is added last, as in
+    :func:`warping.background_interp.offset_product`.
+    """
     order = coef.shape[0] - 1
     tx = _cheb_matrix(scaled(xs, width), order)
     ty = _cheb_matrix(scaled(ys, height), order)
-    out: np.ndarray = (ty @ coef) @ tx.T
+    rows = ty @ coef  # (len(ys), N+1): coefficient of T_p(x') per row
+    if dtype == np.float64:
+        out: np.ndarray = rows @ tx.T
+        return out
+    lhs = np.concatenate([rows[:, 1:], rows[:, :1]], axis=1).astype(np.float32)
+    rhs = np.concatenate([tx[:, 1:].T, tx[:, :1].T], axis=0).astype(np.float32)
+    out = np.empty((lhs.shape[0], rhs.shape[1]), dtype=np.float32)
+    np.matmul(lhs, rhs, out=out)
     return out

@@ -39,6 +39,7 @@ __all__ = [
     "interpolate_rows",
     "max_style",
     "min_points",
+    "offset_product",
 ]
 
 
@@ -170,9 +171,7 @@ def _linear_slopes(x: np.ndarray, style: InterpStyle) -> tuple[np.ndarray, np.nd
     return SL, SR
 
 
-def _akima_slopes(
-    x: np.ndarray, y: np.ndarray, periodic: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _akima_slopes(x: np.ndarray, y: np.ndarray, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
     """GSL Akima segment end slopes ``(dl, dr)``, each ``(k, n-1)``, for rows ``y`` ``(k, n)``."""
     n = y.shape[-1]
     s = _secants(x, y)  # s[:, i], i = 0 .. n-2
@@ -282,21 +281,54 @@ def _check_points(style: InterpStyle, n: int) -> None:
         raise ValueError(f"{style.name} interpolation needs {min_points(style)} knots, got {n}")
 
 
+def offset_product(terms: list[np.ndarray], weights: list[np.ndarray], dtype: type) -> np.ndarray:
+    """``sum(t @ w)`` for row terms ``t`` (k, n_i) and weights ``w`` (n_i, m) as one product.
+
+    In float32 the first term (the knot values) is taken relative to its row mean, which is
+    added back as the last column of the product (with a row of ones in the weights): every
+    operator here reproduces constants, so the result is unchanged while float32 only carries
+    the small residuals, and the sum comes out within about one unit in the last place of the
+    float64 result rounded to float32.
+    """
+    if dtype == np.float64:
+        out: np.ndarray = np.concatenate(terms, axis=1) @ np.concatenate(weights, axis=0)
+        return out
+    y = terms[0]
+    c = y.mean(axis=1, keepdims=True)
+    lhs = np.concatenate([y - c, *terms[1:], c], axis=1).astype(np.float32)
+    ones = np.ones((1, weights[0].shape[1]))
+    rhs = np.concatenate([*weights, ones], axis=0).astype(np.float32)
+    out = np.empty((lhs.shape[0], rhs.shape[1]), dtype=np.float32)
+    np.matmul(lhs, rhs, out=out)
+    return out
+
+
 def interpolate_rows(
-    x: np.ndarray, y: np.ndarray, u: np.ndarray, style: InterpStyle
+    x: np.ndarray,
+    y: np.ndarray,
+    u: np.ndarray,
+    style: InterpStyle,
+    dtype: type = np.float64,
 ) -> np.ndarray:
     """Interpolate every row of ``y`` (k, n), knots at ``x`` (n, increasing), to ``u`` (m,).
 
-    Returns a ``(k, m)`` float64 array. ``style`` must have enough knots (:func:`min_points`);
-    the undersampling rules are the caller's (see :mod:`warping.background_afw`).
+    Returns a ``(k, m)`` array of ``dtype`` (float64, or float32 through
+    :func:`offset_product`). ``style`` must have enough knots (:func:`min_points`); the
+    undersampling rules are the caller's (see :mod:`warping.background_afw`).
     """
     x = np.asarray(x, dtype=float)
     y = np.atleast_2d(np.asarray(y, dtype=float))
     u = np.asarray(u, dtype=float)
     if style not in (InterpStyle.AKIMA_SPLINE, InterpStyle.AKIMA_SPLINE_PERIODIC):
-        out: np.ndarray = y @ linear_operator(x, u, style)
-        return out
+        return offset_product([y], [linear_operator(x, u, style)], dtype)
     _check_points(style, len(x))
     dl, dr = _akima_slopes(x, y, periodic=style == InterpStyle.AKIMA_SPLINE_PERIODIC)
     A, BL, BR = _hermite_weights(x, u)
-    return np.asarray(y @ A + dl @ BL + dr @ BR)
+    if np.array_equal(dl[:, 1:], dr[:, :-1]):
+        # no plateau: one slope per knot, so the slope weights of neighbouring segments merge
+        knot = np.concatenate([dl[:, :1], dr], axis=1)  # (k, n)
+        B = np.zeros((len(x), len(u)))
+        B[:-1] += BL
+        B[1:] += BR
+        return offset_product([y, knot], [A, B], dtype)
+    return offset_product([y, dl, dr], [A, BL, BR], dtype)
