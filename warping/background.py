@@ -9,8 +9,11 @@ lower style is used automatically (afw ``lookupMaxInterpStyle``). Outside the ou
 centres the interpolant extrapolates (the spline's end polynomials, or the end segment for
 ``LINEAR``).
 
-A :class:`BackgroundList` is a sum of components; ``negated()`` flips their signs (exactly, since
-every style is odd-symmetric in the data), which is how ``skyCorr`` removes ``calexpBackground``.
+A :class:`BackgroundList` is a sum of elements: our :class:`BackgroundComponent` or LSST afw
+elements (:class:`warping.background_afw.AfwBackground`, read from real ``calexpBackground`` and
+``skyCorr`` files); any object with the :class:`BackgroundElement` methods will do. ``negated()``
+flips their signs (exactly, since every style is odd-symmetric in the data), which is how
+``skyCorr`` removes ``calexpBackground`` (:func:`sky_correction`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy.interpolate import Akima1DInterpolator, CubicSpline
@@ -27,7 +30,13 @@ from warping.geom import Box2I
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INTERP_STYLES", "BackgroundComponent", "BackgroundList"]
+__all__ = [
+    "INTERP_STYLES",
+    "BackgroundComponent",
+    "BackgroundElement",
+    "BackgroundList",
+    "sky_correction",
+]
 
 #: Supported interpolation styles and the minimum number of bins each needs.
 INTERP_STYLES: dict[str, int] = {"AKIMA_SPLINE": 5, "CUBIC_SPLINE": 3, "LINEAR": 2, "CONSTANT": 1}
@@ -66,6 +75,24 @@ def _interp_axis(
     if s == "CUBIC_SPLINE":
         return np.asarray(CubicSpline(centres, values, axis=axis, bc_type="natural")(at))
     return np.asarray(Akima1DInterpolator(centres, values, axis=axis, extrapolate=True)(at))
+
+
+@runtime_checkable
+class BackgroundElement(Protocol):
+    """What a :class:`BackgroundList` needs of an element."""
+
+    @property
+    def bbox(self) -> Box2I:
+        """Parent-pixel box the element covers."""
+        ...
+
+    def get_image(self, bbox: Box2I | None = None) -> np.ndarray:
+        """The element evaluated on the integer pixels of ``bbox``."""
+        ...
+
+    def negated(self) -> BackgroundElement:
+        """The element with opposite sign."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,47 +177,73 @@ class BackgroundComponent:
 
 
 class BackgroundList:
-    """An ordered sum of :class:`BackgroundComponent` objects."""
+    """An ordered sum of background elements (:class:`BackgroundElement`)."""
 
-    def __init__(self, components: Iterable[BackgroundComponent] = ()) -> None:
-        self.components: list[BackgroundComponent] = list(components)
+    def __init__(self, components: Iterable[BackgroundElement] = ()) -> None:
+        self.components: list[BackgroundElement] = list(components)
 
-    def append(self, component: BackgroundComponent) -> None:
-        """Add a component."""
+    def append(self, component: BackgroundElement) -> None:
+        """Add an element."""
         self.components.append(component)
 
-    def __iter__(self) -> Iterator[BackgroundComponent]:
+    def __iter__(self) -> Iterator[BackgroundElement]:
         return iter(self.components)
 
     def __len__(self) -> int:
         return len(self.components)
 
-    def __getitem__(self, i: int) -> BackgroundComponent:
+    def __getitem__(self, i: int) -> BackgroundElement:
         return self.components[i]
 
     def get_image(self, bbox: Box2I | None = None) -> np.ndarray:
-        """Sum of all components on ``bbox`` as float32 (``bbox`` defaults to the first
-        component's bbox)."""
+        """Sum of all elements on ``bbox`` as float32 (``bbox`` defaults to the first
+        element's bbox).
+
+        The sum is accumulated in the elements' own precision: float64 for
+        :class:`BackgroundComponent`, float32 for afw elements (as afw's ``BackgroundList``
+        does)."""
         if not self.components:
             if bbox is None:
                 raise ValueError("an empty BackgroundList needs an explicit bbox")
             return np.zeros(bbox.shape, dtype=np.float32)
         bbox = bbox or self.components[0].bbox
-        total = np.zeros(bbox.shape, dtype=float)
+        total: np.ndarray | None = None
         for c in self.components:
-            total += c.get_image(bbox)
-        return total.astype(np.float32)
+            img = c.get_image(bbox)
+            if total is None:
+                total = np.array(img, dtype=np.result_type(img.dtype, np.float32))
+            else:
+                total += img
+        assert total is not None
+        return total.astype(np.float32, copy=False)
+
+    def check_bbox(self, bbox: Box2I) -> None:
+        """Refuse an image ``bbox`` that differs from an afw element's ``BKGD_*`` box.
+
+        Raises :class:`~warping.background_afw.BackgroundModelError` naming the file and keys.
+        """
+        for c in self.components:
+            check = getattr(c, "check_bbox", None)
+            if check is not None:
+                check(bbox, exact=True)
 
     def negated(self) -> BackgroundList:
-        """Every component with opposite sign."""
+        """Every element with opposite sign."""
         return BackgroundList(c.negated() for c in self.components)
 
     def __add__(self, other: BackgroundList) -> BackgroundList:
         return BackgroundList([*self.components, *other.components])
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"components": [component dicts]}``."""
-        return {"components": [c.to_dict() for c in self.components]}
+        """``{"components": [component dicts]}`` (our :class:`BackgroundComponent` only)."""
+        out = []
+        for c in self.components:
+            if not isinstance(c, BackgroundComponent):
+                raise TypeError(
+                    f"to_dict holds BackgroundComponent elements only, got {type(c).__name__}"
+                )
+            out.append(c.to_dict())
+        return {"components": out}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BackgroundList:
@@ -208,3 +261,15 @@ class BackgroundList:
 
     def __repr__(self) -> str:
         return f"BackgroundList({len(self)} components)"
+
+
+def sky_correction(
+    calexp_background: BackgroundList, new_elements: Iterable[BackgroundElement]
+) -> BackgroundList:
+    """A ``skyCorr``-shaped list: ``calexp_background`` negated, then ``new_elements``.
+
+    Subtracting its image from a background-subtracted calexp first adds the old background
+    back (the negated elements), then removes the new model, as pipe_tasks' sky correction
+    stores it. Applying a skyCorr therefore needs no separate ``calexpBackground`` add-back.
+    """
+    return BackgroundList([*calexp_background.negated(), *new_elements])

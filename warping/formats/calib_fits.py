@@ -4,7 +4,9 @@ standalone WCSs, with their butler formatters ``background``, ``photocalib`` and
 Each file has a primary HDU with ``RBFMTV`` (format version) and ``RBKIND``:
 
 * ``BACKGROUND``: one ``BKGD`` one-row table per component (bbox, bin grid, interpolation style);
-  ``NCOMP`` in the primary header.
+  ``NCOMP`` in the primary header. LSST afw ``BackgroundList`` files (real ``calexpBackground`` and
+  ``skyCorr``) are read too, and a list of afw elements is written in afw's own layout
+  (:mod:`warping.formats.afw_background`).
 * ``PHOTOCALIB``: one ``PHOTOCALIB`` one-row table (mean, error, optional Chebyshev field).
   Standalone LSST afw ``PhotoCalib`` archives are read too.
 * ``SKYWCS``: the WCS cards in the primary header, parent pixel frame (``LTV1/2 = 0``). Any FITS
@@ -22,8 +24,14 @@ from astropy.wcs import WCS
 
 from repo_butler.formatters.base import Formatter
 from warping.background import BackgroundComponent, BackgroundList
+from warping.background_afw import AfwBackground
 from warping.errors import FormatError
 from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
+from warping.formats.afw_background import (
+    afw_background_to_bytes,
+    is_afw_background,
+    read_afw_background,
+)
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.photocalib import PhotoCalib
 from warping.skywcs import wcs_from_header, wcs_to_header
@@ -66,11 +74,20 @@ def _check_kind(hdul: fits.HDUList, kind: str, source: str) -> bool:
 
 # -- background -----------------------------------------------------------------------------
 def background_to_bytes(bg: BackgroundList) -> bytes:
-    """Serialise a :class:`BackgroundList`."""
+    """Serialise a :class:`BackgroundList`: afw elements in afw's layout, ours in ours."""
+    kinds = {type(c) for c in bg}
+    if kinds == {AfwBackground}:
+        return afw_background_to_bytes(bg)
+    if kinds - {BackgroundComponent}:
+        raise TypeError(
+            "a background file holds either afw elements or BackgroundComponents, got "
+            f"{sorted(k.__name__ for k in kinds)}"
+        )
     p = _primary("BACKGROUND")
     p.header["NCOMP"] = (len(bg), "number of background components")
     hdus: list[Any] = [p]
     for c in bg:
+        assert isinstance(c, BackgroundComponent)
         hdu = dict_to_bintable(c.to_dict(), "BKGD")
         hdu.header["INTERP"] = c.interp_style
         hdus.append(hdu)
@@ -78,14 +95,16 @@ def background_to_bytes(bg: BackgroundList) -> bytes:
 
 
 def background_from_bytes(data: bytes, source: str) -> BackgroundList:
-    """Deserialise a :class:`BackgroundList` (our format only)."""
+    """Deserialise a :class:`BackgroundList` (ours or an afw ``BackgroundList``)."""
     hdul = open_fits_bytes(data, source)
     with hdul, reading(source, "background"):
         if not _check_kind(hdul, "BACKGROUND", source):
-            raise FormatError(
-                f"{source}: not a repo-butler background file (no RBFMTV); LSST afw "
-                "BackgroundList files are not supported"
-            )
+            if not is_afw_background(hdul):
+                raise FormatError(
+                    f"{source}: neither a repo-butler background file (no RBFMTV) nor an LSST "
+                    "afw BackgroundList (no BKGD_WIDTH/INTERPSTYLE in the primary header)"
+                )
+            return read_afw_background(hdul, source)
         comps = [
             BackgroundComponent.from_dict(bintable_to_dict(h))
             for h in hdul[1:]
