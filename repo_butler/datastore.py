@@ -16,9 +16,10 @@ import os
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 
 from repo_butler.errors import StorageError
+from repo_butler.redaction import redact_text, secret_values
 
 __all__ = ["Datastore", "FsspecDatastore", "TransferMode", "checksum_bytes", "join_url"]
 
@@ -45,7 +46,15 @@ class Datastore(ABC):
 
     Implementations must make :meth:`put_bytes` atomic (a reader sees the old file, no file or
     the complete new file, never a partial one) and raise ``FileNotFoundError`` for missing paths.
+
+    Backend differences are capabilities, not class checks: :attr:`conditional_writes`,
+    :attr:`is_local` / :meth:`local_path`, :meth:`abort_incomplete_uploads`.
     """
+
+    conditional_writes: ClassVar[bool] = False
+    """Whether the store makes single-request conditional writes (``If-None-Match`` /
+    ``If-Match``): an exclusive :meth:`put_bytes_started` then costs no extra request, and a
+    registry kept in the store can be updated by compare-and-swap."""
 
     @property
     @abstractmethod
@@ -72,7 +81,7 @@ class Datastore(ABC):
         request). Errors are raised by the returned function.
 
         With ``exclusive=True`` an existing file is left untouched and the returned function
-        raises ``FileExistsError``. Only :class:`~repo_butler.objectstore.S3Datastore` makes
+        raises ``FileExistsError``. Only :class:`~repo_butler.s3.S3Datastore` makes
         this a single atomic request (``If-None-Match: *``); the default checks first.
         """
         if exclusive and self.exists(path):
@@ -122,6 +131,14 @@ class Datastore(ABC):
     ) -> None:
         """Bring an external file (path or URL) to ``path`` (``copy``, ``move``, ``symlink``)."""
 
+    def local_path(self, path: str) -> str | None:
+        """Local OS path of ``path`` when the store is on the local filesystem, else ``None``."""
+        return None
+
+    def abort_incomplete_uploads(self) -> int:
+        """Abort uploads left unfinished by crashed writers; return how many (none by default)."""
+        return 0
+
     def uri(self, path: str) -> str:
         """Full URL of ``path`` (absolute URLs pass through unchanged)."""
         if "://" in path:
@@ -141,18 +158,9 @@ class FsspecDatastore(Datastore):
 
     Notes
     -----
-    ``FsspecDatastore("s3://...")`` returns a
-    :class:`~repo_butler.objectstore.S3Datastore` (bounded round trips, fail-fast timeouts,
-    errors without secrets), so callers need not know the backend.
+    Open a store with :func:`repo_butler.storage.open_datastore`, which picks the class for the
+    URL (:class:`~repo_butler.s3.S3Datastore` for ``s3://``).
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> FsspecDatastore:
-        root = args[0] if args else kwargs.get("root", "")
-        if cls is FsspecDatastore and os.fspath(root).startswith(("s3://", "s3a://")):
-            from repo_butler.objectstore import S3Datastore
-
-            return super().__new__(S3Datastore)
-        return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
         import fsspec.core
@@ -160,10 +168,13 @@ class FsspecDatastore(Datastore):
 
         text = os.fspath(root)
         self.storage_options = dict(storage_options or {})
+        self.secrets: list[str] = secret_values(self.storage_options)
+        """Secret values of the options (removed from error messages)."""
         try:
             fs, path = fsspec.core.url_to_fs(text, **self.storage_options)
         except (ValueError, ImportError) as err:
-            raise StorageError(f"cannot open storage {text!r}: {err}") from err
+            msg = f"cannot open storage {text!r}: {err}"
+            raise StorageError(redact_text(msg, self.secrets)) from None
         self.fs: Any = fs
         self._local = isinstance(fs, LocalFileSystem)
         if self._local:

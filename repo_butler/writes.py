@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -145,7 +144,7 @@ class WorkerIO:
         )
         store = _DATASTORES.get(key)
         if store is None:
-            from repo_butler.objectstore import open_datastore
+            from repo_butler.storage import open_datastore
 
             store = open_datastore(self.storage_root, dict(self.storage_options))
             _DATASTORES[key] = store
@@ -245,9 +244,10 @@ class WorkerIO:
         data = self.read_bytes(ref)
         return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
 
-    @contextmanager
-    def open(self, ref: DatasetRef, *, block_size: int | None = None) -> Iterator[BinaryIO]:
+    def open(self, ref: DatasetRef, *, block_size: int | None = None) -> BinaryIO:
         """Open a dataset's file for binary reading without decoding it (e.g. FITS headers).
+
+        The file object is a context manager (``with io.open(ref) as fh: ...``).
 
         Parameters
         ----------
@@ -268,7 +268,5 @@ class WorkerIO:
             fs, full = fsspec.core.url_to_fs(ref.path, **dict(self.storage_options))
             kwargs = {} if block_size is None else {"block_size": block_size}
             handle: BinaryIO = fs.open(full, "rb", **kwargs)
-        else:
-            handle = self.datastore().open(ref.path, block_size=block_size)
-        with handle as fh:
-            yield fh
+            return handle
+        return self.datastore().open(ref.path, block_size=block_size)

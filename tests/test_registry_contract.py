@@ -31,7 +31,7 @@ def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: A
 
         dsn = request.getfixturevalue("postgres_dsn")
         return PostgresRegistry(dsn, UNIVERSE)
-    from repo_butler.registry.objectstore import ObjectStoreRegistry
+    from repo_butler.registry.s3 import ObjectStoreRegistry
 
     root = request.getfixturevalue("s3_root")
     fs = root.server.admin_fs  # one shared client: creating one costs ~0.5 s
@@ -181,8 +181,8 @@ def test_query_errors_are_the_same(registry: Registry) -> None:
 
 
 def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int) -> int:
-    from repo_butler.registry.objectstore import ObjectStoreRegistry
     from repo_butler.registry.postgres import PostgresRegistry
+    from repo_butler.registry.s3 import ObjectStoreRegistry
 
     if kind == "postgres":
         import os
