@@ -62,13 +62,25 @@ def create(
         str | None, typer.Option("--config", help="YAML merged over the default butler.yaml.")
     ] = None,
     storage_option: StorageOpt = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=(
+                "Repository preset giving the dimensions and dataset types (default: warping's "
+                "HSC/LSST layout; 'minimal' for a bare general butler)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
+    from cli.support import load_config_file, parse_storage_options
     from repo_butler import Butler
-    from repo_butler.cli_support import load_config_file, parse_storage_options
 
     opts = parse_storage_options(storage_option)
-    Butler.create(repo, config=load_config_file(config), storage_options=opts).close()
+    Butler.create(
+        repo, config=load_config_file(config), storage_options=opts, preset=preset
+    ).close()
     typer.echo(f"created repository {repo}", err=True)
 
 
@@ -82,11 +94,9 @@ def ingest(
     storage_option: StorageOpt = None,
 ) -> None:
     """Register files as datasets; data IDs are parsed from paths that follow the template."""
-    from repo_butler import Butler
-    from repo_butler.cli_support import parse_key_values, parse_storage_options
+    from cli.support import open_butler, parse_key_values
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, rerun=rerun, storage_options=opts) as butler:
+    with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
         refs = butler.ingest(
             dataset_type, files, transfer=transfer.value, data_id=parse_key_values(data_id) or None
         )
@@ -103,11 +113,9 @@ def query_datasets(
     storage_option: StorageOpt = None,
 ) -> None:
     """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}])."""
-    from repo_butler import Butler
-    from repo_butler.cli_support import format_refs, parse_key_values, parse_storage_options
+    from cli.support import format_refs, open_butler, parse_key_values
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         refs = butler.query_datasets(dataset_type, where, data_id=parse_key_values(data_id) or None)
     typer.echo(format_refs(refs, fmt.value))
 
@@ -125,11 +133,9 @@ def query_data_ids(
     storage_option: StorageOpt = None,
 ) -> None:
     """List distinct data IDs (JSON: array of objects), e.g. all CCDs of one visit."""
-    from repo_butler import Butler
-    from repo_butler.cli_support import format_data_ids, parse_key_values, parse_storage_options
+    from cli.support import format_data_ids, open_butler, parse_key_values
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         ids = butler.query_data_ids(
             dimensions, where, dataset_type=dataset_type, data_id=parse_key_values(data_id) or None
         )
@@ -145,11 +151,9 @@ def remove(
     storage_option: StorageOpt = None,
 ) -> None:
     """Remove one dataset of the output run (registry row, file, provenance sidecar)."""
-    from repo_butler import Butler
-    from repo_butler.cli_support import parse_key_values, parse_storage_options
+    from cli.support import open_butler, parse_key_values
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, rerun=rerun, storage_options=opts) as butler:
+    with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
         ref = butler.remove(dataset_type, parse_key_values(data_id))
     typer.echo(f"removed {ref.uri}", err=True)
 
@@ -158,7 +162,7 @@ def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:
     """Rebuild the registry from the files in storage (templates + provenance sidecars)."""
     import json
 
-    from repo_butler.cli_support import parse_storage_options
+    from cli.support import parse_storage_options
     from repo_butler.maintenance import reindex as run_reindex
 
     report = run_reindex(repo, storage_options=parse_storage_options(storage_option))
@@ -171,12 +175,10 @@ def verify(
     """Recompute checksums; report mismatches and files missing on either side (exit 1 if any)."""
     import json
 
-    from repo_butler import Butler
-    from repo_butler.cli_support import parse_storage_options
+    from cli.support import open_butler
     from repo_butler.maintenance import verify as run_verify
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, storage_options=opts, writeable=False) as butler:
+    with open_butler(repo, storage_option=storage_option, writeable=False) as butler:
         report = run_verify(butler)
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -198,12 +200,10 @@ def provenance(
     """Print the provenance record (JSON) stored with one dataset."""
     import json
 
-    from repo_butler import Butler
-    from repo_butler.cli_support import parse_key_values, parse_storage_options
+    from cli.support import open_butler, parse_key_values
     from repo_butler.errors import DatasetNotFoundError
 
-    opts = parse_storage_options(storage_option)
-    with Butler(repo, rerun=rerun, storage_options=opts, writeable=False) as butler:
+    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         doc = butler.get_provenance_dict(dataset_type, parse_key_values(data_id))
         if doc is None:
             raise DatasetNotFoundError(f"{dataset_type} {data_id} was stored without provenance")

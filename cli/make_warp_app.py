@@ -97,8 +97,8 @@ def make_warp_command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from cli.support import parse_storage_options
     from repo_butler import Butler
-    from repo_butler.cli_support import parse_storage_options
     from repo_butler.errors import DataIdError
     from warping.task.runner import run_make_warps
 

@@ -29,8 +29,8 @@ def make_skymap(
     ] = None,
 ) -> None:
     """Make the repository's deepCoadd_skyMap (defaults: HSC's TAN, 0.168"/px, 4000+100 px)."""
+    from cli.support import parse_storage_options
     from repo_butler import Butler
-    from repo_butler.cli_support import parse_storage_options
     from warping.skymap import SkyMapConfig
     from warping.skymap.repo import describe_tract, make_repo_skymap
 
@@ -61,8 +61,8 @@ def show_skymap(
     """List tracts, or one tract's patches with their outer-bbox sky corners."""
     import json
 
+    from cli.support import parse_storage_options
     from repo_butler import Butler
-    from repo_butler.cli_support import parse_storage_options
     from warping.skymap.repo import describe_tract
 
     butler = Butler(repo, storage_options=parse_storage_options(storage_option))

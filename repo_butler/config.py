@@ -12,11 +12,14 @@ import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repo_butler.dimensions import DimensionUniverse
-from repo_butler.errors import ConfigError
+from repo_butler.errors import ConfigError, RepositoryExistsError, RepositoryNotFoundError
 from repo_butler.templates import PathTemplate
+
+if TYPE_CHECKING:
+    from repo_butler.datastore import Datastore
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -24,8 +27,10 @@ __all__ = [
     "DatasetType",
     "RepoConfig",
     "default_config",
+    "load_repo_config",
     "merge_config",
     "validate_config",
+    "write_new_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -33,90 +38,26 @@ logger = logging.getLogger(__name__)
 CONFIG_FILENAME = "butler.yaml"
 CONFIG_VERSION = 1
 
-_FILTER = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
-_NAME = r"[A-Za-z][A-Za-z0-9_.+-]*"
-_CORR = "{pointing:05d}/{filter}/corr"
-_JOINTCAL = "jointcal-results/{filter}/{tract:04d}"
-_WARP_DIR = "deepCoadd/{filter}/{tract:d}/{patch}"
-_WARP_TAIL = "{filter}-{tract:d}-{patch}-{visit:d}.fits"
-
-_DEFAULT_CONFIG: dict[str, Any] = {
+_BASE_CONFIG: dict[str, Any] = {
     "version": CONFIG_VERSION,
     "storage": {"root": "."},
     "registry": {"type": "sqlite", "path": "registry.sqlite3", "busy_timeout": 60.0},
-    "dimensions": {
-        "instrument": {"type": "str", "pattern": _NAME, "doc": "Camera name, e.g. HSC."},
-        "skymap": {"type": "str", "pattern": _NAME, "doc": "Sky map name."},
-        "tract": {"type": "int", "minimum": 0, "doc": "Sky map tract index."},
-        "patch": {
-            "type": "str",
-            "pattern": r"(0|[1-9][0-9]*),(0|[1-9][0-9]*)",
-            "join_sequence": ",",
-            "doc": "Patch index 'x,y' within a tract; (x, y) tuples are accepted.",
-        },
-        "pointing": {"type": "int", "minimum": 0, "doc": "Telescope pointing number."},
-        "filter": {"type": "str", "pattern": _FILTER, "doc": "Filter name, e.g. HSC-I."},
-        "visit": {"type": "int", "minimum": 0, "doc": "Exposure (visit) number."},
-        "ccd": {"type": "int", "minimum": 0, "doc": "Detector number."},
-    },
-    "dataset_types": {
-        "calexp": {
-            "dimensions": ["pointing", "filter", "visit", "ccd"],
-            "formatter": "exposure",
-            "template": f"{_CORR}/CORR-{{visit:07d}}-{{ccd:03d}}.fits",
-        },
-        "calexpBackground": {
-            "dimensions": ["pointing", "filter", "visit", "ccd"],
-            "formatter": "background",
-            "template": f"{_CORR}/BKGD-{{visit:07d}}-{{ccd:03d}}.fits",
-        },
-        "skyCorr": {
-            "dimensions": ["pointing", "filter", "visit", "ccd"],
-            "formatter": "background",
-            "template": f"{_CORR}/skyCorr-{{visit:07d}}-{{ccd:03d}}.fits",
-        },
-        "jointcal_wcs": {
-            "dimensions": ["filter", "tract", "visit", "ccd"],
-            "formatter": "skywcs",
-            "template": f"{_JOINTCAL}/jointcal_wcs-{{visit:07d}}-{{ccd:03d}}.fits",
-        },
-        "jointcal_photoCalib": {
-            "dimensions": ["filter", "tract", "visit", "ccd"],
-            "formatter": "photocalib",
-            "template": f"{_JOINTCAL}/jointcal_photoCalib-{{visit:07d}}-{{ccd:03d}}.fits",
-        },
-        "fgcm_photoCalib": {
-            "dimensions": ["filter", "visit", "ccd"],
-            "formatter": "photocalib",
-            "template": "fgcm-results/{filter}/fgcm_photoCalib-{visit:05d}-{ccd:03d}.fits",
-        },
-        "deepCoadd_skyMap": {
-            "dimensions": [],
-            "formatter": "skymap",
-            "template": "deepCoadd/skyMap.yaml",
-        },
-        "deepCoadd_directWarp": {
-            "dimensions": ["filter", "tract", "patch", "visit"],
-            "formatter": "exposure",
-            "template": f"{_WARP_DIR}/warp-{_WARP_TAIL}",
-        },
-        "deepCoadd_psfMatchedWarp": {
-            "dimensions": ["filter", "tract", "patch", "visit"],
-            "formatter": "exposure",
-            "template": f"{_WARP_DIR}/psfMatchedWarp-{_WARP_TAIL}",
-        },
-        "truth_catalog": {
-            "dimensions": [],
-            "formatter": "fits_table",
-            "template": "simulation/truth.fits",
-        },
-    },
 }
 
 
-def default_config() -> dict[str, Any]:
-    """Return a deep copy of the default configuration (LSST Gen2 HSC-style layout)."""
-    return copy.deepcopy(_DEFAULT_CONFIG)
+def default_config(preset: str | None = None) -> dict[str, Any]:
+    """The configuration a new repository gets: storage and registry defaults plus a preset.
+
+    Parameters
+    ----------
+    preset : str, optional
+        Name of a repository preset (:mod:`repo_butler.presets`) giving the dimensions and
+        dataset types; the default preset if ``None`` (the only installed one, e.g. warping's
+        HSC/LSST Gen2 layout, else the minimal one).
+    """
+    from repo_butler.presets import load_preset
+
+    return merge_config(_BASE_CONFIG, load_preset(preset))
 
 
 def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,6 +110,67 @@ class DatasetType:
     template: str
     path_template: PathTemplate = field(repr=False, compare=False)
     doc: str = ""
+
+
+def load_repo_config(store: Datastore) -> RepoConfig:
+    """Read and validate the ``butler.yaml`` at the root of ``store``.
+
+    Raises
+    ------
+    RepositoryNotFoundError
+        If there is no ``butler.yaml``.
+    ConfigError
+        If it is not valid YAML or not a valid configuration (naming the key path).
+    """
+    import yaml
+
+    try:
+        text = store.get_bytes(CONFIG_FILENAME)
+    except FileNotFoundError:
+        raise RepositoryNotFoundError(
+            f"no repository at {store.root} ({CONFIG_FILENAME} not found); create one "
+            "with `rb create` or Butler.create()"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{store.uri(CONFIG_FILENAME)} is not valid YAML: {err}") from err
+    return RepoConfig.from_mapping(raw, source=store.uri(CONFIG_FILENAME))
+
+
+def write_new_config(
+    store: Datastore,
+    config: Mapping[str, Any] | None,
+    *,
+    preset: str | None = None,
+    exist_ok: bool = False,
+) -> None:
+    """Write the ``butler.yaml`` of a new repository: ``config`` merged over
+    :func:`default_config` of ``preset``, validated first.
+
+    An existing repository is left untouched if ``exist_ok``.
+
+    Raises
+    ------
+    RepositoryExistsError
+        If ``store`` already holds a repository and ``exist_ok`` is false.
+    ConfigError
+        If the merged configuration is invalid (naming the key path) or the preset unknown.
+    """
+    import yaml
+
+    if store.exists(CONFIG_FILENAME):
+        if exist_ok:
+            return
+        raise RepositoryExistsError(
+            f"a repository already exists at {store.root}; open it with Butler(root) or "
+            "pass exist_ok=True"
+        )
+
+    merged = merge_config(default_config(preset), config or {})
+    RepoConfig.from_mapping(merged, source="configuration")
+    store.put_bytes(CONFIG_FILENAME, yaml.safe_dump(merged, sort_keys=False).encode())
+    logger.info("created repository at %s", store.root)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ import os
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 
 from repo_butler.errors import StorageError
+from repo_butler.redaction import redact_text, secret_values
 
 __all__ = ["Datastore", "FsspecDatastore", "TransferMode", "checksum_bytes", "join_url"]
 
@@ -45,7 +46,15 @@ class Datastore(ABC):
 
     Implementations must make :meth:`put_bytes` atomic (a reader sees the old file, no file or
     the complete new file, never a partial one) and raise ``FileNotFoundError`` for missing paths.
+
+    Backend differences are capabilities, not class checks: :attr:`conditional_writes`,
+    :attr:`is_local` / :meth:`local_path`, :meth:`abort_incomplete_uploads`.
     """
+
+    conditional_writes: ClassVar[bool] = False
+    """Whether the store makes single-request conditional writes (``If-None-Match`` /
+    ``If-Match``): an exclusive :meth:`put_bytes_started` then costs no extra request, and a
+    registry kept in the store can be updated by compare-and-swap."""
 
     @property
     @abstractmethod
@@ -72,7 +81,7 @@ class Datastore(ABC):
         request). Errors are raised by the returned function.
 
         With ``exclusive=True`` an existing file is left untouched and the returned function
-        raises ``FileExistsError``. Only :class:`~repo_butler.objectstore.S3Datastore` makes
+        raises ``FileExistsError``. Only :class:`~repo_butler.s3.S3Datastore` makes
         this a single atomic request (``If-None-Match: *``); the default checks first.
         """
         if exclusive and self.exists(path):
@@ -98,6 +107,13 @@ class Datastore(ABC):
         """Return the complete content of ``path`` (``FileNotFoundError`` if absent)."""
 
     @abstractmethod
+    def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
+        """Open ``path`` for binary reading (``FileNotFoundError`` if absent).
+
+        ``block_size`` is the read-ahead of remote files (small for header-only reads).
+        """
+
+    @abstractmethod
     def exists(self, path: str) -> bool:
         """Whether a file exists at ``path``."""
 
@@ -114,6 +130,14 @@ class Datastore(ABC):
         self, source: str, path: str, *, mode: TransferMode, storage_options: dict[str, Any]
     ) -> None:
         """Bring an external file (path or URL) to ``path`` (``copy``, ``move``, ``symlink``)."""
+
+    def local_path(self, path: str) -> str | None:
+        """Local OS path of ``path`` when the store is on the local filesystem, else ``None``."""
+        return None
+
+    def abort_incomplete_uploads(self) -> int:
+        """Abort uploads left unfinished by crashed writers; return how many (none by default)."""
+        return 0
 
     def uri(self, path: str) -> str:
         """Full URL of ``path`` (absolute URLs pass through unchanged)."""
@@ -134,18 +158,9 @@ class FsspecDatastore(Datastore):
 
     Notes
     -----
-    ``FsspecDatastore("s3://...")`` returns a
-    :class:`~repo_butler.objectstore.S3Datastore` (bounded round trips, fail-fast timeouts,
-    errors without secrets), so callers need not know the backend.
+    Open a store with :func:`repo_butler.storage.open_datastore`, which picks the class for the
+    URL (:class:`~repo_butler.s3.S3Datastore` for ``s3://``).
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> FsspecDatastore:
-        root = args[0] if args else kwargs.get("root", "")
-        if cls is FsspecDatastore and os.fspath(root).startswith(("s3://", "s3a://")):
-            from repo_butler.objectstore import S3Datastore
-
-            return super().__new__(S3Datastore)
-        return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
         import fsspec.core
@@ -153,10 +168,13 @@ class FsspecDatastore(Datastore):
 
         text = os.fspath(root)
         self.storage_options = dict(storage_options or {})
+        self.secrets: list[str] = secret_values(self.storage_options)
+        """Secret values of the options (removed from error messages)."""
         try:
             fs, path = fsspec.core.url_to_fs(text, **self.storage_options)
         except (ValueError, ImportError) as err:
-            raise StorageError(f"cannot open storage {text!r}: {err}") from err
+            msg = f"cannot open storage {text!r}: {err}"
+            raise StorageError(redact_text(msg, self.secrets)) from None
         self.fs: Any = fs
         self._local = isinstance(fs, LocalFileSystem)
         if self._local:
@@ -229,6 +247,12 @@ class FsspecDatastore(Datastore):
         """Return the content of ``path``."""
         data: bytes = self.fs.cat_file(self.full_path(path))
         return data
+
+    def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
+        """Open ``path`` for binary reading (a lazily read file object for remote stores)."""
+        kwargs = {} if block_size is None else {"block_size": block_size}
+        handle: BinaryIO = self.fs.open(self.full_path(path), "rb", **kwargs)
+        return handle
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""

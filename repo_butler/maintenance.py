@@ -20,12 +20,12 @@ from typing import Any
 
 from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME
-from repo_butler.datastore import FsspecDatastore, checksum_bytes
+from repo_butler.datastore import checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
-from repo_butler.objectstore import S3Datastore
 from repo_butler.provenance import SIDECAR_SUFFIX, now_iso
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
+from repo_butler.storage import open_datastore
 
 __all__ = ["ReindexReport", "VerifyProblem", "VerifyReport", "reindex", "verify"]
 
@@ -135,7 +135,7 @@ def reindex(
     RepositoryNotFoundError
         If ``root`` has no ``butler.yaml``.
     """
-    repo = FsspecDatastore(root, storage_options)
+    repo = open_datastore(root, storage_options)
     if not repo.exists(CONFIG_FILENAME):
         raise RepositoryNotFoundError(f"no repository at {repo.root} ({CONFIG_FILENAME} missing)")
     import yaml
@@ -149,8 +149,7 @@ def reindex(
         for suffix in ("", "-wal", "-shm", "-journal"):
             if repo.exists(registry_name + suffix):
                 repo.remove(registry_name + suffix)
-    if isinstance(repo, S3Datastore):
-        repo.abort_incomplete_uploads()  # parts left by writers that died mid-upload
+    repo.abort_incomplete_uploads()  # parts left by writers that died mid-upload (S3)
     report = ReindexReport()
     with Butler(root, storage_options=storage_options) as butler, butler.registry.batch():
         store = butler.datastore

@@ -8,20 +8,30 @@ marker ``rerun/NAME/_run.json`` so that ``reindex`` can restore them from storag
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from repo_butler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from repo_butler.datastore import Datastore
+    from repo_butler.registry import Registry
 
 __all__ = [
     "RERUN_DIR",
     "RUN_MARKER",
     "check_run_name",
     "display_run",
+    "open_output_run",
     "parse_rerun",
     "run_prefix",
     "search_order",
 ]
+
+logger = logging.getLogger(__name__)
 
 RERUN_DIR = "rerun"
 RUN_MARKER = "_run.json"
@@ -133,3 +143,27 @@ def search_order(
         order.remove("")
     order.append("")
     return tuple(order)
+
+
+def open_output_run(
+    spec: str | None, registry: Registry, store: Datastore, *, writeable: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The output run and search order for a ``rerun`` argument (see :func:`parse_rerun`).
+
+    A new rerun is recorded in the registry and in its marker file ``rerun/NAME/_run.json``
+    (so ``reindex`` can restore its parents).
+
+    Returns
+    -------
+    run : str
+        The output run.
+    search : tuple of str
+        Runs searched by reads (:func:`search_order`).
+    """
+    run, parents, is_new = parse_rerun(spec, registry.runs(), writeable=writeable)
+    if is_new:
+        registry.define_run(run, parents)
+        marker = {"run": run, "parents": list(parents)}
+        store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", json.dumps(marker).encode())
+        logger.info("created rerun %r (parents %s)", run, list(parents))
+    return run, search_order(run, parents, registry.runs())

@@ -129,7 +129,7 @@ def test_console_script_prints_one_error_and_exits_1(repo: str) -> None:
 
 
 def test_storage_options_dotted_keys_nest_and_values_decode() -> None:
-    from repo_butler.cli_support import parse_storage_options
+    from cli.support import parse_storage_options
 
     opts = parse_storage_options(
         [
@@ -148,3 +148,19 @@ def test_storage_options_dotted_keys_nest_and_values_decode() -> None:
     }
     with pytest.raises(ConfigError, match="already set"):
         parse_storage_options(["a=1", "a.b=2"])
+
+
+def test_create_with_a_preset(tmp_path: Path) -> None:
+    bare = str(tmp_path / "bare")
+    result = runner.invoke(app, ["create", bare, "--preset", "minimal"])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "bare" / "butler.yaml").read_text())
+    assert list(written["dimensions"]) == ["name"]
+    assert written["dataset_types"] == {}
+    default = tmp_path / "default"
+    assert runner.invoke(app, ["create", str(default)]).exit_code == 0
+    assert "calexp" in yaml.safe_load((default / "butler.yaml").read_text())["dataset_types"]
+    result = runner.invoke(app, ["create", str(tmp_path / "x"), "--preset", "nosuch"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "no repository preset named 'nosuch'" in str(result.exception)

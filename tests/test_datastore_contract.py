@@ -11,11 +11,12 @@ from conftest import RepoLocation
 
 from repo_butler.datastore import FsspecDatastore, checksum_bytes
 from repo_butler.errors import StorageError
+from repo_butler.storage import open_datastore
 
 
 @pytest.fixture
 def store(repo_location: RepoLocation) -> FsspecDatastore:
-    return FsspecDatastore(repo_location.url, repo_location.storage_options)
+    return open_datastore(repo_location.url, repo_location.storage_options)
 
 
 def test_root_is_a_url(store: FsspecDatastore, repo_location: RepoLocation) -> None:

@@ -1,4 +1,5 @@
-"""One registry test suite, run unchanged against SQLite, PostgreSQL and the S3 (object) registry.
+"""One registry test suite, run unchanged against SQLite, PostgreSQL, the S3 (object) registry and
+the cached SQLite registry of other fsspec stores (memory://).
 
 Every query is checked against a Python predicate over the inserted rows (independent truth) and
 against a plain local SQLite registry holding the same rows (same queries, same results).
@@ -20,7 +21,7 @@ from repo_butler.errors import DatasetExistsError, QuerySyntaxError
 from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
 
 UNIVERSE = RepoConfig.from_mapping(default_config()).universe
-BACKENDS = ["sqlite", "postgres", "s3"]
+BACKENDS = ["sqlite", "postgres", "s3", "cached"]
 
 
 def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: Any) -> Registry:
@@ -31,7 +32,13 @@ def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: A
 
         dsn = request.getfixturevalue("postgres_dsn")
         return PostgresRegistry(dsn, UNIVERSE)
-    from repo_butler.registry.objectstore import ObjectStoreRegistry
+    if kind == "cached":
+        from repo_butler.registry.cached import CachedSqliteRegistry
+        from repo_butler.storage import open_datastore
+
+        store = open_datastore(f"memory://rb-registry-{tmp_path.name}/repo")
+        return CachedSqliteRegistry(store, "registry.sqlite3", UNIVERSE)
+    from repo_butler.registry.s3 import ObjectStoreRegistry
 
     root = request.getfixturevalue("s3_root")
     fs = root.server.admin_fs  # one shared client: creating one costs ~0.5 s
@@ -41,7 +48,7 @@ def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: A
 @pytest.fixture(params=BACKENDS)
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
     """An empty registry of each kind."""
-    if request.param != "sqlite":
+    if request.param not in ("sqlite", "cached"):
         request.applymarker(pytest.mark.postgres if request.param == "postgres" else pytest.mark.s3)
     reg = _open(request.param, request, tmp_path)
     yield reg
@@ -181,8 +188,8 @@ def test_query_errors_are_the_same(registry: Registry) -> None:
 
 
 def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int) -> int:
-    from repo_butler.registry.objectstore import ObjectStoreRegistry
     from repo_butler.registry.postgres import PostgresRegistry
+    from repo_butler.registry.s3 import ObjectStoreRegistry
 
     if kind == "postgres":
         import os
@@ -235,3 +242,26 @@ def test_concurrent_writer_processes_lose_nothing(
     assert sum(stored) == len(records) == workers * n + n
     shared = [r for r in records if r.data_id["visit"] == 5]
     assert sorted(r.data_id["ccd"] for r in shared) == list(range(n))
+
+
+def test_cached_registry_uploads_each_write_and_sees_other_writers(tmp_path: Path) -> None:
+    from repo_butler.registry.cached import CachedSqliteRegistry
+    from repo_butler.storage import open_datastore
+
+    store = open_datastore(f"memory://rb-cached-{tmp_path.name}/repo")
+    first = CachedSqliteRegistry(store, "registry.sqlite3", UNIVERSE)
+    empty = store.get_bytes("registry.sqlite3")  # the new schema is uploaded at once
+    first.insert(_rec("calexp", visit=1, ccd=1))
+    assert store.get_bytes("registry.sqlite3") != empty
+    second = CachedSqliteRegistry(store, "registry.sqlite3", UNIVERSE)
+    assert [r.data_id for r in second.all_records()] == [DataId(visit=1, ccd=1)]
+    second.insert(_rec("calexp", visit=2, ccd=1))
+    assert {r.data_id["visit"] for r in first.all_records()} == {1, 2}  # refreshed on change
+    reader = CachedSqliteRegistry(store, "registry.sqlite3", UNIVERSE, writeable=False)
+    before = store.get_bytes("registry.sqlite3")
+    reader.define_run("r", [""])  # applied to the cache copy only: a read-only registry
+    assert store.get_bytes("registry.sqlite3") == before  # never uploads
+    cache = Path(first.path).parent
+    for reg in (first, second, reader):
+        reg.close()
+    assert not cache.exists()  # the cache copy goes with the registry

@@ -15,17 +15,17 @@ import pytest
 from servers.fixtures import S3Root
 from servers.requests import RequestCounter
 
-from repo_butler.datastore import FsspecDatastore
 from repo_butler.errors import StorageError
-from repo_butler.objectstore import S3Datastore
+from repo_butler.s3 import S3Datastore
+from repo_butler.storage import open_datastore
 
 pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
 def store(s3_root: S3Root) -> S3Datastore:
-    made = FsspecDatastore(s3_root.url, s3_root.storage_options)
-    assert isinstance(made, S3Datastore)  # the plain constructor picks the S3 implementation
+    made = open_datastore(s3_root.url, s3_root.storage_options)
+    assert isinstance(made, S3Datastore)  # the factory picks the S3 implementation
     return made
 
 
@@ -193,7 +193,7 @@ def test_dead_endpoint_fails_fast_with_a_clear_error(
     options = {"key": "someone", "secret": SECRET, "endpoint_url": endpoint}
     start = time.monotonic()
     with pytest.raises(StorageError) as info:
-        FsspecDatastore("s3://bucket/repo", options).get_bytes("butler.yaml")
+        open_datastore("s3://bucket/repo", options).get_bytes("butler.yaml")
     elapsed = time.monotonic() - start
     assert elapsed < 7.5, f"took {elapsed:.1f} s (target: about 5 s)"
     message = str(info.value)
@@ -211,13 +211,13 @@ def test_read_timeout_is_configurable(hung_port: int) -> None:
     }
     start = time.monotonic()
     with pytest.raises(StorageError, match="did not answer in time"):
-        FsspecDatastore("s3://bucket/repo", options).exists("x")
+        open_datastore("s3://bucket/repo", options).exists("x")
     assert time.monotonic() - start < 4.0
 
 
 def test_wrong_credentials_error_names_endpoint_without_secret(s3_root: S3Root) -> None:
     options = dict(s3_root.storage_options, secret=SECRET)
-    store = FsspecDatastore(s3_root.url, options)
+    store = open_datastore(s3_root.url, options)
     with pytest.raises(StorageError) as info:
         store.put_bytes("x.json", b"{}")
     assert s3_root.server.endpoint_url in str(info.value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from repo_butler.errors import FormatterError
@@ -30,17 +29,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "repo_butler.formatters"
-
-# Install hints for formatter names we know about but that live in optional code.
-_HINTS = MappingProxyType(
-    {
-        "background": "provided by the 'warping' package (pip install repo-butler)",
-        "exposure": "provided by the 'warping' package (pip install repo-butler)",
-        "photocalib": "provided by the 'warping' package (pip install repo-butler)",
-        "skymap": "provided by the 'warping' package (pip install repo-butler)",
-        "skywcs": "provided by the 'warping' package (pip install repo-butler)",
-    }
-)
 
 _lock = threading.Lock()
 _entry_points: dict[str, EntryPoint] | None = None
@@ -109,19 +97,18 @@ def get_formatter(name: str) -> Formatter:
         if cls is None:
             ep = _scan().get(name)
             if ep is None:
-                hint = _HINTS.get(name, "install the package that provides it")
                 raise FormatterError(
-                    f"no formatter named {name!r} ({hint}); available formatters: "
+                    f"no formatter named {name!r} (install the package that provides it); "
+                    "available formatters: "
                     f"{', '.join(available_formatters()) or '(none)'}. Plugins register in the "
                     f"entry-point group {ENTRY_POINT_GROUP!r}."
                 )
             try:
                 cls = ep.load()
             except (ImportError, AttributeError) as err:
-                hint = _HINTS.get(name, f"check that {ep.value!r} is importable")
                 raise FormatterError(
                     f"formatter {name!r} is declared as {ep.value!r} but cannot be loaded "
-                    f"({err}); {hint}"
+                    f"({err}); check that {ep.value!r} is importable"
                 ) from err
         if not (isinstance(cls, type) and issubclass(cls, Formatter)):
             raise FormatterError(f"formatter {name!r} resolves to {cls!r}, not a Formatter class")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from repo_butler.dimensions import DataId
 
@@ -32,7 +32,16 @@ class DatasetRecord(NamedTuple):
 
 
 class Registry(ABC):
-    """Dataset metadata store. All methods are safe to call from several processes at once."""
+    """Dataset metadata store. All methods are safe to call from several processes at once.
+
+    Backend differences are capabilities: :attr:`speculative_reads` (with
+    :meth:`trusting_local_copy` and :meth:`changed_in_bucket`) and :meth:`batch`.
+    """
+
+    speculative_reads: ClassVar[bool] = False
+    """Whether reads can use a local copy without a freshness check
+    (:meth:`trusting_local_copy`) and confirm it afterwards with one request
+    (:meth:`changed_in_bucket`), so a data read can overlap the check."""
 
     @abstractmethod
     def close(self) -> None:
@@ -45,6 +54,15 @@ class Registry(ABC):
         The default does nothing special: every write is committed on its own.
         """
         yield
+
+    @contextmanager
+    def trusting_local_copy(self) -> Iterator[None]:
+        """Reads inside the block may use a local copy unchecked (if :attr:`speculative_reads`)."""
+        yield
+
+    def changed_in_bucket(self) -> bool:
+        """Whether the shared registry differs from the local copy (never, without one)."""
+        return False
 
     def refresh(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Re-read shared state now (registries with a local cache copy)."""

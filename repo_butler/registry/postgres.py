@@ -28,7 +28,14 @@ from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
-from repo_butler.registry.sql import COLUMNS, SqlRegistry, dimension_column
+from repo_butler.registry.sql import (
+    COLUMNS,
+    DELETE_DATASET,
+    SqlRegistry,
+    dimension_column,
+    exists_message,
+    insert_row,
+)
 
 __all__ = ["PostgresRegistry", "check_postgres_url"]
 
@@ -247,47 +254,23 @@ class PostgresRegistry(SqlRegistry):
         self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
     ) -> None:
         """Insert one dataset row (and provenance) in one transaction."""
-        key = data_id_key(record.data_id)
-        dims = tuple(record.data_id)
-        columns = COLUMNS + "".join(f", {dimension_column(d)}" for d in dims)
-        marks = ", ".join("?" * (8 + len(dims)))
-        values = (
-            record.dataset_type,
-            record.run,
-            key,
-            record.path,
-            record.size,
-            record.checksum,
-            record.created,
-            record.provenance,
-            *record.data_id.values(),
-        )
+        sql, values = insert_row(record)
         try:
             with self._tx() as conn:
                 if replace:
-                    self._exec(
-                        conn,
-                        "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
-                        (record.dataset_type, key, record.run),
-                    )
-                new_id = self._exec(
-                    conn, f"INSERT INTO datasets ({columns}) VALUES ({marks}) RETURNING id", values
-                ).fetchone()[0]
+                    self._exec(conn, DELETE_DATASET, (record.dataset_type, values[2], record.run))
+                new_id = self._exec(conn, sql + " RETURNING id", values).fetchone()[0]
                 if provenance is not None:
                     self._exec(conn, "INSERT INTO provenance VALUES (?, ?)", (new_id, provenance))
         except self._psycopg.errors.UniqueViolation as err:
-            raise DatasetExistsError(
-                f"{record.dataset_type} {record.data_id} already exists in run "
-                f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
-            ) from err
+            raise DatasetExistsError(exists_message(record)) from err
 
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row and return it."""
         with self._tx() as conn:
             row = self._exec(
                 conn,
-                f"DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ? "
-                f"RETURNING {COLUMNS}",
+                f"{DELETE_DATASET} RETURNING {COLUMNS}",
                 (dataset_type, data_id_key(data_id), run),
             ).fetchone()
         return None if row is None else self._record(row)

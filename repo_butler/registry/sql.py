@@ -11,13 +11,21 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord, Registry
 
-__all__ = ["COLUMNS", "SqlRegistry", "dimension_column"]
+__all__ = [
+    "COLUMNS",
+    "DELETE_DATASET",
+    "SqlRegistry",
+    "dimension_column",
+    "exists_message",
+    "insert_row",
+]
 
 #: Columns of a :class:`DatasetRecord`, in order.
 COLUMNS = "dataset_type, run, data_id, path, size, checksum, created, provenance"
@@ -30,6 +38,41 @@ def dimension_column(dim: str) -> str:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
+
+
+DELETE_DATASET = "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?"
+"""Delete one dataset row: parameters ``(dataset_type, data_id key, run)``."""
+
+
+@cache
+def _insert_sql(dims: tuple[str, ...]) -> str:
+    columns = COLUMNS + "".join(f", {dimension_column(d)}" for d in dims)
+    return f"INSERT INTO datasets ({columns}) VALUES ({_marks(8 + len(dims))})"
+
+
+def insert_row(record: DatasetRecord) -> tuple[str, tuple[Any, ...]]:
+    """The ``INSERT`` statement (``?`` placeholders) and values of one dataset row: the
+    :data:`COLUMNS` then one column per dimension of its data ID."""
+    values = (
+        record.dataset_type,
+        record.run,
+        data_id_key(record.data_id),
+        record.path,
+        record.size,
+        record.checksum,
+        record.created,
+        record.provenance,
+        *record.data_id.values(),
+    )
+    return _insert_sql(tuple(record.data_id)), values
+
+
+def exists_message(record: DatasetRecord) -> str:
+    """The error message for a dataset row that already exists."""
+    return (
+        f"{record.dataset_type} {record.data_id} already exists in run "
+        f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
+    )
 
 
 class SqlRegistry(Registry):

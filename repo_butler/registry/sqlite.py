@@ -7,7 +7,7 @@ while a writer commits. ``synchronous=NORMAL`` keeps commits cheap: in WAL mode 
 drop the last transactions but never corrupts the database, and ``rb reindex`` can rebuild it.
 
 For remote roots this class runs on a local cache copy (``journal_mode=DELETE``): S3 repositories
-wrap it in :class:`~repo_butler.registry.objectstore.ObjectStoreRegistry` (compare-and-swap
+wrap it in :class:`~repo_butler.registry.s3.ObjectStoreRegistry` (compare-and-swap
 uploads, safe with several writers); other fsspec roots use the ``refresh``/``after_write`` hooks
 (last upload wins).
 """
@@ -27,7 +27,14 @@ from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import DatasetExistsError, RegistryError
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
-from repo_butler.registry.sql import COLUMNS, SqlRegistry, dimension_column
+from repo_butler.registry.sql import (
+    COLUMNS,
+    DELETE_DATASET,
+    SqlRegistry,
+    dimension_column,
+    exists_message,
+    insert_row,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegistry"]
 
@@ -77,7 +84,6 @@ class SqliteRegistry(SqlRegistry):
         self._journal_mode = journal_mode
         self._lock = threading.RLock()
         self._inserted = 0
-        self._insert_sql: dict[tuple[str, ...], str] = {}
         self._conn = self._connect()
         self._guard(self._create_schema)
 
@@ -209,34 +215,14 @@ class SqliteRegistry(SqlRegistry):
         self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
     ) -> None:
         """Insert one dataset row (and provenance) in one transaction."""
-        key = data_id_key(record.data_id)
-        dims = tuple(record.data_id)
-        sql = self._insert_sql.get(dims)
-        if sql is None:
-            columns = COLUMNS + "".join(f", {dimension_column(d)}" for d in dims)
-            marks = ", ".join("?" * (8 + len(dims)))
-            sql = self._insert_sql[dims] = f"INSERT INTO datasets ({columns}) VALUES ({marks})"
-        values = (
-            record.dataset_type,
-            record.run,
-            key,
-            record.path,
-            record.size,
-            record.checksum,
-            record.created,
-            record.provenance,
-            *record.data_id.values(),
-        )
+        sql, values = insert_row(record)
         try:
             if not replace and provenance is None:
                 self._write_one(sql, values)  # one statement: its own transaction
             else:
-                self._insert_many(record, key, sql, values, provenance, replace)
+                self._insert_many(record, sql, values, provenance, replace)
         except sqlite3.IntegrityError as err:
-            raise DatasetExistsError(
-                f"{record.dataset_type} {record.data_id} already exists in run "
-                f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
-            ) from err
+            raise DatasetExistsError(exists_message(record)) from err
         except sqlite3.OperationalError as err:
             raise RegistryError(
                 f"cannot record {record.dataset_type} {record.data_id}: {err}"
@@ -257,7 +243,6 @@ class SqliteRegistry(SqlRegistry):
     def _insert_many(
         self,
         record: DatasetRecord,
-        key: str,
         sql: str,
         values: Sequence[Any],
         provenance: str | None,
@@ -265,10 +250,7 @@ class SqliteRegistry(SqlRegistry):
     ) -> None:
         with self._write() as conn:
             if replace:
-                conn.execute(
-                    "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
-                    (record.dataset_type, key, record.run),
-                )
+                conn.execute(DELETE_DATASET, (record.dataset_type, values[2], record.run))
             cur = conn.execute(sql, values)
             if provenance is not None:
                 conn.execute("INSERT INTO provenance VALUES (?, ?)", (cur.lastrowid, provenance))
@@ -297,8 +279,5 @@ class SqliteRegistry(SqlRegistry):
             ).fetchone()
             if row is None:
                 return None
-            conn.execute(
-                "DELETE FROM datasets WHERE dataset_type = ? AND data_id = ? AND run = ?",
-                (dataset_type, key, run),
-            )
+            conn.execute(DELETE_DATASET, (dataset_type, key, run))
         return self._record(row)

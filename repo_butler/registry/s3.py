@@ -38,9 +38,9 @@ from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import RegistryError
-from repo_butler.objectstore import ConditionFailed, S3Objects, s3_errors
 from repo_butler.registry.base import DatasetRecord, Registry
 from repo_butler.registry.sqlite import SqliteRegistry
+from repo_butler.s3 import ConditionFailed, S3Objects, s3_errors
 
 __all__ = ["ObjectStoreRegistry"]
 
@@ -69,6 +69,8 @@ class ObjectStoreRegistry(Registry):
     secrets : list of str
         Secret values to remove from error messages.
     """
+
+    speculative_reads = True
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
-"""Helpers behind the ``rb`` butler commands: argument parsing and output formatting.
+"""Helpers behind the ``rb`` commands: argument parsing, opening a Butler, output formatting.
 
-Kept in the library so the CLI commands stay thin and these functions are testable directly.
+Kept apart from the typer commands so they stay thin and these functions are testable directly.
 
 ``--format json`` output is stable: ``query-datasets`` prints a JSON array with one object per
 dataset, keys in this order: ``dataset_type`` (str), ``data_id`` (object of dimension → int|str),
@@ -14,15 +14,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repo_butler.dimensions import DataId
 from repo_butler.errors import ConfigError, DataIdError
-from repo_butler.refs import DatasetRef
+
+if TYPE_CHECKING:
+    from repo_butler import Butler
+    from repo_butler.dimensions import DataId
+    from repo_butler.refs import DatasetRef
 
 __all__ = [
     "format_data_ids",
     "format_refs",
+    "load_config_file",
+    "open_butler",
     "parse_key_values",
     "parse_storage_options",
 ]
@@ -68,6 +73,24 @@ def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
             node = child
         node[leaf] = value
     return out
+
+
+def open_butler(
+    repo: str,
+    *,
+    rerun: str | None = None,
+    storage_option: Iterable[str] | None = None,
+    writeable: bool = True,
+) -> Butler:
+    """The Butler a command works on, from its REPO, ``--rerun`` and ``--storage-option``."""
+    from repo_butler import Butler
+
+    return Butler(
+        repo,
+        rerun=rerun,
+        storage_options=parse_storage_options(storage_option),
+        writeable=writeable,
+    )
 
 
 def load_config_file(path: str | None) -> dict[str, Any] | None:

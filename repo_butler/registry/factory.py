@@ -1,0 +1,65 @@
+"""Open the registry a repository's configuration and storage call for.
+
+``registry: {type: postgresql, ...}`` selects a shared :class:`PostgresRegistry`. Otherwise the
+registry is an SQLite file beside ``butler.yaml`` and the store's capabilities decide how it is
+used: on local disk directly (:class:`SqliteRegistry`, WAL); in a store with conditional writes
+(S3) as an object updated by compare-and-swap (:class:`ObjectStoreRegistry`); in any other
+fsspec store through a cache copy uploaded after each write (:class:`CachedSqliteRegistry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from repo_butler.datastore import FsspecDatastore
+from repo_butler.dimensions import DimensionUniverse
+from repo_butler.registry.base import Registry
+from repo_butler.registry.cached import CachedSqliteRegistry
+from repo_butler.registry.postgres import PostgresRegistry
+from repo_butler.registry.s3 import ObjectStoreRegistry
+from repo_butler.registry.sqlite import SqliteRegistry
+
+__all__ = ["DEFAULT_REGISTRY_FILE", "open_registry"]
+
+DEFAULT_REGISTRY_FILE = "registry.sqlite3"
+
+
+def open_registry(
+    settings: Mapping[str, Any],
+    store: FsspecDatastore,
+    universe: DimensionUniverse,
+    *,
+    writeable: bool = True,
+) -> Registry:
+    """The registry for the ``registry`` settings of ``butler.yaml``.
+
+    Parameters
+    ----------
+    settings : Mapping
+        The validated ``registry`` section.
+    store : FsspecDatastore
+        The store holding ``butler.yaml`` (and the SQLite registry file).
+    universe : DimensionUniverse
+        The repository's dimensions.
+    writeable : bool
+        A read-only registry never uploads (read permission suffices).
+    """
+    if settings.get("type") == "postgresql":
+        return PostgresRegistry(settings["url"], universe, schema=settings.get("schema"))
+    name = settings.get("path", DEFAULT_REGISTRY_FILE)
+    timeout = float(settings.get("busy_timeout", 60.0))
+    local = store.local_path(name)
+    if local is not None:
+        return SqliteRegistry(local, universe, busy_timeout=timeout)
+    if store.conditional_writes:
+        return ObjectStoreRegistry(
+            store.filesystem,
+            store.full_path(name),
+            universe,
+            writeable=writeable,
+            max_staleness=float(settings.get("max_staleness", 0.0)),
+            write_timeout=float(settings.get("write_timeout", 120.0)),
+            secrets=store.secrets,
+        )
+    return CachedSqliteRegistry(store, name, universe, busy_timeout=timeout, writeable=writeable)

@@ -1,0 +1,155 @@
+"""The driver side of writes into one output run: plan, put, register, remove.
+
+:class:`RunWriter` holds what :meth:`Butler.put <repo_butler.Butler.put>`,
+:meth:`~repo_butler.Butler.plan_put`, :meth:`~repo_butler.Butler.register` and
+:meth:`~repo_butler.Butler.remove` share: the output run, the registry (through the
+:class:`~repo_butler.lookup.DatasetLookup`) and the :class:`~repo_butler.writes.WorkerIO` that
+writes the bytes. ``put`` is plan + :meth:`WorkerIO.write <repo_butler.writes.WorkerIO.write>` +
+register, the same path a scaled-out job takes across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import Any
+
+from repo_butler.config import DatasetType
+from repo_butler.dimensions import DataId
+from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.lookup import DatasetLookup
+from repo_butler.provenance import Provenance, now_iso
+from repo_butler.refs import DatasetRef
+from repo_butler.registry import DatasetRecord
+from repo_butler.runs import display_run, run_prefix
+from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
+
+__all__ = ["RunWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunWriter:
+    """Writes of one Butler into its output run.
+
+    Parameters
+    ----------
+    lookup : DatasetLookup
+        The repository's look-up (registry, store, dataset types).
+    run : str
+        The output run (``""`` for the repository root).
+    io : WorkerIO
+        Reads and writes the dataset files.
+    """
+
+    def __init__(self, lookup: DatasetLookup, run: str, io: WorkerIO) -> None:
+        self.lookup = lookup
+        self.run = run
+        self.io = io
+
+    def plan(self, dt: DatasetType, did: DataId) -> PlannedPut:
+        """Where a dataset of type ``dt`` with the complete data ID ``did`` goes."""
+        return PlannedPut(
+            dt.name, did, self.run, run_prefix(self.run) + dt.path_template.format(did)
+        )
+
+    def put(
+        self,
+        obj: Any,
+        dt: DatasetType,
+        did: DataId,
+        *,
+        provenance: Provenance | None,
+        overwrite: bool,
+    ) -> DatasetRef:
+        """Write and register ``obj``; see :meth:`Butler.put <repo_butler.Butler.put>`."""
+        registry, store = self.lookup.registry, self.lookup.store
+        # In a bucket with an object-store registry a new dataset is written without asking
+        # the bucket first: the existence check uses the local registry copy and the upload is
+        # conditional (If-None-Match: *), so an existing file is never replaced by mistake.
+        exclusive = not overwrite and registry.speculative_reads and store.conditional_writes
+        existing = self._find_in_run(dt.name, did, trust_local=exclusive)
+        if existing is not None and not overwrite:
+            raise self._exists_error(dt.name, did)
+        planned = self.plan(dt, did)
+        try:
+            written = self.io.write(planned, obj, provenance, exclusive=exclusive)
+        except FileExistsError:
+            # Registered by another writer since our registry copy was read, or a stray file
+            # left by a writer that crashed before registering it (then it is replaced).
+            if registry.find(dt.name, did, (self.run,)) is not None:
+                raise self._exists_error(dt.name, did) from None
+            logger.info("replacing %s, an unregistered file", store.uri(planned.path))
+            written = self.io.write(planned, obj, provenance)
+        if written.provenance_path is None and existing is not None and existing.provenance:
+            self._remove_file(existing.provenance)
+        return self.register([written], replace=overwrite)[0]
+
+    def register(self, written: Iterable[WrittenDataset], *, replace: bool) -> list[DatasetRef]:
+        """Register written datasets (one batch); see :meth:`Butler.register
+        <repo_butler.Butler.register>`."""
+        items = list(written)
+        for item in items:
+            if item.planned.run != self.run:
+                raise RegistryError(
+                    f"{item.planned.dataset_type} {item.planned.data_id} was written for run "
+                    f"{display_run(item.planned.run)} but this Butler registers into run "
+                    f"{display_run(self.run)}; reopen the Butler with "
+                    f"rerun={item.planned.run or None!r}"
+                )
+        lookup, registry = self.lookup, self.lookup.registry
+        refs = []
+        # one registry upload for the lot on object stores
+        with registry.batch() if len(items) > 1 else nullcontext():
+            for item in items:
+                planned = item.planned
+                dt = lookup.dataset_type(planned.dataset_type)
+                record = DatasetRecord(
+                    dt.name,
+                    lookup.complete(dt, planned.data_id, {}),
+                    planned.run,
+                    planned.path,
+                    item.size,
+                    item.checksum,
+                    now_iso(),
+                    item.provenance_path,
+                )
+                registry.insert(record, provenance=item.provenance_json, replace=replace)
+                refs.append(lookup.ref(record))
+        return refs
+
+    def remove(self, record: DatasetRecord) -> DatasetRef:
+        """Delete a dataset of the run: registry row, file (unless ingested in place), sidecar."""
+        self.lookup.registry.remove(record.dataset_type, record.data_id, record.run)
+        if "://" not in record.path:
+            self._remove_file(record.path)
+        if record.provenance:
+            self._remove_file(record.provenance)
+        return self.lookup.ref(record)
+
+    def _remove_file(self, path: str) -> None:
+        store = self.lookup.store
+        try:
+            store.remove(path)
+        except FileNotFoundError:
+            logger.warning("file %s was already gone", store.uri(path))
+
+    def _find_in_run(
+        self, dataset_type: str, did: DataId, *, trust_local: bool
+    ) -> DatasetRecord | None:
+        """The run's dataset, looked up in the local registry copy if ``trust_local`` (a hit is
+        confirmed against the shared registry, since the dataset may have been removed)."""
+        registry = self.lookup.registry
+        if trust_local:
+            with registry.trusting_local_copy():
+                found = registry.find(dataset_type, did, (self.run,))
+            if found is None:
+                return None
+        return registry.find(dataset_type, did, (self.run,))
+
+    def _exists_error(self, dataset_type: str, did: DataId) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"{dataset_type} {did} already exists in run {display_run(self.run)} of "
+            f"{self.lookup.root}; remove it first or pass overwrite=True"
+        )

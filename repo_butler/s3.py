@@ -1,0 +1,491 @@
+"""S3 plumbing shared by the datastore and the object-store registry.
+
+Connection settings reach s3fs as ``storage_options`` (``--storage-option KEY=VALUE`` on the CLI,
+``storage_options={...}`` in Python); anything not given there comes from botocore's usual sources
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
+``AWS_PROFILE`` or ``profile=NAME``, ``~/.aws/config``). :func:`s3_options` adds timeouts and
+retries that fail fast on a dead endpoint (about 5 s) instead of botocore's 60 s read timeout and
+s3fs's extra retry layer; every one of them can be overridden through ``config_kwargs``.
+
+Errors from botocore are turned into :class:`~repo_butler.errors.StorageError` naming the endpoint
+and the object, with every secret value from the options removed from the message.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import logging
+import os
+import posixpath
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode, checksum_bytes
+from repo_butler.errors import StorageError
+from repo_butler.redaction import redact_text
+
+__all__ = [
+    "DEFAULT_CONFIG_KWARGS",
+    "ConditionFailed",
+    "S3Datastore",
+    "S3Objects",
+    "s3_errors",
+    "s3_options",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_KWARGS: dict[str, Any] = {
+    "connect_timeout": 1.5,
+    "read_timeout": 15.0,
+    "retries": {"total_max_attempts": 2, "mode": "standard"},
+}
+"""botocore ``Config`` defaults: a refused or unreachable endpoint fails in about 5 s."""
+
+S3FS_RETRIES = 1
+"""s3fs's own retry loop (on top of botocore's) is switched off by default: ``s3fs_retries``."""
+
+
+def _merge_defaults(user: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(defaults))
+    for key, value in user.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_defaults(value, out[key])
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def s3_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+    """Return s3fs constructor options with fail-fast defaults, and the s3fs retry count.
+
+    ``config_kwargs`` given by the user win key by key over :data:`DEFAULT_CONFIG_KWARGS`;
+    ``s3fs_retries`` (our key, default :data:`S3FS_RETRIES`) is removed and returned separately
+    because s3fs only takes it as an attribute.
+    """
+    opts = dict(options or {})
+    retries = int(opts.pop("s3fs_retries", S3FS_RETRIES))
+    opts["config_kwargs"] = _merge_defaults(opts.get("config_kwargs") or {}, DEFAULT_CONFIG_KWARGS)
+    return opts, max(retries, 1)
+
+
+def _endpoint(fs: Any) -> str:
+    try:
+        return str(fs.s3.meta.endpoint_url)
+    except Exception:  # the client could not even be created
+        kwargs = getattr(fs, "client_kwargs", {}) or {}
+        return str(
+            kwargs.get("endpoint_url")
+            or getattr(fs, "endpoint_url", None)
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or "the default AWS endpoint"
+        )
+
+
+@contextmanager
+def s3_errors(fs: Any, action: str, url: str, secrets: list[str]) -> Iterator[None]:
+    """Turn botocore/aiohttp failures inside the block into a clear :class:`StorageError`.
+
+    ``FileNotFoundError`` passes through unchanged (the datastore contract); other errors name
+    the endpoint, the object URL and what to check, with secrets removed.
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as err:
+        endpoint = _endpoint(fs)
+        msg = (
+            f"cannot reach the S3 endpoint {endpoint} while {action} {url}: {err}; check the "
+            "endpoint (--storage-option endpoint_url=... or AWS_ENDPOINT_URL) and that the "
+            "server is up"
+        )
+        raise StorageError(redact_text(msg, secrets)) from None
+    except ReadTimeoutError as err:
+        endpoint = _endpoint(fs)
+        msg = (
+            f"the S3 endpoint {endpoint} did not answer in time while {action} {url}: {err}; "
+            "raise config_kwargs.read_timeout in the storage options if the server is slow"
+        )
+        raise StorageError(redact_text(msg, secrets)) from None
+    except NoCredentialsError:
+        raise StorageError(
+            f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a "
+            "profile (--storage-option profile=NAME) or --storage-option key=... secret=..."
+        ) from None
+    except PermissionError as err:
+        msg = (
+            f"access denied by {_endpoint(fs)} while {action} {url}: {err}; check the S3 "
+            "credentials and the bucket policy"
+        )
+        raise StorageError(redact_text(msg, secrets)) from None
+    except BotoCoreError as err:
+        msg = f"S3 error while {action} {url} at {_endpoint(fs)}: {err}"
+        raise StorageError(redact_text(msg, secrets)) from None
+    except StorageError:
+        raise
+    except OSError as err:
+        msg = f"S3 error while {action} {url} at {_endpoint(fs)}: {err}"
+        raise StorageError(redact_text(msg, secrets)) from None
+
+
+_PAYLOAD_SHA256: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "rb_payload_sha256", default=None
+)
+_PAYLOAD_HOOK_ID = "rb-payload-sha256"
+_HEX = frozenset("0123456789abcdef")
+
+
+def _record_payload_sha256(request: Any = None, **kwargs: Any) -> None:
+    """botocore ``before-send`` hook: keep the signed body's SHA-256 for the waiting upload.
+
+    Only uploads started by :meth:`S3Datastore.put_bytes_started` listen (through a context
+    variable of their task); ``UNSIGNED-PAYLOAD`` and streaming markers are ignored.
+    """
+    seen = _PAYLOAD_SHA256.get()
+    if seen is None or request is None:
+        return
+    value = request.headers.get("X-Amz-Content-SHA256")
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX:
+        seen.append(value)
+
+
+class ConditionFailed(Exception):
+    """A conditional request (``If-Match`` / ``If-None-Match``) did not hold (HTTP 412)."""
+
+
+class S3Objects:
+    """Single-request S3 operations (with conditions) on one bucket, over an s3fs filesystem.
+
+    Parameters
+    ----------
+    fs : s3fs.S3FileSystem
+        The connected filesystem (its event loop and client are reused).
+    bucket : str
+        Bucket name.
+    """
+
+    def __init__(self, fs: Any, bucket: str) -> None:
+        self.fs = fs
+        self.bucket = bucket
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        from s3fs.core import sync
+
+        return sync(self.fs.loop, self.fs._call_s3, method, Bucket=self.bucket, **kwargs)
+
+    @staticmethod
+    def _precondition(err: BaseException) -> bool:
+        return "pre-condition" in str(err) or "PreconditionFailed" in str(err)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """Metadata of ``key`` (``ETag``, ``ContentLength``, ``LastModified``, ``Date``) or None."""
+        try:
+            out = self._call("head_object", Key=key)
+        except FileNotFoundError:
+            return None
+        out["Date"] = out.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        return dict(out)
+
+    def get(self, key: str, *, if_none_match: str | None = None) -> tuple[bytes | None, str | None]:
+        """``(body, etag)``; ``(None, None)`` if absent; ``(None, etag)`` if unchanged (304)."""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Key": key}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        try:
+            resp = self._call("get_object", **kwargs)
+        except FileNotFoundError:
+            return None, None
+        except (ClientError, OSError) as err:
+            if "304" in str(err) or "Not Modified" in str(err):
+                return None, if_none_match
+            raise
+        from s3fs.core import sync
+
+        async def read() -> bytes:
+            try:
+                data: bytes = await resp["Body"].read()
+                return data
+            finally:
+                resp["Body"].close()
+
+        return sync(self.fs.loop, read), str(resp["ETag"])
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> str:
+        """Write ``data`` in one PUT; return the new ETag.
+
+        Raises
+        ------
+        ConditionFailed
+            If ``if_match``/``if_none_match`` did not hold (412).
+        """
+        kwargs: dict[str, Any] = {"Key": key, "Body": data}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        try:
+            out = self._call("put_object", **kwargs)
+        except OSError as err:
+            if self._precondition(err):
+                raise ConditionFailed(str(err)) from None
+            raise
+        self.fs.invalidate_cache(f"{self.bucket}/{key}")
+        return str(out["ETag"])
+
+    def list_keys(self, prefix: str, *, page_size: int = 1000) -> Iterator[str]:
+        """Keys of all objects under ``prefix``, one ``ListObjectsV2`` request per page."""
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            page = self._call("list_objects_v2", **kwargs)
+            for item in page.get("Contents", []) or []:
+                key = str(item["Key"])
+                if not key.endswith("/"):  # directory markers some servers keep
+                    yield key
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+
+    def list_multipart_uploads(self, prefix: str) -> list[dict[str, Any]]:
+        """Pending multipart uploads whose key starts with ``prefix`` (all pages)."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        while True:
+            page = self._call("list_multipart_uploads", **kwargs)
+            out.extend(page.get("Uploads", []) or [])
+            if not page.get("IsTruncated"):
+                return out
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        """Abort one multipart upload (its parts are discarded)."""
+        self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
+
+    def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete ``key`` (only if its ETag is ``if_match``); False if the condition failed."""
+        kwargs: dict[str, Any] = {"Key": key}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        try:
+            self._call("delete_object", **kwargs)
+        except FileNotFoundError:
+            return True
+        except OSError as err:
+            if self._precondition(err):
+                return False
+            raise
+        self.fs.invalidate_cache(f"{self.bucket}/{key}")
+        return True
+
+
+class S3Datastore(FsspecDatastore):
+    """A :class:`~repo_butler.datastore.FsspecDatastore` on S3 with bounded round trips.
+
+    ``put_bytes`` is one PUT of the complete object (s3fs switches to a multipart upload only
+    above 100 MiB and aborts it if a part fails), so a dataset is visible only when complete.
+    ``get_bytes`` is one GET, ``exists`` one HEAD, ``walk`` pages through ``ListObjectsV2``
+    (1000 keys a page). Failures become :class:`StorageError` naming the endpoint, without
+    secrets.
+
+    Parameters
+    ----------
+    root : str
+        ``s3://bucket/prefix``.
+    storage_options : dict, optional
+        s3fs options; see :func:`s3_options` for the defaults added.
+    """
+
+    conditional_writes = True
+
+    def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+        options, retries = s3_options(storage_options)
+        super().__init__(root, options)  # errors are redacted there
+        self.fs.retries = retries
+        self.bucket, _, self.prefix = self.path.partition("/")
+        self.objects = S3Objects(self.fs, self.bucket)
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _errors(self, action: str, path: str) -> Any:
+        return s3_errors(self.fs, action, self.uri(path), self.secrets)
+
+    multipart_chunksize: int = 50 * 2**20
+    """Part size of multipart uploads, used for objects of at least twice this size."""
+
+    def put_bytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` as one complete object (multipart above ``2 * multipart_chunksize``,
+        aborted if any part fails)."""
+        with self._errors("writing", path):
+            self.fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
+
+    def put_bytes_started(
+        self, path: str, data: bytes, *, exclusive: bool = False
+    ) -> Callable[[], str]:
+        """Start the upload on s3fs's event loop; the returned function waits for it and
+        returns the checksum of ``data`` (as :func:`~repo_butler.datastore.checksum_bytes`).
+
+        ``exclusive=True`` sends ``If-None-Match: *`` (on the PUT, or on the completion of a
+        multipart upload, which is then aborted): an existing object is left untouched and the
+        returned function raises ``FileExistsError``, with no extra request.
+
+        The checksum is the SHA-256 botocore computed over the body to sign the PUT when it
+        signs payloads (plain-HTTP endpoints, ``payload_signing_enabled``), so 8 MiB are not
+        hashed twice; otherwise (HTTPS, multipart) it is computed here while the upload runs.
+        """
+        import asyncio
+
+        self._watch_payload_hashes()
+        seen: list[str] = []
+
+        async def upload() -> None:
+            _PAYLOAD_SHA256.set(seen)  # local to this task: only our PUT lands in ``seen``
+            await self.fs._pipe_file(
+                self.full_path(path),
+                data,
+                chunksize=self.multipart_chunksize,
+                mode="create" if exclusive else "overwrite",
+            )
+
+        future = asyncio.run_coroutine_threadsafe(upload(), self.fs.loop)
+        single_put = len(data) < 2 * self.multipart_chunksize
+
+        def wait() -> str:
+            own = None if single_put and self._client_hashes_payload else checksum_bytes(data)
+            try:
+                with self._errors("writing", path):
+                    try:
+                        future.result()
+                    except OSError as err:
+                        if exclusive and S3Objects._precondition(err):
+                            raise ConditionFailed(self.uri(path)) from None
+                        raise
+            except ConditionFailed:
+                raise FileExistsError(self.uri(path)) from None
+            if seen:
+                self._client_hashes_payload = True
+                return "sha256:" + seen[-1]
+            self._client_hashes_payload = False
+            return own if own is not None else checksum_bytes(data)
+
+        return wait
+
+    _client_hashes_payload: bool = False
+    """Whether botocore's signature hashed the body of the last single-PUT upload."""
+
+    def _watch_payload_hashes(self) -> None:
+        """Register (once per botocore client) the hook that records PUT payload hashes."""
+        events = self.fs.s3.meta.events
+        events.register(
+            "before-send.s3.PutObject", _record_payload_sha256, unique_id=_PAYLOAD_HOOK_ID
+        )
+
+    def get_bytes_started(self, path: str) -> Callable[[], bytes]:
+        """Start the GET on s3fs's event loop; the returned function waits for the bytes."""
+        import asyncio
+
+        coro = self.fs._cat_file(self.full_path(path), max_concurrency=1)
+        future = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+
+        def wait() -> bytes:
+            with self._errors("reading", path):
+                data: bytes = future.result()
+            return data
+
+        return wait
+
+    def abort_incomplete_uploads(self) -> int:
+        """Abort multipart uploads under the root left by crashed writers; return how many."""
+        with self._errors("listing uploads under", ""):
+            uploads = self.objects.list_multipart_uploads(self.prefix)
+            for upload in uploads:
+                self.objects.abort_multipart_upload(upload["Key"], upload["UploadId"])
+        if uploads:
+            logger.warning("aborted %d incomplete uploads under %s", len(uploads), self.root)
+        return len(uploads)
+
+    def get_bytes(self, path: str) -> bytes:
+        """Read the whole object in one GET (``FileNotFoundError`` if absent)."""
+        with self._errors("reading", path):
+            data: bytes = self.fs.cat_file(self.full_path(path), max_concurrency=1)
+        return data
+
+    def exists(self, path: str) -> bool:
+        """One HEAD request."""
+        with self._errors("checking", path):
+            return self.objects.head(self._key(path)) is not None
+
+    def size(self, path: str) -> int:
+        """Object size from one HEAD request."""
+        with self._errors("checking", path):
+            head = self.objects.head(self._key(path))
+        if head is None:
+            raise FileNotFoundError(self.uri(path))
+        return int(head["ContentLength"])
+
+    def remove(self, path: str) -> None:
+        """Delete the object (``FileNotFoundError`` if absent)."""
+        with self._errors("deleting", path):
+            if self.objects.head(self._key(path)) is None:
+                raise FileNotFoundError(self.uri(path))
+            self.objects.delete(self._key(path))
+
+    list_page_size: int = 1000
+    """Keys per ``ListObjectsV2`` request in :meth:`walk` (the S3 maximum is 1000)."""
+
+    def walk(self, prefix: str = "") -> Iterator[str]:
+        """Relative paths of all objects under ``prefix``, paging through the listing."""
+        base = self._key(prefix.strip("/")) if prefix else self.prefix
+        start = len(self.prefix) + 1 if self.prefix else 0
+        with self._errors("listing", prefix):
+            keys = list(
+                self.objects.list_keys(base + "/" if base else "", page_size=self.list_page_size)
+            )
+        for key in sorted(keys):
+            rel = key[start:]
+            if rel and TEMP_MARKER not in posixpath.basename(rel):
+                yield rel
+
+    def transfer_in(
+        self, source: str, path: str, *, mode: TransferMode, storage_options: dict[str, Any]
+    ) -> None:
+        """Upload ``source`` (a local file goes straight from disk, one PUT up to 100 MiB)."""
+        import fsspec.core
+        from fsspec.implementations.local import LocalFileSystem
+
+        if mode == "symlink":
+            super().transfer_in(source, path, mode=mode, storage_options=storage_options)
+            return
+        src_fs, src_path = fsspec.core.url_to_fs(source, **storage_options)
+        if not isinstance(src_fs, LocalFileSystem):
+            super().transfer_in(source, path, mode=mode, storage_options=storage_options)
+            return
+        with self._errors("uploading", path):
+            self.fs.put_file(src_path, self.full_path(path))
+        if mode == "move":
+            os.unlink(src_path)
