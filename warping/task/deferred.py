@@ -1,48 +1,54 @@
-"""Deferred registration: workers write dataset files, the driver alone writes the registry.
+"""Stand-in for the butler's worker-side write API until ``repo_butler`` ships it (issue 14).
 
-:meth:`repo_butler.Butler.put` does four things in one process: path from the template, bytes from
-the formatter (with a checksum), a provenance sidecar validated against the provenance schema, and
-a registry row. A scaled-out run splits them: a worker (which never opens the registry) calls
-:func:`write_dataset` and returns the small, picklable :class:`WrittenDataset`; the driver calls
-:func:`register_datasets`. The registry therefore stays single-writer (SQLite works, and a repo in
-a bucket uploads its registry once per batch), while the bytes go straight from the worker to the
-datastore through fsspec.
-
-This mirrors ``Butler.put`` step by step (same path, checksum and sidecar document, the latter
-built by ``repo_butler.butler.provenance_document`` / ``provenance_json``, which ``Butler.put``
-uses too).
+The shapes are exactly those ``repo_butler`` is getting (:class:`PlannedPut`,
+:class:`WrittenDataset`, :class:`WorkerIO`, ``Butler.plan_put``, ``Butler.worker_io``,
+``Butler.register``), so switching is an import change; this module then goes away.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from repo_butler import Butler, DataId, DatasetRef, Provenance
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StoreContext", "WrittenDataset", "output_path", "register_datasets", "write_dataset"]
+__all__ = ["PlannedPut", "WorkerIO", "WrittenDataset", "plan_put", "register", "worker_io"]
 
 _DATASTORES: dict[tuple[str, str], Any] = {}
 
 
 @dataclass(frozen=True)
-class StoreContext:
-    """What a worker needs to read and write a repository's files without a Butler.
+class PlannedPut:
+    """Where a dataset will be written: dataset type, validated data ID, run and path."""
 
-    Parameters
-    ----------
-    storage_root
-        URL of the datastore root (``butler.datastore.root``).
-    storage_options
-        fsspec options (credentials). Never shown by ``repr`` (Dask logs task arguments).
-    formatters
-        Formatter name of every dataset type the worker reads or writes.
-    run
-        Output run (``""`` for the repository root).
-    """
+    dataset_type: str
+    data_id: DataId
+    run: str
+    path: str
+
+
+@dataclass(frozen=True)
+class WrittenDataset:
+    """A dataset file (and provenance sidecar) written by a worker, not yet registered."""
+
+    planned: PlannedPut
+    uri: str
+    size: int
+    checksum: str
+    provenance_path: str | None
+    provenance_json: str | None
+
+
+@dataclass(frozen=True)
+class WorkerIO:
+    """What a worker needs to read and write a repository's files without a registry."""
 
     storage_root: str
     storage_options: Mapping[str, Any]
@@ -52,15 +58,9 @@ class StoreContext:
     def __repr__(self) -> str:
         keys = ", ".join(sorted(self.storage_options))
         return (
-            f"StoreContext({self.storage_root!r}, run={self.run!r}, "
+            f"WorkerIO({self.storage_root!r}, run={self.run!r}, "
             f"storage_options=<{len(self.storage_options)} keys: {keys}; values hidden>)"
         )
-
-    @classmethod
-    def from_butler(cls, butler: Any) -> StoreContext:
-        """The context of ``butler``'s datastore and output run."""
-        formatters = {name: dt.formatter for name, dt in butler.dataset_types.items()}
-        return cls(butler.datastore.root, butler.storage_options, formatters, butler.run)
 
     def datastore(self) -> Any:
         """The datastore (one per worker process and root, reused across tasks)."""
@@ -72,12 +72,16 @@ class StoreContext:
         )
         store = _DATASTORES.get(key)
         if store is None:
-            store = open_datastore(self.storage_root, dict(self.storage_options))
-            _DATASTORES[key] = store
+            store = _DATASTORES[key] = open_datastore(self.storage_root, dict(self.storage_options))
         return store
 
-    def read_bytes(self, path: str) -> bytes:
+    def uri(self, path: str) -> str:
+        """Full URL of a stored path."""
+        return str(self.datastore().uri(path))
+
+    def read_bytes(self, ref_or_path: DatasetRef | str) -> bytes:
         """Whole content of a dataset file (relative path or absolute URL)."""
+        path = ref_or_path if isinstance(ref_or_path, str) else ref_or_path.path
         if "://" in path:  # ingested with transfer="direct"
             import fsspec.core
 
@@ -87,126 +91,94 @@ class StoreContext:
         data = self.datastore().get_bytes(path)
         return data
 
-    def read(self, dataset_type: str, path: str) -> Any:
-        """Read and decode a dataset file."""
+    def read(self, ref: DatasetRef) -> Any:
+        """Read and decode a dataset."""
         from repo_butler.formatters import get_formatter
 
-        data = self.read_bytes(path)
-        return get_formatter(self.formatters[dataset_type]).from_bytes(
-            data, source=self.datastore().uri(path)
-        )
+        data = self.read_bytes(ref)
+        formatter = get_formatter(self.formatters[ref.dataset_type])
+        return formatter.from_bytes(data, source=self.uri(ref.path))
+
+    @contextmanager
+    def open(self, ref: DatasetRef, *, block_size: int | None = None) -> Iterator[BinaryIO]:
+        """Open a dataset's file for reading (remote files lazily, ``block_size`` read-ahead)."""
+        kw = {} if block_size is None else {"block_size": block_size}
+        if "://" in ref.path:
+            import fsspec.core
+
+            fs, full = fsspec.core.url_to_fs(ref.path, **dict(self.storage_options))
+        else:
+            store = self.datastore()
+            fs, full = store.filesystem, store.full_path(ref.path)
+        with fs.open(full, "rb", **kw) as fh:
+            yield fh
+
+    def write(
+        self, planned: PlannedPut, obj: Any, provenance: Provenance | None = None
+    ) -> WrittenDataset:
+        """Serialise ``obj`` and write it (and its provenance sidecar); no registry."""
+        from repo_butler.butler import provenance_document, provenance_json
+        from repo_butler.formatters import get_formatter
+        from repo_butler.provenance import SIDECAR_SUFFIX
+
+        data = get_formatter(self.formatters[planned.dataset_type]).to_bytes(obj)
+        prov_path = prov_json = None
+        prov_doc = None
+        if provenance is not None:  # validated before anything is written
+            prov_path = planned.path + SIDECAR_SUFFIX
+            prov_doc = provenance_document(
+                provenance,
+                dataset_type=planned.dataset_type,
+                data_id=dict(planned.data_id),
+                run=planned.run,
+                storage_options=dict(self.storage_options),
+            )
+        store = self.datastore()
+        checksum = store.put_bytes_started(planned.path, data)()
+        if prov_path is not None and prov_doc is not None:
+            prov_json = provenance_json(prov_doc, checksum)
+            store.put_bytes(prov_path, prov_json.encode())
+        uri = store.uri(planned.path)
+        return WrittenDataset(planned, uri, len(data), checksum, prov_path, prov_json)
 
 
-@dataclass(frozen=True)
-class WrittenDataset:
-    """A dataset file (and provenance sidecar) written by a worker, not yet registered."""
-
-    dataset_type: str
-    data_id: dict[str, Any]
-    run: str
-    path: str
-    uri: str
-    size: int
-    checksum: str
-    provenance_path: str | None
-    provenance_json: str | None
+def worker_io(butler: Butler) -> WorkerIO:
+    """``butler.worker_io()``."""
+    formatters = {name: dt.formatter for name, dt in butler.dataset_types.items()}
+    return WorkerIO(butler.datastore.root, butler.storage_options, formatters, butler.run)
 
 
-def output_path(butler: Any, dataset_type: str, data_id: Mapping[str, Any]) -> str:
-    """Storage path ``butler.put`` would use for ``dataset_type`` / ``data_id`` in its run."""
+def plan_put(butler: Butler, dataset_type: str, data_id: Mapping[str, Any]) -> PlannedPut:
+    """``butler.plan_put(dataset_type, data_id)``."""
     from repo_butler.runs import run_prefix
 
     dt = butler.dataset_type(dataset_type)
     did = butler.dimensions.normalize(data_id, order=dt.dimensions)
-    return run_prefix(butler.run) + str(dt.path_template.format(did))
+    path = run_prefix(butler.run) + str(dt.path_template.format(did))
+    return PlannedPut(dt.name, did, butler.run, path)
 
 
-def _provenance_document(
-    ctx: StoreContext,
-    provenance: Any,
-    dataset_type: str,
-    data_id: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The sidecar document exactly as ``Butler.put`` builds it (completed, redacted, validated),
-    with a placeholder checksum until the bytes are written."""
-    from repo_butler.butler import provenance_document
-
-    return provenance_document(
-        provenance,
-        dataset_type=dataset_type,
-        data_id=dict(data_id),
-        run=ctx.run,
-        storage_options=dict(ctx.storage_options),
-    )
-
-
-def write_dataset(
-    ctx: StoreContext,
-    obj: Any,
-    dataset_type: str,
-    data_id: Mapping[str, Any],
-    path: str,
-    provenance: Any | None,
-) -> WrittenDataset:
-    """Serialise ``obj`` and write it (and its provenance sidecar) at ``path``; no registry.
-
-    The provenance is validated before anything is written; each file is written atomically.
-    """
-    from repo_butler.butler import provenance_json
-    from repo_butler.formatters import get_formatter
-    from repo_butler.provenance import SIDECAR_SUFFIX
-
-    data = get_formatter(ctx.formatters[dataset_type]).to_bytes(obj)
-    prov_path = prov_json = None
-    prov_doc = None
-    if provenance is not None:  # validated before anything is written
-        prov_path = path + SIDECAR_SUFFIX
-        prov_doc = _provenance_document(ctx, provenance, dataset_type, data_id)
-    store = ctx.datastore()
-    # as in Butler.put: the checksum is computed while the bytes upload (or taken from the S3
-    # client's payload signature)
-    checksum = store.put_bytes_started(path, data)()
-    if prov_path is not None and prov_doc is not None:
-        prov_json = provenance_json(prov_doc, checksum)
-        store.put_bytes(prov_path, prov_json.encode())
-    return WrittenDataset(
-        dataset_type,
-        dict(data_id),
-        ctx.run,
-        path,
-        store.uri(path),
-        len(data),
-        checksum,
-        prov_path,
-        prov_json,
-    )
-
-
-def register_datasets(butler: Any, written: Iterable[WrittenDataset]) -> int:
-    """Register files written by :func:`write_dataset` in ``butler``'s registry (one batch).
-
-    Existing rows of the same dataset type and data ID in the output run are replaced (the file
-    at the template path has already been replaced). Returns the number registered.
-    """
+def register(butler: Butler, written: Iterable[WrittenDataset]) -> list[Any]:
+    """``butler.register(written)``: one registry batch, replacing rows of the output run."""
     from repo_butler.errors import RegistryError
     from repo_butler.provenance import now_iso
     from repo_butler.registry import DatasetRecord
 
     items = list(written)
     if not items:
-        return 0
+        return []
     registry = butler.registry
     with registry.batch():
         for w in items:
-            if w.run != butler.run:
+            p = w.planned
+            if p.run != butler.run:
                 raise RegistryError(
-                    f"{w.dataset_type} {w.data_id} was written for run {w.run!r} but the driver "
-                    f"registers into run {butler.run!r}; reopen the Butler with rerun={w.run!r}"
+                    f"{p.dataset_type} {p.data_id} was written for run {p.run!r} but the driver "
+                    f"registers into run {butler.run!r}; reopen the Butler with rerun={p.run!r}"
                 )
-            dt = butler.dataset_type(w.dataset_type)
-            did = butler.dimensions.normalize(w.data_id, order=dt.dimensions)
             record = DatasetRecord(
-                dt.name, did, w.run, w.path, w.size, w.checksum, now_iso(), w.provenance_path
-            )
+                p.dataset_type, p.data_id, p.run, p.path, w.size, w.checksum, now_iso(),
+                w.provenance_path,
+            )  # fmt: skip
             registry.insert(record, provenance=w.provenance_json, replace=True)
-    return len(items)
+    return items
