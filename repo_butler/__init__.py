@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from repo_butler.dimensions import DataId, Dimension, DimensionUniverse
     from repo_butler.provenance import Provenance, ProvenanceInput, software_versions
     from repo_butler.refs import DatasetRef
+    from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
 
 _EXPORTS = {
     "Butler": "repo_butler.butler",
@@ -31,6 +32,9 @@ _EXPORTS = {
     "ProvenanceInput": "repo_butler.provenance",
     "software_versions": "repo_butler.provenance",
     "DatasetRef": "repo_butler.refs",
+    "PlannedPut": "repo_butler.writes",
+    "WorkerIO": "repo_butler.writes",
+    "WrittenDataset": "repo_butler.writes",
 }
 
 __all__ = [
@@ -40,8 +44,11 @@ __all__ = [
     "DatasetType",
     "Dimension",
     "DimensionUniverse",
+    "PlannedPut",
     "Provenance",
     "ProvenanceInput",
+    "WorkerIO",
+    "WrittenDataset",
     "create_repo",
     "software_versions",
 ]

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -47,17 +47,18 @@ from repo_butler.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     DatasetTypeError,
+    RegistryError,
     RepositoryExistsError,
     RepositoryNotFoundError,
 )
 from repo_butler.formatters import get_formatter
-from repo_butler.objectstore import S3Datastore, secret_values
+from repo_butler.objectstore import S3Datastore
 from repo_butler.provenance import (
-    SIDECAR_SUFFIX,
+    PENDING_CHECKSUM,
     Provenance,
     now_iso,
-    redact_values,
-    software_versions,
+    provenance_document,
+    provenance_json,
 )
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import (
@@ -68,6 +69,7 @@ from repo_butler.registry import (
     SqliteRegistry,
 )
 from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, search_order
+from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
 
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
@@ -77,8 +79,6 @@ __all__ = ["PENDING_CHECKSUM", "Butler", "create_repo", "provenance_document", "
 logger = logging.getLogger(__name__)
 
 _TRANSFERS = ("copy", "move", "symlink", "direct")
-PENDING_CHECKSUM = "sha256:" + "0" * 64
-"""Placeholder checksum: provenance is validated before the bytes are written and hashed."""
 
 
 class Butler:
@@ -138,6 +138,7 @@ class Butler:
         )
         self._writeable = writeable
         self._cache: TemporaryDirectory[str] | None = None
+        self._io: WorkerIO | None = None
         self._registry = self._open_registry()
         self._run, self._inputs = self._parse_rerun(rerun)
         self._search = self._search_order()
@@ -535,42 +536,111 @@ class Butler:
         existing = self._find_in_output_run(dt.name, did, trust_local=exclusive)
         if existing is not None and not overwrite:
             raise self._exists_error(dataset_type, did)
-        path = run_prefix(self._run) + dt.path_template.format(did)
-        data = get_formatter(dt.formatter).to_bytes(obj)
-        prov_path: str | None = None
-        prov_doc: dict[str, Any] | None = None
-        prov_json: str | None = None
-        if provenance is not None:  # validated before anything is written
-            prov_path = path + SIDECAR_SUFFIX
-            prov_doc = provenance_document(
-                provenance,
-                dataset_type=dt.name,
-                data_id=did,
-                run=self._run,
-                storage_options=self._storage_options,
-            )
-        # On object stores the checksum is computed while the upload runs (or taken from the
-        # S3 client, which hashed the body to sign the request).
-        wait = self._store.put_bytes_started(path, data, exclusive=exclusive)
+        planned = self._plan(dt, did)
+        io = self.worker_io()
         try:
-            checksum = wait()
+            written = io.write(planned, obj, provenance, exclusive=exclusive)
         except FileExistsError:
             # Registered by another writer since our registry copy was read, or a stray file
             # left by a writer that crashed before registering it (then it is replaced).
             if registry.find(dt.name, did, (self._run,)) is not None:
                 raise self._exists_error(dataset_type, did) from None
-            logger.info("replacing %s, an unregistered file", self._store.uri(path))
-            checksum = self._store.put_bytes_started(path, data)()
-        if prov_path is not None and prov_doc is not None:
-            prov_json = provenance_json(prov_doc, checksum)
-            self._store.put_bytes(prov_path, prov_json.encode())
-        elif existing is not None and existing.provenance:
+            logger.info("replacing %s, an unregistered file", self._store.uri(planned.path))
+            written = io.write(planned, obj, provenance)
+        if written.provenance_path is None and existing is not None and existing.provenance:
             self._remove_file(existing.provenance)
-        record = DatasetRecord(
-            dt.name, did, self._run, path, len(data), checksum, now_iso(), prov_path
+        return self.register([written], replace=overwrite)[0]
+
+    def plan_put(self, dataset_type: str, data_id: DataId | Mapping[str, Any]) -> PlannedPut:
+        """Where :meth:`put` would write ``dataset_type`` / ``data_id`` in the output run.
+
+        For the plan-write-register pattern of scaled-out jobs: the driver plans, a worker
+        writes with :meth:`worker_io`, the driver calls :meth:`register`. No existence check
+        is made (registering replaces by default).
+
+        Raises
+        ------
+        ConfigError
+            If the Butler is read-only.
+        DatasetTypeError, DataIdError
+            If the dataset type is unknown or the data ID incomplete or invalid.
+        """
+        self._check_writeable()
+        dt = self.dataset_type(dataset_type)
+        return self._plan(dt, self._complete(dt, data_id, {}))
+
+    def _plan(self, dt: DatasetType, did: DataId) -> PlannedPut:
+        return PlannedPut(
+            dt.name, did, self._run, run_prefix(self._run) + dt.path_template.format(did)
         )
-        self._registry.insert(record, provenance=prov_json, replace=overwrite)
-        return self._ref(record)
+
+    def worker_io(self) -> WorkerIO:
+        """The picklable reader/writer of this repository's files for the output run.
+
+        Workers use it to write planned datasets (:meth:`WorkerIO.write`) and read inputs
+        without a registry; it holds the storage options (credentials) but never shows them.
+        """
+        if self._io is None:
+            formatters = {name: dt.formatter for name, dt in self._config.dataset_types.items()}
+            self._io = WorkerIO(
+                self._store.root, dict(self._storage_options), formatters, self._run, self._store
+            )
+        return self._io
+
+    def register(
+        self, written: Iterable[WrittenDataset], *, replace: bool = True
+    ) -> list[DatasetRef]:
+        """Register datasets written by :meth:`WorkerIO.write` (one registry batch).
+
+        Parameters
+        ----------
+        written : iterable of WrittenDataset
+            What the workers returned.
+        replace : bool
+            Replace rows of the same dataset type and data ID in the output run (their file at
+            the template path has already been replaced).
+
+        Returns
+        -------
+        list of DatasetRef
+            One per dataset, in order.
+
+        Raises
+        ------
+        RegistryError
+            If a dataset was planned for another run than this Butler's output run.
+        DatasetExistsError
+            If a dataset exists and ``replace`` is false.
+        """
+        self._check_writeable()
+        items = list(written)
+        for item in items:
+            if item.planned.run != self._run:
+                raise RegistryError(
+                    f"{item.planned.dataset_type} {item.planned.data_id} was written for run "
+                    f"{display_run(item.planned.run)} but this Butler registers into run "
+                    f"{display_run(self._run)}; reopen the Butler with "
+                    f"rerun={item.planned.run or None!r}"
+                )
+        refs = []
+        # one registry upload for the lot on object stores
+        with self._registry.batch() if len(items) > 1 else contextlib.nullcontext():
+            for item in items:
+                planned = item.planned
+                dt = self.dataset_type(planned.dataset_type)
+                record = DatasetRecord(
+                    dt.name,
+                    self._complete(dt, planned.data_id, {}),
+                    planned.run,
+                    planned.path,
+                    item.size,
+                    item.checksum,
+                    now_iso(),
+                    item.provenance_path,
+                )
+                self._registry.insert(record, provenance=item.provenance_json, replace=replace)
+                refs.append(self._ref(record))
+        return refs
 
     def _find_in_output_run(
         self, dataset_type: str, did: DataId, *, trust_local: bool
@@ -619,7 +689,7 @@ class Butler:
             ref, fetch = self._resolve_and_fetch(dataset_type, data_id, data_id_kwargs)
         dt = self.dataset_type(ref.dataset_type)
         try:
-            data = fetch() if fetch is not None else self._read_bytes(ref.path)
+            data = fetch() if fetch is not None else self.worker_io().read_bytes(ref.path)
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"{ref.dataset_type} {ref.data_id} is registered in run {display_run(ref.run)} "
@@ -647,30 +717,14 @@ class Butler:
             ref = dataset_type
         else:
             ref = self.get_ref(dataset_type, data_id, **data_id_kwargs)
-        import fsspec.core
-
-        if "://" in ref.path:
-            fs, path = fsspec.core.url_to_fs(ref.path, **self._storage_options)
-        else:
-            fs, path = self._store.filesystem, self._store.full_path(ref.path)
         try:
-            handle = fs.open(path, "rb")
+            with self.worker_io().open(ref) as fh:
+                yield fh
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"{ref.dataset_type} {ref.data_id}: file {ref.uri} is missing; run "
                 f"`rb verify {self.root}`"
             ) from None
-        with handle as fh:
-            yield fh
-
-    def _read_bytes(self, path: str) -> bytes:
-        if "://" in path:  # ingested with transfer="direct"
-            import fsspec.core
-
-            fs, p = fsspec.core.url_to_fs(path, **self._storage_options)
-            data: bytes = fs.cat_file(p)
-            return data
-        return self._store.get_bytes(path)
 
     def get_ref(
         self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any
@@ -924,59 +978,6 @@ class Butler:
             return None
         doc: dict[str, Any] = json.loads(text)
         return doc
-
-
-def provenance_document(
-    provenance: Provenance,
-    *,
-    dataset_type: str,
-    data_id: Mapping[str, Any],
-    run: str,
-    checksum: str = PENDING_CHECKSUM,
-    storage_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The provenance document stored with a dataset (as :meth:`Butler.put` writes it).
-
-    Empty ``start``/``end``/``host``/``software`` are completed, the ``output`` section names the
-    dataset, the values of secrets in ``storage_options`` are removed wherever they appear, and
-    the result is validated against ``provenance.schema.json`` (so a bad document is refused
-    before anything is written). Finish it with :func:`provenance_json` once the checksum of
-    the written bytes is known.
-
-    Raises
-    ------
-    ConfigError
-        If the document does not match the schema.
-    """
-    import platform
-
-    from repo_butler.schemas import validate
-
-    doc = provenance.to_dict()
-    # Complete what the caller left empty so every record says when, where and with what.
-    stamp = now_iso()
-    doc["start"] = doc["start"] or stamp
-    doc["end"] = doc["end"] or stamp
-    doc["host"] = doc["host"] or platform.node()
-    doc["software"] = doc["software"] or software_versions()
-    doc["output"] = {
-        "dataset_type": dataset_type,
-        "data_id": dict(data_id),
-        "run": run,
-        "checksum": checksum,
-    }
-    # Key-based scrubbing happened in Provenance; also remove the values we know are
-    # secret (the storage options' credentials) wherever the caller put them.
-    doc = redact_values(doc, secret_values(dict(storage_options or {})))
-    source = f"provenance of {dataset_type} {data_id}"
-    validate(doc, "provenance.schema.json", source=source, error=ConfigError)
-    return doc
-
-
-def provenance_json(doc: dict[str, Any], checksum: str) -> str:
-    """The sidecar/registry JSON of a :func:`provenance_document` with the final checksum."""
-    doc["output"]["checksum"] = checksum
-    return json.dumps(doc, sort_keys=True, indent=1)
 
 
 def create_repo(

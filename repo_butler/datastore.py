@@ -16,7 +16,7 @@ import os
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from repo_butler.errors import StorageError
 
@@ -96,6 +96,13 @@ class Datastore(ABC):
     @abstractmethod
     def get_bytes(self, path: str) -> bytes:
         """Return the complete content of ``path`` (``FileNotFoundError`` if absent)."""
+
+    @abstractmethod
+    def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
+        """Open ``path`` for binary reading (``FileNotFoundError`` if absent).
+
+        ``block_size`` is the read-ahead of remote files (small for header-only reads).
+        """
 
     @abstractmethod
     def exists(self, path: str) -> bool:
@@ -229,6 +236,12 @@ class FsspecDatastore(Datastore):
         """Return the content of ``path``."""
         data: bytes = self.fs.cat_file(self.full_path(path))
         return data
+
+    def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
+        """Open ``path`` for binary reading (a lazily read file object for remote stores)."""
+        kwargs = {} if block_size is None else {"block_size": block_size}
+        handle: BinaryIO = self.fs.open(self.full_path(path), "rb", **kwargs)
+        return handle
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode, checksum_bytes
 from repo_butler.errors import StorageError
+from repo_butler.redaction import redact_text, secret_values
 
 __all__ = [
     "DEFAULT_CONFIG_KWARGS",
@@ -32,10 +33,8 @@ __all__ = [
     "S3Objects",
     "is_s3_url",
     "open_datastore",
-    "redact_text",
     "s3_errors",
     "s3_options",
-    "secret_values",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,6 @@ DEFAULT_CONFIG_KWARGS: dict[str, Any] = {
 
 S3FS_RETRIES = 1
 """s3fs's own retry loop (on top of botocore's) is switched off by default: ``s3fs_retries``."""
-
-_SECRET_OPTION_KEYS = ("secret", "token", "password", "passwd", "credential", "session")
 
 
 def is_s3_url(url: str | os.PathLike[str]) -> bool:
@@ -80,36 +77,6 @@ def s3_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
     retries = int(opts.pop("s3fs_retries", S3FS_RETRIES))
     opts["config_kwargs"] = _merge_defaults(opts.get("config_kwargs") or {}, DEFAULT_CONFIG_KWARGS)
     return opts, max(retries, 1)
-
-
-def secret_values(options: Mapping[str, Any] | None) -> list[str]:
-    """Every string value under a secret-looking key in ``options`` (recursively), plus the
-    secret environment variables botocore reads, longest first (for :func:`redact_text`)."""
-    found: list[str] = []
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, str(k).lower())
-        elif isinstance(value, list | tuple):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and value and any(s in key for s in _SECRET_OPTION_KEYS):
-            found.append(value)
-
-    walk(options or {}, "")
-    for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD"):
-        if os.environ.get(var):
-            found.append(os.environ[var])
-    return sorted(set(found), key=len, reverse=True)
-
-
-def redact_text(text: str, secrets: list[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***``."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _endpoint(fs: Any) -> str:

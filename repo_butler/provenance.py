@@ -9,6 +9,7 @@ replaced by ``"***REDACTED***"`` and ``user:password@`` in URLs is stripped, rec
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
     from repo_butler.refs import DatasetRef
 
 __all__ = [
+    "PENDING_CHECKSUM",
     "REDACTED",
     "SIDECAR_SUFFIX",
     "Provenance",
     "ProvenanceInput",
+    "provenance_document",
+    "provenance_json",
     "redact_values",
     "scrub_secrets",
     "software_versions",
@@ -36,6 +40,8 @@ logger = logging.getLogger(__name__)
 REDACTED = "***REDACTED***"
 SIDECAR_SUFFIX = ".provenance.json"
 SCHEMA_VERSION = 1
+PENDING_CHECKSUM = "sha256:" + "0" * 64
+"""Placeholder checksum: provenance is validated before the bytes are written and hashed."""
 
 _SECRET_KEY = re.compile(
     r"(secret|passw(or)?d|passphrase|token|credential|auth|api[_-]?key|access[_-]?key|"
@@ -232,3 +238,57 @@ class Provenance:
             )
         except (KeyError, TypeError) as err:
             raise ConfigError(f"provenance record is missing or has a bad field: {err}") from err
+
+
+def provenance_document(
+    provenance: Provenance,
+    *,
+    dataset_type: str,
+    data_id: Mapping[str, Any],
+    run: str,
+    checksum: str = PENDING_CHECKSUM,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The provenance document stored with a dataset (as :meth:`Butler.put` writes it).
+
+    Empty ``start``/``end``/``host``/``software`` are completed, the ``output`` section names the
+    dataset, the values of secrets in ``storage_options`` are removed wherever they appear, and
+    the result is validated against ``provenance.schema.json`` (so a bad document is refused
+    before anything is written). Finish it with :func:`provenance_json` once the checksum of
+    the written bytes is known.
+
+    Raises
+    ------
+    ConfigError
+        If the document does not match the schema.
+    """
+    import platform
+
+    from repo_butler.redaction import secret_values
+    from repo_butler.schemas import validate
+
+    doc = provenance.to_dict()
+    # Complete what the caller left empty so every record says when, where and with what.
+    stamp = now_iso()
+    doc["start"] = doc["start"] or stamp
+    doc["end"] = doc["end"] or stamp
+    doc["host"] = doc["host"] or platform.node()
+    doc["software"] = doc["software"] or software_versions()
+    doc["output"] = {
+        "dataset_type": dataset_type,
+        "data_id": dict(data_id),
+        "run": run,
+        "checksum": checksum,
+    }
+    # Key-based scrubbing happened in Provenance; also remove the values we know are
+    # secret (the storage options' credentials) wherever the caller put them.
+    doc = redact_values(doc, secret_values(storage_options))
+    source = f"provenance of {dataset_type} {data_id}"
+    validate(doc, "provenance.schema.json", source=source, error=ConfigError)
+    return doc
+
+
+def provenance_json(doc: dict[str, Any], checksum: str) -> str:
+    """The sidecar/registry JSON of a :func:`provenance_document` with the final checksum."""
+    doc["output"]["checksum"] = checksum
+    return json.dumps(doc, sort_keys=True, indent=1)

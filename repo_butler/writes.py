@@ -1,0 +1,274 @@
+"""Writes made without a registry: plan in the driver, write in a worker, register in the driver.
+
+:meth:`Butler.put <repo_butler.Butler.put>` is these three steps in one process. A scaled-out job
+splits them:
+
+1. the driver calls :meth:`Butler.plan_put <repo_butler.Butler.plan_put>` for each output and gets a
+   :class:`PlannedPut` (validated data ID, run and storage path);
+2. a worker, which never opens the registry, calls :meth:`WorkerIO.write` (from
+   :meth:`Butler.worker_io <repo_butler.Butler.worker_io>`, picklable) and returns the small
+   :class:`WrittenDataset` it gets back;
+3. the driver registers those with :meth:`Butler.register <repo_butler.Butler.register>` in one
+   registry batch.
+
+The registry therefore stays single-writer (SQLite works, and a repository in a bucket uploads its
+registry once per batch) while the bytes go straight from the worker to the datastore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from repo_butler.dimensions import DataId
+from repo_butler.errors import DatasetTypeError
+from repo_butler.provenance import (
+    SIDECAR_SUFFIX,
+    Provenance,
+    provenance_document,
+    provenance_json,
+)
+from repo_butler.refs import DatasetRef
+
+if TYPE_CHECKING:
+    from repo_butler.datastore import Datastore
+    from repo_butler.formatters import Formatter
+
+__all__ = ["PlannedPut", "WorkerIO", "WrittenDataset"]
+
+logger = logging.getLogger(__name__)
+
+_DATASTORES: dict[tuple[str, str], Datastore] = {}
+"""Datastores opened by :meth:`WorkerIO.datastore`, one per process, root and options."""
+
+
+@dataclass(frozen=True)
+class PlannedPut:
+    """Where a dataset will be written (from :meth:`Butler.plan_put <repo_butler.Butler.plan_put>`).
+
+    Attributes
+    ----------
+    dataset_type : str
+        Dataset type name.
+    data_id : DataId
+        Validated data ID with exactly the dataset type's dimensions, in their order.
+    run : str
+        Output run (``""`` for the repository root).
+    path : str
+        Storage path relative to the datastore root (``rerun/<run>/`` prefix included).
+    """
+
+    dataset_type: str
+    data_id: DataId
+    run: str
+    path: str
+
+
+@dataclass(frozen=True)
+class WrittenDataset:
+    """A dataset file (and provenance sidecar) written by :meth:`WorkerIO.write`, not registered.
+
+    Attributes
+    ----------
+    planned : PlannedPut
+        What was written where.
+    uri : str
+        Full URL of the file.
+    size : int
+        Size of the file in bytes.
+    checksum : str
+        ``"sha256:<hex>"`` of the written bytes.
+    provenance_path : str or None
+        Storage path of the provenance sidecar, ``None`` when written without provenance.
+    provenance_json : str or None
+        The sidecar's JSON text (also stored in the registry).
+    """
+
+    planned: PlannedPut
+    uri: str
+    size: int
+    checksum: str
+    provenance_path: str | None
+    provenance_json: str | None
+
+
+@dataclass(frozen=True)
+class WorkerIO:
+    """What a worker needs to read and write a repository's dataset files without a registry.
+
+    Picklable (a worker process reopens the datastore once per root through
+    :meth:`datastore`); ``repr`` never shows the storage options' values, since Dask logs task
+    arguments.
+
+    Parameters
+    ----------
+    storage_root : str
+        URL of the datastore root.
+    storage_options : Mapping
+        fsspec options (credentials) for the root and for files ingested in place.
+    formatters : Mapping
+        Formatter name of each dataset type.
+    run : str
+        Output run (``""`` for the repository root).
+    """
+
+    storage_root: str
+    storage_options: Mapping[str, Any]
+    formatters: Mapping[str, str]
+    run: str
+    _store: Datastore | None = field(default=None, repr=False, compare=False)
+    """The datastore of the process that built this value (dropped when pickled)."""
+
+    def __repr__(self) -> str:
+        keys = ", ".join(sorted(self.storage_options))
+        return (
+            f"WorkerIO({self.storage_root!r}, run={self.run!r}, "
+            f"storage_options=<{len(self.storage_options)} keys: {keys}; values hidden>)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.storage_root, dict(self.storage_options), dict(self.formatters), self.run)
+        return (WorkerIO, args)
+
+    # -- storage ------------------------------------------------------------------------------
+    def datastore(self) -> Datastore:
+        """The datastore (one per worker process, root and options; reused across tasks)."""
+        if self._store is not None:
+            return self._store
+        key = (
+            self.storage_root,
+            json.dumps(dict(self.storage_options), sort_keys=True, default=str),
+        )
+        store = _DATASTORES.get(key)
+        if store is None:
+            from repo_butler.objectstore import open_datastore
+
+            store = open_datastore(self.storage_root, dict(self.storage_options))
+            _DATASTORES[key] = store
+        return store
+
+    def uri(self, path: str) -> str:
+        """Full URL of a storage path (absolute URLs pass through)."""
+        return self.datastore().uri(path)
+
+    def _formatter(self, dataset_type: str) -> Formatter:
+        from repo_butler.formatters import get_formatter
+
+        try:
+            name = self.formatters[dataset_type]
+        except KeyError:
+            raise DatasetTypeError(
+                f"{self!r} has no formatter for dataset type {dataset_type!r}; known: "
+                f"{', '.join(sorted(self.formatters)) or '(none)'}"
+            ) from None
+        return get_formatter(name)
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(
+        self,
+        planned: PlannedPut,
+        obj: Any,
+        provenance: Provenance | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> WrittenDataset:
+        """Serialise ``obj`` and write it (and its provenance sidecar) at ``planned.path``.
+
+        The provenance is completed, redacted and validated before anything is written; each
+        file is written atomically, and the checksum is computed while the bytes upload (or
+        taken from the S3 client, which hashed the body to sign the request).
+
+        Parameters
+        ----------
+        planned : PlannedPut
+            From :meth:`Butler.plan_put <repo_butler.Butler.plan_put>`.
+        obj : object
+            What to store; the dataset type's formatter serialises it.
+        provenance : Provenance, optional
+            Written as ``<file>.provenance.json`` (and returned for the registry).
+        exclusive : bool
+            Leave an existing file untouched and raise ``FileExistsError`` (one conditional
+            request on S3).
+
+        Raises
+        ------
+        ConfigError
+            If the provenance document is invalid (nothing is written).
+        FormatterError
+            If ``obj`` cannot be serialised (nothing is written).
+        StorageError
+            If the storage refuses the write.
+        """
+        data = self._formatter(planned.dataset_type).to_bytes(obj)
+        prov_doc = None
+        if provenance is not None:  # validated before anything is written
+            prov_doc = provenance_document(
+                provenance,
+                dataset_type=planned.dataset_type,
+                data_id=planned.data_id,
+                run=planned.run,
+                storage_options=self.storage_options,
+            )
+        store = self.datastore()
+        checksum = store.put_bytes_started(planned.path, data, exclusive=exclusive)()
+        prov_path = prov_json = None
+        if prov_doc is not None:
+            prov_path = planned.path + SIDECAR_SUFFIX
+            prov_json = provenance_json(prov_doc, checksum)
+            store.put_bytes(prov_path, prov_json.encode())
+        return WrittenDataset(
+            planned, store.uri(planned.path), len(data), checksum, prov_path, prov_json
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+    def read_bytes(self, ref_or_path: DatasetRef | str) -> bytes:
+        """Whole content of a dataset file (``FileNotFoundError`` if missing).
+
+        ``ref_or_path`` is a ref or its ``path``: relative to the datastore root, or an absolute
+        URL for files ingested with ``transfer="direct"``.
+        """
+        path = ref_or_path.path if isinstance(ref_or_path, DatasetRef) else ref_or_path
+        if "://" in path:
+            import fsspec.core
+
+            fs, full = fsspec.core.url_to_fs(path, **dict(self.storage_options))
+            data: bytes = fs.cat_file(full)
+            return data
+        return self.datastore().get_bytes(path)
+
+    def read(self, ref: DatasetRef) -> Any:
+        """Read and decode a dataset (``FileNotFoundError`` if its file is missing)."""
+        data = self.read_bytes(ref)
+        return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
+
+    @contextmanager
+    def open(self, ref: DatasetRef, *, block_size: int | None = None) -> Iterator[BinaryIO]:
+        """Open a dataset's file for binary reading without decoding it (e.g. FITS headers).
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The dataset.
+        block_size : int, optional
+            Read-ahead of remote files (small for header-only reads); fsspec's default if
+            ``None``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file is missing.
+        """
+        if "://" in ref.path:  # ingested with transfer="direct"
+            import fsspec.core
+
+            fs, full = fsspec.core.url_to_fs(ref.path, **dict(self.storage_options))
+            kwargs = {} if block_size is None else {"block_size": block_size}
+            handle: BinaryIO = fs.open(full, "rb", **kwargs)
+        else:
+            handle = self.datastore().open(ref.path, block_size=block_size)
+        with handle as fh:
+            yield fh
