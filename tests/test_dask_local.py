@@ -155,7 +155,7 @@ def test_ctrl_c_cancels_cleanly_and_reuse_completes(small_repo: Path, tmp_path: 
 
 
 def test_storage_options_hidden_from_task_reprs() -> None:
-    from warping.task.deferred import WorkerIO
+    from repo_butler import WorkerIO
 
     io = WorkerIO("s3://b/r", {"key": "AKIDEXAMPLE", "secret": "s3cr3t-value"}, {}, "")
     text = repr(io)

@@ -16,7 +16,6 @@ from cli.task_args import parse_task_args
 from repo_butler import Butler
 from warping.skymap.geometry import SkyPolygon, polygons_overlap
 from warping.task.config import MakeWarpConfig
-from warping.task.deferred import worker_io
 from warping.task.execution import execute_unit
 from warping.task.planning import plan_units
 
@@ -78,7 +77,7 @@ def test_each_input_file_is_read_once_per_unit(small_repo: Path, tmp_path: Path)
     butler = Butler(str(root), rerun="reads")
     config = MakeWarpConfig()
     plan = plan_units(butler, [{"tract": 0, "patch": p} for p in ("5,4", "5,5", "4,4")])
-    io = worker_io(butler)
+    io = butler.worker_io()
     opened: Counter[str] = Counter()
     active = {"on": False}
 

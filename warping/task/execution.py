@@ -1,7 +1,7 @@
 """Run one planned MakeWarp unit anywhere: in the driver, a local Dask worker or a remote one.
 
 :func:`execute_unit` needs no butler and no registry: it binds the unit's CCDs to handles that
-read through a :class:`~warping.task.deferred.WorkerIO` (each file once), runs
+read through a :class:`~repo_butler.WorkerIO` (each file once), runs
 :meth:`~warping.task.make_warp.MakeWarpTask.run` (which reads, calibrates and warps them), writes
 the warps and their provenance sidecars and returns a picklable
 :class:`~warping.task.work_units.UnitResult` from which the driver registers the outputs. The
@@ -27,8 +27,8 @@ from warping.task.make_warp import MakeWarpTask, SkyInfo, WarpCancelledError
 from warping.task.work_units import UnitResult, WarpUnit
 
 if TYPE_CHECKING:
+    from repo_butler import WorkerIO, WrittenDataset
     from warping.skymap.skymaps import BaseSkyMap
-    from warping.task.deferred import WorkerIO, WrittenDataset
 
 logger = logging.getLogger(__name__)
 

@@ -36,9 +36,8 @@ from warping.task.execution import error_summary, execute_unit
 from warping.task.work_units import UnitResult, WarpUnit
 
 if TYPE_CHECKING:
-    from repo_butler import DatasetRef
+    from repo_butler import DatasetRef, WorkerIO, WrittenDataset
     from warping.skymap.geometry import SkyPolygon
-    from warping.task.deferred import WorkerIO, WrittenDataset
 
 logger = logging.getLogger(__name__)
 

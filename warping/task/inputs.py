@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from repo_butler import DataId, DatasetRef
-    from warping.task.deferred import WorkerIO
+    from repo_butler import DataId, DatasetRef, WorkerIO
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from warping.errors import MissingExposureError
 from warping.task.config import MakeWarpConfig
-from warping.task.deferred import WorkerIO, plan_put, worker_io
 from warping.task.inputs import fmt_id
 from warping.task.work_units import (
     PATCH_KEYS,
@@ -31,7 +30,7 @@ from warping.task.work_units import (
 )
 
 if TYPE_CHECKING:
-    from repo_butler import Butler, DataId, DatasetRef
+    from repo_butler import Butler, DataId, DatasetRef, WorkerIO
     from warping.skymap.geometry import SkyPolygon
     from warping.skymap.tract import PatchInfo, TractInfo
 
@@ -41,7 +40,7 @@ __all__ = ["FootprintMapper", "plan_units"]
 
 #: Reads the sky footprints of ``(calexp, external WCS)`` pairs (in this process or on workers).
 FootprintMapper = Callable[
-    [WorkerIO, list[tuple["DatasetRef", "DatasetRef | None"]]], list["SkyPolygon | str"]
+    ["WorkerIO", list[tuple["DatasetRef", "DatasetRef | None"]]], list["SkyPolygon | str"]
 ]
 
 
@@ -213,7 +212,7 @@ def plan_units(
     skymap_ref = butler.get_ref(f"{config.coaddName}Coadd_skyMap")
     skymap = butler.get(skymap_ref)
     candidates = _Candidates(butler, select_ids)
-    footprint = _Footprints(butler, config, worker_io(butler), map_footprints or sky_footprints)
+    footprint = _Footprints(butler, config, butler.worker_io(), map_footprints or sky_footprints)
 
     def patch_id(tract_id: int, patch: str, filter_name: str) -> DataId:
         raw = {"tract": tract_id, "patch": patch, "filter": filter_name}
@@ -283,7 +282,7 @@ def plan_units(
             refs = sorted(by_visit[visit], key=lambda r: int(r.data_id["ccd"]))
             warp_id = butler.dimensions.normalize({**pid, "visit": visit}, order=WARP_KEYS)
             outputs = tuple(
-                PlannedWarp(t, plan_put(butler, config.dataset_type(t), warp_id))
+                PlannedWarp(t, butler.plan_put(config.dataset_type(t), warp_id))
                 for t in config.warp_types
             )
             unit = WarpUnit(

@@ -19,9 +19,8 @@ from warping.task.config import MakeWarpConfig
 from warping.task.work_units import UnitResult, patch_of
 
 if TYPE_CHECKING:
-    from repo_butler import Butler, DataId
+    from repo_butler import Butler, DataId, WorkerIO, WrittenDataset
     from warping.skymap.geometry import SkyPolygon
-    from warping.task.deferred import WorkerIO, WrittenDataset
     from warping.task.executors import DaskExecutor, UnitExecutor
     from warping.task.work_units import WarpPlan
 
@@ -281,7 +280,6 @@ def _execute(
     on_start: Callable[[BatchSummary], None] | None,
 ) -> BatchSummary:
     """Run the plan's units on ``executor``; register their outputs as results arrive."""
-    from warping.task.deferred import register, worker_io
     from warping.task.executors import InterruptGate
 
     batch = BatchSummary(n_units=len(plan.units), n_reused=len(plan.reused),
@@ -298,7 +296,7 @@ def _execute(
     def flush() -> None:
         nonlocal pending, last_flush
         if pending:
-            register(butler, pending)
+            butler.register(pending)
             pending = []
         last_flush = time.perf_counter()
 
@@ -344,7 +342,7 @@ def _execute(
     with InterruptGate() as gate:
         try:
             try:
-                io = worker_io(butler)
+                io = butler.worker_io()
                 for res in executor.run(plan.units, io, config, on_submit=submitted):
                     with gate.hold():  # Ctrl-C waits until the result is recorded
                         handle(res)

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from warping.task.inputs import CcdInput, StoredHandle
 
 if TYPE_CHECKING:
-    from repo_butler import DataId, DatasetRef
-    from warping.task.deferred import PlannedPut, WorkerIO, WrittenDataset
+    from repo_butler import DataId, DatasetRef, PlannedPut, WorkerIO, WrittenDataset
 
 logger = logging.getLogger(__name__)
 
