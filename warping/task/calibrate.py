@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.wcs import WCS
@@ -27,6 +27,8 @@ from warping.exposure import Exposure
 from warping.task.inputs import fmt_id
 
 if TYPE_CHECKING:
+    from warping.background import BackgroundList
+    from warping.photocalib import PhotoCalib
     from warping.task.inputs import CcdInput
 
 logger = logging.getLogger(__name__)
@@ -82,9 +84,9 @@ def load_calibrated(inp: CcdInput) -> Exposure:
 def calibrate_exposure(
     calexp: Exposure,
     *,
-    photo_calib: Any,
-    background: Any = None,
-    sky_corr: Any = None,
+    photo_calib: PhotoCalib | None,
+    background: BackgroundList | None = None,
+    sky_corr: BackgroundList | None = None,
     wcs: WCS | None = None,
 ) -> Exposure:
     """Return a new exposure in nJy with the requested corrections applied.
