@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def simulate(root: str, ccd: tuple[int, int], patch: int, storage_options: Any = None) -> Any:
     from repo_butler import Butler
-    from warping.demo import demo_simulation, demo_skymap
     from warping.simulate.repo import write_simulation
+    from warping.task.demo import demo_simulation, demo_skymap
 
     skymap = demo_skymap(patch_inner=patch, patch_border=20, pixel_scale_arcsec=0.2,
                          radius_deg=0.1)  # fmt: skip
@@ -101,7 +101,7 @@ def main() -> None:
     assert len(ccd) == 2
     from distributed import LocalCluster
 
-    from warping.task.dask_exec import WORKER_ENV
+    from warping.task.dask_plugin import WORKER_ENV
 
     logging.basicConfig(level=logging.WARNING)
     work = Path(args.work or tempfile.mkdtemp(prefix="rb-scale-"))

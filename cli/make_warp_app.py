@@ -1,7 +1,7 @@
 """Presentation for ``rb make-warp``: progress bar over visits and the final summary table.
 
-Argument grouping, config parsing and the task itself live in :mod:`warping.task`; this module
-only wires them to the terminal.
+Argument grouping lives in :mod:`cli.task_args`, config parsing and the task itself in
+:mod:`warping.task`; this module only wires them to the terminal.
 """
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cli.task_args import TaskArgs
+    from warping.task.config import MakeWarpConfig
+    from warping.task.runner import BatchSummary, ProgressState, RunSummary
 
 __all__ = ["demo_command", "format_config", "make_warp_command", "print_summary"]
 
@@ -34,11 +41,11 @@ def format_config(config: Any, prefix: str = "config") -> list[str]:
     return lines
 
 
-def _load_config(argv: Sequence[str]) -> tuple[Any, Any]:
+def _load_config(argv: Sequence[str]) -> tuple[TaskArgs, MakeWarpConfig]:
     from pathlib import Path
 
+    from cli.task_args import parse_task_args
     from repo_butler.errors import ConfigError
-    from warping.task.cli_args import parse_task_args
     from warping.task.config import MakeWarpConfig, apply_overrides
 
     args = parse_task_args(argv)
@@ -51,7 +58,7 @@ def _load_config(argv: Sequence[str]) -> tuple[Any, Any]:
     return args, apply_overrides(MakeWarpConfig(), args.config, files=files)
 
 
-def print_summary(summary: Any, *, console: Any) -> None:
+def print_summary(summary: RunSummary, *, console: Console) -> None:
     """Render one patch's :class:`warping.task.runner.RunSummary` as a table on ``console``."""
     from rich.table import Table
 
@@ -122,7 +129,7 @@ def make_warp_command(
     with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("units", total=None, done=0, failed=0, running=0)
 
-        def progress(s: Any) -> None:
+        def progress(s: ProgressState) -> None:
             bar.update(
                 task,
                 total=s.total,
@@ -132,7 +139,7 @@ def make_warp_command(
                 running=s.running,
             )
 
-        def on_start(b: Any) -> None:
+        def on_start(b: BatchSummary) -> None:
             if b.dashboard_link:
                 err_console.print(f"Dask dashboard: {b.dashboard_link}", highlight=False)
 
@@ -165,8 +172,8 @@ def make_warp_command(
         sys.stdout.write("\n")
     for f in batch.failures:
         err_console.print(
-            f"[red]FAILED[/red] tract={f.tract} patch={f.patch} filter={f.filter} "
-            f"visit={f.visit} on {f.worker or '?'}: {f.error}",
+            f"[red]FAILED[/red] tract={f.data_id['tract']} patch={f.data_id['patch']} "
+            f"filter={f.data_id['filter']} visit={f.visit} on {f.worker or '?'}: {f.error}",
             highlight=False,
         )
         if f.traceback:
@@ -191,7 +198,7 @@ def demo_command(directory: str, *, jobs: int = 1) -> int:
     """Run the demo and print where the warps and PNGs are; 0 when warps were written."""
     from rich.console import Console
 
-    from warping.demo import run_demo
+    from warping.task.demo import run_demo
 
     console = Console(stderr=True)
     result = run_demo(directory, jobs=jobs, echo=lambda line: console.print(line, highlight=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from repo_butler import Butler
-from warping.demo import demo_simulation, demo_skymap
 from warping.simulate.repo import write_simulation
+from warping.task.demo import demo_simulation, demo_skymap
 
 __all__ = ["small_sim", "small_skymap", "write_small_repo"]
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
+from warping.coadd_inputs import CcdRecord
 from warping.coadd_psf import CoaddPsf, WarpedPsf
 from warping.geom import Box2I
 from warping.psf.base import Psf, PsfError
-from warping.task.coadd_inputs import CcdRecord
 
 
 class _AnalyticGaussian(Psf):

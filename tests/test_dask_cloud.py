@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from repo_butler import Butler
 from repo_butler.maintenance import verify
-from warping.task.units import plan_units
+from warping.task.planning import plan_units
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,8 @@ def test_s3_repo_on_two_workers_matches_local_repo(s3_root: Any, tmp_path: Path)
     assert len(units) >= 4 and doc["units"] == len(units)
     assert_same_warps(local_out, s3_out, units)
     for unit in units:  # the files themselves are identical too
-        a = s3_out.get_ref("deepCoadd_directWarp", unit.output_id)
-        b = local_out.get_ref("deepCoadd_directWarp", unit.output_id)
+        a = s3_out.get_ref("deepCoadd_directWarp", unit.data_id)
+        b = local_out.get_ref("deepCoadd_directWarp", unit.data_id)
         assert a.checksum == b.checksum and a.uri.startswith("s3://")
     assert verify(s3_out).problems == []
     # nothing in the bucket carries the secret (sidecars, registry)

@@ -21,8 +21,8 @@ from scale_support import write_small_repo
 
 from repo_butler import Butler
 from repo_butler.maintenance import verify
+from warping.task.planning import plan_units
 from warping.task.runner import run_make_warps
-from warping.task.units import plan_units
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def cluster() -> Iterator[str]:
     """A two-worker local cluster (processes, one thread each) for the whole module."""
     from distributed import LocalCluster
 
-    from warping.task.dask_exec import WORKER_ENV
+    from warping.task.dask_plugin import WORKER_ENV
 
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -64,13 +64,13 @@ def assert_same_warps(a: Butler, b: Butler, units: list[Any]) -> None:
     """Pixels byte-identical, provenance equal apart from times and hosts."""
     assert units
     for unit in units:
-        wa = a.get("deepCoadd_directWarp", unit.output_id)
-        wb = b.get("deepCoadd_directWarp", unit.output_id)
+        wa = a.get("deepCoadd_directWarp", unit.data_id)
+        wb = b.get("deepCoadd_directWarp", unit.data_id)
         for plane in ("image", "variance", "mask"):
             x, y = getattr(wa, plane), getattr(wb, plane)
             assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), (unit.key, plane)
-        pa = a.get_provenance_dict("deepCoadd_directWarp", unit.output_id)
-        pb = b.get_provenance_dict("deepCoadd_directWarp", unit.output_id)
+        pa = a.get_provenance_dict("deepCoadd_directWarp", unit.data_id)
+        pb = b.get_provenance_dict("deepCoadd_directWarp", unit.data_id)
         assert comparable_provenance(pa) == comparable_provenance(pb), unit.key
 
 
@@ -155,10 +155,10 @@ def test_ctrl_c_cancels_cleanly_and_reuse_completes(small_repo: Path, tmp_path: 
 
 
 def test_storage_options_hidden_from_task_reprs() -> None:
-    from warping.task.deferred import StoreContext
+    from repo_butler import WorkerIO
 
-    ctx = StoreContext("s3://b/r", {"key": "AKIDEXAMPLE", "secret": "s3cr3t-value"}, {}, "")
-    text = repr(ctx)
+    io = WorkerIO("s3://b/r", {"key": "AKIDEXAMPLE", "secret": "s3cr3t-value"}, {}, "")
+    text = repr(io)
     assert "s3cr3t-value" not in text and "AKIDEXAMPLE" not in text and "secret" in text
 
 

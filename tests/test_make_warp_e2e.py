@@ -10,10 +10,10 @@ import pytest
 from repo_copy import copy_repo
 
 from repo_butler import Butler
-from warping.demo import DEMO_PATCH, demo_simulation, demo_skymap
 from warping.exposure import Exposure
 from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig, apply_overrides
+from warping.task.demo import DEMO_PATCH, demo_simulation, demo_skymap
 from warping.task.runner import run_make_warp
 
 PATCH = dict(DEMO_PATCH)

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
+from repo_butler import DataId
 from warping.exposure import Exposure
 from warping.geom import Box2I
 from warping.photocalib import PhotoCalib
 from warping.psf import GaussianPsf
 from warping.task.config import MakeWarpConfig, apply_overrides
+from warping.task.inputs import CcdInput, InMemoryHandle
 from warping.task.make_warp import MakeWarpTask, SkyInfo, ccd_exposure_id
 
 RA0, DEC0 = 150.0, 2.0
@@ -60,6 +62,14 @@ def make_ccd(
     return exp
 
 
+def ccd_inputs(
+    calexps: list[Exposure], data_ids: list[dict[str, int]] | None = None
+) -> list[CcdInput]:
+    """The task's inputs for in-memory CCDs (made by :func:`make_ccd`, CCD number in the id)."""
+    ids = data_ids or [{"ccd": int(e.id) % 200} for e in calexps]
+    return [CcdInput(DataId(d), InMemoryHandle(e)) for e, d in zip(calexps, ids, strict=True)]
+
+
 def star_pixel(dra: float, ddec: float) -> tuple[float, float]:
     cos_dec = np.cos(np.radians(DEC0))
     x, y = SKY.wcs.world_to_pixel_values(RA0 + dra / 3600.0 / cos_dec, DEC0 + ddec / 3600.0)
@@ -69,7 +79,7 @@ def star_pixel(dra: float, ddec: float) -> tuple[float, float]:
 def test_direct_warp_conserves_flux_and_records_inputs() -> None:
     a = make_ccd(16, (110.0, 130.0), 0.0)
     b = make_ccd(17, (30.0, 130.0), 10.0, offset=1.0)
-    res = MakeWarpTask().run([a, b], [16, 17], SKY, 7, [{"visit": 7, "ccd": 16}, {"ccd": 17}])
+    res = MakeWarpTask().run(ccd_inputs([a, b], [{"visit": 7, "ccd": 16}, {"ccd": 17}]), SKY, 7)
     warp = res.exposures["direct"]
     assert warp is not None
     assert warp.bbox == SKY.bbox and warp.wcs is SKY.wcs
@@ -99,7 +109,7 @@ def test_direct_warp_conserves_flux_and_records_inputs() -> None:
 def test_last_ccd_wins_in_overlaps() -> None:
     a = make_ccd(16, (110.0, 130.0), 0.0, offset=0.0)
     b = make_ccd(17, (110.0, 130.0), 0.0, offset=100.0)  # same footprint, offset pixels
-    warp = MakeWarpTask().run([a, b], [16, 17], SKY, 7).exposures["direct"]
+    warp = MakeWarpTask().run(ccd_inputs([a, b]), SKY, 7).exposures["direct"]
     assert warp is not None
     area = (0.2 / 0.168) ** 2
     x, y = star_pixel(0.0, 0.0)
@@ -108,7 +118,7 @@ def test_last_ccd_wins_in_overlaps() -> None:
 
 def test_coadd_psf_matches_star_profile() -> None:
     a = make_ccd(16, (110.0, 130.0), 25.0, sigma=2.5)
-    warp = MakeWarpTask().run([a], [16], SKY, 7).exposures["direct"]
+    warp = MakeWarpTask().run(ccd_inputs([a]), SKY, 7).exposures["direct"]
     assert warp is not None and warp.psf is not None
     dra, ddec, _ = STARS[1]
     x, y = star_pixel(dra, ddec)
@@ -130,11 +140,11 @@ def test_coadd_psf_matches_star_profile() -> None:
 
 def test_empty_visit_gives_no_warp_unless_asked() -> None:
     far = make_ccd(16, (5000.0, 5000.0), 0.0)
-    res = MakeWarpTask().run([far], [16], SKY, 7)
+    res = MakeWarpTask().run(ccd_inputs([far]), SKY, 7)
     assert res.exposures["direct"] is None
     assert res.ccds[0].skipped == "no good pixels on patch"
     cfg = apply_overrides(MakeWarpConfig(), ["doWriteEmptyWarps=True"])
-    empty = MakeWarpTask(cfg).run([far], [16], SKY, 7).exposures["direct"]
+    empty = MakeWarpTask(cfg).run(ccd_inputs([far]), SKY, 7).exposures["direct"]
     assert empty is not None and np.isnan(empty.image).all() and empty.coadd_inputs is None
 
 
@@ -143,7 +153,8 @@ def test_psf_match_failure_skips_only_the_matched_warp() -> None:
         raise ValueError("Insufficient area to match")
 
     cfg = apply_overrides(MakeWarpConfig(), ["makePsfMatched=True"])
-    res = MakeWarpTask(cfg, psf_matcher=failing).run([make_ccd(16, (110, 130), 0.0)], [16], SKY, 7)
+    task = MakeWarpTask(cfg, psf_matcher=failing)
+    res = task.run(ccd_inputs([make_ccd(16, (110, 130), 0.0)]), SKY, 7)
     assert res.exposures["direct"] is not None
     assert res.exposures["psfMatched"] is None
     assert "Insufficient area" in res.ccds[0].reasons["psfMatched"]
@@ -154,7 +165,8 @@ def test_psf_matched_warp_uses_matcher_output() -> None:
         return dataclasses.replace(warped, psf=model)  # type: ignore[arg-type]
 
     cfg = apply_overrides(MakeWarpConfig(), ["makePsfMatched=True", "modelPsf.defaultFwhm=7"])
-    res = MakeWarpTask(cfg, psf_matcher=identity).run([make_ccd(16, (110, 130), 0.0)], [16], SKY, 7)
+    task = MakeWarpTask(cfg, psf_matcher=identity)
+    res = task.run(ccd_inputs([make_ccd(16, (110, 130), 0.0)]), SKY, 7)
     direct, matched = res.exposures["direct"], res.exposures["psfMatched"]
     assert direct is not None and matched is not None
     np.testing.assert_array_equal(direct.image, matched.image)

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler
-from warping.demo import DEMO_PATCH, demo_simulation, demo_skymap
 from warping.simulate.repo import write_simulation
+from warping.task.demo import DEMO_PATCH, demo_simulation, demo_skymap
 
 PATCH = dict(DEMO_PATCH)
 MATCHING_CONFIG = """

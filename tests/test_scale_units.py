@@ -12,12 +12,12 @@ from repo_copy import copy_repo
 from scale_support import write_small_repo
 from typer.testing import CliRunner
 
+from cli.task_args import parse_task_args
 from repo_butler import Butler
 from warping.skymap.geometry import SkyPolygon, polygons_overlap
-from warping.task.cli_args import parse_task_args
 from warping.task.config import MakeWarpConfig
-from warping.task.deferred import StoreContext
-from warping.task.units import execute_unit, plan_units
+from warping.task.execution import execute_unit
+from warping.task.planning import plan_units
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_each_input_file_is_read_once_per_unit(small_repo: Path, tmp_path: Path)
     butler = Butler(str(root), rerun="reads")
     config = MakeWarpConfig()
     plan = plan_units(butler, [{"tract": 0, "patch": p} for p in ("5,4", "5,5", "4,4")])
-    ctx = StoreContext.from_butler(butler)
+    io = butler.worker_io()
     opened: Counter[str] = Counter()
     active = {"on": False}
 
@@ -93,7 +93,7 @@ def test_each_input_file_is_read_once_per_unit(small_repo: Path, tmp_path: Path)
     try:
         for unit in plan.units:
             active["on"] = True
-            result = execute_unit(unit, ctx, config)
+            result = execute_unit(unit, io, config)
             active["on"] = False
             assert result.status == "written", result.error
             for c in unit.ccds:
@@ -135,11 +135,11 @@ def test_failed_unit_is_isolated_and_reuse_redoes_only_missing(
     out = Butler(str(root), rerun="f")
     made = {}
     for u in plan.units:
-        exists = out.exists("deepCoadd_directWarp", u.output_id, output_run_only=True)
+        exists = out.exists("deepCoadd_directWarp", u.data_id, output_run_only=True)
         assert exists == ((u.patch, u.visit) not in doomed)
         if exists:
             made[(u.patch, u.visit)] = (
-                Path(out.uri("deepCoadd_directWarp", u.output_id).removeprefix("file://"))
+                Path(out.uri("deepCoadd_directWarp", u.data_id).removeprefix("file://"))
                 .stat()
                 .st_mtime_ns
             )
@@ -149,7 +149,7 @@ def test_failed_unit_is_isolated_and_reuse_redoes_only_missing(
     assert again.exit_code == 0, again.output
     out = Butler(str(root), rerun="f")
     for u in plan.units:
-        uri = out.uri("deepCoadd_directWarp", u.output_id)
+        uri = out.uri("deepCoadd_directWarp", u.data_id)
         mtime = Path(uri.removeprefix("file://")).stat().st_mtime_ns
         if (u.patch, u.visit) in made:
             assert mtime == made[(u.patch, u.visit)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.test_make_warp_run import SKY, make_ccd
+from tests.test_make_warp_run import SKY, ccd_inputs, make_ccd
 from warping.formats.exposure_fits import ExposureFormatter
 from warping.task.make_warp import MakeWarpTask
 
@@ -12,9 +12,8 @@ from warping.task.make_warp import MakeWarpTask
 def test_warp_round_trip_keeps_inputs_and_psf() -> None:
     a = make_ccd(16, (110.0, 130.0), 0.0)
     b = make_ccd(17, (30.0, 130.0), 10.0, offset=1.0)
-    warp = (
-        MakeWarpTask().run([a, b], [16, 17], SKY, 7, [{"ccd": 16}, {"ccd": 17}]).exposures["direct"]
-    )
+    inputs = ccd_inputs([a, b], [{"ccd": 16}, {"ccd": 17}])
+    warp = MakeWarpTask().run(inputs, SKY, 7).exposures["direct"]
     assert warp is not None
     fmt = ExposureFormatter()
     back = fmt.from_bytes(fmt.to_bytes(warp), source="memory")

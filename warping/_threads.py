@@ -17,7 +17,7 @@ def thread_limit() -> int:
     """Usable cores (CPU affinity), capped by ``REPO_BUTLER_THREADS`` when it is set.
 
     Dask workers run one task per single-threaded process and set ``REPO_BUTLER_THREADS=1``
-    (:data:`warping.task.dask_exec.WORKER_ENV`), so the warper, the PSF matching and the
+    (:data:`warping.task.dask_plugin.WORKER_ENV`), so the warper, the PSF matching and the
     warped-PSF resampler then stay on one thread. ``NUMBA_NUM_THREADS`` is honoured the same way
     for worker setups written for earlier versions.
     """

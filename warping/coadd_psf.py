@@ -276,7 +276,7 @@ class CoaddPsf(Psf):
     Parameters
     ----------
     ccds
-        Input CCD records (:class:`warping.task.coadd_inputs.CcdRecord`) with ``psf``, ``wcs``,
+        Input CCD records (:class:`warping.coadd_inputs.CcdRecord`) with ``psf``, ``wcs``,
         ``bbox``, ``valid_bbox``, ``weight`` and ``goodpix``.
     coadd_wcs
         WCS of the warp (parent pixels).
@@ -347,8 +347,8 @@ class CoaddPsf(Psf):
 
     def to_dict(self) -> dict[str, Any]:
         """Persistable form: the input CCD records, the warp WCS and the kernel."""
+        from warping.coadd_inputs import wcs_to_text
         from warping.psf import psf_to_dict
-        from warping.task.coadd_inputs import wcs_to_text
 
         return {
             "type": "CoaddPsf",
@@ -375,8 +375,8 @@ class CoaddPsf(Psf):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoaddPsf:
         """Inverse of :meth:`to_dict`."""
+        from warping.coadd_inputs import CcdRecord, wcs_from_text
         from warping.psf import psf_from_dict
-        from warping.task.coadd_inputs import CcdRecord, wcs_from_text
 
         ccds = [
             CcdRecord(

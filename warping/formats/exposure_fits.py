@@ -84,18 +84,23 @@ _EXTENSIONS: dict[str, _Extension] = {}
 _RESERVED = {"IMAGE", "MASK", "VARIANCE", "PSF", "PHOTOCALIB", "METADATA"}
 
 
-def register_extension(name: str, attr: str, to_hdus: ToHdus, from_hdus: FromHdus) -> None:
+def register_extension(
+    name: str, attr: str, to_hdus: ToHdus, from_hdus: FromHdus, *, module: str | None = None
+) -> None:
     """Persist ``exposure.<attr>`` in extra FITS extensions tagged ``RBEXT = name``.
 
     ``to_hdus(value)`` returns the HDUs (their ``EXTNAME`` is up to the caller) written after the
     standard ones when the attribute is not ``None``; ``from_hdus(hdus)`` receives the same HDUs
     in order and returns the value. A file naming an unregistered extension from a ``warping``
     module imports that module (``RBEXTMOD``) before giving up with a :class:`FormatError`.
+    ``module`` is the name recorded in ``RBEXTMOD`` (default: the module of ``to_hdus``); a
+    module that moved keeps recording the name its files already carry.
     """
     name = name.upper()
     if name in _RESERVED:
         raise ValueError(f"extension name {name!r} is reserved by the exposure format")
-    module = getattr(to_hdus, "__module__", "") or ""
+    if module is None:
+        module = getattr(to_hdus, "__module__", "") or ""
     _EXTENSIONS[name] = _Extension(name, attr, to_hdus, from_hdus, module)
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from warping.calexp_footprint import read_wcs_and_bbox_of
 from warping.skymap.config import SkyMapConfig
 from warping.skymap.skymaps import BaseSkyMap, RingsSkyMap, make_discrete_skymap
 from warping.skymap.tract import TractInfo
+
+if TYPE_CHECKING:
+    from repo_butler import Butler
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +19,7 @@ __all__ = ["describe_tract", "make_repo_skymap"]
 
 
 def make_repo_skymap(
-    butler: Any,
+    butler: Butler,
     config: SkyMapConfig,
     *,
     kind: str = "discrete",
@@ -30,14 +34,12 @@ def make_repo_skymap(
     bbox are read from the file headers only); ``kind="rings"`` makes LSST's all-sky rings map.
     """
     if kind == "discrete":
-        from warping.task.runner import read_calexp_footprint
-
         refs = butler.query_datasets("calexp")
         if not refs:
             raise ValueError(
                 f"{butler.root} has no calexps to cover; ingest or simulate some, or use --rings"
             )
-        footprints = [read_calexp_footprint(butler, ref) for ref in refs]
+        footprints = [read_wcs_and_bbox_of(butler.open_file, ref) for ref in refs]
         skymap: BaseSkyMap = make_discrete_skymap(footprints, config, border_deg=border_deg)
     elif kind == "rings":
         skymap = RingsSkyMap(config, num_rings=num_rings)

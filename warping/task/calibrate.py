@@ -1,4 +1,7 @@
-"""Turn a calexp into a calibrated exposure in nJy (pure compute; the butler reads live elsewhere).
+"""Turn a CCD's calexp into a calibrated exposure in nJy.
+
+:func:`load_calibrated` reads a :class:`~warping.task.inputs.CcdInput`'s handles (the only I/O)
+and :func:`calibrate_exposure` does the arithmetic (pure compute).
 
 Order of operations (LSST 2025 semantics, which fixed the Gen2 sky-correction ordering bug):
 
@@ -14,24 +17,76 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.wcs import WCS
 
+from warping.errors import WarpingError
 from warping.exposure import Exposure
+from warping.task.inputs import fmt_id
+
+if TYPE_CHECKING:
+    from warping.background import BackgroundList
+    from warping.photocalib import PhotoCalib
+    from warping.task.inputs import CcdInput
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["calibrate_exposure"]
+__all__ = ["UnusableCcdError", "calibrate_exposure", "load_calibrated"]
+
+
+class UnusableCcdError(WarpingError, LookupError):
+    """A CCD cannot be used: its calexp or a calibration product is missing or incomplete."""
+
+
+def load_calibrated(inp: CcdInput) -> Exposure:
+    """Read a CCD's calexp and calibration products and return it calibrated (nJy).
+
+    Raises
+    ------
+    UnusableCcdError
+        With the reason the CCD is skipped: a product is missing (``inp.missing``), a file is
+        missing, or there is no photometric calibration.
+    """
+    did = fmt_id(inp.data_id)
+    if inp.missing:
+        logger.warning("Calexp %s not usable; skipping it: %s", did, inp.missing)
+        raise UnusableCcdError(inp.missing)
+    try:
+        calexp = inp.calexp.get()
+    except FileNotFoundError:
+        uri = inp.calexp.ref.uri if inp.calexp.ref is not None else "<memory>"
+        why = f"Exposure not found: calexp {did}: file {uri} is missing; run `rb verify`"
+        logger.warning("Calexp %s not usable; skipping it: %s", did, why)
+        raise UnusableCcdError(why) from None
+    try:
+        products = {name: h.get() for name, h in inp.products().items()}
+    except FileNotFoundError as err:
+        raise UnusableCcdError(
+            f"{err}: a calibration product's file is missing; run `rb verify`"
+        ) from None
+    photo_calib = products.get("photo_calib", calexp.photo_calib)
+    if photo_calib is None:
+        raise UnusableCcdError(
+            f"calexp {did} has no photometric calibration; set "
+            "doApplyExternalPhotoCalib=True to use an external one."
+        )
+    return calibrate_exposure(
+        calexp,
+        photo_calib=photo_calib,
+        background=products.get("background"),
+        sky_corr=products.get("sky_corr"),
+        wcs=products.get("wcs"),
+    )
 
 
 def calibrate_exposure(
     calexp: Exposure,
     *,
-    photo_calib: Any,
-    background: Any = None,
-    sky_corr: Any = None,
+    photo_calib: PhotoCalib | None,
+    background: BackgroundList | None = None,
+    sky_corr: BackgroundList | None = None,
     wcs: WCS | None = None,
 ) -> Exposure:
     """Return a new exposure in nJy with the requested corrections applied.

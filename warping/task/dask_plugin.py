@@ -1,4 +1,4 @@
-"""Dask worker plugin limiting compiled kernels to one thread per worker process."""
+"""One thread per Dask worker process for compiled kernels: the environment and a worker plugin."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from warping.task.dask_exec import WORKER_ENV
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["SingleThreadKernels"]
+__all__ = ["WORKER_ENV", "SingleThreadKernels"]
+
+#: Thread limits for compiled kernels in worker processes (one task thread per worker).
+WORKER_ENV = {
+    "REPO_BUTLER_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 class SingleThreadKernels(WorkerPlugin):

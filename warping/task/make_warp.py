@@ -1,29 +1,45 @@
-"""MakeWarp: warp one visit's calibrated CCDs onto a skymap patch (pure compute, no I/O).
+"""MakeWarp: calibrate and warp one visit's CCDs onto a skymap patch.
 
-:meth:`MakeWarpTask.run` takes in-memory calibrated exposures and returns the requested warps;
-:mod:`warping.task.runner` does the butler reads and writes around it.
+:meth:`MakeWarpTask.run` takes one :class:`~warping.task.inputs.CcdInput` per CCD (a data ID and
+lazy handles to the calexp and its calibrations), reads each through its handles, applies the
+calibrations and returns the requested warps in memory; :mod:`warping.task.execution` writes
+them and :mod:`warping.task.runner` plans and registers around it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.wcs import WCS
 
+from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
 from warping.coadd_psf import CoaddPsf, WarpedPsf
+from warping.errors import WarpingError
 from warping.exposure import Exposure
 from warping.geom import Box2I
 from warping.task.assemble import copy_good_pixels
-from warping.task.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
+from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
+
+if TYPE_CHECKING:
+    from repo_butler import DataId
+    from warping.skymap.skymaps import BaseSkyMap
+    from warping.task.inputs import CcdInput
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CcdOutcome", "MakeWarpTask", "SkyInfo", "VisitWarps", "ccd_exposure_id"]
+__all__ = [
+    "CcdOutcome",
+    "MakeWarpTask",
+    "SkyInfo",
+    "VisitWarps",
+    "WarpCancelledError",
+    "ccd_exposure_id",
+]
 
 #: HSC's ``ccdExposureId = visit * 200 + ccd``.
 CCDS_PER_VISIT_ID = 200
@@ -44,7 +60,9 @@ class SkyInfo:
     bbox: Box2I
 
     @classmethod
-    def from_skymap(cls, skymap: Any, tract_id: int, patch: str | tuple[int, int] | int) -> SkyInfo:
+    def from_skymap(
+        cls, skymap: BaseSkyMap, tract_id: int, patch: str | tuple[int, int] | int
+    ) -> SkyInfo:
         """Look up ``tract_id`` and ``patch`` in a skymap."""
         tract = skymap[tract_id]
         info = tract.patch(patch)
@@ -56,7 +74,8 @@ class CcdOutcome:
     """What happened to one CCD of a visit."""
 
     ccd: int
-    data_id: Mapping[str, Any]
+    data_id: DataId
+    loaded: bool = True  # False: skipped before warping (missing or unusable inputs)
     goodpix: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # reason, when the CCD contributed nothing at all
     reasons: dict[str, str] = field(default_factory=dict)  # warp type -> why it was not made
@@ -79,6 +98,10 @@ class VisitWarps:
     seconds: float = 0.0
 
 
+class WarpCancelledError(WarpingError, RuntimeError):
+    """The run was cancelled (Ctrl-C in the driver) before it finished."""
+
+
 PsfMatcher = Callable[[Exposure, Any, MakeWarpConfig], Exposure]
 
 
@@ -90,9 +113,9 @@ def _psf_match_unavailable(warped: Exposure, model_psf: Any, config: MakeWarpCon
 
 
 def default_psf_matcher() -> PsfMatcher:
-    """The PSF-matching step plugged into the task (``warping.task.psf_matched``)."""
+    """The PSF-matching step plugged into the task (:mod:`warping.task.psf_match_step`)."""
     try:
-        from warping.task.psf_matched import psf_match_warped
+        from warping.task.psf_match_step import psf_match_warped
     except ImportError:  # the matcher package is optional at this seam
         return _psf_match_unavailable
     return psf_match_warped
@@ -200,34 +223,54 @@ class MakeWarpTask:
     # -- the task -------------------------------------------------------------------------------
     def run(
         self,
-        calexps: Sequence[Exposure],
-        ccd_ids: Sequence[int],
+        inputs: Sequence[CcdInput],
         sky_info: SkyInfo,
-        visit_id: int,
-        data_ids: Sequence[Mapping[str, Any]] | None = None,
+        visit: int,
+        *,
+        cancelled: Callable[[], bool] | None = None,
     ) -> VisitWarps:
-        """Build the requested warps of one visit from its calibrated CCDs.
+        """Calibrate and warp one visit's CCDs onto a patch and assemble the requested warps.
+
+        Each CCD is read through its handles when its turn comes (the only I/O), calibrated
+        (background added back, sky correction subtracted, external WCS, nJy: see
+        :func:`warping.task.calibrate.calibrate_exposure`), warped and copied into the visit's
+        warps, so at most one calexp is in memory at a time.
 
         Parameters
         ----------
-        calexps
-            Calibrated exposures (nJy, see :func:`warping.task.calibrate.calibrate_exposure`),
-            in the order they should be copied (sorted by CCD: later CCDs win where they overlap).
-        ccd_ids
-            CCD (detector) numbers, parallel to ``calexps``.
+        inputs
+            The visit's CCDs in the order they should be copied (sorted by CCD: later CCDs win
+            where they overlap).
         sky_info
             Target tract WCS and patch outer bbox.
-        visit_id
-            The visit number.
-        data_ids
-            Data IDs of the calexps (recorded in the inputs table), parallel to ``calexps``.
+        visit
+            The visit (every input's data ID names it or leaves it out).
+        cancelled
+            Checked before each CCD; when it returns True the run stops with
+            :class:`WarpCancelledError`.
 
         Returns
         -------
         VisitWarps
             ``exposures[warp_type]`` is None when no pixel landed (unless ``doWriteEmptyWarps``).
+            A CCD whose data cannot be used is skipped with the reason in its outcome
+            (``loaded`` False).
+
+        Raises
+        ------
+        ValueError
+            If an input belongs to another visit.
+        WarpCancelledError
+            If ``cancelled`` returned True.
         """
         t0 = time.perf_counter()
+        visit_id = int(visit)
+        others = {inp.data_id.get("visit") for inp in inputs} - {visit_id} - {None}
+        if others:
+            raise ValueError(
+                f"MakeWarpTask.run warps one visit ({visit_id}) at a time; got inputs of visits "
+                f"{sorted(others, key=str)}"
+            )
         cfg = self.config
         types_ = cfg.warp_types
         warps = {t: self._empty_warp(sky_info) for t in types_}
@@ -236,10 +279,17 @@ class MakeWarpTask:
         first: dict[str, Exposure | None] = dict.fromkeys(types_)
         model_psf = self.model_psf()
         outcomes: list[CcdOutcome] = []
-        ids = list(data_ids) if data_ids is not None else [{} for _ in calexps]
-        for calexp, ccd, data_id in zip(calexps, ccd_ids, ids, strict=True):
-            outcome = CcdOutcome(int(ccd), dict(data_id))
+        for inp in inputs:
+            if cancelled is not None and cancelled():
+                raise WarpCancelledError(f"visit {visit_id}: cancelled")
+            ccd = inp.ccd
+            outcome = CcdOutcome(ccd, inp.data_id)
             outcomes.append(outcome)
+            try:
+                calexp = load_calibrated(inp)
+            except UnusableCcdError as err:
+                outcome.skipped, outcome.loaded = str(err), False
+                continue
             try:
                 warped = self.warp_ccd(calexp, sky_info, model_psf, outcome)
             except Exception as err:  # LSST logs and skips any failure of one CCD
@@ -271,9 +321,10 @@ class MakeWarpTask:
                             psf=calexp.psf,
                             photo_calib=calexp.photo_calib,
                             valid_bbox=valid,
-                            data_id=dict(data_id),
+                            data_id=inp.data_id.to_dict(),
                         )
                     )
+            del calexp, warped
             if not outcome.used and outcome.skipped is None:
                 outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}

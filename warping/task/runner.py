@@ -1,10 +1,10 @@
 """MakeWarp over a repository: plan (patch, visit) units, run them, register the warps.
 
-This is LSST's ``runDataRef`` layer around the pure :meth:`warping.task.make_warp.MakeWarpTask.run`:
-:func:`run_make_warps` plans the units in the driver (:mod:`warping.task.units`), runs them with
-an executor (:mod:`warping.task.dask_exec`: serial, local Dask cluster or remote scheduler) and
-registers the files the units wrote, as their results arrive (the driver is the only registry
-writer).
+This is LSST's ``runDataRef`` layer around :meth:`warping.task.make_warp.MakeWarpTask.run`:
+:func:`run_make_warps` plans the units in the driver (:mod:`warping.task.planning`), runs them with
+an executor (:mod:`warping.task.executors`: serial, local Dask cluster or remote scheduler; each
+unit runs :func:`warping.task.execution.execute_unit`) and registers the files the units wrote,
+as their results arrive (the driver is the only registry writer).
 """
 
 from __future__ import annotations
@@ -13,10 +13,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warping.geom import Box2I
 from warping.task.config import MakeWarpConfig
+from warping.task.work_units import UnitResult, patch_of
+
+if TYPE_CHECKING:
+    from repo_butler import Butler, DataId, WorkerIO, WrittenDataset
+    from warping.skymap.geometry import SkyPolygon
+    from warping.task.executors import DaskExecutor, UnitExecutor
+    from warping.task.work_units import WarpPlan
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +31,6 @@ __all__ = [
     "ProgressState",
     "RunSummary",
     "VisitSummary",
-    "read_calexp_footprint",
     "run_make_warp",
     "run_make_warps",
 ]
@@ -70,7 +75,7 @@ class VisitSummary:
 class RunSummary:
     """Outcome of :func:`run_make_warp` for one patch."""
 
-    patch_id: dict[str, Any]
+    patch_id: DataId  # tract, patch, filter
     visits: list[VisitSummary] = field(default_factory=list)
     not_selected: dict[str, str] = field(default_factory=dict)  # data ID text -> reason
 
@@ -87,27 +92,10 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
         return {
-            "patch_id": self.patch_id,
+            "patch_id": self.patch_id.to_dict(),
             "visits": [v.to_dict() for v in self.visits],
             "not_selected": self.not_selected,
         }
-
-
-# ------------------------------------------------------------------------------------------------
-# Inputs
-# ------------------------------------------------------------------------------------------------
-
-
-def _fmt_id(data_id: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(dict(data_id).items()))
-
-
-def read_calexp_footprint(butler: Any, ref: Any) -> tuple[Any, Box2I]:
-    """WCS and bbox of a stored calexp, reading only its headers (no pixels)."""
-    from warping.formats.exposure_fits import read_wcs_and_bbox
-
-    with butler.open_file(ref) as f:
-        return read_wcs_and_bbox(f, source=ref.uri)
 
 
 @dataclass
@@ -133,7 +121,7 @@ class BatchSummary:
     """Outcome of :func:`run_make_warps`: one :class:`RunSummary` per patch, plus run figures."""
 
     patches: list[RunSummary] = field(default_factory=list)
-    failures: list[Any] = field(default_factory=list)  # failed UnitResults (data IDs, traceback)
+    failures: list[UnitResult] = field(default_factory=list)  # with data IDs and tracebacks
     n_units: int = 0
     n_reused: int = 0
     n_cancelled: int = 0
@@ -167,7 +155,7 @@ class BatchSummary:
             "patches": [p.to_dict() for p in self.patches],
             "failed": [
                 {
-                    "data_id": {**f.patch_id, "visit": f.visit},
+                    "data_id": f.data_id.to_dict(),
                     "error": f.error,
                     "traceback": f.traceback,
                 }
@@ -184,7 +172,7 @@ class BatchSummary:
         }
 
 
-def _visit_summary(res: Any) -> VisitSummary:
+def _visit_summary(res: UnitResult) -> VisitSummary:
     return VisitSummary(
         visit=res.visit,
         status=res.status,
@@ -200,7 +188,7 @@ def _visit_summary(res: Any) -> VisitSummary:
 
 
 def run_make_warps(
-    butler: Any,
+    butler: Butler,
     ids: Sequence[Mapping[str, Any]],
     select_ids: Sequence[Mapping[str, Any]] | None = None,
     *,
@@ -217,7 +205,7 @@ def run_make_warps(
     Parameters
     ----------
     butler
-        A :class:`repo_butler.Butler`; outputs go to its output run. Only this process writes
+        Outputs go to its output run. Only this process writes
         its registry; workers write files through fsspec.
     ids
         Data IDs with ``tract`` and optionally ``patch`` (none: every patch with overlapping
@@ -246,32 +234,33 @@ def run_make_warps(
         ``interrupted`` is True after Ctrl-C: finished units are registered, the others are
         ``cancelled`` (rerun with ``reuse=True`` to complete the run).
     """
-    from warping.task.dask_exec import DaskExecutor, SerialExecutor
-    from warping.task.units import plan_units, read_footprints
+    from warping.calexp_footprint import sky_footprints
+    from warping.task.executors import DaskExecutor, SerialExecutor
+    from warping.task.planning import plan_units
 
     t_start = time.perf_counter()
     config = config or MakeWarpConfig()
     use_dask = bool(scheduler) or jobs > 1
-    holder: dict[str, Any] = {}
+    holder: dict[str, DaskExecutor] = {}
 
-    def start_dask() -> Any:
+    def start_dask() -> DaskExecutor:
         if "dask" not in holder:
             executor = DaskExecutor(jobs=jobs, address=scheduler, dashboard=dashboard)
             holder["dask"] = executor.__enter__()
         return holder["dask"]
 
-    def map_footprints(ctx: Any, items: list[Any]) -> list[Any]:
+    def map_footprints(io: WorkerIO, items: list[Any]) -> list[SkyPolygon | str]:
         # many headers to read: spread them over the cluster (started now, reused for units)
         if use_dask and len(items) >= FOOTPRINTS_ON_CLUSTER:
-            return list(start_dask().map_footprints(ctx, items))
-        return read_footprints(ctx, items)
+            return list(start_dask().map_footprints(io, items))
+        return sky_footprints(io, items)
 
     try:
         plan = plan_units(butler, ids, select_ids, config=config, reuse=reuse,
                           map_footprints=map_footprints)  # fmt: skip
         # in-process for a single unit unless a cluster is already up or was named explicitly
         if use_dask and (len(plan.units) > 1 or scheduler or "dask" in holder):
-            executor: Any = start_dask()
+            executor: UnitExecutor = start_dask()
         else:
             executor = SerialExecutor()
         batch = _execute(butler, plan, config, executor, progress, on_start)
@@ -283,36 +272,35 @@ def run_make_warps(
 
 
 def _execute(
-    butler: Any,
-    plan: Any,
+    butler: Butler,
+    plan: WarpPlan,
     config: MakeWarpConfig,
-    executor: Any,
+    executor: UnitExecutor,
     progress: Callable[[ProgressState], None] | None,
     on_start: Callable[[BatchSummary], None] | None,
 ) -> BatchSummary:
     """Run the plan's units on ``executor``; register their outputs as results arrive."""
-    from warping.task.dask_exec import InterruptGate
-    from warping.task.deferred import StoreContext, register_datasets
+    from warping.task.executors import InterruptGate
 
     batch = BatchSummary(n_units=len(plan.units), n_reused=len(plan.reused),
                          plan_seconds=plan.seconds)  # fmt: skip
-    per_patch: dict[tuple[Any, ...], RunSummary] = {}
-    for pid in plan.patches:
-        key = (pid["tract"], pid["patch"], pid["filter"])
-        per_patch[key] = RunSummary(patch_id=dict(pid), not_selected=plan.not_selected.get(key, {}))
+    per_patch = {
+        pid: RunSummary(patch_id=pid, not_selected=plan.not_selected.get(pid, {}))
+        for pid in plan.patches
+    }
     state = ProgressState(total=len(plan.units) + len(plan.reused))
     driver = plan.seconds
-    pending: list[Any] = []
+    pending: list[WrittenDataset] = []
     last_flush = time.perf_counter()
 
     def flush() -> None:
         nonlocal pending, last_flush
         if pending:
-            register_datasets(butler, pending)
+            butler.register(pending)
             pending = []
         last_flush = time.perf_counter()
 
-    def handle(res: Any) -> None:
+    def handle(res: UnitResult) -> None:
         nonlocal driver
         t0 = time.perf_counter()
         pending.extend(res.written)
@@ -331,14 +319,14 @@ def _execute(
             )
         for path, n in res.reads.items():
             batch.reads[path] = batch.reads.get(path, 0) + n
-        per_patch[(res.tract, res.patch, res.filter)].visits.append(_visit_summary(res))
+        per_patch[patch_of(res.data_id)].visits.append(_visit_summary(res))
         if time.perf_counter() - last_flush >= REGISTER_EVERY:
             flush()
         if progress is not None:
             progress(state)
         driver += time.perf_counter() - t0
 
-    def submitted(_unit: Any) -> None:
+    def submitted(_unit: object) -> None:
         state.submitted += 1
         if progress is not None and state.submitted % 16 == 0:
             progress(state)
@@ -354,8 +342,8 @@ def _execute(
     with InterruptGate() as gate:
         try:
             try:
-                ctx = StoreContext.from_butler(butler)
-                for res in executor.run(plan.units, ctx, config, on_submit=submitted):
+                io = butler.worker_io()
+                for res in executor.run(plan.units, io, config, on_submit=submitted):
                     with gate.hold():  # Ctrl-C waits until the result is recorded
                         handle(res)
                         executor.ack(res)
@@ -380,7 +368,7 @@ def _execute(
 
 
 def run_make_warp(
-    butler: Any,
+    butler: Butler,
     patch_id: Mapping[str, Any],
     select_ids: Sequence[Mapping[str, Any]] | None = None,
     *,
@@ -394,7 +382,7 @@ def run_make_warp(
     Parameters
     ----------
     butler
-        A :class:`repo_butler.Butler`; outputs go to its output run (``rerun``).
+        Outputs go to its output run (``rerun``).
     patch_id
         ``{"tract": int, "patch": "x,y", "filter": str}``.
     select_ids

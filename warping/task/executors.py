@@ -3,12 +3,14 @@
 All scheduling is Dask's (``client.submit`` + ``as_completed``); this module only starts or
 connects to the cluster, ships the unit function and collects results in completion order.
 
+* :class:`UnitExecutor` is what the driver sees: ``run`` (shared), ``ack``, ``drain``.
 * :class:`SerialExecutor` runs units one after the other in the calling process.
 * :class:`DaskExecutor` with ``jobs=N`` starts ``distributed.LocalCluster`` with N worker
   processes of one thread each; with ``address="tcp://HOST:PORT"`` it connects to a running
   scheduler. Compiled kernels are limited to one thread per worker (``REPO_BUTLER_THREADS=1``,
   ``OPENBLAS_NUM_THREADS=1`` and friends in the worker environment, and a worker plugin for
-  clusters started elsewhere) so N workers on N cores do not oversubscribe them.
+  clusters started elsewhere, both in :mod:`warping.task.dask_plugin`) so N workers on N
+  cores do not oversubscribe them.
 
 Cancellation (Ctrl-C): :meth:`DaskExecutor.drain` sets a Dask ``Event`` that running units check
 before each CCD and before writing, cancels queued units and waits for the running ones, whose
@@ -24,30 +26,24 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from warping.calexp_footprint import sky_footprints
 from warping.task.config import MakeWarpConfig
-from warping.task.deferred import StoreContext
-from warping.task.units import (
-    UnitResult,
-    WarpUnit,
-    error_summary,
-    execute_unit,
-    read_footprints,
-)
+from warping.task.execution import error_summary, execute_unit
+from warping.task.work_units import UnitResult, WarpUnit
+
+if TYPE_CHECKING:
+    from repo_butler import DatasetRef, WorkerIO, WrittenDataset
+    from warping.skymap.geometry import SkyPolygon
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WORKER_ENV", "DaskExecutor", "SerialExecutor", "make_executor"]
+__all__ = ["DaskExecutor", "InterruptGate", "SerialExecutor", "UnitExecutor"]
 
-#: Thread limits for compiled kernels in worker processes (one task thread per worker).
-WORKER_ENV = {
-    "REPO_BUTLER_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
+FootprintItems = list[tuple["DatasetRef", "DatasetRef | None"]]
 
 
 class InterruptGate:
@@ -90,21 +86,27 @@ class InterruptGate:
             raise KeyboardInterrupt
 
 
-class SerialExecutor:
-    """Run units one by one in this process (the default for ``--jobs 1``)."""
+class UnitExecutor(ABC):
+    """Runs MakeWarp units and yields their results in completion order.
 
-    dashboard_link: str | None = None
-    n_threads = 1
-    submit_seconds = 0.0
+    Subclasses say how a unit is started (:meth:`_submit`) and how finished units come back
+    (:meth:`_completed`); :meth:`run` is the same for all. After Ctrl-C the driver calls
+    :meth:`drain` for the results still due, and :meth:`ack` once each result is registered.
+    """
 
-    def __init__(self) -> None:
-        self._current: tuple[WarpUnit, list[Any], UnitResult | None] | None = None
+    submit_seconds: float = 0.0
 
-    def map_footprints(self, ctx: StoreContext, items: list[tuple[Any, Any]]) -> list[Any]:
-        """Read calexp footprints in this process."""
-        return read_footprints(ctx, items)
+    @property
+    def dashboard_link(self) -> str | None:
+        """URL of the executor's dashboard (None when there is none)."""
+        return None
 
-    def __enter__(self) -> SerialExecutor:
+    @property
+    def n_threads(self) -> int:
+        """How many units can run at once."""
+        return 1
+
+    def __enter__(self) -> UnitExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -113,17 +115,61 @@ class SerialExecutor:
     def run(
         self,
         units: Sequence[WarpUnit],
-        ctx: StoreContext,
+        io: WorkerIO,
         config: MakeWarpConfig,
         on_submit: Callable[[WarpUnit], None] | None = None,
     ) -> Iterator[UnitResult]:
-        """Yield each unit's result as it finishes (call :meth:`ack` once it is handled)."""
+        """Submit every unit and yield results as they finish (failures included)."""
+        if not units:
+            return
+        t0 = time.perf_counter()
+        submitted = []
         for unit in units:
+            submitted.append(self._submit(unit, io, config))
             if on_submit is not None:
                 on_submit(unit)
-            journal: list[Any] = []
+        self.submit_seconds += time.perf_counter() - t0
+        yield from self._completed(submitted)
+
+    def map_footprints(self, io: WorkerIO, items: FootprintItems) -> list[SkyPolygon | str]:
+        """Read calexp footprints (in this process unless the executor spreads them)."""
+        return sky_footprints(io, items)
+
+    @abstractmethod
+    def _submit(self, unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig) -> Any:
+        """Start ``unit`` (or queue it); return what :meth:`_completed` waits on."""
+
+    @abstractmethod
+    def _completed(self, submitted: list[Any]) -> Iterator[UnitResult]:
+        """Results of the submitted units, as they finish."""
+
+    @abstractmethod
+    def ack(self, result: UnitResult) -> None:
+        """The driver has registered ``result``."""
+
+    @abstractmethod
+    def drain(self) -> Iterator[UnitResult]:
+        """After Ctrl-C: stop queued units and yield the results still due."""
+
+
+class SerialExecutor(UnitExecutor):
+    """Run units one by one in this process (the default for ``--jobs 1``)."""
+
+    def __init__(self) -> None:
+        self._current: tuple[WarpUnit, list[WrittenDataset], UnitResult | None] | None = None
+
+    def _submit(
+        self, unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig
+    ) -> tuple[WarpUnit, WorkerIO, MakeWarpConfig]:
+        return unit, io, config  # run when its turn comes
+
+    def _completed(
+        self, submitted: Iterable[tuple[WarpUnit, WorkerIO, MakeWarpConfig]]
+    ) -> Iterator[UnitResult]:
+        for unit, io, config in submitted:
+            journal: list[WrittenDataset] = []
             self._current = (unit, journal, None)
-            result = execute_unit(unit, ctx, config, journal=journal)
+            result = execute_unit(unit, io, config, journal=journal)
             self._current = (unit, journal, result)
             yield result
             if result.interrupted:  # Ctrl-C held while the unit wrote its files
@@ -140,13 +186,15 @@ class SerialExecutor:
             return
         unit, journal, result = self._current
         if result is None:
-            outputs = {t: w.uri for (t, _, _), w in zip(unit.outputs, journal, strict=False)}
+            outputs = {
+                o.warp_type: w.uri for o in unit.outputs for w in journal if w.planned == o.put
+            }
             result = UnitResult.for_unit(unit, "cancelled", written=list(journal), outputs=outputs)
         yield result
 
 
 def _run_in_worker(
-    unit: WarpUnit, ctx: StoreContext, config: MakeWarpConfig, event_name: str
+    unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig, event_name: str
 ) -> UnitResult:
     """Dask task: run one unit, checking the run's cancel event (one scheduler round trip)."""
     from distributed import Event
@@ -159,7 +207,7 @@ def _run_in_worker(
         except Exception:  # scheduler unreachable: keep going, the driver decides
             return False
 
-    return execute_unit(unit, ctx, config, cancelled=cancelled)
+    return execute_unit(unit, io, config, cancelled=cancelled)
 
 
 @contextlib.contextmanager
@@ -175,7 +223,7 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-class DaskExecutor:
+class DaskExecutor(UnitExecutor):
     """Run units on a Dask cluster: a new local one (``jobs``) or an existing one (``address``).
 
     Parameters
@@ -204,6 +252,8 @@ class DaskExecutor:
     def __enter__(self) -> DaskExecutor:
         from distributed import Client, Event, LocalCluster
 
+        from warping.task.dask_plugin import WORKER_ENV, SingleThreadKernels
+
         if self.address:
             self.client = Client(self.address, timeout="20s")
         else:
@@ -218,8 +268,6 @@ class DaskExecutor:
                     host="127.0.0.1",
                 )
                 self.client = Client(self.cluster)
-        from warping.task.dask_plugin import SingleThreadKernels
-
         self.client.register_plugin(SingleThreadKernels())
         self._event = Event(self._event_name, client=self.client)
         return self
@@ -248,38 +296,24 @@ class DaskExecutor:
         info = self.client.scheduler_info() if self.client is not None else {}
         return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 
-    def run(
-        self,
-        units: Sequence[WarpUnit],
-        ctx: StoreContext,
-        config: MakeWarpConfig,
-        on_submit: Callable[[WarpUnit], None] | None = None,
-    ) -> Iterator[UnitResult]:
-        """Submit every unit and yield results in completion order (failures included)."""
+    def _submit(self, unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig) -> Any:
+        fut = self.client.submit(
+            _run_in_worker,
+            unit,
+            self._shipped(io),
+            self._shipped(config),
+            self._event_name,
+            key=f"{unit.key}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+        )
+        self._pending[fut] = unit
+        self._futures[unit.key] = fut
+        return fut
+
+    def _completed(self, submitted: list[Any]) -> Iterator[UnitResult]:
         from distributed import as_completed
 
-        if not units:
-            return
-        t0 = time.perf_counter()
-        ctx_f, config_f = self._shipped(ctx), self._shipped(config)
-        futures = []
-        for unit in units:
-            fut = self.client.submit(
-                _run_in_worker,
-                unit,
-                ctx_f,
-                config_f,
-                self._event_name,
-                key=f"{unit.key}-{uuid.uuid4().hex[:8]}",
-                pure=False,
-            )
-            self._pending[fut] = unit
-            self._futures[unit.key] = fut
-            futures.append(fut)
-            if on_submit is not None:
-                on_submit(unit)
-        self.submit_seconds += time.perf_counter() - t0
-        for fut in as_completed(futures):
+        for fut in as_completed(submitted):
             yield self._result(fut)
 
     def _shipped(self, obj: Any) -> Any:
@@ -289,21 +323,21 @@ class DaskExecutor:
             self._scattered[id(obj)] = (obj, fut)
         return self._scattered[id(obj)][1]
 
-    def map_footprints(self, ctx: StoreContext, items: list[tuple[Any, Any]]) -> list[Any]:
+    def map_footprints(self, io: WorkerIO, items: FootprintItems) -> list[SkyPolygon | str]:
         """Read calexp footprints on the workers, in chunks, each calexp once."""
         if not items:
             return []
-        ctx_f = self._shipped(ctx)
+        io_f = self._shipped(io)
         n = min(len(items), 4 * self.n_threads)
         size = -(-len(items) // n)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         futures = [
             self.client.submit(
-                read_footprints, ctx_f, c, pure=False, key=f"footprints-{i}-{uuid.uuid4().hex[:8]}"
+                sky_footprints, io_f, c, pure=False, key=f"footprints-{i}-{uuid.uuid4().hex[:8]}"
             )
             for i, c in enumerate(chunks)
         ]
-        out: list[Any] = []
+        out: list[SkyPolygon | str] = []
         for part in self.client.gather(futures):
             out.extend(part)
         return out
@@ -350,14 +384,3 @@ class DaskExecutor:
             else:
                 unit = self._pending[fut]
                 yield UnitResult.for_unit(unit, "cancelled", error="still running at exit")
-
-
-def make_executor(
-    jobs: int = 1, scheduler: str | None = None, *, n_units: int = 0, dashboard: bool = True
-) -> SerialExecutor | DaskExecutor:
-    """The executor for ``--jobs`` / ``--dask-scheduler``: serial for one job or one unit."""
-    if scheduler:
-        return DaskExecutor(address=scheduler, dashboard=dashboard)
-    if jobs <= 1 or n_units <= 1:
-        return SerialExecutor()
-    return DaskExecutor(jobs=min(jobs, n_units), dashboard=dashboard)

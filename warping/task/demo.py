@@ -133,11 +133,12 @@ def run_demo(
     import numpy as np
 
     from repo_butler import Butler
+    from warping.calexp_footprint import read_wcs_and_bbox_of
     from warping.quicklook import render_coverage, render_quicklook
     from warping.simulate.repo import write_simulation
     from warping.task.config import MakeWarpConfig
     from warping.task.make_warp import SkyInfo
-    from warping.task.runner import read_calexp_footprint, run_make_warp
+    from warping.task.runner import run_make_warp
 
     root = Path(directory).resolve()
     butler = Butler.create(str(root), exist_ok=True)
@@ -171,7 +172,9 @@ def run_demo(
     sky_info = SkyInfo.from_skymap(skymap, 0, "5,4")
     footprints = []
     for ref in out.query_datasets("calexp", data_id={"filter": "HSC-I"}):
-        wcs, bbox = read_calexp_footprint(out, ref)
+        wcs, bbox = read_wcs_and_bbox_of(out.open_file, ref)
+        if wcs is None:  # the simulation always writes one; nothing to draw without it
+            continue
         ra, dec = wcs.pixel_to_world_values(bbox.corners()[:, 0], bbox.corners()[:, 1])
         x, y = sky_info.wcs.world_to_pixel_values(ra, dec)
         label = f"{ref.data_id['visit']} ccd{ref.data_id['ccd']}"

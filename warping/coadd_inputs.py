@@ -1,0 +1,222 @@
+"""The inputs table stored in every warp (LSST ``CoaddInputs``): one visit row, one row per CCD."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from warping.geom import Box2I
+
+__all__ = ["CcdRecord", "CoaddInputs", "VisitRecord", "decode_json", "encode_json"]
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {
+            "__ndarray__": base64.b64encode(arr.tobytes()).decode("ascii"),
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+        }
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Mapping):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_encode(v) for v in obj]
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            data = base64.b64decode(obj["__ndarray__"])
+            return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def encode_json(obj: Any) -> str:
+    """JSON text of ``obj``; numpy arrays are stored exactly (base64 of their bytes)."""
+    return json.dumps(_encode(obj), sort_keys=True, separators=(",", ":"))
+
+
+def decode_json(text: str) -> Any:
+    """Inverse of :func:`encode_json`."""
+    return _decode(json.loads(text))
+
+
+def wcs_to_text(wcs: WCS | None) -> str:
+    """FITS header text of a celestial WCS (parent-pixel convention kept as is)."""
+    if wcs is None:
+        return ""
+    return str(wcs.to_header(relax=True).tostring(sep="\n"))
+
+
+def wcs_from_text(text: str) -> WCS | None:
+    """Inverse of :func:`wcs_to_text`."""
+    if not text:
+        return None
+    return WCS(fits.Header.fromstring(text, sep="\n"))
+
+
+@dataclass
+class CcdRecord:
+    """One input CCD of a warp: identity, good-pixel count, weight and its calibrations."""
+
+    id: int
+    ccd: int
+    visit: int
+    goodpix: int
+    weight: float
+    filter: str
+    bbox: Box2I
+    wcs: WCS | None
+    psf: Any = None  # warping.psf.base.Psf of the calexp, in CCD pixels
+    photo_calib: Any = None
+    valid_bbox: Box2I | None = None  # valid region in CCD pixels (psfMatched: eroded)
+    data_id: Mapping[str, Any] = field(default_factory=dict)
+
+    def contains_sky(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """True where the sky positions fall on this CCD's (valid) pixels."""
+        if self.wcs is None:
+            return np.zeros(np.shape(ra), dtype=bool)
+        x, y = self.wcs.world_to_pixel_values(ra, dec)
+        box = self.valid_bbox or self.bbox
+        return (x >= box.x0 - 0.5) & (x <= box.x1 + 0.5) & (y >= box.y0 - 0.5) & (y <= box.y1 + 0.5)
+
+
+@dataclass
+class VisitRecord:
+    """The single visit row of a warp's inputs."""
+
+    id: int
+    goodpix: int
+    weight: float = float("nan")  # filled by coaddition, as in LSST
+    filter: str = ""
+
+
+@dataclass
+class CoaddInputs:
+    """Visits and CCDs that contributed to a warp."""
+
+    visits: list[VisitRecord] = field(default_factory=list)
+    ccds: list[CcdRecord] = field(default_factory=list)
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_hdus(self) -> list[fits.BinTableHDU]:
+        """Two binary tables, ``COADD_INPUTS_VISITS`` and ``COADD_INPUTS_CCDS``."""
+
+        visits = fits.BinTableHDU.from_columns(
+            [
+                fits.Column("id", "K", array=np.array([v.id for v in self.visits], dtype=np.int64)),
+                fits.Column("goodpix", "K", array=np.array([v.goodpix for v in self.visits])),
+                fits.Column("weight", "D", array=np.array([v.weight for v in self.visits])),
+                fits.Column(
+                    "filter",
+                    f"{max([len(v.filter) for v in self.visits] + [1])}A",
+                    array=np.array([v.filter for v in self.visits]),
+                ),
+            ],
+            name="COADD_INPUTS_VISITS",
+        )
+
+        def text_col(name: str, values: list[str]) -> fits.Column:
+            width = max([len(v) for v in values] + [1])
+            return fits.Column(name, f"{width}A", array=np.array(values or [""])[: len(values)])
+
+        from warping.psf import psf_to_dict
+
+        rows = self.ccds
+        psf_text = [encode_json(psf_to_dict(r.psf)) if r.psf is not None else "" for r in rows]
+        pc_text = [
+            encode_json(r.photo_calib.to_dict()) if r.photo_calib is not None else "" for r in rows
+        ]
+        valid = [r.valid_bbox or r.bbox for r in rows]
+        cols = [
+            fits.Column("id", "K", array=np.array([r.id for r in rows], dtype=np.int64)),
+            fits.Column("ccd", "J", array=np.array([r.ccd for r in rows], dtype=np.int32)),
+            fits.Column("visit", "K", array=np.array([r.visit for r in rows], dtype=np.int64)),
+            fits.Column("goodpix", "K", array=np.array([r.goodpix for r in rows], dtype=np.int64)),
+            fits.Column("weight", "D", array=np.array([r.weight for r in rows], dtype=float)),
+            text_col("filter", [r.filter for r in rows]),
+            fits.Column(
+                "bbox", "4K", array=np.array([r.bbox.to_list() for r in rows]).reshape(-1, 4)
+            ),
+            fits.Column(
+                "valid_bbox", "4K", array=np.array([b.to_list() for b in valid]).reshape(-1, 4)
+            ),
+            text_col("wcs", [wcs_to_text(r.wcs) for r in rows]),
+            text_col("psf", psf_text),
+            text_col("photo_calib", pc_text),
+            text_col("data_id", [encode_json(dict(r.data_id)) for r in rows]),
+        ]
+        ccds = fits.BinTableHDU.from_columns(cols, name="COADD_INPUTS_CCDS")
+        return [visits, ccds]
+
+    @classmethod
+    def from_hdus(cls, visits_hdu: fits.BinTableHDU, ccds_hdu: fits.BinTableHDU) -> CoaddInputs:
+        """Inverse of :meth:`to_hdus`."""
+        from warping.photocalib import PhotoCalib
+        from warping.psf import psf_from_dict
+
+        visits = [
+            VisitRecord(int(r["id"]), int(r["goodpix"]), float(r["weight"]), str(r["filter"]))
+            for r in visits_hdu.data
+        ]
+        ccds = []
+        for r in ccds_hdu.data:
+            psf_text = str(r["psf"])
+            pc_text = str(r["photo_calib"])
+            ccds.append(
+                CcdRecord(
+                    id=int(r["id"]),
+                    ccd=int(r["ccd"]),
+                    visit=int(r["visit"]),
+                    goodpix=int(r["goodpix"]),
+                    weight=float(r["weight"]),
+                    filter=str(r["filter"]),
+                    bbox=Box2I(*(int(v) for v in r["bbox"])),
+                    wcs=wcs_from_text(str(r["wcs"])),
+                    psf=psf_from_dict(decode_json(psf_text)) if psf_text else None,
+                    photo_calib=PhotoCalib.from_dict(decode_json(pc_text)) if pc_text else None,
+                    valid_bbox=Box2I(*(int(v) for v in r["valid_bbox"])),
+                    data_id=decode_json(str(r["data_id"])),
+                )
+            )
+        return cls(visits=visits, ccds=ccds)
+
+
+def _to_hdus(inputs: CoaddInputs) -> list[fits.BinTableHDU]:
+    return inputs.to_hdus()
+
+
+def _from_hdus(hdus: Any) -> CoaddInputs:
+    by_name = {h.header.get("EXTNAME"): h for h in hdus}
+    try:
+        return CoaddInputs.from_hdus(by_name["COADD_INPUTS_VISITS"], by_name["COADD_INPUTS_CCDS"])
+    except KeyError as err:
+        raise ValueError(f"warp inputs table is incomplete: missing {err.args[0]}") from None
+
+
+#: The module named in the ``RBEXTMOD`` card of warps (where this model lived until issue 14;
+#: :mod:`warping.task.coadd_inputs` re-exports it), so warps keep their bytes and older ones read.
+RECORDED_MODULE = "warping.task.coadd_inputs"
+
+
+def _register() -> None:
+    from warping.formats.exposure_fits import register_extension
+
+    register_extension("COADD_INPUTS", "coadd_inputs", _to_hdus, _from_hdus, module=RECORDED_MODULE)
+
+
+_register()

@@ -1,0 +1,302 @@
+"""Plan a MakeWarp run in the driver: expand ``--id`` groups into (patch, visit) units.
+
+:func:`plan_units` does every registry access of a run: it validates the ``--id`` data IDs,
+expands them (one patch, several patches, or a whole tract = every patch with overlapping inputs,
+for one or every filter), reads each candidate calexp's footprint once (headers only), resolves
+every input's :class:`~repo_butler.DatasetRef` and plans every output's path. A
+:class:`~warping.task.work_units.WarpUnit` then carries all a worker needs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from warping.errors import MissingExposureError
+from warping.task.config import MakeWarpConfig
+from warping.task.inputs import fmt_id
+from warping.task.work_units import (
+    PATCH_KEYS,
+    WARP_KEYS,
+    PlannedCcd,
+    PlannedWarp,
+    UnitResult,
+    WarpPlan,
+    WarpUnit,
+)
+
+if TYPE_CHECKING:
+    from repo_butler import Butler, DataId, DatasetRef, WorkerIO
+    from warping.skymap.geometry import SkyPolygon
+    from warping.skymap.tract import PatchInfo, TractInfo
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FootprintMapper", "plan_units"]
+
+#: Reads the sky footprints of ``(calexp, external WCS)`` pairs (in this process or on workers).
+FootprintMapper = Callable[
+    ["WorkerIO", list[tuple["DatasetRef", "DatasetRef | None"]]], list["SkyPolygon | str"]
+]
+
+
+def _resolve_ccd(butler: Butler, ref: DatasetRef, config: MakeWarpConfig, tract: int) -> PlannedCcd:
+    data_id = ref.data_id.to_dict()
+    found: dict[str, DatasetRef] = {}
+
+    def need(key: str, dataset_type: str, extra: Mapping[str, Any] | None = None) -> None:
+        did = {**data_id, **(extra or {})}
+        try:
+            found[key] = butler.get_ref(dataset_type, did)
+        except LookupError as err:
+            raise MissingExposureError(
+                f"{dataset_type} not found for {fmt_id(did)}: {err}. Produce it, or turn off the "
+                "option that needs it."
+            ) from None
+
+    try:
+        if not config.bgSubtracted:
+            need("background", "calexpBackground")
+        if config.doApplySkyCorr:
+            need("sky_corr", "skyCorr")
+        if config.doApplyExternalSkyWcs:
+            need("wcs", f"{config.externalSkyWcsName}_wcs", {"tract": tract})
+        if config.doApplyExternalPhotoCalib:
+            name = config.externalPhotoCalibName
+            need(
+                "photo_calib",
+                f"{name}_photoCalib",
+                {"tract": tract} if name == "jointcal" else None,
+            )
+    except MissingExposureError as err:
+        return PlannedCcd(ref, missing=str(err))
+    return PlannedCcd(ref, found)
+
+
+def _candidate_patches(tract: TractInfo, poly: SkyPolygon) -> list[PatchInfo]:
+    """Patches that may overlap ``poly`` (each is then confirmed by the test on the sky).
+
+    In a gnomonic (TAN) tract, great circles are straight lines, so the pixel-space test of
+    ``find_patches_overlapping`` is the sky test; other projections add the neighbours.
+    """
+    hits = tract.find_patches_overlapping(poly)
+    if tract.config.projection == "TAN":
+        return list(hits)
+    nx, ny = tract.num_patches
+    out: set[tuple[int, int]] = set()
+    for p in hits:
+        x, y = p.index
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                if 0 <= x + dx < nx and 0 <= y + dy < ny:
+                    out.add((x + dx, y + dy))
+    return [tract.patch(xy) for xy in sorted(out, key=lambda t: (t[1], t[0]))]
+
+
+class _Candidates:
+    """The calexps to consider per filter (``--selectId`` applied), queried once per filter."""
+
+    def __init__(self, butler: Butler, select_ids: Sequence[Mapping[str, Any]] | None) -> None:
+        self.butler = butler
+        self.select_ids = select_ids
+        self._cache: dict[str | None, tuple[list[DatasetRef], dict[str, str]]] = {}
+
+    def __call__(self, filter_name: str | None) -> tuple[list[DatasetRef], dict[str, str]]:
+        """Refs of the candidate calexps and ``{data ID text: "calexp not found"}``."""
+        if filter_name in self._cache:
+            return self._cache[filter_name]
+        rejected: dict[str, str] = {}
+        refs: list[DatasetRef] = []
+        base = {} if filter_name is None else {"filter": filter_name}
+        if self.select_ids:
+            seen = set()
+            for sid in self.select_ids:
+                query = {**base, **dict(sid)}
+                found = self.butler.query_datasets("calexp", data_id=query)
+                if not found:
+                    rejected[fmt_id(query)] = "calexp not found"
+                    logger.warning("Calexp %s not found; skipping it", fmt_id(query))
+                for r in found:
+                    if r.data_id not in seen:
+                        seen.add(r.data_id)
+                        refs.append(r)
+        else:
+            refs = self.butler.query_datasets("calexp", data_id=base or None)
+        self._cache[filter_name] = (refs, rejected)
+        return refs, rejected
+
+
+class _Footprints:
+    """Sky footprints of calexps per tract, each calexp's headers read once."""
+
+    def __init__(
+        self, butler: Butler, config: MakeWarpConfig, io: WorkerIO, mapper: FootprintMapper
+    ) -> None:
+        self.butler, self.config, self.io, self.mapper = butler, config, io, mapper
+        self._by_tract: dict[int, dict[DataId, SkyPolygon | str]] = collections.defaultdict(dict)
+
+    def load(self, refs: Sequence[DatasetRef], tract: int) -> None:
+        """Read the footprints of ``refs`` not read yet for ``tract``."""
+        known = self._by_tract[tract]
+        todo = [r for r in refs if r.data_id not in known]
+        if not todo:
+            return
+        items: list[tuple[DatasetRef, DatasetRef | None]] = []
+        for r in todo:
+            ext = None
+            if self.config.doApplyExternalSkyWcs:
+                with contextlib.suppress(LookupError):  # a missing one is reported later
+                    ext = self.butler.get_ref(
+                        f"{self.config.externalSkyWcsName}_wcs",
+                        {**r.data_id.to_dict(), "tract": tract},
+                    )
+            items.append((r, ext))
+        found = self.mapper(self.io, items)
+        for r, poly in zip(todo, found, strict=True):
+            known[r.data_id] = poly
+
+    def __call__(self, ref: DatasetRef, tract: int) -> SkyPolygon | str:
+        """The footprint of ``ref`` (loaded before) for ``tract``."""
+        return self._by_tract[tract][ref.data_id]
+
+
+def plan_units(
+    butler: Butler,
+    ids: Sequence[Mapping[str, Any]],
+    select_ids: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    config: MakeWarpConfig | None = None,
+    reuse: bool = False,
+    map_footprints: FootprintMapper | None = None,
+) -> WarpPlan:
+    """Expand ``--id`` data IDs into (patch, visit) units after the registry query.
+
+    Parameters
+    ----------
+    butler
+        The butler whose output run receives the warps.
+    ids
+        Data IDs with ``tract`` and optionally ``patch`` and ``filter``: no ``patch`` means every
+        patch of the tract that some selected calexp overlaps; no ``filter`` means every filter
+        of the candidate calexps.
+    select_ids
+        Partial calexp data IDs to consider; None means every calexp (of the filter).
+    config
+        Task configuration.
+    reuse
+        Units whose warps all exist in the output run become ``reused`` results (no inputs read).
+    map_footprints
+        How to run :func:`warping.calexp_footprint.sky_footprints` over all candidate calexps
+        (e.g. spread over Dask workers); the default reads them in this process. Each calexp's
+        headers are read once.
+
+    Raises
+    ------
+    DataIdError
+        If a data ID has no ``tract`` or is not valid in the repository.
+    """
+    from repo_butler.errors import DataIdError
+    from warping.calexp_footprint import sky_footprints
+    from warping.skymap.geometry import SkyPolygon, polygons_overlap
+
+    t0 = time.perf_counter()
+    config = config or MakeWarpConfig()
+    config.validate()
+    plan = WarpPlan()
+    if not ids:
+        raise DataIdError("Give at least one --id tract=… [patch=x,y] [filter=…]")
+    skymap_ref = butler.get_ref(f"{config.coaddName}Coadd_skyMap")
+    skymap = butler.get(skymap_ref)
+    candidates = _Candidates(butler, select_ids)
+    footprint = _Footprints(butler, config, butler.worker_io(), map_footprints or sky_footprints)
+
+    def patch_id(tract_id: int, patch: str, filter_name: str) -> DataId:
+        raw = {"tract": tract_id, "patch": patch, "filter": filter_name}
+        return butler.dimensions.normalize(raw, order=PATCH_KEYS)
+
+    groups: dict[DataId, dict[int, list[DatasetRef]]] = {}
+    for given in ids:
+        if "tract" not in given:
+            raise DataIdError(
+                f"The data ID {dict(given)} lacks 'tract'; give --id tract=… [patch=x,y] [filter=…]"
+            )
+        raw = butler.dimensions.normalize(given, order=PATCH_KEYS)
+        tract_id = int(raw["tract"])
+        tract = skymap[tract_id]
+        refs, rejected = candidates(None if "filter" not in raw else str(raw["filter"]))
+        filters = (
+            sorted({str(r.data_id["filter"]) for r in refs})
+            if "filter" not in raw
+            else [str(raw["filter"])]
+        )
+        footprint.load(refs, tract_id)
+        for filter_name in filters:
+            f_refs = [r for r in refs if str(r.data_id["filter"]) == filter_name]
+            # tract-wide: candidate patches per calexp, each confirmed on the sky below
+            near: dict[tuple[int, int], set[DataId]] = collections.defaultdict(set)
+            if "patch" in raw:
+                patch_infos = [tract.patch(str(raw["patch"]))]
+            else:
+                infos: dict[tuple[int, int], PatchInfo] = {}
+                for r in f_refs:
+                    poly = footprint(r, tract_id)
+                    if isinstance(poly, SkyPolygon):
+                        for p in _candidate_patches(tract, poly):
+                            infos.setdefault(p.index, p)
+                            near[p.index].add(r.data_id)
+                patch_infos = [infos[k] for k in sorted(infos, key=lambda t: (t[1], t[0]))]
+            for pinfo in patch_infos:
+                pid = patch_id(tract_id, pinfo.name, filter_name)
+                if pid in groups:
+                    continue
+                by_visit: dict[int, list[DatasetRef]] = collections.defaultdict(list)
+                not_sel = dict(rejected) if "patch" in raw else {}
+                patch_poly = tract.patch_polygon(pinfo)
+                for r in f_refs:
+                    if "patch" not in raw and r.data_id not in near[pinfo.index]:
+                        continue
+                    poly = footprint(r, tract_id)
+                    if isinstance(poly, str) and poly == "missing":
+                        if "patch" in raw:  # reported as a skipped CCD of its visit
+                            by_visit[int(r.data_id["visit"])].append(r)
+                        continue
+                    if isinstance(poly, str):
+                        not_sel[fmt_id(r.data_id)] = poly
+                    elif polygons_overlap(patch_poly, poly):
+                        by_visit[int(r.data_id["visit"])].append(r)
+                    elif "patch" in raw:
+                        not_sel[fmt_id(r.data_id)] = "does not overlap the patch"
+                if not by_visit and "patch" not in raw:
+                    continue  # tract-wide: only patches with overlapping inputs
+                groups[pid] = by_visit
+                plan.patches.append(pid)
+                plan.not_selected[pid] = not_sel
+
+    for pid, by_visit in groups.items():
+        tract_id = int(pid["tract"])
+        for visit in sorted(by_visit):
+            refs = sorted(by_visit[visit], key=lambda r: int(r.data_id["ccd"]))
+            warp_id = butler.dimensions.normalize({**pid, "visit": visit}, order=WARP_KEYS)
+            outputs = tuple(
+                PlannedWarp(t, butler.plan_put(config.dataset_type(t), warp_id))
+                for t in config.warp_types
+            )
+            unit = WarpUnit(
+                warp_id,
+                skymap_ref,
+                tuple(_resolve_ccd(butler, r, config, tract_id) for r in refs),
+                outputs,
+            )
+            if reuse and all(
+                butler.exists(o.put.dataset_type, warp_id, output_run_only=True) for o in outputs
+            ):
+                uris = {o.warp_type: butler.datastore.uri(o.put.path) for o in outputs}
+                plan.reused.append(UnitResult.for_unit(unit, "reused", outputs=uris))
+                continue
+            plan.units.append(unit)
+    plan.seconds = time.perf_counter() - t0
+    return plan
