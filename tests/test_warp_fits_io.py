@@ -53,6 +53,9 @@ def test_warp_fits_file_equals_in_memory_warp(tmp_path: Path) -> None:
     yy, xx = np.mgrid[0:200:9, 0:200:9].astype(float)
     np.testing.assert_allclose(out_wcs.all_pix2world(xx, yy, 0), dest.all_pix2world(xx, yy, 0))
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    probe = tmp_path / "probe"
+    probe.touch()
+    assert out.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777  # umask, not 0600
 
 
 def test_integer_input_becomes_float(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -82,17 +82,17 @@ def write_warped(path: str | Path, image: np.ndarray, wcs: Any) -> None:
 
     path = Path(path)
     hdu = fits.PrimaryHDU(image, header=wcs.to_header(relax=True))
-    tmp: str | None = None
+    # a fresh name opened exclusively: the file gets the umask's permissions (mkstemp: 0600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as fh:
             hdu.writeto(fh)
         os.replace(tmp, path)
     except OSError as err:
         raise FormatError(f"{path}: cannot write ({err})") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def warp_fits_file(
