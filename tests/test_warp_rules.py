@@ -203,8 +203,8 @@ def test_rb_warp_image_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(wout.wcs.crpix, dest.wcs.crpix)
     ref = warp_image(img, src, dest, (60, 80), control=WarpingControl("lanczos4", interp_length=0))
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
-    # the CLI reads TAN files with our own WCS (lite path), the reference uses astropy's: positions
-    # agree to ~1e-10 px, values to float32 resolution (atol for values near zero)
+    # the CLI's WCSs come from the FITS cards written above, the reference's are the objects:
+    # positions agree to ~1e-10 px, values to float32 resolution (atol for values near zero)
     np.testing.assert_allclose(out[np.isfinite(out)], ref[np.isfinite(ref)], rtol=1e-6, atol=1e-6)
     bad = CliRunner().invoke(
         app, ["warp-image", str(tmp_path / "in.fits"), str(tmp_path / "t.head"),

@@ -8,6 +8,10 @@ Grid layout along x: node ``k`` sits at destination column ``-1 + k*L`` for ``k 
 last node at ``W-1``; along y the nodes sit at ``origin_y + k*L`` (last one clipped the same way).
 Column ``-1`` / row ``origin_y`` provide the positions needed by the relative-area term.
 
+:func:`warp_band` takes five frozen parameter objects (:class:`SourcePixels`,
+:class:`PositionGrid`, :class:`WarpKernel`, :class:`OutputPixels`, :class:`PixelRules`);
+:func:`_core_args` is the one place that packs them into the C struct.
+
 Design: the C core releases the GIL (ctypes), so :func:`warp_band` hands row blocks to a thread
 pool. float32 Lanczos data take an AVX2 vector path when the CPU has it (4 source floats widened
 to float64 per instruction); the full-footprint mask OR (``grow_full_mask`` planes) is skipped
@@ -19,15 +23,26 @@ buffer first (cache-set aliasing).
 from __future__ import annotations
 
 import ctypes
-import functools
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from warping._threads import submit
 from warping.warp._clib import CoreArgs, library
+from warping.warp._kernels import KernelSpec, weight_table
 
-__all__ = ["BLOCK_ROWS", "MAP_BLOCK", "block_map", "warp_band"]
+__all__ = [
+    "BLOCK_ROWS",
+    "MAP_BLOCK",
+    "OutputPixels",
+    "PixelRules",
+    "PositionGrid",
+    "SourcePixels",
+    "WarpKernel",
+    "block_map",
+    "warp_band",
+]
 
 #: Destination rows per unit of work handed to a thread.
 BLOCK_ROWS = 64
@@ -85,88 +100,236 @@ def block_map(mask: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _padded_table(table_bytes: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """Copy of a weight table with columns zero-padded to a multiple of 4 (vector path)."""
-    table = np.frombuffer(table_bytes, dtype=np.float64).reshape(shape)
-    width = 4 * (-(-shape[1] // 4))
-    out = np.zeros((shape[0], width), dtype=np.float64)
-    out[:, : shape[1]] = table
-    return out
+@dataclass(frozen=True)
+class SourcePixels:
+    """Source arrays of one shape: image and variance of one dtype (float32 or float64), int32 mask.
 
-
-def warp_band(
-    src_img: np.ndarray,
-    src_var: np.ndarray,
-    src_mask: np.ndarray,
-    do_var: bool,
-    mask_in: bool,
-    mask_out: bool,
-    nodes_x: np.ndarray,
-    nodes_y: np.ndarray,
-    gx: np.ndarray,
-    gy: np.ndarray,
-    ga: np.ndarray,
-    step: int,
-    origin_y: int,
-    row_start: int,
-    row_stop: int,
-    out_img: np.ndarray,
-    out_var: np.ndarray,
-    out_mask: np.ndarray,
-    kind: int,
-    n: int,
-    table: np.ndarray,
-    mkind: int,
-    mn: int,
-    grow_bits: int,
-    nodata_bits: int,
-    pad_value: float,
-    conserve_flux: bool,
-    threads: int = 1,
-) -> int:
-    """Warp destination rows ``row_start .. row_stop-1`` on ``threads`` threads; good pixel count.
-
-    ``src_img``/``src_var``/``out_img``/``out_var`` share one dtype (float32 or float64), masks are
-    int32, grids float64 C-contiguous (checked). ``kind``/``n``/``table`` describe the image
-    kernel (:func:`warping.warp._kernels.weight_table`), ``mkind``/``mn`` the mask kernel.
-    ``grow_bits`` are OR'ed over the full image-kernel footprint (all bits when the mask kernel
-    is the image kernel).
+    ``variance``/``mask`` are placeholders (e.g. 1x1 zeros) when ``has_variance``/``has_mask`` is
+    False; the core then never reads them.
     """
-    dtype = src_img.dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"warp core supports float32/float64 images, got {dtype}")
-    for name, arr in {"src_img": src_img, "src_var": src_var}.items():
-        if arr.dtype != dtype or not arr.flags.c_contiguous:
-            raise TypeError(f"{name} must be C-contiguous {dtype}, got {arr.dtype}")
-    if src_mask.dtype != np.int32 or not src_mask.flags.c_contiguous:
-        raise TypeError(f"src_mask must be C-contiguous int32, got {src_mask.dtype}")
+
+    image: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    has_variance: bool
+    has_mask: bool
+
+    def __post_init__(self) -> None:
+        dtype = self.image.dtype
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"warp core supports float32/float64 images, got {dtype}")
+        for name, arr in {"src_img": self.image, "src_var": self.variance}.items():
+            if arr.dtype != dtype or not arr.flags.c_contiguous:
+                raise TypeError(f"{name} must be C-contiguous {dtype}, got {arr.dtype}")
+        if self.mask.dtype != np.int32 or not self.mask.flags.c_contiguous:
+            raise TypeError(f"src_mask must be C-contiguous int32, got {self.mask.dtype}")
+
+
+@dataclass(frozen=True)
+class PositionGrid:
+    """Exact source positions at the nodes of the coarse destination grid (module docstring).
+
+    ``gx``/``gy`` (and ``ga``, the relative area, when flux is conserved) have shape
+    ``(nodes_y.size, nodes_x.size)``; ``step`` is the node spacing and ``origin_y`` the
+    destination row of the first node row. Arrays are converted to C-contiguous float64.
+    """
+
+    nodes_x: np.ndarray
+    nodes_y: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    ga: np.ndarray
+    step: int
+    origin_y: int
+
+    def __post_init__(self) -> None:
+        for name in ("nodes_x", "nodes_y", "gx", "gy", "ga"):
+            arr = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            object.__setattr__(self, name, arr)
+        if (
+            self.gx.shape != (self.nodes_y.size, self.nodes_x.size)
+            or self.gy.shape != self.gx.shape
+        ):
+            raise ValueError(
+                f"grid shape {self.gx.shape} != ({self.nodes_y.size}, {self.nodes_x.size})"
+            )
+
+
+@dataclass(frozen=True)
+class WarpKernel:
+    """Image kernel (``kind``/``n`` and its weight table) and mask kernel of one warp.
+
+    Build it with :meth:`from_specs`; the caller owns it and may reuse it across warps with the
+    same kernels (there is no module-level cache).
+    """
+
+    kind: int
+    n: int
+    table: np.ndarray
+    #: ``table`` with columns zero-padded to a multiple of 4 (float32 vector path)
+    padded: np.ndarray
+    #: row sums of ``table``
+    tsum: np.ndarray
+    mask_kind: int
+    mask_n: int
+
+    @classmethod
+    def from_specs(cls, spec: KernelSpec, mask_spec: KernelSpec) -> WarpKernel:
+        """Weight tables of image kernel ``spec``; ``mask_spec`` ORs the mask planes."""
+        table = np.ascontiguousarray(weight_table(spec.name), dtype=np.float64)
+        padded = np.zeros((table.shape[0], 4 * (-(-table.shape[1] // 4))), dtype=np.float64)
+        padded[:, : table.shape[1]] = table
+        tsum = np.ascontiguousarray(table.sum(axis=1))
+        return cls(spec.kind, spec.n, table, padded, tsum, mask_spec.kind, mask_spec.n)
+
+    @property
+    def same_for_mask(self) -> bool:
+        """Whether the mask kernel is the image kernel."""
+        return self.mask_kind == self.kind and self.mask_n == self.n
+
+
+@dataclass(frozen=True)
+class OutputPixels:
+    """Destination arrays (image dtype = source dtype, int32 mask); views with padded rows are
+    allowed. ``variance``/``mask`` may be placeholders when the source has no variance /
+    ``has_mask`` is False."""
+
+    image: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    has_mask: bool
+
+
+@dataclass(frozen=True)
+class PixelRules:
+    """Mask and value rules: ``grow_bits`` are OR'ed over the full image-kernel footprint,
+    ``nodata_bits`` mark pad pixels, whose image value is ``pad_value``; ``conserve_flux``
+    multiplies by the relative area."""
+
+    grow_bits: int
+    nodata_bits: int
+    pad_value: float
+    conserve_flux: bool
+
+
+def _check_outputs(src: SourcePixels, out: OutputPixels) -> None:
     # outputs may be views with padded rows (e.g. a bbox inside a larger array)
+    dtype = src.image.dtype
     for name, arr, want in (
-        ("out_img", out_img, dtype),
-        ("out_var", out_var, dtype),
-        ("out_mask", out_mask, np.dtype(np.int32)),
+        ("out_img", out.image, dtype),
+        ("out_var", out.variance, dtype),
+        ("out_mask", out.mask, np.dtype(np.int32)),
     ):
         if arr.dtype != want or arr.ndim != 2:
             raise TypeError(f"{name} must be a 2-D {want} array, got {arr.dtype}")
         _row_stride(arr)
-    if do_var and out_var.shape != out_img.shape:
-        raise ValueError(f"out_var shape {out_var.shape} != out_img shape {out_img.shape}")
-    if mask_out and out_mask.shape != out_img.shape:
-        raise ValueError(f"out_mask shape {out_mask.shape} != out_img shape {out_img.shape}")
-    same = mkind == kind and mn == n
-    full_bits = -1 if same else int(grow_bits)
-    want_map = mask_in and mask_out and full_bits != 0
+    if src.has_variance and out.variance.shape != out.image.shape:
+        raise ValueError(f"out_var shape {out.variance.shape} != out_img shape {out.image.shape}")
+    if out.has_mask and out.mask.shape != out.image.shape:
+        raise ValueError(f"out_mask shape {out.mask.shape} != out_img shape {out.image.shape}")
+
+
+def _core_args(
+    src: SourcePixels,
+    reading: tuple[np.ndarray, np.ndarray, np.ndarray],
+    grid: PositionGrid,
+    kernel: WarpKernel,
+    out: OutputPixels,
+    rules: PixelRules,
+    full_bits: int,
+    full_map: np.ndarray,
+    use_map: bool,
+) -> CoreArgs:
+    """The C struct ``rb_args`` for these parameters (the only place that packs it).
+
+    ``reading`` holds the arrays the core reads in place of ``src``'s (copies with padded rows,
+    :func:`_unaliased`); ``full_bits`` the bits OR'ed over the full footprint; ``full_map`` the
+    :func:`block_map` of those bits, used when ``use_map``. The caller keeps every array alive
+    while the struct is in use.
+    """
+    img, var, msk = reading
+    f32 = img.dtype == np.float32
+    return CoreArgs(
+        src_img=_ptr(img),
+        src_var=_ptr(var),
+        src_mask=_ptr(msk),
+        hs=img.shape[0],
+        ws=img.shape[1],
+        sstride=_row_stride(img),
+        mstride=_row_stride(msk),
+        do_var=int(bool(src.has_variance)),
+        mask_in=int(bool(src.has_mask)),
+        mask_out=int(bool(out.has_mask)),
+        nodes_x=_ptr(grid.nodes_x),
+        nnx=grid.nodes_x.size,
+        nodes_y=_ptr(grid.nodes_y),
+        nny=grid.nodes_y.size,
+        gx=_ptr(grid.gx),
+        gy=_ptr(grid.gy),
+        ga=_ptr(grid.ga),
+        step=int(grid.step),
+        origin_y=int(grid.origin_y),
+        out_img=_ptr(out.image),
+        out_var=_ptr(out.variance),
+        out_mask=_ptr(out.mask),
+        wd=out.image.shape[1],
+        ostride=_row_stride(out.image),
+        vstride=_row_stride(out.variance),
+        omstride=_row_stride(out.mask) if out.mask.size else 0,
+        kind=int(kernel.kind),
+        n=int(kernel.n),
+        table=_ptr(kernel.table),
+        dtable=_ptr(kernel.padded) if f32 else None,
+        tsum=_ptr(kernel.tsum),
+        tstride=kernel.padded.shape[1] if f32 else 0,
+        rows=kernel.table.shape[0] - 2,
+        mkind=int(kernel.mask_kind),
+        mn=int(kernel.mask_n),
+        full_bits=int(full_bits),
+        nodata_bits=int(rules.nodata_bits),
+        pad_value=float(rules.pad_value),
+        conserve_flux=int(bool(rules.conserve_flux)),
+        full_map=_ptr(full_map),
+        map_cols=full_map.shape[1],
+        use_full_map=int(use_map),
+    )
+
+
+def warp_band(
+    src: SourcePixels,
+    grid: PositionGrid,
+    kernel: WarpKernel,
+    out: OutputPixels,
+    rules: PixelRules,
+    rows: tuple[int, int],
+    threads: int = 1,
+) -> int:
+    """Warp destination rows ``rows[0] .. rows[1]-1`` on ``threads`` threads; good pixel count.
+
+    Parameters
+    ----------
+    src, grid, kernel, out, rules
+        Source pixels, source positions on the coarse grid, kernels, destination arrays and the
+        mask/value rules (see each class).
+    rows
+        Destination row range ``(start, stop)``.
+    threads
+        Threads for the compiled core (row blocks of :data:`BLOCK_ROWS`).
+    """
+    _check_outputs(src, out)
+    row_start, row_stop = rows
+    full_bits = -1 if kernel.same_for_mask else int(rules.grow_bits)
+    want_map = src.has_mask and out.has_mask and full_bits != 0
     nrows = row_stop - row_start
     parallel = threads > 1 and nrows > BLOCK_ROWS
     pool = ThreadPoolExecutor(max_workers=threads) if parallel else None
     try:
         # padded copies and the block map are independent passes over the source: overlap them
-        fut_img = submit(pool, _unaliased, src_img)
-        fut_var = submit(pool, _unaliased, src_var) if do_var else None
-        fut_mask = submit(pool, _unaliased, src_mask) if mask_in else None
-        fut_map = submit(pool, block_map, src_mask, full_bits) if want_map else None
-        src_img = fut_img.result()
+        fut_img = submit(pool, _unaliased, src.image)
+        fut_var = submit(pool, _unaliased, src.variance) if src.has_variance else None
+        fut_mask = submit(pool, _unaliased, src.mask) if src.has_mask else None
+        fut_map = submit(pool, block_map, src.mask, full_bits) if want_map else None
+        src_img, src_var, src_mask = fut_img.result(), src.variance, src.mask
         if fut_var is not None:
             src_var = fut_var.result()
             if _row_stride(src_var) != _row_stride(src_img):  # tiny arrays are never padded
@@ -175,16 +338,11 @@ def warp_band(
         if fut_mask is not None:
             src_mask = fut_mask.result()
         full_map = fut_map.result() if fut_map is not None else None
-        grids = [np.ascontiguousarray(g, dtype=np.float64) for g in (nodes_x, nodes_y, gx, gy, ga)]
-        nodes_x, nodes_y, gx, gy, ga = grids
-        if gx.shape != (nodes_y.size, nodes_x.size) or gy.shape != gx.shape:
-            raise ValueError(f"grid shape {gx.shape} != ({nodes_y.size}, {nodes_x.size})")
-        if conserve_flux and ga.shape != gx.shape:
-            raise ValueError(f"area grid shape {ga.shape} != {gx.shape}")
-        hd, wd = out_img.shape
+        if rules.conserve_flux and grid.ga.shape != grid.gx.shape:
+            raise ValueError(f"area grid shape {grid.ga.shape} != {grid.gx.shape}")
+        hd = out.image.shape[0]
         if not 0 <= row_start <= row_stop <= hd:
             raise ValueError(f"rows {row_start}..{row_stop} outside 0..{hd}")
-
         use_map = False
         if full_map is not None and full_map.any():
             use_map = True
@@ -192,61 +350,17 @@ def warp_band(
             full_bits = 0
         if full_map is None:
             full_map = np.zeros((1, 1), dtype=np.uint8)
-        table = np.ascontiguousarray(table, dtype=np.float64)
-        dtable = _padded_table(table.tobytes(), table.shape) if dtype == np.float32 else None
-        tsum = np.ascontiguousarray(table.sum(axis=1))
-        args = CoreArgs(
-            src_img=_ptr(src_img),
-            src_var=_ptr(src_var),
-            src_mask=_ptr(src_mask),
-            hs=src_img.shape[0],
-            ws=src_img.shape[1],
-            sstride=_row_stride(src_img),
-            mstride=_row_stride(src_mask),
-            do_var=int(bool(do_var)),
-            mask_in=int(bool(mask_in)),
-            mask_out=int(bool(mask_out)),
-            nodes_x=_ptr(nodes_x),
-            nnx=nodes_x.size,
-            nodes_y=_ptr(nodes_y),
-            nny=nodes_y.size,
-            gx=_ptr(gx),
-            gy=_ptr(gy),
-            ga=_ptr(ga),
-            step=int(step),
-            origin_y=int(origin_y),
-            out_img=_ptr(out_img),
-            out_var=_ptr(out_var),
-            out_mask=_ptr(out_mask),
-            wd=wd,
-            ostride=_row_stride(out_img),
-            vstride=_row_stride(out_var),
-            omstride=_row_stride(out_mask) if out_mask.size else 0,
-            kind=int(kind),
-            n=int(n),
-            table=_ptr(table),
-            dtable=_ptr(dtable) if dtable is not None else None,
-            tsum=_ptr(tsum),
-            tstride=dtable.shape[1] if dtable is not None else 0,
-            rows=table.shape[0] - 2,
-            mkind=int(mkind),
-            mn=int(mn),
-            full_bits=int(full_bits),
-            nodata_bits=int(nodata_bits),
-            pad_value=float(pad_value),
-            conserve_flux=int(bool(conserve_flux)),
-            full_map=_ptr(full_map),
-            map_cols=full_map.shape[1],
-            use_full_map=int(use_map),
-        )
+        # the padded views keep their parent buffers alive for as long as ``reading`` lives
+        reading = (src_img, src_var, src_mask)
+        args = _core_args(src, reading, grid, kernel, out, rules, full_bits, full_map, use_map)
         lib = library()
-        core = lib.rb_warp_rows_f32 if dtype == np.float32 else lib.rb_warp_rows_f64
+        core = lib.rb_warp_rows_f32 if src_img.dtype == np.float32 else lib.rb_warp_rows_f64
         ref = ctypes.byref(args)
-        keep = (src_img, src_var, src_mask, grids, out_img, out_var, out_mask, table, dtable, tsum)
+        keep = (reading, grid, out, kernel, full_map)
 
-        def run(rows: tuple[int, int]) -> int:
-            scratch = np.empty(3 * nodes_x.size, dtype=np.float64)
-            return int(core(ref, rows[0], rows[1], _ptr(scratch)))
+        def run(block: tuple[int, int]) -> int:
+            scratch = np.empty(3 * grid.nodes_x.size, dtype=np.float64)
+            return int(core(ref, block[0], block[1], _ptr(scratch)))
 
         if pool is None:
             good = run((row_start, row_stop))

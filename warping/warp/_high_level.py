@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -14,8 +13,14 @@ import numpy as np
 from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
-from warping.warp._kernels import KERNEL_NAMES, KernelSpec, parse_kernel, weight_table
-from warping.warp._transform import DestToSrc, pixel_to_world, wcs_pair_transform, world_to_pixel
+from warping.warp._kernels import KERNEL_NAMES, KernelSpec, parse_kernel
+from warping.warp._transform import (
+    DestToSrc,
+    frame_change,
+    pixel_to_world,
+    wcs_pair_transform,
+    world_to_pixel,
+)
 
 if TYPE_CHECKING:
     from warping.exposure import Exposure
@@ -169,7 +174,14 @@ def warp_with_transform(
         Image and variance (dtype of ``image`` if floating, else float64), int32 mask and the
         number of good pixels.
     """
-    from warping.warp._core import warp_band
+    from warping.warp._core import (
+        OutputPixels,
+        PixelRules,
+        PositionGrid,
+        SourcePixels,
+        WarpKernel,
+        warp_band,
+    )
 
     img = np.asarray(image)
     if img.dtype not in (np.float32, np.float64):
@@ -231,7 +243,10 @@ def warp_with_transform(
         bands = [(0, hd)]
     else:
         bands = [(r, min(r + EXACT_BAND_ROWS, hd)) for r in range(0, hd, EXACT_BAND_ROWS)]
-    tab = _table(spec.name)
+    source = SourcePixels(img, var, msk, do_var, mask_in)
+    kernel = WarpKernel.from_specs(spec, mspec)
+    outputs = OutputPixels(out_img, out_var, out_mask, want_mask)
+    rules = PixelRules(grow, nodata, float(pad_value), control.conserve_flux)
     n_good = 0
     for r0, r1 in bands:
         if length > 0:
@@ -253,39 +268,8 @@ def warp_with_transform(
         if ext:
             gx, gy, nodes_y = gx[1:-1], gy[1:-1], nodes_y[1:-1]
             ga = ga[1:-1] if control.conserve_flux else ga
-        gx = np.ascontiguousarray(gx)
-        gy = np.ascontiguousarray(gy)
-        ga = np.ascontiguousarray(ga)
-        n_good += warp_band(
-            img,
-            var,
-            msk,
-            do_var,
-            mask_in,
-            want_mask,
-            nodes_x,
-            nodes_y,
-            gx,
-            gy,
-            ga,
-            step,
-            origin_y,
-            r0,
-            r1,
-            out_img,
-            out_var,
-            out_mask,
-            spec.kind,
-            spec.n,
-            tab,
-            mspec.kind,
-            mspec.n,
-            grow,
-            nodata,
-            float(pad_value),
-            control.conserve_flux,
-            n_threads,
-        )
+        grid = PositionGrid(nodes_x, nodes_y, gx, gy, ga, step, origin_y)
+        n_good += warp_band(source, grid, kernel, outputs, rules, (r0, r1), n_threads)
     result.n_good = n_good
     return result
 
@@ -310,11 +294,6 @@ def _area_grid(
         return np.ascontiguousarray(np.abs(dxdx * dydy - dxdy * dydx))
 
 
-@functools.lru_cache(maxsize=8)
-def _table(name: str) -> np.ndarray:
-    return weight_table(name)
-
-
 def _nodes(n: int, step: int) -> np.ndarray:
     from warping.warp._transform import grid_nodes
 
@@ -327,7 +306,8 @@ def compute_warped_bbox(
     """Destination parent bbox covering the source bbox (afw ``computeWarpedBBox``).
 
     The four corners of the source's continuous extent (``x0 - 0.5 ... x1 + 0.5``) are mapped
-    through ``dest_wcs.sky_to_pixel(src_wcs.pixel_to_sky(.))`` and the result is expanded to whole
+    through ``dest_wcs.sky_to_pixel(src_wcs.pixel_to_sky(.))`` (sky coordinates transformed to the
+    destination's celestial frame if it differs) and the result is expanded to whole
     pixels. ``edge_samples > 0`` also maps that many points inside every edge, so that a strongly
     distorted (bulging) edge is not cut off; the box is then a superset of afw's.
     Returns an empty box when no corner maps to a finite position.
@@ -342,8 +322,11 @@ def compute_warped_bbox(
             a, b = corners[k], corners[(k + 1) % 4]
             pts.append(a + t * (b - a))
     p = np.concatenate(pts)
+    change = frame_change(dest_wcs, src_wcs)  # source frame -> destination frame
     with np.errstate(invalid="ignore"):
         ra, dec = pixel_to_world(src_wcs, p[:, 0], p[:, 1])
+        if change is not None:
+            ra, dec = change(ra, dec)
         x, y = world_to_pixel(dest_wcs, ra, dec)
     ok = np.isfinite(x) & np.isfinite(y)
     if not ok.any():

@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "DestToSrc",
+    "frame_change",
     "grid_nodes",
     "interpolate_grid",
     "pixel_to_world",
@@ -39,6 +40,13 @@ def pixel_to_world(wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
 
 
+def _has_distortion(wcs: Any) -> bool:
+    return any(
+        getattr(wcs, name, None) is not None
+        for name in ("sip", "cpdis1", "cpdis2", "det2im1", "det2im2")
+    )
+
+
 def world_to_pixel(wcs: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ra, dec)`` degrees to parent pixel (origin 0), inverting distortions to 1e-9 px.
 
@@ -47,19 +55,7 @@ def world_to_pixel(wcs: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarra
     off-image, so either is harmless.
     """
     if hasattr(wcs, "all_world2pix"):
-        has_distortion = bool(
-            getattr(wcs, "sip", None) is not None
-            or getattr(wcs, "cpdis1", None) is not None
-            or getattr(wcs, "cpdis2", None) is not None
-            or getattr(wcs, "det2im1", None) is not None
-            or getattr(wcs, "det2im2", None) is not None
-        )
-        if has_distortion:
-            from warping.warp.lite_io import fast_world_to_pixel
-
-            fast = fast_world_to_pixel(wcs, ra, dec)  # SIP by vectorised Newton, ~10x faster
-            if fast is not None:
-                return np.asarray(fast[0], dtype=float), np.asarray(fast[1], dtype=float)
+        if _has_distortion(wcs):
             x, y = wcs.all_world2pix(
                 ra, dec, 0, tolerance=INVERSE_TOLERANCE, maxiter=50, quiet=True
             )
@@ -70,24 +66,65 @@ def world_to_pixel(wcs: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarra
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
+def _frame_cards(wcs: Any) -> tuple[Any, ...] | None:
+    """What fixes the celestial frame of an astropy WCS (axis types, RADESYS, EQUINOX), or None
+    for a WCS that is not an astropy ``WCS``."""
+    inner = getattr(wcs, "wcs", None)
+    if inner is None or not hasattr(inner, "radesys"):
+        return None
+    equinox = float(inner.equinox)
+    radesys = str(inner.radesys)
+    return (
+        tuple(str(c)[:4] for c in inner.ctype),
+        radesys,
+        None if np.isnan(equinox) else equinox,
+        str(inner.dateobs) if radesys.startswith("FK4") else "",  # FK4 frames carry an epoch
+    )
+
+
+def frame_change(src_wcs: Any, dest_wcs: Any) -> Callable[[np.ndarray, np.ndarray], Any] | None:
+    """Map from ``dest_wcs``'s celestial frame to ``src_wcs``'s (degrees), or None if they are
+    the same frame.
+
+    Identical frame cards (axis types, RADESYS, EQUINOX; DATE-OBS for FK4) mean the same frame;
+    otherwise both frames come from :func:`astropy.wcs.utils.wcs_to_celestial_frame` and the
+    coordinates are transformed by :mod:`astropy.coordinates` (FK5 J2000 and ICRS differ by up to
+    ~25 mas).
+    """
+    cards = _frame_cards(src_wcs)
+    if cards is None or cards == _frame_cards(dest_wcs):
+        return None
+    import astropy.units as u
+    from astropy.coordinates import UnitSphericalRepresentation
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    src_frame = wcs_to_celestial_frame(src_wcs)
+    dest_frame = wcs_to_celestial_frame(dest_wcs)
+    if src_frame.is_equivalent_frame(dest_frame):
+        return None
+
+    def change(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        coords = dest_frame.realize_frame(UnitSphericalRepresentation(lon * u.deg, lat * u.deg))
+        moved = coords.transform_to(src_frame).represent_as(UnitSphericalRepresentation)
+        return moved.lon.to_value(u.deg), moved.lat.to_value(u.deg)
+
+    logger.debug("transforming coordinates from %s to %s", dest_frame.name, src_frame.name)
+    return change
+
+
 def wcs_pair_transform(src_wcs: Any, dest_wcs: Any) -> DestToSrc:
     """The exact destination-to-source parent pixel map ``src ∘ sky ∘ dest⁻¹``.
 
-    Two :class:`~warping.warp.lite_wcs.LiteWcs` on the same celestial axes are composed through
-    unit vectors (no trigonometry, :func:`~warping.warp.lite_wcs.pair_transform`).
+    Sky coordinates in the destination's celestial frame are transformed to the source's by
+    :mod:`astropy.coordinates` when the frames differ (:func:`frame_change`).
     """
-    from warping.warp.lite_wcs import LiteWcs, pair_transform
-
-    if (
-        isinstance(src_wcs, LiteWcs)
-        and isinstance(dest_wcs, LiteWcs)
-        and src_wcs.axes == dest_wcs.axes
-    ):
-        return pair_transform(src_wcs, dest_wcs)
+    change = frame_change(src_wcs, dest_wcs)
 
     def dest_to_src(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             ra, dec = pixel_to_world(dest_wcs, x, y)
+            if change is not None:
+                ra, dec = change(ra, dec)
             return world_to_pixel(src_wcs, ra, dec)
 
     return dest_to_src

@@ -1,8 +1,11 @@
-"""FITS adapters for ``rb warp-image``: read an image + WCS, a target header, write the result."""
+"""FITS adapters for ``rb warp-image`` (astropy): read an image + WCS, a target header, write the
+result."""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import numpy as np
 
 from warping.errors import FormatError
 
-__all__ = ["read_image_and_wcs", "read_target_header", "warp_fits_file"]
+__all__ = ["read_image_and_wcs", "read_target_header", "warp_fits_file", "write_warped"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,31 @@ def read_target_header(path: str | Path) -> tuple[Any, tuple[int, int], Any]:
     return header, (ny, nx), _celestial_wcs(header, str(path))
 
 
+def write_warped(path: str | Path, image: np.ndarray, wcs: Any) -> None:
+    """Write ``image`` with ``wcs`` as a one-HDU FITS file, atomically (temporary file + rename).
+
+    Raises
+    ------
+    warping.errors.FormatError
+        If the file cannot be written (the message names it).
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    hdu = fits.PrimaryHDU(image, header=wcs.to_header(relax=True))
+    # a fresh name opened exclusively: the file gets the umask's permissions (mkstemp: 0600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            hdu.writeto(fh)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise FormatError(f"{path}: cannot write ({err})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def warp_fits_file(
     input_path: str | Path,
     target_header: str | Path,
@@ -76,36 +104,17 @@ def warp_fits_file(
 ) -> dict[str, Any]:
     """Warp ``input_path`` onto the grid of ``target_header`` and write ``output_path``.
 
-    Plain FITS images with a zenithal (TAN, STG, SIN, ZEA, ARC; optionally SIP) WCS take the
-    astropy-free path (:mod:`warping.warp.lite_io`: our FITS reader/writer and WCS, ~1 s less
-    start-up); anything else is read and written with astropy. Returns a summary
-    ``{"shape": (ny, nx), "covered": n_finite_pixels, "reader": "lite" | "astropy"}``.
+    FITS is read and written by :mod:`astropy.io.fits`, the WCSs are :class:`astropy.wcs.WCS`
+    (any projection and distortion wcslib handles; celestial frames converted by
+    :mod:`astropy.coordinates` when input and target differ). Returns a summary
+    ``{"shape": (ny, nx), "covered": n_finite_pixels}``.
     """
     from warping.warp._high_level import warp_image
-    from warping.warp.lite_io import load_for_warp, write_warp
 
-    lite = load_for_warp(input_path, target_header)
-    if lite is not None:
-        image, src_wcs, dest_wcs, shape, cards = lite
-        out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
-        write_warp(output_path, out, cards)
-        reader = "lite"
-    else:
-        from astropy.io import fits
-
-        image, src_wcs = read_image_and_wcs(input_path)
-        _header, shape, dest_wcs = read_target_header(target_header)
-        out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
-        hdr = dest_wcs.to_header(relax=True)
-        fits.PrimaryHDU(out, header=hdr).writeto(output_path, overwrite=True)
-        reader = "astropy"
+    image, src_wcs = read_image_and_wcs(input_path)
+    _header, shape, dest_wcs = read_target_header(target_header)
+    out = warp_image(image, src_wcs, dest_wcs, shape, control=control)
+    write_warped(output_path, out, dest_wcs)
     covered = int(np.count_nonzero(~np.isnan(out)))
-    logger.info(
-        "wrote %s: %dx%d, %d covered pixels (%s reader)",
-        output_path,
-        shape[1],
-        shape[0],
-        covered,
-        reader,
-    )
-    return {"shape": shape, "covered": covered, "reader": reader}
+    logger.info("wrote %s: %dx%d, %d covered pixels", output_path, shape[1], shape[0], covered)
+    return {"shape": shape, "covered": covered}
