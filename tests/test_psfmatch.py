@@ -34,7 +34,7 @@ from warping.psfmatch.solve import (
     _separable_normal_equations,
     fit_spatial_kernel,
 )
-from warping.psfmatch.spectra import tile_spectra
+from warping.psfmatch.spectra import plan_tile_spectra
 
 PLANES = MaskPlanes.default()
 NO_DATA = PLANES.bitmask("NO_DATA")
@@ -578,8 +578,8 @@ def test_precomputed_dilated_mask_gives_the_same_result() -> None:
 
 
 def test_precomputed_tile_spectra_give_the_same_result() -> None:
-    """tile_spectra (run while the kernel is fitted) == the FFTs convolve_spatial makes itself,
-    bad pixels included; spent or mismatched spectra are refused."""
+    """Planned and filled tile spectra (made while the kernel is fitted) == the FFTs
+    convolve_spatial makes itself, bad pixels included; spent or mismatched spectra are refused."""
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)
     img, var, mask = _noisy_planes(bbox, seed=10)
@@ -587,7 +587,9 @@ def test_precomputed_tile_spectra_give_the_same_result() -> None:
     img[100, 100] = np.inf
     var[20, 30] = np.nan
     own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48))
-    spectra = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=48))
+    spectra = plan_tile_spectra(
+        img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=48)
+    ).fill()
     assert len(spectra.starts) > 4  # several tiles, edge tiles included
     given = convolve_spatial(
         img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=spectra
@@ -599,7 +601,9 @@ def test_precomputed_tile_spectra_give_the_same_result() -> None:
         convolve_spatial(
             img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=spectra
         )
-    other = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=64))
+    other = plan_tile_spectra(
+        img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=64)
+    ).fill()
     with pytest.raises(ValueError, match="tiles"):
         convolve_spatial(
             img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=other
@@ -611,8 +615,6 @@ def test_planned_tile_spectra_are_shared_between_threads() -> None:
     waits for the others: with a concurrent fill, with none, and with a fill that finished first,
     the pixels equal those of a convolution that makes its own FFTs."""
     import threading
-
-    from warping.psfmatch.spectra import plan_tile_spectra
 
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)

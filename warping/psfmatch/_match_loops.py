@@ -239,6 +239,17 @@ def multiply(f: np.ndarray, k: np.ndarray, out: np.ndarray) -> None:
        f.shape[1])  # fmt: skip
 
 
+def _check_rows(
+    what: str, count: tuple[str, int, int], starts: tuple[tuple[str, int, int], ...]
+) -> None:
+    """ValueError unless ``0 <= n <= max_n`` for ``count = (name, n, max_n)`` and
+    ``0 <= start`` and ``start + n <= limit`` for each ``(name, start, limit)`` of ``starts``."""
+    _, n, max_n = count
+    if not 0 <= n <= max_n or any(s < 0 or s + n > limit for _, s, limit in starts):
+        rows = ", ".join(f"{k}={v}" for k, v, _ in (*starts, count))
+        raise ValueError(f"{what}: rows {rows} out of range")
+
+
 class BandSummer:
     """Sums over the y terms for the bands of one tile: arrays checked and converted once, so a
     band costs one ctypes call (a few microseconds instead of ~30)."""
@@ -270,13 +281,8 @@ class BandSummer:
 
     def __call__(self, r0: int, ry: int, nrows: int) -> None:
         """``out[a, r] = sum_{t: a_t = a} ty[b_t, ry + r] z[t, r0 + r]`` for ``r < nrows``."""
-        if (
-            min(r0, ry, nrows) < 0
-            or nrows > self._orows
-            or r0 + nrows > self._zrows
-            or ry + nrows > self._tlen
-        ):
-            raise ValueError(f"sum over y: rows r0={r0}, ry={ry}, nrows={nrows} out of range")
+        _check_rows("sum over y", ("nrows", nrows, self._orows),
+                    (("r0", r0, self._zrows), ("ry", ry, self._tlen)))  # fmt: skip
         self._fn(*self._head, r0, ry, nrows, *self._tail)
 
 
@@ -355,13 +361,8 @@ class BandCombiner:
     def __call__(self, th: int, ry: int, y0: int) -> None:
         """Band-buffer rows ``0 .. th`` become output rows ``y0 .. y0 + th``; their y terms are
         rows ``ry .. ry + th`` of ``tys``."""
-        if (
-            min(th, ry, y0) < 0
-            or th > self._max_rows
-            or ry + th > self._tlen
-            or y0 + th > self._height
-        ):
-            raise ValueError(f"combine: rows th={th}, ry={ry}, y0={y0} out of range")
+        _check_rows("combine", ("th", th, self._max_rows),
+                    (("ry", ry, self._tlen), ("y0", y0, self._height)))  # fmt: skip
         self._fn(*self._head, th, *self._mid, ry, *self._sx, y0, *self._tail)
 
 

@@ -136,10 +136,9 @@ def convolve_spatial(
         The result of :func:`dilate_mask` for this kernel's half-width, if already computed
         (it is used, and returned, as the output mask).
     spectra
-        The result of :func:`~warping.psfmatch.spectra.plan_tile_spectra` (or
-        :func:`~warping.psfmatch.spectra.tile_spectra`) for these arrays, this kernel's
-        half-width and ``options``, if planned beforehand (released afterwards: its buffers go
-        back to its workspace).
+        The result of :func:`~warping.psfmatch.spectra.plan_tile_spectra` for these arrays,
+        this kernel's half-width and ``options``, if planned beforehand (released afterwards:
+        its buffers go back to its workspace).
     workspace
         Where the tile FFT buffers are taken from and handed back to, to be reused by the next
         convolution; ``None``: buffers of this call only (reused across its tiles).

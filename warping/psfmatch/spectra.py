@@ -19,7 +19,7 @@ from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.tiling import TileGrid, tile_grid, tile_starts
 from warping.psfmatch.workspace import ConvolutionWorkspace
 
-__all__ = ["TileSpectra", "plan_tile_spectra", "tile_spectra"]
+__all__ = ["TileSpectra", "plan_tile_spectra"]
 
 
 @dataclass
@@ -152,6 +152,8 @@ def plan_tile_spectra(
     ``workspace`` when given), none computed yet (:meth:`TileSpectra.fill` computes them;
     :meth:`TileSpectra.tile` one at a time).
 
+    ``plan_tile_spectra(...).fill()`` computes them all on the calling thread.
+
     Bad inputs (NO_DATA, non-finite image or variance) are zeroed exactly as
     :func:`~warping.psfmatch.convolve.convolve_spatial` does; pass the result as its
     ``spectra`` with the same ``options`` (``tile``, ``workers`` and ``fft_dtype`` decide the
@@ -172,20 +174,3 @@ def plan_tile_spectra(
         spec_v = np.empty_like(spec_i)
     sources = (image, variance, mask_in, int(no_data))
     return TileSpectra((height, width), h, grid, starts, spec_i, spec_v, sources, workspace)
-
-
-def tile_spectra(
-    image: np.ndarray,
-    variance: np.ndarray,
-    mask: np.ndarray,
-    half_width: int,
-    no_data: int,
-    options: ConvolutionOptions = ConvolutionOptions(),
-    *,
-    workspace: ConvolutionWorkspace | None = None,
-) -> TileSpectra:
-    """Gather and forward-transform every tile of ``image`` and ``variance`` (one thread):
-    :func:`plan_tile_spectra` then :meth:`TileSpectra.fill`."""
-    return plan_tile_spectra(
-        image, variance, mask, half_width, no_data, options, workspace=workspace
-    ).fill()
