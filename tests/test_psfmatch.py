@@ -467,7 +467,9 @@ def _noise_match_inputs(
     return sci, model, img, var, np.zeros(bbox.shape, np.int32)
 
 
-def test_released_buffers_are_rebuilt_with_the_same_result() -> None:
+def test_released_buffers_are_rebuilt_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A workspace keeps the scratch buffers between matches (bounded: the latest shape only)
     and release() frees them; kept, released or no workspace, the pixels are the same."""
     from warping.psfmatch import ConvolutionWorkspace
@@ -482,18 +484,28 @@ def test_released_buffers_are_rebuilt_with_the_same_result() -> None:
         )  # fmt: skip
         return res.image, res.variance, res.mask
 
+    # (one and two threads tile the image differently: each is compared with itself)
+    threaded_results = [run(None)]
+    with ConvolutionWorkspace() as threaded:
+        threaded_results += [run(threaded), run(threaded)]
+        assert threaded.nbytes > 0
+    assert threaded.nbytes == 0  # freed on leaving the block
+    # one thread: exactly one set of tile buffers and the tile spectra are kept
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
     workspace = ConvolutionWorkspace()
     assert workspace.nbytes == 0
-    first = run(workspace)
+    single_results = [run(None), run(workspace)]
     kept = workspace.nbytes
     assert kept > img.nbytes  # tile spectra and FFT buffers
-    again = run(workspace)
+    single_results.append(run(workspace))
     assert workspace.nbytes == kept  # reused, not accumulated
     workspace.release()
     assert workspace.nbytes == 0
-    for other in (again, run(workspace), run(None)):
-        for a, b in zip(first, other, strict=True):
-            np.testing.assert_array_equal(a, b)
+    single_results.append(run(workspace))
+    for results in (threaded_results, single_results):
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_float32_fft_matches_float64_on_star_field() -> None:
