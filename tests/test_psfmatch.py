@@ -25,13 +25,16 @@ from warping.psfmatch.basis import (
     renormalize_basis,
 )
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
-from warping.psfmatch.convolve import convolve_spatial, dilate_mask, or_dilate, tile_spectra
+from warping.psfmatch.convolve import convolve_spatial
+from warping.psfmatch.dilation import dilate_mask, or_dilate
+from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import (
     SpatialKernel,
     _cell_design,
     _separable_normal_equations,
     fit_spatial_kernel,
 )
+from warping.psfmatch.spectra import plan_tile_spectra
 
 PLANES = MaskPlanes.default()
 NO_DATA = PLANES.bitmask("NO_DATA")
@@ -378,8 +381,7 @@ def test_convolution_equals_per_pixel_normalised_kernel(order: int) -> None:
         (bbox.x0, bbox.y0),
         kernel,
         PLANES,
-        tile=128,
-        fft_dtype=np.float64,
+        ConvolutionOptions(tile=128, fft_dtype=np.float64),
     )
     assert info.n_tiles == 9
     h = 10
@@ -418,7 +420,7 @@ def test_every_pixel_of_a_star_field_against_per_pixel_kernels() -> None:
     var = img.copy()  # gain 1
     mask = np.zeros(bbox.shape, np.int32)
     out_i, out_v, _, info = convolve_spatial(
-        img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, fft_dtype=np.float64
+        img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, ConvolutionOptions(fft_dtype=np.float64)
     )
     h = kernel.half_width
     ys, xs = np.mgrid[bbox.y0 + h : bbox.y1 - h + 1, bbox.x0 + h : bbox.x1 - h + 1]
@@ -438,15 +440,14 @@ def test_every_pixel_of_a_star_field_against_per_pixel_kernels() -> None:
 
 
 def test_public_scipy_fft_fallback_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without scipy's pocketfft binding the public scipy.fft path is used: same pixels."""
-    import warping.psfmatch.convolve as conv
-
+    """Without the compiled FFT library the public scipy.fft path is used: same pixels."""
     bbox = Box2I(3, -7, 140, 120)
     kernel, _, _ = _fitted_kernel(bbox)
     img, var, mask = _noisy_planes(bbox, seed=12)
-    fast = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
-    monkeypatch.setattr(conv, "_pfft", None)
-    slow = conv.convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, tile=64)
+    opts = ConvolutionOptions(tile=64)
+    fast = convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, opts)
+    monkeypatch.setenv("REPO_BUTLER_FFT", "scipy")
+    slow = convolve_spatial(img, var, mask, (bbox.x0, bbox.y0), kernel, PLANES, opts)
     assert fast[3].n_tiles == slow[3].n_tiles == 6
     np.testing.assert_allclose(slow[0], fast[0], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(slow[1], fast[1], rtol=1e-5)
@@ -466,23 +467,45 @@ def _noise_match_inputs(
     return sci, model, img, var, np.zeros(bbox.shape, np.int32)
 
 
-def test_released_buffers_are_rebuilt_with_the_same_result() -> None:
-    """release_buffers() frees the kept scratch buffers; the next match gives the same pixels."""
-    from warping.psfmatch import release_buffers
+def test_released_buffers_are_rebuilt_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workspace keeps the scratch buffers between matches (bounded: the latest shape only)
+    and release() frees them; kept, released or no workspace, the pixels are the same."""
+    from warping.psfmatch import ConvolutionWorkspace
 
     bbox = Box2I(0, 0, 160, 140)
     sci, model, img, var, mask = _noise_match_inputs(bbox, (80.0, 70.0), seed=13)
 
-    def run() -> tuple[np.ndarray, ...]:
+    def run(workspace: ConvolutionWorkspace | None) -> tuple[np.ndarray, ...]:
         res = match_to_model(
-            img, var, mask, bbox, sci, model, config=PsfMatchConfig(), mask_planes=PLANES
-        )
+            img, var, mask, bbox, sci, model, config=PsfMatchConfig(), mask_planes=PLANES,
+            workspace=workspace,
+        )  # fmt: skip
         return res.image, res.variance, res.mask
 
-    first = run()
-    release_buffers()
-    for a, b in zip(first, run(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    # (one and two threads tile the image differently: each is compared with itself)
+    threaded_results = [run(None)]
+    with ConvolutionWorkspace() as threaded:
+        threaded_results += [run(threaded), run(threaded)]
+        assert threaded.nbytes > 0
+    assert threaded.nbytes == 0  # freed on leaving the block
+    # one thread: exactly one set of tile buffers and the tile spectra are kept
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
+    workspace = ConvolutionWorkspace()
+    assert workspace.nbytes == 0
+    single_results = [run(None), run(workspace)]
+    kept = workspace.nbytes
+    assert kept > img.nbytes  # tile spectra and FFT buffers
+    single_results.append(run(workspace))
+    assert workspace.nbytes == kept  # reused, not accumulated
+    workspace.release()
+    assert workspace.nbytes == 0
+    single_results.append(run(workspace))
+    for results in (threaded_results, single_results):
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_float32_fft_matches_float64_on_star_field() -> None:
@@ -494,8 +517,12 @@ def test_float32_fft_matches_float64_on_star_field() -> None:
         img[bb.slices(bbox)] += 1e6 * stamp
     var = img.copy()
     mask = np.zeros(bbox.shape, np.int32)
-    a = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, fft_dtype=np.float32)
-    b = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, fft_dtype=np.float64)
+    a = convolve_spatial(
+        img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(fft_dtype=np.float32)
+    )
+    b = convolve_spatial(
+        img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(fft_dtype=np.float64)
+    )
     ok = np.isfinite(b[0])
     # Error relative to the sky noise (sqrt(10) ~ 3.2 counts): far below it.
     assert np.abs(a[0][ok] - b[0][ok]).max() < 1e-2
@@ -563,26 +590,36 @@ def test_precomputed_dilated_mask_gives_the_same_result() -> None:
 
 
 def test_precomputed_tile_spectra_give_the_same_result() -> None:
-    """tile_spectra (run while the kernel is fitted) == the FFTs convolve_spatial makes itself,
-    bad pixels included; spent or mismatched spectra are refused."""
+    """Planned and filled tile spectra (made while the kernel is fitted) == the FFTs
+    convolve_spatial makes itself, bad pixels included; spent or mismatched spectra are refused."""
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)
     img, var, mask = _noisy_planes(bbox, seed=10)
     mask[:, :5] = NO_DATA
     img[100, 100] = np.inf
     var[20, 30] = np.nan
-    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48)
-    spectra = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, tile=48)
+    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48))
+    spectra = plan_tile_spectra(
+        img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=48)
+    ).fill()
     assert len(spectra.starts) > 4  # several tiles, edge tiles included
-    given = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=spectra)
+    given = convolve_spatial(
+        img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=spectra
+    )
     for a, b in zip(own[:3], given[:3], strict=True):
         np.testing.assert_array_equal(a, b)
     assert spectra.released
     with pytest.raises(ValueError, match="already used"):
-        convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=spectra)
-    other = tile_spectra(img, var, mask, kernel.half_width, NO_DATA, tile=64)
+        convolve_spatial(
+            img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=spectra
+        )
+    other = plan_tile_spectra(
+        img, var, mask, kernel.half_width, NO_DATA, ConvolutionOptions(tile=64)
+    ).fill()
     with pytest.raises(ValueError, match="tiles"):
-        convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=48, spectra=other)
+        convolve_spatial(
+            img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=48), spectra=other
+        )
 
 
 def test_planned_tile_spectra_are_shared_between_threads() -> None:
@@ -591,23 +628,23 @@ def test_planned_tile_spectra_are_shared_between_threads() -> None:
     the pixels equal those of a convolution that makes its own FFTs."""
     import threading
 
-    from warping.psfmatch.convolve import plan_tile_spectra
-
     bbox = Box2I(0, 0, 150, 130)
     kernel, _, _ = _fitted_kernel(bbox)
     img, var, mask = _noisy_planes(bbox, seed=12)
     mask[60:64, 70:90] = NO_DATA
-    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=32)
+    own = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=32))
     h = kernel.half_width
     for mode in ("concurrent", "none", "before"):
-        planned = plan_tile_spectra(img, var, mask, h, NO_DATA, tile=32)
+        planned = plan_tile_spectra(img, var, mask, h, NO_DATA, ConvolutionOptions(tile=32))
         assert len(planned.starts) > 8
         filler = threading.Thread(target=planned.fill)
         if mode == "before":
             planned.fill()
         elif mode == "concurrent":
             filler.start()
-        got = convolve_spatial(img, var, mask, (0, 0), kernel, PLANES, tile=32, spectra=planned)
+        got = convolve_spatial(
+            img, var, mask, (0, 0), kernel, PLANES, ConvolutionOptions(tile=32), spectra=planned
+        )
         if mode == "concurrent":
             filler.join()
         for a, b in zip(own[:3], got[:3], strict=True):
@@ -616,7 +653,7 @@ def test_planned_tile_spectra_are_shared_between_threads() -> None:
         with pytest.raises(ValueError, match="released"):
             planned.tile(0)
     # released before use: the unclaimed tiles are taken off the table, nothing is computed
-    planned = plan_tile_spectra(img, var, mask, h, NO_DATA, tile=32)
+    planned = plan_tile_spectra(img, var, mask, h, NO_DATA, ConvolutionOptions(tile=32))
     planned.release()
     assert planned.fill() is planned and planned.released
 
@@ -731,7 +768,7 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
     """The compiled per-pixel combination (image terms, kernel sum, variance weights w_p built
     from ``nd`` y terms, NO_DATA blanking) equals the plain numpy formula for every term count,
     with strided row buffers as the convolution passes them."""
-    from warping.psfmatch._pmlib import BandCombiner
+    from warping.psfmatch._match_loops import BandCombiner
 
     rng = np.random.default_rng(nd)
     th, tw, c0, rank, n_a = 13, 37, 4, 3, 2
@@ -769,7 +806,7 @@ def test_combine_step_matches_numpy_formula(nd: int) -> None:
 @pytest.mark.parametrize("cdtype", [np.complex64, np.complex128])
 def test_spectrum_loops_match_numpy(cdtype: type) -> None:
     """The compiled spectrum product and the sum over y terms equal their numpy formulas."""
-    from warping.psfmatch._pmlib import BandSummer, multiply
+    from warping.psfmatch._match_loops import BandSummer, multiply
 
     rng = np.random.default_rng(7)
     fy, nc, nt = 12, 7, 6
@@ -796,7 +833,7 @@ def test_spectrum_loops_match_numpy(cdtype: type) -> None:
 
 def test_compiled_loops_reject_bad_layouts() -> None:
     """Wrong dtypes or layouts are refused with a clear error, never read out of bounds."""
-    from warping.psfmatch._pmlib import BandCombiner, BandSummer, gather, multiply
+    from warping.psfmatch._match_loops import BandCombiner, BandSummer, Window, gather, multiply
 
     f = np.zeros((4, 3), np.complex64)
     with pytest.raises(ValueError, match="contiguous last axis"):
@@ -805,10 +842,10 @@ def test_compiled_loops_reject_bad_layouts() -> None:
         multiply(f, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 3), np.complex64))
     img = np.zeros((5, 5), np.float32)
     with pytest.raises(TypeError, match="int32"):
-        gather(img, img, np.zeros((5, 5), np.int16), 1, 0, 0, 3, 3, img.copy(), img.copy())
+        gather(img, img, np.zeros((5, 5), np.int16), 1, Window(0, 0, 3, 3), img.copy(), img.copy())
     with pytest.raises(ValueError, match="contiguous rows"):
-        gather(img[:, ::2], img[:, ::2], np.zeros((5, 3), np.int32), 1, 0, 0, 3, 3, img.copy(),
-               img.copy())  # fmt: skip
+        gather(img[:, ::2], img[:, ::2], np.zeros((5, 3), np.int32), 1, Window(0, 0, 3, 3),
+               img.copy(), img.copy())  # fmt: skip
     rows = np.zeros((1, 4, 6), np.float32)
     t = np.zeros((1, 4), np.float32)
     out = np.zeros((4, 4), np.float32)
@@ -903,7 +940,7 @@ def test_gather_matches_numpy_for_any_window(
 ) -> None:
     """The compiled tile gather, for windows overlapping the array anywhere (or not at all):
     in-bounds good pixels copied, everything else (outside, NO_DATA, NaN/inf) zero."""
-    from warping.psfmatch._pmlib import gather
+    from warping.psfmatch._match_loops import Window, gather
 
     rng = np.random.default_rng(seed)
     fin = np.float64 if f64_in else np.float32
@@ -916,7 +953,7 @@ def test_gather_matches_numpy_for_any_window(
     fout = np.float64 if f64_out else np.float32
     bi = np.full((rows, cols), 7.0, fout)  # stale values must all be overwritten
     bv = np.full((rows, cols), 7.0, fout)
-    gather(img, var, mask, 256, y0, x0, ny, nx, bi, bv)
+    gather(img, var, mask, 256, Window(y0, x0, ny, nx), bi, bv)
     want_i = np.zeros((rows, cols))
     want_v = np.zeros((rows, cols))
     for r in range(min(ny, rows)):
@@ -941,7 +978,7 @@ def test_gather_matches_numpy_for_any_window(
 def test_cell_gram_equals_explicit_design(p: int, h: int, inset: int, n: int, seed: int) -> None:
     """The compiled design Gram equals the design built with scipy's 2-D convolution, for any
     stamp size (rows not a multiple of the vector width), kernel size and window."""
-    from warping.psfmatch._pmlib import cell_gram
+    from warping.psfmatch._match_loops import cell_gram
 
     k = 2 * h + 1
     q = p - 2 * min(inset, (p - 1) // 2)
@@ -966,7 +1003,7 @@ def test_cell_gram_equals_explicit_design(p: int, h: int, inset: int, n: int, se
 
 
 def test_cell_gram_refuses_bad_arguments() -> None:
-    from warping.psfmatch._pmlib import cell_gram
+    from warping.psfmatch._match_loops import cell_gram
 
     sci, target = np.zeros((2, 9, 9)), np.zeros((2, 81))
     fun, ix, iy = np.ones((2, 3)), np.array([0, 1]), np.array([1, 0])
@@ -1013,3 +1050,14 @@ def test_cell_gram_is_memory_safe(tmp_path: Path) -> None:
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ok 2508 configurations" in run.stdout
+
+
+def test_convolution_options_refuse_bad_values() -> None:
+    with pytest.raises(ValueError, match="tile"):
+        ConvolutionOptions(tile=0)
+    with pytest.raises(ValueError, match="fft_dtype"):
+        ConvolutionOptions(fft_dtype=np.float16)
+    with pytest.raises(ValueError, match="variance_tolerance"):
+        ConvolutionOptions(variance_tolerance=0.0)
+    assert ConvolutionOptions(workers=0).threads == 1
+    assert ConvolutionOptions(fft_dtype=np.float64).complex_dtype == np.complex128

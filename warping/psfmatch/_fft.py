@@ -8,7 +8,8 @@ and FMA the AVX2 build is loaded: it transforms eight lines at once where scipy'
 build transforms four, which makes the strided column passes about 1.5-2x faster.
 
 Without a C++ compiler (or with ``REPO_BUTLER_FFT=scipy``) :func:`available` is False and the
-convolution uses scipy's pocketfft binding instead, with the same results to float rounding.
+convolution uses the public :mod:`scipy.fft` functions instead (same results to float
+rounding; see :mod:`warping.psfmatch.fft_passes`).
 """
 
 from __future__ import annotations

@@ -15,21 +15,17 @@ from warping._threads import submit, thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf
+from warping.psfmatch.arrays import check_mask_dtype, float_pair, int32_mask
 from warping.psfmatch.basis import make_separable_basis
 from warping.psfmatch.cells import CellSet, build_cell_set
 from warping.psfmatch.config import PsfMatchConfig
-from warping.psfmatch.convolve import (
-    ConvolutionInfo,
-    TileSpectra,
-    _check_mask_dtype,
-    _float_pair,
-    _int32_mask,
-    convolve_spatial,
-    dilate_mask,
-    plan_tile_spectra,
-)
+from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial
+from warping.psfmatch.dilation import dilate_mask
 from warping.psfmatch.errors import PsfMatchError
+from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
+from warping.psfmatch.spectra import TileSpectra, plan_tile_spectra
+from warping.psfmatch.workspace import ConvolutionWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +119,42 @@ class PsfMatchResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _MatchJob:
+    """One match: the CCD's arrays (native dtypes, contiguous rows), where and how to match."""
+
+    image: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray  # int32
+    bbox: Box2I  # of the arrays
+    region: Box2I  # the valid part of ``bbox``, where the cells go
+    science_psf: Psf
+    model_psf: Psf
+    config: PsfMatchConfig
+    mask_planes: MaskPlanes
+    fit_region: str
+    convolution: ConvolutionOptions
+
+    @property
+    def no_data(self) -> int:
+        return int(self.mask_planes.bitmask("NO_DATA"))
+
+    @property
+    def half_width(self) -> int:
+        return self.config.kernel_size // 2
+
+
+@dataclass(frozen=True)
+class _KernelFit:
+    """The fitted kernel and what was learned fitting it."""
+
+    kernel: SpatialKernel
+    fit: FitDiagnostics
+    cells: CellSet
+    deconvolution: DeconvolutionCheck
+    warnings: list[str]
+
+
 def match_to_model(
     image: np.ndarray,
     variance: np.ndarray,
@@ -135,6 +167,7 @@ def match_to_model(
     mask_planes: MaskPlanes,
     valid_bbox: Box2I | None = None,
     fit_region: str = "stamp",
+    workspace: ConvolutionWorkspace | None = None,
 ) -> PsfMatchResult:
     """PSF-match a warped CCD to ``model_psf`` with a spatially varying Alard–Lupton kernel.
 
@@ -157,6 +190,10 @@ def match_to_model(
     fit_region
         ``"stamp"`` (default): fit every pixel of the padded PSF stamps. ``"valid"``: LSST's
         "good" region only (see :func:`~warping.psfmatch.solve.fit_spatial_kernel`).
+    workspace
+        Scratch buffers of the convolution kept by the caller for its next match (a caller
+        matching many CCDs keeps one and passes it every time: same-size CCDs then reuse about
+        110 MB of buffers instead of allocating them). ``None``: buffers of this call only.
 
     Returns
     -------
@@ -178,91 +215,60 @@ def match_to_model(
             f"image {image.shape}, variance {variance.shape} and mask {mask.shape} must all "
             f"have the bbox shape {bbox.shape}"
         )
-    # Only small matrices go through BLAS/LAPACK here; multi-threaded OpenBLAS next to the FFT
-    # and tile thread pools was measured to turn 3 ms solves into 0.5-1 s on 2 busy cores.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _match(
-            image,
-            variance,
-            mask,
-            bbox,
-            science_psf,
-            model_psf,
-            config,
-            mask_planes,
-            valid_bbox,
-            fit_region,
-        )
-
-
-def _match(
-    image: np.ndarray,
-    variance: np.ndarray,
-    mask: np.ndarray,
-    bbox: Box2I,
-    science_psf: Psf,
-    model_psf: Psf,
-    config: PsfMatchConfig,
-    mask_planes: MaskPlanes,
-    valid_bbox: Box2I | None,
-    fit_region: str,
-) -> PsfMatchResult:
-    """Body of :func:`match_to_model`."""
     region = bbox if valid_bbox is None else bbox.intersection(valid_bbox)
     if region.is_empty():
         raise PsfMatchError(
             f"Insufficient area to match: valid bbox {valid_bbox} does not overlap the image "
             f"bbox {bbox.to_list()}"
         )
-    warn: list[str] = []
+    # Native, row-contiguous arrays for the compiled loops, converted (if at all) once here
+    # rather than by each of the dilation, the tile FFTs and the convolution.
+    check_mask_dtype(mask)
+    image, variance = float_pair(image, variance)
+    job = _MatchJob(
+        image, variance, int32_mask(mask), bbox, region, science_psf, model_psf, config,
+        mask_planes, fit_region, ConvolutionOptions(workers=min(2, thread_limit())),
+    )  # fmt: skip
+    # Only small matrices go through BLAS/LAPACK here; multi-threaded OpenBLAS next to the FFT
+    # and tile thread pools was measured to turn 3 ms solves into 0.5-1 s on 2 busy cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _match(job, workspace if workspace is not None else ConvolutionWorkspace())
+
+
+def _match(job: _MatchJob, workspace: ConvolutionWorkspace) -> PsfMatchResult:
+    """Body of :func:`match_to_model`."""
     t0 = time.perf_counter()
     # The output mask and the tiles' forward FFTs do not depend on the kernel: a second thread
     # computes them while the kernel is being fitted. With one usable thread (Dask workers:
     # REPO_BUTLER_THREADS=1) everything runs on the calling thread.
-    no_data = mask_planes.bitmask("NO_DATA")
-    # Native, row-contiguous arrays for the compiled loops, converted (if at all) once here
-    # rather than by each of the dilation, the tile FFTs and the convolution.
-    _check_mask_dtype(mask)
-    image, variance = _float_pair(image, variance)
-    mask = _int32_mask(mask)
-    workers = min(2, thread_limit())
-    h = config.kernel_size // 2
+    workers = job.convolution.threads
     background = ThreadPoolExecutor(max_workers=1) if workers > 1 else None
     with background or contextlib.nullcontext():
-        masked = submit(background, dilate_mask, image, variance, mask, h, no_data)
+        masked = submit(
+            background, dilate_mask, job.image, job.variance, job.mask, job.half_width,
+            job.no_data,
+        )  # fmt: skip
         # The convolution computes the tiles the background thread has not started by then.
-        spectra = plan_tile_spectra(image, variance, mask, h, no_data, workers=workers)
+        spectra = plan_tile_spectra(
+            job.image, job.variance, job.mask, job.half_width, job.no_data, job.convolution,
+            workspace=workspace,
+        )  # fmt: skip
         if background is not None:
             background.submit(spectra.fill)
         try:
-            return _fit_and_convolve(
-                image, variance, mask, bbox, science_psf, model_psf, config, mask_planes,
-                region, fit_region, warn, t0, masked, spectra, workers,
-            )  # fmt: skip
+            fitted = _fit_kernel(job)
+            t1 = time.perf_counter()
+            return _convolve(job, fitted, masked, spectra, workspace, (t0, t1))
         except BaseException:
             spectra.release()  # waits for a tile being computed, then stops the filling
             raise
 
 
-def _fit_and_convolve(
-    image: np.ndarray,
-    variance: np.ndarray,
-    mask: np.ndarray,
-    bbox: Box2I,
-    science_psf: Psf,
-    model_psf: Psf,
-    config: PsfMatchConfig,
-    mask_planes: MaskPlanes,
-    region: Box2I,
-    fit_region: str,
-    warn: list[str],
-    t0: float,
-    masked: Future[np.ndarray],
-    spectra: TileSpectra,
-    workers: int,
-) -> PsfMatchResult:
-    """Fit the kernel and apply it (``masked`` yields the dilated output mask)."""
-    cells = build_cell_set(region, science_psf, model_psf, config)
+def _fit_kernel(job: _MatchJob) -> _KernelFit:
+    """Lay the cells, check for deconvolution, fit the kernel and judge it."""
+    config, region = job.config, job.region
+    warn: list[str] = []
+    cells = build_cell_set(region, job.science_psf, job.model_psf, config)
     if cells.skipped:
         warn.append(
             f"{len(cells.skipped)} of {len(cells.skipped) + cells.n_cells} PSF cells skipped "
@@ -284,8 +290,9 @@ def _fit_and_convolve(
         warn.append(msg)
     basis = make_separable_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(
-        cells, basis, config.spatial_kernel_order, fit_region=fit_region, workers=workers
-    )
+        cells, basis, config.spatial_kernel_order, fit_region=job.fit_region,
+        workers=job.convolution.threads,
+    )  # fmt: skip
     # Judge the kernel where it is applied: cells centred inside the region (else all cells).
     inside = np.array([region.contains_point(x, y) for x, y in cells.centres])
     l1 = np.where(inside, fit.kernel_l1, -np.inf) if inside.any() else fit.kernel_l1
@@ -301,13 +308,27 @@ def _fit_and_convolve(
         )
         logger.warning("%s", msg)
         warn.append(msg)
-    t1 = time.perf_counter()
+    return _KernelFit(kernel, fit, cells, deconv, warn)
+
+
+def _convolve(
+    job: _MatchJob,
+    fitted: _KernelFit,
+    masked: Future[np.ndarray],
+    spectra: TileSpectra,
+    workspace: ConvolutionWorkspace,
+    times: tuple[float, float],
+) -> PsfMatchResult:
+    """Apply the fitted kernel (``masked`` yields the dilated output mask; ``times``: the
+    match's start and the fit's end, ``time.perf_counter`` seconds)."""
+    t0, t1 = times
+    bbox = job.bbox
     out_img, out_var, out_mask, conv = convolve_spatial(
-        image, variance, mask, (bbox.x0, bbox.y0), kernel, mask_planes,
-        dilated_mask=masked.result(), spectra=spectra, workers=workers,
+        job.image, job.variance, job.mask, (bbox.x0, bbox.y0), fitted.kernel, job.mask_planes,
+        job.convolution, dilated_mask=masked.result(), spectra=spectra, workspace=workspace,
     )  # fmt: skip
     t2 = time.perf_counter()
-    h = config.kernel_size // 2
+    cells = fitted.cells
     logger.info(
         "PSF-matched %s: %d cells, stamp %d px, fit %.3f s, convolution %.3f s",
         bbox.to_list(),
@@ -320,15 +341,15 @@ def _fit_and_convolve(
         image=out_img,
         variance=out_var,
         mask=out_mask,
-        kernel=kernel,
+        kernel=fitted.kernel,
         model_psf=cells.model_psf,
         fit_seconds=t1 - t0,
         convolve_seconds=t2 - t1,
         n_cells=cells.n_cells,
-        eroded_bbox=region.grow(-h),
+        eroded_bbox=job.region.grow(-job.half_width),
         psf_size=cells.psf_size,
-        fit=fit,
+        fit=fitted.fit,
         convolution=conv,
-        deconvolution=deconv,
-        warnings=warn,
+        deconvolution=fitted.deconvolution,
+        warnings=fitted.warnings,
     )

@@ -12,7 +12,7 @@ import scipy.fft as sfft
 
 from warping._threads import thread_limit
 from warping.geom import Box2I
-from warping.psfmatch._pmlib import cell_gram
+from warping.psfmatch._match_loops import cell_gram
 from warping.psfmatch.basis import SeparableBasis
 from warping.psfmatch.cells import CellSet
 from warping.psfmatch.errors import PsfMatchError
@@ -204,7 +204,7 @@ def _separable_normal_equations(
     """Per-cell ``M_c = C_c C_c^T``, ``b_c = C_c R_c`` and ``R_c.R_c`` via separable passes.
 
     ``C_c[i]`` = science stamp ``c`` convolved with basis kernel ``i`` at the fitted pixels (as
-    :func:`_cell_design`). The compiled loop (:func:`~warping.psfmatch._pmlib.cell_gram`)
+    :func:`_cell_design`). The compiled loop (:func:`~warping.psfmatch._match_loops.cell_gram`)
     convolves each stamp with the raw separable kernels (a row pass per 1-D factor, then a
     column pass per raw kernel, ``k``-tap filters), applies the renormalisation
     (``basis = T @ raw``) to those images and forms the Gram matrix of the result together with
