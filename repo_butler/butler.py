@@ -67,7 +67,14 @@ from repo_butler.registry import (
     Registry,
     SqliteRegistry,
 )
-from repo_butler.runs import RUN_MARKER, display_run, parse_rerun, run_prefix, search_order
+from repo_butler.runs import (
+    RUN_MARKER,
+    display_run,
+    encode_run_marker,
+    parse_rerun,
+    run_prefix,
+    search_order,
+)
 
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
@@ -211,8 +218,7 @@ class Butler:
         run, parents, is_new = parse_rerun(rerun, self._registry.runs(), writeable=self._writeable)
         if is_new:
             self._registry.define_run(run, parents)
-            marker = {"run": run, "parents": list(parents)}
-            self._store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", json.dumps(marker).encode())
+            self._store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", encode_run_marker(run, parents))
             logger.info("created rerun %r (parents %s)", run, list(parents))
         return run, parents
 

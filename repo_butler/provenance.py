@@ -26,6 +26,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Provenance",
     "ProvenanceInput",
+    "check_provenance_version",
     "redact_values",
     "scrub_secrets",
     "software_versions",
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 REDACTED = "***REDACTED***"
 SIDECAR_SUFFIX = ".provenance.json"
+#: ``schema_version`` written in provenance records; readers refuse newer ones.
 SCHEMA_VERSION = 1
 
 _SECRET_KEY = re.compile(
@@ -87,6 +89,20 @@ def redact_values(value: Any, secrets: Sequence[str]) -> Any:
             if len(secret) >= 4 and secret in value:
                 value = value.replace(secret, REDACTED)
     return value
+
+
+def check_provenance_version(doc: Mapping[str, Any], *, source: str) -> int:
+    """The ``schema_version`` of a provenance document, if this release reads it.
+
+    Raises
+    ------
+    FormatVersionError
+        If the document is newer than :data:`SCHEMA_VERSION` (naming ``source``).
+    """
+    from repo_butler.formats import check_version
+
+    version = doc.get("schema_version")
+    return check_version(version, SCHEMA_VERSION, what="provenance", source=source, oldest=1)
 
 
 def software_versions(*packages: str) -> dict[str, str]:
@@ -216,7 +232,14 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        """Rebuild from :meth:`to_dict` output (extra ``output``/``schema_version`` ignored)."""
+        """Rebuild from :meth:`to_dict` output (extra ``output`` ignored).
+
+        Raises
+        ------
+        FormatVersionError
+            If ``schema_version`` is newer than this release reads.
+        """
+        check_provenance_version(data, source="provenance record")
         try:
             return cls(
                 task=data["task"],

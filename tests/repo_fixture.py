@@ -90,8 +90,8 @@ def describe(obj: Any) -> dict[str, Any]:
         return {"kind": "skymap", "n_tracts": len(obj), "sky": _sky(tract.wcs),
                 "patch_5_4": tract.patch("5,4").outer_bbox.to_list()}  # fmt: skip
     if isinstance(obj, Table):
-        return {"kind": "table", "rows": len(obj),
-                "columns": {n: _sha(obj[n], obj[n].dtype.newbyteorder("<").str) for n in obj.colnames}}  # fmt: skip
+        columns = {n: _sha(obj[n], obj[n].dtype.newbyteorder("<").str) for n in obj.colnames}
+        return {"kind": "table", "rows": len(obj), "columns": columns}
     raise TypeError(f"no description for {type(obj).__name__}")
 
 
