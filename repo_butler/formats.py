@@ -83,12 +83,12 @@ def check_version(
         raise error(str(err)) from None
     if found > current:
         raise error(
-            f"{source}: {what} format version {found} is newer than this repo-butler reads "
+            f"{source}: {what} format version {found} is newer than this reader "
             f"(up to {current}); upgrade repo-butler to read this repository"
         )
     if found < oldest:
         raise error(
-            f"{source}: {what} format version {found} is older than this repo-butler reads "
+            f"{source}: {what} format version {found} is older than this reader "
             f"(from {oldest}); run `rb migrate REPO` to upgrade the repository"
         )
     return found

@@ -239,7 +239,8 @@ class Provenance:
         FormatVersionError
             If ``schema_version`` is newer than this release reads.
         """
-        check_provenance_version(data, source="provenance record")
+        if "schema_version" in data:  # stored records have one; hand-made mappings may not
+            check_provenance_version(data, source="provenance record")
         try:
             return cls(
                 task=data["task"],
