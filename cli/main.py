@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cli import butler_cmds, sim_cmds, skymap_cmds, task_cmds, warp_cmds
+from cli import butler_cmds, migrate_cmds, sim_cmds, skymap_cmds, task_cmds, warp_cmds
 
 app = typer.Typer(
     name="rb",
@@ -34,7 +34,7 @@ def _root(
     )
 
 
-for _module in (butler_cmds, warp_cmds, skymap_cmds, sim_cmds, task_cmds):
+for _module in (butler_cmds, warp_cmds, skymap_cmds, sim_cmds, task_cmds, migrate_cmds):
     _module.register(app)
 
 

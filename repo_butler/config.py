@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.errors import ConfigError, RepositoryExistsError, RepositoryNotFoundError
+from repo_butler.formats import check_version
 from repo_butler.templates import PathTemplate
 
 if TYPE_CHECKING:
@@ -196,6 +197,8 @@ class RepoConfig:
         raw = dict(raw)
         if isinstance(raw.get("registry"), str):  # ``registry: postgresql://...`` shorthand
             raw["registry"] = {"type": "postgresql", "url": raw["registry"]}
+        if isinstance(raw.get("version"), int):  # a newer file: say so before the schema does
+            check_version(raw["version"], CONFIG_VERSION, what=CONFIG_FILENAME, source=source)
         validate_config(raw, source=source)
         registry = raw.get("registry", {})
         if registry.get("type") == "postgresql":

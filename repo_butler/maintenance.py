@@ -22,9 +22,9 @@ from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME
 from repo_butler.datastore import checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
-from repo_butler.provenance import SIDECAR_SUFFIX, now_iso
+from repo_butler.provenance import SIDECAR_SUFFIX, check_provenance_version, now_iso
 from repo_butler.registry import DatasetRecord
-from repo_butler.runs import RERUN_DIR, RUN_MARKER
+from repo_butler.runs import RERUN_DIR, RUN_MARKER, decode_run_marker
 from repo_butler.storage import open_datastore
 
 __all__ = ["ReindexReport", "VerifyProblem", "VerifyReport", "reindex", "verify"]
@@ -159,8 +159,8 @@ def reindex(
         files = list(store.walk())
         for path in files:
             if path.startswith(f"{RERUN_DIR}/") and path.endswith(f"/{RUN_MARKER}"):
-                marker = json.loads(store.get_bytes(path))
-                registry.define_run(marker["run"], marker.get("parents", []))
+                run, parents = decode_run_marker(store.get_bytes(path), source=store.uri(path))
+                registry.define_run(run, parents)
         existing = set(files)
         for path in files:
             if _is_bookkeeping(path, registry_name) or path.endswith(SIDECAR_SUFFIX):
@@ -182,6 +182,8 @@ def reindex(
             data = store.get_bytes(path)
             sidecar = path + SIDECAR_SUFFIX
             prov_text = store.get_bytes(sidecar).decode() if sidecar in existing else None
+            if prov_text is not None:
+                check_provenance_version(json.loads(prov_text), source=store.uri(sidecar))
             record = DatasetRecord(
                 dt.name,
                 did,

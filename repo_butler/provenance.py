@@ -28,6 +28,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Provenance",
     "ProvenanceInput",
+    "check_provenance_version",
     "provenance_document",
     "provenance_json",
     "redact_values",
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 REDACTED = "***REDACTED***"
 SIDECAR_SUFFIX = ".provenance.json"
+#: ``schema_version`` written in provenance records; readers refuse newer ones.
 SCHEMA_VERSION = 1
 PENDING_CHECKSUM = "sha256:" + "0" * 64
 """Placeholder checksum: provenance is validated before the bytes are written and hashed."""
@@ -93,6 +95,20 @@ def redact_values(value: Any, secrets: Sequence[str]) -> Any:
             if len(secret) >= 4 and secret in value:
                 value = value.replace(secret, REDACTED)
     return value
+
+
+def check_provenance_version(doc: Mapping[str, Any], *, source: str) -> int:
+    """The ``schema_version`` of a provenance document, if this release reads it.
+
+    Raises
+    ------
+    FormatVersionError
+        If the document is newer than :data:`SCHEMA_VERSION` (naming ``source``).
+    """
+    from repo_butler.formats import check_version
+
+    version = doc.get("schema_version")
+    return check_version(version, SCHEMA_VERSION, what="provenance", source=source, oldest=1)
 
 
 def software_versions(*packages: str) -> dict[str, str]:
@@ -222,7 +238,15 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        """Rebuild from :meth:`to_dict` output (extra ``output``/``schema_version`` ignored)."""
+        """Rebuild from :meth:`to_dict` output (extra ``output`` ignored).
+
+        Raises
+        ------
+        FormatVersionError
+            If ``schema_version`` is newer than this release reads.
+        """
+        if "schema_version" in data:  # stored records have one; hand-made mappings may not
+            check_provenance_version(data, source="provenance record")
         try:
             return cls(
                 task=data["task"],

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 __all__ = [
     "RERUN_DIR",
     "RUN_MARKER",
+    "RUN_MARKER_VERSION",
     "check_run_name",
+    "decode_run_marker",
     "display_run",
+    "encode_run_marker",
     "open_output_run",
     "parse_rerun",
     "run_prefix",
@@ -35,12 +38,41 @@ logger = logging.getLogger(__name__)
 
 RERUN_DIR = "rerun"
 RUN_MARKER = "_run.json"
+#: ``format_version`` written in run markers (markers written before it had none: version 0).
+RUN_MARKER_VERSION = 1
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 def run_prefix(run: str) -> str:
     """Storage path prefix of a run (``""`` for the root, ``rerun/NAME/`` otherwise)."""
     return f"{RERUN_DIR}/{run}/" if run else ""
+
+
+def encode_run_marker(run: str, parents: Sequence[str]) -> bytes:
+    """The bytes of the marker ``rerun/RUN/_run.json`` (format :data:`RUN_MARKER_VERSION`)."""
+    doc = {"format_version": RUN_MARKER_VERSION, "run": run, "parents": list(parents)}
+    return json.dumps(doc).encode()
+
+
+def decode_run_marker(data: bytes, *, source: str) -> tuple[str, tuple[str, ...]]:
+    """The run and parents held by a marker (any version up to :data:`RUN_MARKER_VERSION`).
+
+    Raises
+    ------
+    FormatVersionError
+        If the marker is newer than this release reads.
+    ConfigError
+        If it is not a marker.
+    """
+    from repo_butler.formats import check_version
+
+    try:
+        doc = json.loads(data)
+        run, parents = doc["run"], tuple(doc.get("parents", []))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{source} is not a run marker ({err}); remove it or fix it") from None
+    check_version(doc.get("format_version"), RUN_MARKER_VERSION, what="run marker", source=source)
+    return str(run), parents
 
 
 def check_run_name(name: str) -> str:
@@ -163,7 +195,6 @@ def open_output_run(
     run, parents, is_new = parse_rerun(spec, registry.runs(), writeable=writeable)
     if is_new:
         registry.define_run(run, parents)
-        marker = {"run": run, "parents": list(parents)}
-        store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", json.dumps(marker).encode())
+        store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", encode_run_marker(run, parents))
         logger.info("created rerun %r (parents %s)", run, list(parents))
     return run, search_order(run, parents, registry.runs())

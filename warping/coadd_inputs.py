@@ -14,7 +14,20 @@ from astropy.wcs import WCS
 
 from warping.geom import Box2I
 
-__all__ = ["CcdRecord", "CoaddInputs", "VisitRecord", "decode_json", "encode_json"]
+__all__ = [
+    "FORMAT_KEY",
+    "FORMAT_VERSION",
+    "CcdRecord",
+    "CoaddInputs",
+    "VisitRecord",
+    "decode_json",
+    "encode_json",
+]
+
+#: Header card holding the version of the two inputs tables (absent before version 1: version 0,
+#: the same columns). Readers refuse newer versions.
+FORMAT_KEY = "CIFMTV"
+FORMAT_VERSION = 1
 
 
 def _encode(obj: Any) -> Any:
@@ -161,14 +174,23 @@ class CoaddInputs:
             text_col("data_id", [encode_json(dict(r.data_id)) for r in rows]),
         ]
         ccds = fits.BinTableHDU.from_columns(cols, name="COADD_INPUTS_CCDS")
+        for hdu in (visits, ccds):
+            hdu.header[FORMAT_KEY] = (FORMAT_VERSION, "warp inputs table format version")
         return [visits, ccds]
 
     @classmethod
     def from_hdus(cls, visits_hdu: fits.BinTableHDU, ccds_hdu: fits.BinTableHDU) -> CoaddInputs:
         """Inverse of :meth:`to_hdus`."""
+        from repo_butler.formats import check_version
+        from warping.errors import FormatError
         from warping.photocalib import PhotoCalib
         from warping.psf import psf_from_dict
 
+        for hdu in (visits_hdu, ccds_hdu):
+            check_version(
+                hdu.header.get(FORMAT_KEY), FORMAT_VERSION, what="warp inputs table",
+                source=str(hdu.header.get("EXTNAME")), error=FormatError,
+            )  # fmt: skip
         visits = [
             VisitRecord(int(r["id"]), int(r["goodpix"]), float(r["weight"]), str(r["filter"]))
             for r in visits_hdu.data

@@ -225,7 +225,7 @@ class WarpedPsf(Psf):
             size = 2 * int(half.max()) + 1
             out = np.zeros((m, size, size))
 
-            from warping.psfmatch._pmlib import resample_lanczos
+            from warping.psfmatch._match_loops import resample_lanczos
 
             def resample(sl: slice) -> None:
                 resample_lanczos(src[sl], shape[sl], xy0[sl], start[sl], du[sl], dv[sl],

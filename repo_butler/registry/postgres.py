@@ -26,6 +26,7 @@ from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
+from repo_butler.formats import check_version
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
 from repo_butler.registry.sql import (
@@ -128,6 +129,14 @@ class PostgresRegistry(SqlRegistry):
                 f"{str(err).strip().splitlines()[0]}; check the server and PGPASSWORD/~/.pgpass"
             ) from None
         self._create_schema()
+        rows = self._read("SELECT value FROM meta WHERE key = 'schema_version'")
+        self.schema_version = check_version(
+            rows[0][0] if rows else None,
+            SCHEMA_VERSION,
+            what="registry schema",
+            source=_redacted(url),
+            oldest=1,
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager

@@ -25,6 +25,7 @@ from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.formats import check_version
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
 from repo_butler.registry.sql import (
@@ -153,6 +154,10 @@ class SqliteRegistry(SqlRegistry):
             )
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            self.schema_version = check_version(
+                found[0], SCHEMA_VERSION, what="registry schema", source=self.path, oldest=1
             )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, parents TEXT NOT NULL, "

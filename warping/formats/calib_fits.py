@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from repo_butler.formats import check_version
 from repo_butler.formatters.base import Formatter
 from warping.background import BackgroundComponent, BackgroundList
 from warping.background_afw import AfwBackground
@@ -50,6 +51,7 @@ __all__ = [
     "write_skywcs",
 ]
 
+#: Version written in ``RBFMTV``; readers refuse newer versions.
 FORMAT_VERSION = 1
 
 
@@ -65,8 +67,9 @@ def _check_kind(hdul: fits.HDUList, kind: str, source: str) -> bool:
     ph = hdul[0].header
     if "RBFMTV" not in ph:
         return False
-    if int(ph["RBFMTV"]) > FORMAT_VERSION:
-        raise FormatError(f"{source}: format version {ph['RBFMTV']} is newer than this reader")
+    check_version(
+        ph["RBFMTV"], FORMAT_VERSION, what="calibration FITS", source=source, error=FormatError
+    )
     if ph.get("RBKIND") != kind:
         raise FormatError(f"{source}: holds a {ph.get('RBKIND')!r}, expected a {kind!r}")
     return True

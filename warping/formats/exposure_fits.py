@@ -38,6 +38,7 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from repo_butler.formats import check_version
 from repo_butler.formatters.base import Formatter
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
@@ -216,12 +217,7 @@ def _find(hdul: fits.HDUList, name: str, source: str) -> Any:
 
 def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
     ph = hdul[0].header
-    version = int(ph["RBFMTV"])
-    if version > FORMAT_VERSION:
-        raise FormatError(
-            f"{source}: exposure format version {version} is newer than this reader "
-            f"({FORMAT_VERSION}); upgrade repo-butler"
-        )
+    check_version(ph["RBFMTV"], FORMAT_VERSION, what="exposure", source=source, error=FormatError)
     if ph.get("RBKIND", "EXPOSURE") != "EXPOSURE":
         raise FormatError(f"{source}: holds a {ph.get('RBKIND')!r}, not an exposure")
     img = _find(hdul, "IMAGE", source)
@@ -288,7 +284,10 @@ def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
                 f"(module {ext_modules.get(name)!r}); import the module that calls "
                 "register_extension()"
             )
-        setattr(exposure, ext.attr, ext.from_hdus(hdus))
+        try:
+            setattr(exposure, ext.attr, ext.from_hdus(hdus))
+        except FormatError as err:
+            raise FormatError(f"{source}: {err}") from None
     return exposure
 
 

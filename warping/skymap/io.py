@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from repo_butler.formats import check_version
 from repo_butler.formatters.base import Formatter
 from warping.errors import FormatError
 from warping.skymap.skymaps import BaseSkyMap, skymap_from_dict
 
 __all__ = ["SkyMapFormatter", "skymap_from_yaml", "skymap_to_yaml"]
 
+#: ``format_version`` written in skymap files; readers refuse newer versions.
 FORMAT_VERSION = 1
 
 
@@ -36,6 +38,10 @@ def skymap_from_yaml(text: str | bytes, *, source: str = "<skymap>") -> BaseSkyM
         raise FormatError(f"{source}: not valid YAML ({err})") from None
     if not isinstance(doc, dict):
         raise FormatError(f"{source}: a skymap file must hold a mapping, got {type(doc).__name__}")
+    check_version(
+        doc.get("format_version"), FORMAT_VERSION, what="skymap", source=source, oldest=1,
+        error=FormatError,
+    )  # fmt: skip
     validate(doc, "skymap.schema.json", source=source, error=FormatError)
     try:
         return skymap_from_dict(doc)

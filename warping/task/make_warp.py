@@ -113,12 +113,13 @@ def _psf_match_unavailable(warped: Exposure, model_psf: Any, config: MakeWarpCon
 
 
 def default_psf_matcher() -> PsfMatcher:
-    """The PSF-matching step plugged into the task (:mod:`warping.task.psf_match_step`)."""
+    """The PSF-matching step plugged into the task (:mod:`warping.task.psf_match_step`), with
+    its own convolution workspace."""
     try:
-        from warping.task.psf_match_step import psf_match_warped
+        from warping.task.psf_match_step import PsfMatchStep
     except ImportError:  # the matcher package is optional at this seam
         return _psf_match_unavailable
-    return psf_match_warped
+    return PsfMatchStep()
 
 
 class MakeWarpTask:

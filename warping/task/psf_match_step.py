@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warping.exposure import Exposure
 from warping.task.config import MakeWarpConfig
 
+if TYPE_CHECKING:
+    from warping.psfmatch import ConvolutionWorkspace
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["psf_match_config", "psf_match_warped"]
+__all__ = ["PsfMatchStep", "psf_match_config", "psf_match_warped"]
 
 
 def psf_match_config(config: MakeWarpConfig) -> Any:
@@ -33,12 +36,19 @@ def psf_match_config(config: MakeWarpConfig) -> Any:
     )
 
 
-def psf_match_warped(warped: Exposure, model_psf: Any, config: MakeWarpConfig) -> Exposure:
+def psf_match_warped(
+    warped: Exposure,
+    model_psf: Any,
+    config: MakeWarpConfig,
+    *,
+    workspace: ConvolutionWorkspace | None = None,
+) -> Exposure:
     """PSF-match a warped CCD to ``model_psf`` (warp first, then match, as LSST does).
 
     The result carries the (possibly resized) model PSF; the border of ``kernelSize // 2``
     pixels becomes NO_DATA, and ``metadata['PSFMATCH_EROSION']`` records that width so the inputs
-    table can record the eroded valid area.
+    table can record the eroded valid area. ``workspace`` keeps the convolution's scratch
+    buffers for the next CCD (None: allocated for this call only).
     """
     from warping.psfmatch import match_to_model
 
@@ -53,6 +63,7 @@ def psf_match_warped(warped: Exposure, model_psf: Any, config: MakeWarpConfig) -
         model_psf,
         config=psf_match_config(config),
         mask_planes=warped.mask_planes,
+        workspace=workspace,
     )
     metadata = dict(warped.metadata)
     metadata["PSFMATCH_EROSION"] = config.warpAndPsfMatch.psfMatch.al.kernelSize // 2
@@ -65,3 +76,20 @@ def psf_match_warped(warped: Exposure, model_psf: Any, config: MakeWarpConfig) -
         psf=res.model_psf,
         metadata=metadata,
     )
+
+
+class PsfMatchStep:
+    """The task's PSF-matching step: :func:`psf_match_warped` with a convolution workspace that
+    lives as long as this object (one per task), so the CCDs of a visit reuse its buffers.
+    """
+
+    def __init__(self) -> None:
+        self.workspace: ConvolutionWorkspace | None = None  # made by the first match
+
+    def __call__(self, warped: Exposure, model_psf: Any, config: MakeWarpConfig) -> Exposure:
+        """PSF-match ``warped`` (see :func:`psf_match_warped`)."""
+        if self.workspace is None:
+            from warping.psfmatch import ConvolutionWorkspace
+
+            self.workspace = ConvolutionWorkspace()
+        return psf_match_warped(warped, model_psf, config, workspace=self.workspace)

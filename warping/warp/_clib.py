@@ -1,7 +1,7 @@
 """Build (once per machine) and load the compiled core with ctypes.
 
 One shared library holds the warping core (``warping/warp/_ckernel.c``) and the PSF-matching
-loops (``warping/psfmatch/_pmkernel.c``, configured by :mod:`warping.psfmatch._pmlib`).
+loops (``warping/psfmatch/_match_loops.c``, configured by :mod:`warping.psfmatch._match_loops`).
 
 The shared library's file name carries a hash of the C sources, the compiler flags and the
 platform, so a stale library is never loaded. It is looked for, in order, next to the source
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_ckernel.c")
 #: Every C source compiled into the library (the warping core first).
-SOURCES = (SOURCE, Path(__file__).resolve().parent.parent / "psfmatch" / "_pmkernel.c")
+SOURCES = (SOURCE, Path(__file__).resolve().parent.parent / "psfmatch" / "_match_loops.c")
 #: No -ffast-math: NaN and infinity keep their IEEE meaning (NaN inputs must propagate).
 CFLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=fast", "-fPIC", "-shared", "-Wno-psabi")
 ABI_VERSION = 4

@@ -1,0 +1,38 @@
+"""``rb migrate``: upgrade a repository's files written by older releases (thin adapter)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.butler_cmds import RepoArg, StorageOpt
+
+__all__ = ["register"]
+
+
+def migrate(
+    repo: RepoArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be upgraded; change nothing.")
+    ] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Upgrade, in place, every file of REPO whose format is older than this release writes.
+
+    Each file is rewritten whole and swapped in atomically; running it again is a no-op. A file
+    newer than this release reads stops it before anything changes (upgrade repo-butler).
+    """
+    from cli.support import parse_storage_options
+    from repo_butler.migrate import migrate as run_migrate
+
+    report = run_migrate(
+        repo, storage_options=parse_storage_options(storage_option), dry_run=dry_run
+    )
+    for line in report.lines():
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``migrate`` to ``app``."""
+    app.command()(migrate)

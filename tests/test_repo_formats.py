@@ -1,0 +1,304 @@
+"""Repository format versions: the committed fixture written by release 4b1deb4 still reads,
+``rb migrate`` upgrades it (dry run, real run, no-op re-run, locally and on S3), and files of a
+newer format version are refused with a message naming the file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from astropy.io import fits
+from repo_copy import copy_repo
+from repo_fixture import compare, describe
+from typer.testing import CliRunner
+
+from cli.main import app
+from repo_butler import Butler
+from repo_butler.errors import RepoButlerError
+from repo_butler.maintenance import reindex, verify
+from repo_butler.migrate import migrate
+from warping.formats.migrations import register as register_warping_migrations
+
+FIXTURE = Path(__file__).parent / "fixtures" / "repo-v1"
+EXPECTED: dict[str, Any] = json.loads((FIXTURE.parent / "repo-v1.expected.json").read_text())
+RERUN = EXPECTED["rerun"]
+WARP = "deepCoadd_directWarp"
+runner = CliRunner()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A private copy of the committed fixture (which is never modified)."""
+    return copy_repo(FIXTURE, tmp_path / "repo")
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith("registry.sqlite3")
+    }
+
+
+def _check_reads(root: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Every expected dataset is found, reads back what the generator described, and carries
+    its provenance; returns the current checksums by path."""
+    checksums: dict[str, str] = {}
+    with Butler(root, rerun=RERUN, writeable=False, storage_options=storage_options) as butler:
+        found = {
+            (ref.dataset_type, json.dumps(ref.data_id.to_dict(), sort_keys=True), ref.run)
+            for name in butler.dataset_types
+            for ref in butler.query_datasets(name)
+        }
+        wanted = {
+            (d["dataset_type"], json.dumps(d["data_id"], sort_keys=True), d["run"])
+            for d in EXPECTED["datasets"]
+        }
+        assert found == wanted
+        for entry in EXPECTED["datasets"]:
+            name, data_id = entry["dataset_type"], entry["data_id"]
+            obj = butler.get(name, data_id)
+            where = f"{name} {data_id}"
+            assert compare(describe(obj), entry["content"], where) == []
+            prov = butler.get_provenance(name, data_id)
+            assert (prov and prov.task) == entry["provenance_task"], where
+            ref = butler.get_ref(name, data_id)
+            checksums[entry["path"]] = ref.checksum
+    return checksums
+
+
+def test_fixture_is_small_and_self_contained() -> None:
+    size = sum(p.stat().st_size for p in FIXTURE.rglob("*") if p.is_file())
+    assert size < 1_500_000
+    assert not list(FIXTURE.glob("registry.sqlite3-*"))
+    kinds = {d["content"]["kind"] for d in EXPECTED["datasets"]}
+    assert kinds == {"exposure", "background", "photocalib", "wcs", "skymap", "table"}
+    assert any(d["dataset_type"] == WARP and d["run"] == RERUN for d in EXPECTED["datasets"])
+
+
+def test_fixture_reads_with_this_release(repo: Path) -> None:
+    checksums = _check_reads(str(repo))
+    assert checksums == {d["path"]: d["checksum"] for d in EXPECTED["datasets"]}
+    with Butler(str(repo), rerun=RERUN, writeable=False) as butler:
+        assert verify(butler).ok
+        calexps = butler.query_datasets("calexp", where="ccd = 16")
+        assert {r.data_id["ccd"] for r in calexps} == {16} and len(calexps) == 2
+        assert butler.search_runs == (RERUN, "")
+
+
+def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
+    before = _snapshot(repo)
+    dry = runner.invoke(app, ["migrate", str(repo), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"would upgrade rerun/{RERUN}/_run.json: run marker v0 -> v1" in dry.output
+    warps = [d["path"] for d in EXPECTED["datasets"] if d["dataset_type"] == WARP]
+    for path in warps:
+        assert f"would upgrade {path}: warp inputs table v0 -> v1" in dry.output
+    assert f"{len(warps) + 1} file(s) would be upgraded" in dry.output
+    assert _snapshot(repo) == before  # a dry run changes nothing
+
+    done = runner.invoke(app, ["migrate", str(repo)])
+    assert done.exit_code == 0, done.output
+    assert f"upgraded rerun/{RERUN}/_run.json: run marker v0 -> v1" in done.output
+    marker = json.loads((repo / "rerun" / RERUN / "_run.json").read_text())
+    assert marker == {"format_version": 1, "run": RERUN, "parents": []}
+    for path in warps:
+        with fits.open(repo / path) as hdul:
+            tables = [h for h in hdul if h.header.get("RBEXT") == "COADD_INPUTS"]
+            assert len(tables) == 2 and all(h.header["CIFMTV"] == 1 for h in tables)
+
+    again = runner.invoke(app, ["migrate", str(repo)])
+    assert again.exit_code == 0 and "is up to date" in again.output, again.output
+
+    # The migrated repository reads identically; registry and provenance follow the new bytes.
+    checksums = _check_reads(str(repo))
+    for entry in EXPECTED["datasets"]:
+        changed = checksums[entry["path"]] != entry["checksum"]
+        assert changed == (entry["path"] in warps)
+    with Butler(str(repo), rerun=RERUN, writeable=False) as butler:
+        assert verify(butler).ok
+        for path in warps:
+            entry = next(d for d in EXPECTED["datasets"] if d["path"] == path)
+            doc = butler.get_provenance_dict(WARP, entry["data_id"])
+            sidecar = json.loads((repo / f"{path}.provenance.json").read_text())
+            assert doc == sidecar and doc["output"]["checksum"] == checksums[path]
+    reindex(str(repo))  # markers and sidecars of the new versions rebuild the registry
+    assert _check_reads(str(repo)) == checksums
+
+
+def test_migrate_is_resumable_after_a_crash_between_registry_and_file(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo_butler import migrate as migrate_module
+
+    register_warping_migrations()
+    calls: list[str] = []
+    original = migrate_module.MigrationContext._update_record
+
+    def crash_after_registry(self: Any, record: Any, data: bytes) -> None:
+        original(self, record, data)
+        calls.append(record.path)
+        raise KeyboardInterrupt  # the process dies before the new file is swapped in
+
+    monkeypatch.setattr(migrate_module.MigrationContext, "_update_record", crash_after_registry)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(str(repo))
+    monkeypatch.undo()
+    assert len(calls) == 1
+    report = migrate(str(repo))  # the old file is still there: it is upgraded again
+    assert not report.up_to_date
+    assert migrate(str(repo)).up_to_date
+    _check_reads(str(repo))
+    with Butler(str(repo), writeable=False) as butler:
+        assert verify(butler).ok
+
+
+def test_migrate_on_s3(s3_root: Any) -> None:
+    fs = s3_root.server.admin_fs
+    for path in sorted(p for p in FIXTURE.rglob("*") if p.is_file()):
+        fs.pipe(f"{s3_root.path}/{path.relative_to(FIXTURE).as_posix()}", path.read_bytes())
+    options = s3_root.storage_options
+    _check_reads(s3_root.url, options)
+    register_warping_migrations()
+    dry = migrate(s3_root.url, storage_options=options, dry_run=True)
+    assert len(dry.upgrades) == 1 + sum(d["dataset_type"] == WARP for d in EXPECTED["datasets"])
+    assert not dry.applied
+    done = migrate(s3_root.url, storage_options=options)
+    assert done.applied == done.upgrades
+    assert migrate(s3_root.url, storage_options=options).up_to_date
+    _check_reads(s3_root.url, options)
+    marker = json.loads(fs.cat_file(f"{s3_root.path}/rerun/{RERUN}/_run.json"))
+    assert marker["format_version"] == 1
+
+
+# -- newer versions are refused ---------------------------------------------------------------
+def _entry(dataset_type: str) -> dict[str, Any]:
+    return next(d for d in EXPECTED["datasets"] if d["dataset_type"] == dataset_type)
+
+
+def _edit_fits(path: Path, edit: Callable[[fits.HDUList], None]) -> None:
+    with fits.open(io.BytesIO(path.read_bytes())) as hdul:
+        edit(hdul)
+        buf = io.BytesIO()
+        hdul.writeto(buf)
+    path.write_bytes(buf.getvalue())
+
+
+def _newer_config(root: Path) -> str:
+    doc = yaml.safe_load((root / "butler.yaml").read_text())
+    (root / "butler.yaml").write_text(yaml.safe_dump({**doc, "version": 2}, sort_keys=False))
+    return "butler.yaml"
+
+
+def _newer_registry(root: Path) -> str:
+    with sqlite3.connect(root / "registry.sqlite3") as conn:
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+    return "registry.sqlite3"
+
+
+def _newer_marker(root: Path) -> str:
+    path = root / "rerun" / RERUN / "_run.json"
+    path.write_text(json.dumps({"format_version": 2, "run": RERUN, "parents": []}))
+    return "_run.json"
+
+
+def _newer_provenance(root: Path) -> str:
+    path = root / f"{_entry(WARP)['path']}.provenance.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 2}))
+    return ".provenance.json"
+
+
+def _newer_warp_inputs(root: Path) -> str:
+    def edit(hdul: fits.HDUList) -> None:
+        for hdu in hdul:
+            if hdu.header.get("RBEXT") == "COADD_INPUTS":
+                hdu.header["CIFMTV"] = 2
+
+    _edit_fits(root / _entry(WARP)["path"], edit)
+    return _entry(WARP)["path"]
+
+
+def _newer_exposure(root: Path) -> str:
+    path = _entry("calexp")["path"]
+    _edit_fits(root / path, lambda hdul: hdul[0].header.set("RBFMTV", 2))
+    return path
+
+
+def _newer_calib(root: Path) -> str:
+    path = _entry("calexpBackground")["path"]
+    _edit_fits(root / path, lambda hdul: hdul[0].header.set("RBFMTV", 2))
+    return path
+
+
+def _newer_skymap(root: Path) -> str:
+    path = root / _entry("deepCoadd_skyMap")["path"]
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, "format_version": 2}, sort_keys=False))
+    return _entry("deepCoadd_skyMap")["path"]
+
+
+NEWER = {
+    "butler.yaml": _newer_config,
+    "registry": _newer_registry,
+    "run marker": _newer_marker,
+    "provenance": _newer_provenance,
+    "warp inputs": _newer_warp_inputs,
+    "exposure": _newer_exposure,
+    "calibration": _newer_calib,
+    "skymap": _newer_skymap,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NEWER))
+def test_migrate_refuses_a_newer_file_and_changes_nothing(repo: Path, kind: str) -> None:
+    named = NEWER[kind](repo)
+    before = _snapshot(repo)
+    result = runner.invoke(app, ["migrate", str(repo)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RepoButlerError)
+    message = str(result.exception)
+    assert named in message and "newer" in message and "upgrade repo-butler" in message
+    assert _snapshot(repo) == before
+
+
+@pytest.mark.parametrize("kind", ["warp inputs", "exposure", "calibration", "skymap"])
+def test_reading_a_newer_dataset_says_to_upgrade(repo: Path, kind: str) -> None:
+    named = NEWER[kind](repo)
+    entry = next(d for d in EXPECTED["datasets"] if d["path"] == named)
+    with (
+        Butler(str(repo), rerun=RERUN, writeable=False) as butler,
+        pytest.raises(RepoButlerError, match="upgrade repo-butler") as info,
+    ):
+        butler.get(entry["dataset_type"], entry["data_id"])
+    assert named in str(info.value)
+
+
+def test_reading_newer_provenance_and_markers_says_to_upgrade(repo: Path) -> None:
+    _newer_provenance(repo)
+    _newer_marker(repo)
+    with pytest.raises(RepoButlerError, match=r"_run.json: run marker format version 2"):
+        reindex(str(repo))
+
+
+def test_console_script_refuses_newer_registry_without_traceback(repo: Path) -> None:
+    _newer_registry(repo)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "migrate", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "registry schema format version 2 is newer" in proc.stderr
+    assert "upgrade repo-butler" in proc.stderr

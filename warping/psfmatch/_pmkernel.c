@@ -1,1 +1,0 @@
-_match_loops.c
