@@ -66,7 +66,9 @@ def _met(target: dict[str, Any]) -> str:
 
 def _with_unit(value: Any, unit: str) -> str:
     text = _fmt(value)
-    return text if value is None or not unit else f"{text} {unit}"
+    if value is None or not unit:
+        return text
+    return f"{text}{unit}" if unit in ("x", "%") else f"{text} {unit}"
 
 
 def _machine(m: dict[str, Any]) -> str:
@@ -85,7 +87,7 @@ def _machine(m: dict[str, Any]) -> str:
 
 
 def render_bench(doc: dict[str, Any]) -> list[str]:
-    """The section of one results file."""
+    """The section of one results file (its targets are in the page's summary table)."""
     out = [f"## {doc['bench']}: {doc['title']}", ""]
     out.append(f"* Command: `{doc['command']}`")
     out.append(f"* Machine: {_machine(doc['machine'])}")
@@ -94,17 +96,6 @@ def render_bench(doc: dict[str, Any]) -> list[str]:
     if see:
         out.append(f"* What the figures mean: [{see}]({see})")
     out.append("")
-    if doc["targets"]:
-        rows = [
-            [
-                t["figure"],
-                f"{t['op']} {_with_unit(t['target'], t['unit'])}",
-                _with_unit(t["value"], t["unit"]),
-                _met(t),
-            ]
-            for t in doc["targets"]
-        ]
-        out += _table(["figure", "target", "measured", "status"], rows)
     for tab in doc["tables"]:
         if tab["title"]:
             out += [f"**{tab['title']}**", ""]
@@ -160,6 +151,7 @@ def render(docs: list[dict[str, Any]], scripts: list[str]) -> str:
     if missing:
         out += ["## Not run yet", ""]
         out += [f"* `{s}`: `python bench/{s}.py`" for s in missing]
+        out.append("")
     for doc in docs:
         out += render_bench(doc)
     return "\n".join(out).rstrip("\n") + "\n"

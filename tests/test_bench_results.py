@@ -148,3 +148,8 @@ def test_figures_are_formatted_readably() -> None:
     assert performance_doc._fmt(12) == "12"
     assert _results._number(float("inf")) is None
     assert _results._number(float("nan")) is None
+
+
+def test_committed_performance_page_matches_the_results_files() -> None:
+    """docs/performance.md is generated: after a benchmark run, run bench/performance_doc.py."""
+    assert performance_doc.main(["--check", "--results", str(BENCH / "results")]) == 0
