@@ -110,8 +110,12 @@ def render_bench(doc: dict[str, Any]) -> list[str]:
 
 
 def bench_scripts() -> list[str]:
-    """Names of the benchmark scripts in bench/."""
-    return sorted(p.stem for p in HERE.glob("*.py") if p.stem not in NOT_BENCHES)
+    """Names of the benchmark scripts in bench/ that record their results through _results."""
+    return sorted(
+        p.stem
+        for p in HERE.glob("*.py")
+        if p.stem not in NOT_BENCHES and "from _results import" in p.read_text(encoding="utf-8")
+    )
 
 
 def render(docs: list[dict[str, Any]], scripts: list[str]) -> str:
