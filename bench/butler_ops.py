@@ -179,6 +179,33 @@ def main() -> None:
         print(f"| {name:<14} | {value:>10.3f} | {cpu_text} | {op}{target:>7g} | {mark:<9} |")
     print("CPU time column: the same operations timed with process CPU time (user + sys), i.e.")
     print("what a whole free core gives; wall is what was measured on this (shared) machine.")
+    write_results(results, args.repeat)
+
+
+def write_results(results: dict[str, Any], repeat: int) -> None:
+    """Record the figures and targets in bench/results/butler_ops.json."""
+    from _results import Results
+
+    res = Results("butler_ops", f"{N_VISITS * N_CCDS} small JSON datasets in a fresh repository")
+    rows = []
+    for name, (op, target) in TARGETS.items():
+        res.figure(name, results[name], note="wall clock (the name carries the unit)")
+        res.target(name, op, target)
+        cpu = results.get(f"{name} cpu")
+        if cpu is not None:
+            res.figure(f"{name} cpu", cpu, note="process CPU time")
+        value = float(results[name])
+        ok = value >= target if op == ">=" else value <= target
+        cpu_text = f"{cpu:.3f}" if cpu is not None else "-"
+        rows.append([name, f"{value:.3f}", cpu_text, f"{op} {target:g}", "yes" if ok else "NO"])
+    res.table(["metric", "wall", "CPU time", "target", "ok (wall)"], rows)
+    res.note(f"{N_VISITS} visits x {N_CCDS} CCDs; `where` query = {QUERY!r}, median of 500; "
+             f"import and `rb --help` = median of {repeat} fresh processes; RSS = peak of the "
+             "workload process.")  # fmt: skip
+    res.note("CPU time = the same operations timed with process CPU time (user + sys): what a "
+             "free core gives. Puts are bound by file creation, which depends on the filesystem "
+             "(the default root is under bench/out/).")  # fmt: skip
+    res.write()
 
 
 if __name__ == "__main__":

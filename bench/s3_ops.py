@@ -237,9 +237,64 @@ def main() -> None:
             for name, snap in counts.items():
                 detail = ", ".join(f"{k} {v}" for k, v in sorted(snap.items()))
                 print(f"  {name:<7} {sum(snap.values())}  ({detail})")
+            small = {"put/s": put_rate, "batched put/s": batch_rate, "get/s": get_rate,
+                     "exists/s": exists_rate, "query ms": query_ms}  # fmt: skip
+            write_results(rows, small, counts, r, n, registry_kib)
             butler.close()
         finally:
             server.stop()
+
+
+def write_results(
+    rows: tuple[tuple[str, float, float, float, float], ...],
+    small: dict[str, float],
+    counts: dict[str, dict[str, int]],
+    repeat: int,
+    n_small: int,
+    registry_kib: float,
+) -> None:
+    """Record the figures and the <= 10 % target in bench/results/s3_ops.json."""
+    from _results import Results
+
+    res = Results("s3_ops", "the butler on a SeaweedFS bucket against raw s3fs on the same bytes")
+    table = []
+    for op, raw, total, diff, codec in rows:
+        overhead, own = 100 * diff / raw, 100 * (diff - codec) / raw
+        res.figure(f"{op}: overhead", overhead, unit="%")
+        res.figure(f"{op}: overhead excl. codec", own, unit="%")
+        table.append([op, f"{raw:.1f}", f"{total:.1f}", f"{codec:.1f}", f"{overhead:+.1f} %",
+                      f"{own:+.1f} %"])  # fmt: skip
+    res.target(f"{rows[0][0]}: overhead excl. codec", "<=", 10.0)
+    for name, value in small.items():
+        res.figure(f"small JSON datasets: {name}", value)
+    for name, snap in counts.items():
+        res.figure(f"S3 requests per {name}", sum(snap.values()))
+    res.table(
+        ["8 MiB FITS image", "raw s3fs ms", "butler ms", "codec ms", "overhead", "excl. codec"],
+        table,
+        title=f"8 MiB datasets, {repeat} alternating raw/butler pairs (medians)",
+    )
+    res.table(
+        list(small),
+        [[f"{v:.2f}" if k == "query ms" else f"{v:.1f}" for k, v in small.items()]],
+        title=f"{n_small} small JSON datasets (registry {registry_kib:.0f} KiB at the end)",
+    )
+    res.table(
+        ["operation", "S3 requests", "detail"],
+        [[k, sum(v.values()), ", ".join(f"{a} {b}" for a, b in sorted(v.items()))]
+         for k, v in counts.items()],
+        title="S3 requests per operation (no contention)",
+    )  # fmt: skip
+    res.note(
+        "overhead = median of the per-pair differences (butler - raw) over the median raw time; "
+        "'excl. codec' also subtracts the FITS encode/decode, which raw s3fs is spared (it is "
+        "handed encoded bytes). The <= 10 % target is on the butler's own overhead."
+    )
+    res.note(
+        "The floor row is what any put that is durable and visible on return must pay: the data "
+        "PUT plus one small conditional registry PUT."
+    )
+    res.write()
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ def simulate(root: str, ccd: tuple[int, int], patch: int, storage_options: Any =
 
 #: Config overrides of every run (``--psf-matched`` adds ``makePsfMatched=True``).
 OVERRIDES: list[str] = []
+#: The runs printed by :func:`row`, for bench/results/scale_bench.json.
+RUNS: list[dict[str, Any]] = []
 
 
 def run(root: str, rerun: str, *, scheduler: str | None = None, opts: Any = None) -> Any:
@@ -77,6 +79,9 @@ def row(label: str, batch: Any, base: float | None) -> str:
     rss = ", ".join(f"{v:.0f}" for v in sorted(batch.worker_peak_rss_mb.values()))
     busy = sum(v.seconds for p in batch.patches for v in p.visits)
     speed = f"{base / batch.wall_seconds:.2f}x" if base else "-"
+    RUNS.append({"label": label, "units": batch.n_units, "wall": batch.wall_seconds,
+                 "speed": speed, "driver_ms": batch.driver_ms_per_unit, "busy": busy,
+                 "rss": rss})  # fmt: skip
     return (f"| {label:<30} | {batch.n_units:5d} | {batch.wall_seconds:7.2f} | "
             f"{batch.n_units / batch.wall_seconds:7.2f} | {speed:>7} | "
             f"{batch.driver_ms_per_unit:7.1f} | {busy:7.1f} | {rss} |")  # fmt: skip
@@ -129,6 +134,42 @@ def main() -> None:
                 s3_row(work, ccd, args.patch, addr, walls[1])
     print(f"\nspeed-up 2 vs 1 worker: {walls[1] / walls[2]:.2f}x (target >= 1.8x); "
           f"load after: {os.getloadavg()}")  # fmt: skip
+    write_results(args, walls)
+
+
+def write_results(args: argparse.Namespace, walls: dict[int, float]) -> None:
+    """Record the runs and the 1.8x / 20 ms targets in bench/results/scale_bench*.json."""
+    from _results import Results
+
+    name = "scale_bench-psf-matched" if args.psf_matched else "scale_bench"
+    what = "direct and PSF-matched warps" if args.psf_matched else "direct warps"
+    res = Results(name, f"make-warp of a whole simulated tract ({what}), 1 vs 2 Dask workers")
+    res.figure("speed-up, 2 vs 1 Dask worker", walls[1] / walls[2], unit="x")
+    res.target("speed-up, 2 vs 1 Dask worker", ">=", 1.8)
+    local2 = next(r for r in RUNS if r["label"].startswith("Dask, 2 worker(s), local"))
+    res.figure("driver overhead per unit, 2 workers, local disk", local2["driver_ms"], unit="ms")
+    res.target("driver overhead per unit, 2 workers, local disk", "<=", 20.0)
+    s3 = [r for r in RUNS if "s3://" in r["label"]]
+    if s3:
+        res.figure("driver overhead per unit, 2 workers, s3://", s3[0]["driver_ms"], unit="ms")
+    res.table(
+        ["run", "units", "wall s", "units/s", "speed-up", "driver ms/unit", "sum unit s",
+         "worker peak RSS MB"],
+        [[r["label"], r["units"], f"{r['wall']:.2f}", f"{r['units'] / r['wall']:.2f}",
+          r["speed"], f"{r['driver_ms']:.1f}", f"{r['busy']:.1f}", r["rss"] or "-"]
+         for r in RUNS],
+    )  # fmt: skip
+    res.note(
+        f"Simulated repository: 3 visits x 5 CCDs of {args.ccd} px around tract 0 of a discrete "
+        f"skymap with {args.patch}-pixel patches; the job is `--id tract=0`. Dask clusters are "
+        "warmed up first (start-up and first imports are not timed)."
+    )
+    res.note(
+        "sum unit s = the units' own run time added up (it grows when workers compete for "
+        "cores); driver ms/unit = planning + submission + result handling + registry writes per "
+        "unit."
+    )
+    res.write()
 
 
 def s3_row(work: Path, ccd: Any, patch: int, addr: str, base: float) -> None:
