@@ -28,8 +28,8 @@ _INPUTS_EXTENSION = "COADD_INPUTS"
 
 def _warp_inputs_step_0(data: bytes, source: str) -> bytes:
     """Version 0 -> 1: add ``CIFMTV = 1`` to the inputs tables, nothing else."""
-    from warping.formats._common import hdulist_to_bytes, open_fits_bytes
     from warping.coadd_inputs import FORMAT_KEY
+    from warping.formats._common import hdulist_to_bytes, open_fits_bytes
 
     with open_fits_bytes(data, source) as hdul:
         for hdu in hdul[1:]:
@@ -49,9 +49,9 @@ class WarpInputsFormat(FileFormat):
         return ctx.paths_with_formatter("exposure")
 
     def version(self, data: bytes, source: str) -> int | None:
+        from warping.coadd_inputs import FORMAT_KEY
         from warping.formats._common import open_fits_bytes
         from warping.formats.exposure_fits import FORMAT_VERSION
-        from warping.coadd_inputs import FORMAT_KEY
 
         with open_fits_bytes(data, source) as hdul:
             primary = hdul[0].header
@@ -102,9 +102,9 @@ class SkyMapFormat(FileFormat):
 
 def register() -> None:
     """Register warping's formats with :mod:`repo_butler.migrate` (entry point target)."""
+    from warping.coadd_inputs import FORMAT_VERSION as INPUTS_VERSION
     from warping.formats.calib_fits import FORMAT_VERSION as CALIB_VERSION
     from warping.skymap.io import FORMAT_VERSION as SKYMAP_VERSION
-    from warping.coadd_inputs import FORMAT_VERSION as INPUTS_VERSION
 
     for fmt, version in (
         (WarpInputsFormat(), INPUTS_VERSION),
