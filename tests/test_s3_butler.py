@@ -169,7 +169,10 @@ def test_secret_never_leaks(
     handler = logging.StreamHandler(log)
     handler.setLevel(logging.DEBUG)
     root_logger = logging.getLogger()
-    monkeypatch.setattr(root_logger, "level", logging.DEBUG)
+    # setLevel, not a plain attribute patch: it also clears the loggers' isEnabledFor caches, which
+    # earlier tests filled while the root level was WARNING (botocore's then stay silent here)
+    old_level = root_logger.level
+    root_logger.setLevel(logging.DEBUG)
     root_logger.addHandler(handler)
     outputs: list[str] = []
     try:
@@ -211,6 +214,7 @@ def test_secret_never_leaks(
         outputs.append(str(info.value))
     finally:
         root_logger.removeHandler(handler)
+        root_logger.setLevel(old_level)
     assert log.getvalue(), "nothing was logged at DEBUG: the leak check would be vacuous"
     fs = seaweed.filesystem()
     objects = fs.find(s3_root.path)
