@@ -158,3 +158,29 @@ def test_unwritable_objects() -> None:
         get_formatter("json").to_bytes({"x": object()})
     with pytest.raises(FormatterError, match="dtype"):
         get_formatter("fits_array").to_bytes(np.array(["a", "b"]))
+
+
+def test_codec_formatter_checks_the_type_and_delegates_to_its_functions() -> None:
+    from repo_butler.formatters.base import CodecFormatter
+
+    class Pair(CodecFormatter):
+        name = "pair"
+        extension = ".txt"
+        stores = (tuple, list)
+        encode = staticmethod(lambda obj: f"{obj[0]},{obj[1]}".encode())
+        decode = staticmethod(lambda data, source: tuple(int(v) for v in data.split(b",")))
+
+    fmt = Pair()
+    assert fmt.from_bytes(fmt.to_bytes((3, 4)), source="mem://x") == (3, 4)
+    with pytest.raises(
+        TypeError, match="the pair formatter writes tuple or list objects, got dict"
+    ):
+        fmt.to_bytes({"a": 1})
+
+
+@pytest.mark.parametrize("name", ["exposure", "background", "photocalib", "skymap"])
+def test_warping_formatters_refuse_other_types_by_name(name: str) -> None:
+    from repo_butler.formatters import get_formatter
+
+    with pytest.raises(TypeError, match=f"the {name} formatter writes .* objects, got str"):
+        get_formatter(name).to_bytes("not a dataset")

@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from repo_butler.formats import check_version
-from repo_butler.formatters.base import Formatter
+from repo_butler.formatters.base import CodecFormatter
 from warping.background import BackgroundComponent, BackgroundList
 from warping.background_afw import AfwBackground
 from warping.errors import FormatError
@@ -206,50 +206,31 @@ def read_skywcs(path: str | os.PathLike[str]) -> WCS:
 
 
 # -- formatters -----------------------------------------------------------------------------
-class BackgroundFormatter(Formatter):
+class BackgroundFormatter(CodecFormatter):
     """Butler formatter ``background``: :class:`BackgroundList` <-> FITS bytes."""
 
     name: ClassVar[str] = "background"
     extension: ClassVar[str] = ".fits"
-
-    def to_bytes(self, obj: Any) -> bytes:
-        """Serialise a :class:`BackgroundList`."""
-        if not isinstance(obj, BackgroundList):
-            raise TypeError(f"BackgroundFormatter writes BackgroundList, got {type(obj).__name__}")
-        return background_to_bytes(obj)
-
-    def from_bytes(self, data: bytes, *, source: str) -> BackgroundList:
-        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
-        return background_from_bytes(data, source)
+    stores = BackgroundList
+    encode = staticmethod(background_to_bytes)
+    decode = staticmethod(background_from_bytes)
 
 
-class PhotoCalibFormatter(Formatter):
+class PhotoCalibFormatter(CodecFormatter):
     """Butler formatter ``photocalib``: :class:`PhotoCalib` <-> FITS bytes."""
 
     name: ClassVar[str] = "photocalib"
     extension: ClassVar[str] = ".fits"
-
-    def to_bytes(self, obj: Any) -> bytes:
-        """Serialise a :class:`PhotoCalib`."""
-        if not isinstance(obj, PhotoCalib):
-            raise TypeError(f"PhotoCalibFormatter writes PhotoCalib, got {type(obj).__name__}")
-        return photocalib_to_bytes(obj)
-
-    def from_bytes(self, data: bytes, *, source: str) -> PhotoCalib:
-        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
-        return photocalib_from_bytes(data, source)
+    stores = PhotoCalib
+    encode = staticmethod(photocalib_to_bytes)
+    decode = staticmethod(photocalib_from_bytes)
 
 
-class SkyWcsFormatter(Formatter):
-    """Butler formatter ``skywcs``: parent-pixel :class:`astropy.wcs.WCS` <-> FITS bytes."""
+class SkyWcsFormatter(CodecFormatter):
+    """Butler formatter ``skywcs``: parent-pixel :class:`astropy.wcs.WCS` <-> FITS bytes (the
+    encoder checks that the WCS is celestial)."""
 
     name: ClassVar[str] = "skywcs"
     extension: ClassVar[str] = ".fits"
-
-    def to_bytes(self, obj: Any) -> bytes:
-        """Serialise a WCS."""
-        return skywcs_to_bytes(obj)
-
-    def from_bytes(self, data: bytes, *, source: str) -> WCS:
-        """Deserialise; :class:`FormatError` naming ``source`` on bad data."""
-        return skywcs_from_bytes(data, source)
+    encode = staticmethod(skywcs_to_bytes)
+    decode = staticmethod(skywcs_from_bytes)

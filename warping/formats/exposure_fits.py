@@ -39,7 +39,7 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from repo_butler.formats import check_version
-from repo_butler.formatters.base import Formatter
+from repo_butler.formatters.base import CodecFormatter
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
 from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FORMAT_VERSION",
     "ExposureFormatter",
+    "exposure_from_bytes",
     "exposure_from_hdulist",
+    "exposure_to_bytes",
     "exposure_to_hdulist",
     "read_exposure",
     "read_wcs_and_bbox",
@@ -354,20 +356,22 @@ def read_wcs_and_bbox(
             return wcs_from_header(hdr, xy0), bbox
 
 
-class ExposureFormatter(Formatter):
+def exposure_to_bytes(exposure: Exposure) -> bytes:
+    """The FITS bytes of an :class:`Exposure` (our layout)."""
+    return hdulist_to_bytes(exposure_to_hdulist(exposure))
+
+
+def exposure_from_bytes(data: bytes, source: str) -> Exposure:
+    """Read an :class:`Exposure` (ours or an afw file); :class:`FormatError` naming ``source``."""
+    with open_fits_bytes(data, source) as hdul:
+        return exposure_from_hdulist(hdul, source)
+
+
+class ExposureFormatter(CodecFormatter):
     """Butler formatter ``exposure``: :class:`~warping.exposure.Exposure` <-> FITS bytes."""
 
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
-
-    def to_bytes(self, obj: Any) -> bytes:
-        """Serialise an :class:`Exposure`."""
-        if not isinstance(obj, Exposure):
-            raise TypeError(f"ExposureFormatter writes Exposure objects, got {type(obj).__name__}")
-        return hdulist_to_bytes(exposure_to_hdulist(obj))
-
-    def from_bytes(self, data: bytes, *, source: str) -> Exposure:
-        """Deserialise; raise :class:`~warping.errors.FormatError` naming ``source`` on bad data."""
-        hdul = open_fits_bytes(data, source)
-        with hdul:
-            return exposure_from_hdulist(hdul, source)
+    stores = Exposure
+    encode = staticmethod(exposure_to_bytes)
+    decode = staticmethod(exposure_from_bytes)

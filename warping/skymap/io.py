@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from repo_butler.formats import check_version
-from repo_butler.formatters.base import Formatter
+from repo_butler.formatters.base import CodecFormatter
 from warping.errors import FormatError
 from warping.skymap.skymaps import BaseSkyMap, skymap_from_dict
 
@@ -49,18 +49,19 @@ def skymap_from_yaml(text: str | bytes, *, source: str = "<skymap>") -> BaseSkyM
         raise FormatError(f"{source}: invalid skymap: {err}") from None
 
 
-class SkyMapFormatter(Formatter):
+def _skymap_to_bytes(skymap: BaseSkyMap) -> bytes:
+    return skymap_to_yaml(skymap).encode()
+
+
+def _skymap_from_bytes(data: bytes, source: str) -> BaseSkyMap:
+    return skymap_from_yaml(data, source=source)
+
+
+class SkyMapFormatter(CodecFormatter):
     """Formatter ``skymap``: :class:`~warping.skymap.skymaps.BaseSkyMap` <-> YAML."""
 
     name: ClassVar[str] = "skymap"
     extension: ClassVar[str] = ".yaml"
-
-    def to_bytes(self, obj: Any) -> bytes:
-        """Serialise a skymap."""
-        if not isinstance(obj, BaseSkyMap):
-            raise FormatError(f"the skymap formatter stores skymaps, got {type(obj).__name__}")
-        return skymap_to_yaml(obj).encode()
-
-    def from_bytes(self, data: bytes, *, source: str) -> Any:
-        """Read a skymap."""
-        return skymap_from_yaml(data, source=source)
+    stores = BaseSkyMap
+    encode = staticmethod(_skymap_to_bytes)
+    decode = staticmethod(_skymap_from_bytes)
