@@ -104,8 +104,7 @@ def make_warp_command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cli.support import parse_storage_options
-    from repo_butler import Butler
+    from cli.support import open_butler
     from repo_butler.errors import DataIdError
     from warping.task.runner import run_make_warps
 
@@ -116,7 +115,7 @@ def make_warp_command(
     if not args.ids:
         raise DataIdError("Give the patch with --id tract=… patch=x,y filter=… (or a whole tract)")
     err_console = Console(stderr=True)
-    butler = Butler(repo, rerun=rerun, storage_options=parse_storage_options(storage_options))
+    butler = open_butler(repo, rerun=rerun, storage_option=storage_options)
     columns = (
         TextColumn("[bold]make-warp"),
         BarColumn(),

@@ -29,8 +29,7 @@ def make_skymap(
     ] = None,
 ) -> None:
     """Make the repository's deepCoadd_skyMap (defaults: HSC's TAN, 0.168"/px, 4000+100 px)."""
-    from cli.support import parse_storage_options
-    from repo_butler import Butler
+    from cli.support import open_butler
     from warping.skymap import SkyMapConfig
     from warping.skymap.repo import describe_tract, make_repo_skymap
 
@@ -41,7 +40,7 @@ def make_skymap(
         pixel_scale,
         projection.upper(),
     )
-    butler = Butler(repo, storage_options=parse_storage_options(storage_option))
+    butler = open_butler(repo, storage_option=storage_option)
     kind = "discrete" if discrete else "rings"
     sm = make_repo_skymap(
         butler, config, kind=kind, border_deg=border, num_rings=num_rings, overwrite=overwrite
@@ -61,11 +60,10 @@ def show_skymap(
     """List tracts, or one tract's patches with their outer-bbox sky corners."""
     import json
 
-    from cli.support import parse_storage_options
-    from repo_butler import Butler
+    from cli.support import open_butler
     from warping.skymap.repo import describe_tract
 
-    butler = Butler(repo, storage_options=parse_storage_options(storage_option))
+    butler = open_butler(repo, storage_option=storage_option, writeable=False)
     sm = butler.get("deepCoadd_skyMap")
     ids = [tract] if tract is not None else list(range(min(len(sm), 1000)))
     rows = [describe_tract(sm[i], patches=tract is not None) for i in ids]
