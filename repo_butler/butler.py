@@ -290,12 +290,28 @@ class Butler:
         did = self._lookup.complete(dt, data_id, data_id_kwargs)
         return self._writer.put(obj, dt, did, provenance=provenance, overwrite=overwrite)
 
-    def plan_put(self, dataset_type: str, data_id: DataId | Mapping[str, Any]) -> PlannedPut:
+    def plan_put(
+        self,
+        dataset_type: str,
+        data_id: DataId | Mapping[str, Any],
+        *,
+        overwrite: bool = True,
+    ) -> PlannedPut:
         """Where :meth:`put` would write ``dataset_type`` / ``data_id`` in the output run.
 
         For the plan-write-register pattern of scaled-out jobs: the driver plans, a worker
-        writes with :meth:`worker_io`, the driver calls :meth:`register`. No existence check
-        is made (registering replaces by default).
+        writes with :meth:`worker_io`, the driver calls :meth:`register`.
+
+        Parameters
+        ----------
+        dataset_type : str
+            Dataset type name.
+        data_id : DataId or mapping
+            Its data ID.
+        overwrite : bool
+            True (default): the write replaces an existing dataset of the output run when it is
+            registered. False: refuse now if the dataset exists, and make the worker's write
+            exclusive, so an existing file is never replaced.
 
         Raises
         ------
@@ -303,10 +319,12 @@ class Butler:
             If the Butler is read-only.
         DatasetTypeError, DataIdError
             If the dataset type is unknown or the data ID incomplete or invalid.
+        DatasetExistsError
+            If ``overwrite`` is false and the dataset exists in the output run.
         """
         self._check_writeable()
         dt = self.dataset_type(dataset_type)
-        return self._writer.plan(dt, self._lookup.complete(dt, data_id, {}))
+        return self._writer.plan(dt, self._lookup.complete(dt, data_id, {}), overwrite=overwrite)
 
     def worker_io(self) -> WorkerIO:
         """The picklable reader/writer of this repository's files for the output run.
@@ -328,14 +346,16 @@ class Butler:
             What the workers returned.
         replace : bool
             Replace rows of the same dataset type and data ID in the output run (their file at
-            the template path has already been replaced).
+            the template path has already been replaced; a provenance sidecar the new write
+            does not have is removed).
 
         Raises
         ------
         RegistryError
             If a dataset was planned for another run than this Butler's output run.
         DatasetExistsError
-            If a dataset exists and ``replace`` is false.
+            If a dataset exists and ``replace`` is false; checked for every dataset before any
+            is registered (plan with ``overwrite=False`` to refuse before writing).
         """
         self._check_writeable()
         return self._writer.register(written, replace=replace)

@@ -48,11 +48,14 @@ class RunWriter:
         self.run = run
         self.io = io
 
-    def plan(self, dt: DatasetType, did: DataId) -> PlannedPut:
-        """Where a dataset of type ``dt`` with the complete data ID ``did`` goes."""
-        return PlannedPut(
-            dt.name, did, self.run, run_prefix(self.run) + dt.path_template.format(did)
-        )
+    def plan(self, dt: DatasetType, did: DataId, *, overwrite: bool = True) -> PlannedPut:
+        """Where a dataset of type ``dt`` with the complete data ID ``did`` goes; with
+        ``overwrite=False`` an existing dataset of the run is refused now and the write is
+        exclusive."""
+        if not overwrite and self._find_in_run(dt.name, did, trust_local=False) is not None:
+            raise self._exists_error(dt.name, did)
+        path = run_prefix(self.run) + dt.path_template.format(did)
+        return PlannedPut(dt.name, did, self.run, path, exclusive=not overwrite)
 
     def put(
         self,
@@ -82,13 +85,18 @@ class RunWriter:
                 raise self._exists_error(dt.name, did) from None
             logger.info("replacing %s, an unregistered file", store.uri(planned.path))
             written = self.io.write(planned, obj, provenance)
-        if written.provenance_path is None and existing is not None and existing.provenance:
-            self._remove_file(existing.provenance)
-        return self.register([written], replace=overwrite)[0]
+        return self.register([written], replace=overwrite, existing=[existing])[0]
 
-    def register(self, written: Iterable[WrittenDataset], *, replace: bool) -> list[DatasetRef]:
+    def register(
+        self,
+        written: Iterable[WrittenDataset],
+        *,
+        replace: bool,
+        existing: list[DatasetRecord | None] | None = None,
+    ) -> list[DatasetRef]:
         """Register written datasets (one batch); see :meth:`Butler.register
-        <repo_butler.Butler.register>`."""
+        <repo_butler.Butler.register>`. ``existing`` gives, per dataset, its record in the run
+        when the caller has just looked it up (else each is looked up here)."""
         items = list(written)
         for item in items:
             if item.planned.run != self.run:
@@ -99,15 +107,21 @@ class RunWriter:
                     f"rerun={item.planned.run or None!r}"
                 )
         lookup, registry = self.lookup, self.lookup.registry
-        refs = []
-        # one registry upload for the lot on object stores
-        with registry.batch() if len(items) > 1 else nullcontext():
-            for item in items:
-                planned = item.planned
-                dt = lookup.dataset_type(planned.dataset_type)
-                record = DatasetRecord(
+        records = []
+        stale_sidecars = []
+        for k, item in enumerate(items):
+            planned = item.planned
+            dt = lookup.dataset_type(planned.dataset_type)
+            did = lookup.complete(dt, planned.data_id, {})
+            old = existing[k] if existing is not None else registry.find(dt.name, did, (self.run,))
+            if old is not None and not replace:  # before anything is registered
+                raise self._exists_error(dt.name, did)
+            if old is not None and old.provenance not in (None, item.provenance_path):
+                stale_sidecars.append(old.provenance)
+            records.append(
+                DatasetRecord(
                     dt.name,
-                    lookup.complete(dt, planned.data_id, {}),
+                    did,
                     planned.run,
                     planned.path,
                     item.size,
@@ -115,9 +129,14 @@ class RunWriter:
                     now_iso(),
                     item.provenance_path,
                 )
+            )
+        # one registry upload for the lot on object stores
+        with registry.batch() if len(items) > 1 else nullcontext():
+            for item, record in zip(items, records, strict=True):
                 registry.insert(record, provenance=item.provenance_json, replace=replace)
-                refs.append(lookup.ref(record))
-        return refs
+        for path in stale_sidecars:
+            self._remove_file(path)
+        return [lookup.ref(record) for record in records]
 
     def remove(self, record: DatasetRecord) -> DatasetRef:
         """Delete a dataset of the run: registry row, file (unless ingested in place), sidecar."""

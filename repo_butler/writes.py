@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from repo_butler.dimensions import DataId
-from repo_butler.errors import DatasetTypeError
+from repo_butler.errors import DatasetTypeError, RegistryError
 from repo_butler.provenance import (
     SIDECAR_SUFFIX,
     Provenance,
@@ -54,17 +54,21 @@ class PlannedPut:
     dataset_type : str
         Dataset type name.
     data_id : DataId
-        Validated data ID with exactly the dataset type's dimensions, in their order.
+        Validated data ID with exactly the dataset type's dimensions.
     run : str
         Output run (``""`` for the repository root).
     path : str
         Storage path relative to the datastore root (``rerun/<run>/`` prefix included).
+    exclusive : bool
+        Planned with ``overwrite=False``: :meth:`WorkerIO.write` leaves an existing file at
+        ``path`` untouched and raises ``FileExistsError``.
     """
 
     dataset_type: str
     data_id: DataId
     run: str
     path: str
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class WorkerIO:
             Written as ``<file>.provenance.json`` (and returned for the registry).
         exclusive : bool
             Leave an existing file untouched and raise ``FileExistsError`` (one conditional
-            request on S3).
+            request on S3); implied by a plan made with ``overwrite=False``.
 
         Raises
         ------
@@ -201,7 +205,17 @@ class WorkerIO:
             If ``obj`` cannot be serialised (nothing is written).
         StorageError
             If the storage refuses the write.
+        RegistryError
+            If ``planned`` is for another run than this WorkerIO's.
+        FileExistsError
+            If the write is exclusive and a file exists at ``planned.path``.
         """
+        if planned.run != self.run:
+            raise RegistryError(
+                f"{planned.dataset_type} {planned.data_id} was planned for run "
+                f"{planned.run or '(root)'!r} but this WorkerIO writes run {self.run or '(root)'!r}"
+            )
+        exclusive = exclusive or planned.exclusive
         data = self._formatter(planned.dataset_type).to_bytes(obj)
         prov_doc = None
         if provenance is not None:  # validated before anything is written

@@ -21,6 +21,7 @@ from repo_butler.errors import (
     DatasetTypeError,
     RegistryError,
 )
+from repo_butler.maintenance import verify
 from repo_butler.provenance import SIDECAR_SUFFIX
 
 CONFIG: dict[str, Any] = {
@@ -154,6 +155,49 @@ def test_register_replaces_unless_told_not_to(butler: Butler) -> None:
     assert butler.get("meta", visit=4, ccd=1) == {"v": 2}
     with pytest.raises(DatasetExistsError):
         butler.register([io.write(planned, {"v": 3})], replace=False)
+
+
+def test_plan_without_overwrite_refuses_before_anything_is_written(butler: Butler) -> None:
+    io = butler.worker_io()
+    first = butler.plan_put("meta", {"visit": 4, "ccd": 2}, overwrite=False)
+    assert first.exclusive
+    butler.register([io.write(first, {"v": 1})], replace=False)
+    with pytest.raises(DatasetExistsError, match="already exists"):
+        butler.plan_put("meta", {"visit": 4, "ccd": 2}, overwrite=False)
+    # a plan made before another writer stored the file: the worker's write is exclusive
+    with pytest.raises(FileExistsError):
+        io.write(first, {"v": 2})
+    assert butler.get("meta", visit=4, ccd=2) == {"v": 1}
+    assert verify(butler).ok
+
+
+def test_register_without_replace_refuses_the_whole_batch_first(butler: Butler) -> None:
+    io = butler.worker_io()
+    butler.put({"v": 0}, "meta", visit=8, ccd=2)
+    written = [io.write(butler.plan_put("meta", {"visit": 8, "ccd": c}), {"v": c}) for c in (1, 2)]
+    with pytest.raises(DatasetExistsError):
+        butler.register(written, replace=False)
+    assert not butler.exists("meta", visit=8, ccd=1)  # nothing of the batch was registered
+
+
+def test_register_removes_a_sidecar_the_new_write_does_not_have(butler: Butler) -> None:
+    io = butler.worker_io()
+    planned = butler.plan_put("meta", {"visit": 9, "ccd": 1})
+    butler.register([io.write(planned, {"v": 1}, Provenance(task="t", config={}))])
+    sidecar = planned.path + SIDECAR_SUFFIX
+    assert butler.datastore.exists(sidecar)
+    butler.register([io.write(planned, {"v": 2})])
+    assert not butler.datastore.exists(sidecar)
+    assert verify(butler).ok
+
+
+def test_worker_io_refuses_a_plan_of_another_run(
+    butler: Butler, repo_location: RepoLocation
+) -> None:
+    with Butler(butler.root, rerun="other", storage_options=repo_location.storage_options) as rb:
+        planned = rb.plan_put("meta", {"visit": 5, "ccd": 1})
+    with pytest.raises(RegistryError, match="planned for run 'other'"):
+        butler.worker_io().write(planned, {})
 
 
 def test_register_refuses_another_run(butler: Butler, repo_location: RepoLocation) -> None:
