@@ -26,17 +26,10 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, BinaryIO
 
-from repo_butler.config import (
-    DatasetType,
-    load_repo_config,
-    write_new_config,
-)
+from repo_butler.config import DatasetType, load_repo_config, write_new_config
 from repo_butler.datastore import Datastore, FsspecDatastore, TransferMode
 from repo_butler.dimensions import DataId, DimensionUniverse
-from repo_butler.errors import (
-    ConfigError,
-    DatasetNotFoundError,
-)
+from repo_butler.errors import ConfigError, DatasetNotFoundError
 from repo_butler.formatters import get_formatter
 from repo_butler.ingest import ingest_files
 from repo_butler.lookup import DatasetLookup
@@ -279,11 +272,7 @@ class Butler:
 
         Notes
         -----
-        In a bucket with the object-store registry a new dataset costs two requests: the data
-        PUT with ``If-None-Match: *`` (the existence check uses the local registry copy; a file
-        stored meanwhile by another writer makes the PUT fail and the put raise
-        ``DatasetExistsError``, a stray file of a crashed writer is replaced) and, once it has
-        completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one HEAD.
+        The requests a put costs in a bucket: :meth:`repo_butler.run_writer.RunWriter.put`.
         """
         self._check_writeable()
         dt = self.dataset_type(dataset_type)
@@ -300,18 +289,10 @@ class Butler:
         """Where :meth:`put` would write ``dataset_type`` / ``data_id`` in the output run.
 
         For the plan-write-register pattern of scaled-out jobs: the driver plans, a worker
-        writes with :meth:`worker_io`, the driver calls :meth:`register`.
-
-        Parameters
-        ----------
-        dataset_type : str
-            Dataset type name.
-        data_id : DataId or mapping
-            Its data ID.
-        overwrite : bool
-            True (default): the write replaces an existing dataset of the output run when it is
-            registered. False: refuse now if the dataset exists, and make the worker's write
-            exclusive, so an existing file is never replaced.
+        writes with :meth:`worker_io`, the driver calls :meth:`register`. By default the write
+        replaces an existing dataset of the run once registered; ``overwrite=False`` refuses
+        an existing dataset now and makes the worker's write exclusive (an existing file is
+        never replaced).
 
         Raises
         ------

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from repo_butler.config import CONFIG_FILENAME, CONFIG_VERSION
-from repo_butler.datastore import Datastore, FsspecDatastore, checksum_bytes
-from repo_butler.errors import RepositoryNotFoundError
+from repo_butler.datastore import Datastore, checksum_bytes
+from repo_butler.errors import RepoButlerError, RepositoryNotFoundError
 from repo_butler.formats import FormatVersionError, check_version
 from repo_butler.provenance import SCHEMA_VERSION as PROVENANCE_VERSION
 from repo_butler.provenance import SIDECAR_SUFFIX
@@ -84,22 +84,31 @@ class MigrationContext:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+        self,
+        root: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        *,
+        writeable: bool = True,
     ) -> None:
+        from repo_butler.storage import open_datastore
+
         self.root = str(root)
         self.storage_options = dict(storage_options or {})
-        self.repo: Datastore = FsspecDatastore(root, self.storage_options)
+        self.writeable = writeable
+        self.repo: Datastore = open_datastore(self.root, self.storage_options)
         self._butler: Butler | None = None
         self._files: list[str] | None = None
         self._records: dict[str, DatasetRecord] | None = None
 
     @property
     def butler(self) -> Butler:
-        """A writeable Butler on the root run (opened on first use)."""
+        """A Butler on the root run, writeable unless this is a dry run (opened on first use)."""
         if self._butler is None:
             from repo_butler.butler import Butler
 
-            self._butler = Butler(self.root, storage_options=self.storage_options)
+            self._butler = Butler(
+                self.root, storage_options=self.storage_options, writeable=self.writeable
+            )
         return self._butler
 
     @property
@@ -199,11 +208,24 @@ class FileFormat(FormatMigration):
         """The bytes of a candidate."""
         return ctx.store.get_bytes(path)
 
+    def version_of(self, data: bytes, source: str) -> int | None:
+        """:meth:`version`, with a file that cannot be parsed reported as a
+        :class:`FormatVersionError` naming it (never a bare parser error)."""
+        try:
+            return self.version(data, source)
+        except RepoButlerError:
+            raise
+        except Exception as err:  # json, yaml, astropy and int() each raise their own types
+            raise FormatVersionError(
+                f"{source}: cannot read its {self.format} version ({type(err).__name__}: {err}); "
+                "repair or remove the file, then run rb migrate again"
+            ) from None
+
     def scan(self, ctx: MigrationContext) -> Iterator[Upgrade]:
         """Read every candidate's version; refuse newer ones."""
         for path in self.candidates(ctx):
             source = ctx.store.uri(path)
-            found = self.version(self.read(ctx, path), source)
+            found = self.version_of(self.read(ctx, path), source)
             if found is None:
                 continue
             check_version(found, self.current, what=self.format, source=source)
@@ -220,7 +242,7 @@ class FileFormat(FormatMigration):
         """Run the steps from the version found to :attr:`current` and swap the file in."""
         source = ctx.store.uri(upgrade.path)
         data = self.read(ctx, upgrade.path)
-        found = self.version(data, source)
+        found = self.version_of(data, source)
         if found is None or found >= self.current:
             return  # upgraded meanwhile (e.g. by a previous, interrupted run): nothing to do
         for v in range(found, self.current):
@@ -248,7 +270,7 @@ class ConfigFormat(FileFormat):
             )
         for path in self.candidates(ctx):
             source = ctx.repo.uri(path)
-            found = self.version(self.read(ctx, path), source)
+            found = self.version_of(self.read(ctx, path), source)
             check_version(found, self.current, what=self.format, source=source)
         yield from ()  # no older butler.yaml version exists yet
 
@@ -394,7 +416,7 @@ def migrate(
     RepositoryNotFoundError
         If ``root`` has no ``butler.yaml``.
     """
-    ctx = MigrationContext(root, storage_options)
+    ctx = MigrationContext(root, storage_options, writeable=not dry_run)
     try:
         steps = migrations()
         pending = [(m, u) for m in steps for u in m.scan(ctx)]

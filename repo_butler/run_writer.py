@@ -66,7 +66,14 @@ class RunWriter:
         provenance: Provenance | None,
         overwrite: bool,
     ) -> DatasetRef:
-        """Write and register ``obj``; see :meth:`Butler.put <repo_butler.Butler.put>`."""
+        """Write and register ``obj``; see :meth:`Butler.put <repo_butler.Butler.put>`.
+
+        In a bucket with the object-store registry a new dataset costs two requests: the data
+        PUT with ``If-None-Match: *`` (the existence check uses the local registry copy; a file
+        stored meanwhile by another writer makes the PUT fail and the put raise
+        ``DatasetExistsError``, a stray file of a crashed writer is replaced) and, once it has
+        completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one HEAD.
+        """
         registry, store = self.lookup.registry, self.lookup.store
         # In a bucket with an object-store registry a new dataset is written without asking
         # the bucket first: the existence check uses the local registry copy and the upload is

@@ -17,8 +17,10 @@ registry once per batch) while the bytes go straight from the worker to the data
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -41,8 +43,29 @@ __all__ = ["PlannedPut", "WorkerIO", "WrittenDataset"]
 
 logger = logging.getLogger(__name__)
 
-_DATASTORES: dict[tuple[str, str], Datastore] = {}
-"""Datastores opened by :meth:`WorkerIO.datastore`, one per process, root and options."""
+
+_DATASTORES: collections.OrderedDict[tuple[str, str], Datastore] = collections.OrderedDict()
+_DATASTORES_LOCK = threading.Lock()
+_DATASTORES_KEPT = 8
+
+
+def _open_datastore(root: str, options: Mapping[str, Any]) -> Datastore:
+    """The datastores :meth:`WorkerIO.datastore` opens: one per process, root and options (a
+    worker serves few repositories; beyond eight the least recently used is dropped)."""
+    key = (root, json.dumps(dict(options), sort_keys=True, default=str))
+    with _DATASTORES_LOCK:
+        store = _DATASTORES.get(key)
+        if store is not None:
+            _DATASTORES.move_to_end(key)
+            return store
+    from repo_butler.storage import open_datastore
+
+    store = open_datastore(root, dict(options))
+    with _DATASTORES_LOCK:
+        store = _DATASTORES.setdefault(key, store)
+        while len(_DATASTORES) > _DATASTORES_KEPT:
+            _DATASTORES.popitem(last=False)
+    return store
 
 
 @dataclass(frozen=True)
@@ -142,17 +165,7 @@ class WorkerIO:
         """The datastore (one per worker process, root and options; reused across tasks)."""
         if self._store is not None:
             return self._store
-        key = (
-            self.storage_root,
-            json.dumps(dict(self.storage_options), sort_keys=True, default=str),
-        )
-        store = _DATASTORES.get(key)
-        if store is None:
-            from repo_butler.storage import open_datastore
-
-            store = open_datastore(self.storage_root, dict(self.storage_options))
-            _DATASTORES[key] = store
-        return store
+        return _open_datastore(self.storage_root, self.storage_options)
 
     def uri(self, path: str) -> str:
         """Full URL of a storage path (absolute URLs pass through)."""

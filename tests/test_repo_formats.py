@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler
-from repo_butler.errors import RepoButlerError
+from repo_butler.errors import ConfigError, RepoButlerError
 from repo_butler.maintenance import reindex, verify
 from repo_butler.migrate import migrate
 from warping.formats.migrations import register as register_warping_migrations
@@ -302,3 +302,31 @@ def test_console_script_refuses_newer_registry_without_traceback(repo: Path) -> 
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert "registry schema format version 2 is newer" in proc.stderr
     assert "upgrade repo-butler" in proc.stderr
+
+
+def test_dry_run_opens_the_registry_read_only(repo: Path) -> None:
+    """A dry run must work where nothing may be written: it never opens a writeable Butler."""
+    from repo_butler.migrate import MigrationContext
+
+    ctx = MigrationContext(str(repo), writeable=False)
+    try:
+        with pytest.raises(ConfigError, match="read-only"):
+            ctx.butler.plan_put(WARP, EXPECTED["datasets"][0]["data_id"])
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"[1, 2]x"])
+def test_migrate_names_an_unreadable_file_without_traceback(repo: Path, garbage: bytes) -> None:
+    marker = repo / "rerun" / RERUN / "_run.json"
+    marker.write_bytes(garbage)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "migrate", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "_run.json: cannot read its run marker version" in proc.stderr
+    assert "repair or remove the file" in proc.stderr

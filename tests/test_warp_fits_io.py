@@ -177,3 +177,13 @@ def test_fk5_input_file_is_placed_where_astropy_coordinates_says(tmp_path: Path)
     total = win.sum()
     got = (float((win * xx).sum() / total), float((win * yy).sum() / total))
     assert np.hypot(got[0] - xe[0], got[1] - ye[0]) < 5e-3  # 1.2 mas
+
+
+def test_frames_astropy_cannot_relate_are_a_format_error() -> None:
+    from warping.warp._transform import wcs_pair_transform
+
+    src = make_tan_wcs(150.0, 2.0, (32.0, 32.0), 0.2)
+    src.wcs.radesys = "GAPPT"
+    dest = make_tan_wcs(150.0, 2.0, (32.0, 32.0), 0.2)
+    with pytest.raises(FormatError, match="cannot relate the celestial frames"):
+        wcs_pair_transform(src, dest)

@@ -90,6 +90,7 @@ def execute_unit(
     config: MakeWarpConfig,
     cancelled: Callable[[], bool] | None = None,
     journal: list[WrittenDataset] | None = None,
+    task: MakeWarpTask | None = None,
 ) -> UnitResult:
     """Calibrate, warp and write one unit; never raises (failures become a ``failed`` result).
 
@@ -107,6 +108,9 @@ def execute_unit(
     journal
         Each written dataset is appended here as soon as its files exist, so an in-process
         caller interrupted by Ctrl-C can still register them.
+    task
+        The task to run, kept by the executor across units so its PSF-matching buffers are
+        reused (default: a new ``MakeWarpTask(config)``).
     """
     from repo_butler import Provenance
     from repo_butler.provenance import ProvenanceInput, now_iso
@@ -118,7 +122,8 @@ def execute_unit(
     try:
         sky_info = unit_sky_info(unit, io)
         inputs = [c.bind(io, reads) for c in unit.ccds]
-        warps = MakeWarpTask(config).run(inputs, sky_info, unit.visit, cancelled=cancelled)
+        task = task if task is not None else MakeWarpTask(config)
+        warps = task.run(inputs, sky_info, unit.visit, cancelled=cancelled)
         # CCDs skipped before warping first, then the others (the order summaries list them)
         for outcome in sorted(warps.ccds, key=lambda o: o.loaded):
             if outcome.used:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from warping.calexp_footprint import sky_footprints
 from warping.task.config import MakeWarpConfig
 from warping.task.execution import error_summary, execute_unit
+from warping.task.make_warp import MakeWarpTask
 from warping.task.work_units import UnitResult, WarpUnit
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class SerialExecutor(UnitExecutor):
 
     def __init__(self) -> None:
         self._current: tuple[WarpUnit, list[WrittenDataset], UnitResult | None] | None = None
+        self._task: MakeWarpTask | None = None  # shared by the run's units (PSF-match buffers)
 
     def _submit(
         self, unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig
@@ -169,7 +171,9 @@ class SerialExecutor(UnitExecutor):
         for unit, io, config in submitted:
             journal: list[WrittenDataset] = []
             self._current = (unit, journal, None)
-            result = execute_unit(unit, io, config, journal=journal)
+            if self._task is None or self._task.config is not config:
+                self._task = MakeWarpTask(config)
+            result = execute_unit(unit, io, config, journal=journal, task=self._task)
             self._current = (unit, journal, result)
             yield result
             if result.interrupted:  # Ctrl-C held while the unit wrote its files
@@ -196,10 +200,15 @@ class SerialExecutor(UnitExecutor):
 def _run_in_worker(
     unit: WarpUnit, io: WorkerIO, config: MakeWarpConfig, event_name: str
 ) -> UnitResult:
-    """Dask task: run one unit, checking the run's cancel event (one scheduler round trip)."""
-    from distributed import Event
+    """Dask task: run one unit, checking the run's cancel event (one scheduler round trip), with
+    the worker's task (:class:`~warping.task.dask_plugin.WorkerTasks`) when it has one."""
+    from distributed import Event, get_worker
+
+    from warping.task.dask_plugin import WorkerTasks
 
     event = Event(event_name)
+    plugin = get_worker().plugins.get(WorkerTasks.name)
+    task = plugin.task_for(config) if isinstance(plugin, WorkerTasks) else None
 
     def cancelled() -> bool:
         try:
@@ -207,7 +216,7 @@ def _run_in_worker(
         except Exception:  # scheduler unreachable: keep going, the driver decides
             return False
 
-    return execute_unit(unit, io, config, cancelled=cancelled)
+    return execute_unit(unit, io, config, cancelled=cancelled, task=task)
 
 
 @contextlib.contextmanager
@@ -252,7 +261,7 @@ class DaskExecutor(UnitExecutor):
     def __enter__(self) -> DaskExecutor:
         from distributed import Client, Event, LocalCluster
 
-        from warping.task.dask_plugin import WORKER_ENV, SingleThreadKernels
+        from warping.task.dask_plugin import WORKER_ENV, SingleThreadKernels, WorkerTasks
 
         if self.address:
             self.client = Client(self.address, timeout="20s")
@@ -269,6 +278,7 @@ class DaskExecutor(UnitExecutor):
                 )
                 self.client = Client(self.cluster)
         self.client.register_plugin(SingleThreadKernels())
+        self.client.register_plugin(WorkerTasks())
         self._event = Event(self._event_name, client=self.client)
         return self
 

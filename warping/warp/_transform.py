@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from warping.errors import FormatError
+
 __all__ = [
     "DestToSrc",
     "frame_change",
@@ -98,8 +100,15 @@ def frame_change(src_wcs: Any, dest_wcs: Any) -> Callable[[np.ndarray, np.ndarra
     from astropy.coordinates import UnitSphericalRepresentation
     from astropy.wcs.utils import wcs_to_celestial_frame
 
-    src_frame = wcs_to_celestial_frame(src_wcs)
-    dest_frame = wcs_to_celestial_frame(dest_wcs)
+    try:
+        src_frame = wcs_to_celestial_frame(src_wcs)
+        dest_frame = wcs_to_celestial_frame(dest_wcs)
+    except ValueError as err:  # a RADESYS astropy cannot map (e.g. GAPPT)
+        raise FormatError(
+            f"cannot relate the celestial frames of the input and the target "
+            f"({_frame_cards(src_wcs)} vs {_frame_cards(dest_wcs)}): {err}; give both WCSs a "
+            "RADESYS of ICRS, FK5 or FK4"
+        ) from None
     if src_frame.is_equivalent_frame(dest_frame):
         return None
 

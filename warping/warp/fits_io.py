@@ -89,7 +89,7 @@ def write_warped(path: str | Path, image: np.ndarray, wcs: Any) -> None:
         with os.fdopen(fd, "wb") as fh:
             hdu.writeto(fh)
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # astropy's header/data checks raise ValueErrors
         raise FormatError(f"{path}: cannot write ({err})") from None
     finally:
         tmp.unlink(missing_ok=True)
