@@ -76,12 +76,14 @@ def create(
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
     from cli.support import load_config_file, parse_storage_options
     from repo_butler import Butler
+    from repo_butler.presets import default_preset
 
     opts = parse_storage_options(storage_option)
+    preset = preset or default_preset()
     Butler.create(
         repo, config=load_config_file(config), storage_options=opts, preset=preset
     ).close()
-    typer.echo(f"created repository {repo}", err=True)
+    typer.echo(f"created repository {repo} (preset {preset})", err=True)
 
 
 def ingest(

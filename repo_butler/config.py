@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_FILENAME",
     "CONFIG_VERSION",
+    "DEFAULT_REGISTRY_FILE",
     "DatasetType",
     "RepoConfig",
     "default_config",
@@ -38,11 +39,13 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "butler.yaml"
 CONFIG_VERSION = 1
+#: File name of a repository's SQLite registry, beside ``butler.yaml``.
+DEFAULT_REGISTRY_FILE = "registry.sqlite3"
 
 _BASE_CONFIG: dict[str, Any] = {
     "version": CONFIG_VERSION,
     "storage": {"root": "."},
-    "registry": {"type": "sqlite", "path": "registry.sqlite3", "busy_timeout": 60.0},
+    "registry": {"type": "sqlite", "path": DEFAULT_REGISTRY_FILE, "busy_timeout": 60.0},
 }
 
 

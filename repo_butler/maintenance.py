@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repo_butler.butler import Butler
-from repo_butler.config import CONFIG_FILENAME
+from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
 from repo_butler.provenance import SIDECAR_SUFFIX, check_provenance_version, now_iso
@@ -143,8 +143,9 @@ def reindex(
     raw = yaml.safe_load(repo.get_bytes(CONFIG_FILENAME))
     settings = raw.get("registry", {})
     shared_db = isinstance(settings, str) or settings.get("type") == "postgresql"
-    registry_name = "registry.sqlite3" if isinstance(settings, str) else settings.get("path")
-    registry_name = registry_name or "registry.sqlite3"
+    registry_name = (
+        DEFAULT_REGISTRY_FILE if isinstance(settings, str) else settings.get("path")
+    ) or DEFAULT_REGISTRY_FILE
     if not shared_db:  # a file (or bucket object) that may be corrupt: start from nothing
         for suffix in ("", "-wal", "-shm", "-journal"):
             if repo.exists(registry_name + suffix):
@@ -212,7 +213,7 @@ def verify(butler: Butler) -> VerifyReport:
 
     report = VerifyReport()
     store = butler.datastore
-    registry_name = butler.config.get("registry", {}).get("path", "registry.sqlite3")
+    registry_name = butler.config.get("registry", {}).get("path", DEFAULT_REGISTRY_FILE)
     tracked: set[str] = set()
     for rec in butler.registry.all_records():
         report.checked += 1

@@ -88,7 +88,9 @@ def load_preset(name: str | None = None) -> dict[str, Any]:
     ConfigError
         If no such preset is installed or it does not return a mapping.
     """
-    name = default_preset() if name is None else name
+    if name is None:
+        name = default_preset()
+        logger.info("using the repository preset %r (the default)", name)
     if name == MINIMAL:
         return copy.deepcopy(_MINIMAL_OVERLAY)
     ep = _entry_points().get(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from repo_butler.config import DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import FsspecDatastore
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.registry.base import Registry
@@ -21,8 +22,6 @@ from repo_butler.registry.s3 import ObjectStoreRegistry
 from repo_butler.registry.sqlite import SqliteRegistry
 
 __all__ = ["DEFAULT_REGISTRY_FILE", "open_registry"]
-
-DEFAULT_REGISTRY_FILE = "registry.sqlite3"
 
 
 def open_registry(

@@ -8,8 +8,9 @@ drop the last transactions but never corrupts the database, and ``rb reindex`` c
 
 For remote roots this class runs on a local cache copy (``journal_mode=DELETE``): S3 repositories
 wrap it in :class:`~repo_butler.registry.s3.ObjectStoreRegistry` (compare-and-swap
-uploads, safe with several writers); other fsspec roots use the ``refresh``/``after_write`` hooks
-(last upload wins).
+uploads, safe with several writers); other fsspec roots use
+:class:`~repo_butler.registry.cached.CachedSqliteRegistry`, which drives this class's
+``refresh``/``after_write`` hooks (last upload wins).
 """
 
 from __future__ import annotations
