@@ -146,6 +146,14 @@ class MakeWarpConfig:
         default=True, metadata=_doc("Use background-subtracted calexps; False adds it back.")
     )
     doApplySkyCorr: bool = field(default=False, metadata=_doc("Subtract skyCorr (in counts)."))
+    doRevertOldBackground: bool = field(
+        default=False,
+        metadata=_doc("Gen3 name: add calexpBackground back (the same as bgSubtracted=False)."),
+    )
+    doApplyNewBackground: bool = field(
+        default=False,
+        metadata=_doc("Gen3 name: subtract skyCorr (the same as doApplySkyCorr=True)."),
+    )
     doApplyExternalPhotoCalib: bool = field(
         default=False, metadata=_doc("Use {externalPhotoCalibName}_photoCalib.")
     )
@@ -175,10 +183,27 @@ class MakeWarpConfig:
     )
     coaddPsf: CoaddPsfConfig = field(default_factory=CoaddPsfConfig, metadata=_doc("CoaddPsf."))
 
+    @property
+    def revert_background(self) -> bool:
+        """Add ``calexpBackground`` back (``bgSubtracted=False`` or ``doRevertOldBackground``)."""
+        return not self.bgSubtracted or self.doRevertOldBackground
+
+    @property
+    def apply_sky_corr(self) -> bool:
+        """Subtract ``skyCorr`` (``doApplySkyCorr`` or ``doApplyNewBackground``)."""
+        return self.doApplySkyCorr or self.doApplyNewBackground
+
     def validate(self) -> None:
         """Check cross-field rules; raise :class:`ConfigError` naming the field."""
         if not (self.makeDirect or self.makePsfMatched):
             raise ConfigError("At least one of makeDirect and makePsfMatched must be True.")
+        if self.revert_background and self.apply_sky_corr:
+            raise ConfigError(
+                "bgSubtracted=False (doRevertOldBackground) together with doApplySkyCorr=True "
+                "(doApplyNewBackground) counts the background twice: a skyCorr list starts with "
+                "the calexpBackground negated, so subtracting it already restores the old "
+                "background. Drop bgSubtracted=False (doRevertOldBackground=True)."
+            )
         al = self.warpAndPsfMatch.psfMatch.al
         pm = self.warpAndPsfMatch.psfMatch
         if al.kernelSize < 3 or al.kernelSize % 2 == 0:

@@ -59,9 +59,9 @@ def _resolve_ccd(butler: Butler, ref: DatasetRef, config: MakeWarpConfig, tract:
             ) from None
 
     try:
-        if not config.bgSubtracted:
+        if config.revert_background:
             need("background", "calexpBackground")
-        if config.doApplySkyCorr:
+        if config.apply_sky_corr:
             need("sky_corr", "skyCorr")
         if config.doApplyExternalSkyWcs:
             need("wcs", f"{config.externalSkyWcsName}_wcs", {"tract": tract})
