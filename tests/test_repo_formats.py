@@ -290,8 +290,8 @@ def test_reading_newer_provenance_and_markers_says_to_upgrade(repo: Path) -> Non
         reindex(str(repo))
 
 
-def test_console_script_refuses_newer_registry_without_traceback(repo: Path) -> None:
-    _newer_registry(repo)
+def _console_migrate_fails(repo: Path) -> subprocess.CompletedProcess[str]:
+    """``rb migrate REPO`` through the console entry point; it must fail with one error line."""
     proc = subprocess.run(
         [sys.executable, "-c", "from cli.main import main; main()", "migrate", str(repo)],
         capture_output=True,
@@ -300,6 +300,12 @@ def test_console_script_refuses_newer_registry_without_traceback(repo: Path) -> 
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    return proc
+
+
+def test_console_script_refuses_newer_registry_without_traceback(repo: Path) -> None:
+    _newer_registry(repo)
+    proc = _console_migrate_fails(repo)
     assert "registry schema format version 2 is newer" in proc.stderr
     assert "upgrade repo-butler" in proc.stderr
 
@@ -320,13 +326,6 @@ def test_dry_run_opens_the_registry_read_only(repo: Path) -> None:
 def test_migrate_names_an_unreadable_file_without_traceback(repo: Path, garbage: bytes) -> None:
     marker = repo / "rerun" / RERUN / "_run.json"
     marker.write_bytes(garbage)
-    proc = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "migrate", str(repo)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    proc = _console_migrate_fails(repo)
     assert "_run.json: cannot read its run marker version" in proc.stderr
     assert "repair or remove the file" in proc.stderr
