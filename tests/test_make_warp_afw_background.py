@@ -12,6 +12,7 @@ import pytest
 from repo_butler import DataId
 from repo_butler.errors import ConfigError
 from warping.background import BackgroundList
+from warping.background_afw import BackgroundModelError
 from warping.exposure import Exposure
 from warping.formats.calib_fits import read_background
 from warping.formats.exposure_fits import read_exposure
@@ -103,7 +104,7 @@ def test_real_background_added_back_moves_the_warp_by_its_warped_image(
     assert np.max(np.abs(delta - expected[good])) <= 1e-3 * np.max(np.abs(expected[good]))
 
 
-def test_a_background_of_another_ccd_size_skips_the_ccd_with_the_reason(
+def test_a_background_of_another_ccd_size_fails_with_the_reason(
     cfht: tuple[Exposure, BackgroundList],
 ) -> None:
     calexp, background = cfht
@@ -116,8 +117,6 @@ def test_a_background_of_another_ccd_size_skips_the_ccd_with_the_reason(
     )
     config = apply_overrides(MakeWarpConfig(), ["bgSubtracted=False"])
     inp = CcdInput(DataId(visit=849375, ccd=12), InMemoryHandle(small), InMemoryHandle(background))
-    warps = MakeWarpTask(config).run([inp], _sky_over(exp), 849375)
-    (outcome,) = warps.ccds
-    assert not outcome.used
-    assert outcome.skipped is not None and "BKGD_" in outcome.skipped
-    assert "use the background made for this exposure" in outcome.skipped
+    with pytest.raises(BackgroundModelError, match="BKGD_") as info:
+        MakeWarpTask(config).run([inp], _sky_over(exp), 849375)
+    assert "use the background made for this exposure" in str(info.value)

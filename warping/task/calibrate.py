@@ -10,7 +10,7 @@ Order of operations (LSST 2025 semantics, which fixed the Gen2 sky-correction or
 2. if ``doApplySkyCorr`` (Gen3: ``doApplyNewBackground``), subtract ``skyCorr`` (counts, *before*
    photometric calibration). The two are exclusive: a skyCorr list starts with the
    calexpBackground negated. Both our background format and afw ``BackgroundList`` files work;
-   an afw list must have been fitted on the calexp's bbox;
+   an afw list fitted on another bbox than the calexp's fails the unit, naming the file;
 3. replace the WCS by the external one if given;
 4. multiply the image by ``c(x, y)`` and the variance by ``c(x, y)**2`` (nJy per count), so pixels
    are nJy; the result carries ``PhotoCalib(1.0)`` and ``BUNIT = 'nJy'``.
@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.wcs import WCS
 
-from repo_butler.errors import FormatterError
-from warping.background_afw import BackgroundModelError
 from warping.errors import WarpingError
 from warping.exposure import Exposure
 from warping.task.inputs import fmt_id
@@ -71,15 +69,12 @@ def load_calibrated(inp: CcdInput) -> Exposure:
         raise UnusableCcdError(
             f"{err}: a calibration product's file is missing; run `rb verify`"
         ) from None
-    except FormatterError as err:  # a product that cannot be read (e.g. an unknown style value)
-        raise UnusableCcdError(f"calexp {did}: a calibration product is unusable: {err}") from None
+    # A product that cannot be read, or an afw BackgroundList fitted on another box, raises: the
+    # unit fails with that reason (other units are written; ``--reuse`` redoes it once fixed).
     for name in ("background", "sky_corr"):
         background = products.get(name)
         if background is not None:
-            try:  # an afw BackgroundList records the CCD box it was fitted on
-                background.check_bbox(calexp.bbox)
-            except BackgroundModelError as err:
-                raise UnusableCcdError(f"calexp {did}: {err}") from None
+            background.check_bbox(calexp.bbox)
     photo_calib = products.get("photo_calib", calexp.photo_calib)
     if photo_calib is None:
         raise UnusableCcdError(
