@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
+import warping.psfmatch._fft as _fft
 from warping.masks import MaskPlanes
-from warping.psfmatch import _fft
 from warping.psfmatch._match_loops import BandCombiner, BandSummer, Window, gather, multiply
 from warping.psfmatch.arrays import check_mask_dtype, float_pair, int32_mask
 from warping.psfmatch.dilation import dilate_mask

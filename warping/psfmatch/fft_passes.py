@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from warping.psfmatch import _fft
+import warping.psfmatch._fft as _fft
 
 __all__ = ["ifft_columns_inplace", "irfft_rows_into", "rfft2_into"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from warping.psfmatch import _fft
+import warping.psfmatch._fft as _fft
 from warping.psfmatch._match_loops import Window, gather
 from warping.psfmatch.arrays import float_pair, int32_mask
 from warping.psfmatch.fft_passes import rfft2_into

@@ -1,19 +1,23 @@
-"""repo_butler's import graph: no cycles, no imports of warping or cli, no module over 600 lines."""
+"""The import graph of repo_butler, warping and cli: no cycles; dependencies point one way
+(cli -> warping -> repo_butler); no model of warping imports the task layer; no module over 600
+lines."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "repo_butler"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("repo_butler", "warping", "cli")
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        out[name] = path
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
     return out
 
 
@@ -82,13 +86,23 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_repo_butler_has_no_import_cycles() -> None:
+def test_no_import_cycles() -> None:
     assert _cycles(_graph()) == []
 
 
-def test_repo_butler_imports_neither_warping_nor_cli() -> None:
+def test_dependencies_point_one_way() -> None:
+    above = {"repo_butler": ("warping", "cli"), "warping": ("cli",), "cli": ()}
     for name, path in _modules().items():
-        bad = {m for m in _imports(path) if m.split(".")[0] in ("warping", "cli")}
+        forbidden = above[name.split(".")[0]]
+        bad = {m for m in _imports(path) if m.split(".")[0] in forbidden}
+        assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_no_warping_module_imports_the_task_layer_from_below() -> None:
+    for name, path in _modules().items():
+        if not name.startswith("warping.") or name.startswith("warping.task"):
+            continue
+        bad = {m for m in _imports(path) if m == "warping.task" or m.startswith("warping.task.")}
         assert not bad, f"{name} imports {sorted(bad)}"
 
 
