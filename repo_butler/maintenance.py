@@ -209,10 +209,10 @@ def verify(butler: Butler) -> VerifyReport:
     Reports datasets whose file is missing, whose size or checksum differs, and files in storage
     that no registry row accounts for (bookkeeping files and provenance sidecars excluded).
     """
-    import fsspec.core
 
     report = VerifyReport()
     store = butler.datastore
+    io = butler.worker_io()
     registry_name = butler.config.get("registry", {}).get("path", DEFAULT_REGISTRY_FILE)
     tracked: set[str] = set()
     for rec in butler.registry.all_records():
@@ -229,11 +229,7 @@ def verify(butler: Butler) -> VerifyReport:
             )
 
         try:
-            if "://" in rec.path:
-                fs, p = fsspec.core.url_to_fs(rec.path, **butler.storage_options)
-                data = fs.cat_file(p)
-            else:
-                data = store.get_bytes(rec.path)
+            data = io.read_bytes(rec.path)  # also files ingested in place (absolute URLs)
         except FileNotFoundError:
             problem("missing_file", "registered but not in storage")
             continue

@@ -259,12 +259,17 @@ class WorkerIO:
         """
         path = ref_or_path.path if isinstance(ref_or_path, DatasetRef) else ref_or_path
         if "://" in path:
-            import fsspec.core
-
-            fs, full = fsspec.core.url_to_fs(path, **dict(self.storage_options))
+            fs, full = self._direct(path)
             data: bytes = fs.cat_file(full)
             return data
         return self.datastore().get_bytes(path)
+
+    def _direct(self, url: str) -> tuple[Any, str]:
+        """Filesystem and path of a file ingested in place (``transfer="direct"``)."""
+        import fsspec.core
+
+        fs, full = fsspec.core.url_to_fs(url, **dict(self.storage_options))
+        return fs, full
 
     def read(self, ref: DatasetRef) -> Any:
         """Read and decode a dataset (``FileNotFoundError`` if its file is missing)."""
@@ -290,9 +295,7 @@ class WorkerIO:
             If the file is missing.
         """
         if "://" in ref.path:  # ingested with transfer="direct"
-            import fsspec.core
-
-            fs, full = fsspec.core.url_to_fs(ref.path, **dict(self.storage_options))
+            fs, full = self._direct(ref.path)
             kwargs = {} if block_size is None else {"block_size": block_size}
             handle: BinaryIO = fs.open(full, "rb", **kwargs)
             return handle
