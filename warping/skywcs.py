@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any, Protocol, runtime_checkable
 
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_xy0", "shift_wcs", "wcs_from_header", "wcs_to_header"]
+__all__ = ["SkyWcs", "read_xy0", "shift_wcs", "wcs_from_header", "wcs_to_header"]
+
+
+@runtime_checkable
+class SkyWcs(Protocol):
+    """What the warper needs of a celestial WCS: parent pixels (0-based) <-> sky degrees.
+
+    :class:`astropy.wcs.WCS` satisfies it (APE 14 low-level API); so does an afw SkyWcs read
+    with AST. Positions are arrays; values outside the model's domain come back as NaN.
+    """
+
+    def pixel_to_world_values(self, x: Any, y: Any) -> Any:
+        """``(ra, dec)`` in degrees at parent pixel positions ``(x, y)``."""
+
+    def world_to_pixel_values(self, ra: Any, dec: Any) -> Any:
+        """Parent pixel positions ``(x, y)`` of ``(ra, dec)`` in degrees."""
+
 
 _XY0_CARDS = (
     "CRVAL1A",
