@@ -137,15 +137,24 @@ def fk5_and_icrs() -> tuple[WCS, WCS]:
 def icrs_truth(src: WCS, dest: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Destination pixels of source pixels, through astropy.coordinates' FK5 -> ICRS transform."""
     sky = src.pixel_to_world(x, y)
-    assert sky.frame.name == "fk5"
+    assert sky.frame.name == str(src.wcs.radesys).lower()
     px, py = dest.world_to_pixel(sky.transform_to("icrs"))
     return np.asarray(px), np.asarray(py)
 
 
-def test_fk5_input_onto_icrs_target_transform_follows_astropy_coordinates() -> None:
+@pytest.mark.parametrize(
+    ("radesys", "equinox", "dateobs"),
+    [("FK5", 2000.0, ""), ("FK5", 2015.5, ""), ("FK4", 1950.0, "1983-06-01")],
+)
+def test_fk5_input_onto_icrs_target_transform_follows_astropy_coordinates(
+    radesys: str, equinox: float, dateobs: str
+) -> None:
+    """FK5 at J2000 or another equinox, and FK4 B1950 (with its epoch), onto ICRS."""
     from warping.warp import wcs_pair_transform
 
     src, dest = fk5_and_icrs()
+    src.wcs.radesys, src.wcs.equinox, src.wcs.dateobs = radesys, equinox, dateobs
+    src.wcs.set()
     rng = np.random.default_rng(3)
     xs, ys = rng.uniform(0, 200, 50), rng.uniform(0, 200, 50)
     xd, yd = icrs_truth(src, dest, xs, ys)
