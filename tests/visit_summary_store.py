@@ -27,6 +27,19 @@ from warping.skywcs import wcs_from_header, wcs_to_header
 from warping.visit_summary import VisitSummaryCatalog, VisitSummaryRow
 
 NAME = "test_visit_summary"
+WCS_CHARS = 16000
+
+
+def _listed(value: Any) -> Any:
+    """numpy arrays as lists (JSON writes float64 values exactly: shortest round-trip repr)."""
+    return np.asarray(value).tolist()
+
+
+def _header_text(wcs: WCS) -> str:
+    text = wcs_to_header(wcs).tostring(sep="\n")
+    if len(text) > WCS_CHARS:
+        raise ValueError(f"WCS header of {len(text)} characters; the format holds {WCS_CHARS}")
+    return text
 
 
 def encode(catalog: VisitSummaryCatalog) -> bytes:
@@ -38,14 +51,17 @@ def encode(catalog: VisitSummaryCatalog) -> bytes:
         fits.Column("bbox", "4K", array=np.array([r.bbox.to_list() for r in rows]).reshape(-1, 4)),
         fits.Column(
             "wcs",
-            "8000A",
-            array=["" if r.wcs is None else wcs_to_header(r.wcs).tostring(sep="\n") for r in rows],
+            f"{WCS_CHARS}A",
+            array=["" if r.wcs is None else _header_text(r.wcs) for r in rows],
         ),
         fits.Column(
             "photoCalib",
-            "2000A",
+            "8000A",
             array=[
-                "" if r.photo_calib is None else json.dumps(r.photo_calib.to_dict()) for r in rows
+                ""
+                if r.photo_calib is None
+                else json.dumps(r.photo_calib.to_dict(), default=_listed)
+                for r in rows
             ],
         ),
     ]
