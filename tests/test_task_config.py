@@ -14,9 +14,9 @@ from warping.task.config import (
     MakeWarpConfig,
     apply_overrides,
     config_to_dict,
-    dumps_schema,
     parse_config_file,
 )
+from warping.task.config_schema import dumps_schema
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "makewarp-config.schema.json"
 

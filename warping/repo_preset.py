@@ -2,9 +2,10 @@
 
 Contributed to repo_butler as the repository preset ``warping`` (entry-point group
 ``repo_butler.presets``), so ``rb create`` lays a new repository out for make-warp: calexps,
-their backgrounds and sky corrections, external (jointcal/FGCM) calibrations, the sky map and the
-direct and PSF-matched warps. The formatters named here are warping's own entry points in the
-``repo_butler.formatters`` group.
+their backgrounds and sky corrections, external (jointcal/FGCM) calibrations, per-visit
+``visitSummary`` catalogs, the sky map and the direct and PSF-matched warps. The formatters
+named here are warping's own entry points in the ``repo_butler.formatters`` group
+(``visit_summary`` reads LSST's afw ExposureCatalog files).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ _PRESET: dict[str, Any] = {
             "dimensions": ["filter", "visit", "ccd"],
             "formatter": "photocalib",
             "template": "fgcm-results/{filter}/fgcm_photoCalib-{visit:05d}-{ccd:03d}.fits",
+        },
+        "visitSummary": {
+            "dimensions": ["filter", "visit"],
+            "formatter": "visit_summary",
+            "template": "visitSummary/{filter}/visitSummary-{visit:07d}.fits",
+            "doc": "A visit's per-detector calibrations (afw ExposureCatalog): useVisitSummary*.",
         },
         "deepCoadd_skyMap": {
             "dimensions": [],

@@ -11,16 +11,22 @@ Order of operations (LSST 2025 semantics, which fixed the Gen2 sky-correction or
    photometric calibration). The two are exclusive: a skyCorr list starts with the
    calexpBackground negated. Both our background format and afw ``BackgroundList`` files work;
    an afw list fitted on another bbox than the calexp's fails the unit, naming the file;
-3. replace the WCS by the external one if given;
+3. replace the WCS by the external one if given (``jointcal_wcs``, or the visitSummary row's);
 4. multiply the image by ``c(x, y)`` and the variance by ``c(x, y)**2`` (nJy per count), so pixels
-   are nJy; the result carries ``PhotoCalib(1.0)`` and ``BUNIT = 'nJy'``.
+   are nJy; the result carries ``PhotoCalib(1.0)`` and ``BUNIT = 'nJy'``;
+5. replace the PSF by the visitSummary row's if asked (``useVisitSummaryPsf``): the CoaddPsf and
+   PSF matching then use it.
+
+With ``useVisitSummary*``, the CCD's row of the visit's visitSummary supplies the components asked
+for (:mod:`warping.task.calib_sources`); a visitSummary without a row for the CCD, or a row that
+does not store a component asked for, makes the CCD unusable with that reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.wcs import WCS
@@ -30,8 +36,11 @@ from warping.exposure import Exposure
 from warping.task.inputs import fmt_id
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from warping.background import BackgroundList
     from warping.photocalib import PhotoCalib
+    from warping.psf.base import Psf
     from warping.task.inputs import CcdInput
 
 logger = logging.getLogger(__name__)
@@ -43,14 +52,23 @@ class UnusableCcdError(WarpingError, LookupError):
     """A CCD cannot be used: its calexp or a calibration product is missing or incomplete."""
 
 
-def load_calibrated(inp: CcdInput) -> Exposure:
+def load_calibrated(inp: CcdInput, visit_summary_components: Sequence[str] = ()) -> Exposure:
     """Read a CCD's calexp and calibration products and return it calibrated (nJy).
+
+    Parameters
+    ----------
+    inp
+        The CCD's data ID and handles.
+    visit_summary_components
+        Components (``wcs``, ``photo_calib``, ``psf``) to take from the CCD's row of
+        ``inp.visit_summary`` instead of the calexp (``MakeWarpConfig.visit_summary_components``).
 
     Raises
     ------
     UnusableCcdError
         With the reason the CCD is skipped: a product is missing (``inp.missing``), a file is
-        missing, or there is no photometric calibration.
+        missing, there is no photometric calibration, or the visitSummary has no row for the CCD
+        or its row does not store a component asked for.
     """
     did = fmt_id(inp.data_id)
     if inp.missing:
@@ -69,6 +87,9 @@ def load_calibrated(inp: CcdInput) -> Exposure:
         raise UnusableCcdError(
             f"{err}: a calibration product's file is missing; run `rb verify`"
         ) from None
+    catalog = products.pop("visit_summary", None)
+    if visit_summary_components:
+        products.update(_from_visit_summary(inp, catalog, calexp, visit_summary_components))
     # A product that cannot be read, or an afw BackgroundList fitted on another box, raises: the
     # unit fails with that reason (other units are written; ``--reuse`` redoes it once fixed).
     for name in ("background", "sky_corr"):
@@ -78,8 +99,8 @@ def load_calibrated(inp: CcdInput) -> Exposure:
     photo_calib = products.get("photo_calib", calexp.photo_calib)
     if photo_calib is None:
         raise UnusableCcdError(
-            f"calexp {did} has no photometric calibration; set "
-            "doApplyExternalPhotoCalib=True to use an external one."
+            f"calexp {did} has no photometric calibration; set doApplyExternalPhotoCalib=True "
+            "or useVisitSummaryPhotoCalib=True to use an external one."
         )
     return calibrate_exposure(
         calexp,
@@ -87,7 +108,48 @@ def load_calibrated(inp: CcdInput) -> Exposure:
         background=products.get("background"),
         sky_corr=products.get("sky_corr"),
         wcs=products.get("wcs"),
+        psf=products.get("psf"),
     )
+
+
+def _from_visit_summary(
+    inp: CcdInput, catalog: Any, calexp: Exposure, components: Sequence[str]
+) -> dict[str, Any]:
+    """The ``components`` of the CCD's row of its visit's visitSummary, by name.
+
+    Raises
+    ------
+    UnusableCcdError
+        If the catalog is of another visit, has no row for the CCD, its row's detector bbox does
+        not contain the calexp's, or the row does not store a component asked for.
+    """
+    from warping.visit_summary import MissingVisitSummaryRowError, VisitSummaryCatalog
+
+    did = fmt_id(inp.data_id)
+    if not isinstance(catalog, VisitSummaryCatalog):
+        raise TypeError(
+            f"CCD {did}: useVisitSummary* needs its input's visit_summary handle to give a "
+            f"VisitSummaryCatalog, got {type(catalog).__name__}"
+        )
+    visit = int(inp.data_id.get("visit", catalog.visit))
+    try:
+        if visit != catalog.visit:
+            raise UnusableCcdError(
+                f"{catalog.source} is the visitSummary of visit {catalog.visit}, not of {visit}"
+            )
+        row = catalog.row(inp.ccd)
+        box = calexp.bbox
+        if box.intersection(row.bbox) != box:
+            raise UnusableCcdError(
+                f"{catalog.source}: the row of visit {visit} detector {row.detector} has bbox "
+                f"{row.bbox.to_list()} (x0, y0, width, height), which does not contain the "
+                f"calexp's {box.to_list()}: a visitSummary of another camera?"
+            )
+        source = f"{catalog.source} (visit {visit})"
+        return {name: row.component(name, source=source) for name in components}
+    except (MissingVisitSummaryRowError, UnusableCcdError) as err:
+        logger.warning("Calexp %s not usable; skipping it: %s", did, err)
+        raise UnusableCcdError(str(err)) from None
 
 
 def calibrate_exposure(
@@ -97,6 +159,7 @@ def calibrate_exposure(
     background: BackgroundList | None = None,
     sky_corr: BackgroundList | None = None,
     wcs: WCS | None = None,
+    psf: Psf | None = None,
 ) -> Exposure:
     """Return a new exposure in nJy with the requested corrections applied.
 
@@ -113,6 +176,8 @@ def calibrate_exposure(
         A ``BackgroundList`` to subtract (``doApplySkyCorr``), or None.
     wcs
         External WCS replacing the calexp's, or None.
+    psf
+        PSF replacing the calexp's (a visitSummary row's), or None.
 
     Returns
     -------
@@ -141,6 +206,7 @@ def calibrate_exposure(
         mask=calexp.mask.copy(),
         variance=np.asarray(out_var, dtype=np.float32),
         wcs=wcs if wcs is not None else calexp.wcs,
+        psf=psf if psf is not None else calexp.psf,
         photo_calib=PhotoCalib(1.0),
         metadata=metadata,
     )

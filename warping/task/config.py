@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
-import json
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,7 +28,6 @@ __all__ = [
     "WarpAndPsfMatchConfig",
     "WarperConfig",
     "apply_overrides",
-    "config_json_schema",
     "config_to_dict",
     "parse_config_file",
     "parse_override",
@@ -168,6 +166,20 @@ class MakeWarpConfig:
         default="jointcal",
         metadata=_doc("External astrometric calibration.", choices=SKY_WCS_NAMES),
     )
+    # Gen3 defaults these to True (finalVisitSummary is always there); ours are False because
+    # Gen2-shaped repositories rarely hold a visitSummary (see docs/make-warp.md).
+    useVisitSummaryWcs: bool = field(
+        default=False,
+        metadata=_doc("Use the WCS of the CCD's row of the visit's visitSummary (Gen3: True)."),
+    )
+    useVisitSummaryPhotoCalib: bool = field(
+        default=False,
+        metadata=_doc("Use the PhotoCalib of the CCD's visitSummary row (Gen3: True)."),
+    )
+    useVisitSummaryPsf: bool = field(
+        default=False,
+        metadata=_doc("Use the PSF of the CCD's visitSummary row (Gen3: True)."),
+    )
     doWriteEmptyWarps: bool = field(
         default=False, metadata=_doc("Write warps that received no pixels.")
     )
@@ -193,10 +205,20 @@ class MakeWarpConfig:
         """Subtract ``skyCorr`` (``doApplySkyCorr`` or ``doApplyNewBackground``)."""
         return self.doApplySkyCorr or self.doApplyNewBackground
 
+    @property
+    def visit_summary_components(self) -> tuple[str, ...]:
+        """Components taken from the visitSummary (``wcs``, ``photo_calib``, ``psf``), or ()."""
+        from warping.task.calib_sources import visit_summary_components
+
+        return visit_summary_components(self)
+
     def validate(self) -> None:
         """Check cross-field rules; raise :class:`ConfigError` naming the field."""
+        from warping.task.calib_sources import check_calibration_sources
+
         if not (self.makeDirect or self.makePsfMatched):
             raise ConfigError("At least one of makeDirect and makePsfMatched must be True.")
+        check_calibration_sources(self)
         if self.revert_background and self.apply_sky_corr:
             raise ConfigError(
                 "bgSubtracted=False (doRevertOldBackground) together with doApplySkyCorr=True "
@@ -494,58 +516,3 @@ def apply_overrides(
         config = _set_path(config, path, value, text.split("=", 1)[0].strip())
     config.validate()
     return config
-
-
-def config_json_schema() -> dict[str, Any]:
-    """JSON Schema describing :class:`MakeWarpConfig` (generated from the dataclasses)."""
-
-    def type_schema(tp: Any) -> dict[str, Any]:
-        origin = typing.get_origin(tp)
-        if origin in (Union, types.UnionType):
-            return {"anyOf": [type_schema(a) for a in typing.get_args(tp)]}
-        if origin is tuple:
-            return {"type": "array", "items": type_schema(typing.get_args(tp)[0])}
-        if origin in (Mapping, dict) or tp is Mapping:
-            return {"type": "object"}
-        if typing.get_origin(tp) is not None and typing.get_origin(tp).__name__ == "Mapping":
-            return {"type": "object"}
-        if tp is type(None):
-            return {"type": "null"}
-        if dataclasses.is_dataclass(tp):
-            return cls_schema(tp)
-        return {"type": {bool: "boolean", int: "integer", float: "number", str: "string"}[tp]}
-
-    def cls_schema(cls: Any) -> dict[str, Any]:
-        props: dict[str, Any] = {}
-        for name, (fld, tp) in _field_map(cls).items():
-            origin = typing.get_origin(tp)
-            if origin is not None and getattr(origin, "__name__", "") == "Mapping":
-                value_tp = typing.get_args(tp)[1]
-                sch: dict[str, Any] = {
-                    "type": "object",
-                    "additionalProperties": cls_schema(value_tp),
-                }
-            else:
-                sch = type_schema(tp)
-            sch["description"] = fld.metadata.get("doc", "")
-            if "choices" in fld.metadata:
-                sch["enum"] = list(fld.metadata["choices"])
-            props[name] = sch
-        return {
-            "type": "object",
-            "description": (cls.__doc__ or "").strip().splitlines()[0],
-            "properties": props,
-            "required": sorted(props),
-            "additionalProperties": False,
-        }
-
-    schema = cls_schema(MakeWarpConfig)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://repo-butler.invalid/schemas/makewarp-config.schema.json"
-    schema["title"] = "MakeWarp task configuration"
-    return schema
-
-
-def dumps_schema() -> str:
-    """The schema as stable JSON text: the content of ``schemas/makewarp-config.schema.json``."""
-    return json.dumps(config_json_schema(), indent=2, sort_keys=True) + "\n"

@@ -121,7 +121,8 @@ def execute_unit(
     reads: collections.Counter[str] = collections.Counter()
     try:
         sky_info = unit_sky_info(unit, io)
-        inputs = [c.bind(io, reads) for c in unit.ccds]
+        shared: dict[str, Any] = {}  # the visit's visitSummary: read once for all its CCDs
+        inputs = [c.bind(io, reads, shared) for c in unit.ccds]
         task = task if task is not None else MakeWarpTask(config)
         warps = task.run(inputs, sky_info, unit.visit, cancelled=cancelled)
         # CCDs skipped before warping first, then the others (the order summaries list them)
@@ -132,8 +133,10 @@ def execute_unit(
                 result.ccds_skipped[outcome.ccd] = outcome.skipped
         result.goodpix = dict(warps.goodpix)
         used = set(result.ccds_used)
+        # each stored input once (the CCDs of a visit share its visitSummary)
+        used_refs = {r.path: r for inp in inputs if inp.ccd in used for r in inp.refs()}
         kept = [ProvenanceInput.from_ref(unit.skymap)] + [
-            ProvenanceInput.from_ref(r) for inp in inputs if inp.ccd in used for r in inp.refs()
+            ProvenanceInput.from_ref(r) for r in used_refs.values()
         ]
         if cancelled is not None and cancelled():
             raise WarpCancelledError(f"{unit.key}: cancelled before writing")

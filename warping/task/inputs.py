@@ -2,9 +2,10 @@
 
 A :class:`CcdInput` holds a CCD's validated :class:`~repo_butler.DataId` and lazy handles to its
 calexp and to the calibration products the config asks for (background to add back, sky
-correction, external WCS and photometric calibration). Nothing is read until the task asks a
-handle for its dataset, so a plan of many CCDs costs no memory, and tests drive the task with
-:class:`InMemoryHandle` values.
+correction, external WCS and photometric calibration, the visit's visitSummary). Nothing is read
+until the task asks a handle for its dataset, so a plan of many CCDs costs no memory, and tests
+drive the task with :class:`InMemoryHandle` values. The CCDs of one visit share one
+:class:`SharedHandle` to its visitSummary, so that file is read once per unit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -20,10 +21,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRODUCTS", "CcdInput", "DatasetHandle", "InMemoryHandle", "StoredHandle", "fmt_id"]
+__all__ = [
+    "PRODUCTS",
+    "SHARED_PRODUCTS",
+    "CcdInput",
+    "DatasetHandle",
+    "InMemoryHandle",
+    "SharedHandle",
+    "StoredHandle",
+    "fmt_id",
+]
 
 #: The calibration products of a CCD, in the order they are read and recorded in provenance.
-PRODUCTS = ("background", "sky_corr", "wcs", "photo_calib")
+PRODUCTS = ("background", "sky_corr", "wcs", "photo_calib", "visit_summary")
+#: Products stored once per visit (not per CCD): the CCDs of a unit share one handle to each.
+SHARED_PRODUCTS = ("visit_summary",)
 
 
 def fmt_id(data_id: Mapping[str, Any]) -> str:
@@ -84,6 +96,29 @@ class StoredHandle:
         return self.io.read(self.ref)
 
 
+@dataclass(frozen=True, eq=False)
+class SharedHandle:
+    """A handle read at most once, however many CCDs ask (a visit's visitSummary in a unit).
+
+    The dataset stays in memory as long as the handle does (one unit's inputs); a failed read is
+    not remembered, so the next CCD tries again and reports the same error.
+    """
+
+    inner: DatasetHandle
+    _value: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def ref(self) -> DatasetRef | None:
+        """The inner handle's stored dataset."""
+        return self.inner.ref
+
+    def get(self) -> Any:
+        """The dataset, read through the inner handle on the first call."""
+        if not self._value:
+            self._value.append(self.inner.get())
+        return self._value[0]
+
+
 @dataclass(frozen=True)
 class CcdInput:
     """One CCD of a visit: its data ID and lazy handles to the calexp and its calibrations.
@@ -103,6 +138,9 @@ class CcdInput:
     photo_calib
         External photometric calibration (``doApplyExternalPhotoCalib``); None uses the
         calexp's own.
+    visit_summary
+        The visit's :class:`~warping.visit_summary.VisitSummaryCatalog` (``useVisitSummary*``),
+        or None; the task takes this CCD's row from it.
     missing
         Why the CCD cannot be used (a product the config needs does not exist); the task
         skips it with this reason without reading anything.
@@ -114,6 +152,7 @@ class CcdInput:
     sky_corr: DatasetHandle | None = None
     wcs: DatasetHandle | None = None
     photo_calib: DatasetHandle | None = None
+    visit_summary: DatasetHandle | None = None
     missing: str | None = None
 
     @property

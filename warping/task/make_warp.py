@@ -287,7 +287,7 @@ class MakeWarpTask:
             outcome = CcdOutcome(ccd, inp.data_id)
             outcomes.append(outcome)
             try:
-                calexp = load_calibrated(inp)
+                calexp = load_calibrated(inp, cfg.visit_summary_components)
             except UnusableCcdError as err:
                 outcome.skipped, outcome.loaded = str(err), False
                 continue

@@ -5,6 +5,11 @@ expands them (one patch, several patches, or a whole tract = every patch with ov
 for one or every filter), reads each candidate calexp's footprint once (headers only), resolves
 every input's :class:`~repo_butler.DatasetRef` and plans every output's path. A
 :class:`~warping.task.work_units.WarpUnit` then carries all a worker needs.
+
+With ``useVisitSummary*``, every unit's CCDs get the visit's ``visitSummary``; a repository
+without that dataset type, or without the visitSummary of a visit to warp, stops the plan before
+any work. With ``useVisitSummaryWcs`` the overlap selection uses the rows' WCS (read in the driver,
+once per visit), as Gen3 selects on the final WCS.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from warping.errors import MissingExposureError
+from warping.task.calib_sources import COMPONENT_FIELDS, VISIT_SUMMARY, check_dataset_type
 from warping.task.config import MakeWarpConfig
 from warping.task.inputs import fmt_id
 from warping.task.work_units import (
@@ -44,9 +50,17 @@ FootprintMapper = Callable[
 ]
 
 
-def _resolve_ccd(butler: Butler, ref: DatasetRef, config: MakeWarpConfig, tract: int) -> PlannedCcd:
+def _resolve_ccd(
+    butler: Butler,
+    ref: DatasetRef,
+    config: MakeWarpConfig,
+    tract: int,
+    visit_summary: DatasetRef | None = None,
+) -> PlannedCcd:
     data_id = ref.data_id.to_dict()
     found: dict[str, DatasetRef] = {}
+    if visit_summary is not None:
+        found["visit_summary"] = visit_summary
 
     def need(key: str, dataset_type: str, extra: Mapping[str, Any] | None = None) -> None:
         did = {**data_id, **(extra or {})}
@@ -130,13 +144,65 @@ class _Candidates:
         return refs, rejected
 
 
+class _VisitSummaries:
+    """The visitSummary of each visit: its ref (looked up once) and, for the overlap selection
+    with ``useVisitSummaryWcs``, its rows' footprints (the file read once, in the driver)."""
+
+    def __init__(self, butler: Butler) -> None:
+        self.butler = butler
+        self.dims = butler.dataset_type(VISIT_SUMMARY).dimensions
+        self._refs: dict[tuple[tuple[str, Any], ...], DatasetRef | None] = {}
+        self._catalogs: dict[str, Any] = {}
+
+    def ref(self, data_id: DataId) -> DatasetRef | None:
+        """The visitSummary of a calexp's visit, or None if there is none."""
+        key = tuple((k, data_id[k]) for k in self.dims if k in data_id)
+        if key not in self._refs:
+            try:
+                self._refs[key] = self.butler.get_ref(VISIT_SUMMARY, dict(key))
+            except LookupError:
+                self._refs[key] = None
+        return self._refs[key]
+
+    def footprint(self, calexp: DatasetRef) -> SkyPolygon | None:
+        """The footprint of the calexp's detector under its visitSummary row's WCS; None when
+        there is no visitSummary, row or WCS (the calexp's own footprint is used then, and the
+        CCD is skipped or the plan refused later, with the reason)."""
+        from warping.skymap.geometry import SkyPolygon
+
+        ref = self.ref(calexp.data_id)
+        if ref is None:
+            return None
+        if ref.path not in self._catalogs:
+            try:
+                self._catalogs[ref.path] = self.butler.get(ref)
+            except Exception as err:  # the unit reports it when it reads the file again
+                logger.warning("Cannot read %s for the overlap selection: %s", ref.uri, err)
+                self._catalogs[ref.path] = None
+        catalog = self._catalogs[ref.path]
+        row = None if catalog is None else catalog.rows.get(int(calexp.data_id["ccd"]))
+        if row is None or row.wcs is None:
+            return None
+        try:
+            return SkyPolygon.from_wcs_bbox(row.wcs, row.bbox)
+        except Exception as err:  # a WCS that cannot be evaluated: select on the calexp's
+            logger.warning("visitSummary WCS of %s unusable for selection: %s", calexp, err)
+            return None
+
+
 class _Footprints:
     """Sky footprints of calexps per tract, each calexp's headers read once."""
 
     def __init__(
-        self, butler: Butler, config: MakeWarpConfig, io: WorkerIO, mapper: FootprintMapper
+        self,
+        butler: Butler,
+        config: MakeWarpConfig,
+        io: WorkerIO,
+        mapper: FootprintMapper,
+        summaries: _VisitSummaries | None = None,
     ) -> None:
         self.butler, self.config, self.io, self.mapper = butler, config, io, mapper
+        self.summaries = summaries if config.useVisitSummaryWcs else None
         self._by_tract: dict[int, dict[DataId, SkyPolygon | str]] = collections.defaultdict(dict)
 
     def load(self, refs: Sequence[DatasetRef], tract: int) -> None:
@@ -157,7 +223,10 @@ class _Footprints:
             items.append((r, ext))
         found = self.mapper(self.io, items)
         for r, poly in zip(todo, found, strict=True):
-            known[r.data_id] = poly
+            final = None
+            if self.summaries is not None and poly != "missing":
+                final = self.summaries.footprint(r)  # Gen3 selects on the final WCS
+            known[r.data_id] = poly if final is None else final
 
     def __call__(self, ref: DatasetRef, tract: int) -> SkyPolygon | str:
         """The footprint of ``ref`` (loaded before) for ``tract``."""
@@ -198,6 +267,10 @@ def plan_units(
     ------
     DataIdError
         If a data ID has no ``tract`` or is not valid in the repository.
+    DatasetTypeError
+        If ``useVisitSummary*`` is on and the repository has no ``visitSummary`` dataset type.
+    MissingExposureError
+        If ``useVisitSummary*`` is on and a visit to warp has no visitSummary (nothing is run).
     """
     from repo_butler.errors import DataIdError
     from warping.calexp_footprint import sky_footprints
@@ -209,10 +282,17 @@ def plan_units(
     plan = WarpPlan()
     if not ids:
         raise DataIdError("Give at least one --id tract=… [patch=x,y] [filter=…]")
+    fields = [f"{COMPONENT_FIELDS[c]}=True" for c in config.visit_summary_components]
+    summaries = None
+    if fields:
+        check_dataset_type(butler.dataset_types, butler.root, " and ".join(fields))
+        summaries = _VisitSummaries(butler)
     skymap_ref = butler.get_ref(f"{config.coaddName}Coadd_skyMap")
     skymap = butler.get(skymap_ref)
     candidates = _Candidates(butler, select_ids)
-    footprint = _Footprints(butler, config, butler.worker_io(), map_footprints or sky_footprints)
+    footprint = _Footprints(
+        butler, config, butler.worker_io(), map_footprints or sky_footprints, summaries
+    )
 
     def patch_id(tract_id: int, patch: str, filter_name: str) -> DataId:
         raw = {"tract": tract_id, "patch": patch, "filter": filter_name}
@@ -276,10 +356,12 @@ def plan_units(
                 plan.patches.append(pid)
                 plan.not_selected[pid] = not_sel
 
+    lacking: dict[tuple[str, int], None] = {}  # (filter, visit) without a visitSummary
     for pid, by_visit in groups.items():
         tract_id = int(pid["tract"])
         for visit in sorted(by_visit):
             refs = sorted(by_visit[visit], key=lambda r: int(r.data_id["ccd"]))
+            vs_ref = None if summaries is None else summaries.ref(refs[0].data_id)
             warp_id = butler.dimensions.normalize({**pid, "visit": visit}, order=WARP_KEYS)
             outputs = tuple(
                 PlannedWarp(t, butler.plan_put(config.dataset_type(t), warp_id))
@@ -288,7 +370,7 @@ def plan_units(
             unit = WarpUnit(
                 warp_id,
                 skymap_ref,
-                tuple(_resolve_ccd(butler, r, config, tract_id) for r in refs),
+                tuple(_resolve_ccd(butler, r, config, tract_id, vs_ref) for r in refs),
                 outputs,
             )
             if reuse and all(
@@ -297,6 +379,26 @@ def plan_units(
                 uris = {o.warp_type: butler.datastore.uri(o.put.path) for o in outputs}
                 plan.reused.append(UnitResult.for_unit(unit, "reused", outputs=uris))
                 continue
+            if summaries is not None and vs_ref is None:
+                lacking[(str(pid["filter"]), visit)] = None
             plan.units.append(unit)
+    if lacking:
+        raise _missing_visit_summaries(butler, list(lacking), " and ".join(fields))
     plan.seconds = time.perf_counter() - t0
     return plan
+
+
+def _missing_visit_summaries(
+    butler: Butler, lacking: list[tuple[str, int]], fields: str
+) -> MissingExposureError:
+    from repo_butler.runs import display_run
+
+    shown = ", ".join(f"visit={v} filter={f}" for f, v in lacking[:10])
+    more = f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
+    return MissingExposureError(
+        f"{fields}: no {VISIT_SUMMARY} in {butler.root} (runs searched: "
+        f"{', '.join(display_run(r) for r in butler.search_runs)}) for {shown}{more}; nothing was "
+        f"run. Ingest each visit's file (rb ingest REPO {VISIT_SUMMARY} FILE -d visit=… "
+        "-d filter=…), select only visits that have one (--selectId visit=…), or turn the "
+        "field off."
+    )

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from warping.task.inputs import CcdInput, StoredHandle
+from warping.task.inputs import (
+    SHARED_PRODUCTS,
+    CcdInput,
+    DatasetHandle,
+    SharedHandle,
+    StoredHandle,
+)
 
 if TYPE_CHECKING:
     from repo_butler import DataId, DatasetRef, PlannedPut, WorkerIO, WrittenDataset
@@ -72,9 +78,23 @@ class PlannedCcd:
         """The CCD number."""
         return int(self.calexp.data_id["ccd"])
 
-    def bind(self, io: WorkerIO, reads: collections.Counter[str] | None = None) -> CcdInput:
-        """The task's input for this CCD: handles reading through ``io`` (counting ``reads``)."""
-        handles = {name: StoredHandle(ref, io, reads) for name, ref in self.products.items()}
+    def bind(
+        self,
+        io: WorkerIO,
+        reads: collections.Counter[str] | None = None,
+        shared: dict[str, DatasetHandle] | None = None,
+    ) -> CcdInput:
+        """The task's input for this CCD: handles reading through ``io`` (counting ``reads``).
+
+        Handles to per-visit products (:data:`~warping.task.inputs.SHARED_PRODUCTS`) are taken
+        from ``shared`` (by storage path) when given, so the CCDs of a unit read them once.
+        """
+        handles: dict[str, DatasetHandle] = {}
+        for name, ref in self.products.items():
+            handle: DatasetHandle = StoredHandle(ref, io, reads)
+            if shared is not None and name in SHARED_PRODUCTS:
+                handle = shared.setdefault(ref.path, SharedHandle(handle))
+            handles[name] = handle
         return CcdInput(
             self.calexp.data_id, StoredHandle(self.calexp, io, reads), missing=self.missing,
             **handles,

@@ -1,0 +1,107 @@
+"""A test-only file format for :class:`~warping.visit_summary.VisitSummaryCatalog` values.
+
+LSST's visitSummary files are afw ExposureCatalogs read by the ``visit_summary`` formatter
+(:mod:`warping.formats.afw_visit_summary`). Repository tests of the task wiring (planning, one
+read per unit, provenance, skip reasons) need catalogs built from a simulation's own calibrations,
+which no afw writer produces, so they store them with this formatter instead: one FITS table row
+per detector with its bbox, its WCS as FITS header text and its PhotoCalib as JSON (no PSF: like
+every real visitSummary seen so far). It is registered under its own name, ``test_visit_summary``,
+never under ``visit_summary``, and a test repository selects it in its ``butler.yaml``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from repo_butler.formatters import register_formatter
+from repo_butler.formatters.base import CodecFormatter
+from warping.geom import Box2I
+from warping.photocalib import PhotoCalib
+from warping.skywcs import wcs_from_header, wcs_to_header
+from warping.visit_summary import VisitSummaryCatalog, VisitSummaryRow
+
+NAME = "test_visit_summary"
+WCS_CHARS = 16000
+
+
+def _listed(value: Any) -> Any:
+    """numpy arrays as lists (JSON writes float64 values exactly: shortest round-trip repr)."""
+    return np.asarray(value).tolist()
+
+
+def _header_text(wcs: WCS) -> str:
+    text = wcs_to_header(wcs).tostring(sep="\n")
+    if len(text) > WCS_CHARS:
+        raise ValueError(f"WCS header of {len(text)} characters; the format holds {WCS_CHARS}")
+    return text
+
+
+def encode(catalog: VisitSummaryCatalog) -> bytes:
+    rows = list(catalog)
+    if any(r.psf is not None for r in rows):
+        raise TypeError("the test visitSummary format stores no PSF")
+    cols = [
+        fits.Column("id", "K", array=[r.detector for r in rows]),
+        fits.Column("bbox", "4K", array=np.array([r.bbox.to_list() for r in rows]).reshape(-1, 4)),
+        fits.Column(
+            "wcs",
+            f"{WCS_CHARS}A",
+            array=["" if r.wcs is None else _header_text(r.wcs) for r in rows],
+        ),
+        fits.Column(
+            "photoCalib",
+            "8000A",
+            array=[
+                ""
+                if r.photo_calib is None
+                else json.dumps(r.photo_calib.to_dict(), default=_listed)
+                for r in rows
+            ],
+        ),
+    ]
+    table = fits.BinTableHDU.from_columns(cols)
+    table.header["VISIT"] = catalog.visit
+    out = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(out)
+    return out.getvalue()
+
+
+def decode(data: bytes, source: str) -> VisitSummaryCatalog:
+    with fits.open(io.BytesIO(data)) as hdul:
+        table = hdul[1]
+        rows: dict[int, VisitSummaryRow] = {}
+        for rec in table.data:
+            wcs: WCS | None = None
+            if rec["wcs"]:
+                wcs = wcs_from_header(fits.Header.fromstring(rec["wcs"], sep="\n"))
+            pc = PhotoCalib.from_dict(json.loads(rec["photoCalib"])) if rec["photoCalib"] else None
+            det = int(rec["id"])
+            rows[det] = VisitSummaryRow(det, Box2I(*map(int, rec["bbox"])), wcs, pc)
+        return VisitSummaryCatalog(int(table.header["VISIT"]), rows, source)
+
+
+class TestVisitSummaryFormatter(CodecFormatter):
+    """Butler formatter ``test_visit_summary`` (tests only)."""
+
+    __test__ = False  # not a pytest class
+    name: ClassVar[str] = NAME
+    extension: ClassVar[str] = ".fits"
+    stores = VisitSummaryCatalog
+    encode = staticmethod(encode)
+    decode = staticmethod(decode)
+
+
+def register() -> None:
+    """Register the formatter in this process (idempotent)."""
+    register_formatter(NAME, TestVisitSummaryFormatter)
+
+
+def repo_config() -> dict[str, Any]:
+    """``Butler.create`` overrides making the ``visitSummary`` dataset type use this format."""
+    return {"dataset_types": {"visitSummary": {"formatter": NAME}}}
