@@ -53,12 +53,20 @@ def lanczos_matrix(positions: np.ndarray, n_in: int, order: int = 5) -> np.ndarr
     return w
 
 
-def fourier_shift(image: np.ndarray, fx: float, fy: float) -> np.ndarray:
+def fourier_shift(image: np.ndarray, fx: float, fy: float, pad: int = 0) -> np.ndarray:
     """``image`` moved by ``(fx, fy)`` pixels (+x = towards higher column index) with an exact
-    sinc (Fourier phase) shift. It preserves the centroid of band-limited images whose edges are
-    ~0 (the shift is periodic, so flux at one edge reappears at the other)."""
-    h, w = image.shape
+    sinc (Fourier phase) shift; same shape as ``image``.
+
+    The shift is periodic over the transformed array: with ``pad = 0`` flux near one edge
+    reappears at the other, which is harmless for images whose edges are ~0. ``pad`` zero pixels
+    added on every side first (and cropped after) treat the image as zero outside instead.
+    """
+    work = np.pad(image, pad) if pad > 0 else image
+    h, w = work.shape
     phase = np.exp(
         -2j * np.pi * (np.fft.fftfreq(w)[None, :] * fx + np.fft.fftfreq(h)[:, None] * fy)
     )
-    return np.asarray(np.fft.ifft2(np.fft.fft2(image) * phase).real)
+    out = np.fft.ifft2(np.fft.fft2(work) * phase).real
+    if pad > 0:
+        out = out[pad:-pad, pad:-pad]
+    return np.asarray(out)

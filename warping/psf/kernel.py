@@ -16,9 +16,10 @@ name (the kernel built by its PCA PSF determiner). ``compute_kernel_image`` retu
 an odd square around the centre pixel (the :class:`~warping.psf.base.Psf` convention);
 ``compute_image(x, y)`` shifts it by the sub-pixel residual of ``(x, y)`` from the nearest pixel
 (afw ``Psf::recenterKernelImage``) and renormalises it to sum 1. The shift is the exact sinc
-(Fourier) shift that :class:`~warping.psf.image.ImagePsf` uses, not afw's Lanczos-5
-``offsetImage``: a truncated Lanczos kernel moves a well-sampled star's centroid by up to ~0.01 px
-less than asked (measured on a σ = 2 px Gaussian), the sinc shift by < 1e-7 px.
+(Fourier) shift that :class:`~warping.psf.image.ImagePsf` uses (here on the kernel zero-padded,
+so nothing wraps around), not afw's Lanczos-5 ``offsetImage``: a truncated Lanczos kernel moves a
+well-sampled star's centroid by up to ~0.01 px less than asked (measured on a σ = 2 px Gaussian),
+the sinc shift by < 1e-7 px.
 
 Spatial functions implement afw's ``Chebyshev1Function2D`` and ``PolynomialFunction2D``: their
 coefficients are ordered by total degree ``n`` and, within a degree, by decreasing power of x
@@ -42,6 +43,10 @@ from warping.psf.base import PsfError
 from warping.psf.registry import SerializablePsf
 
 logger = logging.getLogger(__name__)
+
+#: Zero pixels around the kernel for its sub-pixel shift: the model is zero outside its images,
+#: so flux near one edge (e.g. the noisy wings of a PCA basis) must not wrap to the other.
+SHIFT_PAD = 8
 
 __all__ = [
     "Chebyshev1Function2D",
@@ -358,7 +363,7 @@ class KernelPsf(SerializablePsf):
         fy = -(dy[0] + half)
         if fx == 0.0 and fy == 0.0:
             return k, bbox
-        img = fourier_shift(k, fx, fy)
+        img = fourier_shift(k, fx, fy, pad=SHIFT_PAD)
         s = float(img.sum())
         if not math.isfinite(s) or s <= 0.0:
             raise PsfError(f"shifted kernel at ({x}, {y}) has non-positive sum {s}")
