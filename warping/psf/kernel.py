@@ -99,6 +99,14 @@ class SpatialFunction:
     coefficients: tuple[float, ...]
 
     def __call__(self, x: float, y: float) -> float:
+        return float(np.dot(self.coefficients, self.terms(x, y)))
+
+    def terms(self, x: float, y: float) -> np.ndarray:
+        """The basis values at ``(x, y)`` that the coefficients multiply, in afw's order."""
+        raise NotImplementedError
+
+    def basis_key(self) -> tuple[Any, ...]:
+        """Functions with equal keys share :meth:`terms` (evaluated once for all of them)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,9 +140,17 @@ class PolynomialFunction2D(SpatialFunction):
     def __post_init__(self) -> None:
         object.__setattr__(self, "coefficients", _check_coeffs(self.coefficients, "polynomial"))
 
-    def __call__(self, x: float, y: float) -> float:
-        px, py = _powers(self.order)
-        return float(np.dot(self.coefficients, float(x) ** px * float(y) ** py))
+    def terms(self, x: float, y: float) -> np.ndarray:
+        """``x^p y^q`` for each coefficient."""
+        order = self.order
+        px, py = _powers(order)
+        xp = np.cumprod(np.r_[1.0, np.full(order, float(x))])
+        yp = np.cumprod(np.r_[1.0, np.full(order, float(y))])
+        return np.asarray(xp[px] * yp[py])
+
+    def basis_key(self) -> tuple[Any, ...]:
+        """Kind and order."""
+        return (self.persistence_name, len(self.coefficients))
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters as a dict."""
@@ -163,15 +179,18 @@ class Chebyshev1Function2D(SpatialFunction):
             )
         object.__setattr__(self, "xy_range", r)
 
-    def __call__(self, x: float, y: float) -> float:
+    def terms(self, x: float, y: float) -> np.ndarray:
+        """``T_p(x') T_q(y')`` for each coefficient."""
         x0, y0, x1, y1 = self.xy_range
         u = (float(x) - 0.5 * (x0 + x1)) * 2.0 / (x1 - x0)
         v = (float(y) - 0.5 * (y0 + y1)) * 2.0 / (y1 - y0)
         order = self.order
         px, py = _powers(order)
-        tx = _chebyshev_t(u, order)
-        ty = _chebyshev_t(v, order)
-        return float(np.dot(self.coefficients, tx[px] * ty[py]))
+        return np.asarray(_chebyshev_t(u, order)[px] * _chebyshev_t(v, order)[py])
+
+    def basis_key(self) -> tuple[Any, ...]:
+        """Kind, order and range."""
+        return (self.persistence_name, len(self.coefficients), self.xy_range)
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters as a dict."""
@@ -243,6 +262,15 @@ class LinearCombinationKernel:
         self.spatial_functions = funcs
         self.amplitudes = amps
         self.basis_sums = b.sum(axis=(1, 2))
+        # functions sharing a basis (kind, order, range): their terms are evaluated once
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, f in enumerate(funcs or ()):
+            groups.setdefault(f.basis_key(), []).append(i)
+        self._groups = [
+            (funcs[idx[0]], np.array(idx), np.array([funcs[i].coefficients for i in idx]))
+            for idx in groups.values()
+            if funcs is not None
+        ]
         # the basis padded to an odd square centred on the centre pixel, for the Psf convention
         half = max(cx, w - 1 - cx, cy, h - 1 - cy)
         padded = np.zeros((n, 2 * half + 1, 2 * half + 1))
@@ -263,7 +291,10 @@ class LinearCombinationKernel:
         """The amplitudes ``a_k`` at parent position ``(x, y)``."""
         if self.spatial_functions is None:
             return np.array(self.amplitudes, dtype=float)
-        return np.array([f(x, y) for f in self.spatial_functions], dtype=float)
+        a = np.empty(len(self.spatial_functions))
+        for first, idx, coeffs in self._groups:
+            a[idx] = coeffs @ first.terms(x, y)
+        return a
 
     def _combine(self, stack: np.ndarray, x: float, y: float) -> np.ndarray:
         a = self.amplitudes_at(x, y)
@@ -272,7 +303,8 @@ class LinearCombinationKernel:
             raise PsfError(
                 f"kernel cannot be normalised at ({x}, {y}): its sum Σ a_k S_k is {norm}"
             )
-        return np.tensordot(a, stack, axes=1) / norm
+        n = stack.shape[0]
+        return np.asarray((a @ stack.reshape(n, -1)).reshape(stack.shape[1:]) / norm)
 
     def image(self, x: float, y: float) -> np.ndarray:
         """The normalised kernel at ``(x, y)`` with the basis images' own shape and centre."""
