@@ -73,7 +73,8 @@ def print_summary(summary: RunSummary, *, console: Console) -> None:
         skipped = "; ".join(f"{c}: {why}" for c, why in sorted(v.ccds_skipped.items()))
         good = ", ".join(f"{t}={n}" for t, n in v.goodpix.items())
         outputs = "\n".join(v.outputs.values()) or (v.error or "-")
-        table.add_row(str(v.visit), v.status, ",".join(map(str, v.ccds_used)) or "-",
+        status = f"{v.status}, incomplete" if v.incomplete else v.status
+        table.add_row(str(v.visit), status, ",".join(map(str, v.ccds_used)) or "-",
                       skipped or "-", good or "-", outputs)  # fmt: skip
     console.print(table)
     if summary.not_selected:
@@ -96,8 +97,9 @@ def make_warp_command(
 ) -> int:
     """Run ``rb make-warp``; return the exit code.
 
-    0: everything made; 1: nothing could be made; otherwise the number of failed units (capped
-    at 125); 130 after Ctrl-C.
+    0: everything made; 1: nothing could be made, or warps were written without CCDs whose data
+    or PSF could not be used (incomplete); otherwise the number of failed units (capped at 125);
+    130 after Ctrl-C.
     """
     import logging
 
@@ -190,6 +192,12 @@ def make_warp_command(
             "with --reuse to redo only the missing warps."
         )
         return min(batch.n_failed, 125)
+    if batch.n_incomplete:
+        err_console.print(
+            f"[yellow]Output incomplete[/yellow]: {batch.n_incomplete} visit warp(s) lack CCDs "
+            "whose data or PSF could not be used (see 'CCDs skipped')."
+        )
+        return 1
     return 0 if made else 1
 
 

@@ -14,7 +14,7 @@ from astropy.wcs import WCS
 from warping.errors import FormatError
 from warping.formats.calib_fits import read_skywcs
 from warping.formats.exposure_fits import ExposureFormatter, read_exposure, read_wcs_and_bbox
-from warping.psf import GaussianPsf, PsfexPsf
+from warping.psf import GaussianPsf, PcaPsf, PsfexPsf
 
 pytestmark = pytest.mark.realdata
 
@@ -126,14 +126,12 @@ def test_second_cfht_visit_footprint_from_headers(shared_data: Path) -> None:
     assert (ra_a, dec_a) != (ra_b, dec_b)
 
 
-def test_unsupported_psf_is_reported_not_guessed(
-    shared_data: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_old_format_pca_psf_is_read(shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # its numbers are checked in tests/test_psf_pca.py; unreadable PSFs are tested there too
     with caplog.at_level(logging.WARNING):
         exp = read_exposure(shared_data / "lsst-meas_modelfit" / "calexp.fits")
-    assert exp.psf is None
-    assert exp.metadata["LSST_UNSUPPORTED_PSF"] == "PcaPsf"
-    assert "PcaPsf" in caplog.text
+    assert isinstance(exp.psf, PcaPsf)
+    assert "LSST_UNSUPPORTED_PSF" not in exp.metadata and "PSF" not in caplog.text
     assert exp.xy0 == (1868, 2100)
 
 

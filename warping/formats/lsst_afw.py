@@ -9,9 +9,10 @@ Supported:
 * visit info from primary keywords (``EXPTIME``, ``DATE-AVG``/``TIME-MID``, ``BORE-*``);
 * the filter from the archive ``FilterLabel`` (physical, else band) or ``FILTER``;
 * ``PhotoCalib`` from the archive (constant, or a ``ChebyshevBoundedField``), else ``FLUXMAG0``;
-* PSF from the archive: ``GaussianPsf``, ``DoubleGaussianPsf`` and ``PsfexPsf``. Other PSF
-  classes (``PcaPsf``, ``CoaddPsf``, ...) are not supported: the PSF is ``None`` and
-  ``metadata["LSST_UNSUPPORTED_PSF"]`` names the class (a warning is logged).
+* PSF from the archive (:mod:`warping.formats.afw_psf`: Gaussian, double Gaussian, PSFEx, PCA
+  and kernel PSFs). A PSF that cannot be read (another class, a pickled ``PiffPsf``, a malformed
+  object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
+  names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
 Not read: the AST ``SkyWcs`` archive (the header approximation is used), ApCorrMap, Detector,
 TransmissionCurve, valid polygon, summary stats.
@@ -29,12 +30,16 @@ from astropy.time import Time
 
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
+from warping.formats.afw_psf import (
+    PSF_CLASS_KEY,
+    PSF_REASON_KEY,
+    UnsupportedPsfError,
+    read_archived_psf,
+)
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.photocalib import AB_REFERENCE_FLUX_NJY, ChebyshevBoundedField, PhotoCalib
-from warping.psf.analytic import DoubleGaussianPsf, GaussianPsf
 from warping.psf.base import Psf
-from warping.psf.image import PsfexPsf
 from warping.skywcs import read_xy0, wcs_from_header
 
 logger = logging.getLogger(__name__)
@@ -180,44 +185,22 @@ def _read_chebyshev(archive: LsstArchive, obj_id: int) -> ChebyshevBoundedField:
     return ChebyshevBoundedField(bbox, coeffs.reshape(-1, nx))
 
 
-def _read_psf(archive: LsstArchive, obj_id: int) -> Psf | None:
-    name = archive.name(obj_id)
-    cats = archive.catalogs(obj_id)
-    if name == "GaussianPsf":
-        row = cats[0][0]
-        return GaussianPsf(float(row["sigma"]), int(row["dimensions_x"]))
-    if name == "DoubleGaussianPsf":
-        row = cats[0][0]
-        return DoubleGaussianPsf(
-            int(row["dimensions_x"]), float(row["sigma1"]), float(row["sigma2"]), float(row["b"])
-        )
-    if name == "PsfexPsf":
-        head = cats[0][0]
-        body = cats[1][0]
-        size = np.asarray(body["_size"]).astype(int)  # (nx, ny, ncomp)
-        comp = np.asarray(body["_comp"], dtype=float).reshape(
-            int(size[2]), int(size[1]), int(size[0])
-        )
-        if int(head["ndim"]) != 2 or int(head["ngroup"]) != 1:
-            raise FormatError(
-                f"{archive.source}: PsfexPsf with ndim={head['ndim']}, ngroup={head['ngroup']} "
-                "is not supported (only 2-D, one group)"
-            )
-        degree = int(np.atleast_1d(body["degree"])[0])
-        first = np.asarray(body["_context_first"], dtype=float)
-        second = np.asarray(body["_context_second"], dtype=float)
-        return PsfexPsf(
-            comp,
-            float(head["_pixstep"]),
-            (float(first[0]), float(first[1])),
-            (float(second[0]), float(second[1])),
-            degree,
-            context_origin=0.0,
-            average_position=(float(head["averagePosition_x"]), float(head["averagePosition_y"])),
-        )
-    logger.warning(
-        "%s: LSST PSF class %r is not supported; exposure.psf is None", archive.source, name
-    )
+def _read_psf_or_reason(archive: LsstArchive, obj_id: int, metadata: dict[str, Any]) -> Psf | None:
+    """The archived PSF, or None with the class and the reason recorded in ``metadata``."""
+    try:
+        return read_archived_psf(archive, obj_id)
+    except UnsupportedPsfError as err:
+        name, why = err.psf_class, err.reason
+    except FormatError as err:
+        try:
+            name = archive.name(obj_id)
+        except FormatError:
+            name = "<missing>"
+        why = str(err).removeprefix(f"{archive.source}: ")
+    logger.warning("%s: cannot read the PSF (%s): %s; exposure.psf is None", archive.source,
+                   name, why)  # fmt: skip
+    metadata[PSF_CLASS_KEY] = name
+    metadata[PSF_REASON_KEY] = why
     return None
 
 
@@ -283,9 +266,7 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     filt: str | None = None
     pid = _component_id(ph, "PSF")
     if pid is not None:
-        psf = _read_psf(archive, pid)
-        if psf is None:
-            metadata["LSST_UNSUPPORTED_PSF"] = archive.name(pid)
+        psf = _read_psf_or_reason(archive, pid, metadata)
     cid = _component_id(ph, "PHOTOCALIB")
     if cid is not None:
         photo_calib = _read_photocalib_from_archive(archive, cid)

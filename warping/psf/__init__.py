@@ -9,6 +9,13 @@ from warping.psf.analytic import (
 )
 from warping.psf.base import Psf, PsfError
 from warping.psf.image import ImagePsf, PsfexPsf
+from warping.psf.kernel import (
+    Chebyshev1Function2D,
+    KernelPsf,
+    LinearCombinationKernel,
+    PcaPsf,
+    PolynomialFunction2D,
+)
 from warping.psf.registry import (
     SerializablePsf,
     psf_from_dict,
@@ -19,9 +26,14 @@ from warping.psf.registry import (
 
 __all__ = [
     "SIGMA_PER_FWHM",
+    "Chebyshev1Function2D",
     "DoubleGaussianPsf",
     "GaussianPsf",
     "ImagePsf",
+    "KernelPsf",
+    "LinearCombinationKernel",
+    "PcaPsf",
+    "PolynomialFunction2D",
     "Psf",
     "PsfError",
     "PsfexPsf",

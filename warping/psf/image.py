@@ -10,7 +10,7 @@ import numpy as np
 from astropy.io import fits
 
 from warping.geom import Box2I
-from warping.psf._sampling import lanczos_matrix, stamp_offsets
+from warping.psf._sampling import fourier_shift, lanczos_matrix, stamp_offsets
 from warping.psf.registry import SerializablePsf
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ class ImagePsf(SerializablePsf):
         fy = -(dy[0] + c)
         if fx == 0.0 and fy == 0.0:
             return self.kernel.copy(), bbox
-        n = self.size
-        freq = np.fft.fftfreq(n)
-        phase = np.exp(-2j * np.pi * (freq[None, :] * fx + freq[:, None] * fy))
-        img = np.fft.ifft2(np.fft.fft2(self.kernel) * phase).real
+        img = fourier_shift(self.kernel, fx, fy)
         return _normalised(img, "shifted ImagePsf"), bbox
 
     def average_position(self) -> tuple[float, float]:

@@ -131,6 +131,8 @@ def execute_unit(
                 result.ccds_used.append(outcome.ccd)
             elif outcome.skipped:
                 result.ccds_skipped[outcome.ccd] = outcome.skipped
+            if outcome.unusable:
+                result.ccds_unusable.append(outcome.ccd)
         result.goodpix = dict(warps.goodpix)
         used = set(result.ccds_used)
         # each stored input once (the CCDs of a visit share its visitSummary)

@@ -24,6 +24,8 @@ from warping.geom import Box2I
 from warping.task.assemble import copy_good_pixels
 from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
+from warping.task.inputs import fmt_id
+from warping.task.psf_check import psf_problem
 
 if TYPE_CHECKING:
     from repo_butler import DataId
@@ -78,6 +80,7 @@ class CcdOutcome:
     loaded: bool = True  # False: skipped before warping (missing or unusable inputs)
     goodpix: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # reason, when the CCD contributed nothing at all
+    unusable: bool = False  # True: its data or PSF could not be used (the output is incomplete)
     reasons: dict[str, str] = field(default_factory=dict)  # warp type -> why it was not made
     notes: list[str] = field(default_factory=list)  # warnings (e.g. PSF deconvolution)
 
@@ -254,8 +257,8 @@ class MakeWarpTask:
         -------
         VisitWarps
             ``exposures[warp_type]`` is None when no pixel landed (unless ``doWriteEmptyWarps``).
-            A CCD whose data cannot be used is skipped with the reason in its outcome
-            (``loaded`` False).
+            A CCD whose data or PSF cannot be used is skipped with the reason in its outcome
+            (``loaded`` False, ``unusable`` True): no warp holds pixels whose PSF is unknown.
 
         Raises
         ------
@@ -289,12 +292,17 @@ class MakeWarpTask:
             try:
                 calexp = load_calibrated(inp, cfg.visit_summary_components)
             except UnusableCcdError as err:
-                outcome.skipped, outcome.loaded = str(err), False
+                outcome.skipped, outcome.loaded, outcome.unusable = str(err), False, True
+                continue
+            why = psf_problem(calexp, f"calexp {fmt_id(inp.data_id)}")
+            if why is not None:  # its warp's CoaddPsf (or PSF matching) would fail
+                logger.warning("Visit %s CCD %s skipped: %s", visit_id, ccd, why)
+                outcome.skipped, outcome.loaded, outcome.unusable = why, False, True
                 continue
             try:
                 warped = self.warp_ccd(calexp, sky_info, model_psf, outcome)
             except Exception as err:  # LSST logs and skips any failure of one CCD
-                outcome.skipped = f"{type(err).__name__}: {err}"
+                outcome.skipped, outcome.unusable = f"{type(err).__name__}: {err}", True
                 logger.warning("Visit %s CCD %s could not be warped: %s", visit_id, ccd, err)
                 continue
             for t in types_:

@@ -55,6 +55,12 @@ class VisitSummary:
     error: str | None = None
     traceback: str | None = None
     worker: str = ""
+    ccds_unusable: list[int] = field(default_factory=list)  # skipped ones whose data was bad
+
+    @property
+    def incomplete(self) -> bool:
+        """True when a CCD was left out because its data or PSF could not be used."""
+        return bool(self.ccds_unusable)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
@@ -63,6 +69,8 @@ class VisitSummary:
             "status": self.status,
             "ccds_used": self.ccds_used,
             "ccds_skipped": {str(k): v for k, v in self.ccds_skipped.items()},
+            "ccds_unusable": self.ccds_unusable,
+            "incomplete": self.incomplete,
             "goodpix": self.goodpix,
             "outputs": self.outputs,
             "seconds": round(self.seconds, 3),
@@ -88,6 +96,11 @@ class RunSummary:
     def n_failed(self) -> int:
         """Visits that raised an error."""
         return sum(1 for v in self.visits if v.status == "failed")
+
+    @property
+    def n_incomplete(self) -> int:
+        """Visits with CCDs left out because their data or PSF could not be used."""
+        return sum(1 for v in self.visits if v.incomplete)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
@@ -145,6 +158,11 @@ class BatchSummary:
         return sum(p.n_written for p in self.patches)
 
     @property
+    def n_incomplete(self) -> int:
+        """Units (visits) with CCDs left out because their data or PSF could not be used."""
+        return sum(p.n_incomplete for p in self.patches)
+
+    @property
     def driver_ms_per_unit(self) -> float:
         """Driver time per unit run (planning, submission, result handling, registration)."""
         return 1000.0 * self.driver_seconds / max(1, self.n_units)
@@ -164,6 +182,7 @@ class BatchSummary:
             "units": self.n_units,
             "reused": self.n_reused,
             "cancelled": self.n_cancelled,
+            "incomplete": self.n_incomplete,
             "interrupted": self.interrupted,
             "executor": self.executor,
             "wall_seconds": round(self.wall_seconds, 3),
@@ -178,6 +197,7 @@ def _visit_summary(res: UnitResult) -> VisitSummary:
         status=res.status,
         ccds_used=list(res.ccds_used),
         ccds_skipped=dict(res.ccds_skipped),
+        ccds_unusable=list(res.ccds_unusable),
         goodpix=dict(res.goodpix),
         outputs=dict(res.outputs),
         seconds=res.seconds,

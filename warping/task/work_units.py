@@ -167,6 +167,7 @@ class UnitResult:
     status: str  # "written", "empty", "failed", "cancelled", "reused"
     ccds_used: list[int] = field(default_factory=list)
     ccds_skipped: dict[int, str] = field(default_factory=dict)
+    ccds_unusable: list[int] = field(default_factory=list)  # skipped for bad data: incomplete
     goodpix: dict[str, int] = field(default_factory=dict)
     written: list[WrittenDataset] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)  # warp type -> uri
