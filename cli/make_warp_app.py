@@ -67,16 +67,22 @@ def print_summary(summary: RunSummary, *, console: Console) -> None:
         title=f"make-warp tract={pid['tract']} patch={pid['patch']} filter={pid['filter']}",
         show_lines=False,
     )
-    for col in ("visit", "status", "CCDs used", "CCDs skipped (why)", "good pixels", "output"):
+    for col in ("visit", "status", "CCDs used", "CCDs skipped", "good pixels", "output"):
         table.add_column(col, overflow="fold")
+    reasons: list[str] = []
     for v in summary.visits:
-        skipped = "; ".join(f"{c}: {why}" for c, why in sorted(v.ccds_skipped.items()))
+        skipped = ",".join(str(c) for c in sorted(v.ccds_skipped))
+        reasons += [f"  visit {v.visit} ccd {c}: {w}" for c, w in sorted(v.ccds_skipped.items())]
         good = ", ".join(f"{t}={n}" for t, n in v.goodpix.items())
         outputs = "\n".join(v.outputs.values()) or (v.error or "-")
         status = f"{v.status}, incomplete" if v.incomplete else v.status
         table.add_row(str(v.visit), status, ",".join(map(str, v.ccds_used)) or "-",
                       skipped or "-", good or "-", outputs)  # fmt: skip
     console.print(table)
+    if reasons:  # below the table, so long reasons wrap at words, not inside a narrow column
+        console.print("CCDs skipped, and why:", highlight=False)
+        for line in reasons:
+            console.print(line, highlight=False, markup=False)
     if summary.not_selected:
         n = len(summary.not_selected)
         console.print(f"{n} calexp(s) not selected (not overlapping or not found); "
