@@ -141,7 +141,7 @@ def query_data_ids(
         ids = butler.query_data_ids(
             dimensions, where, dataset_type=dataset_type, data_id=parse_key_values(data_id) or None
         )
-        order = butler.dimensions.order(dimensions)
+        order = butler.dimensions.order(butler.dimensions.canonical(d) for d in dimensions)
     typer.echo(format_data_ids(ids, order, fmt.value))
 
 
