@@ -264,10 +264,10 @@ def _config_step_1(data: bytes, source: str) -> bytes:
     taken = set(dims)
     for spec in dims.values():
         taken.update(spec.get("aliases", ()), spec.get("implies", ()))
-    for alias, (dim, kind, field) in installed_aliases().items():
+    for alias, (dim, kind, section) in installed_aliases().items():
         spec = dims.get(dim)
         if spec is not None and spec.get("type") == kind and alias not in taken:
-            spec.setdefault(field, []).append(alias)
+            spec.setdefault(section, []).append(alias)
             taken.add(alias)
     doc["version"] = 2
     return yaml.safe_dump(doc, sort_keys=False).encode()

@@ -287,8 +287,13 @@ def test_ingest_with_data_id_move_and_direct(butler: Butler, tmp_path: Path) -> 
     assert butler.get("visit_summary", visit=10) == {"v": 2}
     with pytest.raises(DataIdError, match="template"):
         butler.ingest("visit_summary", [b], transfer="copy")
-    with pytest.raises(DatasetExistsError):
-        butler.ingest("visit_summary", [b], transfer="copy", data_id={"visit": 10})
+    again = butler.ingest("visit_summary", [b], transfer="copy", data_id={"visit": 10})
+    assert [f.status for f in again.files] == ["skipped"] and again[0] == ref  # re-run: harmless
+    assert "already ingested" in again.files[0].reason
+    c = tmp_path / "third.yaml"
+    c.write_text("v: 3\n")
+    with pytest.raises(DatasetExistsError, match="other content"):
+        butler.ingest("visit_summary", [c], transfer="copy", data_id={"visit": 10})
 
 
 # -- provenance -----------------------------------------------------------------------------
