@@ -39,22 +39,25 @@ exposures such as calexps); warps and coadds take their data IDs from paths or `
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from repo_butler.formatters.base import FileDataId
 from warping.errors import FormatError
+from warping.formats._common import reading
 
 __all__ = [
     "RULES",
     "CalexpHeader",
     "InstrumentRule",
     "data_id_from_exposure_file",
-    "read_calexp_header",
+    "open_calexp_header",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,24 +66,36 @@ logger = logging.getLogger(__name__)
 HSC_POINTING_DAY0 = 55927
 
 
-@dataclass(frozen=True)
 class CalexpHeader:
-    """What an ingest rule reads of a calexp: the primary cards and two archived objects.
+    """What an ingest rule reads of a calexp: the primary cards, the archived FilterLabel and,
+    only when asked, the archived Detector's id (the one costly read).
 
     Parameters
     ----------
     cards : Mapping
-        Primary header cards (name -> value).
+        Primary header cards (an astropy ``Header``: values are parsed when looked up).
     band, physical : str or None
         The archived FilterLabel's band and physical filter (``None``: absent).
-    detector_id : int or None
-        The archived Detector's id.
+    detector : callable, optional
+        Reads the archived Detector's id (``None`` if the file has none).
     """
 
-    cards: Mapping[str, Any]
-    band: str | None = None
-    physical: str | None = None
-    detector_id: int | None = None
+    def __init__(
+        self,
+        cards: Mapping[str, Any],
+        band: str | None = None,
+        physical: str | None = None,
+        detector: Callable[[], int | None] | None = None,
+    ) -> None:
+        self.cards = cards
+        self.band = band
+        self.physical = physical
+        self._detector = detector
+
+    @functools.cached_property
+    def detector_id(self) -> int | None:
+        """The archived Detector's id (read on first use)."""
+        return self._detector() if self._detector is not None else None
 
 
 Found = tuple[Any, str]
@@ -89,10 +104,15 @@ Found = tuple[Any, str]
 
 @dataclass(frozen=True)
 class Source:
-    """One place a key's value can be read from: ``read(header)`` or ``None`` when absent."""
+    """One place a key's value can be read from: ``read(header)`` or ``None`` when absent.
+
+    A ``costly`` source (the archived Detector) is read only when no other source of the same
+    key has the value.
+    """
 
     describe: str
     read: Callable[[CalexpHeader], Found | None] = field(repr=False, compare=False)
+    costly: bool = False
 
 
 def _int(value: Any) -> int | None:
@@ -149,7 +169,7 @@ def _band(h: CalexpHeader) -> Found | None:
     return None if h.band is None else (h.band, "FilterLabel band")
 
 
-DETECTOR = Source("the Detector in the afw archive", _detector)
+DETECTOR = Source("the Detector in the afw archive", _detector, costly=True)
 PHYSICAL = Source("the FilterLabel's physical filter", _physical)
 BAND = Source("the FilterLabel's band", _band)
 FILTER_CARD = card("FILTER", _text)
@@ -239,7 +259,9 @@ class InstrumentRule:
             ("ccd", self.ccd, True),
             ("filter", self.filter, False),
         ):
-            found = [f for f in (s.read(h) for s in sources) if f is not None]
+            found = [f for f in (s.read(h) for s in sources if not s.costly) if f is not None]
+            if not found:
+                found = [f for f in (s.read(h) for s in sources if s.costly) if f is not None]
             if not found:
                 missing[key] = "looked for " + ", ".join(s.describe for s in sources)
                 continue
@@ -318,8 +340,35 @@ def _string(value: Any) -> str:
     return str(value).strip()
 
 
-def read_calexp_header(fileobj: BinaryIO, source: str) -> CalexpHeader:
-    """The primary cards, FilterLabel and Detector id of a calexp, without reading pixels.
+def _archive_row(hdul: Any, cards: Mapping[str, Any], obj_id: int, kind: str) -> Any | None:
+    """The first row of archive object ``obj_id`` if it is a ``kind`` (``FilterLabel``), read
+    through the archive index (``AR_HDU``, 1-based) without touching the other HDUs."""
+    import numpy as np
+
+    first = _int(cards.get("AR_HDU"))
+    if first is None or first < 2:
+        return None
+    index = hdul[first - 1].data
+    names = [n.lower() for n in index.columns.names]
+    col = {n: names.index(n) for n in names}
+    ids = np.asarray(index.field(col["id"]))
+    for i in np.flatnonzero(ids == obj_id):
+        if _string(index.field(col["name"])[i]) != kind:
+            return None
+        part = col.get("cat.persistable", col.get("cat_persistable"))
+        if part is not None and int(index.field(part)[i]) != 0:
+            continue
+        cat = int(index.field(col.get("cat.archive", col.get("cat_archive", -1)))[i])
+        if cat < 1:
+            return None
+        return hdul[first - 1 + cat].data[int(index.field(col["row0"])[i])]
+    return None
+
+
+@contextlib.contextmanager
+def open_calexp_header(fileobj: BinaryIO, source: str) -> Iterator[CalexpHeader]:
+    """The primary cards and FilterLabel of a calexp (the Detector on demand), open for the
+    block. Pixels are never read: tile-compressed images are skipped as raw tables.
 
     Raises
     ------
@@ -328,9 +377,6 @@ def read_calexp_header(fileobj: BinaryIO, source: str) -> CalexpHeader:
     """
     from astropy.io import fits
 
-    from warping.formats._common import reading
-    from warping.formats.lsst_afw import LsstArchive
-
     with reading(source, "the header"):
         head = fileobj.read(9)
         fileobj.seek(0)
@@ -338,24 +384,25 @@ def read_calexp_header(fileobj: BinaryIO, source: str) -> CalexpHeader:
             raise FormatError(f"{source}: not a FITS file (it does not start with 'SIMPLE  =')")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hdul = fits.open(fileobj, lazy_load_hdus=True, memmap=False)
+            hdul = fits.open(
+                fileobj, lazy_load_hdus=True, memmap=False, disable_image_compression=True
+            )
         with hdul:
-            cards = dict(hdul[0].header)
+            cards = hdul[0].header
             band = physical = None
-            detector = None
             filter_id = _archive_id(cards, "FILTER")
-            detector_id = _archive_id(cards, "DETECTOR")
-            if filter_id is not None or detector_id is not None:
-                archive = LsstArchive(hdul, source)
-                if filter_id is not None and archive.name(filter_id) == "FilterLabel":
-                    row = archive.catalogs(filter_id)[0][0]
-                    names = row.array.columns.names
-                    band = _text(_string(row["band"])) if "band" in names else None
-                    physical = _text(_string(row["physical"])) if "physical" in names else None
-                if detector_id is not None and archive.name(detector_id) == "Detector":
-                    row = archive.catalogs(detector_id)[0][0]
-                    detector = _int(int(row["id"])) if "id" in row.array.columns.names else None
-    return CalexpHeader(cards, band, physical, detector)
+            row = _archive_row(hdul, cards, filter_id, "FilterLabel") if filter_id else None
+            if row is not None:
+                names = row.array.columns.names
+                band = _text(_string(row["band"])) if "band" in names else None
+                physical = _text(_string(row["physical"])) if "physical" in names else None
+
+            def detector() -> int | None:
+                det_id = _archive_id(cards, "DETECTOR")
+                found = _archive_row(hdul, cards, det_id, "Detector") if det_id else None
+                return _int(int(found["id"])) if found is not None else None
+
+            yield CalexpHeader(cards, band, physical, detector)
 
 
 def data_id_from_exposure_file(
@@ -388,8 +435,9 @@ def data_id_from_exposure_file(
     """
     if not {"visit", "ccd"} <= set(dimensions):
         return FileDataId()
-    header = read_calexp_header(fileobj, source)
-    rule = next((r for r in rules if not r.recognise or r.matches(header)), None)
-    if rule is None:
-        return FileDataId()
-    return rule.derive(header, source, known)
+    with open_calexp_header(fileobj, source) as header:
+        rule = next((r for r in rules if not r.recognise or r.matches(header)), None)
+        if rule is None:
+            return FileDataId()
+        with reading(source, "the header"):
+            return rule.derive(header, source, known)
