@@ -150,8 +150,8 @@ def packed(factor: int, part: Literal["visit", "ccd"]) -> Source:
         if expid is None or expid < 0:
             return None
         if part == "visit":
-            return expid // factor, f"EXPID//{factor}"
-        return expid % factor, f"EXPID%{factor}"
+            return expid // factor, f"EXPID {expid}//{factor}"
+        return expid % factor, f"EXPID {expid}%{factor}"
 
     op = "//" if part == "visit" else "%"
     return Source(f"EXPID card ({part} = EXPID {op} {factor})", read)
