@@ -36,7 +36,8 @@ from typing import Any
 from _results import Results
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE.parents[1] / "shared" / "data" / "lsst-jointcal-cfht_minimal" / "calexp-849375-12.fits.fz"
+SHARED_DATA = HERE.parents[1] / "shared" / "data"  # ../shared/data beside the checkout
+SOURCE = SHARED_DATA / "lsst-jointcal-cfht_minimal" / "calexp-849375-12.fits.fz"
 BIN = Path(sys.executable).parent
 VISIT0 = 849375
 CCD = 12
