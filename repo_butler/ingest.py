@@ -128,6 +128,16 @@ class IngestReport(Sequence[DatasetRef]):
 
 
 @dataclass(frozen=True)
+class _Read:
+    source: str
+    src_path: str
+    fs: Any
+    derived: DerivedDataId
+    checksum: str
+    size: int
+
+
+@dataclass(frozen=True)
 class _Planned:
     source: str
     src_path: str
@@ -166,13 +176,8 @@ def ingest_files(
         raise ConfigError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
     dt = lookup.dataset_type(dataset_type)
     deriver = DataIdDeriver(lookup, dt, data_id)
-    existing = lookup.registry.query(dt.name, (run,))
-    by_id = {r.data_id.key: r for r in existing}
-    by_sum = {r.checksum: r for r in existing}
-    outcomes: list[IngestedFile | _Planned] = []
-    planned_id: dict[str, _Planned] = {}
-    planned_sum: dict[str, _Planned] = {}
-    for item in files:
+    read: list[_Read] = []
+    for item in files:  # pass 1: read and identify every file (nothing kept but metadata)
         source = os.fspath(item)
         fs, src_path = fsspec.core.url_to_fs(source, **storage_options)
         try:
@@ -180,8 +185,17 @@ def ingest_files(
         except OSError as err:
             raise StorageError(f"cannot read {source}: {err}; nothing was ingested") from err
         derived = deriver.derive(source, src_path, data)
-        did, checksum = derived.data_id, checksum_bytes(data)
-        found = by_id.get(did.key)
+        read.append(_Read(source, src_path, fs, derived, checksum_bytes(data), len(data)))
+    registry = lookup.registry
+    by_sum = {
+        r.checksum: r for r in registry.find_checksums(dt.name, run, [f.checksum for f in read])
+    }
+    outcomes: list[IngestedFile | _Planned] = []
+    planned_id: dict[str, _Planned] = {}
+    planned_sum: dict[str, _Planned] = {}
+    for f in read:  # pass 2: compare with the registry and the rest of the batch
+        did, checksum, source = f.derived.data_id, f.checksum, f.source
+        found = registry.find(dt.name, did, (run,))
         if found is not None and found.checksum != checksum:
             raise DatasetExistsError(
                 f"{source}: {dt.name} {did} already exists in run {display_run(run)} with other "
@@ -196,8 +210,7 @@ def ingest_files(
                 if found.data_id == did
                 else f"same content already registered as {dt.name} {found.data_id} {where}"
             )
-            ref = lookup.ref(found)
-            outcomes.append(IngestedFile(source, "skipped", ref, derived, reason))
+            outcomes.append(IngestedFile(source, "skipped", lookup.ref(found), f.derived, reason))
             continue
         twin = planned_id.get(did.key)
         if twin is not None and twin.record.checksum != checksum:
@@ -208,14 +221,14 @@ def ingest_files(
         twin = twin or planned_sum.get(checksum)
         if twin is not None:
             reason = f"same content as {twin.source} (this batch, {dt.name} {twin.record.data_id})"
-            ref = lookup.ref(twin.record)
-            outcomes.append(IngestedFile(source, "skipped", ref, derived, reason))
+            outcomes.append(IngestedFile(source, "skipped", lookup.ref(twin.record), f.derived,
+                                         reason))  # fmt: skip
             continue
         path = run_prefix(run) + dt.path_template.format(did)
         if transfer == "direct":
-            path = fs.unstrip_protocol(src_path)
-        record = DatasetRecord(dt.name, did, run, path, len(data), checksum, now_iso(), None)
-        plan = _Planned(source, src_path, fs, record, derived)
+            path = f.fs.unstrip_protocol(f.src_path)
+        record = DatasetRecord(dt.name, did, run, path, f.size, checksum, now_iso(), None)
+        plan = _Planned(source, f.src_path, f.fs, record, f.derived)
         planned_id[did.key] = planned_sum[checksum] = plan
         outcomes.append(plan)
     if not dry_run:
