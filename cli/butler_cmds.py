@@ -91,18 +91,46 @@ def ingest(
     dataset_type: TypeArg,
     files: Annotated[list[str], typer.Argument(help="Files (paths or URLs) to ingest.")],
     transfer: Annotated[Transfer, typer.Option("--transfer", "-t")] = Transfer.copy,
-    data_id: DataIdOpt = None,
+    data_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data-id",
+            "-d",
+            help=(
+                "Data ID key=value for every file (repeatable; Gen3 names such as detector= "
+                "accepted). Keys the files' headers or paths hold need not be given; a value "
+                "contradicting them is an error."
+            ),
+        ),
+    ] = None,
     rerun: RerunOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Derive and check every data ID; register nothing.")
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Register files as datasets; data IDs are parsed from paths that follow the template."""
+    """Register files as datasets (all or none). Each data ID comes from the file's header
+    (calexps: the instrument rule table), its path (when it follows the template), -d, and the
+    registry; one line per file says which, and files already ingested are skipped."""
+    import json
+
     from cli.support import open_butler, parse_key_values
 
     with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
-        refs = butler.ingest(
-            dataset_type, files, transfer=transfer.value, data_id=parse_key_values(data_id) or None
+        report = butler.ingest(
+            dataset_type,
+            files,
+            transfer=transfer.value,
+            data_id=parse_key_values(data_id) or None,
+            dry_run=dry_run,
         )
-    typer.echo(f"ingested {len(refs)} {dataset_type} dataset(s)", err=True)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps([f.to_dict() for f in report.files], indent=2))
+    else:
+        for item in report.files:
+            typer.echo(item.line())
+    typer.echo(report.summary(dataset_type), err=True)
 
 
 def query_datasets(
@@ -141,7 +169,7 @@ def query_data_ids(
         ids = butler.query_data_ids(
             dimensions, where, dataset_type=dataset_type, data_id=parse_key_values(data_id) or None
         )
-        order = butler.dimensions.order(dimensions)
+        order = butler.dimensions.order(butler.dimensions.canonical(d) for d in dimensions)
     typer.echo(format_data_ids(ids, order, fmt.value))
 
 

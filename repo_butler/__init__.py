@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from repo_butler.butler import Butler, create_repo
     from repo_butler.config import DatasetType
     from repo_butler.dimensions import DataId, Dimension, DimensionUniverse
+    from repo_butler.ingest import IngestedFile, IngestReport
     from repo_butler.provenance import Provenance, ProvenanceInput, software_versions
     from repo_butler.refs import DatasetRef
     from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
@@ -28,6 +29,8 @@ _EXPORTS = {
     "DataId": "repo_butler.dimensions",
     "Dimension": "repo_butler.dimensions",
     "DimensionUniverse": "repo_butler.dimensions",
+    "IngestReport": "repo_butler.ingest",
+    "IngestedFile": "repo_butler.ingest",
     "Provenance": "repo_butler.provenance",
     "ProvenanceInput": "repo_butler.provenance",
     "software_versions": "repo_butler.provenance",
@@ -44,6 +47,8 @@ __all__ = [
     "DatasetType",
     "Dimension",
     "DimensionUniverse",
+    "IngestReport",
+    "IngestedFile",
     "PlannedPut",
     "Provenance",
     "ProvenanceInput",

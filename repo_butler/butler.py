@@ -31,7 +31,7 @@ from repo_butler.datastore import Datastore, FsspecDatastore, TransferMode
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetNotFoundError
 from repo_butler.formatters import get_formatter
-from repo_butler.ingest import ingest_files
+from repo_butler.ingest import IngestReport, ingest_files
 from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import (
     PENDING_CHECKSUM,
@@ -535,28 +535,25 @@ class Butler:
         *,
         transfer: TransferMode = "copy",
         data_id: Mapping[str, Any] | None = None,
-    ) -> list[DatasetRef]:
-        """Register existing files as datasets of the output run.
+        dry_run: bool = False,
+    ) -> IngestReport:
+        """Register existing files (local paths or URLs) as datasets of the output run, all or
+        none; see :mod:`repo_butler.ingest` and :mod:`repo_butler.ingest_ids`.
 
-        Parameters
-        ----------
-        dataset_type : str
-            Dataset type name.
-        files : sequence of str or os.PathLike
-            Local paths or URLs.
-        transfer : {"copy", "move", "symlink", "direct"}
-            ``copy``/``move`` place the file at its template path; ``symlink`` links it there
-            (local only); ``direct`` registers the file where it is (absolute URL).
-        data_id : Mapping, optional
-            Data ID keys; missing ones are parsed from each file's path when its trailing
-            segments follow the dataset type's template.
+        Each data ID comes from the file (formatters implementing ``ReadsDataId``), its path
+        (trailing segments following the template), ``data_id`` (keys for every file; sources
+        must agree), then the registry and the formatter's rule defaults. ``transfer``: ``copy``
+        or ``move`` to the template path, ``symlink`` (local), ``direct`` (registered in place).
+        Files already registered with the same content are skipped and reported. ``dry_run``
+        derives and checks everything but registers nothing.
 
         Returns
         -------
-        list of DatasetRef
-            One per file, in order.
+        IngestReport
+            One DatasetRef per file, in order; ``.files`` says what happened to each.
         """
-        self._check_writeable()
+        if not dry_run:
+            self._check_writeable()
         return ingest_files(
             self._lookup,
             self._run,
@@ -565,6 +562,7 @@ class Butler:
             transfer=transfer,
             data_id=data_id,
             storage_options=self._storage_options,
+            dry_run=dry_run,
         )
 
     def get_provenance(

@@ -38,7 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "butler.yaml"
-CONFIG_VERSION = 1
+#: Version 2 added dimension ``aliases`` and ``implies``; version 1 files read unchanged.
+CONFIG_VERSION = 2
 #: File name of a repository's SQLite registry, beside ``butler.yaml``.
 DEFAULT_REGISTRY_FILE = "registry.sqlite3"
 
@@ -203,6 +204,14 @@ class RepoConfig:
         if isinstance(raw.get("version"), int):  # a newer file: say so before the schema does
             check_version(raw["version"], CONFIG_VERSION, what=CONFIG_FILENAME, source=source)
         validate_config(raw, source=source)
+        if raw["version"] < 2:
+            for name, spec in raw["dimensions"].items():
+                for field in ("aliases", "implies"):
+                    if field in spec:
+                        raise ConfigError(
+                            f"{source}: dimensions.{name}.{field} needs version: 2 (version 1 "
+                            "readers do not know it); run `rb migrate REPO`, or set version: 2"
+                        )
         registry = raw.get("registry", {})
         if registry.get("type") == "postgresql":
             from repo_butler.registry.postgres import check_postgres_url
@@ -213,7 +222,10 @@ class RepoConfig:
                     "(postgresql://user@host:port/dbname)"
                 )
             check_postgres_url(registry["url"], source=source)
-        universe = DimensionUniverse.from_config(raw["dimensions"])
+        try:
+            universe = DimensionUniverse.from_config(raw["dimensions"])
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
         dataset_types: dict[str, DatasetType] = {}
         for name, spec in raw["dataset_types"].items():
             where = f"{source}: dataset_types.{name}"

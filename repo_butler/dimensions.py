@@ -6,6 +6,12 @@ Informal mappings are accepted only at the API boundary and normalised once by
 :meth:`DimensionUniverse.normalize` into a :class:`DataId`; code behind the boundary never sees raw
 dicts.
 
+A dimension may declare *aliases* (other spellings of the same key, e.g. Gen3's ``detector`` for
+``ccd``) and *implied* keys (coarser keys that follow from its value, e.g. ``band`` from a
+physical ``filter``). :meth:`DimensionUniverse.normalize` maps an alias to its dimension; an
+implied key is accepted beside its dimension (where it adds nothing) and refused alone, since it
+cannot pick one value. An unknown key gets the nearest known name as a suggestion.
+
 Every value is also checked for *path safety*: a value that could escape the repository or change
 the structure of a path (``/``, ``\\``, ``..``, NUL or other control characters, template braces,
 empty strings) is rejected with :class:`~repo_butler.errors.DataIdError` before any I/O happens.
@@ -13,12 +19,14 @@ empty strings) is rejected with :class:`~repo_butler.errors.DataIdError` before 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from repo_butler.errors import ConfigError, DataIdError
@@ -206,6 +214,11 @@ class Dimension:
         For ``str`` dimensions: a tuple/list value is joined with this separator after converting
         each item to ``str`` (``patch=(5, 4)`` becomes ``"5,4"``); string values have whitespace
         around each part stripped.
+    aliases : tuple of str
+        Other names of this key, accepted wherever a data ID is given (``detector`` for ``ccd``).
+    implies : tuple of str
+        Coarser keys this dimension's value determines (``band`` for a physical ``filter``):
+        accepted beside it, refused alone.
     """
 
     name: str
@@ -215,6 +228,8 @@ class Dimension:
     maximum: int | None = None
     pattern: str | None = None
     join_sequence: str | None = None
+    aliases: tuple[str, ...] = ()
+    implies: tuple[str, ...] = ()
 
     def normalize(self, value: Any) -> DataIdValue:
         """Validate and normalise one value of this dimension.
@@ -278,12 +293,18 @@ class Dimension:
 
 
 class DimensionUniverse:
-    """All dimensions a repository knows, in declaration order.
+    """All dimensions a repository knows, in declaration order, with their aliases.
 
     Parameters
     ----------
     dimensions : Iterable[Dimension]
         The dimension definitions.
+
+    Raises
+    ------
+    ConfigError
+        If a name is declared twice, or an alias or implied key is also a dimension, an alias of
+        another dimension, or not a Python identifier.
     """
 
     def __init__(self, dimensions: Iterable[Dimension]) -> None:
@@ -293,6 +314,23 @@ class DimensionUniverse:
                 raise ConfigError(f"dimension {dim.name!r} is declared twice")
             self._dims[dim.name] = dim
         self._order = {name: i for i, name in enumerate(self._dims)}
+        self._aliases: dict[str, str] = {}
+        self._implied: dict[str, str] = {}
+        for dim in self._dims.values():
+            for field, names, table in (
+                ("aliases", dim.aliases, self._aliases),
+                ("implies", dim.implies, self._implied),
+            ):
+                for alias in names:
+                    where = f"dimensions.{dim.name}.{field}"
+                    if not isinstance(alias, str) or not _NAME.fullmatch(alias):
+                        raise ConfigError(f"{where}: {alias!r} is not a Python identifier")
+                    owner = self._dims.get(alias) or self._aliases.get(alias)
+                    owner = owner or self._implied.get(alias)
+                    if owner is not None:
+                        taken = alias if alias in self._dims else f"a name of {owner}"
+                        raise ConfigError(f"{where}: {alias!r} is already {taken!r}")
+                    table[alias] = dim.name
 
     @classmethod
     def from_config(cls, config: Mapping[str, Mapping[str, Any]]) -> DimensionUniverse:
@@ -328,6 +366,8 @@ class DimensionUniverse:
                     maximum=spec.get("maximum"),
                     pattern=pattern,
                     join_sequence=spec.get("join_sequence"),
+                    aliases=tuple(spec.get("aliases", ())),
+                    implies=tuple(spec.get("implies", ())),
                 )
             )
         return cls(dims)
@@ -354,12 +394,76 @@ class DimensionUniverse:
         """Dimension names in declaration order."""
         return tuple(self._dims)
 
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """Alias -> dimension name, for every declared alias (read-only)."""
+        return MappingProxyType(self._aliases)
+
+    @property
+    def implied(self) -> Mapping[str, str]:
+        """Implied key -> the dimension that determines it (``band`` -> ``filter``; read-only)."""
+        return MappingProxyType(self._implied)
+
     def order(self, names: Iterable[str]) -> list[str]:
         """Return ``names`` sorted in declaration order."""
         return sorted(names, key=self._rank)
 
     def _rank(self, name: str) -> int:
         return self._order.get(name, len(self._order))
+
+    def canonical(self, name: str) -> str:
+        """The dimension a name or alias stands for (``detector`` -> ``ccd``).
+
+        Raises
+        ------
+        DataIdError
+            For an implied key (it cannot stand for its dimension) or an unknown name (with the
+            nearest known name as a suggestion).
+        """
+        if name in self._dims:
+            return name
+        target = self._aliases.get(name)
+        if target is not None:
+            return target
+        if name in self._implied:
+            dim = self._implied[name]
+            raise DataIdError(
+                f"{name!r} cannot stand for the dimension {dim!r}: several {dim} values share "
+                f"one {name}; use {self._spellings(dim)}"
+            )
+        raise DataIdError(self._unknown(name))
+
+    def _spellings(self, dim: str) -> str:
+        return " or ".join(repr(n) for n in (dim, *self._dims[dim].aliases))
+
+    def _describe(self, name: str) -> str:
+        if name in self._aliases:
+            return f"{name!r} (alias of {self._aliases[name]})"
+        if name in self._implied:
+            return f"{name!r} (implied by {self._implied[name]})"
+        return repr(name)
+
+    def suggest(self, key: str) -> str:
+        """A hint for an unknown key: the nearest dimension, alias or implied key (``did you
+        mean 'detector' (alias of ccd)?``), or a preset's alias this repository lacks; ``""``."""
+        names = [*self._dims, *self._aliases, *self._implied]
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6) if len(key) > 1 else []
+        if close:
+            return f"did you mean {self._describe(close[0])}?"
+        from repo_butler.presets import alias_hint
+
+        hint = alias_hint(key, self)
+        return f"{hint}." if hint else ""
+
+    def _unknown(self, key: str, merged: Mapping[str, Any] | None = None) -> str:
+        """The message for an unknown key: a suggestion, then what is known."""
+        where = f" in {dict(merged)!r}" if merged is not None else ""
+        hint = self.suggest(key)
+        text = f"unknown data ID key {key!r}{where}" + (f"; {hint}" if hint else ".")
+        text += f" Known dimensions: {', '.join(self._dims)}"
+        if self._aliases:
+            text += "; aliases: " + ", ".join(f"{a}->{d}" for a, d in self._aliases.items())
+        return text
 
     def normalize(
         self,
@@ -370,6 +474,9 @@ class DimensionUniverse:
         **kwargs: Any,
     ) -> DataId:
         """Validate an informal data ID and return an immutable :class:`DataId`.
+
+        Aliases are replaced by their dimension (an alias and its dimension given together must
+        agree); an implied key is accepted beside its dimension and dropped.
 
         Parameters
         ----------
@@ -384,18 +491,37 @@ class DimensionUniverse:
         Raises
         ------
         DataIdError
-            For unknown keys or invalid values.
+            For unknown keys (suggesting the nearest known one), an implied key without its
+            dimension, an alias that disagrees with its dimension, or invalid values.
         """
         merged: dict[str, Any] = dict(data_id) if data_id else {}
         merged.update(kwargs)
         values: dict[str, DataIdValue] = {}
+        spelled: dict[str, str] = {}
+        implied: list[str] = []
         for key, raw in merged.items():
-            if key not in self._dims:
+            name = key if key in self._dims else self._aliases.get(key)
+            if name is None:
+                if key not in self._implied:
+                    raise DataIdError(self._unknown(key, merged))
+                implied.append(key)
+                continue
+            value = self._dims[name].normalize(raw)
+            if name in values and values[name] != value:
                 raise DataIdError(
-                    f"unknown data ID key {key!r} in {merged!r}; known dimensions: "
-                    f"{', '.join(self._dims)}"
+                    f"data ID {dict(merged)!r} gives {spelled[name]}={values[name]!r} and "
+                    f"{key}={value!r}, two spellings of the dimension {name!r}; give one value"
                 )
-            values[key] = self._dims[key].normalize(raw)
+            values[name] = value
+            spelled.setdefault(name, key)
+        for key in implied:
+            dim = self._implied[key]
+            if dim not in values:
+                raise DataIdError(
+                    f"data ID key {key}={merged[key]!r} does not identify a {dim}: several {dim} "
+                    f"values share one {key}; give {self._spellings(dim)} (a {key} is accepted "
+                    "beside it)"
+                )
         keys = [k for k in order if k in values] if order else []
         if len(keys) != len(values):
             keys += [k for k in self.order(values) if k not in keys]

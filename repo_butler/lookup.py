@@ -152,9 +152,7 @@ class DatasetLookup:
         """Distinct values of ``dimensions`` among datasets in the search order (of one type
         if given, else of every type having those dimensions), sorted."""
         universe = self.config.universe
-        dims = list(dimensions)
-        for dim in dims:
-            universe[dim]  # raises DataIdError for unknown names
+        dims = [universe.canonical(d) for d in dimensions]  # aliases allowed; unknown: error
         if dataset_type is not None:
             dt = self.dataset_type(dataset_type)
             extra = [d for d in dims if d not in dt.dimensions]

@@ -251,11 +251,34 @@ class FileFormat(FormatMigration):
 
 
 # -- the butler's own formats -----------------------------------------------------------------
+def _config_step_1(data: bytes, source: str) -> bytes:
+    """``butler.yaml`` version 1 -> 2: set ``version: 2`` and give each dimension that an installed
+    preset declares with the same name and type that preset's aliases and implied keys (a name
+    already used by the repository is left out). Everything else is kept as it was."""
+    import yaml
+
+    from repo_butler.presets import installed_aliases
+
+    doc = yaml.safe_load(data)
+    dims = doc.get("dimensions") or {}
+    taken = set(dims)
+    for spec in dims.values():
+        taken.update(spec.get("aliases", ()), spec.get("implies", ()))
+    for alias, (dim, kind, section) in installed_aliases().items():
+        spec = dims.get(dim)
+        if spec is not None and spec.get("type") == kind and alias not in taken:
+            spec.setdefault(section, []).append(alias)
+            taken.add(alias)
+    doc["version"] = 2
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
 class ConfigFormat(FileFormat):
     """``butler.yaml`` (``version``). Read from the repository root, before the Butler opens."""
 
     format = "butler.yaml"
     current = CONFIG_VERSION
+    steps: ClassVar[Mapping[int, Step]] = {1: _config_step_1}
 
     def candidates(self, ctx: MigrationContext) -> Iterable[str]:
         return [CONFIG_FILENAME]
@@ -270,9 +293,23 @@ class ConfigFormat(FileFormat):
             )
         for path in self.candidates(ctx):
             source = ctx.repo.uri(path)
-            found = self.version_of(self.read(ctx, path), source)
-            check_version(found, self.current, what=self.format, source=source)
-        yield from ()  # no older butler.yaml version exists yet
+            version = self.version_of(self.read(ctx, path), source)
+            if version is None:
+                continue  # not a mapping or not YAML: the Butler reports it with its location
+            found = check_version(version, self.current, what=self.format, source=source)
+            if found < self.current:
+                yield Upgrade(self.format, path, found, self.current)
+
+    def apply(self, ctx: MigrationContext, upgrade: Upgrade) -> None:
+        """Upgrade ``butler.yaml`` in place at the repository root (not in the dataset store)."""
+        source = ctx.repo.uri(upgrade.path)
+        data = self.read(ctx, upgrade.path)
+        found = self.version_of(data, source)
+        if found is None or found >= self.current:
+            return
+        for v in range(found, self.current):
+            data = self.steps[v](data, source)
+        ctx.repo.put_bytes(upgrade.path, data)
 
     def version(self, data: bytes, source: str) -> int | None:
         import yaml

@@ -23,12 +23,17 @@ from repo_butler.errors import ConfigError
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from repo_butler.dimensions import DimensionUniverse
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MINIMAL",
+    "alias_hint",
     "available_presets",
     "default_preset",
+    "installed_aliases",
     "load_preset",
+    "preset_aliases",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,3 +115,49 @@ def load_preset(name: str | None = None) -> dict[str, Any]:
             "not a configuration mapping"
         )
     return copy.deepcopy(dict(overlay))
+
+
+def preset_aliases(overlay: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """Every alias and implied key a preset overlay declares:
+    ``{name: (dimension, type, "aliases" or "implies")}``."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for dim, spec in (overlay.get("dimensions") or {}).items():
+        if not isinstance(spec, Mapping):
+            continue
+        for field in ("aliases", "implies"):
+            for name in spec.get(field) or ():
+                out[str(name)] = (str(dim), str(spec.get("type")), field)
+    return out
+
+
+def alias_hint(key: str, universe: DimensionUniverse) -> str | None:
+    """A hint for a data ID key unknown to a repository that an installed preset declares as an
+    alias of one of its dimensions (the repository's ``butler.yaml`` predates aliases)."""
+    for name in sorted(_entry_points()):
+        try:
+            declared = preset_aliases(load_preset(name))
+        except ConfigError:
+            continue
+        found = declared.get(key)
+        if found is not None and found[0] in universe and universe[found[0]].type == found[1]:
+            kind = "an alias of" if found[2] == "aliases" else "a key implied by"
+            return (
+                f"{key!r} is {kind} {found[0]} in the {name!r} preset, but this repository "
+                f"declares no such alias (its butler.yaml predates aliases): use {found[0]}, or "
+                "run `rb migrate REPO` to add the preset's aliases"
+            )
+    return None
+
+
+def installed_aliases() -> dict[str, tuple[str, str, str]]:
+    """The aliases and implied keys of every installed preset (:func:`preset_aliases`); where two
+    presets declare the same name, the first by preset name wins."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for name in sorted(_entry_points()):
+        try:
+            declared = preset_aliases(load_preset(name))
+        except ConfigError:
+            continue
+        for alias, target in declared.items():
+            out.setdefault(alias, target)
+    return out

@@ -345,19 +345,28 @@ class _Compiler:
         self.params: list[DataIdValue] = []
 
     def dim(self, ident: Ident) -> str:
-        if ident.name not in self.universe:
+        universe = self.universe
+        name = ident.name if ident.name in universe else universe.aliases.get(ident.name, "")
+        if not name:
+            if ident.name in universe.implied:  # e.g. band: says which dimension to use
+                try:
+                    universe.canonical(ident.name)
+                except DataIdError as err:
+                    raise _error(self.text, ident.col, str(err)) from None
+            hint = universe.suggest(ident.name)
             raise _error(
                 self.text,
                 ident.col,
-                f"unknown dimension {ident.name!r} (known: {', '.join(self.universe.names)})",
+                f"unknown dimension {ident.name!r}{'; ' + hint if hint else ''} "
+                f"(known: {', '.join(universe.names)})",
             )
-        if self.allowed is not None and ident.name not in self.allowed:
+        if self.allowed is not None and name not in self.allowed:
             raise _error(
                 self.text,
                 ident.col,
                 f"{ident.name!r} is not a dimension here (allowed: {', '.join(self.allowed)})",
             )
-        return ident.name
+        return name
 
     def bound(self, name: str, col: int) -> Any:
         if name not in self.bind:
@@ -374,8 +383,9 @@ class _Compiler:
             raise _error(self.text, lit.col, str(err)) from None
 
     def as_operand(self, node: Ident | Literal) -> Ident | Literal:
-        if isinstance(node, Ident) and node.name not in self.universe and node.name in self.bind:
-            return Literal(None, node.col, bind=node.name)
+        name = node.name if isinstance(node, Ident) else ""
+        if name in self.bind and name not in self.universe and name not in self.universe.aliases:
+            return Literal(None, node.col, bind=name)
         return node
 
     def compile(self, node: Expr) -> str:
@@ -479,4 +489,5 @@ def compile_where(
     expr = parse_where(text)
     compiler = _Compiler(text, universe, column, allowed, bind or {}, placeholder)
     sql = compiler.compile(expr)
-    return sql, compiler.params, referenced_dimensions(expr, bind)
+    aliases = universe.aliases
+    return sql, compiler.params, {aliases.get(n, n) for n in referenced_dimensions(expr, bind)}

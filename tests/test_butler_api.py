@@ -15,6 +15,7 @@ import yaml
 from conftest import RepoLocation
 
 from repo_butler import Butler, DataId, DatasetRef, Provenance, ProvenanceInput, create_repo
+from repo_butler.config import CONFIG_VERSION
 from repo_butler.errors import (
     ConfigError,
     DataIdError,
@@ -80,7 +81,7 @@ def _put_grid(butler: Butler, visits: range, ccds: range, filt: str = "HSC-I") -
 # -- repository creation --------------------------------------------------------------------
 def test_create_writes_validated_config(butler: Butler, repo_location: RepoLocation) -> None:
     raw = yaml.safe_load(_read_raw(butler.root + "/butler.yaml", butler.storage_options))
-    assert raw["version"] == 1
+    assert raw["version"] == CONFIG_VERSION
     assert "calexp_meta" in raw["dataset_types"]
     assert "deepCoadd_directWarp" in raw["dataset_types"]  # defaults kept
     assert butler.dataset_types["calexp"].dimensions == ("pointing", "filter", "visit", "ccd")
@@ -286,8 +287,13 @@ def test_ingest_with_data_id_move_and_direct(butler: Butler, tmp_path: Path) -> 
     assert butler.get("visit_summary", visit=10) == {"v": 2}
     with pytest.raises(DataIdError, match="template"):
         butler.ingest("visit_summary", [b], transfer="copy")
-    with pytest.raises(DatasetExistsError):
-        butler.ingest("visit_summary", [b], transfer="copy", data_id={"visit": 10})
+    again = butler.ingest("visit_summary", [b], transfer="copy", data_id={"visit": 10})
+    assert [f.status for f in again.files] == ["skipped"] and again[0] == ref  # re-run: harmless
+    assert "already ingested" in again.files[0].reason
+    c = tmp_path / "third.yaml"
+    c.write_text("v: 3\n")
+    with pytest.raises(DatasetExistsError, match="other content"):
+        butler.ingest("visit_summary", [c], transfer="copy", data_id={"visit": 10})
 
 
 # -- provenance -----------------------------------------------------------------------------

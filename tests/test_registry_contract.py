@@ -150,6 +150,26 @@ def test_find_follows_run_order(registry: Registry) -> None:
     assert sorted(r.size for r in both) == [1, 2]
 
 
+def test_find_checksums_matches_the_default_and_python_truth(registry: Registry) -> None:
+    registry.define_run("r1", [""])
+    records = [
+        _rec("calexp", run=run, visit=v, ccd=1)._replace(checksum=f"sha256:{v % 3}")
+        for run in ("", "r1")
+        for v in range(12)
+    ]
+    for rec in records:
+        registry.insert(rec)
+    registry.insert(_rec("other", visit=1, ccd=1)._replace(checksum="sha256:1"))
+    wanted = ["sha256:1", "sha256:2", "sha256:9"] + [f"sha256:x{i}" for i in range(600)]
+    found = registry.find_checksums("calexp", "r1", wanted)
+    truth = [r for r in records if r.run == "r1" and r.checksum in wanted]
+    assert sorted(found, key=str) == sorted(truth, key=str) and len(found) == 8
+    assert sorted(Registry.find_checksums(registry, "calexp", "r1", wanted), key=str) == sorted(
+        truth, key=str
+    )  # the generic implementation agrees
+    assert registry.find_checksums("calexp", "", []) == []
+
+
 def test_duplicates_replace_and_provenance(registry: Registry) -> None:
     first = _rec("calexp", prov="calexp/a.provenance.json", visit=1, ccd=1)
     registry.insert(first, provenance='{"task": "a"}')

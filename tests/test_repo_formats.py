@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler
+from repo_butler.config import CONFIG_VERSION
 from repo_butler.errors import ConfigError, RepoButlerError
 from repo_butler.maintenance import reindex, verify
 from repo_butler.migrate import migrate
@@ -100,10 +101,11 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     dry = runner.invoke(app, ["migrate", str(repo), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert f"would upgrade rerun/{RERUN}/_run.json: run marker v0 -> v1" in dry.output
+    assert "would upgrade butler.yaml: butler.yaml v1 -> v2" in dry.output
     warps = [d["path"] for d in EXPECTED["datasets"] if d["dataset_type"] == WARP]
     for path in warps:
         assert f"would upgrade {path}: warp inputs table v0 -> v1" in dry.output
-    assert f"{len(warps) + 1} file(s) would be upgraded" in dry.output
+    assert f"{len(warps) + 2} file(s) would be upgraded" in dry.output
     assert _snapshot(repo) == before  # a dry run changes nothing
 
     done = runner.invoke(app, ["migrate", str(repo)])
@@ -111,6 +113,16 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     assert f"upgraded rerun/{RERUN}/_run.json: run marker v0 -> v1" in done.output
     marker = json.loads((repo / "rerun" / RERUN / "_run.json").read_text())
     assert marker == {"format_version": 1, "run": RERUN, "parents": []}
+    # butler.yaml v2: the warping preset's Gen3 aliases added, everything else as it was
+    old = yaml.safe_load((FIXTURE / "butler.yaml").read_text())
+    new = yaml.safe_load((repo / "butler.yaml").read_text())
+    assert new["version"] == CONFIG_VERSION == 2
+    assert new["dimensions"]["ccd"] == {**old["dimensions"]["ccd"], "aliases": ["detector"]}
+    assert new["dimensions"]["filter"]["implies"] == ["band"]
+    strip = ("aliases", "implies")
+    kept = {k: {f: v for f, v in d.items() if f not in strip} for k, d in new["dimensions"].items()}
+    assert kept == old["dimensions"]
+    assert {**new, "version": 1, "dimensions": old["dimensions"]} == old
     for path in warps:
         with fits.open(repo / path) as hdul:
             tables = [h for h in hdul if h.header.get("RBEXT") == "COADD_INPUTS"]
@@ -133,6 +145,9 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
             assert doc == sidecar and doc["output"]["checksum"] == checksums[path]
     reindex(str(repo))  # markers and sidecars of the new versions rebuild the registry
     assert _check_reads(str(repo)) == checksums
+    with Butler(str(repo), writeable=False) as butler:  # the Gen3 aliases now work
+        by_alias = butler.query_datasets("calexp", data_id={"detector": 16, "exposure": 903986})
+        assert [r.data_id["ccd"] for r in by_alias] == [16]
 
 
 def test_migrate_is_resumable_after_a_crash_between_registry_and_file(
@@ -170,7 +185,7 @@ def test_migrate_on_s3(s3_root: Any) -> None:
     _check_reads(s3_root.url, options)
     register_warping_migrations()
     dry = migrate(s3_root.url, storage_options=options, dry_run=True)
-    assert len(dry.upgrades) == 1 + sum(d["dataset_type"] == WARP for d in EXPECTED["datasets"])
+    assert len(dry.upgrades) == 2 + sum(d["dataset_type"] == WARP for d in EXPECTED["datasets"])
     assert not dry.applied
     done = migrate(s3_root.url, storage_options=options)
     assert done.applied == done.upgrades
@@ -195,7 +210,8 @@ def _edit_fits(path: Path, edit: Callable[[fits.HDUList], None]) -> None:
 
 def _newer_config(root: Path) -> str:
     doc = yaml.safe_load((root / "butler.yaml").read_text())
-    (root / "butler.yaml").write_text(yaml.safe_dump({**doc, "version": 2}, sort_keys=False))
+    newer = {**doc, "version": CONFIG_VERSION + 1}
+    (root / "butler.yaml").write_text(yaml.safe_dump(newer, sort_keys=False))
     return "butler.yaml"
 
 

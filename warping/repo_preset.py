@@ -6,6 +6,11 @@ their backgrounds and sky corrections, external (jointcal/FGCM) calibrations, pe
 ``visitSummary`` catalogs, the sky map and the direct and PSF-matched warps. The formatters
 named here are warping's own entry points in the ``repo_butler.formatters`` group
 (``visit_summary`` reads LSST's afw ExposureCatalog files).
+
+Gen3 key names are declared as aliases: ``detector`` for ``ccd``, ``exposure`` for ``visit``,
+``physical_filter`` for ``filter`` (which holds physical filter names such as ``HSC-I``), and
+``band`` as a key implied by ``filter`` (accepted beside it, refused alone: one band has several
+physical filters).
 """
 
 from __future__ import annotations
@@ -34,9 +39,20 @@ _PRESET: dict[str, Any] = {
             "doc": "Patch index 'x,y' within a tract; (x, y) tuples are accepted.",
         },
         "pointing": {"type": "int", "minimum": 0, "doc": "Telescope pointing number."},
-        "filter": {"type": "str", "pattern": _FILTER, "doc": "Filter name, e.g. HSC-I."},
-        "visit": {"type": "int", "minimum": 0, "doc": "Exposure (visit) number."},
-        "ccd": {"type": "int", "minimum": 0, "doc": "Detector number."},
+        "filter": {
+            "type": "str",
+            "pattern": _FILTER,
+            "doc": "Filter name, e.g. HSC-I.",
+            "aliases": ["physical_filter"],
+            "implies": ["band"],
+        },
+        "visit": {
+            "type": "int",
+            "minimum": 0,
+            "doc": "Exposure (visit) number.",
+            "aliases": ["exposure"],
+        },
+        "ccd": {"type": "int", "minimum": 0, "doc": "Detector number.", "aliases": ["detector"]},
     },
     "dataset_types": {
         "calexp": {

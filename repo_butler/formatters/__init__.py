@@ -13,14 +13,16 @@ import threading
 from typing import TYPE_CHECKING
 
 from repo_butler.errors import FormatterError
-from repo_butler.formatters.base import Formatter
+from repo_butler.formatters.base import FileDataId, Formatter, ReadsDataId
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FileDataId",
     "Formatter",
+    "ReadsDataId",
     "available_formatters",
     "get_formatter",
     "register_formatter",

@@ -3,14 +3,84 @@
 A formatter turns a Python object into the bytes of one file and back. Formatters are looked up by
 name through the ``repo_butler.formatters`` entry-point group, so other packages (``warping``)
 register theirs without ``repo_butler`` importing them.
+
+A formatter whose files say which dataset they hold (an instrument's FITS header) may also
+implement :class:`ReadsDataId`: :func:`repo_butler.ingest.ingest_files` then asks it for each
+file's data ID and merges the answer with the file's path and the data ID given.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["CodecFormatter", "Formatter"]
+__all__ = ["CodecFormatter", "FileDataId", "Formatter", "ReadsDataId"]
+
+
+@dataclass(frozen=True)
+class FileDataId:
+    """What a file says about its own data ID (returned by :meth:`ReadsDataId.data_id_from_file`).
+
+    Keys are dimension names, aliases or implied keys of the repository (others are ignored).
+
+    Parameters
+    ----------
+    values : Mapping
+        Values read from the file. A path or given data ID that contradicts one is an error.
+    defaults : Mapping
+        Values a documented rule derives (not read from the file); used only for keys that
+        neither the file, the path, the data ID given nor the registry supply.
+    origins : Mapping
+        Key -> where its value came from (``"IDNUM card"``, ``"rule: pointing = visit"``),
+        shown in the ingest report.
+    missing : Mapping
+        Key -> what was looked for and not found (``"IDNUM or EXPNUM card"``), for the error
+        when nothing else supplies the key either.
+    rule : str
+        Name of the rule that read the file (``"CFHT MegaPrime"``), for reports.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
+    missing: Mapping[str, str] = field(default_factory=dict)
+    rule: str = ""
+
+
+@runtime_checkable
+class ReadsDataId(Protocol):
+    """Optional formatter capability: read a file's data ID from the file itself."""
+
+    def data_id_from_file(
+        self,
+        fileobj: BinaryIO,
+        *,
+        source: str,
+        dimensions: Sequence[str],
+        known: Mapping[str, Any],
+    ) -> FileDataId:
+        """What ``fileobj`` (seekable, positioned at 0) says about its data ID.
+
+        Parameters
+        ----------
+        fileobj : binary file
+            The file; read only what is needed (headers, not pixels).
+        source : str
+            Its path or URL, for messages.
+        dimensions : sequence of str
+            The dataset type's dimensions (a reader may answer only for the shapes it knows).
+        known : Mapping
+            The data ID already known from the file's path and the data ID given (canonical
+            dimension names), so that defaults can follow them.
+
+        Raises
+        ------
+        repo_butler.errors.FormatterError
+            If the file cannot be read or its header contradicts itself (naming ``source``).
+        """
+        ...
 
 
 class Formatter(ABC):

@@ -127,6 +127,15 @@ class Registry(ABC):
     ) -> list[DataId]:
         """Distinct combinations of ``dimensions`` among datasets in ``runs``."""
 
+    def find_checksums(
+        self, dataset_type: str, run: str, checksums: Sequence[str]
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``run`` whose checksum is one of ``checksums`` (used by ingest
+        to report files already registered under another data ID). SQL backends override this
+        with one query; the default filters :meth:`query`."""
+        wanted = set(checksums)
+        return [r for r in self.query(dataset_type, (run,)) if r.checksum in wanted]
+
     @abstractmethod
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row; return it, or ``None`` if it was not there."""

@@ -315,6 +315,12 @@ class ObjectStoreRegistry(Registry):
         """The dataset in the first of ``runs`` having it."""
         return self._read().find(dataset_type, data_id, runs)
 
+    def find_checksums(
+        self, dataset_type: str, run: str, checksums: Sequence[str]
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``run`` with one of ``checksums``."""
+        return self._read().find_checksums(dataset_type, run, checksums)
+
     def query(
         self,
         dataset_type: str,

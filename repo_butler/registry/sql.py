@@ -157,6 +157,21 @@ class SqlRegistry(Registry):
         sql = f"SELECT {COLUMNS} FROM datasets WHERE dataset_type = ? AND " + " AND ".join(clauses)
         return [self._record(row) for row in self._read(sql, [dataset_type, *params])]
 
+    def find_checksums(
+        self, dataset_type: str, run: str, checksums: Sequence[str]
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``run`` with one of ``checksums`` (500 per query)."""
+        unique = sorted(set(checksums))
+        out: list[DatasetRecord] = []
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            sql = (
+                f"SELECT {COLUMNS} FROM datasets WHERE dataset_type = ? AND run = ? "
+                f"AND checksum IN ({_marks(len(part))})"
+            )
+            out += [self._record(row) for row in self._read(sql, [dataset_type, run, *part])]
+        return out
+
     def query_data_ids(
         self,
         dimensions: Sequence[str],

@@ -31,7 +31,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import IO, Any, BinaryIO, ClassVar
 
 import numpy as np
 from astropy.io import fits
@@ -39,7 +39,7 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from repo_butler.formats import check_version
-from repo_butler.formatters.base import CodecFormatter
+from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
 from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
@@ -368,10 +368,23 @@ def exposure_from_bytes(data: bytes, source: str) -> Exposure:
 
 
 class ExposureFormatter(CodecFormatter):
-    """Butler formatter ``exposure``: :class:`~warping.exposure.Exposure` <-> FITS bytes."""
+    """Butler formatter ``exposure``: :class:`~warping.exposure.Exposure` <-> FITS bytes.
+
+    Also reads a calexp's data ID from its header for ``rb ingest`` (:mod:`warping.ingest_rules`).
+    """
 
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
     stores = Exposure
     encode = staticmethod(exposure_to_bytes)
     decode = staticmethod(exposure_from_bytes)
+
+    def data_id_from_file(
+        self, fileobj: BinaryIO, *, source: str, dimensions: Sequence[str], known: Any
+    ) -> FileDataId:
+        """The data ID a calexp's header holds, by the instrument rule table."""
+        from warping.ingest_rules import data_id_from_exposure_file
+
+        return data_id_from_exposure_file(
+            fileobj, source=source, dimensions=dimensions, known=known
+        )
