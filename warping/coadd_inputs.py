@@ -13,7 +13,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from warping.geom import Box2I
-from warping.skywcs import SkyWcs
+from warping.skywcs import SkyWcs, exact_wcs_text
 
 __all__ = [
     "FORMAT_KEY",
@@ -87,18 +87,6 @@ def wcs_to_text(wcs: SkyWcs | None, bbox: Box2I | None = None) -> str:
 
         header_wcs = fits_wcs(wcs, bbox)
     return str(header_wcs.to_header(relax=True).tostring(sep="\n"))
-
-
-def exact_wcs_text(wcs: SkyWcs | None) -> str:
-    """afw's persisted SkyWcs text of an :class:`~warping.ast_wcs.AstSkyWcs` (``"1 SkyWcs 0 "``
-    + AST dump), or ``""`` for an astropy WCS (its header text is exact) or None."""
-    if wcs is None or isinstance(wcs, WCS):
-        return ""
-    from warping.ast_wcs import AstSkyWcs
-
-    if isinstance(wcs, AstSkyWcs):
-        return wcs.to_text()
-    raise TypeError(f"cannot persist a {type(wcs).__name__} WCS exactly")
 
 
 def wcs_from_text(text: str, exact: str = "") -> SkyWcs | None:

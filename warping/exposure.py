@@ -182,8 +182,7 @@ class Exposure:
         """
         import xarray as xr
 
-        from warping.coadd_inputs import exact_wcs_text
-        from warping.skywcs import fits_wcs, wcs_to_header
+        from warping.skywcs import exact_wcs_text, fits_wcs, wcs_to_header
 
         h, w = self.image.shape
         coords = {

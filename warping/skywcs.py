@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SkyWcs",
     "celestial_frame",
+    "exact_wcs_text",
     "fits_wcs",
     "read_xy0",
     "shift_wcs",
@@ -83,6 +84,27 @@ def fits_wcs(wcs: SkyWcs, bbox: Box2I) -> WCS:
     from warping.sip_fit import fit_tan_sip
 
     return fit_tan_sip(wcs, bbox)[0]
+
+
+def exact_wcs_text(wcs: SkyWcs | None) -> str:
+    """afw's persisted SkyWcs text of an :class:`~warping.ast_wcs.AstSkyWcs` (``"1 SkyWcs 0 "``
+    + AST dump), or ``""`` for an astropy WCS (its FITS header is exact) or None.
+
+    Raises
+    ------
+    TypeError
+        For another kind of WCS, which cannot be persisted exactly.
+    """
+    if wcs is None or isinstance(wcs, WCS):
+        return ""
+    from warping.ast_wcs import AstSkyWcs
+
+    if isinstance(wcs, AstSkyWcs):
+        return wcs.to_text()
+    raise TypeError(
+        f"cannot persist a {type(wcs).__name__} WCS exactly (astropy WCS and AstSkyWcs can be); "
+        "convert it, e.g. with warping.sip_fit.fit_tan_sip"
+    )
 
 
 _XY0_CARDS = (

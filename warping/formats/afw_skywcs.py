@@ -17,23 +17,24 @@ not read here: afw itself ignores them and uses the image header, and so do our 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
 
 from warping.ast_wcs import AstSkyWcs
 from warping.errors import FormatError
-from warping.formats.lsst_afw import LsstArchive
+
+if TYPE_CHECKING:
+    from warping.formats.lsst_afw import LsstArchive
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "is_skywcs_archive",
     "read_archived_skywcs",
-    "read_exposure_skywcs",
-    "read_skywcs_archive",
+    "read_single_skywcs",
     "skywcs_archive_hdulist",
+    "skywcs_ids",
 ]
 
 _AFW_TABLE_VERSION = 3
@@ -70,28 +71,12 @@ def read_archived_skywcs(archive: LsstArchive, obj_id: int) -> AstSkyWcs:
     return AstSkyWcs.from_text(text.rstrip("\0"), source=where)
 
 
-def read_exposure_skywcs(hdul: fits.HDUList, source: str) -> AstSkyWcs | None:
-    """The archived SkyWcs of an afw exposure (``ARCHIVE_ID_SKYWCS``/``SKYWCS_ID``), or None
-    when the exposure does not store one (then the image header's WCS is the model, as in afw).
-    """
-    from warping.formats.lsst_afw import _component_id
-
-    sid = _component_id(hdul[0].header, "SKYWCS")
-    if sid is None:
-        return None
-    return read_archived_skywcs(LsstArchive(hdul, source), sid)
+def skywcs_ids(archive: LsstArchive) -> list[int]:
+    """Archive ids of the SkyWcs objects in ``archive``, sorted."""
+    return sorted(i for i, e in archive.entries.items() if e[0][4] == "SkyWcs")
 
 
-def is_skywcs_archive(hdul: fits.HDUList) -> bool:
-    """True for a file whose afw archive holds a SkyWcs (e.g. a ``jointcal_wcs``)."""
-    try:
-        archive = LsstArchive(hdul, "<probe>")
-    except FormatError:
-        return False
-    return any(e[0][4] == "SkyWcs" for e in archive.entries.values())
-
-
-def read_skywcs_archive(hdul: fits.HDUList, source: str) -> AstSkyWcs:
+def read_single_skywcs(archive: LsstArchive) -> AstSkyWcs:
     """The one SkyWcs of a standalone afw archive file (Gen2 ``jointcal_wcs``).
 
     Raises
@@ -100,14 +85,13 @@ def read_skywcs_archive(hdul: fits.HDUList, source: str) -> AstSkyWcs:
         If the archive holds no SkyWcs or more than one (a catalog such as a visitSummary:
         read it with :func:`warping.formats.afw_visit_summary.read_visit_summary`).
     """
-    archive = LsstArchive(hdul, source)
-    ids = sorted(i for i, e in archive.entries.items() if e[0][4] == "SkyWcs")
+    ids = skywcs_ids(archive)
     if not ids:
-        raise FormatError(f"{source}: afw archive holds no SkyWcs")
+        raise FormatError(f"{archive.source}: afw archive holds no SkyWcs")
     if len(ids) > 1:
         raise FormatError(
-            f"{source}: afw archive holds {len(ids)} SkyWcs objects (a catalog such as a "
-            "visitSummary?), not one standalone SkyWcs; read it as a visitSummary"
+            f"{archive.source}: afw archive holds {len(ids)} SkyWcs objects (a catalog such as "
+            "a visitSummary?), not one standalone SkyWcs; read it as a visitSummary"
         )
     return read_archived_skywcs(archive, ids[0])
 

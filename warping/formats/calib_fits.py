@@ -172,17 +172,15 @@ def skywcs_from_bytes(data: bytes, source: str) -> SkyWcs:
     with hdul, reading(source, "WCS"):
         ours = _check_kind(hdul, "SKYWCS", source)
         if not ours:
-            from warping.formats.afw_skywcs import (
-                is_skywcs_archive,
-                read_exposure_skywcs,
-                read_skywcs_archive,
-            )
+            from warping.formats.afw_skywcs import read_single_skywcs, skywcs_ids
+            from warping.formats.lsst_afw import LsstArchive, read_lsst_skywcs
 
-            exposure_wcs = read_exposure_skywcs(hdul, source)
+            exposure_wcs = read_lsst_skywcs(hdul, source)
             if exposure_wcs is not None:
                 return exposure_wcs
-            if is_skywcs_archive(hdul):
-                return read_skywcs_archive(hdul, source)
+            archive = LsstArchive(hdul, source)
+            if skywcs_ids(archive):
+                return read_single_skywcs(archive)
         for hdu in hdul[:1] if ours else hdul:
             wcs = wcs_from_header(hdu.header)
             if wcs is not None:

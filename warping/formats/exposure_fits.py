@@ -52,7 +52,14 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.photocalib import PhotoCalib
 from warping.psf.registry import psf_from_dict, psf_to_dict
-from warping.skywcs import SkyWcs, fits_wcs, read_xy0, wcs_from_header, wcs_to_header
+from warping.skywcs import (
+    SkyWcs,
+    exact_wcs_text,
+    fits_wcs,
+    read_xy0,
+    wcs_from_header,
+    wcs_to_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +150,7 @@ def _wcs_header(exposure: Exposure) -> fits.Header:
     if exposure.wcs is not None:
         approx = fits_wcs(exposure.wcs, exposure.bbox)
         hdr = wcs_to_header(approx, exposure.xy0)
-        if _exact_wcs_text(exposure.wcs) is not None:
+        if exact_wcs_text(exposure.wcs):
             from warping.sip_fit import max_separation_px
 
             err = max_separation_px(exposure.wcs, approx, exposure.bbox)
@@ -216,8 +223,8 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
         hdus.append(dict_to_bintable(exposure.photo_calib.to_dict(), "PHOTOCALIB"))
     if exposure.metadata:
         hdus.append(dict_to_bintable(dict(exposure.metadata), "METADATA"))
-    text = _exact_wcs_text(exposure.wcs) if exposure.wcs is not None else None
-    if text is not None:
+    text = exact_wcs_text(exposure.wcs)
+    if text:
         hdus.append(_skywcs_hdu(text))
     for ext in _EXTENSIONS.values():
         value = getattr(exposure, ext.attr, None)
@@ -228,23 +235,6 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
             hdu.header["RBEXTMOD"] = (ext.module, "module registering the extension")
             hdus.append(hdu)
     return fits.HDUList(hdus)
-
-
-def _exact_wcs_text(wcs: SkyWcs) -> str | None:
-    """The text persisted in the SKYWCS HDU for ``wcs``, or None for an astropy WCS (whose
-    header cards are exact)."""
-    from astropy.wcs import WCS
-
-    from warping.ast_wcs import AstSkyWcs
-
-    if isinstance(wcs, WCS):
-        return None
-    if isinstance(wcs, AstSkyWcs):
-        return wcs.to_text()
-    raise TypeError(
-        f"the exposure format persists astropy WCS and AstSkyWcs models, not {type(wcs).__name__};"
-        " convert it (e.g. warping.sip_fit.fit_tan_sip) before writing"
-    )
 
 
 def _skywcs_hdu(text: str) -> fits.BinTableHDU:

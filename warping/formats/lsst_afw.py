@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
@@ -37,6 +37,9 @@ from warping.psf.base import Psf
 from warping.psf.image import PsfexPsf
 from warping.skywcs import SkyWcs, read_xy0, wcs_from_header
 
+if TYPE_CHECKING:
+    from warping.ast_wcs import AstSkyWcs
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "is_lsst_exposure",
     "read_lsst_exposure",
     "read_lsst_photocalib",
+    "read_lsst_skywcs",
     "read_lsst_wcs",
 ]
 
@@ -262,14 +266,23 @@ def _visit_info(ph: fits.Header) -> VisitInfo | None:
     return vi
 
 
+def read_lsst_skywcs(hdul: fits.HDUList, source: str) -> AstSkyWcs | None:
+    """The archived afw SkyWcs of an afw exposure (``ARCHIVE_ID_SKYWCS``/``SKYWCS_ID``), or
+    None when it stores none (old files, whose ``WCS_ID`` TanWcs afw itself ignores)."""
+    from warping.formats.afw_skywcs import read_archived_skywcs
+
+    sid = _component_id(hdul[0].header, "SKYWCS")
+    if sid is None:
+        return None
+    return read_archived_skywcs(LsstArchive(hdul, source), sid)
+
+
 def read_lsst_wcs(
     hdul: fits.HDUList, image_header: fits.Header, xy0: tuple[int, int], source: str
 ) -> SkyWcs | None:
     """An afw exposure's WCS: the archived SkyWcs (exact, AST), else the image header's
     FITS-WCS (files without ``SKYWCS`` in the archive), else None."""
-    from warping.formats.afw_skywcs import read_exposure_skywcs
-
-    archived = read_exposure_skywcs(hdul, source)
+    archived = read_lsst_skywcs(hdul, source)
     if archived is not None:
         return archived
     return wcs_from_header(image_header, xy0)
