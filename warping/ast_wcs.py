@@ -196,7 +196,7 @@ class AstSkyWcs:
             self._lat_axis = int(sky.LatAxis) - 1
             self._fs = fs
             self.domains = domains
-            self._text = self._dump(fs)
+        self._text: str | None = None  # the Channel dump, made when first needed
         self._approx: dict[tuple[int, int, int, int], WCS] = {}
 
     # -- construction -------------------------------------------------------------------------
@@ -336,17 +336,16 @@ class AstSkyWcs:
 
     def to_ast_dump(self) -> str:
         """The AST Channel dump of the (ICRS) FrameSet."""
+        if self._text is None:
+            sink = _Lines()
+            with AST_LOCK:
+                Ast.Channel(None, sink, "Full=-1,Comment=0").write(self._fs)
+            self._text = "\n".join(sink.lines)
         return self._text
 
     def to_text(self) -> str:
         """afw's persisted SkyWcs text: ``"1 SkyWcs 0 "`` followed by the AST Channel dump."""
-        return f"{AFW_SKYWCS_VERSION} SkyWcs 0 {self._text}"
-
-    @staticmethod
-    def _dump(fs: Any) -> str:
-        sink = _Lines()
-        Ast.Channel(None, sink, "Full=-1,Comment=0").write(fs)
-        return "\n".join(sink.lines)
+        return f"{AFW_SKYWCS_VERSION} SkyWcs 0 {self.to_ast_dump()}"
 
     def fits_approximation(self, bbox: Box2I, *, tolerance_px: float = 1e-6) -> WCS:
         """A FITS TAN-SIP :class:`astropy.wcs.WCS` (parent pixels, ICRS) fitted over ``bbox``.
@@ -376,7 +375,7 @@ class AstSkyWcs:
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"text": self._text, "source": self.source, "refine": self.refine}
+        return {"text": self.to_ast_dump(), "source": self.source, "refine": self.refine}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         fs = _read_frameset(state["text"], state["source"])
@@ -385,10 +384,10 @@ class AstSkyWcs:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AstSkyWcs):
             return NotImplemented
-        return self._text == other._text
+        return self.to_ast_dump() == other.to_ast_dump()
 
     def __hash__(self) -> int:
-        return hash(self._text)
+        return hash(self.to_ast_dump())
 
     def __repr__(self) -> str:
         return f"AstSkyWcs(frames={'->'.join(self.domains)}, source={self.source!r})"
