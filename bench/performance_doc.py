@@ -29,6 +29,7 @@ SEE_ALSO = {
     "warp_bench": "warping.md",
     "psf_match_bench": "psf-matching.md",
     "scale_bench": "scale-out.md",
+    "skywcs_bench": "real-lsst-inputs.md",
 }
 
 
