@@ -299,7 +299,8 @@ class AstSkyWcs:
             return 1.0
         s = p[:, ok[np.linspace(0, ok.size - 1, min(ok.size, 16)).astype(int)]]
         m = s.shape[1]
-        e = self._defect(np.concatenate([s, s + [[1.0], [0.0]], s + [[0.0], [1.0]]], axis=1))
+        unit_x, unit_y = np.array([[1.0], [0.0]]), np.array([[0.0], [1.0]])
+        e = self._defect(np.concatenate([s, s + unit_x, s + unit_y], axis=1))
         jac = np.abs(np.concatenate([e[:, m : 2 * m] - e[:, :m], e[:, 2 * m :] - e[:, :m]]))
         bound = 10.0 * float(np.nanmax(jac.sum(axis=0))) if np.isfinite(jac).any() else 1.0
         return min(max(bound, 1e-12), 1.0)
