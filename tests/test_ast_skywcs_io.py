@@ -250,3 +250,35 @@ def test_warp_with_ast_model_matches_header_approximation(
     # ... by what the model difference implies (measured: 9 % residual from the Lanczos
     # interpolation of the difference and float32 rounding)
     assert np.abs(diff[ok] - implied[ok]).max() < 0.15 * np.abs(implied[ok]).max() + 3e-7
+
+
+def test_make_warp_with_an_external_ast_wcs_keeps_it_in_the_warp(
+    cfht_wcs: AstSkyWcs, cfht_header_wcs: WCS
+) -> None:
+    from repo_butler import DataId
+    from warping.photocalib import PhotoCalib
+    from warping.task.config import MakeWarpConfig
+    from warping.task.inputs import CcdInput, InMemoryHandle
+    from warping.task.make_warp import MakeWarpTask, SkyInfo
+
+    box = Box2I(700, 2000, 300, 300)
+    yy, xx = np.mgrid[box.y0 : box.y1 + 1, box.x0 : box.x1 + 1].astype(float)
+    calexp = Exposure.empty(box, wcs=cfht_header_wcs, fill_no_data=False)
+    calexp.image[:] = _blobs(xx, yy)
+    calexp.variance[:] = 1.0
+    calexp.psf = GaussianPsf(2.0, 21)
+    calexp.photo_calib = PhotoCalib(0.5)
+    ra, dec = (float(v) for v in cfht_wcs.pixel_to_world_values(850.0, 2150.0))
+    sky = SkyInfo(0, "0,0", make_tan_wcs(ra, dec, (200.0, 200.0), 0.2), Box2I(0, 0, 400, 400))
+    inp = CcdInput(
+        DataId(visit=849375, ccd=12), InMemoryHandle(calexp), wcs=InMemoryHandle(cfht_wcs)
+    )
+    warps = MakeWarpTask(MakeWarpConfig()).run([inp], sky, 849375)
+    warp = warps.exposures["direct"]
+    assert warp is not None and warps.ccds[0].skipped is None
+    assert warp.coadd_inputs.ccds[0].wcs is cfht_wcs  # the external model, not the calexp's
+    back = exposure_from_bytes(exposure_to_bytes(warp), "warp")
+    assert back.coadd_inputs.ccds[0].wcs == cfht_wcs
+    kernel = back.psf.compute_kernel_image(200.0, 200.0)  # CoaddPsf through the AST model
+    assert kernel.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(kernel, warp.psf.compute_kernel_image(200.0, 200.0), atol=1e-6)
