@@ -114,6 +114,7 @@ def test_schema_describes_the_skywcs_hdu(cfht_wcs: AstSkyWcs) -> None:
     layout = hdulist_layout(exposure_to_hdulist(exp))
     jsonschema.validate(layout, schema)
     assert layout["SKYWCS"]["WCSCLASS"] == "AstSkyWcs"
+    assert layout["PRIMARY"]["WCSEXACT"] == "SKYWCS"
     bad = dict(layout, SKYWCS={**layout["SKYWCS"], "WCSCLASS": "Other"})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)

@@ -7,7 +7,7 @@ HDU    EXTNAME       content
 =====  ============  ==========================================================================
 0      (primary)     ``RBFMTV``, ``RBKIND='EXPOSURE'``, visit info (``EXPTIME``, ``MJD-AVG``,
                      ``DATE-AVG``, ``BORE-RA``, ``BORE-DEC``, ``BORE-ROTANG``, ``BORE-AIRMASS``),
-                     ``FILTER``, ``EXPID``; no data
+                     ``FILTER``, ``EXPID``, ``WCSEXACT = 'SKYWCS'`` with a SKYWCS HDU; no data
 1      IMAGE         float32 image; WCS relative to the array, ``LTV1/2 = -xy0``, ``A`` WCS with
                      xy0, ``BUNIT``, ``INHERIT = T``
 2      MASK          int32 mask; same WCS cards; one ``MP_<NAME> = bit`` card per plane
@@ -226,6 +226,7 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
     text = exact_wcs_text(exposure.wcs)
     if text:
         hdus.append(_skywcs_hdu(text))
+        ph["WCSEXACT"] = ("SKYWCS", "HDU with the exact WCS (headers: its TAN-SIP fit)")
     for ext in _EXTENSIONS.values():
         value = getattr(exposure, ext.attr, None)
         if value is None:
@@ -410,9 +411,10 @@ def read_wcs_and_bbox(
             xy0 = read_xy0(hdr)
             bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
             if "RBFMTV" in hdul[0].header:
-                for h in hdul[1:]:
-                    if h.header.get("EXTNAME") == "SKYWCS":
-                        return _read_skywcs_hdu(h, name), bbox
+                if hdul[0].header.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
+                    for h in hdul[1:]:
+                        if h.header.get("EXTNAME") == "SKYWCS":
+                            return _read_skywcs_hdu(h, name), bbox
                 return wcs_from_header(hdr, xy0), bbox
             from warping.formats.lsst_afw import read_lsst_wcs
 
