@@ -196,8 +196,10 @@ def main() -> int:
         "(Lanczos-3, interpLength 10) + warped PSF kernel at the patch centre; the transform is "
         "the destination-to-source map on the interpolation grid. The refined AST inverse costs "
         "five AST evaluations per point on this calexp model (AST's own inverse is 1e-2 px off "
-        f"here), one refinement step fewer on jointcal models. Load average {load:.2f} on a "
-        "shared 2-core machine: judge the CPU figures."
+        "here), one refinement step fewer on jointcal models; the extra cost per CCD is the "
+        "transform's, and the read (decompressing 3 tile-compressed planes) varies from run to "
+        f"run by more than that. Load average {load:.2f} on a shared 2-core machine: judge the "
+        "CPU figures."
     )
     res.write()
     return 0
