@@ -30,6 +30,7 @@ SEE_ALSO = {
     "psf_match_bench": "psf-matching.md",
     "scale_bench": "scale-out.md",
     "psf_bench": "real-lsst-inputs.md",
+    "skywcs_bench": "real-lsst-inputs.md",
 }
 
 

@@ -90,7 +90,8 @@ def cfht(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
     data = shared_data / "lsst-jointcal-cfht_minimal"
     tmp = tmp_path_factory.mktemp("cfht")
-    rows = {v: read_visit_summary_file(str(data / f"visitSummary-{v}.fits")).row(CCD) for v in VISITS}
+    rows = {v: read_visit_summary_file(str(data / f"visitSummary-{v}.fits")).row(CCD)
+            for v in VISITS}  # fmt: skip
     # stars on a grid over the first CCD, kept where both CCDs see them well inside their edges
     wcs0 = rows[VISITS[0]].wcs
     gx, gy = np.meshgrid(np.linspace(200, 1850, 6), np.linspace(250, 4350, 12))
@@ -146,9 +147,7 @@ def cfht(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def test_calexps_are_ingested_from_their_headers_alone(cfht: dict[str, Any]) -> None:
     with Butler(str(cfht["repo"])) as butler:
         ids = sorted(dict(r.data_id) for r in butler.query_datasets("calexp"))
-    assert [(i["visit"], i["ccd"], i["filter"]) for i in ids] == [
-        (v, CCD, FILTER) for v in VISITS
-    ]
+    assert [(i["visit"], i["ccd"], i["filter"]) for i in ids] == [(v, CCD, FILTER) for v in VISITS]
 
 
 def warp_of(cfht: dict[str, Any], visit: int) -> Any:
@@ -182,7 +181,7 @@ def test_warp_matches_reproject_exact_fluxes_ast_positions_and_psf(
     flux_ratio, offsets_mas, size_ratio, measured = [], [], [], 0
     yy, xx = np.mgrid[-STAMP : STAMP + 1, -STAMP : STAMP + 1]
     aperture = np.hypot(xx, yy) <= APERTURE_PX
-    for i, (sx, sy) in enumerate(zip(truth["x"], truth["y"], strict=True)):
+    for sx, sy in zip(truth["x"], truth["y"], strict=True):
         u, v = (float(a[0]) for a in to_warp(np.array([sx]), np.array([sy])))
         iu, iv = round(u), round(v)
         if not (x0 + STAMP <= iu < x0 + w - STAMP and y0 + STAMP <= iv < y0 + h - STAMP):
@@ -215,9 +214,7 @@ def test_warp_matches_reproject_exact_fluxes_ast_positions_and_psf(
         jac = jacobian(to_warp, float(sx), float(sy))
         expected = jac @ np.array([[m[0], m[2]], [m[2], m[1]]]) @ jac.T
         got = warp.psf.second_moments(u, v)
-        size_ratio.append(
-            (got[0] + got[1]) / (expected[0, 0] + expected[1, 1])
-        )
+        size_ratio.append((got[0] + got[1]) / (expected[0, 0] + expected[1, 1]))
     assert measured >= 10, f"only {measured} stars on patch {cfht['patch']}"
     assert abs(np.median(flux_ratio) - 1) < 1e-3, np.median(flux_ratio)
     assert np.max(offsets_mas) < 1.0, np.max(offsets_mas)

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from warping.geom import Box2I
 
 if TYPE_CHECKING:
-    from astropy.wcs import WCS
-
     from repo_butler import DatasetRef
     from warping.skymap.geometry import SkyPolygon
+    from warping.skywcs import SkyWcs
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +53,9 @@ class FootprintReader(Protocol):
         ...
 
 
-def read_wcs_and_bbox_of(opener: Opener, ref: DatasetRef) -> tuple[WCS | None, Box2I]:
-    """WCS and bbox of a stored calexp, reading only its headers.
+def read_wcs_and_bbox_of(opener: Opener, ref: DatasetRef) -> tuple[SkyWcs | None, Box2I]:
+    """WCS and bbox of a stored calexp, reading only its headers (and, for LSST calexps, the
+    archive tables holding the exact SkyWcs).
 
     Parameters
     ----------

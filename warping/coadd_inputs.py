@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from warping.geom import Box2I
+from warping.skywcs import SkyWcs, exact_wcs_text
 
 __all__ = [
     "FORMAT_KEY",
@@ -22,6 +23,9 @@ __all__ = [
     "VisitRecord",
     "decode_json",
     "encode_json",
+    "exact_wcs_text",
+    "wcs_from_text",
+    "wcs_to_text",
 ]
 
 #: Header card holding the version of the two inputs tables (absent before version 1: version 0,
@@ -68,15 +72,31 @@ def decode_json(text: str) -> Any:
     return _decode(json.loads(text))
 
 
-def wcs_to_text(wcs: WCS | None) -> str:
-    """FITS header text of a celestial WCS (parent-pixel convention kept as is)."""
+def wcs_to_text(wcs: SkyWcs | None, bbox: Box2I | None = None) -> str:
+    """FITS header text of a WCS (parent-pixel convention kept as is). An exact model such as an
+    :class:`~warping.ast_wcs.AstSkyWcs` gives its TAN-SIP approximation over ``bbox`` (required
+    then); store :func:`exact_wcs_text` beside it."""
     if wcs is None:
         return ""
-    return str(wcs.to_header(relax=True).tostring(sep="\n"))
+    if isinstance(wcs, WCS):
+        header_wcs = wcs
+    else:
+        if bbox is None:
+            raise ValueError(f"a {type(wcs).__name__} needs a pixel box for its FITS approximation")
+        from warping.skywcs import fits_wcs
+
+        header_wcs = fits_wcs(wcs, bbox)
+    return str(header_wcs.to_header(relax=True).tostring(sep="\n"))
 
 
-def wcs_from_text(text: str) -> WCS | None:
-    """Inverse of :func:`wcs_to_text`."""
+def wcs_from_text(text: str, exact: str = "") -> SkyWcs | None:
+    """Inverse of :func:`wcs_to_text` and :func:`exact_wcs_text`: the exact model when ``exact``
+    (or ``text`` itself) is afw SkyWcs text, else the FITS header WCS."""
+    from warping.ast_wcs import AstSkyWcs, is_afw_skywcs_text
+
+    for candidate in (exact, text):
+        if candidate and is_afw_skywcs_text(candidate):
+            return AstSkyWcs.from_text(candidate, source="warp inputs table")
     if not text:
         return None
     return WCS(fits.Header.fromstring(text, sep="\n"))
@@ -93,7 +113,7 @@ class CcdRecord:
     weight: float
     filter: str
     bbox: Box2I
-    wcs: WCS | None
+    wcs: SkyWcs | None
     psf: Any = None  # warping.psf.base.Psf of the calexp, in CCD pixels
     photo_calib: Any = None
     valid_bbox: Box2I | None = None  # valid region in CCD pixels (psfMatched: eroded)
@@ -168,11 +188,14 @@ class CoaddInputs:
             fits.Column(
                 "valid_bbox", "4K", array=np.array([b.to_list() for b in valid]).reshape(-1, 4)
             ),
-            text_col("wcs", [wcs_to_text(r.wcs) for r in rows]),
+            text_col("wcs", [wcs_to_text(r.wcs, r.bbox) for r in rows]),
             text_col("psf", psf_text),
             text_col("photo_calib", pc_text),
             text_col("data_id", [encode_json(dict(r.data_id)) for r in rows]),
         ]
+        exact = [exact_wcs_text(r.wcs) for r in rows]
+        if any(exact):  # only then: tables of astropy WCSs keep their version-1 bytes
+            cols.append(text_col("wcs_exact", exact))
         ccds = fits.BinTableHDU.from_columns(cols, name="COADD_INPUTS_CCDS")
         for hdu in (visits, ccds):
             hdu.header[FORMAT_KEY] = (FORMAT_VERSION, "warp inputs table format version")
@@ -196,6 +219,7 @@ class CoaddInputs:
             for r in visits_hdu.data
         ]
         ccds = []
+        has_exact = "wcs_exact" in ccds_hdu.columns.names
         for r in ccds_hdu.data:
             psf_text = str(r["psf"])
             pc_text = str(r["photo_calib"])
@@ -208,7 +232,7 @@ class CoaddInputs:
                     weight=float(r["weight"]),
                     filter=str(r["filter"]),
                     bbox=Box2I(*(int(v) for v in r["bbox"])),
-                    wcs=wcs_from_text(str(r["wcs"])),
+                    wcs=wcs_from_text(str(r["wcs"]), str(r["wcs_exact"]) if has_exact else ""),
                     psf=psf_from_dict(decode_json(psf_text)) if psf_text else None,
                     photo_calib=PhotoCalib.from_dict(decode_json(pc_text)) if pc_text else None,
                     valid_bbox=Box2I(*(int(v) for v in r["valid_bbox"])),

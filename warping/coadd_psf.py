@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from astropy.wcs import WCS
 
 from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.psf.base import Psf, PsfError
+from warping.skywcs import SkyWcs
 
 __all__ = ["CoaddPsf", "WarpedPsf"]
 
@@ -90,7 +90,7 @@ class WarpedPsf(Psf):
 
     @classmethod
     def from_wcs_pair(
-        cls, psf: Psf, src_wcs: WCS, dest_wcs: WCS, *, kernel: str = "lanczos3"
+        cls, psf: Psf, src_wcs: SkyWcs, dest_wcs: SkyWcs, *, kernel: str = "lanczos3"
     ) -> WarpedPsf:
         """WarpedPsf for an image warped from ``src_wcs`` to ``dest_wcs``."""
         from warping.warp import wcs_pair_transform
@@ -284,7 +284,7 @@ class CoaddPsf(Psf):
         Kernel used to warp the input PSFs.
     """
 
-    def __init__(self, ccds: Sequence[Any], coadd_wcs: WCS, *, kernel: str = "lanczos3") -> None:
+    def __init__(self, ccds: Sequence[Any], coadd_wcs: SkyWcs, *, kernel: str = "lanczos3") -> None:
         self.ccds = [c for c in ccds if c.psf is not None and c.wcs is not None]
         self.coadd_wcs = coadd_wcs
         self.kernel = kernel
@@ -347,14 +347,15 @@ class CoaddPsf(Psf):
 
     def to_dict(self) -> dict[str, Any]:
         """Persistable form: the input CCD records, the warp WCS and the kernel."""
-        from warping.coadd_inputs import wcs_to_text
+        from warping.coadd_inputs import exact_wcs_text, wcs_to_text
         from warping.psf import psf_to_dict
 
         return {
             "type": "CoaddPsf",
             "module": __name__,
             "kernel": self.kernel,
-            "coadd_wcs": wcs_to_text(self.coadd_wcs),
+            # the tract WCS is astropy; an exact model is stored as its own text
+            "coadd_wcs": exact_wcs_text(self.coadd_wcs) or wcs_to_text(self.coadd_wcs),
             "ccds": [
                 {
                     "id": c.id,
@@ -365,7 +366,8 @@ class CoaddPsf(Psf):
                     "filter": c.filter,
                     "bbox": c.bbox.to_list(),
                     "valid_bbox": (c.valid_bbox or c.bbox).to_list(),
-                    "wcs": wcs_to_text(c.wcs),
+                    "wcs": wcs_to_text(c.wcs, c.bbox),
+                    **({"wcs_exact": exact_wcs_text(c.wcs)} if exact_wcs_text(c.wcs) else {}),
                     "psf": psf_to_dict(c.psf),
                 }
                 for c in self.ccds
@@ -387,7 +389,7 @@ class CoaddPsf(Psf):
                 weight=float(c["weight"]),
                 filter=str(c["filter"]),
                 bbox=Box2I(*(int(v) for v in c["bbox"])),
-                wcs=wcs_from_text(str(c["wcs"])),
+                wcs=wcs_from_text(str(c["wcs"]), str(c.get("wcs_exact", ""))),
                 psf=psf_from_dict(c["psf"]),
                 valid_bbox=Box2I(*(int(v) for v in c["valid_bbox"])),
             )

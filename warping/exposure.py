@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from astropy.wcs import WCS
 
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
+from warping.skywcs import SkyWcs
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -48,7 +50,8 @@ class Exposure:
     xy0
         Parent-pixel position of array element ``[0, 0]``.
     wcs
-        Celestial WCS mapping **parent** pixel positions (0-based, ``origin=0``) to sky.
+        Celestial WCS mapping **parent** pixel positions (0-based, ``origin=0``) to sky: an
+        astropy WCS or an exact afw SkyWcs (:class:`warping.ast_wcs.AstSkyWcs`).
     """
 
     image: np.ndarray
@@ -56,7 +59,7 @@ class Exposure:
     variance: np.ndarray
     mask_planes: MaskPlanes = field(default_factory=MaskPlanes.default)
     xy0: tuple[int, int] = (0, 0)
-    wcs: WCS | None = None
+    wcs: SkyWcs | None = None
     psf: Psf | None = None
     photo_calib: Any = None  # warping.photocalib.PhotoCalib
     visit_info: VisitInfo | None = None
@@ -83,7 +86,7 @@ class Exposure:
         cls,
         bbox: Box2I,
         *,
-        wcs: WCS | None = None,
+        wcs: SkyWcs | None = None,
         mask_planes: MaskPlanes | None = None,
         fill_no_data: bool = True,
     ) -> Exposure:
@@ -138,7 +141,7 @@ class Exposure:
             self.variance.copy(),
             mask_planes=self.mask_planes,
             xy0=self.xy0,
-            wcs=None if self.wcs is None else self.wcs.deepcopy(),
+            wcs=None if self.wcs is None else copy.deepcopy(self.wcs),
             psf=self.psf,
             photo_calib=self.photo_calib,
             visit_info=self.visit_info,
@@ -173,11 +176,13 @@ class Exposure:
         Coordinates ``y``/``x`` are parent-pixel indices (xy0 applied). Units are in each
         variable's ``attrs["units"]``; the mask carries CF ``flag_masks``/``flag_meanings``; the
         WCS is the array-relative FITS header as a string in ``attrs["wcs_header"]`` (parent
-        coordinates follow from ``attrs["xy0"]``).
+        coordinates follow from ``attrs["xy0"]``); for an exact afw SkyWcs that header is its
+        TAN-SIP approximation and ``attrs["wcs_exact"]`` holds the exact model's text
+        (:meth:`warping.ast_wcs.AstSkyWcs.from_text`).
         """
         import xarray as xr
 
-        from warping.skywcs import wcs_to_header
+        from warping.skywcs import exact_wcs_text, fits_wcs, wcs_to_header
 
         h, w = self.image.shape
         coords = {
@@ -203,7 +208,11 @@ class Exposure:
         )
         ds.attrs["xy0"] = list(self.xy0)
         if self.wcs is not None:
-            ds.attrs["wcs_header"] = wcs_to_header(self.wcs, self.xy0).tostring(sep="\n")
+            header = wcs_to_header(fits_wcs(self.wcs, self.bbox), self.xy0)
+            ds.attrs["wcs_header"] = header.tostring(sep="\n")
+            exact = exact_wcs_text(self.wcs)
+            if exact:
+                ds.attrs["wcs_exact"] = exact
         if self.filter is not None:
             ds.attrs["filter"] = self.filter
         if self.id is not None:
@@ -213,14 +222,15 @@ class Exposure:
     def to_ccddata(self, bad_planes: tuple[str, ...] | None = None) -> CCDData:
         """An :class:`astropy.nddata.CCDData` (data, boolean mask = any of ``bad_planes`` set
         (default all planes), :class:`~astropy.nddata.VarianceUncertainty`, WCS shifted to the
-        array origin, unit). The integer mask and its plane names go to ``meta``."""
+        array origin, unit). The integer mask and its plane names go to ``meta``. An exact afw
+        SkyWcs becomes its TAN-SIP approximation (CCDData holds astropy WCSs)."""
         from astropy.nddata import CCDData, VarianceUncertainty
 
-        from warping.skywcs import shift_wcs
+        from warping.skywcs import fits_wcs, shift_wcs
 
         wcs = None
         if self.wcs is not None:
-            wcs = shift_wcs(self.wcs, -self.xy0[0], -self.xy0[1])
+            wcs = shift_wcs(fits_wcs(self.wcs, self.bbox), -self.xy0[0], -self.xy0[1])
         meta: dict[str, Any] = {
             "XY0": list(self.xy0),
             "MASKBITS": self.mask.copy(),

@@ -1,10 +1,13 @@
 """Standalone celestial WCS helpers (``jointcal_wcs`` and the WCS inside exposure files).
 
-Convention: every in-memory WCS in :mod:`warping` is an :class:`astropy.wcs.WCS` mapping
-**parent** pixel positions (0-based, ``origin=0`` in astropy calls) to the sky. FITS headers store
-the WCS relative to the array, as afw does: ``CRPIX`` is shifted by ``-xy0`` and
-``LTV1/LTV2 = -x0/-y0``; an ``A`` WCS (``CRVAL1A/2A = x0/y0``) records xy0 too. TAN, TAN-SIP and
-TPV are supported (whatever astropy/wcslib reads).
+Convention: every in-memory WCS in :mod:`warping` satisfies :class:`SkyWcs` and maps **parent**
+pixel positions (0-based, ``origin=0`` in astropy calls) to the sky. It is either an
+:class:`astropy.wcs.WCS` (FITS-WCS headers: TAN, TAN-SIP, TPV, whatever astropy/wcslib reads, in
+the header's celestial frame) or an :class:`warping.ast_wcs.AstSkyWcs` (an afw SkyWcs evaluated
+with AST, always ICRS). FITS headers store the WCS relative to the array, as afw does: ``CRPIX``
+is shifted by ``-xy0`` and ``LTV1/LTV2 = -x0/-y0``; an ``A`` WCS (``CRVAL1A/2A = x0/y0``) records
+xy0 too. Where only FITS-WCS can be written (headers), :func:`fits_wcs` gives an astropy WCS:
+the WCS itself, or a TAN-SIP fit of an exact model over the pixel box.
 """
 
 from __future__ import annotations
@@ -16,9 +19,20 @@ from typing import Any, Protocol, runtime_checkable
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from warping.geom import Box2I
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SkyWcs", "read_xy0", "shift_wcs", "wcs_from_header", "wcs_to_header"]
+__all__ = [
+    "SkyWcs",
+    "celestial_frame",
+    "exact_wcs_text",
+    "fits_wcs",
+    "read_xy0",
+    "shift_wcs",
+    "wcs_from_header",
+    "wcs_to_header",
+]
 
 
 @runtime_checkable
@@ -26,7 +40,10 @@ class SkyWcs(Protocol):
     """What the warper needs of a celestial WCS: parent pixels (0-based) <-> sky degrees.
 
     :class:`astropy.wcs.WCS` satisfies it (APE 14 low-level API); so does an afw SkyWcs read
-    with AST. Positions are arrays; values outside the model's domain come back as NaN.
+    with AST (:class:`warping.ast_wcs.AstSkyWcs`). Positions are arrays; values outside the
+    model's domain come back as NaN. The sky frame is the astropy WCS's own (``RADESYS``,
+    ``EQUINOX``), or the object's ``celestial_frame`` attribute, else ICRS
+    (:func:`celestial_frame`).
     """
 
     def pixel_to_world_values(self, x: Any, y: Any) -> Any:
@@ -34,6 +51,60 @@ class SkyWcs(Protocol):
 
     def world_to_pixel_values(self, ra: Any, dec: Any) -> Any:
         """Parent pixel positions ``(x, y)`` of ``(ra, dec)`` in degrees."""
+
+
+def celestial_frame(wcs: Any) -> Any:
+    """The :mod:`astropy.coordinates` frame of ``wcs``'s sky coordinates.
+
+    An astropy WCS: from its header cards (:func:`astropy.wcs.utils.wcs_to_celestial_frame`);
+    an object with a ``celestial_frame`` attribute (:class:`~warping.ast_wcs.AstSkyWcs`): that;
+    any other :class:`SkyWcs`: ICRS, the frame of every afw SkyWcs.
+    """
+    if isinstance(wcs, WCS):
+        from astropy.wcs.utils import wcs_to_celestial_frame
+
+        return wcs_to_celestial_frame(wcs)
+    frame = getattr(wcs, "celestial_frame", None)
+    if frame is not None:
+        return frame
+    from astropy.coordinates import ICRS
+
+    return ICRS()
+
+
+def fits_wcs(wcs: SkyWcs, bbox: Box2I) -> WCS:
+    """An astropy WCS for FITS headers: ``wcs`` itself if it is one, else its TAN-SIP
+    approximation over ``bbox`` (the model's ``fits_approximation``, or
+    :func:`warping.sip_fit.fit_tan_sip`)."""
+    if isinstance(wcs, WCS):
+        return wcs
+    approx = getattr(wcs, "fits_approximation", None)
+    if approx is not None:
+        return approx(bbox)
+    from warping.sip_fit import fit_tan_sip
+
+    return fit_tan_sip(wcs, bbox)[0]
+
+
+def exact_wcs_text(wcs: SkyWcs | None) -> str:
+    """afw's persisted SkyWcs text of an :class:`~warping.ast_wcs.AstSkyWcs` (``"1 SkyWcs 0 "``
+    + AST dump), or ``""`` for an astropy WCS (its FITS header is exact) or None.
+
+    Raises
+    ------
+    TypeError
+        For another kind of WCS, which cannot be persisted exactly.
+    """
+    if wcs is None or isinstance(wcs, WCS):
+        return ""
+    from warping.ast_wcs import AstSkyWcs
+
+    if isinstance(wcs, AstSkyWcs):
+        return wcs.to_text()
+    raise TypeError(
+        f"cannot persist a {type(wcs).__name__} WCS exactly (astropy WCS and AstSkyWcs can be); "
+        "convert it, e.g. with warping.sip_fit.fit_tan_sip"
+    )
 
 
 _XY0_CARDS = (

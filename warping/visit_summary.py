@@ -49,6 +49,9 @@ class VisitSummaryRow:
         the order (x0-½, y0-½), (x1+½, y0-½), (x1+½, y1+½), (x0-½, y1+½); NaN if absent.
     summary
         Scalar summary columns (``psfSigma``, ``zeroPoint``, ``skyBg``, ...) by name.
+    unreadable
+        Components the file stores but the reader could not use, with the reason (e.g. a PSF
+        class we do not know); that component is None and :meth:`component` reports the reason.
     """
 
     detector: int
@@ -59,6 +62,7 @@ class VisitSummaryRow:
     ra_corners: np.ndarray = field(default_factory=lambda: np.full(4, np.nan), repr=False)
     dec_corners: np.ndarray = field(default_factory=lambda: np.full(4, np.nan), repr=False)
     summary: Mapping[str, float | int | str] = field(default_factory=dict, repr=False)
+    unreadable: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def component(self, name: str, source: str = "visitSummary") -> Any:
         """The ``wcs``, ``photo_calib`` or ``psf`` of this row.
@@ -66,11 +70,18 @@ class VisitSummaryRow:
         Raises
         ------
         MissingVisitSummaryRowError
-            If the row does not store that component (archive id 0).
+            If the row does not store that component (archive id 0), or stores one that could
+            not be read (:attr:`unreadable`).
         """
         if name not in ("wcs", "photo_calib", "psf"):
             raise ValueError(f"unknown visitSummary component {name!r}")
         value = getattr(self, name)
+        if value is None and name in self.unreadable:
+            raise MissingVisitSummaryRowError(
+                f"{source}: the {name} of detector {self.detector} cannot be used: "
+                f"{self.unreadable[name]}; turn off useVisitSummary{_FIELD[name]} to use the "
+                "calexp's own"
+            )
         if value is None:
             raise MissingVisitSummaryRowError(
                 f"{source}: the row of detector {self.detector} stores no {name} (archive id 0); "

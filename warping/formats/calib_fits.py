@@ -9,8 +9,12 @@ Each file has a primary HDU with ``RBFMTV`` (format version) and ``RBKIND``:
   (:mod:`warping.formats.afw_background`).
 * ``PHOTOCALIB``: one ``PHOTOCALIB`` one-row table (mean, error, optional Chebyshev field).
   Standalone LSST afw ``PhotoCalib`` archives are read too.
-* ``SKYWCS``: the WCS cards in the primary header, parent pixel frame (``LTV1/2 = 0``). Any FITS
-  file whose first celestial WCS header is TAN/TAN-SIP/TPV is read too (xy0 from ``LTV1/2``).
+* ``SKYWCS``: the WCS cards in the primary header, parent pixel frame (``LTV1/2 = 0``). An
+  :class:`~warping.ast_wcs.AstSkyWcs` (afw SkyWcs) is written in afw's own archive layout, as a
+  Gen2 ``jointcal_wcs`` (:mod:`warping.formats.afw_skywcs`). Reading takes, in this order: our
+  header; the archived afw SkyWcs of an LSST file (a ``jointcal_wcs``, or a calexp's
+  ``SKYWCS``); the first celestial WCS header of any FITS file (TAN/TAN-SIP/TPV, xy0 from
+  ``LTV1/2``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from warping.formats.afw_background import (
 )
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.photocalib import PhotoCalib
-from warping.skywcs import wcs_from_header, wcs_to_header
+from warping.skywcs import SkyWcs, wcs_from_header, wcs_to_header
 
 logger = logging.getLogger(__name__)
 
@@ -143,25 +147,47 @@ def photocalib_from_bytes(data: bytes, source: str) -> PhotoCalib:
 
 
 # -- skywcs ---------------------------------------------------------------------------------
-def skywcs_to_bytes(wcs: WCS) -> bytes:
-    """Serialise a parent-pixel :class:`~astropy.wcs.WCS` (xy0 = 0)."""
+def skywcs_to_bytes(wcs: SkyWcs) -> bytes:
+    """Serialise a parent-pixel WCS: an astropy :class:`~astropy.wcs.WCS` (xy0 = 0) in our
+    header layout, an :class:`~warping.ast_wcs.AstSkyWcs` as an afw SkyWcs archive."""
+    from warping.ast_wcs import AstSkyWcs
+
+    if isinstance(wcs, AstSkyWcs):
+        from warping.formats.afw_skywcs import skywcs_archive_hdulist
+
+        return hdulist_to_bytes(skywcs_archive_hdulist(wcs))
     if not isinstance(wcs, WCS) or not wcs.has_celestial:
-        raise TypeError(f"SkyWcsFormatter writes celestial astropy WCS objects, got {wcs!r}")
+        raise TypeError(
+            f"SkyWcsFormatter writes celestial astropy WCS and AstSkyWcs objects, got {wcs!r}"
+        )
     p = _primary("SKYWCS")
     p.header.extend(wcs_to_header(wcs, (0, 0)), update=True)
     return hdulist_to_bytes(fits.HDUList([p]))
 
 
-def skywcs_from_bytes(data: bytes, source: str) -> WCS:
-    """Deserialise a WCS: ours, or the first celestial WCS header of any FITS file."""
+def skywcs_from_bytes(data: bytes, source: str) -> SkyWcs:
+    """Deserialise a WCS: ours, an afw SkyWcs archive (``jointcal_wcs``, or a calexp's archived
+    SkyWcs), or the first celestial WCS header of any FITS file."""
     hdul = open_fits_bytes(data, source)
     with hdul, reading(source, "WCS"):
         ours = _check_kind(hdul, "SKYWCS", source)
+        if not ours:
+            from warping.formats.afw_skywcs import read_single_skywcs, skywcs_ids
+            from warping.formats.lsst_afw import LsstArchive, read_lsst_skywcs
+
+            exposure_wcs = read_lsst_skywcs(hdul, source)
+            if exposure_wcs is not None:
+                return exposure_wcs
+            archive = LsstArchive(hdul, source)
+            if skywcs_ids(archive):
+                return read_single_skywcs(archive)
         for hdu in hdul[:1] if ours else hdul:
             wcs = wcs_from_header(hdu.header)
             if wcs is not None:
                 return wcs
-        raise FormatError(f"{source}: no celestial WCS found in any header")
+        raise FormatError(
+            f"{source}: no celestial WCS found in any header, and no afw SkyWcs archive"
+        )
 
 
 # -- local-file helpers ---------------------------------------------------------------------
@@ -195,12 +221,12 @@ def read_photocalib(path: str | os.PathLike[str]) -> PhotoCalib:
     return photocalib_from_bytes(_read(path), str(path))
 
 
-def write_skywcs(wcs: WCS, path: str | os.PathLike[str]) -> None:
+def write_skywcs(wcs: SkyWcs, path: str | os.PathLike[str]) -> None:
     """Write a standalone WCS to a local file."""
     _write(path, skywcs_to_bytes(wcs))
 
 
-def read_skywcs(path: str | os.PathLike[str]) -> WCS:
+def read_skywcs(path: str | os.PathLike[str]) -> SkyWcs:
     """Read a standalone WCS (or the WCS of any FITS image) from a local file."""
     return skywcs_from_bytes(_read(path), str(path))
 
@@ -227,8 +253,9 @@ class PhotoCalibFormatter(CodecFormatter):
 
 
 class SkyWcsFormatter(CodecFormatter):
-    """Butler formatter ``skywcs``: parent-pixel :class:`astropy.wcs.WCS` <-> FITS bytes (the
-    encoder checks that the WCS is celestial)."""
+    """Butler formatter ``skywcs``: parent-pixel :class:`astropy.wcs.WCS` or
+    :class:`~warping.ast_wcs.AstSkyWcs` <-> FITS bytes (the encoder checks that an astropy WCS is
+    celestial)."""
 
     name: ClassVar[str] = "skywcs"
     extension: ClassVar[str] = ".fits"

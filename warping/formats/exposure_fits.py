@@ -7,7 +7,7 @@ HDU    EXTNAME       content
 =====  ============  ==========================================================================
 0      (primary)     ``RBFMTV``, ``RBKIND='EXPOSURE'``, visit info (``EXPTIME``, ``MJD-AVG``,
                      ``DATE-AVG``, ``BORE-RA``, ``BORE-DEC``, ``BORE-ROTANG``, ``BORE-AIRMASS``),
-                     ``FILTER``, ``EXPID``; no data
+                     ``FILTER``, ``EXPID``, ``WCSEXACT = 'SKYWCS'`` with a SKYWCS HDU; no data
 1      IMAGE         float32 image; WCS relative to the array, ``LTV1/2 = -xy0``, ``A`` WCS with
                      xy0, ``BUNIT``, ``INHERIT = T``
 2      MASK          int32 mask; same WCS cards; one ``MP_<NAME> = bit`` card per plane
@@ -15,11 +15,16 @@ HDU    EXTNAME       content
 opt.   PSF           one-row table: the PSF dict (:mod:`warping.formats.fits_dict`), ``PSFTYPE``
 opt.   PHOTOCALIB    one-row table: the PhotoCalib dict
 opt.   METADATA      one-row table: the free metadata dict (exact JSON round trip)
+opt.   SKYWCS        one-row table, column ``wcs`` (bytes): the exact afw SkyWcs of an
+                     :class:`~warping.ast_wcs.AstSkyWcs` (``"1 SkyWcs 0 "`` + AST dump); the
+                     plane headers then hold its TAN-SIP approximation (``WCSAPPRX`` = its
+                     largest error in pixels) for FITS-WCS readers. Readers before it ignore it.
 opt.   <registered>  extensions added by :func:`register_extension`, each tagged ``RBEXT``
 =====  ============  ==========================================================================
 
 Reading also accepts LSST afw exposures (detected by the absence of ``RBFMTV``), see
-:mod:`warping.formats.lsst_afw`.
+:mod:`warping.formats.lsst_afw`; their archived SkyWcs is preferred to the header WCS, by the
+full reader and by the header-only footprint reader :func:`read_wcs_and_bbox` alike.
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ from typing import IO, Any, BinaryIO, ClassVar
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
-from astropy.wcs import WCS
 
 from repo_butler.formats import check_version
 from repo_butler.formatters.base import CodecFormatter, FileDataId
@@ -48,7 +52,14 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.photocalib import PhotoCalib
 from warping.psf.registry import psf_from_dict, psf_to_dict
-from warping.skywcs import read_xy0, wcs_from_header, wcs_to_header
+from warping.skywcs import (
+    SkyWcs,
+    exact_wcs_text,
+    fits_wcs,
+    read_xy0,
+    wcs_from_header,
+    wcs_to_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +95,7 @@ class _Extension:
 
 
 _EXTENSIONS: dict[str, _Extension] = {}
-_RESERVED = {"IMAGE", "MASK", "VARIANCE", "PSF", "PHOTOCALIB", "METADATA"}
+_RESERVED = {"IMAGE", "MASK", "VARIANCE", "PSF", "PHOTOCALIB", "METADATA", "SKYWCS"}
 
 
 def register_extension(
@@ -133,21 +144,34 @@ def _set(header: fits.Header, key: str, value: Any, comment: str = "") -> None:
     header[card_key] = (value, comment)
 
 
-def _image_header(exposure: Exposure, exttype: str) -> fits.Header:
+def _wcs_header(exposure: Exposure) -> fits.Header:
+    """The plane headers' WCS cards: the astropy WCS, or an exact model's TAN-SIP approximation
+    over the exposure (with ``WCSAPPRX``); just xy0 without a WCS."""
     if exposure.wcs is not None:
-        hdr = wcs_to_header(exposure.wcs, exposure.xy0)
-    else:
-        hdr = fits.Header()
-        hdr["LTV1"] = float(-exposure.xy0[0])
-        hdr["LTV2"] = float(-exposure.xy0[1])
-        hdr["CTYPE1A"] = "LINEAR"
-        hdr["CTYPE2A"] = "LINEAR"
-        hdr["CRPIX1A"] = 1.0
-        hdr["CRPIX2A"] = 1.0
-        hdr["CRVAL1A"] = float(exposure.xy0[0])
-        hdr["CRVAL2A"] = float(exposure.xy0[1])
-        hdr["CUNIT1A"] = "pixel"
-        hdr["CUNIT2A"] = "pixel"
+        approx = fits_wcs(exposure.wcs, exposure.bbox)
+        hdr = wcs_to_header(approx, exposure.xy0)
+        if exact_wcs_text(exposure.wcs):
+            from warping.sip_fit import max_separation_px
+
+            err = max_separation_px(exposure.wcs, approx, exposure.bbox)
+            hdr["WCSAPPRX"] = (float(f"{err:.3g}"), "[px] max error of this WCS vs SKYWCS HDU")
+        return hdr
+    hdr = fits.Header()
+    hdr["LTV1"] = float(-exposure.xy0[0])
+    hdr["LTV2"] = float(-exposure.xy0[1])
+    hdr["CTYPE1A"] = "LINEAR"
+    hdr["CTYPE2A"] = "LINEAR"
+    hdr["CRPIX1A"] = 1.0
+    hdr["CRPIX2A"] = 1.0
+    hdr["CRVAL1A"] = float(exposure.xy0[0])
+    hdr["CRVAL2A"] = float(exposure.xy0[1])
+    hdr["CUNIT1A"] = "pixel"
+    hdr["CUNIT2A"] = "pixel"
+    return hdr
+
+
+def _image_header(wcs_header: fits.Header, exttype: str) -> fits.Header:
+    hdr = wcs_header.copy()
     hdr["INHERIT"] = True
     hdr["EXTTYPE"] = exttype
     hdr["EXTNAME"] = exttype
@@ -175,12 +199,13 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
             ph["DATE-AVG"] = (Time(vi.mid_time_mjd, format="mjd", scale="tai").isot, "TAI")
             ph["TIMESYS"] = "TAI"
     unit = exposure.unit
-    img_h = _image_header(exposure, "IMAGE")
+    wcs_h = _wcs_header(exposure)
+    img_h = _image_header(wcs_h, "IMAGE")
     img_h["BUNIT"] = unit
-    mask_h = _image_header(exposure, "MASK")
+    mask_h = _image_header(wcs_h, "MASK")
     for name, bit in exposure.mask_planes.bits.items():
         _set(mask_h, f"MP_{name}", int(bit))
-    var_h = _image_header(exposure, "VARIANCE")
+    var_h = _image_header(wcs_h, "VARIANCE")
     var_h["BUNIT"] = f"{unit}2"
     var_h["UTYPE"] = ("VarianceUncertainty", "astropy CCDData uncertainty class")
     hdus: list[Any] = [
@@ -198,6 +223,10 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
         hdus.append(dict_to_bintable(exposure.photo_calib.to_dict(), "PHOTOCALIB"))
     if exposure.metadata:
         hdus.append(dict_to_bintable(dict(exposure.metadata), "METADATA"))
+    text = exact_wcs_text(exposure.wcs)
+    if text:
+        hdus.append(_skywcs_hdu(text))
+        ph["WCSEXACT"] = ("SKYWCS", "HDU with the exact WCS (headers: its TAN-SIP fit)")
     for ext in _EXTENSIONS.values():
         value = getattr(exposure, ext.attr, None)
         if value is None:
@@ -207,6 +236,29 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
             hdu.header["RBEXTMOD"] = (ext.module, "module registering the extension")
             hdus.append(hdu)
     return fits.HDUList(hdus)
+
+
+def _skywcs_hdu(text: str) -> fits.BinTableHDU:
+    data = text.encode("ascii")
+    col: Any = np.empty(1, dtype=object)
+    col[0] = np.frombuffer(data, dtype=np.uint8)
+    hdu = fits.BinTableHDU.from_columns([fits.Column("wcs", f"QB({len(data)})", array=col)])
+    hdu.header["EXTNAME"] = "SKYWCS"
+    hdu.header["WCSCLASS"] = ("AstSkyWcs", "afw SkyWcs: '1 SkyWcs 0 ' + AST Channel dump")
+    return hdu
+
+
+def _read_skywcs_hdu(hdu: Any, source: str) -> SkyWcs:
+    from warping.ast_wcs import AstSkyWcs
+
+    cls = hdu.header.get("WCSCLASS")
+    if cls != "AstSkyWcs" or hdu.data is None or "wcs" not in hdu.columns.names:
+        raise FormatError(
+            f"{source}: SKYWCS extension holds {cls!r} without a 'wcs' column; this reader knows "
+            "WCSCLASS = 'AstSkyWcs' (upgrade repo-butler)"
+        )
+    text = np.asarray(hdu.data["wcs"][0], dtype=np.uint8).tobytes().decode("ascii")
+    return AstSkyWcs.from_text(text, source=f"{source}[SKYWCS]")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -260,6 +312,8 @@ def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
             photo_calib = PhotoCalib.from_dict(bintable_to_dict(hdu))
         elif name == "METADATA":
             metadata = bintable_to_dict(hdu)
+        elif name == "SKYWCS":
+            wcs = _read_skywcs_hdu(hdu, source)
     exposure = Exposure(
         np.array(img.data, dtype=np.float32),
         np.array(msk.data, dtype=np.int32),
@@ -325,10 +379,13 @@ def read_exposure(path: str | os.PathLike[str]) -> Exposure:
 
 def read_wcs_and_bbox(
     f: str | os.PathLike[str] | bytes | IO[bytes], source: str | None = None
-) -> tuple[WCS | None, Box2I]:
-    """Parent-pixel WCS and bbox of an exposure file (ours or afw), reading headers only.
+) -> tuple[SkyWcs | None, Box2I]:
+    """Parent-pixel WCS and bbox of an exposure file (ours or afw), reading headers only (and
+    the small tables holding an exact SkyWcs).
 
-    ``f`` is a path, the file's bytes, or a binary file object (e.g. from fsspec).
+    ``f`` is a path, the file's bytes, or a binary file object (e.g. from fsspec). The WCS is
+    the one :func:`read_exposure` gives: the SKYWCS HDU of our files, the archived SkyWcs of
+    LSST calexps, else the image header's FITS-WCS.
     """
     import io
 
@@ -353,7 +410,15 @@ def read_wcs_and_bbox(
                 raise FormatError(f"{name}: image extension is not 2-D")
             xy0 = read_xy0(hdr)
             bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
-            return wcs_from_header(hdr, xy0), bbox
+            if "RBFMTV" in hdul[0].header:
+                if hdul[0].header.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
+                    for h in hdul[1:]:
+                        if h.header.get("EXTNAME") == "SKYWCS":
+                            return _read_skywcs_hdu(h, name), bbox
+                return wcs_from_header(hdr, xy0), bbox
+            from warping.formats.lsst_afw import read_lsst_wcs
+
+            return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
 def exposure_to_bytes(exposure: Exposure) -> bytes:

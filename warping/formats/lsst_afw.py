@@ -4,8 +4,9 @@ Supported:
 
 * image/mask/variance from ``IMAGE``/``MASK``/``VARIANCE`` extensions (modern layout, also
   tile-compressed) or HDUs 1-3 without ``EXTNAME`` (old layout, uint16 mask);
-* xy0 from ``LTV1/LTV2``; the WCS from the image header (TAN-SIP as written by afw), converted to
-  parent pixels; mask planes from the ``MP_*`` cards;
+* xy0 from ``LTV1/LTV2``; the WCS: the archived afw ``SkyWcs`` (AST FrameSet, exact; see
+  :mod:`warping.formats.afw_skywcs`), else (old files, e.g. only a ``WCS_ID`` TanWcs) the image
+  header's FITS-WCS converted to parent pixels, as afw does; mask planes from the ``MP_*`` cards;
 * visit info from primary keywords (``EXPTIME``, ``DATE-AVG``/``TIME-MID``, ``BORE-*``);
 * the filter from the archive ``FilterLabel`` (physical, else band) or ``FILTER``;
 * ``PhotoCalib`` from the archive (constant, or a ``ChebyshevBoundedField``), else ``FLUXMAG0``;
@@ -14,15 +15,14 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
-Not read: the AST ``SkyWcs`` archive (the header approximation is used), ApCorrMap, Detector,
-TransmissionCurve, valid polygon, summary stats.
+Not read: ApCorrMap, Detector, TransmissionCurve, valid polygon, summary stats.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
@@ -40,7 +40,10 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.photocalib import AB_REFERENCE_FLUX_NJY, ChebyshevBoundedField, PhotoCalib
 from warping.psf.base import Psf
-from warping.skywcs import read_xy0, wcs_from_header
+from warping.skywcs import SkyWcs, read_xy0, wcs_from_header
+
+if TYPE_CHECKING:
+    from warping.ast_wcs import AstSkyWcs
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ __all__ = [
     "is_lsst_exposure",
     "read_lsst_exposure",
     "read_lsst_photocalib",
+    "read_lsst_skywcs",
+    "read_lsst_wcs",
 ]
 
 _STRUCTURAL = {
@@ -244,6 +249,28 @@ def _visit_info(ph: fits.Header) -> VisitInfo | None:
     return vi
 
 
+def read_lsst_skywcs(hdul: fits.HDUList, source: str) -> AstSkyWcs | None:
+    """The archived afw SkyWcs of an afw exposure (``ARCHIVE_ID_SKYWCS``/``SKYWCS_ID``), or
+    None when it stores none (old files, whose ``WCS_ID`` TanWcs afw itself ignores)."""
+    from warping.formats.afw_skywcs import read_archived_skywcs
+
+    sid = _component_id(hdul[0].header, "SKYWCS")
+    if sid is None:
+        return None
+    return read_archived_skywcs(LsstArchive(hdul, source), sid)
+
+
+def read_lsst_wcs(
+    hdul: fits.HDUList, image_header: fits.Header, xy0: tuple[int, int], source: str
+) -> SkyWcs | None:
+    """An afw exposure's WCS: the archived SkyWcs (exact, AST), else the image header's
+    FITS-WCS (files without ``SKYWCS`` in the archive), else None."""
+    archived = read_lsst_skywcs(hdul, source)
+    if archived is not None:
+        return archived
+    return wcs_from_header(image_header, xy0)
+
+
 def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
     ph = hdul[0].header
@@ -257,9 +284,9 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
             "are not equal 2-D shapes"
         )
     xy0 = read_xy0(img.header)
-    wcs = wcs_from_header(img.header, xy0)
     planes = MaskPlanes({k[3:]: int(v) for k, v in msk.header.items() if k.startswith("MP_")})
     archive = LsstArchive(hdul, source)
+    wcs = read_lsst_wcs(hdul, img.header, xy0, source)
     metadata: dict[str, Any] = {}
     psf = None
     photo_calib = None

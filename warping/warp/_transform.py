@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from warping.errors import FormatError
+
+if TYPE_CHECKING:
+    from warping.skywcs import SkyWcs
 
 __all__ = [
     "DestToSrc",
@@ -68,12 +71,15 @@ def world_to_pixel(wcs: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarra
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
-def _frame_cards(wcs: Any) -> tuple[Any, ...] | None:
-    """What fixes the celestial frame of an astropy WCS (axis types, RADESYS, EQUINOX), or None
-    for a WCS that is not an astropy ``WCS``."""
+def _frame_cards(wcs: Any) -> tuple[Any, ...]:
+    """What fixes the celestial frame of a WCS: an astropy WCS's axis types, RADESYS, EQUINOX
+    (DATE-OBS for FK4); for any other :class:`~warping.skywcs.SkyWcs` its frame
+    (:func:`warping.skywcs.celestial_frame`: an AstSkyWcs is ICRS)."""
     inner = getattr(wcs, "wcs", None)
     if inner is None or not hasattr(inner, "radesys"):
-        return None
+        from warping.skywcs import celestial_frame
+
+        return ("frame", repr(celestial_frame(wcs)))
     equinox = float(inner.equinox)
     radesys = str(inner.radesys)
     return (
@@ -89,20 +95,21 @@ def frame_change(src_wcs: Any, dest_wcs: Any) -> Callable[[np.ndarray, np.ndarra
     the same frame.
 
     Identical frame cards (axis types, RADESYS, EQUINOX; DATE-OBS for FK4) mean the same frame;
-    otherwise both frames come from :func:`astropy.wcs.utils.wcs_to_celestial_frame` and the
+    otherwise both frames come from :func:`warping.skywcs.celestial_frame` (astropy's
+    :func:`~astropy.wcs.utils.wcs_to_celestial_frame`; ICRS for an AST afw SkyWcs) and the
     coordinates are transformed by :mod:`astropy.coordinates` (FK5 J2000 and ICRS differ by up to
     ~25 mas).
     """
-    cards = _frame_cards(src_wcs)
-    if cards is None or cards == _frame_cards(dest_wcs):
+    if _frame_cards(src_wcs) == _frame_cards(dest_wcs):
         return None
     import astropy.units as u
     from astropy.coordinates import UnitSphericalRepresentation
-    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    from warping.skywcs import celestial_frame
 
     try:
-        src_frame = wcs_to_celestial_frame(src_wcs)
-        dest_frame = wcs_to_celestial_frame(dest_wcs)
+        src_frame = celestial_frame(src_wcs)
+        dest_frame = celestial_frame(dest_wcs)
     except ValueError as err:  # a RADESYS astropy cannot map (e.g. GAPPT)
         raise FormatError(
             f"cannot relate the celestial frames of the input and the target "
@@ -121,7 +128,7 @@ def frame_change(src_wcs: Any, dest_wcs: Any) -> Callable[[np.ndarray, np.ndarra
     return change
 
 
-def wcs_pair_transform(src_wcs: Any, dest_wcs: Any) -> DestToSrc:
+def wcs_pair_transform(src_wcs: SkyWcs, dest_wcs: SkyWcs) -> DestToSrc:
     """The exact destination-to-source parent pixel map ``src ∘ sky ∘ dest⁻¹``.
 
     Sky coordinates in the destination's celestial frame are transformed to the source's by
