@@ -100,3 +100,27 @@ def test_registry_adds_columns_for_new_dimensions(tmp_path: Path) -> None:
     registry.define_run("r", ["", "q"])
     assert registry.runs() == {"": (), "r": ("", "q")}
     registry.close()
+
+
+def test_read_only_butler_leaves_the_registry_file_byte_identical(tmp_path: Path) -> None:
+    """A read-only open changes nothing (not even the journal mode), yet reads everything."""
+    import hashlib
+    import shutil
+
+    from repo_butler.errors import RegistryError
+
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "repo-v1", repo)
+    db = repo / "registry.sqlite3"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with Butler(str(repo), writeable=False) as butler:
+        refs = butler.query_datasets("calexp")
+        assert refs and all(r.dataset_type == "calexp" for r in refs)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in repo.iterdir() if p.name.startswith("registry")) == [
+        "registry.sqlite3"
+    ]
+    # a writeable open may upgrade it (WAL): the read-only path is what keeps it untouched
+    db.unlink()
+    with pytest.raises(RegistryError, match=r"no registry at .*rb reindex"):
+        Butler(str(repo), writeable=False)

@@ -145,3 +145,37 @@ def test_repeated_detector_is_refused(shared_data: Path) -> None:
 
     with pytest.raises(FormatError, match="two rows for detector 0"):
         read_visit_summary(_edited(shared_data, duplicate), "dup")
+
+
+def test_ingest_reads_visit_and_filter_from_the_catalog(shared_data: Path, tmp_path: Path) -> None:
+    """``rb ingest REPO visitSummary FILES`` needs no -d: the rows' visit and physical_filter
+    columns (read here independently with astropy) give the data ID; a -d contradicting them,
+    or a file that is no catalog, is an error naming the file, and nothing is registered."""
+    from repo_butler import Butler
+    from repo_butler.errors import DataIdError
+
+    files = [shared_data / HSC, *sorted((shared_data / CFHT).glob("visitSummary-*.fits"))]
+    expected = []
+    for f in files:
+        rows = fits.getdata(f, 1)
+        assert len(set(rows["visit"])) == 1 and len(set(rows["physical_filter"])) == 1
+        expected.append((int(rows["visit"][0]), str(rows["physical_filter"][0]).strip()))
+    repo = tmp_path / "repo"
+    Butler.create(str(repo))
+    with Butler(str(repo)) as butler:
+        with pytest.raises(DataIdError, match=r"visitSummary_1176\.fits: the file says visit=1176"):
+            butler.ingest("visitSummary", [files[0]], transfer="copy", data_id={"visit": 1177})
+        with pytest.raises(FormatError, match=r"calexp-849375-12.*not a visitSummary"):
+            butler.ingest(
+                "visitSummary", [files[1], shared_data / CFHT / "calexp-849375-12.fits.fz"],
+                transfer="copy",
+            )  # fmt: skip
+        assert butler.query_datasets("visitSummary") == []
+        butler.ingest("visitSummary", files, transfer="copy")
+        got = sorted(
+            (r.data_id["visit"], r.data_id["filter"]) for r in butler.query_datasets("visitSummary")
+        )
+        assert (
+            got == sorted(expected) == [(1176, "HSC-Z"), (849375, "r.MP9601"), (850587, "r.MP9601")]
+        )
+        assert butler.get("visitSummary", visit=1176, filter="HSC-Z").visit == 1176

@@ -50,7 +50,7 @@ def open_registry(
     timeout = float(settings.get("busy_timeout", 60.0))
     local = store.local_path(name)
     if local is not None:
-        return SqliteRegistry(local, universe, busy_timeout=timeout)
+        return SqliteRegistry(local, universe, busy_timeout=timeout, read_only=not writeable)
     if store.conditional_writes:
         return ObjectStoreRegistry(
             store.filesystem,

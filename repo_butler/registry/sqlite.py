@@ -66,6 +66,10 @@ class SqliteRegistry(SqlRegistry):
     refresh : callable, optional
         Called before every access; returns the bytes of a newer copy of the database (which
         replaces the local file before the connection is reopened) or ``None`` if unchanged.
+    read_only : bool
+        Open the file read-only (SQLite ``mode=ro``): nothing in it changes, not even the
+        journal mode, and no schema is created, so a repository on read-only storage opens and
+        a read-only Butler leaves the file byte-identical.
     """
 
     def __init__(
@@ -77,8 +81,10 @@ class SqliteRegistry(SqlRegistry):
         journal_mode: str = "WAL",
         after_write: Callable[[], None] | None = None,
         refresh: Callable[[], bytes | None] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.path = path
+        self._read_only = read_only
         self.universe = universe
         self._after_write = after_write
         self._refresh = refresh
@@ -87,7 +93,7 @@ class SqliteRegistry(SqlRegistry):
         self._lock = threading.RLock()
         self._inserted = 0
         self._conn = self._connect()
-        self._guard(self._create_schema)
+        self._guard(self._check_schema if read_only else self._create_schema)
 
     def _guard(self, func: Callable[[], None]) -> None:
         try:
@@ -101,6 +107,8 @@ class SqliteRegistry(SqlRegistry):
     def _connect(self) -> sqlite3.Connection:
         timeout = self._busy_timeout
         try:
+            if self._read_only:
+                return self._connect_read_only()
             conn = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
@@ -118,6 +126,41 @@ class SqliteRegistry(SqlRegistry):
                 "rebuild it from storage with `rb reindex REPO`"
             ) from err
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        import os
+        from urllib.parse import quote
+
+        if not os.path.exists(self.path):
+            raise RegistryError(
+                f"no registry at {self.path!r}; open the repository writeable once to create it, "
+                "or rebuild it from storage with `rb reindex REPO`"
+            )
+        conn = sqlite3.connect(
+            f"file:{quote(os.path.abspath(self.path))}?mode=ro",
+            uri=True,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        return conn
+
+    def _check_schema(self) -> None:
+        """Read-only open: check the schema version and the dimension columns, change nothing."""
+        found = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None:
+            raise sqlite3.DatabaseError("no schema_version in table meta")
+        self.schema_version = check_version(
+            found[0], SCHEMA_VERSION, what="registry schema", source=self.path, oldest=1
+        )
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(datasets)")}
+        missing = [d for d in self.universe.names if f"d_{d}" not in have]
+        if missing:
+            raise RegistryError(
+                f"the registry {self.path!r} has no column for dimension(s) {missing} (declared "
+                "after it was made); open the repository writeable once to add them"
+            )
 
     def _sync(self) -> None:
         """Swap in a newer copy of the database if the ``refresh`` hook provides one."""

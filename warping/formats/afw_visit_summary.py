@@ -16,12 +16,13 @@ Writing is refused: visitSummaries are pipeline outputs, ingest the files as the
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 from astropy.io import fits
 
-from repo_butler.formatters.base import CodecFormatter
+from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError, WarpingError
 from warping.formats._common import open_fits_bytes, reading
 from warping.formats.afw_psf import read_archived_psf
@@ -181,12 +182,49 @@ def _refuse_write(obj: Any) -> bytes:
     )
 
 
+def data_id_from_visit_summary(fileobj: BinaryIO, source: str) -> FileDataId:
+    """The visit and filter a visitSummary's rows hold (``visit``, ``physical_filter`` and
+    ``band`` columns of its catalog HDU; every row must agree). Only that table is read."""
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    with reading(source, "a visitSummary"), fits.open(fileobj, memmap=False) as hdul:
+        if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+            raise FormatError(f"{source}: not a visitSummary (HDU 1 is not a catalog)")
+        table = hdul[1].data
+        names = {n.lower(): n for n in table.columns.names}
+        for key, col in (("visit", "visit"), ("filter", "physical_filter"), ("band", "band")):
+            if col not in names:
+                missing[key] = f"a {col!r} column"
+                continue
+            found = {_scalar(v) for v in np.asarray(table[names[col]]).tolist()}
+            found.discard("")
+            if len(found) > 1:
+                raise FormatError(
+                    f"{source}: the rows disagree on {col} ({sorted(map(str, found))}); a "
+                    "visitSummary holds one visit"
+                )
+            if found:
+                values[key] = found.pop()
+                origins[key] = f"{col} column"
+            else:
+                missing[key] = f"a non-empty {col!r} column"
+    return FileDataId(values, {}, origins, missing, "visitSummary")
+
+
 class VisitSummaryFormatter(CodecFormatter):
     """Butler formatter ``visit_summary``: afw visitSummary FITS -> :class:`VisitSummaryCatalog`
-    (read only; writing raises :class:`~warping.errors.FormatError`)."""
+    (read only; writing raises :class:`~warping.errors.FormatError`). Its data ID (visit and
+    filter) is read from the file at ingest."""
 
     name: ClassVar[str] = "visit_summary"
     extension: ClassVar[str] = ".fits"
     stores = VisitSummaryCatalog
     encode = staticmethod(_refuse_write)
     decode = staticmethod(visit_summary_from_bytes)
+
+    def data_id_from_file(
+        self, fileobj: BinaryIO, *, source: str, dimensions: Sequence[str], known: Any
+    ) -> FileDataId:
+        """The visit and filter the catalog's rows hold."""
+        return data_id_from_visit_summary(fileobj, source)
