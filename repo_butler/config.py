@@ -38,7 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "butler.yaml"
-#: Version 2 added dimension ``aliases`` and ``implies``; version 1 files read unchanged.
+#: Version 2 added dimension ``aliases``, ``implies`` and ``determined_by``; version 1 files read
+#: unchanged.
 CONFIG_VERSION = 2
 #: File name of a repository's SQLite registry, beside ``butler.yaml``.
 DEFAULT_REGISTRY_FILE = "registry.sqlite3"
@@ -206,7 +207,7 @@ class RepoConfig:
         validate_config(raw, source=source)
         if raw["version"] < 2:
             for name, spec in raw["dimensions"].items():
-                for field in ("aliases", "implies"):
+                for field in ("aliases", "implies", "determined_by"):
                     if field in spec:
                         raise ConfigError(
                             f"{source}: dimensions.{name}.{field} needs version: 2 (version 1 "

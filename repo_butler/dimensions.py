@@ -219,6 +219,10 @@ class Dimension:
     implies : tuple of str
         Coarser keys this dimension's value determines (``band`` for a physical ``filter``):
         accepted beside it, refused alone.
+    determined_by : tuple of str
+        Dimensions whose values fix this one (``visit`` fixes ``filter`` and ``pointing``): ingest
+        may take this key from the one registered data ID that matches them. Keys without it
+        (``ccd``) are never filled in from the registry.
     """
 
     name: str
@@ -230,6 +234,7 @@ class Dimension:
     join_sequence: str | None = None
     aliases: tuple[str, ...] = ()
     implies: tuple[str, ...] = ()
+    determined_by: tuple[str, ...] = ()
 
     def normalize(self, value: Any) -> DataIdValue:
         """Validate and normalise one value of this dimension.
@@ -331,6 +336,12 @@ class DimensionUniverse:
                         taken = alias if alias in self._dims else f"a name of {owner}"
                         raise ConfigError(f"{where}: {alias!r} is already {taken!r}")
                     table[alias] = dim.name
+        for dim in self._dims.values():
+            for other in dim.determined_by:
+                if other not in self._dims or other == dim.name:
+                    raise ConfigError(
+                        f"dimensions.{dim.name}.determined_by: {other!r} is not another dimension"
+                    )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Mapping[str, Any]]) -> DimensionUniverse:
@@ -368,6 +379,7 @@ class DimensionUniverse:
                     join_sequence=spec.get("join_sequence"),
                     aliases=tuple(spec.get("aliases", ())),
                     implies=tuple(spec.get("implies", ())),
+                    determined_by=tuple(spec.get("determined_by", ())),
                 )
             )
         return cls(dims)

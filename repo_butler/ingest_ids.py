@@ -192,9 +192,18 @@ class DataIdDeriver:
         self, source: str, known: Mapping[str, DataIdValue], missing: list[str]
     ) -> dict[str, DataIdValue]:
         """The missing keys of the one registered data ID that matches ``known`` (none: {})."""
+        universe = self.universe
+        missing = [
+            k
+            for k in missing
+            if universe[k].determined_by and all(d in known for d in universe[k].determined_by)
+        ]  # a registered visit fixes its filter, never the CCD of another file
+        if not missing:
+            return {}
         matches = self.lookup.query_data_ids(self.dt.dimensions, data_id=known)
-        if len(matches) <= 1:
-            return {k: matches[0][k] for k in missing} if matches else {}
+        values = {k: {m[k] for m in matches} for k in missing}
+        if all(len(v) <= 1 for v in values.values()):  # the registered IDs agree on each key
+            return {k: next(iter(v)) for k, v in values.items() if v}
         shown = "; ".join(str(m) for m in matches[:5])
         more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
         raise DataIdError(

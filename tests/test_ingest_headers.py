@@ -274,3 +274,20 @@ def test_not_a_fits_file(repo: str, tmp_path: Path) -> None:
     junk.write_text("not fits at all" * 10)
     with Butler(repo) as butler, pytest.raises(FormatError, match=r"junk\.fits: not a FITS file"):
         butler.ingest("calexp", [junk])
+
+
+def test_the_registry_never_supplies_a_key_the_given_ones_do_not_determine(
+    repo: str, shared_data: Path
+) -> None:
+    """A registered visit fixes its filter and pointing (``determined_by``), never a CCD: a
+    background given only its visit is refused, not filed under the registered calexp's CCD."""
+    calexp = shared_data / "lsst-obs_base" / "calexp.fits"  # visit 904010, ccd 4
+    assert runner.invoke(app, ["ingest", repo, "calexp", str(calexp)]).exit_code == 0
+    bkgd = shared_data / "lsst-jointcal-extra" / "bkgd-849375-12.fits"
+    result = runner.invoke(
+        app, ["ingest", repo, "calexpBackground", str(bkgd), "-d", "visit=904010"]
+    )
+    assert result.exit_code == 1  # the console script prints this error as one line
+    assert "['ccd'] missing" in str(result.exception) and "-d ccd=VALUE" in str(result.exception)
+    with Butler(repo) as butler:
+        assert butler.query_datasets("calexpBackground") == []

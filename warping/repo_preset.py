@@ -38,13 +38,19 @@ _PRESET: dict[str, Any] = {
             "join_sequence": ",",
             "doc": "Patch index 'x,y' within a tract; (x, y) tuples are accepted.",
         },
-        "pointing": {"type": "int", "minimum": 0, "doc": "Telescope pointing number."},
+        "pointing": {
+            "type": "int",
+            "minimum": 0,
+            "doc": "Telescope pointing number.",
+            "determined_by": ["visit"],
+        },
         "filter": {
             "type": "str",
             "pattern": _FILTER,
             "doc": "Filter name, e.g. HSC-I.",
             "aliases": ["physical_filter"],
             "implies": ["band"],
+            "determined_by": ["visit"],
         },
         "visit": {
             "type": "int",
