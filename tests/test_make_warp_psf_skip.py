@@ -199,3 +199,35 @@ def test_task_skips_a_ccd_without_a_usable_psf(psf: Any, metadata: dict, expecte
     assert skipped.skipped is not None and expected in skipped.skipped
     assert "calexp ccd=2 visit=1" in skipped.skipped
     assert [r.ccd for r in res.exposures["direct"].coadd_inputs.ccds] == [1]
+
+
+def test_a_ccd_psf_matching_fails_for_is_reported_and_the_visit_incomplete(
+    sim_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CCD that is in the direct warp but could not be PSF-matched is listed with the reason
+    and makes the visit incomplete (it used to vanish from the psfMatched warp silently).
+    The matcher fails for CCD 17 only (an injected fault; the others use the real one)."""
+    import warping.task.make_warp as make_warp_module
+
+    real = make_warp_module.default_psf_matcher()
+
+    def failing_for_17(warped: Exposure, model: Any, config: MakeWarpConfig) -> Any:
+        if warped.id is not None and warped.id % 200 == 17:
+            raise ValueError("Insufficient area to match")
+        return real(warped, model, config)
+
+    monkeypatch.setattr(make_warp_module, "default_psf_matcher", lambda: failing_for_17)
+    root = copy_repo(sim_repo, tmp_path / "repo")
+    from warping.task.config import apply_overrides
+
+    config = apply_overrides(MakeWarpConfig(), ["makePsfMatched=True"])
+    summary = run_make_warp(Butler(str(root), rerun="m"), PATCH, config=config)
+    (v,) = summary.visits
+    assert 17 in v.ccds_used and v.ccds_unusable == [17] and v.incomplete
+    assert v.ccds_skipped == {17: "not in the psfMatched warp: cannot PSF-match: "
+                                  "Insufficient area to match"}  # fmt: skip
+    butler = Butler(str(root), rerun="m")
+    matched = butler.get("deepCoadd_psfMatchedWarp", {**PATCH, "visit": VISIT})
+    direct = butler.get("deepCoadd_directWarp", {**PATCH, "visit": VISIT})
+    assert 17 not in [c.ccd for c in matched.coadd_inputs.ccds]
+    assert 17 in [c.ccd for c in direct.coadd_inputs.ccds]

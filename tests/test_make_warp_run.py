@@ -158,6 +158,7 @@ def test_psf_match_failure_skips_only_the_matched_warp() -> None:
     assert res.exposures["direct"] is not None
     assert res.exposures["psfMatched"] is None
     assert "Insufficient area" in res.ccds[0].reasons["psfMatched"]
+    assert res.ccds[0].unusable  # the psfMatched output lacks it: incomplete
 
 
 def test_psf_matched_warp_uses_matcher_output() -> None:

@@ -124,3 +124,54 @@ def test_read_only_butler_leaves_the_registry_file_byte_identical(tmp_path: Path
     db.unlink()
     with pytest.raises(RegistryError, match=r"no registry at .*rb reindex"):
         Butler(str(repo), writeable=False)
+
+
+def _read_only_child(repo: str, as_nobody: bool, queue: Any) -> None:
+    import os
+
+    try:
+        if as_nobody:  # root ignores file modes: become an ordinary user
+            os.setgid(65534)
+            os.setuid(65534)
+        with Butler(repo, writeable=False) as butler:
+            queue.put(("ok", len(butler.query_datasets("calexp"))))
+    except Exception as err:  # reported to the parent, which asserts on it
+        queue.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def test_read_only_butler_opens_a_repository_on_read_only_storage(tmp_path: Path) -> None:
+    """A WAL registry in a directory the reader cannot write: SQLite cannot create the WAL index
+    (-shm) a read-only connection needs, so the registry is read as an immutable file instead of
+    failing with 'attempt to write a readonly database'."""
+    import gc
+    import os
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "repo-v1", repo)
+    with Butler(str(repo)) as writer:  # a writeable open switches the registry to WAL
+        n = len(writer.query_datasets("calexp"))
+    gc.collect()  # the last connection closes: SQLite removes -wal and -shm
+    assert n > 0 and not (repo / "registry.sqlite3-shm").exists()
+    modes = []
+    if os.geteuid() == 0:  # let the ordinary user reach it through pytest's private dirs
+        for parent in tmp_path.parents:
+            if parent == Path(parent.anchor) or parent.stat().st_uid != 0:
+                break
+            modes.append((parent, parent.stat().st_mode))
+            parent.chmod(parent.stat().st_mode | 0o005)
+        modes.append((tmp_path, tmp_path.stat().st_mode))
+        tmp_path.chmod(0o755)
+    for path in [repo, *repo.rglob("*")]:
+        modes.append((path, path.stat().st_mode))
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_read_only_child, args=(str(repo), os.geteuid() == 0, queue))
+        proc.start()
+        proc.join(60)
+        assert queue.get(timeout=5) == ("ok", n)
+    finally:
+        for path, mode in modes:
+            path.chmod(mode)

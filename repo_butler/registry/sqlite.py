@@ -136,15 +136,27 @@ class SqliteRegistry(SqlRegistry):
                 f"no registry at {self.path!r}; open the repository writeable once to create it, "
                 "or rebuild it from storage with `rb reindex REPO`"
             )
-        conn = sqlite3.connect(
-            f"file:{quote(os.path.abspath(self.path))}?mode=ro",
-            uri=True,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        return conn
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        for flags in ("", "&immutable=1"):
+            conn = sqlite3.connect(
+                uri + flags,
+                uri=True,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as err:
+                # a WAL database on read-only storage: SQLite cannot create its -shm index;
+                # immutable=1 reads the file as it is (nobody can write it there either)
+                conn.close()
+                if flags or ("readonly" not in str(err) and "unable to open" not in str(err)):
+                    raise
+                logger.info("%s is on read-only storage; reading it as immutable", self.path)
+        raise AssertionError("unreachable")
 
     def _check_schema(self) -> None:
         """Read-only open: check the schema version and the dimension columns, change nothing."""

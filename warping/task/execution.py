@@ -129,6 +129,10 @@ def execute_unit(
         for outcome in sorted(warps.ccds, key=lambda o: o.loaded):
             if outcome.used:
                 result.ccds_used.append(outcome.ccd)
+                if outcome.reasons:  # in some warps but not all (PSF matching failed)
+                    result.ccds_skipped[outcome.ccd] = "; ".join(
+                        f"not in the {t} warp: {why}" for t, why in outcome.reasons.items()
+                    )
             elif outcome.skipped:
                 result.ccds_skipped[outcome.ccd] = outcome.skipped
             if outcome.unusable:

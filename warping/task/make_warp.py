@@ -216,8 +216,9 @@ class MakeWarpTask:
                     matched: Exposure | None = self.psf_matcher(warped, model_psf, self.config)
                 except Exception as err:
                     logger.warning("Cannot PSF-match CCD %s: %s", calexp.id, err)
-                    if outcome is not None:
+                    if outcome is not None:  # the psfMatched warp lacks this CCD: incomplete
                         outcome.reasons["psfMatched"] = f"cannot PSF-match: {err}"
+                        outcome.unusable = True
                     matched = None
                 if matched is not None and outcome is not None:
                     outcome.notes.extend(matched.metadata.get("PSFMATCH_WARNINGS", []))
