@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, overload
 
@@ -253,7 +252,7 @@ def _register(
 ) -> None:
     """Place and register every planned file; on any failure undo what was done, re-raise."""
     registry, store = lookup.registry, lookup.store
-    undo: list[Callable[[], object]] = []
+    undo: list[_Undo] = []
     with registry.batch():  # one registry upload for the lot on object stores
         try:
             for plan in plans:
@@ -272,20 +271,41 @@ def _register(
                 undo.append(_undo_insert(lookup, record))
         except BaseException:
             logger.warning("ingest failed; undoing %d step(s) so nothing is registered", len(undo))
+            left = []
             for step in reversed(undo):
-                with suppress(Exception):
+                try:
                     step()
+                except Exception as err:  # keep undoing the rest; say what could not be undone
+                    left.append(f"{step.what} ({err})")
+            if left:
+                logger.error(
+                    "ingest could not undo %d step(s); undo by hand: %s",
+                    len(left),
+                    "; ".join(left),
+                )
             raise
 
 
-def _undo_insert(lookup: DatasetLookup, record: DatasetRecord) -> Callable[[], object]:
+@dataclass(frozen=True)
+class _Undo:
+    """One step taking back part of a failed ingest, and what it takes back (for messages)."""
+
+    what: str
+    step: Callable[[], object]
+
+    def __call__(self) -> None:
+        self.step()
+
+
+def _undo_insert(lookup: DatasetLookup, record: DatasetRecord) -> _Undo:
     """The step that removes one inserted registry row."""
-    return lambda: lookup.registry.remove(record.dataset_type, record.data_id, record.run)
+    return _Undo(
+        f"registry row {record.dataset_type} {dict(record.data_id)} in run {record.run!r}",
+        lambda: lookup.registry.remove(record.dataset_type, record.data_id, record.run),
+    )
 
 
-def _undo_transfer(
-    lookup: DatasetLookup, plan: _Planned, transfer: TransferMode
-) -> Callable[[], None]:
+def _undo_transfer(lookup: DatasetLookup, plan: _Planned, transfer: TransferMode) -> _Undo:
     """The step that takes back one placed file (a moved file goes back to its source)."""
     store, path = lookup.store, plan.record.path
 
@@ -294,4 +314,5 @@ def _undo_transfer(
             plan.fs.pipe_file(plan.src_path, store.get_bytes(path))
         store.remove(path)
 
-    return undo
+    moved = f" (moved from {plan.source}; put it back there)" if transfer == "move" else ""
+    return _Undo(f"stored file {store.uri(path)}{moved}", undo)

@@ -240,3 +240,33 @@ def test_file_values_merge_with_path_and_given(butler: Butler, tmp_path: Path) -
         butler.ingest("tagged", [named])
     with pytest.raises(DataIdError, match=r"not a valid filter in this repository"):
         butler.ingest("tagged", [_write(tmp_path / "v.json", {"id": {**FULL, "filter": "a/b"}})])
+
+
+def test_an_undo_that_fails_is_reported_with_what_to_remove(
+    butler: Butler,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    files = [_gen2(tmp_path, ccd) for ccd in (16, 17)]
+    store = butler.datastore
+    original = store.transfer_in
+    calls: list[str] = []
+
+    def fail_on_second(source: str, path: str, **kwargs: Any) -> None:
+        calls.append(source)
+        if len(calls) == 2:
+            raise StorageError(f"disk full while writing {path}")
+        original(source, path, **kwargs)
+
+    def cannot_remove(path: str) -> None:
+        raise StorageError("permission denied")
+
+    monkeypatch.setattr(store, "transfer_in", fail_on_second)
+    monkeypatch.setattr(store, "remove", cannot_remove)
+    with caplog.at_level("ERROR"), pytest.raises(StorageError, match="disk full"):
+        butler.ingest("meta", files, transfer="copy")
+    assert _registered(butler) == set()  # the registry row was taken back
+    (message,) = [r.getMessage() for r in caplog.records if "could not undo" in r.getMessage()]
+    assert "could not undo 1 step(s)" in message and "stored file file://" in message
+    assert "permission denied" in message and "META-0903988-016.json" in message
