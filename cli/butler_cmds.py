@@ -117,7 +117,17 @@ def ingest(
 
     from cli.support import open_butler, parse_key_values
 
-    with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
+    note = ""
+    if dry_run:  # read-only: a dry run records nothing, not even a new rerun
+        with open_butler(repo, storage_option=storage_option, writeable=False) as root:
+            known = root.registry.runs()
+        out = (rerun or "").split(":")[-1].strip()
+        if out and out not in known:  # checked against what it would start from
+            note = f" (rerun {out!r} does not exist yet: a real ingest creates it)"
+            rerun = (rerun or "").split(":")[0].strip() if ":" in (rerun or "") else None
+    with open_butler(
+        repo, rerun=rerun, storage_option=storage_option, writeable=not dry_run
+    ) as butler:
         report = butler.ingest(
             dataset_type,
             files,
@@ -130,7 +140,7 @@ def ingest(
     else:
         for item in report.files:
             typer.echo(item.line())
-    typer.echo(report.summary(dataset_type), err=True)
+    typer.echo(report.summary(dataset_type) + note, err=True)
 
 
 def query_datasets(

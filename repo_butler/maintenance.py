@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,7 @@ def _is_bookkeeping(path: str, registry_name: str) -> bool:
     base = path.rsplit("/", 1)[-1]
     return (
         path == CONFIG_FILENAME
+        or re.fullmatch(re.escape(CONFIG_FILENAME) + r"\.v[0-9]+", path) is not None  # rb migrate
         or path.startswith(registry_name)
         or (path.startswith(f"{RERUN_DIR}/") and base == RUN_MARKER and path.count("/") == 2)
     )

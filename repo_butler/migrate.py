@@ -307,9 +307,23 @@ class ConfigFormat(FileFormat):
         found = self.version_of(data, source)
         if found is None or found >= self.current:
             return
+        original = data
         for v in range(found, self.current):
             data = self.steps[v](data, source)
+        # the steps rewrite the YAML (comments and layout are not kept): the file as it was stays
+        # beside it, once per old version
+        backup = f"{upgrade.path}.v{found}"
+        if not ctx.repo.exists(backup):
+            ctx.repo.put_bytes(backup, original)
         ctx.repo.put_bytes(upgrade.path, data)
+        logger.warning(
+            "%s rewritten as version %d (comments and layout are not kept); the version %d file "
+            "is kept as %s",
+            source,
+            self.current,
+            found,
+            ctx.repo.uri(backup),
+        )
 
     def version(self, data: bytes, source: str) -> int | None:
         import yaml

@@ -291,3 +291,17 @@ def test_the_registry_never_supplies_a_key_the_given_ones_do_not_determine(
     assert "['ccd'] missing" in str(result.exception) and "-d ccd=VALUE" in str(result.exception)
     with Butler(repo) as butler:
         assert butler.query_datasets("calexpBackground") == []
+
+
+def test_cli_dry_run_records_nothing_not_even_a_new_rerun(repo: str, cfht: list[Path]) -> None:
+    before = sorted(p.relative_to(repo) for p in Path(repo).rglob("*") if "registry" not in p.name)
+    result = runner.invoke(
+        app, ["ingest", repo, "calexp", *map(str, cfht), "--rerun", "trial", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run: would ingest 2 calexp" in result.stderr
+    assert "rerun 'trial' does not exist yet" in result.stderr
+    after = sorted(p.relative_to(repo) for p in Path(repo).rglob("*") if "registry" not in p.name)
+    assert after == before and not (Path(repo) / "rerun").exists()
+    with Butler(repo, writeable=False) as butler:
+        assert "trial" not in butler.registry.runs()

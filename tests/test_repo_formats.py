@@ -123,6 +123,8 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     kept = {k: {f: v for f, v in d.items() if f not in strip} for k, d in new["dimensions"].items()}
     assert kept == old["dimensions"]
     assert {**new, "version": 1, "dimensions": old["dimensions"]} == old
+    # the rewrite drops comments and layout: the file as it was is kept beside it
+    assert (repo / "butler.yaml.v1").read_bytes() == (FIXTURE / "butler.yaml").read_bytes()
     for path in warps:
         with fits.open(repo / path) as hdul:
             tables = [h for h in hdul if h.header.get("RBEXT") == "COADD_INPUTS"]

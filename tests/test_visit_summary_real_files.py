@@ -19,6 +19,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+import warping.formats.afw_visit_summary as reader
 from repo_butler import Butler, DataId
 from warping.exposure import Exposure
 from warping.geom import Box2I
@@ -27,10 +28,6 @@ from warping.psf import GaussianPsf
 from warping.task.config import MakeWarpConfig, apply_overrides
 from warping.task.inputs import CcdInput, InMemoryHandle, SharedHandle
 from warping.task.make_warp import MakeWarpTask, SkyInfo, VisitWarps
-
-reader = pytest.importorskip(
-    "warping.formats.afw_visit_summary", reason="needs the afw visitSummary reader"
-)
 
 # (directory, file, visit, detector, sub-image origin): a 240x240 patch of the real detector
 CASES = {

@@ -340,7 +340,9 @@ def _string(value: Any) -> str:
     return str(value).strip()
 
 
-def _archive_row(hdul: Any, cards: Mapping[str, Any], obj_id: int, kind: str) -> Any | None:
+def _archive_row(
+    hdul: Any, cards: Mapping[str, Any], obj_id: int, kind: str, source: str
+) -> Any | None:
     """The first row of archive object ``obj_id`` if it is a ``kind`` (``FilterLabel``), read
     through the archive index (``AR_HDU``, 1-based) without touching the other HDUs."""
     import numpy as np
@@ -358,7 +360,10 @@ def _archive_row(hdul: Any, cards: Mapping[str, Any], obj_id: int, kind: str) ->
         part = col.get("cat.persistable", col.get("cat_persistable"))
         if part is not None and int(index.field(part)[i]) != 0:
             continue
-        cat = int(index.field(col.get("cat.archive", col.get("cat_archive", -1)))[i])
+        where = col.get("cat.archive", col.get("cat_archive"))
+        if where is None:
+            raise FormatError(f"{source}: the archive index has no cat.archive column")
+        cat = int(index.field(where)[i])
         if cat < 1:
             return None
         return hdul[first - 1 + cat].data[int(index.field(col["row0"])[i])]
@@ -391,7 +396,7 @@ def open_calexp_header(fileobj: BinaryIO, source: str) -> Iterator[CalexpHeader]
             cards = hdul[0].header
             band = physical = None
             filter_id = _archive_id(cards, "FILTER")
-            row = _archive_row(hdul, cards, filter_id, "FilterLabel") if filter_id else None
+            row = _archive_row(hdul, cards, filter_id, "FilterLabel", source) if filter_id else None
             if row is not None:
                 names = row.array.columns.names
                 band = _text(_string(row["band"])) if "band" in names else None
@@ -399,7 +404,7 @@ def open_calexp_header(fileobj: BinaryIO, source: str) -> Iterator[CalexpHeader]
 
             def detector() -> int | None:
                 det_id = _archive_id(cards, "DETECTOR")
-                found = _archive_row(hdul, cards, det_id, "Detector") if det_id else None
+                found = _archive_row(hdul, cards, det_id, "Detector", source) if det_id else None
                 return _int(int(found["id"])) if found is not None else None
 
             yield CalexpHeader(cards, band, physical, detector)

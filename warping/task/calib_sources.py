@@ -109,6 +109,6 @@ def check_dataset_type(dataset_types: Mapping[str, Any], root: str, fields: str)
         "does not define (it was created before the warping preset had it): add under "
         f"dataset_types in its butler.yaml  {VISIT_SUMMARY}: {{dimensions: [{dims}], "
         f"formatter: {spec['formatter']}, template: '{spec['template']}'}}  then ingest each "
-        f"visit's file with `rb ingest REPO {VISIT_SUMMARY} FILE -d visit=… -d filter=…`; "
+        f"visit's file with `rb ingest REPO {VISIT_SUMMARY} FILES`; "
         "or turn the field off."
     )

@@ -398,7 +398,7 @@ def _missing_visit_summaries(
     return MissingExposureError(
         f"{fields}: no {VISIT_SUMMARY} in {butler.root} (runs searched: "
         f"{', '.join(display_run(r) for r in butler.search_runs)}) for {shown}{more}; nothing was "
-        f"run. Ingest each visit's file (rb ingest REPO {VISIT_SUMMARY} FILE -d visit=… "
-        "-d filter=…), select only visits that have one (--selectId visit=…), or turn the "
-        "field off."
+        f"run. Ingest each visit's file (rb ingest REPO {VISIT_SUMMARY} FILES: the visit and "
+        "filter are read from it), select only visits that have one (--selectId visit=…), or "
+        "turn the field off."
     )
