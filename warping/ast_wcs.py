@@ -162,6 +162,17 @@ class AstSkyWcs:
     def __init__(self, frameset: Any, *, source: str = "<memory>", refine: bool = True) -> None:
         self.source = source
         self.refine = bool(refine)
+        try:
+            self._setup(frameset, source)
+        except Ast.AstError as err:  # an AST model it cannot remap or invert: one clear error
+            raise FormatError(
+                f"{source}: AST cannot use this SkyWcs ({type(err).__name__}: "
+                f"{str(err).strip()}); the file's astrometric model is unsupported or corrupt"
+            ) from None
+        self._text: str | None = None  # the Channel dump, made when first needed
+        self._approx: dict[tuple[int, int, int, int], WCS] = {}
+
+    def _setup(self, frameset: Any, source: str) -> None:
         with AST_LOCK:
             if not isinstance(frameset, Ast.FrameSet):
                 raise FormatError(f"{source}: expected an AST FrameSet, got {frameset!r}")
@@ -196,8 +207,6 @@ class AstSkyWcs:
             self._lat_axis = int(sky.LatAxis) - 1
             self._fs = fs
             self.domains = domains
-        self._text: str | None = None  # the Channel dump, made when first needed
-        self._approx: dict[tuple[int, int, int, int], WCS] = {}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
