@@ -114,6 +114,11 @@ def test_unusable_psfs_skip_their_ccds_and_flag_the_warp_incomplete(
     assert "ccd=23" in why23 and "KernelPsf" in why23 and "cannot be evaluated" in why23
     assert not marker.exists()
     assert v.to_dict()["incomplete"] is True and v.to_dict()["ccds_unusable"] == [17, 23]
+    # --reuse keeps complete warps but redoes this one (its cause may have been fixed), so the
+    # rerun says "incomplete" again instead of exiting 0 with the old warp
+    again = run_make_warp(Butler(str(root), rerun="r"), PATCH, config=MakeWarpConfig(), reuse=True)
+    (w,) = again.visits
+    assert w.status == "written" and w.incomplete and w.ccds_unusable == [17, 23]
 
     warp: Exposure = Butler(str(root), rerun="r").get(
         "deepCoadd_directWarp", {**PATCH, "visit": VISIT}

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Warp metadata key listing the CCDs a unit could not use (absent when it is complete).
+INCOMPLETE_KEY = "CCDS_UNUSABLE"
+
 __all__ = ["TASK_NAME", "error_summary", "execute_unit", "unit_sky_info"]
 
 TASK_NAME = "makeWarp"
@@ -151,6 +154,10 @@ def execute_unit(
                 exposure = warps.exposures.get(planned.warp_type)
                 if exposure is None:
                     continue
+                if result.ccds_unusable:  # marked, so that --reuse redoes it rather than keep it
+                    exposure.metadata[INCOMPLETE_KEY] = ",".join(
+                        map(str, sorted(result.ccds_unusable))
+                    )
                 provenance = Provenance.build(
                     TASK_NAME,
                     config_to_dict(config),

@@ -233,6 +233,30 @@ class _Footprints:
         return self._by_tract[tract][ref.data_id]
 
 
+def _incomplete(butler: Butler, dataset_types: Sequence[str], warp_id: Any) -> bool:
+    """Whether a stored warp of this unit lacks CCDs it could not use (then ``--reuse`` redoes
+    it: the cause may have been fixed). Reads the warps' metadata tables only."""
+    from astropy.io import fits
+
+    from warping.formats.fits_dict import bintable_to_dict
+    from warping.task.execution import INCOMPLETE_KEY
+
+    for dataset_type in dataset_types:
+        with (
+            butler.open_file(dataset_type, warp_id) as fh,
+            fits.open(fh, lazy_load_hdus=True, memmap=False) as hdul,
+        ):
+            for hdu in hdul:
+                if hdu.header.get("EXTNAME") == "METADATA":
+                    lacking = bintable_to_dict(hdu).get(INCOMPLETE_KEY)
+                    if lacking:
+                        logger.info(
+                            "%s %s lacks CCDs %s: redoing it", dataset_type, warp_id, lacking
+                        )
+                        return True
+    return False
+
+
 def plan_units(
     butler: Butler,
     ids: Sequence[Mapping[str, Any]],
@@ -373,8 +397,13 @@ def plan_units(
                 tuple(_resolve_ccd(butler, r, config, tract_id, vs_ref) for r in refs),
                 outputs,
             )
-            if reuse and all(
-                butler.exists(o.put.dataset_type, warp_id, output_run_only=True) for o in outputs
+            if (
+                reuse
+                and all(
+                    butler.exists(o.put.dataset_type, warp_id, output_run_only=True)
+                    for o in outputs
+                )
+                and not _incomplete(butler, [o.put.dataset_type for o in outputs], warp_id)
             ):
                 uris = {o.warp_type: butler.datastore.uri(o.put.path) for o in outputs}
                 plan.reused.append(UnitResult.for_unit(unit, "reused", outputs=uris))
