@@ -1,7 +1,9 @@
 """``rb migrate`` steps for warping's file formats (registered with :mod:`repo_butler.migrate`).
 
 - ``warp inputs table``: the ``COADD_INPUTS_*`` tables inside warps (``CIFMTV``; version 0 had
-  no card). Step 0 -> 1 adds the card to both tables; every pixel and table cell is kept as is.
+  no card). Step 0 -> 1 adds the card to both tables; step 1 -> 2 stores the CCD table's text
+  cells as UTF-8 byte arrays instead of fixed-width strings (same text). Every pixel and every
+  other table cell is kept as is.
   The same pass checks the exposure format (``RBFMTV``) of every ``exposure`` dataset.
 - ``calibration FITS``: background, photoCalib and skyWcs files (``RBFMTV``).
 - ``skymap``: skymap YAML (``format_version``).
@@ -38,12 +40,43 @@ def _warp_inputs_step_0(data: bytes, source: str) -> bytes:
         return hdulist_to_bytes(hdul)
 
 
+def _warp_inputs_step_1(data: bytes, source: str) -> bytes:
+    """Version 1 -> 2: the CCD table's text columns (``A``) become UTF-8 byte arrays (``QB``)."""
+    from astropy.io import fits
+
+    from warping.coadd_inputs import FORMAT_KEY, TEXT_COLUMNS, cell_text, text_column
+    from warping.formats._common import hdulist_to_bytes, open_fits_bytes
+
+    with open_fits_bytes(data, source) as hdul:
+        for i, hdu in enumerate(hdul):
+            if i == 0 or hdu.header.get("RBEXT") != _INPUTS_EXTENSION:
+                continue
+            if hdu.header.get("EXTNAME") == "COADD_INPUTS_CCDS":
+                columns = [
+                    text_column(c.name, [cell_text(v) for v in hdu.data[c.name]])
+                    if c.name in TEXT_COLUMNS
+                    else fits.Column(c.name, c.format, array=hdu.data[c.name])
+                    for c in hdu.columns
+                ]
+                header = hdu.header.copy()
+                new = fits.BinTableHDU.from_columns(columns, name="COADD_INPUTS_CCDS")
+                for card in header.cards:  # RBEXT, RBEXTMOD, CIFMTV ... (not the table layout)
+                    if card.keyword not in new.header and not card.keyword.startswith(
+                        ("TTYPE", "TFORM", "TDIM", "TUNIT", "NAXIS", "PCOUNT", "GCOUNT", "THEAP")
+                    ):
+                        new.header.append(card)
+                hdul[i] = new
+                hdu = new
+            hdu.header[FORMAT_KEY] = (2, "warp inputs table format version")
+        return hdulist_to_bytes(hdul)
+
+
 class WarpInputsFormat(FileFormat):
     """The inputs tables of warps; also checks each ``exposure`` dataset's ``RBFMTV``."""
 
     format = "warp inputs table"
-    current = 1
-    steps: ClassVar[Mapping[int, Step]] = {0: _warp_inputs_step_0}
+    current = 2
+    steps: ClassVar[Mapping[int, Step]] = {0: _warp_inputs_step_0, 1: _warp_inputs_step_1}
 
     def candidates(self, ctx: MigrationContext) -> Iterable[str]:
         return ctx.paths_with_formatter("exposure")
