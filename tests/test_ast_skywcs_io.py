@@ -14,7 +14,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from warping.ast_wcs import AstSkyWcs
-from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord, wcs_from_text
+from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord, cell_text, wcs_from_text
 from warping.coadd_psf import CoaddPsf
 from warping.exposure import Exposure
 from warping.formats.afw_visit_summary import read_visit_summary_file
@@ -178,7 +178,7 @@ def test_inputs_table_keeps_the_exact_model(cfht_wcs: AstSkyWcs, cfht_header_wcs
     assert isinstance(back.ccds[1].wcs, WCS)  # header text: exact to the cards' ~1e-12 deg
     assert max_separation_px(back.ccds[1].wcs, cfht_header_wcs, CFHT_BOX) < 1e-7
     # the 'wcs' column alone (what a reader before wcs_exact sees) is the TAN-SIP approximation
-    approx = wcs_from_text(str(ccds.data[0]["wcs"]))
+    approx = wcs_from_text(cell_text(ccds.data[0]["wcs"]))
     assert isinstance(approx, WCS) and max_separation_px(cfht_wcs, approx, CFHT_BOX) < 1e-6
     # tables of astropy WCSs only keep their old columns
     _, plain = CoaddInputs(ccds=[_record(cfht_header_wcs, 2)]).to_hdus()
