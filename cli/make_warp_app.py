@@ -18,7 +18,23 @@ if TYPE_CHECKING:
     from warping.task.config import MakeWarpConfig
     from warping.task.runner import BatchSummary, ProgressState, RunSummary
 
-__all__ = ["demo_command", "format_config", "make_warp_command", "print_summary"]
+__all__ = [
+    "EXIT_ALL_WRITTEN",
+    "EXIT_NOTHING_MADE",
+    "EXIT_PARTIAL",
+    "demo_command",
+    "format_config",
+    "make_warp_command",
+    "print_summary",
+]
+
+#: Exit status: every warp asked for was made, from every CCD.
+EXIT_ALL_WRITTEN = 0
+#: Exit status: no warp was made (also any error stopping the run before work started).
+EXIT_NOTHING_MADE = 1
+#: Exit status: some warps were made, but units failed or warps lack CCDs that could not be used
+#: (2 is left to usage errors of the command line parser).
+EXIT_PARTIAL = 3
 
 
 def format_config(config: Any, prefix: str = "config") -> list[str]:
@@ -103,9 +119,11 @@ def make_warp_command(
 ) -> int:
     """Run ``rb make-warp``; return the exit code.
 
-    0: everything made; 1: nothing could be made, or warps were written without CCDs whose data
-    or PSF could not be used (incomplete); otherwise the number of failed units (capped at 125);
-    130 after Ctrl-C.
+    :data:`EXIT_ALL_WRITTEN` (0): every warp asked for was made, with every CCD;
+    :data:`EXIT_NOTHING_MADE` (1): no warp was made (nothing overlaps, every unit failed, or an
+    error stopped the run before any work); :data:`EXIT_PARTIAL` (3): some warps were made, but
+    units failed, warps lack CCDs that could not be used (incomplete), or calexps could not be
+    read; 130 after Ctrl-C.
     """
     import logging
 
@@ -185,6 +203,13 @@ def make_warp_command(
         )
         if f.traceback:
             err_console.print(f.traceback, highlight=False, markup=False)
+    if batch.unplaced:
+        err_console.print(
+            f"{len(batch.unplaced)} calexp(s) could not be read and are in no warp:",
+            highlight=False,
+        )
+        for ds_id, why in batch.unplaced.items():
+            err_console.print(f"  {ds_id}: {why}", highlight=False, markup=False)
     made = sum(1 for p in batch.patches for v in p.visits if v.status in ("written", "reused"))
     if batch.interrupted:
         err_console.print(
@@ -192,19 +217,23 @@ def make_warp_command(
             "finished ones are registered. Rerun with --reuse to complete."
         )
         return 130
+    partial = False
     if batch.failures:
         err_console.print(
             f"[red]{batch.n_failed} of {batch.n_units} unit(s) failed[/red]; rerun "
             "with --reuse to redo only the missing warps."
         )
-        return min(batch.n_failed, 125)
+        partial = True
     if batch.n_incomplete:
         err_console.print(
             f"[yellow]Output incomplete[/yellow]: {batch.n_incomplete} visit warp(s) lack CCDs "
-            "whose data or PSF could not be used (see 'CCDs skipped')."
+            "whose data or PSF could not be used (see 'CCDs skipped'); fix them and rerun "
+            "with --reuse."
         )
-        return 1
-    return 0 if made else 1
+        partial = True
+    if not made:
+        return EXIT_NOTHING_MADE
+    return EXIT_PARTIAL if partial or batch.unplaced else EXIT_ALL_WRITTEN
 
 
 def demo_command(directory: str, *, jobs: int = 1) -> int:

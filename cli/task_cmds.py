@@ -30,8 +30,9 @@ that follow it.
 
 Work is split into (patch, visit) units: --jobs N runs them on a local Dask cluster of N
 single-threaded worker processes, --dask-scheduler tcp://HOST:PORT on an existing cluster.
-The exit status is 0 when everything was made, 1 when nothing could be made, else the number
-of failed units; 130 after Ctrl-C (finished units are registered; rerun with --reuse).
+The exit status is 0 when every warp was made from every CCD, 1 when nothing was made, 3 when
+some warps were made but units failed or warps lack CCDs that could not be read or used (listed
+with their reasons); 130 after Ctrl-C (finished units are registered; rerun with --reuse).
 """
 
 

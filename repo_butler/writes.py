@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from repo_butler.dimensions import DataId
-from repo_butler.errors import DatasetTypeError, RegistryError
+from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError
 from repo_butler.provenance import (
     SIDECAR_SUFFIX,
     Provenance,
@@ -39,9 +39,13 @@ if TYPE_CHECKING:
     from repo_butler.datastore import Datastore
     from repo_butler.formatters import Formatter
 
-__all__ = ["PlannedPut", "WorkerIO", "WrittenDataset"]
+__all__ = ["ChecksumMismatchError", "PlannedPut", "WorkerIO", "WrittenDataset"]
 
 logger = logging.getLogger(__name__)
+
+
+class ChecksumMismatchError(FormatterError):
+    """The bytes read from a dataset's file are not those the registry recorded (corrupted)."""
 
 
 _DATASTORES: collections.OrderedDict[tuple[str, str], Datastore] = collections.OrderedDict()
@@ -271,9 +275,23 @@ class WorkerIO:
         fs, full = fsspec.core.url_to_fs(url, **dict(self.storage_options))
         return fs, full
 
-    def read(self, ref: DatasetRef) -> Any:
-        """Read and decode a dataset (``FileNotFoundError`` if its file is missing)."""
+    def read(self, ref: DatasetRef, *, verify: bool = False) -> Any:
+        """Read and decode a dataset (``FileNotFoundError`` if its file is missing).
+
+        With ``verify``, the checksum of the bytes read is compared with the ref's (the one
+        recorded at registration) before decoding: :class:`ChecksumMismatchError` if they differ.
+        """
         data = self.read_bytes(ref)
+        if verify and ref.checksum.startswith("sha256:"):  # the algorithm recorded
+            from repo_butler.datastore import checksum_bytes
+
+            found = checksum_bytes(data)
+            if found != ref.checksum:
+                raise ChecksumMismatchError(
+                    f"{ref.uri}: checksum mismatch: the file holds {found}, the registry recorded "
+                    f"{ref.checksum} for {ref.dataset_type} {ref.data_id}; the file was modified "
+                    "or corrupted after it was registered (run `rb verify`)"
+                )
         return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
 
     def open(self, ref: DatasetRef, *, block_size: int | None = None) -> BinaryIO:

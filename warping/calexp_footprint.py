@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+import numpy as np
+
 from warping.geom import Box2I
 
 if TYPE_CHECKING:
@@ -26,11 +28,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HEADER_BLOCK_SIZE",
+    "UNREADABLE",
     "FootprintReader",
     "Opener",
     "read_wcs_and_bbox_of",
     "sky_footprints",
 ]
+
+#: Prefix of the reason :func:`sky_footprints` gives for a calexp it cannot read.
+UNREADABLE = "calexp headers cannot be read: "
 
 HEADER_BLOCK_SIZE = 2**18
 """Read-ahead block for header-only reads of remote files (s3fs defaults to 50 MiB blocks)."""
@@ -91,7 +97,8 @@ def sky_footprints(
     -------
     list
         Per item a :class:`~warping.skymap.geometry.SkyPolygon`, ``"missing"`` when the calexp's
-        file is missing, or ``"footprint unreadable: …"``.
+        file is missing, or :data:`UNREADABLE` followed by the reason (a corrupt file, a WCS
+        giving non-finite coordinates).
     """
     from warping.skymap.geometry import SkyPolygon
 
@@ -108,8 +115,15 @@ def sky_footprints(
                 with contextlib.suppress(FileNotFoundError):
                     wcs = io.read(ext)
             if wcs is None:
-                raise ValueError("no WCS")
-            out.append(SkyPolygon.from_wcs_bbox(wcs, bbox))
-        except Exception as err:  # a WCS evaluation error deselects the calexp (LSST)
-            out.append(f"footprint unreadable: {err}")
+                raise ValueError(f"{ref.uri} has no WCS")
+            poly = SkyPolygon.from_wcs_bbox(wcs, bbox)
+            if not (np.isfinite(poly.ra).all() and np.isfinite(poly.dec).all()):
+                raise ValueError(
+                    f"{ref.uri}: its WCS gives non-finite sky coordinates at the CCD's corners "
+                    f"(RA {list(poly.ra)}, Dec {list(poly.dec)})"
+                )
+            out.append(poly)
+        except Exception as err:  # the unit lists the CCD as skipped, with this reason
+            logger.warning("Calexp %s cannot be read: %s", ref.data_id, err)
+            out.append(f"{UNREADABLE}{err}")
     return out

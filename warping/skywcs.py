@@ -13,6 +13,8 @@ the WCS itself, or a TAN-SIP fit of an exact model over the pixel box.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import warnings
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SkyWcs",
     "celestial_frame",
+    "check_wcs_cards",
     "exact_wcs_text",
     "fits_wcs",
     "read_xy0",
@@ -142,11 +145,50 @@ def shift_wcs(wcs: WCS, dx: float, dy: float) -> WCS:
     return out
 
 
+#: Numeric cards of the primary FITS-WCS and SIP: a value that is not a finite number would be
+#: dropped or defaulted by wcslib (a PC1_1 of NaN silently became 1), so it is an error instead.
+_WCS_NUMBER = re.compile(
+    r"(CRVAL|CRPIX|CDELT|CROTA)\d|(CD|PC)\d_\d|(A|B|AP|BP)_(\d+_\d+|ORDER)|LONPOLE|LATPOLE"
+)
+
+
+def check_wcs_cards(header: fits.Header) -> None:
+    """Raise ``ValueError`` naming the first primary WCS card whose value is not a finite number.
+
+    Parameters
+    ----------
+    header
+        An image header.
+    """
+    for card in header.cards:
+        if not _WCS_NUMBER.fullmatch(card.keyword):
+            continue
+        try:
+            value = card.value
+        except Exception:  # astropy: unparsable card
+            value = None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            text = card.image[10:].split("/")[0].strip(" '")
+            raise ValueError(
+                f"header card {card.keyword} = {text!r} is not a finite number: the WCS is unusable"
+            )
+
+
 def wcs_from_header(header: fits.Header, xy0: tuple[int, int] | None = None) -> WCS | None:
     """Parent-pixel WCS from an array-relative FITS header; ``None`` if it has no celestial WCS.
 
     ``xy0`` defaults to :func:`read_xy0` of the header.
+
+    Raises
+    ------
+    ValueError
+        If a numeric WCS card (``CRVAL1``, ``PC1_1``, SIP ``A_1_2`` ...) is not a finite number.
     """
+    check_wcs_cards(header)
     hdr = header.copy()
     for k in _XY0_CARDS:
         hdr.remove(k, ignore_missing=True)

@@ -7,6 +7,7 @@ import io
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import IO
 
 from astropy.io import fits
 
@@ -14,7 +15,113 @@ from warping.errors import FormatError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["hdulist_to_bytes", "open_fits_bytes", "reading"]
+__all__ = ["MAX_HEADER_BLOCKS", "check_headers", "hdulist_to_bytes", "open_fits_bytes", "reading"]
+
+BLOCK = 2880
+CARD = 80
+#: A header longer than this many 2880-byte blocks (36 cards each) is refused as corrupt.
+MAX_HEADER_BLOCKS = 1000
+_KEY_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _valid_card(card: bytes) -> bool:
+    """Whether an 80-byte card is header text: printable ASCII and a FITS keyword (or HIERARCH,
+    or blank) left-justified in its first 8 bytes."""
+    if any(b < 0x20 or b > 0x7E for b in card):
+        return False
+    key = card[:8].rstrip(b" ")
+    return b" " not in key and all(b in _KEY_CHARS for b in key)
+
+
+def _int_card(header: bytes, key: bytes, default: int) -> int:
+    for i in range(0, len(header), CARD):
+        if header[i : i + 8].rstrip(b" ") == key:
+            try:
+                return int(header[i + 10 : i + 80].split(b"/")[0].strip())
+            except ValueError:
+                return default
+    return default
+
+
+def check_headers(f: IO[bytes], source: str, *, max_hdus: int | None = None) -> int:
+    """Walk the HDU headers of a FITS file and refuse junk before astropy parses it.
+
+    Each header must end with an ``END`` card within :data:`MAX_HEADER_BLOCKS` blocks, and no
+    block may hold a majority of cards that are not header text: a header overwritten by junk
+    (no ``END``) would otherwise make astropy read the following pixels as cards, warning for
+    each. Only headers are read (the data are skipped with ``seek``); the file is left at its
+    start.
+
+    Parameters
+    ----------
+    f
+        The file, positioned anywhere (seekable).
+    source
+        Name of the file in messages.
+    max_hdus
+        Stop after this many HDUs (all by default).
+
+    Returns
+    -------
+    int
+        The number of HDUs walked.
+
+    Raises
+    ------
+    FormatError
+        Naming the file, the HDU and the byte offset of the bad header block.
+    """
+    pos = 0
+    n = 0
+    try:
+        while max_hdus is None or n < max_hdus:
+            f.seek(pos)
+            block = f.read(BLOCK)
+            if not block:
+                break
+            header = bytearray()
+            start = pos
+            while True:
+                if len(block) < BLOCK:
+                    raise FormatError(
+                        f"{source}: truncated FITS file: HDU {n}'s header at byte {start} ends "
+                        f"after {len(header) + len(block)} bytes without an END card"
+                    )
+                bad = sum(not _valid_card(block[i : i + CARD]) for i in range(0, BLOCK, CARD))
+                if bad > BLOCK // CARD // 2:
+                    raise FormatError(
+                        f"{source}: HDU {n}'s header is not FITS header text at byte {pos} "
+                        f"({bad} of {BLOCK // CARD} cards invalid, no END card before): the file "
+                        "is corrupt"
+                    )
+                header += block
+                pos += BLOCK
+                if any(block[i : i + 8] == b"END     " for i in range(0, BLOCK, CARD)):
+                    break
+                if len(header) >= MAX_HEADER_BLOCKS * BLOCK:
+                    raise FormatError(
+                        f"{source}: HDU {n}'s header at byte {start} has no END card in its first "
+                        f"{MAX_HEADER_BLOCKS * BLOCK // CARD} cards: the file is corrupt"
+                    )
+                block = f.read(BLOCK)
+            hdr = bytes(header)
+            naxis = _int_card(hdr, b"NAXIS", 0)
+            size = 0
+            if naxis > 0:
+                size = 1
+                for axis in range(1, naxis + 1):
+                    size *= _int_card(hdr, b"NAXIS%d" % axis, 0)
+                size = (
+                    abs(_int_card(hdr, b"BITPIX", 8))
+                    // 8
+                    * _int_card(hdr, b"GCOUNT", 1)
+                    * (_int_card(hdr, b"PCOUNT", 0) + size)
+                )
+            pos += -(-size // BLOCK) * BLOCK
+            n += 1
+    finally:
+        f.seek(0)
+    return n
 
 
 @contextlib.contextmanager
@@ -45,10 +152,12 @@ def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
             f"{source}: not a FITS file ({len(data)} bytes; FITS files start with 'SIMPLE  =' and "
             "are multiples of 2880 bytes)"
         )
+    buffer = io.BytesIO(data)
+    check_headers(buffer, source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            hdul = fits.open(io.BytesIO(data), lazy_load_hdus=False, memmap=False)
+            hdul = fits.open(buffer, lazy_load_hdus=False, memmap=False)
             for hdu in hdul:
                 _ = hdu.data  # force reading so truncation shows up here
         except (OSError, ValueError, TypeError, IndexError) as err:

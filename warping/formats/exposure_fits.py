@@ -390,35 +390,56 @@ def read_wcs_and_bbox(
     import io
 
     name = source or (str(f) if isinstance(f, str | os.PathLike) else "<file>")
+    if isinstance(f, str | os.PathLike):
+        with open(f, "rb") as fh:
+            return read_wcs_and_bbox(fh, name)
     obj: Any = io.BytesIO(f) if isinstance(f, bytes) else f
-    with reading(name, "exposure headers"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hdul = fits.open(obj, lazy_load_hdus=True, memmap=False)
-        with hdul:
-            hdu = None
-            for h in hdul[1:]:
-                if h.header.get("EXTNAME") == "IMAGE":
-                    hdu = h
-                    break
-            if hdu is None:
-                if len(hdul) < 2:
-                    raise FormatError(f"{name}: no image extension; not an exposure file")
-                hdu = hdul[1]
-            hdr = hdu.header
-            if int(hdr.get("NAXIS", 0)) != 2:
-                raise FormatError(f"{name}: image extension is not 2-D")
-            xy0 = read_xy0(hdr)
-            bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
-            if "RBFMTV" in hdul[0].header:
-                if hdul[0].header.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
-                    for h in hdul[1:]:
-                        if h.header.get("EXTNAME") == "SKYWCS":
-                            return _read_skywcs_hdu(h, name), bbox
-                return wcs_from_header(hdr, xy0), bbox
-            from warping.formats.lsst_afw import read_lsst_wcs
+    with reading(name, "exposure headers"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # astropy's per-card warnings: one log line per file
+        try:
+            return _wcs_and_bbox(obj, name)
+        finally:
+            if caught:
+                logger.info(
+                    "%s: %d FITS header warning(s) while reading the WCS, first: %s",
+                    name, len(caught), str(caught[0].message).splitlines()[0],
+                )  # fmt: skip
 
-            return read_lsst_wcs(hdul, hdr, xy0, name), bbox
+
+def _wcs_and_bbox(obj: Any, name: str) -> tuple[SkyWcs | None, Box2I]:
+    from warping.formats._common import check_headers
+
+    # the headers astropy is about to parse are checked first (a junk header fails in ms)
+    if check_headers(obj, name, max_hdus=2) == 0:
+        raise FormatError(f"{name}: empty file; not an exposure file")
+    with fits.open(obj, lazy_load_hdus=True, memmap=False) as hdul:
+        primary = hdul[0].header
+        ours = "RBFMTV" in primary
+        if not ours or primary.get("WCSEXACT") == "SKYWCS":  # the other HDUs are scanned too
+            check_headers(obj, name)
+        hdu = None
+        for h in hdul[1:]:
+            if h.header.get("EXTNAME") == "IMAGE":
+                hdu = h
+                break
+        if hdu is None:
+            if len(hdul) < 2:
+                raise FormatError(f"{name}: no image extension; not an exposure file")
+            hdu = hdul[1]
+        hdr = hdu.header
+        if int(hdr.get("NAXIS", 0)) != 2:
+            raise FormatError(f"{name}: image extension is not 2-D")
+        xy0 = read_xy0(hdr)
+        bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
+        if ours:
+            if primary.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
+                for h in hdul[1:]:
+                    if h.header.get("EXTNAME") == "SKYWCS":
+                        return _read_skywcs_hdu(h, name), bbox
+            return wcs_from_header(hdr, xy0), bbox
+        from warping.formats.lsst_afw import read_lsst_wcs
+
+        return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
 def exposure_to_bytes(exposure: Exposure) -> bytes:

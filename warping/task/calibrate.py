@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.wcs import WCS
 
+from repo_butler.errors import FormatterError
+from repo_butler.writes import ChecksumMismatchError
 from warping.errors import WarpingError
 from warping.exposure import Exposure
 from warping.task.inputs import fmt_id
@@ -81,12 +83,19 @@ def load_calibrated(inp: CcdInput, visit_summary_components: Sequence[str] = ())
         why = f"Exposure not found: calexp {did}: file {uri} is missing; run `rb verify`"
         logger.warning("Calexp %s not usable; skipping it: %s", did, why)
         raise UnusableCcdError(why) from None
+    except FormatterError as err:  # corrupt, truncated or modified since registered
+        why = f"calexp {did} cannot be read: {err}"
+        logger.warning("Calexp %s not usable; skipping it: %s", did, err)
+        raise UnusableCcdError(why) from None
     try:
         products = {name: h.get() for name, h in inp.products().items()}
     except FileNotFoundError as err:
         raise UnusableCcdError(
             f"{err}: a calibration product's file is missing; run `rb verify`"
         ) from None
+    except ChecksumMismatchError as err:  # a product read is not the one registered
+        logger.warning("Calexp %s not usable; skipping it: %s", did, err)
+        raise UnusableCcdError(f"calexp {did}: a calibration product is corrupt: {err}") from None
     catalog = products.pop("visit_summary", None)
     if visit_summary_components:
         products.update(_from_visit_summary(inp, catalog, calexp, visit_summary_components))

@@ -82,18 +82,29 @@ class InMemoryHandle:
 class StoredHandle:
     """A handle to a stored dataset, read through a worker's IO (no butler, no registry).
 
-    ``reads`` (shared by the handles of one unit) counts the full reads of each file.
+    ``reads`` (shared by the handles of one unit) counts the full reads of each file. The
+    checksum of the bytes read is checked against the registry's (``verify``), so provenance,
+    which records that checksum, describes the bytes actually used.
     """
 
     ref: DatasetRef
     io: WorkerIO
     reads: collections.Counter[str] | None = None
+    verify: bool = True
 
     def get(self) -> Any:
-        """Read and decode the dataset."""
+        """Read and decode the dataset.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the file is missing.
+        repo_butler.writes.ChecksumMismatchError
+            When the bytes read are not those registered.
+        """
         if self.reads is not None:
             self.reads[self.ref.path] += 1
-        return self.io.read(self.ref)
+        return self.io.read(self.ref, verify=self.verify)
 
 
 @dataclass(frozen=True, eq=False)

@@ -56,6 +56,7 @@ def _resolve_ccd(
     config: MakeWarpConfig,
     tract: int,
     visit_summary: DatasetRef | None = None,
+    unreadable: str | None = None,
 ) -> PlannedCcd:
     data_id = ref.data_id.to_dict()
     found: dict[str, DatasetRef] = {}
@@ -72,6 +73,8 @@ def _resolve_ccd(
                 "option that needs it."
             ) from None
 
+    if unreadable is not None:  # its headers could not be read in the plan: not read again
+        return PlannedCcd(ref, missing=unreadable)
     try:
         if config.revert_background:
             need("background", "calexpBackground")
@@ -233,6 +236,41 @@ class _Footprints:
         return self._by_tract[tract][ref.data_id]
 
 
+def unreadable_reason(poly: SkyPolygon | str) -> str | None:
+    """Why a calexp whose footprint could not be read cannot be used (None: it could be read,
+    or its file is missing, which the unit reports when it tries to read it)."""
+    if isinstance(poly, str) and poly != "missing":
+        return poly
+    return None
+
+
+def _place_unlocated(
+    plan: WarpPlan,
+    groups: dict[DataId, dict[int, list[DatasetRef]]],
+    tract: int,
+    filter_name: str,
+    refs: Sequence[DatasetRef],
+    footprint: _Footprints,
+) -> None:
+    """Tract-wide: a calexp whose footprint is unknown (file missing or unreadable) may belong to
+    any warp of its visit, so each of those units lists it as skipped (they are incomplete);
+    when its visit lands on no patch, it is reported in ``plan.unplaced``."""
+    for r in refs:
+        poly = footprint(r, tract)
+        if not isinstance(poly, str):
+            continue
+        visit = int(r.data_id["visit"])
+        placed = False
+        for pid, by_visit in groups.items():
+            same = int(pid["tract"]) == tract and str(pid["filter"]) == filter_name
+            if same and visit in by_visit and r not in by_visit[visit]:
+                by_visit[visit].append(r)
+                placed = True
+        if not placed:
+            why = "calexp file is missing; run `rb verify`" if poly == "missing" else poly
+            plan.unplaced[f"tract={tract} {fmt_id(r.data_id)}"] = why
+
+
 def _incomplete(butler: Butler, dataset_types: Sequence[str], warp_id: Any) -> bool:
     """Whether a stored warp of this unit lacks CCDs it could not use (then ``--reuse`` redoes
     it: the cause may have been fixed). Reads the warps' metadata tables only."""
@@ -364,13 +402,11 @@ def plan_units(
                     if "patch" not in raw and r.data_id not in near[pinfo.index]:
                         continue
                     poly = footprint(r, tract_id)
-                    if isinstance(poly, str) and poly == "missing":
+                    if isinstance(poly, str):  # missing or unreadable: where it lies is unknown
                         if "patch" in raw:  # reported as a skipped CCD of its visit
                             by_visit[int(r.data_id["visit"])].append(r)
                         continue
-                    if isinstance(poly, str):
-                        not_sel[fmt_id(r.data_id)] = poly
-                    elif polygons_overlap(patch_poly, poly):
+                    if polygons_overlap(patch_poly, poly):
                         by_visit[int(r.data_id["visit"])].append(r)
                     elif "patch" in raw:
                         not_sel[fmt_id(r.data_id)] = "does not overlap the patch"
@@ -379,6 +415,11 @@ def plan_units(
                 groups[pid] = by_visit
                 plan.patches.append(pid)
                 plan.not_selected[pid] = not_sel
+            if "patch" not in raw:
+                _place_unlocated(plan, groups, tract_id, filter_name, f_refs, footprint)
+
+    def reasons(ref: DatasetRef, tract_id: int) -> str | None:
+        return unreadable_reason(footprint(ref, tract_id))
 
     lacking: dict[tuple[str, int], None] = {}  # (filter, visit) without a visitSummary
     for pid, by_visit in groups.items():
@@ -394,7 +435,10 @@ def plan_units(
             unit = WarpUnit(
                 warp_id,
                 skymap_ref,
-                tuple(_resolve_ccd(butler, r, config, tract_id, vs_ref) for r in refs),
+                tuple(
+                    _resolve_ccd(butler, r, config, tract_id, vs_ref, reasons(r, tract_id))
+                    for r in refs
+                ),
                 outputs,
             )
             if (

@@ -146,6 +146,8 @@ class BatchSummary:
     driver_seconds: float = 0.0  # planning + submitting + handling results + registering
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
     reads: dict[str, int] = field(default_factory=dict)  # storage path -> reads over all units
+    #: tract-wide: calexps that could not be read and belong to no unit (data ID -> reason)
+    unplaced: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_failed(self) -> int:
@@ -183,6 +185,7 @@ class BatchSummary:
             "reused": self.n_reused,
             "cancelled": self.n_cancelled,
             "incomplete": self.n_incomplete,
+            "unplaced": self.unplaced,
             "interrupted": self.interrupted,
             "executor": self.executor,
             "wall_seconds": round(self.wall_seconds, 3),
@@ -303,7 +306,7 @@ def _execute(
     from warping.task.executors import InterruptGate
 
     batch = BatchSummary(n_units=len(plan.units), n_reused=len(plan.reused),
-                         plan_seconds=plan.seconds)  # fmt: skip
+                         plan_seconds=plan.seconds, unplaced=dict(plan.unplaced))  # fmt: skip
     per_patch = {
         pid: RunSummary(patch_id=pid, not_selected=plan.not_selected.get(pid, {}))
         for pid in plan.patches

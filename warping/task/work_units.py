@@ -198,4 +198,6 @@ class WarpPlan:
     reused: list[UnitResult] = field(default_factory=list)
     patches: list[DataId] = field(default_factory=list)
     not_selected: dict[DataId, dict[str, str]] = field(default_factory=dict)
+    #: tract-wide runs: calexps that could not be read and belong to no unit (data ID -> reason)
+    unplaced: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
