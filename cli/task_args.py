@@ -27,6 +27,9 @@ _GROUP_OPTIONS = {
     "-C": "configfile",
 }
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?::(\d+))?$")
+#: Most data IDs one ``--id`` / ``--selectId`` may expand to (ranges and lists multiplied):
+#: checked before anything is expanded, so ``ccd=0..20000000`` is an error, not gigabytes.
+MAX_DATA_IDS = 100_000
 
 
 @dataclass
@@ -43,7 +46,7 @@ def _scalar(text: str) -> int | str:
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
-def _values(key: str, text: str) -> list[int | str]:
+def _values(key: str, text: str, option: str = "--id") -> list[int | str]:
     out: list[int | str] = []
     for part in text.split("^"):
         if not part:
@@ -53,7 +56,16 @@ def _values(key: str, text: str) -> list[int | str]:
             lo, hi, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
             if hi < lo:
                 raise DataIdError(f"Range {key}={part} is empty: the end is below the start")
-            out.extend(range(lo, hi + 1, step))
+            if step < 1:
+                raise DataIdError(f"Range {key}={part}: the step must be at least 1")
+            values = range(lo, hi + 1, step)
+            if len(out) + len(values) > MAX_DATA_IDS:
+                raise DataIdError(
+                    f"{option} {key}={text} gives {len(out) + len(values):,} values, more than "
+                    f"{MAX_DATA_IDS:,}; give a smaller range, or leave {key} out to take every "
+                    "value in the repository"
+                )
+            out.extend(values)
         else:
             out.append(_scalar(part))
     return out
@@ -73,7 +85,16 @@ def expand_data_id(tokens: Sequence[str], *, option: str = "--id") -> list[dict[
         if key in keys:
             raise DataIdError(f"{option}: key {key!r} given twice")
         keys.append(key)
-        lists.append(_values(key, value.strip()))
+        lists.append(_values(key, value.strip(), option))
+    total = 1
+    for values in lists:
+        total *= len(values)
+    if total > MAX_DATA_IDS:
+        shown = " ".join(tokens)
+        raise DataIdError(
+            f"{option} {shown} combines into {total:,} data IDs, more than {MAX_DATA_IDS:,}; "
+            "select fewer values, or leave a key out to take every value in the repository"
+        )
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
 
 

@@ -42,6 +42,36 @@ def _doc(text: str, **extra: Any) -> dict[str, Any]:
     return {"doc": text, **extra}
 
 
+#: Largest PSF stamp or matching kernel, in pixels (a side): bigger ones would allocate gigabytes
+#: per CCD (``modelPsf.size = 20001`` asked 3 to 7.5 GiB) where LSST uses a few tens of pixels.
+MAX_STAMP = 255
+#: Largest cell or interpolation length, in pixels.
+MAX_PIXELS = 10_000
+
+
+def _above(value: Any, maximum: float | None) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return maximum is not None and number and value > maximum
+
+
+def _check_bounds(config: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for a field above its ``maximum`` (in the schema too)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _check_bounds(value, path + ".")
+        elif isinstance(value, Mapping):
+            for key, sub in value.items():
+                if dataclasses.is_dataclass(sub) and not isinstance(sub, type):
+                    _check_bounds(sub, f"{path}[{key!r}].")
+        elif _above(value, f.metadata.get("maximum")):
+            raise ConfigError(
+                f"{path} = {value} is above its maximum {f.metadata['maximum']}; "
+                "give a smaller value."
+            )
+
+
 @dataclass(frozen=True)
 class WarperConfig:
     """Warping kernel and WCS-approximation settings (afw ``WarperConfig``)."""
@@ -55,7 +85,10 @@ class WarperConfig:
     )
     interpLength: int = field(
         default=10,
-        metadata=_doc("Exact WCS every this many pixels, bilinear inside; 0 = exact everywhere."),
+        metadata=_doc(
+            "Exact WCS every this many pixels, bilinear inside; 0 = exact everywhere.",
+            maximum=MAX_PIXELS,
+        ),
     )
     growFullMask: tuple[str, ...] = field(
         default=("EDGE",),
@@ -67,9 +100,15 @@ class WarperConfig:
 class PsfMatchConfigAL:
     """Alard-Lupton matching-kernel settings (``psfMatch.kernel['AL']``)."""
 
-    kernelSize: int = field(default=21, metadata=_doc("Matching kernel size (odd), pixels."))
-    sizeCellX: int = field(default=128, metadata=_doc("Cell width for PSF sampling, pixels."))
-    sizeCellY: int = field(default=128, metadata=_doc("Cell height for PSF sampling, pixels."))
+    kernelSize: int = field(
+        default=21, metadata=_doc("Matching kernel size (odd), pixels.", maximum=MAX_STAMP)
+    )
+    sizeCellX: int = field(
+        default=128, metadata=_doc("Cell width for PSF sampling, pixels.", maximum=MAX_PIXELS)
+    )
+    sizeCellY: int = field(
+        default=128, metadata=_doc("Cell height for PSF sampling, pixels.", maximum=MAX_PIXELS)
+    )
     alardSigGauss: tuple[float, ...] = field(
         default=(0.7, 1.5, 3.0), metadata=_doc("Sigmas of the basis Gaussians, pixels.")
     )
@@ -93,7 +132,9 @@ class ModelPsfMatchConfig:
     autoPadPsfTo: float = field(
         default=1.4, metadata=_doc("Minimum PSF-stamp/kernel size ratio when auto-padding [1, 2].")
     )
-    padPsfBy: int = field(default=0, metadata=_doc("Manual padding (even), when not auto."))
+    padPsfBy: int = field(
+        default=0, metadata=_doc("Manual padding (even), when not auto.", maximum=MAX_STAMP)
+    )
 
     @property
     def al(self) -> PsfMatchConfigAL:
@@ -115,10 +156,14 @@ class WarpAndPsfMatchConfig:
 class GaussianPsfFactoryConfig:
     """Model PSF for PSF-matched warps (LSST ``GaussianPsfFactory``)."""
 
-    size: int | None = field(default=None, metadata=_doc("Kernel size; None = from FWHM."))
+    size: int | None = field(
+        default=None, metadata=_doc("Kernel size; None = from FWHM.", maximum=MAX_STAMP)
+    )
     sizeFactor: float = field(default=3.0, metadata=_doc("Size = sizeFactor x FWHM (odd)."))
-    minSize: int = field(default=5, metadata=_doc("Minimum kernel size."))
-    maxSize: int | None = field(default=None, metadata=_doc("Maximum kernel size."))
+    minSize: int = field(default=5, metadata=_doc("Minimum kernel size.", maximum=MAX_STAMP))
+    maxSize: int | None = field(
+        default=None, metadata=_doc("Maximum kernel size.", maximum=MAX_STAMP)
+    )
     defaultFwhm: float = field(default=3.0, metadata=_doc("Model FWHM in warp pixels."))
     addWing: bool = field(default=True, metadata=_doc("Add a wide Gaussian wing."))
     wingFwhmFactor: float = field(default=2.5, metadata=_doc("Wing FWHM / core FWHM."))
@@ -263,6 +308,16 @@ class MakeWarpConfig:
         for name, value in (("size", mp.size), ("minSize", mp.minSize), ("maxSize", mp.maxSize)):
             if value is not None and value % 2 == 0:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
+        _check_bounds(self)
+        if self.makePsfMatched and mp.size is None:
+            size = max((int(mp.sizeFactor * mp.defaultFwhm) // 2) * 2 + 1, mp.minSize)
+            if mp.maxSize is not None:
+                size = min(size, mp.maxSize)
+            if size > MAX_STAMP:
+                raise ConfigError(
+                    f"modelPsf.sizeFactor x defaultFwhm gives a {size}-pixel model PSF, above "
+                    f"{MAX_STAMP}; lower them or set modelPsf.maxSize."
+                )
 
     @property
     def warp_types(self) -> list[str]:

@@ -20,6 +20,13 @@ from warping.task.config import MakeWarpConfig, _field_map
 __all__ = ["config_json_schema", "dumps_schema"]
 
 
+def _set_maximum(schema: dict[str, Any], maximum: int) -> None:
+    if schema.get("type") in ("integer", "number"):
+        schema["maximum"] = maximum
+    for sub in schema.get("anyOf", []):
+        _set_maximum(sub, maximum)
+
+
 def config_json_schema() -> dict[str, Any]:
     """JSON Schema describing :class:`MakeWarpConfig` (generated from the dataclasses)."""
 
@@ -54,6 +61,8 @@ def config_json_schema() -> dict[str, Any]:
             sch["description"] = fld.metadata.get("doc", "")
             if "choices" in fld.metadata:
                 sch["enum"] = list(fld.metadata["choices"])
+            if "maximum" in fld.metadata:  # the number's bound (null stays allowed)
+                _set_maximum(sch, fld.metadata["maximum"])
             props[name] = sch
         return {
             "type": "object",
