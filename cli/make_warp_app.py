@@ -89,6 +89,7 @@ def print_summary(summary: RunSummary, *, console: Console) -> None:
     for v in summary.visits:
         skipped = ",".join(str(c) for c in sorted(v.ccds_skipped))
         reasons += [f"  visit {v.visit} ccd {c}: {w}" for c, w in sorted(v.ccds_skipped.items())]
+        reasons += [f"  visit {v.visit}: no {t} warp: {w}" for t, w in v.outputs_missing.items()]
         good = ", ".join(f"{t}={n}" for t, n in v.goodpix.items())
         outputs = "\n".join(v.outputs.values()) or (v.error or "-")
         status = f"{v.status}, incomplete" if v.incomplete else v.status
@@ -96,7 +97,7 @@ def print_summary(summary: RunSummary, *, console: Console) -> None:
                       skipped or "-", good or "-", outputs)  # fmt: skip
     console.print(table)
     if reasons:  # below the table, so long reasons wrap at words, not inside a narrow column
-        console.print("CCDs skipped, and why:", highlight=False)
+        console.print("CCDs skipped and warps not made, and why:", highlight=False)
         for line in reasons:
             console.print(line, highlight=False, markup=False)
     if summary.not_selected:
@@ -227,8 +228,8 @@ def make_warp_command(
     if batch.n_incomplete:
         err_console.print(
             f"[yellow]Output incomplete[/yellow]: {batch.n_incomplete} visit warp(s) lack CCDs "
-            "whose data or PSF could not be used (see 'CCDs skipped'); fix them and rerun "
-            "with --reuse."
+            "whose data or PSF could not be used, or warp types asked for (see 'CCDs skipped'); "
+            "fix them and rerun with --reuse."
         )
         partial = True
     if not made:

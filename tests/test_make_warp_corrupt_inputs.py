@@ -174,3 +174,27 @@ def test_garbage_image_header_fails_fast(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_garbage_image_header_of_a_full_hsc_ccd_fails_fast(tmp_path: Path) -> None:
     assert _garbage_header_seconds(tmp_path, (2048, 4176)) < 5.0
+
+
+def test_a_warp_type_asked_for_but_not_made_makes_the_visit_incomplete(
+    sim_repo: Path, tmp_path: Path
+) -> None:
+    from warping.task.config import MakeWarpConfig
+    from warping.task.execution import execute_unit
+    from warping.task.make_warp import MakeWarpTask
+    from warping.task.planning import plan_units
+    from warping.task.runner import _visit_summary
+
+    def no_memory(warped: object, model_psf: object, config: object) -> object:
+        raise MemoryError("cannot allocate 7.5 GiB")
+
+    config = MakeWarpConfig(makePsfMatched=True)
+    copy_repo(sim_repo, tmp_path / "repo")
+    butler = Butler(str(tmp_path / "repo"), rerun="t")
+    (unit,) = plan_units(butler, [{"tract": 0, "patch": "5,4", "filter": "HSC-I"}],
+                         config=config).units  # fmt: skip
+    task = MakeWarpTask(config, psf_matcher=no_memory)
+    result = execute_unit(unit, butler.worker_io(), config, task=task)
+    assert result.status == "written" and list(result.outputs) == ["direct"]
+    assert "cannot allocate 7.5 GiB" in result.outputs_missing["psfMatched"]
+    assert _visit_summary(result).incomplete

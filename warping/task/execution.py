@@ -87,6 +87,12 @@ def error_summary(err: BaseException) -> tuple[str, str]:
     return f"{type(err).__name__}: {err}{where}", frames + f"{type(err).__name__}: {err}"
 
 
+def _why_not_made(warp_type: str, warps: Any) -> str:
+    """Why a requested warp type has no exposure: its CCDs' reasons, or no good pixel."""
+    why = sorted({o.reasons[warp_type] for o in warps.ccds if warp_type in o.reasons})
+    return "; ".join(why) if why else f"no good pixel of the {warp_type} warp lands on the patch"
+
+
 def execute_unit(
     unit: WarpUnit,
     io: WorkerIO,
@@ -141,6 +147,11 @@ def execute_unit(
             if outcome.unusable:
                 result.ccds_unusable.append(outcome.ccd)
         result.goodpix = dict(warps.goodpix)
+        made = [t for t in config.warp_types if warps.exposures.get(t) is not None]
+        if made:  # a type asked for but not made while another was: the output is incomplete
+            for t in config.warp_types:
+                if t not in made:
+                    result.outputs_missing[t] = _why_not_made(t, warps)
         used = set(result.ccds_used)
         # each stored input once (the CCDs of a visit share its visitSummary)
         used_refs = {r.path: r for inp in inputs if inp.ccd in used for r in inp.refs()}

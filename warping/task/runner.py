@@ -56,11 +56,13 @@ class VisitSummary:
     traceback: str | None = None
     worker: str = ""
     ccds_unusable: list[int] = field(default_factory=list)  # skipped ones whose data was bad
+    outputs_missing: dict[str, str] = field(default_factory=dict)  # warp type asked, not made
 
     @property
     def incomplete(self) -> bool:
-        """True when a CCD was left out because its data or PSF could not be used."""
-        return bool(self.ccds_unusable)
+        """True when a CCD was left out because its data or PSF could not be used, or a warp
+        type asked for was not made while another was."""
+        return bool(self.ccds_unusable or self.outputs_missing)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
@@ -70,6 +72,7 @@ class VisitSummary:
             "ccds_used": self.ccds_used,
             "ccds_skipped": {str(k): v for k, v in self.ccds_skipped.items()},
             "ccds_unusable": self.ccds_unusable,
+            "outputs_missing": self.outputs_missing,
             "incomplete": self.incomplete,
             "goodpix": self.goodpix,
             "outputs": self.outputs,
@@ -201,6 +204,7 @@ def _visit_summary(res: UnitResult) -> VisitSummary:
         ccds_used=list(res.ccds_used),
         ccds_skipped=dict(res.ccds_skipped),
         ccds_unusable=list(res.ccds_unusable),
+        outputs_missing=dict(res.outputs_missing),
         goodpix=dict(res.goodpix),
         outputs=dict(res.outputs),
         seconds=res.seconds,
