@@ -43,6 +43,21 @@ def _int_card(header: bytes, key: bytes, default: int) -> int:
     return default
 
 
+def _next_xtension(f: IO[bytes], pos: int, source: str, n: int) -> tuple[int, bytes]:
+    """The first block at or after ``pos`` that starts an extension header (and the block),
+    within :data:`MAX_HEADER_BLOCKS` blocks; ``(end of file, b"")`` when there is none."""
+    for _ in range(MAX_HEADER_BLOCKS):
+        f.seek(pos)
+        block = f.read(BLOCK)
+        if not block or block.startswith(b"XTENSION= "):
+            return pos, block
+        pos += BLOCK
+    raise FormatError(
+        f"{source}: no header of HDU {n} within {MAX_HEADER_BLOCKS} blocks after the heap of HDU "
+        f"{n - 1}: the file is corrupt"
+    )
+
+
 def check_headers(f: IO[bytes], source: str, *, max_hdus: int | None = None) -> int:
     """Walk the HDU headers of a FITS file and refuse junk before astropy parses it.
 
@@ -73,12 +88,19 @@ def check_headers(f: IO[bytes], source: str, *, max_hdus: int | None = None) -> 
     """
     pos = 0
     n = 0
+    heap = False  # the previous HDU is a table with a heap
     try:
         while max_hdus is None or n < max_hdus:
             f.seek(pos)
             block = f.read(BLOCK)
             if not block:
                 break
+            if heap and not block.startswith(b"XTENSION= "):
+                # astropy writes some copied tables with a heap longer than their PCOUNT says
+                # (and reads them back): the next header is found at a later block
+                pos, block = _next_xtension(f, pos, source, n)
+                if not block:
+                    break
             header = bytearray()
             start = pos
             while True:
@@ -105,6 +127,7 @@ def check_headers(f: IO[bytes], source: str, *, max_hdus: int | None = None) -> 
                     )
                 block = f.read(BLOCK)
             hdr = bytes(header)
+            heap = _int_card(hdr, b"PCOUNT", 0) > 0 and hdr.startswith(b"XTENSION= 'BINTABLE")
             naxis = _int_card(hdr, b"NAXIS", 0)
             size = 0
             if naxis > 0:

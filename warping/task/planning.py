@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from warping.calexp_footprint import UNREADABLE
 from warping.errors import MissingExposureError
 from warping.task.calib_sources import COMPONENT_FIELDS, VISIT_SUMMARY, check_dataset_type
 from warping.task.config import MakeWarpConfig
@@ -167,10 +170,11 @@ class _VisitSummaries:
                 self._refs[key] = None
         return self._refs[key]
 
-    def footprint(self, calexp: DatasetRef) -> SkyPolygon | None:
+    def footprint(self, calexp: DatasetRef) -> SkyPolygon | str | None:
         """The footprint of the calexp's detector under its visitSummary row's WCS; None when
         there is no visitSummary, row or WCS (the calexp's own footprint is used then, and the
-        CCD is skipped or the plan refused later, with the reason)."""
+        CCD is skipped or the plan refused later, with the reason); a reason (text) when the
+        row's WCS gives non-finite coordinates."""
         from warping.skymap.geometry import SkyPolygon
 
         ref = self.ref(calexp.data_id)
@@ -187,10 +191,16 @@ class _VisitSummaries:
         if row is None or row.wcs is None:
             return None
         try:
-            return SkyPolygon.from_wcs_bbox(row.wcs, row.bbox)
+            poly = SkyPolygon.from_wcs_bbox(row.wcs, row.bbox)
         except Exception as err:  # a WCS that cannot be evaluated: select on the calexp's
             logger.warning("visitSummary WCS of %s unusable for selection: %s", calexp, err)
             return None
+        if not (np.isfinite(poly.ra).all() and np.isfinite(poly.dec).all()):
+            return (
+                f"{UNREADABLE}{ref.uri}: the visitSummary row's WCS of detector "
+                f"{calexp.data_id['ccd']} gives non-finite sky coordinates at its corners"
+            )
+        return poly
 
 
 class _Footprints:
