@@ -198,3 +198,16 @@ def test_a_warp_type_asked_for_but_not_made_makes_the_visit_incomplete(
     assert result.status == "written" and list(result.outputs) == ["direct"]
     assert "cannot allocate 7.5 GiB" in result.outputs_missing["psfMatched"]
     assert _visit_summary(result).incomplete
+
+
+def test_tract_wide_unreadable_calexp_of_a_visit_without_warps_is_listed(
+    sim_repo: Path, tmp_path: Path
+) -> None:
+    root, path = _damaged(sim_repo, tmp_path, "garbage primary header")
+    args = ("--id", "tract=0", "filter=HSC-I", "--selectId", f"visit={VISIT}", "ccd=17")
+    code, output, doc = _run(root, *args)
+    assert code == 1, output  # nothing made
+    (why,) = doc["unplaced"].values()
+    assert path.name in why and "HDU 0's header is not FITS header text" in why
+    assert "1 calexp(s) could not be read and are in no warp:" in output
+    assert "ccd=17" in output and path.name in output
