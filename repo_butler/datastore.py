@@ -17,12 +17,20 @@ import posixpath
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal
 
 from repo_butler.errors import StorageError
 from repo_butler.redaction import redact_text, secret_values
 
-__all__ = ["Datastore", "FsspecDatastore", "TransferMode", "checksum_bytes", "join_url"]
+__all__ = [
+    "Datastore",
+    "FsspecDatastore",
+    "IncompleteUpload",
+    "TransferMode",
+    "checksum_bytes",
+    "join_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +48,17 @@ def checksum_bytes(data: bytes) -> str:
 def join_url(root: str, path: str) -> str:
     """Join a root URL and a relative ``/`` path."""
     return root.rstrip("/") + "/" + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    path: str
+    """Relative path of the object being uploaded."""
+    upload_id: str
+    age: float
+    """Seconds since the upload was initiated."""
 
 
 class Datastore(ABC):
@@ -159,6 +178,19 @@ class Datastore(ABC):
     def abort_incomplete_uploads(self) -> int:
         """Abort uploads left unfinished by crashed writers; return how many (none by default)."""
         return 0
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Unfinished multipart uploads under the root (none by default)."""
+        return []
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one unfinished upload from :meth:`incomplete_uploads`."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def temp_files(self) -> list[tuple[str, float]]:
+        """Temporary files (``.rb-tmp-*``) under the root and their ages in seconds; a writer
+        that was killed mid-write leaves one (none by default)."""
+        return []
 
     def uri(self, path: str) -> str:
         """Full URL of ``path`` (absolute URLs pass through unchanged)."""
@@ -389,6 +421,24 @@ class FsspecDatastore(Datastore):
             rel = self.fs._strip_protocol(found)[start:]
             if TEMP_MARKER not in posixpath.basename(rel):
                 yield rel
+
+    def temp_files(self) -> list[tuple[str, float]]:
+        """Temporary files left under the root by killed writers, with their ages (local)."""
+        if not self._local:
+            return []
+        out = []
+        now = time.time()
+        start = len(self.path.rstrip("/")) + 1
+        for dirpath, _, names in os.walk(self.path):
+            for name in names:
+                if name.startswith(TEMP_MARKER):
+                    full = os.path.join(dirpath, name)
+                    try:
+                        mtime = os.stat(full).st_mtime
+                    except FileNotFoundError:  # finished meanwhile
+                        continue
+                    out.append((full[start:].replace(os.sep, "/"), now - mtime))
+        return sorted(out)
 
     def transfer_in(
         self, source: str, path: str, *, mode: TransferMode, storage_options: dict[str, Any]

@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode, checksum_bytes
+from repo_butler.datastore import (
+    TEMP_MARKER,
+    FsspecDatastore,
+    IncompleteUpload,
+    TransferMode,
+    checksum_bytes,
+)
 from repo_butler.errors import StorageError
 from repo_butler.redaction import redact_text
 
@@ -493,6 +499,26 @@ class S3Datastore(FsspecDatastore):
         if uploads:
             logger.warning("aborted %d incomplete uploads under %s", len(uploads), self.root)
         return len(uploads)
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Multipart uploads under the root that were neither completed nor aborted."""
+        import datetime
+
+        with self._errors("listing uploads under", ""):
+            uploads = self.objects.list_multipart_uploads(self.prefix)
+        now = datetime.datetime.now(datetime.UTC)
+        start = len(self.prefix) + 1 if self.prefix else 0
+        out = []
+        for upload in uploads:
+            initiated = upload.get("Initiated")
+            age = (now - initiated).total_seconds() if initiated else float("inf")
+            out.append(IncompleteUpload(str(upload["Key"])[start:], str(upload["UploadId"]), age))
+        return sorted(out, key=lambda u: u.path)
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one multipart upload (its parts are discarded)."""
+        with self._errors("aborting the upload of", upload.path):
+            self.objects.abort_multipart_upload(self._key(upload.path), upload.upload_id)
 
     def get_bytes(self, path: str) -> bytes:
         """Read the whole object in one GET (``FileNotFoundError`` if absent)."""
