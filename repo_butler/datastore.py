@@ -316,7 +316,7 @@ class FsspecDatastore(Datastore):
                 while view:
                     view = view[os.write(fd, view) :]
                 if self.durable:
-                    os.fsync(fd)
+                    os.fdatasync(fd)
             finally:
                 os.close(fd)
             if exclusive:

@@ -359,6 +359,12 @@ class S3Datastore(FsspecDatastore):
         self.bucket, _, self.prefix = self.path.partition("/")
         self.objects = S3Objects(self.fs, self.bucket)
 
+    @property
+    def transfer_fs(self) -> Any:
+        """The s3fs filesystem of large uploads (longer ``read_timeout``; own botocore client,
+        so request hooks must be registered on it too)."""
+        return self._fs_for(LARGE_TRANSFER)
+
     def _fs_for(self, size: int) -> Any:
         """The s3fs filesystem for an upload of ``size`` bytes: the metadata client (short
         ``read_timeout``) below :data:`LARGE_TRANSFER`, the transfer client from there."""
