@@ -107,6 +107,7 @@ class RunWriter:
         name, did = planned.dataset_type, planned.data_id
         delay = 0.02
         while True:
+            registry.refresh()  # never trust a cached registry copy here
             if registry.find(name, did, (self.run,)) is not None:
                 raise self._exists_error(name, did)
             state = store.stray_state(planned.path)

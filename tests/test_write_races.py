@@ -7,6 +7,7 @@ The short variants run in ``make test``; the ``slow`` ones race 200+ data IDs pe
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from repo_butler import Butler
 from repo_butler.datastore import checksum_bytes
 from repo_butler.errors import DatasetExistsError
 from repo_butler.maintenance import verify
+from repo_butler.run_writer import RunWriter
 
 CONFIG = {
     "dataset_types": {
@@ -113,3 +115,38 @@ def test_same_data_id_race_local_long(tmp_path: Path, writers: int) -> None:
 def test_same_data_id_race_s3_long(s3_root: S3Root, writers: int) -> None:
     options = s3_root.storage_options
     assert _race(s3_root.url, options, writers=writers, n=200, pad=256 * 1024) == CLEAN
+
+
+def test_put_waits_for_a_writer_still_registering(tmp_path: Path) -> None:
+    """The file of a writer that has not registered yet is never replaced: the second put
+    waits, sees the registration and fails, leaving the first writer's bytes."""
+    repo = str(tmp_path / "repo")
+    Butler.create(repo, config=CONFIG).close()
+    with Butler(repo) as first, Butler(repo) as second:
+        planned = first.plan_put("meta", {"visit": 1, "ccd": 1}, overwrite=False)
+        written = first.worker_io().write(planned, {"by": "first"})  # not registered yet
+        timer = threading.Timer(0.5, first.register, args=([written],), kwargs={"replace": False})
+        timer.start()
+        t0 = time.perf_counter()
+        try:
+            with pytest.raises(DatasetExistsError, match="already exists"):
+                second.put({"by": "second"}, "meta", visit=1, ccd=1)
+        finally:
+            timer.join()
+        assert 0.4 < time.perf_counter() - t0 < RunWriter.stray_age
+        assert second.get("meta", visit=1, ccd=1) == {"by": "first"}
+        assert verify(second).ok
+
+
+def test_put_replaces_a_local_stray_once_old_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RunWriter, "stray_age", 0.5)
+    repo = str(tmp_path / "repo")
+    with Butler.create(repo, config=CONFIG) as butler:
+        butler.datastore.put_bytes("meta/0000001/m-002.json", b'{"by": "a dead writer"}')
+        t0 = time.perf_counter()
+        butler.put({"by": "me"}, "meta", visit=1, ccd=2)
+        assert time.perf_counter() - t0 >= 0.45
+        assert butler.get("meta", visit=1, ccd=2) == {"by": "me"}
+        assert verify(butler).ok
