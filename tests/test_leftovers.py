@@ -172,9 +172,11 @@ def test_registry_caches_of_hard_exited_writers_are_swept(
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
+    # os._exit skipped each one's clean-up: its cache stays until a registry opened later on
+    # this machine sweeps it (a child that started after another exited already swept that one)
     left = sorted(p.name for p in cache_dir.iterdir())
-    assert len(left) == 3, left
-    assert {name.split("-")[2] for name in left} == {str(p.pid) for p in procs}
+    assert left, "os._exit should leave the last writers' registry caches"
+    assert {name.split("-")[2] for name in left} <= {str(p.pid) for p in procs}
     assert sorted(Path(p).name for p in stale_registry_caches(str(cache_dir))) == left
     # the next Butler on this machine sweeps them and keeps only its own
     monkeypatch.setattr(tempfile, "tempdir", str(cache_dir))
