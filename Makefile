@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean venv postgres-server
+.PHONY: demo test test-slow lint typecheck pytest bench clean venv postgres-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,13 @@ postgres-server:
 		echo "no PostgreSQL server and not root: PostgreSQL tests will be skipped"; \
 	fi
 
+# `make test` deselects the tests marked slow (long fault-injection variants, end-to-end runs on
+# S3 and Dask); `make test-slow` runs only those.
 test: lint typecheck postgres-server
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP) postgres-server
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python bench/butler_ops.py

@@ -1,4 +1,5 @@
-"""``rb`` commands for repositories: create, ingest, query, remove, reindex, verify, provenance.
+"""``rb`` commands for repositories: create, ingest, query, remove, reindex, verify, cleanup,
+provenance.
 
 Each command is a thin adapter over :mod:`repo_butler`; library imports happen inside the
 functions so ``rb --help`` stays fast. Data go to stdout, diagnostics to stderr.
@@ -230,6 +231,49 @@ def verify(
         raise typer.Exit(code=1)
 
 
+def cleanup(
+    repo: RepoArg,
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            help="Remove temporary files and incomplete uploads at least this many seconds old "
+            "(younger ones may belong to a writer that is still running).",
+        ),
+    ] = 3600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    fmt: FormatOpt = OutputFormat.table,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Remove what crashed writers left: temporary files, incomplete uploads, stale caches."""
+    import json
+
+    from cli.support import parse_storage_options
+    from repo_butler.config import CONFIG_FILENAME
+    from repo_butler.errors import RepositoryNotFoundError
+    from repo_butler.leftovers import cleanup as run_cleanup
+    from repo_butler.storage import open_datastore
+
+    store = open_datastore(repo, parse_storage_options(storage_option))
+    if not store.exists(CONFIG_FILENAME):
+        raise RepositoryNotFoundError(f"no repository at {store.root} ({CONFIG_FILENAME} missing)")
+    report = run_cleanup(store, min_age=older_than, dry_run=dry_run)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in report.removed:
+        typer.echo(f"{verb}\t{item.kind}\t{item.path}\t{item.age:.0f} s old")
+    for item in report.kept:
+        typer.echo(f"kept\t{item.kind}\t{item.path}\t{item.age:.0f} s old (< {older_than:g} s)")
+    for path in report.registry_caches:
+        typer.echo(f"{verb}\tregistry_cache\t{path}\tits process has exited")
+    typer.echo(
+        f"{verb} {len(report.removed)} leftover(s) and {len(report.registry_caches)} stale "
+        f"registry cache(s); kept {len(report.kept)} younger than {older_than:g} s"
+    )
+
+
 def provenance(
     repo: RepoArg,
     dataset_type: TypeArg,
@@ -252,6 +296,6 @@ def provenance(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    for func in (create, ingest, query_datasets, query_data_ids, remove, reindex, verify):
+    for func in (create, ingest, query_datasets, query_data_ids, remove, reindex, verify, cleanup):
         app.command()(func)
     app.command()(provenance)

@@ -14,14 +14,23 @@ import errno
 import logging
 import os
 import posixpath
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal
 
 from repo_butler.errors import StorageError
 from repo_butler.redaction import redact_text, secret_values
 
-__all__ = ["Datastore", "FsspecDatastore", "TransferMode", "checksum_bytes", "join_url"]
+__all__ = [
+    "Datastore",
+    "FsspecDatastore",
+    "IncompleteUpload",
+    "TransferMode",
+    "checksum_bytes",
+    "join_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +48,17 @@ def checksum_bytes(data: bytes) -> str:
 def join_url(root: str, path: str) -> str:
     """Join a root URL and a relative ``/`` path."""
     return root.rstrip("/") + "/" + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    path: str
+    """Relative path of the object being uploaded."""
+    upload_id: str
+    age: float
+    """Seconds since the upload was initiated."""
 
 
 class Datastore(ABC):
@@ -81,8 +101,9 @@ class Datastore(ABC):
         request). Errors are raised by the returned function.
 
         With ``exclusive=True`` an existing file is left untouched and the returned function
-        raises ``FileExistsError``. Only :class:`~repo_butler.s3.S3Datastore` makes
-        this a single atomic request (``If-None-Match: *``); the default checks first.
+        raises ``FileExistsError``. Local stores make this atomic with ``os.link``,
+        :class:`~repo_butler.s3.S3Datastore` with one ``If-None-Match: *`` request; the
+        default (other fsspec stores) checks first.
         """
         if exclusive and self.exists(path):
             uri = self.uri(path)
@@ -93,6 +114,25 @@ class Datastore(ABC):
             return refuse
         self.put_bytes(path, data)
         return lambda: checksum_bytes(data)
+
+    def stray_state(self, path: str) -> tuple[str, float] | None:
+        """Identity token and age in seconds of the file at ``path`` (``None`` if absent).
+
+        The default knows no age (infinite): the file counts as old at once.
+        """
+        return (path, float("inf")) if self.exists(path) else None
+
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+        """Replace ``path`` with ``data`` if it is still the file ``token`` describes (from
+        :meth:`stray_state`); return the checksum. ``FileExistsError`` if it changed.
+
+        The default checks, then writes (stores without conditional writes).
+        """
+        state = self.stray_state(path)
+        if state is None or state[0] != token:
+            raise FileExistsError(self.uri(path))
+        self.put_bytes(path, data)
+        return checksum_bytes(data)
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start :meth:`get_bytes` and return a function that waits for the bytes.
@@ -138,6 +178,19 @@ class Datastore(ABC):
     def abort_incomplete_uploads(self) -> int:
         """Abort uploads left unfinished by crashed writers; return how many (none by default)."""
         return 0
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Unfinished multipart uploads under the root (none by default)."""
+        return []
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one unfinished upload from :meth:`incomplete_uploads`."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def temp_files(self) -> list[tuple[str, float]]:
+        """Temporary files (``.rb-tmp-*``) under the root and their ages in seconds; a writer
+        that was killed mid-write leaves one (none by default)."""
+        return []
 
     def uri(self, path: str) -> str:
         """Full URL of ``path`` (absolute URLs pass through unchanged)."""
@@ -212,36 +265,125 @@ class FsspecDatastore(Datastore):
             self._made_dirs.add(directory)
 
     def put_bytes(self, path: str, data: bytes) -> None:
-        """Atomically write ``data`` to ``path``."""
-        full = self.full_path(path)
-        directory = posixpath.dirname(full)
+        """Atomically and durably write ``data`` to ``path`` (local: fsync of the file and of
+        its directory around ``os.replace``, so a power loss never leaves an empty file)."""
         try:
             if self._local:
-                self._makedirs(directory)
-                tmp = f"{directory}/{TEMP_MARKER}{os.urandom(8).hex()}"
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                try:
-                    try:
-                        fd = os.open(tmp, flags, 0o666)
-                    except FileNotFoundError:  # directory removed behind our back: recreate
-                        self._made_dirs.discard(directory)
-                        self._makedirs(directory)
-                        fd = os.open(tmp, flags, 0o666)
-                    try:
-                        view = memoryview(data)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                    finally:
-                        os.close(fd)
-                    os.replace(tmp, full)
-                except BaseException:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                    raise
+                self._put_local(path, data, exclusive=False)
             else:
-                self.fs.pipe_file(full, data)
+                self.fs.pipe_file(self.full_path(path), data)
         except OSError as err:
             raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
+
+    def put_bytes_started(
+        self, path: str, data: bytes, *, exclusive: bool = False
+    ) -> Callable[[], str]:
+        """As :meth:`Datastore.put_bytes_started`; locally an exclusive write is atomic
+        (``os.link`` of a complete temporary file, which fails if the name exists)."""
+        if not (self._local and exclusive):
+            return super().put_bytes_started(path, data, exclusive=exclusive)
+        try:
+            self._put_local(path, data, exclusive=True)
+        except FileExistsError:
+            uri = self.uri(path)
+
+            def refuse() -> str:
+                raise FileExistsError(uri)
+
+            return refuse
+        except OSError as err:
+            raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
+        return lambda: checksum_bytes(data)
+
+    def _put_local(self, path: str, data: bytes, *, exclusive: bool) -> None:
+        """Write a complete, fsynced temporary file beside ``path`` and publish it: replacing
+        (``os.replace``) or exclusively (``os.link``, ``FileExistsError`` if ``path`` exists;
+        the existing file is never touched)."""
+        full = self.full_path(path)
+        directory = posixpath.dirname(full)
+        self._makedirs(directory)
+        tmp = f"{directory}/{TEMP_MARKER}{os.urandom(8).hex()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            try:
+                fd = os.open(tmp, flags, 0o666)
+            except FileNotFoundError:  # directory removed behind our back: recreate
+                self._made_dirs.discard(directory)
+                self._makedirs(directory)
+                fd = os.open(tmp, flags, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            if exclusive:
+                if _link_exclusive(tmp, full):
+                    os.unlink(tmp)
+            else:
+                os.replace(tmp, full)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        if self.durable:
+            _fsync_directory(directory)
+
+    durable: bool = True
+    """Whether local writes fsync the file and its directory (off only to measure the cost)."""
+
+    def stray_state(self, path: str) -> tuple[str, float] | None:
+        """Identity token and age in seconds of the file at ``path``; ``None`` if absent.
+
+        Used to replace a file left unregistered by a crashed writer only if it is old enough
+        and still the same file (:meth:`put_bytes_replacing`).
+        """
+        if not self._local:
+            return super().stray_state(path)
+        try:
+            st = os.stat(self.full_path(path))
+        except FileNotFoundError:
+            return None
+        token = f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+        return token, time.time() - st.st_mtime
+
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+        """Replace the file at ``path`` with ``data`` only if it is still the one ``token``
+        (from :meth:`stray_state`) describes; return the checksum of ``data``.
+
+        Locally the old file is locked (``flock``) while it is checked and replaced, so of
+        several writers that found the same stray file exactly one replaces it.
+
+        Raises
+        ------
+        FileExistsError
+            If the file changed, vanished, or another writer is replacing it.
+        """
+        if not self._local:
+            return super().put_bytes_replacing(path, data, token)
+        import fcntl
+
+        full = self.full_path(path)
+        try:
+            fd = os.open(full, os.O_RDONLY)
+        except FileNotFoundError:
+            raise FileExistsError(self.uri(path)) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FileExistsError(self.uri(path)) from None
+            st = os.fstat(fd)
+            now = os.stat(full)
+            same = f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}" == token
+            if not same or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise FileExistsError(self.uri(path))
+            self.put_bytes(path, data)
+        finally:
+            os.close(fd)  # releases the lock
+        return checksum_bytes(data)
 
     def get_bytes(self, path: str) -> bytes:
         """Return the content of ``path``."""
@@ -280,6 +422,24 @@ class FsspecDatastore(Datastore):
             if TEMP_MARKER not in posixpath.basename(rel):
                 yield rel
 
+    def temp_files(self) -> list[tuple[str, float]]:
+        """Temporary files left under the root by killed writers, with their ages (local)."""
+        if not self._local:
+            return []
+        out = []
+        now = time.time()
+        start = len(self.path.rstrip("/")) + 1
+        for dirpath, _, names in os.walk(self.path):
+            for name in names:
+                if name.startswith(TEMP_MARKER):
+                    full = os.path.join(dirpath, name)
+                    try:
+                        mtime = os.stat(full).st_mtime
+                    except FileNotFoundError:  # finished meanwhile
+                        continue
+                    out.append((full[start:].replace(os.sep, "/"), now - mtime))
+        return sorted(out)
+
     def transfer_in(
         self, source: str, path: str, *, mode: TransferMode, storage_options: dict[str, Any]
     ) -> None:
@@ -314,3 +474,39 @@ class FsspecDatastore(Datastore):
         self.put_bytes(path, src_fs.cat_file(src_path))
         if mode == "move":
             src_fs.rm_file(src_path)
+
+
+def _link_exclusive(tmp: str, full: str) -> bool:
+    """Publish ``tmp`` at ``full`` unless ``full`` exists (``FileExistsError``), atomically;
+    True if ``tmp`` is still to be removed.
+
+    A filesystem without hard links falls back to check-then-replace (not atomic; logged).
+    """
+    try:
+        os.link(tmp, full)
+        return True
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        logger.warning("no hard links at %s (%s): exclusive write is check-then-replace", full, err)
+        if os.path.lexists(full):
+            raise FileExistsError(full) from None
+        os.replace(tmp, full)
+        return False
+
+
+def _fsync_directory(directory: str) -> None:
+    """fsync a directory so a rename or link in it survives a power loss."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some filesystems refuse fsync on directories
+        if err.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

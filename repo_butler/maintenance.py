@@ -23,6 +23,7 @@ from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import checksum_bytes
 from repo_butler.errors import RepositoryNotFoundError
+from repo_butler.leftovers import find_leftovers
 from repo_butler.provenance import SIDECAR_SUFFIX, check_provenance_version, now_iso
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import RERUN_DIR, RUN_MARKER, decode_run_marker
@@ -67,7 +68,8 @@ class VerifyProblem:
     """One inconsistency between registry and storage."""
 
     kind: str
-    """``"checksum"``, ``"size"``, ``"missing_file"`` or ``"unregistered_file"``."""
+    """``"checksum"``, ``"size"``, ``"missing_file"``, ``"unregistered_file"``, or a crashed
+    writer's leftover (:mod:`repo_butler.leftovers`): ``"temp_file"``, ``"incomplete_upload"``."""
     path: str
     detail: str
     dataset_type: str | None = None
@@ -208,8 +210,9 @@ def reindex(
 def verify(butler: Butler) -> VerifyReport:
     """Recompute checksums of every registered dataset and compare registry with storage.
 
-    Reports datasets whose file is missing, whose size or checksum differs, and files in storage
-    that no registry row accounts for (bookkeeping files and provenance sidecars excluded).
+    Reports datasets whose file is missing, whose size or checksum differs, files in storage
+    that no registry row accounts for (bookkeeping files and provenance sidecars excluded), and
+    what crashed writers left (temporary files, incomplete uploads; ``rb cleanup`` removes them).
     """
 
     report = VerifyReport()
@@ -246,4 +249,6 @@ def verify(butler: Butler) -> VerifyReport:
         report.problems.append(
             VerifyProblem("unregistered_file", path, "in storage but not in the registry")
         )
+    for item in find_leftovers(store):  # temporary files, incomplete uploads
+        report.problems.append(VerifyProblem(item.kind, item.path, item.describe()))
     return report

@@ -11,6 +11,7 @@ register, the same path a scaled-out job takes across processes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import Any
@@ -69,30 +70,58 @@ class RunWriter:
         """Write and register ``obj``; see :meth:`Butler.put <repo_butler.Butler.put>`.
 
         In a bucket with the object-store registry a new dataset costs two requests: the data
-        PUT with ``If-None-Match: *`` (the existence check uses the local registry copy; a file
-        stored meanwhile by another writer makes the PUT fail and the put raise
-        ``DatasetExistsError``, a stray file of a crashed writer is replaced) and, once it has
-        completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one HEAD.
+        PUT with ``If-None-Match: *`` (the existence check uses the local registry copy) and,
+        once it has completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one
+        HEAD. If the exclusive write finds a file, see :meth:`_write_over_stray`: another
+        writer's file is never replaced; a stray file of a crashed writer is, once it is
+        :attr:`stray_age` old.
         """
         registry, store = self.lookup.registry, self.lookup.store
         # In a bucket with an object-store registry a new dataset is written without asking
-        # the bucket first: the existence check uses the local registry copy and the upload is
-        # conditional (If-None-Match: *), so an existing file is never replaced by mistake.
-        exclusive = not overwrite and registry.speculative_reads and store.conditional_writes
-        existing = self._find_in_run(dt.name, did, trust_local=exclusive)
+        # the bucket first: the existence check uses the local registry copy. Every write with
+        # overwrite=False is exclusive (os.link locally, If-None-Match: * on S3), so of two
+        # writers of one data ID the second never touches the first one's bytes.
+        cheap = not overwrite and registry.speculative_reads and store.conditional_writes
+        existing = self._find_in_run(dt.name, did, trust_local=cheap)
         if existing is not None and not overwrite:
             raise self._exists_error(dt.name, did)
         planned = self.plan(dt, did)
         try:
-            written = self.io.write(planned, obj, provenance, exclusive=exclusive)
+            written = self.io.write(planned, obj, provenance, exclusive=not overwrite)
         except FileExistsError:
-            # Registered by another writer since our registry copy was read, or a stray file
-            # left by a writer that crashed before registering it (then it is replaced).
-            if registry.find(dt.name, did, (self.run,)) is not None:
-                raise self._exists_error(dt.name, did) from None
-            logger.info("replacing %s, an unregistered file", store.uri(planned.path))
-            written = self.io.write(planned, obj, provenance)
+            written = self._write_over_stray(planned, obj, provenance)
         return self.register([written], replace=overwrite, existing=[existing])[0]
+
+    stray_age: float = 10.0
+    """Seconds after which an unregistered file at a new dataset's path counts as left by a
+    crashed writer and may be replaced; a younger one belongs to a writer still registering
+    it, which :meth:`put` waits for."""
+
+    def _write_over_stray(
+        self, planned: PlannedPut, obj: Any, provenance: Provenance | None
+    ) -> WrittenDataset:
+        """Our exclusive write found a file: wait until its writer registers it (then the
+        dataset exists) or it is :attr:`stray_age` old and still unregistered (then it is
+        replaced, conditionally on being the same file, by exactly one writer)."""
+        registry, store = self.lookup.registry, self.lookup.store
+        name, did = planned.dataset_type, planned.data_id
+        delay = 0.02
+        while True:
+            registry.refresh()  # never trust a cached registry copy here
+            if registry.find(name, did, (self.run,)) is not None:
+                raise self._exists_error(name, did)
+            state = store.stray_state(planned.path)
+            try:
+                if state is None:  # removed meanwhile: try a new exclusive write
+                    return self.io.write(planned, obj, provenance, exclusive=True)
+                token, age = state
+                if age >= self.stray_age:
+                    logger.info("replacing %s, an unregistered file", store.uri(planned.path))
+                    return self.io.write(planned, obj, provenance, replacing=token)
+            except FileExistsError:
+                pass  # another writer got there first: look again
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def register(
         self,

@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from repo_butler.datastore import TEMP_MARKER, FsspecDatastore, TransferMode, checksum_bytes
+from repo_butler.datastore import (
+    TEMP_MARKER,
+    FsspecDatastore,
+    IncompleteUpload,
+    TransferMode,
+    checksum_bytes,
+)
 from repo_butler.errors import StorageError
 from repo_butler.redaction import redact_text
 
@@ -39,10 +45,19 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_KWARGS: dict[str, Any] = {
     "connect_timeout": 1.5,
-    "read_timeout": 15.0,
+    "read_timeout": 3.0,
     "retries": {"total_max_attempts": 2, "mode": "standard"},
 }
-"""botocore ``Config`` defaults: a refused or unreachable endpoint fails in about 5 s."""
+"""botocore ``Config`` defaults: a refused or unreachable endpoint fails in about 1–5 s, one that
+accepts connections and never answers in about 7–9 s (2 attempts × ``read_timeout`` and a
+backoff)."""
+
+TRANSFER_READ_TIMEOUT = 60.0
+"""``read_timeout`` of uploads of at least :data:`LARGE_TRANSFER` bytes (the server may take a
+while to answer after the last byte of a large body): ``transfer_read_timeout`` option."""
+
+LARGE_TRANSFER = 8 * 2**20
+"""Uploads from this size use the transfer client (:data:`TRANSFER_READ_TIMEOUT`)."""
 
 S3FS_RETRIES = 1
 """s3fs's own retry loop (on top of botocore's) is switched off by default: ``s3fs_retries``."""
@@ -58,6 +73,18 @@ def _merge_defaults(user: Mapping[str, Any], defaults: Mapping[str, Any]) -> dic
     return out
 
 
+def transfer_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """s3fs options of the client for large uploads: ``options`` (from :func:`s3_options`)
+    with ``read_timeout`` raised to the ``transfer_read_timeout`` option (default
+    :data:`TRANSFER_READ_TIMEOUT`; never below the metadata ``read_timeout``)."""
+    opts = dict(options)
+    timeout = float(opts.pop("transfer_read_timeout", TRANSFER_READ_TIMEOUT))
+    config = dict(opts.get("config_kwargs") or {})
+    config["read_timeout"] = max(timeout, float(config.get("read_timeout", 0.0)))
+    opts["config_kwargs"] = config
+    return opts
+
+
 def s3_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
     """Return s3fs constructor options with fail-fast defaults, and the s3fs retry count.
 
@@ -67,6 +94,7 @@ def s3_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
     """
     opts = dict(options or {})
     retries = int(opts.pop("s3fs_retries", S3FS_RETRIES))
+    opts.pop("transfer_read_timeout", None)
     opts["config_kwargs"] = _merge_defaults(opts.get("config_kwargs") or {}, DEFAULT_CONFIG_KWARGS)
     return opts, max(retries, 1)
 
@@ -326,8 +354,29 @@ class S3Datastore(FsspecDatastore):
         options, retries = s3_options(storage_options)
         super().__init__(root, options)  # errors are redacted there
         self.fs.retries = retries
+        self._transfer_options = transfer_options({**options, **_transfer_key(storage_options)})
+        self._transfer_fs: Any = None
         self.bucket, _, self.prefix = self.path.partition("/")
         self.objects = S3Objects(self.fs, self.bucket)
+
+    @property
+    def transfer_fs(self) -> Any:
+        """The s3fs filesystem of large uploads (longer ``read_timeout``; own botocore client,
+        so request hooks must be registered on it too)."""
+        return self._fs_for(LARGE_TRANSFER)
+
+    def _fs_for(self, size: int) -> Any:
+        """The s3fs filesystem for an upload of ``size`` bytes: the metadata client (short
+        ``read_timeout``) below :data:`LARGE_TRANSFER`, the transfer client from there."""
+        if size < LARGE_TRANSFER:
+            return self.fs
+        if self._transfer_fs is None:
+            import s3fs
+
+            fs = s3fs.S3FileSystem(**self._transfer_options)
+            fs.retries = self.fs.retries
+            self._transfer_fs = fs
+        return self._transfer_fs
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path
@@ -341,8 +390,9 @@ class S3Datastore(FsspecDatastore):
     def put_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` as one complete object (multipart above ``2 * multipart_chunksize``,
         aborted if any part fails)."""
-        with self._errors("writing", path):
-            self.fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
+        fs = self._fs_for(len(data))
+        with s3_errors(fs, "writing", self.uri(path), self.secrets):
+            fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
 
     def put_bytes_started(
         self, path: str, data: bytes, *, exclusive: bool = False
@@ -360,25 +410,26 @@ class S3Datastore(FsspecDatastore):
         """
         import asyncio
 
-        self._watch_payload_hashes()
+        fs = self._fs_for(len(data))
+        self._watch_payload_hashes(fs)
         seen: list[str] = []
 
         async def upload() -> None:
             _PAYLOAD_SHA256.set(seen)  # local to this task: only our PUT lands in ``seen``
-            await self.fs._pipe_file(
+            await fs._pipe_file(
                 self.full_path(path),
                 data,
                 chunksize=self.multipart_chunksize,
                 mode="create" if exclusive else "overwrite",
             )
 
-        future = asyncio.run_coroutine_threadsafe(upload(), self.fs.loop)
+        future = asyncio.run_coroutine_threadsafe(upload(), fs.loop)
         single_put = len(data) < 2 * self.multipart_chunksize
 
         def wait() -> str:
             own = None if single_put and self._client_hashes_payload else checksum_bytes(data)
             try:
-                with self._errors("writing", path):
+                with s3_errors(fs, "writing", self.uri(path), self.secrets):
                     try:
                         future.result()
                     except OSError as err:
@@ -398,12 +449,38 @@ class S3Datastore(FsspecDatastore):
     _client_hashes_payload: bool = False
     """Whether botocore's signature hashed the body of the last single-PUT upload."""
 
-    def _watch_payload_hashes(self) -> None:
+    def _watch_payload_hashes(self, fs: Any) -> None:
         """Register (once per botocore client) the hook that records PUT payload hashes."""
-        events = self.fs.s3.meta.events
+        events = fs.s3.meta.events
         events.register(
             "before-send.s3.PutObject", _record_payload_sha256, unique_id=_PAYLOAD_HOOK_ID
         )
+
+    def stray_state(self, path: str) -> tuple[str, float] | None:
+        """ETag and age (server clock: ``Date`` minus ``LastModified``) of the object, one HEAD."""
+        from email.utils import parsedate_to_datetime
+
+        with self._errors("checking", path):
+            head = self.objects.head(self._key(path))
+        if head is None:
+            return None
+        age = float("inf")
+        modified, date = head.get("LastModified"), head.get("Date")
+        if modified is not None and date:
+            age = (parsedate_to_datetime(date) - modified).total_seconds()
+        return str(head["ETag"]), age
+
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+        """Replace the object only if its ETag is still ``token``: one ``If-Match`` PUT, so of
+        several writers that found the same stray object exactly one replaces it."""
+        with self._errors("writing", path):
+            try:
+                self.objects.put(self._key(path), data, if_match=token)
+            except ConditionFailed:
+                raise FileExistsError(self.uri(path)) from None
+            except FileNotFoundError:  # deleted meanwhile: If-Match on nothing fails
+                raise FileExistsError(self.uri(path)) from None
+        return checksum_bytes(data)
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start the GET on s3fs's event loop; the returned function waits for the bytes."""
@@ -428,6 +505,26 @@ class S3Datastore(FsspecDatastore):
         if uploads:
             logger.warning("aborted %d incomplete uploads under %s", len(uploads), self.root)
         return len(uploads)
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Multipart uploads under the root that were neither completed nor aborted."""
+        import datetime
+
+        with self._errors("listing uploads under", ""):
+            uploads = self.objects.list_multipart_uploads(self.prefix)
+        now = datetime.datetime.now(datetime.UTC)
+        start = len(self.prefix) + 1 if self.prefix else 0
+        out = []
+        for upload in uploads:
+            initiated = upload.get("Initiated")
+            age = (now - initiated).total_seconds() if initiated else float("inf")
+            out.append(IncompleteUpload(str(upload["Key"])[start:], str(upload["UploadId"]), age))
+        return sorted(out, key=lambda u: u.path)
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one multipart upload (its parts are discarded)."""
+        with self._errors("aborting the upload of", upload.path):
+            self.objects.abort_multipart_upload(self._key(upload.path), upload.upload_id)
 
     def get_bytes(self, path: str) -> bytes:
         """Read the whole object in one GET (``FileNotFoundError`` if absent)."""
@@ -485,7 +582,15 @@ class S3Datastore(FsspecDatastore):
         if not isinstance(src_fs, LocalFileSystem):
             super().transfer_in(source, path, mode=mode, storage_options=storage_options)
             return
-        with self._errors("uploading", path):
-            self.fs.put_file(src_path, self.full_path(path))
+        fs = self._fs_for(os.path.getsize(src_path))
+        with s3_errors(fs, "uploading", self.uri(path), self.secrets):
+            fs.put_file(src_path, self.full_path(path))
         if mode == "move":
             os.unlink(src_path)
+
+
+def _transfer_key(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``transfer_read_timeout`` option alone (removed from the s3fs options)."""
+    if options and "transfer_read_timeout" in options:
+        return {"transfer_read_timeout": options["transfer_read_timeout"]}
+    return {}

@@ -195,6 +195,7 @@ class WorkerIO:
         provenance: Provenance | None = None,
         *,
         exclusive: bool = False,
+        replacing: str | None = None,
     ) -> WrittenDataset:
         """Serialise ``obj`` and write it (and its provenance sidecar) at ``planned.path``.
 
@@ -213,6 +214,9 @@ class WorkerIO:
         exclusive : bool
             Leave an existing file untouched and raise ``FileExistsError`` (one conditional
             request on S3); implied by a plan made with ``overwrite=False``.
+        replacing : str, optional
+            Replace the file at ``planned.path`` only if it is still the one this token (from
+            ``Datastore.stray_state``) describes, else raise ``FileExistsError``.
 
         Raises
         ------
@@ -244,7 +248,10 @@ class WorkerIO:
                 storage_options=self.storage_options,
             )
         store = self.datastore()
-        checksum = store.put_bytes_started(planned.path, data, exclusive=exclusive)()
+        if replacing is not None:
+            checksum = store.put_bytes_replacing(planned.path, data, replacing)
+        else:
+            checksum = store.put_bytes_started(planned.path, data, exclusive=exclusive)()
         prov_path = prov_json = None
         if prov_doc is not None:
             prov_path = planned.path + SIDECAR_SUFFIX

@@ -29,6 +29,7 @@ from repo_butler.errors import (
     StorageError,
 )
 from repo_butler.maintenance import reindex, verify
+from repo_butler.run_writer import RunWriter
 
 pytestmark = pytest.mark.s3
 
@@ -114,8 +115,12 @@ def test_put_without_head_still_refuses_what_another_machine_stored(s3_root: S3R
         assert verify(one).ok
 
 
-def test_put_replaces_a_stray_file_of_a_crashed_writer(s3_root: S3Root) -> None:
-    """A file without a registry row (its writer died before registering it) is replaced."""
+def test_put_replaces_a_stray_file_of_a_crashed_writer(
+    s3_root: S3Root, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file without a registry row (its writer died before registering it) is replaced once
+    it is ``stray_age`` old (younger, it may belong to a writer still registering it)."""
+    monkeypatch.setattr(RunWriter, "stray_age", 1.0)
     opts = s3_root.storage_options
     with Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as butler:
         path = "meta/0000003/m-004.json"

@@ -30,7 +30,7 @@ def store(s3_root: S3Root) -> S3Datastore:
 
 
 def test_request_bounds_per_operation(store: S3Datastore) -> None:
-    counter = RequestCounter().attach(store.fs)
+    counter = RequestCounter().attach(store.fs).attach(store.transfer_fs)  # uploads >= 8 MiB
     store.put_bytes("a/x.json", b"{}" * 100)
     assert counter.snapshot() == {"PutObject": 1}
     counter.reset()
@@ -50,7 +50,7 @@ def test_started_put_returns_the_sha256_of_what_was_stored(store: S3Datastore) -
     second hash of the bytes) and from our own hash for multipart uploads; both must equal an
     independent SHA-256 of the bytes read back."""
     store.multipart_chunksize = 5 * 2**20  # multipart from 10 MiB
-    counter = RequestCounter().attach(store.fs)
+    counter = RequestCounter().attach(store.fs).attach(store.transfer_fs)
     rng = random.Random(5)
     for name, size in (("one.bin", 3 * 2**20), ("two.bin", 1000), ("multi.bin", 11 * 2**20)):
         data = rng.randbytes(size)
@@ -105,7 +105,8 @@ def test_failed_multipart_put_is_aborted_and_invisible(store: S3Datastore, s3_ro
         if params.get("PartNumber") == 2:
             raise ConnectionResetError("simulated network failure on part 2")
 
-    store.fs.s3.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_2)
+    # a 12 MiB upload goes through the transfer client (longer read timeout)
+    store.transfer_fs.s3.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_2)
     with pytest.raises((StorageError, ConnectionResetError)):
         store.put_bytes("big.bin", bytes(12 * 2**20))
     bucket, prefix = s3_root.path.split("/", 1)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any
 
 from repo_butler.dimensions import DimensionUniverse
+from repo_butler.leftovers import registry_cache_dir
 from repo_butler.registry.sqlite import SqliteRegistry
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class CachedSqliteRegistry(SqliteRegistry):
         self._store = store
         self._name = name
         self._seen: Any = None
-        self._cache = TemporaryDirectory(prefix="rb-registry-")
+        self._cache = registry_cache_dir()  # named after the pid: stale ones are swept
         cache_path = os.path.join(self._cache.name, name)
         initial = self._fetch_if_changed()
         if initial is not None:

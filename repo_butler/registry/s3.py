@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import RegistryError
+from repo_butler.leftovers import registry_cache_dir
 from repo_butler.registry.base import DatasetRecord, Registry
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.s3 import ConditionFailed, S3Objects, s3_errors
@@ -94,7 +94,7 @@ class ObjectStoreRegistry(Registry):
         self._secrets = list(secrets or [])
         self._objects = S3Objects(fs, bucket)
         self._mutex = threading.RLock()
-        self._tmp = tempfile.TemporaryDirectory(prefix="rb-registry-")
+        self._tmp = registry_cache_dir()  # named after the pid: stale ones are swept
         self._local = str(Path(self._tmp.name) / "registry.sqlite3")
         self._db: SqliteRegistry | None = None
         self._etag: str | None = None
