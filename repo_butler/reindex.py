@@ -189,10 +189,16 @@ def _scan(store: Datastore, config: RepoConfig, registry_name: str, report: Rein
         sidecar = path + SIDECAR_SUFFIX
         try:
             data = store.get_bytes(path)
-            prov_text = store.get_bytes(sidecar).decode() if sidecar in existing else None
-        except (OSError, UnicodeDecodeError) as err:
+        except OSError as err:
             scan.problems.append((path, f"cannot be read ({err})"))
             continue
+        prov_text = None
+        if sidecar in existing:
+            try:
+                prov_text = store.get_bytes(sidecar).decode()
+            except (OSError, UnicodeDecodeError) as err:
+                scan.problems.append((sidecar, f"cannot be read ({err})"))
+                continue
         if prov_text is not None:
             try:
                 doc = json.loads(prov_text)
