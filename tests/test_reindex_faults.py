@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from repo_butler import Butler, Provenance
-from repo_butler.errors import RegistryError
+from repo_butler.errors import ConfigError, RegistryError
 from repo_butler.maintenance import reindex
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.reindex import BUILD_INFIX
@@ -341,3 +341,28 @@ def test_random_fault_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         rng.choice(faults)()
         assert _rows(root) == before
         assert _leftovers(root) == []
+
+
+def test_malformed_stored_provenance_is_an_error_not_a_traceback(repo: Path) -> None:
+    # a record stored unvalidated by an older reindex: reading it says what to do
+    conn = sqlite3.connect(repo / "registry.sqlite3")
+    with conn:
+        conn.execute("UPDATE provenance SET record = '{broken'")
+    conn.close()
+    with (
+        Butler(str(repo), writeable=False) as butler,
+        pytest.raises(ConfigError, match=r"malformed.*rb reindex"),
+    ):
+        butler.get_provenance("meta", filter="r", visit=9, ccd=0)
+    data_id = ["--data-id", "filter=r", "--data-id", "visit=9", "--data-id", "ccd=0"]
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("rb")), "provenance", str(repo), "meta", *data_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "malformed" in proc.stderr and proc.stderr.count("\n") == 1
+    reindex(str(repo))  # the sidecar is intact: reindex restores the record
+    with Butler(str(repo), writeable=False) as butler:
+        assert butler.get_provenance("meta", filter="r", visit=9, ccd=0) is not None
