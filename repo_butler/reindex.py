@@ -18,7 +18,7 @@ It works in two phases so that any failure leaves the old registry as it was:
    object store it is uploaded in one PUT. The old file's write-ahead log is first folded into
    it, so no stale log can be applied to the new file; an old registry SQLite cannot read at
    all is kept as ``<registry>.unreadable-<time>``. A PostgreSQL registry is emptied and refilled
-   (after a successful scan).
+   in one transaction.
 
 Do not run it while other processes write to the repository. On S3 it also aborts multipart
 uploads left under the root by writers that died mid-upload.
@@ -134,11 +134,15 @@ def reindex(
         )
     if config.registry.get("type") == "postgresql":
         from repo_butler.registry import open_registry
+        from repo_butler.registry.postgres import PostgresRegistry
 
         registry = open_registry(config.registry, repo, config.universe)
+        assert isinstance(registry, PostgresRegistry)
         try:
-            registry.clear()
-            _fill(registry, scan)
+            with registry.atomic():  # emptied and refilled in one transaction
+                registry.clear()
+                _fill(registry, scan, analyze=False)
+            registry.analyze()
         finally:
             registry.close()
     else:
@@ -224,14 +228,15 @@ def _scan(store: Datastore, config: RepoConfig, registry_name: str, report: Rein
     return scan
 
 
-def _fill(registry: Registry, scan: _Scan) -> None:
+def _fill(registry: Registry, scan: _Scan, *, analyze: bool = True) -> None:
     with registry.batch():
         for run, parents in scan.runs.items():
             if run:
                 registry.define_run(run, parents)
         for record, prov_text in scan.records:
             registry.insert(record, provenance=prov_text)
-        registry.analyze()
+        if analyze:
+            registry.analyze()
 
 
 def _rebuild_file(

@@ -366,3 +366,39 @@ def test_malformed_stored_provenance_is_an_error_not_a_traceback(repo: Path) -> 
     reindex(str(repo))  # the sidecar is intact: reindex restores the record
     with Butler(str(repo), writeable=False) as butler:
         assert butler.get_provenance("meta", filter="r", visit=9, ccd=0) is not None
+
+
+@pytest.mark.postgres
+def test_postgres_reindex_is_one_transaction(
+    postgres_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo_butler.registry.postgres import PostgresRegistry
+
+    registry = {"type": "postgresql", "url": postgres_dsn, "schema": "reindex_faults"}
+    root = tmp_path / "pg"
+    with Butler.create(str(root), config={**CONFIG, "registry": registry}) as butler:
+        for ccd in range(6):
+            butler.put({"c": ccd}, "meta", filter="g", visit=1, ccd=ccd)
+
+    def rows() -> list[tuple[Any, ...]]:
+        with Butler(str(root), writeable=False) as b:
+            return sorted((r.path, r.checksum) for r in b.registry.all_records())
+
+    before = rows()
+    assert len(before) == 6
+    original = PostgresRegistry.insert
+    calls = {"n": 0}
+
+    def insert(self: PostgresRegistry, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(5, "injected")
+        original(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PostgresRegistry, "insert", insert)
+        with pytest.raises(OSError, match="injected"):
+            reindex(str(root))
+    assert rows() == before  # the DELETEs and first inserts were rolled back
+    assert reindex(str(root)).total == 6
+    assert rows() == before
