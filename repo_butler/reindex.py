@@ -287,13 +287,20 @@ def _quiesce_old(local: str) -> str | None:
             _move_aside(local + suffix, f"{local}.orphan-{_stamp()}{suffix}")
         return None
     try:
-        conn = sqlite3.connect(local, timeout=60.0, isolation_level=None)
+        conn = sqlite3.connect(local, timeout=10.0, isolation_level=None)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("PRAGMA journal_mode = DELETE")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            if busy or str(mode).lower() != "delete":
+                raise sqlite3.OperationalError("database is locked")
         finally:
             conn.close()
+    except sqlite3.OperationalError as err:  # in use by another process: change nothing
+        raise RegistryError(
+            f"cannot replace the registry {local} ({err}): another process has it open; stop "
+            "the processes using the repository and run `rb reindex` again (nothing was changed)"
+        ) from None
     except sqlite3.DatabaseError as err:
         kept = f"{local}.unreadable-{_stamp()}"
         logger.warning("the old registry %s is unreadable (%s); kept as %s", local, err, kept)

@@ -203,19 +203,24 @@ def test_failing_swap_keeps_old_registry(repo: Path, monkeypatch: pytest.MonkeyP
     assert _rows(repo) == before and _leftovers(repo) == []
 
 
-def test_uncheckpointed_wal_is_folded_in_not_applied_to_the_new_file(repo: Path) -> None:
-    # rows committed to the WAL only (the writer never checkpointed): they must survive
-    with Butler(str(repo)) as butler:
-        conn = sqlite3.connect(repo / "registry.sqlite3")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        butler.put({"late": 1}, "meta", filter="i", visit=5, ccd=5)
-        assert (repo / "registry.sqlite3-wal").stat().st_size > 0
-        before = _rows(repo)
-        report = reindex(str(repo))
-        conn.close()
-    assert report.total == 28
+def test_wal_of_a_killed_writer_is_folded_in_not_applied_to_the_new_file(repo: Path) -> None:
+    # a writer killed after committing to the WAL (never checkpointed): its row must survive,
+    # and its WAL must not be replayed over the new file
+    child = (
+        "import os, signal, sys; from repo_butler import Butler; "
+        "b = Butler(sys.argv[1]); b.put({'late': 1}, 'meta', filter='i', visit=5, ccd=5); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    proc = subprocess.run([sys.executable, "-c", child, str(repo)], cwd=REPO_ROOT)
+    assert proc.returncode == -signal.SIGKILL
+    assert (repo / "registry.sqlite3-wal").stat().st_size > 0
+    before = _rows(repo)
+    assert len(before["datasets"]) == 28
+    assert reindex(str(repo)).total == 28
+    assert not (repo / "registry.sqlite3-wal").exists()
     assert _rows(repo) == before
-    assert not (repo / "registry.sqlite3-wal").exists() or _rows(repo) == before
+    with Butler(str(repo)) as butler:
+        assert butler.get("meta", filter="i", visit=5, ccd=5) == {"late": 1}
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
@@ -402,3 +407,18 @@ def test_postgres_reindex_is_one_transaction(
     assert rows() == before  # the DELETEs and first inserts were rolled back
     assert reindex(str(root)).total == 6
     assert rows() == before
+
+
+def test_registry_in_use_is_not_replaced(repo: Path) -> None:
+    before = _rows(repo)
+    reader = sqlite3.connect(repo / "registry.sqlite3")
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM datasets").fetchone()  # holds a read snapshot
+        with pytest.raises(RegistryError, match="another process has it open"):
+            reindex(str(repo))
+        assert _leftovers(repo) == []
+    finally:
+        reader.close()
+    assert _rows(repo) == before
+    assert reindex(str(repo)).total == len(before["datasets"])
