@@ -1,5 +1,6 @@
-"""Repository maintenance: rebuild the registry from storage (``reindex``, implemented in
-:mod:`repo_butler.reindex`), check it (``verify``).
+"""Repository maintenance: check the registry against storage (``verify``).
+
+Rebuilding the registry from storage is :func:`repo_butler.reindex.reindex`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import checksum_bytes
 from repo_butler.registry import DatasetRecord
-from repo_butler.reindex import ReindexReport, reindex
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
 
-__all__ = ["ReindexReport", "VerifyProblem", "VerifyReport", "reindex", "verify"]
+__all__ = ["VerifyProblem", "VerifyReport", "verify"]
 
 logger = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from typing import Any
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, RepoConfig, load_repo_config
 from repo_butler.datastore import Datastore, FsspecDatastore, checksum_bytes
 from repo_butler.errors import RegistryError, RepoButlerError, RepositoryNotFoundError
+from repo_butler.maintenance import _is_bookkeeping, _split_run
 from repo_butler.provenance import SIDECAR_SUFFIX, check_provenance_version, now_iso
 from repo_butler.registry import DatasetRecord, Registry
 from repo_butler.registry.sqlite import SqliteRegistry
@@ -154,7 +155,6 @@ def reindex(
 
 def _scan(store: Datastore, config: RepoConfig, registry_name: str, report: ReindexReport) -> _Scan:
     """Read and check every file; change nothing."""
-    from repo_butler.maintenance import _is_bookkeeping, _split_run
     from repo_butler.schemas import validate
 
     scan = _Scan(runs={"": ()})

@@ -25,9 +25,8 @@ import pytest
 
 from repo_butler import Butler, Provenance
 from repo_butler.errors import ConfigError, RegistryError
-from repo_butler.maintenance import reindex
 from repo_butler.registry.sqlite import SqliteRegistry
-from repo_butler.reindex import BUILD_INFIX
+from repo_butler.reindex import BUILD_INFIX, reindex
 
 CONFIG = {
     "dataset_types": {
@@ -263,7 +262,7 @@ def test_garbage_registry_is_kept_aside(repo: Path) -> None:
 
 # -- killed reindex processes ---------------------------------------------------------------
 
-_CHILD = "import sys; from repo_butler.maintenance import reindex; reindex(sys.argv[1])"
+_CHILD = "import sys; from repo_butler.reindex import reindex; reindex(sys.argv[1])"
 
 
 def _killed_reindexes(root: Path, kills: int, seed: int) -> dict[str, int]:
