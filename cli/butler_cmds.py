@@ -204,7 +204,7 @@ def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:
     import json
 
     from cli.support import parse_storage_options
-    from repo_butler.maintenance import reindex as run_reindex
+    from repo_butler.reindex import reindex as run_reindex
 
     report = run_reindex(repo, storage_options=parse_storage_options(storage_option))
     typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -18,7 +18,6 @@ repository gets: local SQLite, an object in the bucket, a cache copy, or Postgre
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import (
     PENDING_CHECKSUM,
     Provenance,
+    decode_provenance,
     provenance_document,
     provenance_json,
 )
@@ -580,8 +580,9 @@ class Butler:
         text = self._registry.get_provenance(record.dataset_type, record.data_id, record.run)
         if text is None:
             return None
-        doc: dict[str, Any] = json.loads(text)
-        return doc
+        return decode_provenance(
+            text, source=f"{record.dataset_type} {record.data_id} ({record.run!r})"
+        )
 
 
 def create_repo(

@@ -31,14 +31,25 @@ from typing import Any, Literal
 
 from repo_butler.errors import ConfigError, DataIdError
 
-__all__ = ["DataId", "DataIdValue", "Dimension", "DimensionUniverse", "check_path_safe"]
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "DataId",
+    "DataIdValue",
+    "Dimension",
+    "DimensionUniverse",
+    "check_int_range",
+    "check_path_safe",
+]
 
 logger = logging.getLogger(__name__)
 
 DataIdValue = int | str
 
 _UNSAFE_CHARS = re.compile(r"[/\\{}\x00-\x1f\x7f]")
-_INT_TEXT = re.compile(r"[+-]?\d+")
+_INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+#: Integer values must fit a signed 64-bit registry column (SQLite INTEGER, PostgreSQL BIGINT).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -70,6 +81,23 @@ def check_path_safe(key: str, value: str) -> None:
             f"data ID value {key}={value!r} is not allowed in a path (empty, '.' or containing "
             "'..'); use a plain name"
         )
+
+
+def check_int_range(key: str, value: int) -> int:
+    """Return ``value`` if it fits the registry's signed 64-bit integer columns.
+
+    Raises
+    ------
+    DataIdError
+        Otherwise (before anything is written: a larger value cannot be stored or queried).
+    """
+    if not INT_MIN <= value <= INT_MAX:
+        shown = str(value) if abs(value) < 10**40 else f"<an integer of {value.bit_length()} bits>"
+        raise DataIdError(
+            f"data ID value {key}={shown} is out of range: integer data ID values must lie "
+            f"between {INT_MIN} and {INT_MAX} (a signed 64-bit integer)"
+        )
+    return value
 
 
 class DataId(Mapping[str, DataIdValue]):
@@ -178,7 +206,7 @@ def _generic_value(key: str, value: Any) -> DataIdValue:
     if isinstance(value, bool):
         raise DataIdError(f"data ID value {key}={value!r} is a bool; use an int or a string")
     if isinstance(value, int):
-        return int(value)
+        return check_int_range(key, int(value))
     if isinstance(value, str):
         check_path_safe(key, value)
         return value
@@ -187,7 +215,7 @@ def _generic_value(key: str, value: Any) -> DataIdValue:
     ):  # e.g. patch=(5, 4) -> "5,4", the Gen2 convention
         return _generic_value(key, ",".join(str(v).strip() for v in value))
     try:
-        return operator.index(value)
+        return check_int_range(key, operator.index(value))
     except TypeError:
         raise DataIdError(
             f"data ID value {key}={value!r} has type {type(value).__name__}; expected int or str"
@@ -253,10 +281,19 @@ class Dimension:
         if isinstance(value, bool):
             raise DataIdError(f"{self.name}={value!r}: expected an integer, got a bool")
         if isinstance(value, str):
-            text = value.strip()
-            if not _INT_TEXT.fullmatch(text):
-                raise DataIdError(f"{self.name}={value!r}: expected an integer")
-            out = int(text)
+            # ASCII digits only, no surrounding blanks: int() would also take ' 3', '3_0' and
+            # other scripts' digits, and the same value must always have one spelling.
+            if not _INT_TEXT.fullmatch(value):
+                raise DataIdError(
+                    f"{self.name}={value!r}: expected an integer written with ASCII digits 0-9 "
+                    "(optionally signed, no spaces)"
+                )
+            if len(value) > 30:  # far beyond the range: do not convert a huge string
+                raise DataIdError(
+                    f"{self.name}: an integer of {len(value)} characters is out of range "
+                    f"{INT_MIN}..{INT_MAX}"
+                )
+            out = int(value)
         else:
             try:
                 out = operator.index(value)
@@ -264,6 +301,7 @@ class Dimension:
                 raise DataIdError(
                     f"{self.name}={value!r}: expected an integer, got {type(value).__name__}"
                 ) from None
+        check_int_range(self.name, out)
         if self.minimum is not None and out < self.minimum:
             raise DataIdError(f"{self.name}={out} is below the minimum {self.minimum}")
         if self.maximum is not None and out > self.maximum:

@@ -29,6 +29,7 @@ __all__ = [
     "Provenance",
     "ProvenanceInput",
     "check_provenance_version",
+    "decode_provenance",
     "provenance_document",
     "provenance_json",
     "redact_values",
@@ -95,6 +96,27 @@ def redact_values(value: Any, secrets: Sequence[str]) -> Any:
             if len(secret) >= 4 and secret in value:
                 value = value.replace(secret, REDACTED)
     return value
+
+
+def decode_provenance(text: str, *, source: str) -> dict[str, Any]:
+    """Decode a stored provenance record (JSON object) of ``source``.
+
+    Raises
+    ------
+    ConfigError
+        If it is not a JSON object (a registry filled from a broken sidecar by an old release):
+        says to fix or remove the sidecar and rebuild the registry.
+    """
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    except ValueError as err:
+        raise ConfigError(
+            f"the provenance record of {source} is malformed ({err}); fix or remove its "
+            f"{SIDECAR_SUFFIX} sidecar and rebuild the registry with `rb reindex REPO`"
+        ) from None
+    return doc
 
 
 def check_provenance_version(doc: Mapping[str, Any], *, source: str) -> int:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repo_butler.dimensions import DataIdValue, DimensionUniverse
+from repo_butler.dimensions import INT_MAX, INT_MIN, DataIdValue, DimensionUniverse
 from repo_butler.errors import DataIdError, QuerySyntaxError
 
 __all__ = [
@@ -52,7 +52,7 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<range>\.\.)
-  | (?P<int>\d+)
+  | (?P<int>[0-9]+)
   | (?P<bind>:[A-Za-z_][A-Za-z0-9_]*)
   | (?P<colon>:)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
@@ -63,6 +63,17 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"AND", "OR", "NOT", "IN"}
+#: Deepest nesting of parentheses and NOT accepted (the parser and compiler recurse per level).
+MAX_DEPTH = 64
+#: Deepest nesting of the compiled SQL (SQLite's parser stack overflows near 30 levels).
+MAX_SQL_DEPTH = 24
+#: Most operands of one AND/OR chain (compiled as a balanced tree: SQL depth grows as log2).
+MAX_TERMS = 10_000
+#: Integer literals longer than this cannot be in the registry's 64-bit range (checked before
+#: conversion, so a 100,000-digit literal costs nothing).
+_MAX_INT_CHARS = 19
+_CHUNK = 32  # terms of an AND/OR chain compiled flat (x 24 levels < SQLite's tree depth 1000)
+_SHOWN = 80  # characters of a long expression quoted in an error
 _SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -141,8 +152,15 @@ Expr = Compare | InList | Logical | Not
 
 
 def _error(text: str, col: int, message: str) -> QuerySyntaxError:
-    caret = " " * (col - 1) + "^"
-    return QuerySyntaxError(f"where expression: {message} at column {col}\n  {text}\n  {caret}")
+    start = 0
+    shown = text
+    if len(text) > _SHOWN:  # quote a window around the column, not a 100 kB line
+        start = max(0, min(col - 1 - _SHOWN // 2, len(text) - _SHOWN))
+        shown = text[start : start + _SHOWN]
+        shown = ("..." if start else "") + shown + ("..." if start + _SHOWN < len(text) else "")
+        start -= 3 if start else 0
+    caret = " " * (col - 1 - start) + "^"
+    return QuerySyntaxError(f"where expression: {message} at column {col}\n  {shown}\n  {caret}")
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -168,6 +186,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> Token:
@@ -200,24 +219,42 @@ class _Parser:
         return expr
 
     def or_expr(self) -> Expr:
-        parts = [self.and_expr()]
-        while self.accept("kw", "OR"):
-            parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else Logical("OR", tuple(parts))
+        return self.chain("OR", self.and_expr)
 
     def and_expr(self) -> Expr:
-        parts = [self.not_expr()]
-        while self.accept("kw", "AND"):
-            parts.append(self.not_expr())
-        return parts[0] if len(parts) == 1 else Logical("AND", tuple(parts))
+        return self.chain("AND", self.not_expr)
+
+    def chain(self, op: str, operand: Callable[[], Expr]) -> Expr:
+        parts = [operand()]
+        while tok := self.accept("kw", op):
+            if len(parts) == MAX_TERMS:
+                raise _error(
+                    self.text,
+                    tok.col,
+                    f"more than {MAX_TERMS} terms joined by {op}; use IN (...) for long lists",
+                )
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else Logical(op, tuple(parts))
 
     def not_expr(self) -> Expr:
-        if self.accept("kw", "NOT"):
-            return Not(self.not_expr())
-        if self.accept("punct", "("):
-            inner = self.or_expr()
-            self.expect("punct", ")", "')'")
-            return inner
+        tok = self.tok
+        if (tok.kind == "kw" and tok.text == "NOT") or (tok.kind == "punct" and tok.text == "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _error(
+                    self.text,
+                    tok.col,
+                    f"too deeply nested (more than {MAX_DEPTH} levels of parentheses and NOT); "
+                    "simplify the expression",
+                )
+            self.i += 1
+            if tok.text == "NOT":
+                expr: Expr = Not(self.not_expr())
+            else:
+                expr = self.or_expr()
+                self.expect("punct", ")", "')'")
+            self.depth -= 1
+            return expr
         return self.predicate()
 
     def operand(self) -> Ident | Literal:
@@ -230,14 +267,26 @@ class _Parser:
             return Literal(None, tok.col, bind=tok.text[1:])
         return self.literal()
 
+    def integer(self, digits: Token, col: int, sign: int) -> Literal:
+        value = sign * int(digits.text) if len(digits.text) <= _MAX_INT_CHARS + 1 else None
+        if value is None or not INT_MIN <= value <= INT_MAX:
+            shown = digits.text if len(digits.text) <= 40 else f"{digits.text[:20]}..."
+            raise _error(
+                self.text,
+                col,
+                f"integer {'-' if sign < 0 else ''}{shown} is out of range "
+                f"({INT_MIN}..{INT_MAX}, the registry's 64-bit integers)",
+            )
+        return Literal(value, col)
+
     def literal(self) -> Literal:
         tok = self.tok
         if tok.kind == "int":
             self.i += 1
-            return Literal(int(tok.text), tok.col)
+            return self.integer(tok, tok.col, 1)
         if tok.kind == "punct" and tok.text == "-" and self.tokens[self.i + 1].kind == "int":
             self.i += 2
-            return Literal(-int(self.tokens[self.i - 1].text), tok.col)
+            return self.integer(self.tokens[self.i - 1], tok.col, -1)
         if tok.kind == "string":
             self.i += 1
             quote = tok.text[0]
@@ -390,9 +439,11 @@ class _Compiler:
 
     def compile(self, node: Expr) -> str:
         if isinstance(node, Logical):
-            return "(" + f" {node.op} ".join(self.compile(op) for op in node.operands) + ")"
+            return _balanced(node.op, [self.compile(op) for op in node.operands])
         if isinstance(node, Not):
-            return f"(NOT {self.compile(node.operand)})"
+            if isinstance(node.operand, Not):  # NOT NOT x is x: keep the SQL shallow
+                return self.compile(node.operand.operand)
+            return f"NOT {self.compile(node.operand)}"  # operands are parenthesised
         if isinstance(node, InList):
             return self.compile_in(node)
         return self.compile_compare(node)
@@ -447,6 +498,35 @@ class _Compiler:
         return f"(NOT {sql})" if node.negated else sql
 
 
+def _sql_depth(node: Expr) -> tuple[int, int]:
+    """Nesting depth of the compiled SQL (parentheses and NOT, which fill the database parser's
+    stack) and the column of the deepest predicate."""
+    if isinstance(node, Compare):
+        return 1, node.col
+    if isinstance(node, InList):
+        return 3 + node.negated, node.col
+    if isinstance(node, Not):
+        if isinstance(node.operand, Not):
+            return _sql_depth(node.operand.operand)
+        depth, col = _sql_depth(node.operand)
+        return depth + 1, col
+    levels, n = 1, len(node.operands)
+    while n > _CHUNK:
+        n = -(-n // _CHUNK)
+        levels += 1
+    depth, col = max((_sql_depth(op) for op in node.operands), key=lambda dc: dc[0])
+    return depth + levels, col
+
+
+def _balanced(op: str, parts: list[str]) -> str:
+    """``(a OP b OP c ...)``, long chains as a balanced tree of flat chunks: SQLite parses a flat
+    chain of n terms n levels deep (limit 1000) and each parenthesis uses its parser stack."""
+    if len(parts) <= _CHUNK:
+        return "(" + f" {op} ".join(parts) + ")"
+    step = -(-len(parts) // _CHUNK)  # ceil: at most _CHUNK groups per level
+    return _balanced(op, [_balanced(op, parts[i : i + step]) for i in range(0, len(parts), step)])
+
+
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, list | tuple | set | frozenset)
 
@@ -487,6 +567,14 @@ def compile_where(
         Dimensions referenced.
     """
     expr = parse_where(text)
+    depth, col = _sql_depth(expr)
+    if depth > MAX_SQL_DEPTH:
+        raise _error(
+            text,
+            col,
+            f"too complex: parentheses, NOT and long AND/OR chains nest {depth} levels deep here "
+            f"once compiled (at most {MAX_SQL_DEPTH}); flatten the expression or use IN lists",
+        )
     compiler = _Compiler(text, universe, column, allowed, bind or {}, placeholder)
     sql = compiler.compile(expr)
     aliases = universe.aliases

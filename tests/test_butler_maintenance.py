@@ -12,7 +12,8 @@ from conftest import RepoLocation
 
 from repo_butler import Butler, Provenance
 from repo_butler.errors import RegistryError, RepositoryNotFoundError
-from repo_butler.maintenance import reindex, verify
+from repo_butler.maintenance import verify
+from repo_butler.reindex import reindex
 
 CONFIG = {
     "dataset_types": {

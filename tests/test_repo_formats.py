@@ -25,8 +25,9 @@ from cli.main import app
 from repo_butler import Butler
 from repo_butler.config import CONFIG_VERSION
 from repo_butler.errors import ConfigError, RepoButlerError
-from repo_butler.maintenance import reindex, verify
+from repo_butler.maintenance import verify
 from repo_butler.migrate import migrate
+from repo_butler.reindex import reindex
 from warping.formats.migrations import register as register_warping_migrations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repo-v1"

@@ -28,7 +28,8 @@ from repo_butler.errors import (
     RegistryError,
     StorageError,
 )
-from repo_butler.maintenance import reindex, verify
+from repo_butler.maintenance import verify
+from repo_butler.reindex import reindex
 from repo_butler.run_writer import RunWriter
 
 pytestmark = pytest.mark.s3

@@ -9,19 +9,21 @@ fsspec store through a cache copy uploaded after each write (:class:`CachedSqlit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from repo_butler.config import DEFAULT_REGISTRY_FILE
+from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import FsspecDatastore
 from repo_butler.dimensions import DimensionUniverse
+from repo_butler.errors import RegistryError
 from repo_butler.registry.base import Registry
 from repo_butler.registry.cached import CachedSqliteRegistry
 from repo_butler.registry.postgres import PostgresRegistry
 from repo_butler.registry.s3 import ObjectStoreRegistry
 from repo_butler.registry.sqlite import SqliteRegistry
 
-__all__ = ["DEFAULT_REGISTRY_FILE", "open_registry"]
+__all__ = ["DEFAULT_REGISTRY_FILE", "open_registry", "refuse_lost_registry"]
 
 
 def open_registry(
@@ -50,6 +52,8 @@ def open_registry(
     timeout = float(settings.get("busy_timeout", 60.0))
     local = store.local_path(name)
     if local is not None:
+        if writeable:
+            refuse_lost_registry(local)
         return SqliteRegistry(local, universe, busy_timeout=timeout, read_only=not writeable)
     if store.conditional_writes:
         return ObjectStoreRegistry(
@@ -62,3 +66,36 @@ def open_registry(
             secrets=store.secrets,
         )
     return CachedSqliteRegistry(store, name, universe, busy_timeout=timeout, writeable=writeable)
+
+
+def refuse_lost_registry(local: str) -> None:
+    """Refuse to start an empty registry file in a repository that already holds files.
+
+    A registry file is created when a repository is first opened. When it is missing or empty
+    (zero bytes) but the directory holds anything besides ``butler.yaml`` (dataset files,
+    reruns), it was lost: creating an empty one would make the repository look empty.
+
+    Raises
+    ------
+    RegistryError
+        Pointing to ``rb reindex``, which rebuilds the registry from the files.
+    """
+    try:
+        if os.path.getsize(local) > 0:
+            return
+        state = "is empty (0 bytes)"
+    except FileNotFoundError:
+        state = "is missing"
+    directory = os.path.dirname(local) or "."
+    base = os.path.basename(local)
+    others = sorted(
+        name
+        for name in os.listdir(directory)
+        if not name.startswith((CONFIG_FILENAME, base)) and not name.startswith(".")
+    )
+    if others:
+        raise RegistryError(
+            f"the registry {local} {state} but the repository holds files ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); rebuild it from them with `rb reindex "
+            f"{directory}` (nothing was changed)"
+        )

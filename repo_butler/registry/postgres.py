@@ -227,6 +227,13 @@ class PostgresRegistry(SqlRegistry):
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every write inside the block one transaction (``rb reindex``: all or nothing);
+        the writes' own transactions become savepoints."""
+        with self._tx():
+            yield
+
     def clear(self) -> None:
         """Delete every dataset, provenance record and run (one transaction)."""
         with self._tx() as conn:

@@ -131,7 +131,7 @@ class SqliteRegistry(SqlRegistry):
         import os
         from urllib.parse import quote
 
-        if not os.path.exists(self.path):
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
             raise RegistryError(
                 f"no registry at {self.path!r}; open the repository writeable once to create it, "
                 "or rebuild it from storage with `rb reindex REPO`"
