@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint typecheck pytest bench clean venv postgres-server
+.PHONY: demo test test-stress lint typecheck pytest bench clean venv postgres-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,12 @@ postgres-server:
 	fi
 
 # `make test` deselects the tests marked slow (long fault-injection variants, end-to-end runs on
-# S3 and Dask); `make test-slow` runs only those.
+# S3 and Dask); `make test-stress` runs only those.
 test: lint typecheck postgres-server
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not stress"
 
-test-slow: $(STAMP) postgres-server
-	$(BIN)/python -m pytest -q -m slow
+test-stress: $(STAMP) postgres-server
+	$(BIN)/python -m pytest -q -m stress
 
 bench: $(STAMP)
 	$(BIN)/python bench/butler_ops.py

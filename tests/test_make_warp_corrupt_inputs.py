@@ -171,7 +171,7 @@ def test_garbage_image_header_fails_fast(tmp_path: Path) -> None:
     assert _garbage_header_seconds(tmp_path, (512, 1024)) < 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_garbage_image_header_of_a_full_hsc_ccd_fails_fast(tmp_path: Path) -> None:
     assert _garbage_header_seconds(tmp_path, (2048, 4176)) < 5.0
 

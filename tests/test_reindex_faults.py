@@ -179,7 +179,7 @@ def test_insert_failing_at_some_steps_keeps_old_registry(
     _raising_inserts(repo, [1, 2, 14, 27], monkeypatch)
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_insert_failing_at_every_step_keeps_old_registry(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,14 +297,14 @@ def test_killed_reindex_keeps_old_registry(tmp_path: Path) -> None:
     assert outcome["killed"] >= 1
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_killed_reindex_keeps_old_registry_many_times(tmp_path: Path) -> None:
     root = _make_repo(tmp_path / "repo", n_visits=20, n_ccds=40)
     outcome = _killed_reindexes(root, kills=40, seed=1717)
     assert outcome["killed"] >= 20
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_random_fault_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Random sequences of the faults above on one repository; the rows never change."""
     root = _make_repo(tmp_path / "repo")

@@ -103,14 +103,14 @@ def test_same_data_id_race_s3(s3_root: S3Root) -> None:
     assert _race(s3_root.url, s3_root.storage_options, writers=2, n=20, pad=64 * 1024) == CLEAN
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 @pytest.mark.parametrize("writers", [2, 4])
 def test_same_data_id_race_local_long(tmp_path: Path, writers: int) -> None:
     assert _race(str(tmp_path / "repo"), {}, writers=writers, n=250, pad=1024 * 1024) == CLEAN
 
 
 @pytest.mark.s3
-@pytest.mark.slow
+@pytest.mark.stress
 @pytest.mark.parametrize("writers", [2, 4])
 def test_same_data_id_race_s3_long(s3_root: S3Root, writers: int) -> None:
     options = s3_root.storage_options
