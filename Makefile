@@ -41,8 +41,8 @@ postgres-server:
 		echo "no PostgreSQL server and not root: PostgreSQL tests will be skipped"; \
 	fi
 
-# `make test` deselects the tests marked slow (long fault-injection variants, end-to-end runs on
-# S3 and Dask); `make test-stress` runs only those.
+# `make test` deselects the tests marked stress (the long fault-injection variants: races,
+# crashes, full-size corruptions); `make test-stress` runs only those.
 test: lint typecheck postgres-server
 	$(BIN)/python -m pytest -q -m "not stress"
 
