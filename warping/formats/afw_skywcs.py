@@ -73,7 +73,7 @@ def read_archived_skywcs(archive: LsstArchive, obj_id: int) -> AstSkyWcs:
 
 def skywcs_ids(archive: LsstArchive) -> list[int]:
     """Archive ids of the SkyWcs objects in ``archive``, sorted."""
-    return sorted(i for i, e in archive.entries.items() if e[0][4] == "SkyWcs")
+    return archive.ids_of("SkyWcs")
 
 
 def read_single_skywcs(archive: LsstArchive) -> AstSkyWcs:
@@ -85,15 +85,7 @@ def read_single_skywcs(archive: LsstArchive) -> AstSkyWcs:
         If the archive holds no SkyWcs or more than one (a catalog such as a visitSummary:
         read it with :func:`warping.formats.afw_visit_summary.read_visit_summary`).
     """
-    ids = skywcs_ids(archive)
-    if not ids:
-        raise FormatError(f"{archive.source}: afw archive holds no SkyWcs")
-    if len(ids) > 1:
-        raise FormatError(
-            f"{archive.source}: afw archive holds {len(ids)} SkyWcs objects (a catalog such as "
-            "a visitSummary?), not one standalone SkyWcs; read it as a visitSummary"
-        )
-    return read_archived_skywcs(archive, ids[0])
+    return read_archived_skywcs(archive, archive.single_id("SkyWcs"))
 
 
 def skywcs_archive_hdulist(wcs: AstSkyWcs) -> fits.HDUList:

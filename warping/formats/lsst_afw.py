@@ -102,6 +102,30 @@ class LsstArchive:
                 (int(cat_persistable[i]), int(cat_archive[i]), int(row0[i]), int(nrows[i]), name)
             )
 
+    def ids_of(self, class_name: str) -> list[int]:
+        """Archive ids of the objects of class ``class_name``, sorted."""
+        return sorted(i for i, e in self.entries.items() if e[0][4] == class_name)
+
+    def single_id(self, class_name: str) -> int:
+        """The archive id of the one ``class_name`` object of a standalone archive file.
+
+        Raises
+        ------
+        FormatError
+            If there is none, or several (a catalog such as a visitSummary, whose rows the
+            ``visit_summary`` formatter reads).
+        """
+        ids = self.ids_of(class_name)
+        if not ids:
+            raise FormatError(f"{self.source}: afw archive holds no {class_name}")
+        if len(ids) > 1:
+            raise FormatError(
+                f"{self.source}: afw archive holds {len(ids)} {class_name} objects (a catalog such "
+                f"as a visitSummary?), not one standalone {class_name}; read it with the "
+                "visit_summary formatter"
+            )
+        return ids[0]
+
     def name(self, obj_id: int) -> str:
         """Class name of archive object ``obj_id``."""
         if obj_id not in self.entries:
@@ -341,12 +365,4 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
 def read_lsst_photocalib(hdul: fits.HDUList, source: str) -> PhotoCalib:
     """Read a standalone afw ``PhotoCalib`` archive file (e.g. ``jointcal_photoCalib``)."""
     archive = LsstArchive(hdul, source)
-    ids = [i for i, e in archive.entries.items() if e[0][4] == "PhotoCalib"]
-    if not ids:
-        raise FormatError(f"{source}: afw archive holds no PhotoCalib")
-    if len(ids) > 1:
-        raise FormatError(
-            f"{source}: afw archive holds {len(ids)} PhotoCalib objects (an ExposureCatalog such "
-            "as a visitSummary?), not one standalone PhotoCalib; select a row with an afw reader"
-        )
-    return _read_photocalib_from_archive(archive, ids[0])
+    return _read_photocalib_from_archive(archive, archive.single_id("PhotoCalib"))
