@@ -43,6 +43,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,17 @@ OPS = {
     ">": lambda v, t: v > t,
     "<": lambda v, t: v < t,
 }
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Best wall and best process-CPU seconds of ``repeat`` calls of ``fn``."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return min(wall), min(cpu)
 
 
 class ResultsError(ValueError):

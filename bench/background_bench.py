@@ -22,8 +22,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
+
+from _results import Results, best_of
 
 from warping.background_afw import AfwBackground, ApproxControl
 from warping.background_interp import InterpStyle
@@ -33,17 +34,6 @@ ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "lsst-jointcal-extra"
 FILES = ("bkgd-849375-12.fits", "bkgd-850587-12.fits")
 TARGET_MS = 30.0
-
-
-def best_of(fn, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Best wall and best CPU time (ms) of ``repeat`` calls."""
-    wall, cpu = [], []
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return min(wall) * 1e3, min(cpu) * 1e3
 
 
 def variants(e: AfwBackground) -> dict[str, AfwBackground]:
@@ -69,8 +59,9 @@ def main() -> int:
             for label, v in variants(e).items():
                 wall, cpu = best_of(v.get_image, args.repeat)
                 rows.append(
-                    {"file": name, "element": k, "branch": label, "wall_ms": wall, "cpu_ms": cpu}
-                )
+                    {"file": name, "element": k, "branch": label,
+                     "wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3}
+                )  # fmt: skip
     print(f"{'file':22} {'el':>2} {'branch':18} {'wall ms':>8} {'cpu ms':>8}")
     for r in rows:
         print(
@@ -85,7 +76,6 @@ def main() -> int:
     print(
         f"target <= {TARGET_MS} ms per element per CCD on one core: {'met' if met else 'NOT met'}"
     )
-    from _results import Results
 
     res = Results("background_bench", "afw BackgroundList elements evaluated over a 2048x4612 CCD")
     for branch, ms in worst.items():

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import Results, best_of
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "lsst-jointcal-cfht_minimal"
@@ -38,17 +37,6 @@ SCALE_ARCSEC = 0.2
 #: job, and the warp alone.
 TARGET_JOB = 1.10
 TARGET_WARP = 1.5
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Best wall and best process-CPU seconds of ``repeat`` calls."""
-    wall, cpu = [], []
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return min(wall), min(cpu)
 
 
 def main() -> int:
@@ -167,8 +155,6 @@ def main() -> int:
     warp_ratio = ast_row["warp_cpu"] / hdr_row["warp_cpu"]
     print(f"AST / header CPU per CCD: whole job {job_ratio:.3f} (target <= {TARGET_JOB}), "
           f"warp alone {warp_ratio:.3f} (target <= {TARGET_WARP})")  # fmt: skip
-
-    from _results import Results
 
     res = Results(
         "skywcs_bench",
