@@ -211,7 +211,17 @@ def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:
 
 
 def verify(
-    repo: RepoArg, fmt: FormatOpt = OutputFormat.table, storage_option: StorageOpt = None
+    repo: RepoArg,
+    fmt: FormatOpt = OutputFormat.table,
+    storage_option: StorageOpt = None,
+    repair_sidecars: Annotated[
+        bool,
+        typer.Option(
+            "--repair-sidecars",
+            help="Rewrite provenance sidecars that are missing or describe other bytes from "
+            "the registry's copy of each record (opens the repository for writing).",
+        ),
+    ] = False,
 ) -> None:
     """Recompute checksums; report mismatches and files missing on either side (exit 1 if any)."""
     import json
@@ -219,8 +229,8 @@ def verify(
     from cli.support import open_butler
     from repo_butler.maintenance import verify as run_verify
 
-    with open_butler(repo, storage_option=storage_option, writeable=False) as butler:
-        report = run_verify(butler)
+    with open_butler(repo, storage_option=storage_option, writeable=repair_sidecars) as butler:
+        report = run_verify(butler, repair_sidecars=repair_sidecars)
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

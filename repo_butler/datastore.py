@@ -27,6 +27,7 @@ __all__ = [
     "Datastore",
     "FsspecDatastore",
     "IncompleteUpload",
+    "Stored",
     "TransferMode",
     "checksum_bytes",
     "join_url",
@@ -36,6 +37,29 @@ logger = logging.getLogger(__name__)
 
 TransferMode = Literal["copy", "move", "symlink", "direct"]
 TEMP_MARKER = ".rb-tmp-"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a completed write left at its path.
+
+    Attributes
+    ----------
+    checksum : str
+        ``"sha256:<hex>"`` of the bytes written.
+    token : str
+        Identity of the file this write published (as :meth:`Datastore.stray_state` reports
+        it): ``dev:inode:mtime_ns:size`` locally, the ETag the server returned on S3. If the
+        path later reports another token, another writer has replaced the file since.
+    """
+
+    checksum: str
+    token: str
+
+
+def local_token(st: os.stat_result) -> str:
+    """Identity token of a local file (from ``os.stat``/``os.fstat``)."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def checksum_bytes(data: bytes) -> str:
@@ -91,10 +115,10 @@ class Datastore(ABC):
         """Atomically write ``data`` to ``path``, creating parent directories."""
 
     def put_bytes_started(
-        self, path: str, data: bytes, *, exclusive: bool = False
-    ) -> Callable[[], str]:
+        self, path: str, data: bytes, *, exclusive: bool = False, checksum: str | None = None
+    ) -> Callable[[], Stored]:
         """Start :meth:`put_bytes`; return a function that waits for it and returns the
-        checksum of ``data`` (as :func:`checksum_bytes`).
+        :class:`Stored` checksum of ``data`` (as :func:`checksum_bytes`) and file token.
 
         The default writes at once and hashes when waited for; object stores upload in the
         background and hash meanwhile (or reuse the hash their client computed to sign the
@@ -103,17 +127,22 @@ class Datastore(ABC):
         With ``exclusive=True`` an existing file is left untouched and the returned function
         raises ``FileExistsError``. Local stores make this atomic with ``os.link``,
         :class:`~repo_butler.s3.S3Datastore` with one ``If-None-Match: *`` request; the
-        default (other fsspec stores) checks first.
+        default (other fsspec stores) checks first, and its token is read back after the write
+        (so it cannot tell a concurrent replacement apart).
+
+        ``checksum``, when the caller has already hashed ``data``, is returned as is.
         """
         if exclusive and self.exists(path):
             uri = self.uri(path)
 
-            def refuse() -> str:
+            def refuse() -> Stored:
                 raise FileExistsError(uri)
 
             return refuse
         self.put_bytes(path, data)
-        return lambda: checksum_bytes(data)
+        state = self.stray_state(path)
+        token = path if state is None else state[0]
+        return lambda: Stored(checksum or checksum_bytes(data), token)
 
     def stray_state(self, path: str) -> tuple[str, float] | None:
         """Identity token and age in seconds of the file at ``path`` (``None`` if absent).
@@ -122,9 +151,9 @@ class Datastore(ABC):
         """
         return (path, float("inf")) if self.exists(path) else None
 
-    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> Stored:
         """Replace ``path`` with ``data`` if it is still the file ``token`` describes (from
-        :meth:`stray_state`); return the checksum. ``FileExistsError`` if it changed.
+        :meth:`stray_state`); ``FileExistsError`` if it changed.
 
         The default checks, then writes (stores without conditional writes).
         """
@@ -132,7 +161,8 @@ class Datastore(ABC):
         if state is None or state[0] != token:
             raise FileExistsError(self.uri(path))
         self.put_bytes(path, data)
-        return checksum_bytes(data)
+        state = self.stray_state(path)
+        return Stored(checksum_bytes(data), path if state is None else state[0])
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start :meth:`get_bytes` and return a function that waits for the bytes.
@@ -276,29 +306,32 @@ class FsspecDatastore(Datastore):
             raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
 
     def put_bytes_started(
-        self, path: str, data: bytes, *, exclusive: bool = False
-    ) -> Callable[[], str]:
+        self, path: str, data: bytes, *, exclusive: bool = False, checksum: str | None = None
+    ) -> Callable[[], Stored]:
         """As :meth:`Datastore.put_bytes_started`; locally an exclusive write is atomic
-        (``os.link`` of a complete temporary file, which fails if the name exists)."""
-        if not (self._local and exclusive):
-            return super().put_bytes_started(path, data, exclusive=exclusive)
+        (``os.link`` of a complete temporary file, which fails if the name exists), and the
+        token is that of the temporary file, so it names exactly the file this write
+        published."""
+        if not self._local:
+            return super().put_bytes_started(path, data, exclusive=exclusive, checksum=checksum)
         try:
-            self._put_local(path, data, exclusive=True)
+            token = self._put_local(path, data, exclusive=exclusive)
         except FileExistsError:
             uri = self.uri(path)
 
-            def refuse() -> str:
+            def refuse() -> Stored:
                 raise FileExistsError(uri)
 
             return refuse
         except OSError as err:
             raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
-        return lambda: checksum_bytes(data)
+        return lambda: Stored(checksum or checksum_bytes(data), token)
 
-    def _put_local(self, path: str, data: bytes, *, exclusive: bool) -> None:
+    def _put_local(self, path: str, data: bytes, *, exclusive: bool) -> str:
         """Write a complete, fsynced temporary file beside ``path`` and publish it: replacing
         (``os.replace``) or exclusively (``os.link``, ``FileExistsError`` if ``path`` exists;
-        the existing file is never touched)."""
+        the existing file is never touched). Return the published file's token (taken from
+        the temporary file, whose inode and mtime the published name keeps)."""
         full = self.full_path(path)
         directory = posixpath.dirname(full)
         self._makedirs(directory)
@@ -317,6 +350,7 @@ class FsspecDatastore(Datastore):
                     view = view[os.write(fd, view) :]
                 if self.durable:
                     os.fdatasync(fd)
+                token = local_token(os.fstat(fd))
             finally:
                 os.close(fd)
             if exclusive:
@@ -330,6 +364,7 @@ class FsspecDatastore(Datastore):
             raise
         if self.durable:
             _fsync_directory(directory)
+        return token
 
     durable: bool = True
     """Whether local writes fsync the file and its directory (off only to measure the cost)."""
@@ -346,12 +381,11 @@ class FsspecDatastore(Datastore):
             st = os.stat(self.full_path(path))
         except FileNotFoundError:
             return None
-        token = f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
-        return token, time.time() - st.st_mtime
+        return local_token(st), time.time() - st.st_mtime
 
-    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> Stored:
         """Replace the file at ``path`` with ``data`` only if it is still the one ``token``
-        (from :meth:`stray_state`) describes; return the checksum of ``data``.
+        (from :meth:`stray_state`) describes.
 
         Locally the old file is locked (``flock``) while it is checked and replaced, so of
         several writers that found the same stray file exactly one replaces it.
@@ -377,13 +411,16 @@ class FsspecDatastore(Datastore):
                 raise FileExistsError(self.uri(path)) from None
             st = os.fstat(fd)
             now = os.stat(full)
-            same = f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}" == token
+            same = local_token(st) == token
             if not same or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 raise FileExistsError(self.uri(path))
-            self.put_bytes(path, data)
+            try:
+                new_token = self._put_local(path, data, exclusive=False)
+            except OSError as err:
+                raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
         finally:
             os.close(fd)  # releases the lock
-        return checksum_bytes(data)
+        return Stored(checksum_bytes(data), new_token)
 
     def get_bytes(self, path: str) -> bytes:
         """Return the content of ``path``."""

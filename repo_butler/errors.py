@@ -50,6 +50,14 @@ class DatasetExistsError(RepoButlerError, FileExistsError):
     """A dataset with the same dataset type, data ID and run already exists."""
 
 
+class ConcurrentWriteError(DatasetExistsError):
+    """Another writer replaced a dataset's file between our write and its registration.
+
+    With ``overwrite=True`` the later writer simply wins (our row is not recorded); with
+    ``overwrite=False`` our put failed and nothing of ours is registered.
+    """
+
+
 class FormatterError(RepoButlerError, ValueError):
     """A file could not be read or written by its formatter (corrupt, truncated, wrong layout)."""
 

@@ -5,6 +5,7 @@ Rebuilding the registry from storage is :func:`repo_butler.reindex.reindex`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 
 from repo_butler.butler import Butler
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
-from repo_butler.datastore import checksum_bytes
+from repo_butler.datastore import Datastore, checksum_bytes
 from repo_butler.leftovers import find_leftovers
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
@@ -27,7 +28,8 @@ class VerifyProblem:
     """One inconsistency between registry and storage."""
 
     kind: str
-    """``"checksum"``, ``"size"``, ``"missing_file"``, ``"unregistered_file"``, or a crashed
+    """``"checksum"``, ``"size"``, ``"missing_file"``, ``"unregistered_file"``, ``"sidecar"``
+    (a provenance sidecar missing or describing other bytes than the dataset's), or a crashed
     writer's leftover (:mod:`repo_butler.leftovers`): ``"temp_file"``, ``"incomplete_upload"``."""
     path: str
     detail: str
@@ -78,6 +80,21 @@ def _is_bookkeeping(path: str, registry_name: str) -> bool:
     )
 
 
+def _sidecar_trouble(store: Datastore, rec: DatasetRecord) -> str | None:
+    """What is wrong with a dataset's provenance sidecar (``None``: it describes the file)."""
+    assert rec.provenance is not None
+    try:
+        doc = json.loads(store.get_bytes(rec.provenance))
+    except FileNotFoundError:
+        return "provenance sidecar missing"
+    except (OSError, ValueError) as err:
+        return f"provenance sidecar unreadable ({err})"
+    found = doc.get("output", {}).get("checksum") if isinstance(doc, dict) else None
+    if found != rec.checksum:
+        return f"provenance sidecar describes {found}, the dataset is {rec.checksum}"
+    return None
+
+
 def _split_run(path: str) -> tuple[str, str]:
     if path.startswith(f"{RERUN_DIR}/"):
         parts = path.split("/", 2)
@@ -86,12 +103,17 @@ def _split_run(path: str) -> tuple[str, str]:
     return "", path
 
 
-def verify(butler: Butler) -> VerifyReport:
+def verify(butler: Butler, *, repair_sidecars: bool = False) -> VerifyReport:
     """Recompute checksums of every registered dataset and compare registry with storage.
 
-    Reports datasets whose file is missing, whose size or checksum differs, files in storage
-    that no registry row accounts for (bookkeeping files and provenance sidecars excluded), and
-    what crashed writers left (temporary files, incomplete uploads; ``rb cleanup`` removes them).
+    Reports datasets whose file is missing, whose size or checksum differs, provenance sidecars
+    that are missing or describe other bytes (the registry keeps its own copy of each record),
+    files in storage that no registry row accounts for (bookkeeping files and provenance
+    sidecars excluded), and what crashed writers left (temporary files, incomplete uploads;
+    ``rb cleanup`` removes them).
+
+    With ``repair_sidecars`` such sidecars are rewritten from the registry's copy (and not
+    reported); the repository must be open for writing.
     """
 
     report = VerifyReport()
@@ -122,6 +144,26 @@ def verify(butler: Butler) -> VerifyReport:
         actual = checksum_bytes(data)
         if actual != rec.checksum:
             problem("checksum", f"registry {rec.checksum}, file {actual}")
+        if rec.provenance:
+            trouble = _sidecar_trouble(store, rec)
+            if trouble is not None and repair_sidecars:
+                text = butler.registry.get_provenance(rec.dataset_type, rec.data_id, rec.run)
+                if text is not None:
+                    store.put_bytes(rec.provenance, text.encode())
+                    logger.info("rewrote %s from the registry", store.uri(rec.provenance))
+                    continue
+            if trouble is not None:
+                report.problems.append(
+                    VerifyProblem(
+                        "sidecar",
+                        rec.provenance,
+                        f"{trouble}; `rb verify --repair-sidecars` rewrites it from the "
+                        "registry's copy",
+                        rec.dataset_type,
+                        rec.data_id.to_dict(),
+                        rec.run,
+                    )
+                )
     for path in store.walk():
         if path in tracked or _is_bookkeeping(path, registry_name):
             continue

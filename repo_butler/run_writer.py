@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
 from repo_butler.config import DatasetType
 from repo_butler.dimensions import DataId
-from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.errors import ConcurrentWriteError, DatasetExistsError, RegistryError
 from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import Provenance, now_iso
 from repo_butler.refs import DatasetRef
@@ -167,12 +167,77 @@ class RunWriter:
                 )
             )
         # one registry upload for the lot on object stores
+        lost: list[ConcurrentWriteError] = []
         with registry.batch() if len(items) > 1 else nullcontext():
             for item, record in zip(items, records, strict=True):
-                registry.insert(record, provenance=item.provenance_json, replace=replace)
+                try:
+                    registry.insert(
+                        record,
+                        provenance=item.provenance_json,
+                        replace=replace,
+                        check=self._still_ours(item, replace=replace),
+                    )
+                except ConcurrentWriteError as err:
+                    lost.append(err)
         for path in stale_sidecars:
             self._remove_file(path)
+        if lost and not replace:
+            if len(lost) == 1:
+                raise lost[0]
+            raise ConcurrentWriteError(
+                f"{len(lost)} datasets were not registered: " + "; ".join(map(str, lost))
+            )
+        for superseded in lost:  # overwrite: the later writer's file and row win
+            logger.warning("%s", superseded)
         return [lookup.ref(record) for record in records]
+
+    def _still_ours(self, item: WrittenDataset, *, replace: bool) -> Callable[[], None] | None:
+        """The check :meth:`Registry.insert <repo_butler.registry.Registry.insert>` runs before
+        recording ``item``: its file must still be the one the write published (same token),
+        so a row never records one writer's checksum beside another writer's bytes.
+
+        Locally it is one ``stat``. In a bucket (one HEAD) a new dataset registered within half
+        of :attr:`stray_age` of its write is not checked: no other writer may replace an
+        unregistered file that young.
+        """
+        if item.token is None:
+            return None
+        store = self.lookup.store
+        young = 0.0 < time.time() - item.written_at < self.stray_age / 2
+        if not replace and young and store.local_path(item.planned.path) is None:
+            return None
+        planned, token = item.planned, item.token
+
+        def check() -> None:
+            state = store.stray_state(planned.path)
+            if state is not None and state[0] == token:
+                if item.provenance_path is not None and item.provenance_json is not None:
+                    self._own_sidecar(item.provenance_path, item.provenance_json.encode())
+                return
+            what = "was removed" if state is None else "was replaced by another writer"
+            outcome = (
+                "the other writer's dataset stands"
+                if replace
+                else "this put is not registered (the other writer's dataset stands)"
+            )
+            raise ConcurrentWriteError(
+                f"{planned.dataset_type} {planned.data_id} in run {display_run(planned.run)}: "
+                f"{store.uri(planned.path)} {what} before this write was registered; {outcome}"
+            )
+
+        return check
+
+    def _own_sidecar(self, path: str, text: bytes) -> None:
+        """Make the sidecar at ``path`` this registration's (another overwriting writer may
+        have written its own after ours; it wrote it before its data, so it is done now)."""
+        store = self.lookup.store
+        try:
+            if store.get_bytes(path) == text:
+                return
+        except FileNotFoundError:
+            pass
+        logger.debug("rewriting %s, written by another writer", store.uri(path))
+        store.put_bytes(path, text)
 
     def remove(self, record: DatasetRecord) -> DatasetRef:
         """Delete a dataset of the run: registry row, file (unless ingested in place), sidecar."""

@@ -26,6 +26,7 @@ from repo_butler.datastore import (
     TEMP_MARKER,
     FsspecDatastore,
     IncompleteUpload,
+    Stored,
     TransferMode,
     checksum_bytes,
 )
@@ -190,6 +191,24 @@ def _record_payload_sha256(request: Any = None, **kwargs: Any) -> None:
         value = value.decode("ascii", "replace")
     if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX:
         seen.append(value)
+
+
+_UPLOAD_ETAGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "rb_upload_etags", default=None
+)
+_ETAG_HOOK_ID = "rb-upload-etag"
+
+
+def _record_upload_etag(parsed: Any = None, **kwargs: Any) -> None:
+    """botocore ``after-call`` hook (PutObject, CompleteMultipartUpload): keep the ETag the
+    server gave the object this upload published, for :class:`~repo_butler.datastore.Stored`.
+    A HEAD afterwards could already see another writer's object."""
+    seen = _UPLOAD_ETAGS.get()
+    if seen is None or not isinstance(parsed, dict):
+        return
+    etag = parsed.get("ETag")
+    if isinstance(etag, str) and etag:
+        seen.append(etag)
 
 
 class ConditionFailed(Exception):
@@ -395,8 +414,8 @@ class S3Datastore(FsspecDatastore):
             fs.pipe_file(self.full_path(path), data, chunksize=self.multipart_chunksize)
 
     def put_bytes_started(
-        self, path: str, data: bytes, *, exclusive: bool = False
-    ) -> Callable[[], str]:
+        self, path: str, data: bytes, *, exclusive: bool = False, checksum: str | None = None
+    ) -> Callable[[], Stored]:
         """Start the upload on s3fs's event loop; the returned function waits for it and
         returns the checksum of ``data`` (as :func:`~repo_butler.datastore.checksum_bytes`).
 
@@ -413,9 +432,11 @@ class S3Datastore(FsspecDatastore):
         fs = self._fs_for(len(data))
         self._watch_payload_hashes(fs)
         seen: list[str] = []
+        etags: list[str] = []
 
         async def upload() -> None:
             _PAYLOAD_SHA256.set(seen)  # local to this task: only our PUT lands in ``seen``
+            _UPLOAD_ETAGS.set(etags)
             await fs._pipe_file(
                 self.full_path(path),
                 data,
@@ -426,8 +447,10 @@ class S3Datastore(FsspecDatastore):
         future = asyncio.run_coroutine_threadsafe(upload(), fs.loop)
         single_put = len(data) < 2 * self.multipart_chunksize
 
-        def wait() -> str:
-            own = None if single_put and self._client_hashes_payload else checksum_bytes(data)
+        def wait() -> Stored:
+            own = checksum
+            if own is None and not (single_put and self._client_hashes_payload):
+                own = checksum_bytes(data)
             try:
                 with s3_errors(fs, "writing", self.uri(path), self.secrets):
                     try:
@@ -438,11 +461,12 @@ class S3Datastore(FsspecDatastore):
                         raise
             except ConditionFailed:
                 raise FileExistsError(self.uri(path)) from None
+            token = etags[-1] if etags else self._token_after_write(path)
             if seen:
                 self._client_hashes_payload = True
-                return "sha256:" + seen[-1]
+                return Stored(own or "sha256:" + seen[-1], token)
             self._client_hashes_payload = False
-            return own if own is not None else checksum_bytes(data)
+            return Stored(own if own is not None else checksum_bytes(data), token)
 
         return wait
 
@@ -455,6 +479,15 @@ class S3Datastore(FsspecDatastore):
         events.register(
             "before-send.s3.PutObject", _record_payload_sha256, unique_id=_PAYLOAD_HOOK_ID
         )
+        for op in ("PutObject", "CompleteMultipartUpload"):
+            events.register(
+                f"after-call.s3.{op}", _record_upload_etag, unique_id=f"{_ETAG_HOOK_ID}-{op}"
+            )
+
+    def _token_after_write(self, path: str) -> str:
+        """The object's ETag read back (only if the server's response carried none)."""
+        state = self.stray_state(path)
+        return path if state is None else state[0]
 
     def stray_state(self, path: str) -> tuple[str, float] | None:
         """ETag and age (server clock: ``Date`` minus ``LastModified``) of the object, one HEAD."""
@@ -470,17 +503,17 @@ class S3Datastore(FsspecDatastore):
             age = (parsedate_to_datetime(date) - modified).total_seconds()
         return str(head["ETag"]), age
 
-    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> str:
+    def put_bytes_replacing(self, path: str, data: bytes, token: str) -> Stored:
         """Replace the object only if its ETag is still ``token``: one ``If-Match`` PUT, so of
         several writers that found the same stray object exactly one replaces it."""
         with self._errors("writing", path):
             try:
-                self.objects.put(self._key(path), data, if_match=token)
+                etag = self.objects.put(self._key(path), data, if_match=token)
             except ConditionFailed:
                 raise FileExistsError(self.uri(path)) from None
             except FileNotFoundError:  # deleted meanwhile: If-Match on nothing fails
                 raise FileExistsError(self.uri(path)) from None
-        return checksum_bytes(data)
+        return Stored(checksum_bytes(data), etag)
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start the GET on s3fs's event loop; the returned function waits for the bytes."""

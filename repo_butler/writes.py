@@ -21,10 +21,12 @@ import collections
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from repo_butler.datastore import checksum_bytes
 from repo_butler.dimensions import DataId
 from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError
 from repo_butler.provenance import (
@@ -116,6 +118,12 @@ class WrittenDataset:
         Storage path of the provenance sidecar, ``None`` when written without provenance.
     provenance_json : str or None
         The sidecar's JSON text (also stored in the registry).
+    token : str or None
+        Identity of the file this write published (see :class:`repo_butler.datastore.Stored`);
+        registration checks the file at the path still has it, so the registry never records
+        one writer's checksum beside another writer's bytes. ``None``: not checked.
+    written_at : float
+        ``time.time()`` when the file was published (0: unknown).
     """
 
     planned: PlannedPut
@@ -124,6 +132,8 @@ class WrittenDataset:
     checksum: str
     provenance_path: str | None
     provenance_json: str | None
+    token: str | None = None
+    written_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -248,17 +258,41 @@ class WorkerIO:
                 storage_options=self.storage_options,
             )
         store = self.datastore()
-        if replacing is not None:
-            checksum = store.put_bytes_replacing(planned.path, data, replacing)
-        else:
-            checksum = store.put_bytes_started(planned.path, data, exclusive=exclusive)()
         prov_path = prov_json = None
         if prov_doc is not None:
             prov_path = planned.path + SIDECAR_SUFFIX
+        # An overwrite writes its sidecar first: every writer's sidecar then lands before its
+        # data, so the registration of the data that stays (which makes sure the sidecar is its
+        # own, see RunWriter) comes after all of them. A create writes it after the data: if the
+        # exclusive write fails, the sidecar beside the file is the other writer's.
+        sidecar_first = prov_doc is not None and not exclusive and replacing is None
+        checksum = None
+        if sidecar_first:
+            assert prov_doc is not None and prov_path is not None
+            checksum = checksum_bytes(data)
             prov_json = provenance_json(prov_doc, checksum)
             store.put_bytes(prov_path, prov_json.encode())
+        if replacing is not None:
+            stored = store.put_bytes_replacing(planned.path, data, replacing)
+        else:
+            wait = store.put_bytes_started(
+                planned.path, data, exclusive=exclusive, checksum=checksum
+            )
+            stored = wait()
+        written_at = time.time()
+        if prov_doc is not None and not sidecar_first:
+            assert prov_path is not None
+            prov_json = provenance_json(prov_doc, stored.checksum)
+            store.put_bytes(prov_path, prov_json.encode())
         return WrittenDataset(
-            planned, store.uri(planned.path), len(data), checksum, prov_path, prov_json
+            planned,
+            store.uri(planned.path),
+            len(data),
+            stored.checksum,
+            prov_path,
+            prov_json,
+            token=stored.token,
+            written_at=written_at,
         )
 
     # -- reading ------------------------------------------------------------------------------

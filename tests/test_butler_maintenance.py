@@ -118,3 +118,26 @@ def test_verify_reports_each_kind_of_problem(filled: RepoLocation) -> None:
 def test_reindex_needs_a_repository(tmp_path: object) -> None:
     with pytest.raises(RepositoryNotFoundError):
         reindex(str(tmp_path))
+
+
+def test_verify_reports_and_repairs_sidecars(filled: RepoLocation) -> None:
+    """A sidecar that describes other bytes (a concurrent overwrite's loser) or is missing is
+    reported; --repair-sidecars rewrites it from the registry's copy."""
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        ref = butler.get_ref("meta", visit=3)
+        sidecar = ref.path + ".provenance.json"
+        store = butler.datastore
+        good = store.get_bytes(sidecar)
+        doc = json.loads(good)
+        doc["output"]["checksum"] = "sha256:" + "0" * 64
+        store.put_bytes(sidecar, json.dumps(doc).encode())
+        report = verify(butler)
+        assert [(p.kind, p.path) for p in report.problems] == [("sidecar", sidecar)]
+        assert "describes sha256:000" in report.problems[0].detail
+        assert "--repair-sidecars" in report.problems[0].detail
+        assert verify(butler, repair_sidecars=True).ok
+        assert json.loads(store.get_bytes(sidecar)) == json.loads(good)
+        store.remove(sidecar)
+        assert "missing" in verify(butler).problems[0].detail
+        assert verify(butler, repair_sidecars=True).ok and verify(butler).ok

@@ -54,7 +54,7 @@ def test_started_put_returns_the_sha256_of_what_was_stored(store: S3Datastore) -
     rng = random.Random(5)
     for name, size in (("one.bin", 3 * 2**20), ("two.bin", 1000), ("multi.bin", 11 * 2**20)):
         data = rng.randbytes(size)
-        checksum = store.put_bytes_started(name, data, exclusive=True)()
+        checksum = store.put_bytes_started(name, data, exclusive=True)().checksum
         stored = store.get_bytes(name)
         assert stored == data
         assert checksum == "sha256:" + hashlib.sha256(stored).hexdigest(), name
@@ -72,7 +72,7 @@ def test_concurrent_started_puts_get_their_own_checksums(store: S3Datastore) -> 
     got: dict[str, str] = {}
 
     def put(name: str) -> None:
-        got[name] = store.put_bytes_started(name, payloads[name])()
+        got[name] = store.put_bytes_started(name, payloads[name])().checksum
 
     threads = [threading.Thread(target=put, args=(name,)) for name in payloads]
     for thread in threads:

@@ -6,6 +6,8 @@ The short variants run in ``make test``; the ``slow`` ones race 200+ data IDs pe
 
 from __future__ import annotations
 
+import json
+import logging
 import multiprocessing as mp
 import threading
 import time
@@ -17,8 +19,9 @@ from servers.fixtures import S3Root
 
 from repo_butler import Butler
 from repo_butler.datastore import checksum_bytes
-from repo_butler.errors import DatasetExistsError
+from repo_butler.errors import ConcurrentWriteError, DatasetExistsError
 from repo_butler.maintenance import verify
+from repo_butler.provenance import Provenance
 from repo_butler.run_writer import RunWriter
 
 CONFIG = {
@@ -150,3 +153,142 @@ def test_put_replaces_a_local_stray_once_old_enough(
         assert time.perf_counter() - t0 >= 0.45
         assert butler.get("meta", visit=1, ccd=2) == {"by": "me"}
         assert verify(butler).ok
+
+
+# -- overwrite=True: last writer wins, and the registry always describes the file ------------
+
+
+def _overwrite_writer(
+    url: str, options: dict[str, Any], writer: int, n: int, pad: int, start_at: float
+) -> int:
+    """Put ccd 0..n-1 of visit 1 with overwrite (and provenance); return how many puts ran."""
+    with Butler(url, storage_options=options) as butler:
+        time.sleep(max(0.0, start_at - time.time()))
+        for ccd in range(n):
+            prov = Provenance(task=f"writer{writer}", config={"ccd": ccd})
+            butler.put(
+                _payload(writer, ccd, pad), "meta", visit=1, ccd=ccd, overwrite=True,
+                provenance=prov,
+            )  # fmt: skip
+    return n
+
+
+def _overwrite_race(
+    url: str, options: dict[str, Any], writers: int, n: int, pad: int
+) -> dict[str, int]:
+    """Several writers overwrite the same data IDs; count rows whose checksum, data or
+    provenance does not describe the stored file (all must be zero)."""
+    Butler.create(url, config=CONFIG, storage_options=options).close()
+    ctx = mp.get_context("spawn")
+    start_at = time.time() + 4.0
+    with ctx.Pool(writers) as pool:
+        pool.starmap(
+            _overwrite_writer, [(url, options, w, n, pad, start_at) for w in range(writers)]
+        )
+    bad = dict.fromkeys(CLEAN_OVERWRITE, 0)
+    with Butler(url, storage_options=options, writeable=False) as butler:
+        for ccd in range(n):
+            ref = butler.get_ref("meta", visit=1, ccd=ccd)
+            stored = butler.datastore.get_bytes(ref.path)
+            if checksum_bytes(stored) != ref.checksum:
+                bad["checksum_mismatch"] += 1
+            writer = json.loads(stored)["writer"]
+            prov = butler.get_provenance("meta", visit=1, ccd=ccd)
+            if prov is None or prov.task != f"writer{writer}":
+                bad["provenance_mismatch"] += 1
+            sidecar = json.loads(butler.datastore.get_bytes(ref.path + ".provenance.json"))
+            if sidecar["output"]["checksum"] != ref.checksum:
+                bad["sidecar_mismatch"] += 1
+        bad["verify_problems"] = len(verify(butler).problems)
+    return bad
+
+
+CLEAN_OVERWRITE = {
+    "checksum_mismatch": 0,
+    "provenance_mismatch": 0,
+    "sidecar_mismatch": 0,
+    "verify_problems": 0,
+}
+
+
+def test_overwrite_race_local(tmp_path: Path) -> None:
+    result = _overwrite_race(str(tmp_path / "repo"), {}, writers=2, n=60, pad=256 * 1024)
+    assert result == CLEAN_OVERWRITE
+
+
+@pytest.mark.s3
+def test_overwrite_race_s3(s3_root: S3Root) -> None:
+    options = s3_root.storage_options
+    assert _overwrite_race(s3_root.url, options, 2, n=20, pad=64 * 1024) == CLEAN_OVERWRITE
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("writers", [2, 4])
+def test_overwrite_race_local_long(tmp_path: Path, writers: int) -> None:
+    result = _overwrite_race(str(tmp_path / "repo"), {}, writers, n=250, pad=1024 * 1024)
+    assert result == CLEAN_OVERWRITE
+
+
+@pytest.mark.s3
+@pytest.mark.stress
+def test_overwrite_race_s3_long(s3_root: S3Root) -> None:
+    options = s3_root.storage_options
+    assert _overwrite_race(s3_root.url, options, 3, n=200, pad=256 * 1024) == CLEAN_OVERWRITE
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def repo_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    if request.param == "local":
+        return str(tmp_path / "repo"), {}
+    s3: S3Root = request.getfixturevalue("s3_root")
+    return s3.url, s3.storage_options
+
+
+@pytest.mark.parametrize("order", ["a_registers_first", "b_registers_first"])
+def test_overwrite_registration_follows_the_file(
+    repo_url: tuple[str, dict[str, Any]], order: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writes, B replaces the file, then both register in either order: the row is B's,
+    A's registration is left out with a warning, and A never sees an error."""
+    url, options = repo_url
+    Butler.create(url, config=CONFIG, storage_options=options).close()
+    with Butler(url, storage_options=options) as a, Butler(url, storage_options=options) as b:
+        did = {"visit": 1, "ccd": 3}
+        wa = a.worker_io().write(a.plan_put("meta", did), {"by": "a"})
+        wb = b.worker_io().write(b.plan_put("meta", did), {"by": "b"})
+        first, second = [(a, wa), (b, wb)] if order == "a_registers_first" else [(b, wb), (a, wa)]
+        with caplog.at_level(logging.WARNING, logger="repo_butler.run_writer"):
+            first[0].register([first[1]])
+            second[0].register([second[1]])
+        assert "was replaced by another writer" in caplog.text
+        b.registry.refresh()
+        assert b.get("meta", did) == {"by": "b"}
+        assert b.get_ref("meta", did).checksum == wb.checksum
+        assert verify(b).ok
+
+
+def test_slow_registration_after_stray_replacement_fails_cleanly(
+    repo_url: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put whose file was taken for a crashed writer's stray (registration slower than
+    stray_age) is refused at registration; the replacer's dataset stands, consistent."""
+    monkeypatch.setattr(RunWriter, "stray_age", 0.3)
+    url, options = repo_url
+    Butler.create(url, config=CONFIG, storage_options=options).close()
+    with Butler(url, storage_options=options) as slow, Butler(url, storage_options=options) as fast:
+        did = {"visit": 1, "ccd": 4}
+        planned = slow.plan_put("meta", did, overwrite=False)
+        written = slow.worker_io().write(planned, {"by": "slow"})
+        time.sleep(1.2)  # older than stray_age (S3 dates have 1 s steps), not registered
+        # the other writer takes the file for a stray and replaces it (as put would) ...
+        state = fast.datastore.stray_state(planned.path)
+        assert state is not None and state[1] >= 0.3
+        fast_plan = fast.plan_put("meta", did, overwrite=False)
+        replaced = fast.worker_io().write(fast_plan, {"by": "fast"}, replacing=state[0])
+        # ... so the slow writer's registration, whenever it comes, is refused
+        with pytest.raises(ConcurrentWriteError, match="not registered"):
+            slow.register([written], replace=False)
+        fast.register([replaced], replace=False)
+        slow.registry.refresh()
+        assert slow.get("meta", did) == {"by": "fast"}
+        assert verify(slow).ok

@@ -8,7 +8,7 @@ PostgreSQL implementation can be added next to :class:`~repo_butler.registry.sql
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple
 
@@ -83,9 +83,18 @@ class Registry(ABC):
     # -- datasets ---------------------------------------------------------------------------
     @abstractmethod
     def insert(
-        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+        self,
+        record: DatasetRecord,
+        *,
+        provenance: str | None = None,
+        replace: bool = False,
+        check: Callable[[], None] | None = None,
     ) -> None:
         """Insert one dataset (and its provenance JSON) in a single transaction.
+
+        ``check`` is called inside the transaction, serialised with every other insert of the
+        same dataset, before the row is written; whatever it raises aborts the insert (the
+        butler checks there that the file is still the one this row describes).
 
         Raises
         ------

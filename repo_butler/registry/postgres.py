@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -267,12 +267,23 @@ class PostgresRegistry(SqlRegistry):
 
     # -- datasets ---------------------------------------------------------------------------
     def insert(
-        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+        self,
+        record: DatasetRecord,
+        *,
+        provenance: str | None = None,
+        replace: bool = False,
+        check: Callable[[], None] | None = None,
     ) -> None:
-        """Insert one dataset row (and provenance) in one transaction."""
+        """Insert one dataset row (and provenance) in one transaction. With ``check``, the
+        transaction first takes an advisory lock on the dataset's key, so checks and inserts
+        of one dataset by concurrent writers run one after the other."""
         sql, values = insert_row(record)
         try:
             with self._tx() as conn:
+                if check is not None:
+                    key = f"{record.dataset_type}\x1f{values[2]}\x1f{record.run}"
+                    self._exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+                    check()
                 if replace:
                     self._exec(conn, DELETE_DATASET, (record.dataset_type, values[2], record.run))
                 new_id = self._exec(conn, sql + " RETURNING id", values).fetchone()[0]

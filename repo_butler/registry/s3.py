@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
-from repo_butler.errors import RegistryError
+from repo_butler.errors import ConcurrentWriteError, RegistryError
 from repo_butler.leftovers import registry_cache_dir
 from repo_butler.registry.base import DatasetRecord, Registry
 from repo_butler.registry.sqlite import SqliteRegistry
@@ -306,10 +306,30 @@ class ObjectStoreRegistry(Registry):
         self._write(lambda db: db.define_run(name, parents))
 
     def insert(
-        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+        self,
+        record: DatasetRecord,
+        *,
+        provenance: str | None = None,
+        replace: bool = False,
+        check: Callable[[], None] | None = None,
     ) -> None:
-        """Insert one dataset."""
-        self._write(lambda db: db.insert(record, provenance=provenance, replace=replace))
+        """Insert one dataset. ``check`` runs each time the insert is applied to a copy of the
+        registry, also when a batch is replayed after another writer's upload; if it fails
+        on a replay the row is left out (the file's other writer registers its own)."""
+        if check is None:
+            self._write(lambda db: db.insert(record, provenance=provenance, replace=replace))
+            return
+
+        def op(db: SqliteRegistry) -> ConcurrentWriteError | None:
+            try:
+                db.insert(record, provenance=provenance, replace=replace, check=check)
+            except ConcurrentWriteError as err:
+                return err
+            return None
+
+        failed = self._write(op)
+        if failed is not None:
+            raise failed
 
     def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
         """The dataset in the first of ``runs`` having it."""

@@ -273,15 +273,21 @@ class SqliteRegistry(SqlRegistry):
 
     # -- datasets ---------------------------------------------------------------------------
     def insert(
-        self, record: DatasetRecord, *, provenance: str | None = None, replace: bool = False
+        self,
+        record: DatasetRecord,
+        *,
+        provenance: str | None = None,
+        replace: bool = False,
+        check: Callable[[], None] | None = None,
     ) -> None:
-        """Insert one dataset row (and provenance) in one transaction."""
+        """Insert one dataset row (and provenance) in one transaction (``check`` runs inside
+        it, under SQLite's write lock)."""
         sql, values = insert_row(record)
         try:
-            if not replace and provenance is None:
+            if not replace and provenance is None and check is None:
                 self._write_one(sql, values)  # one statement: its own transaction
             else:
-                self._insert_many(record, sql, values, provenance, replace)
+                self._insert_many(record, sql, values, provenance, replace, check)
         except sqlite3.IntegrityError as err:
             raise DatasetExistsError(exists_message(record)) from err
         except sqlite3.OperationalError as err:
@@ -308,8 +314,11 @@ class SqliteRegistry(SqlRegistry):
         values: Sequence[Any],
         provenance: str | None,
         replace: bool,
+        check: Callable[[], None] | None,
     ) -> None:
         with self._write() as conn:
+            if check is not None:
+                check()
             if replace:
                 conn.execute(DELETE_DATASET, (record.dataset_type, values[2], record.run))
             cur = conn.execute(sql, values)
