@@ -174,11 +174,16 @@ def _overwrite_writer(
 
 
 def _overwrite_race(
-    url: str, options: dict[str, Any], writers: int, n: int, pad: int
+    url: str,
+    options: dict[str, Any],
+    writers: int,
+    n: int,
+    pad: int,
+    config: dict[str, Any] = CONFIG,
 ) -> dict[str, int]:
     """Several writers overwrite the same data IDs; count rows whose checksum, data or
     provenance does not describe the stored file (all must be zero)."""
-    Butler.create(url, config=CONFIG, storage_options=options).close()
+    Butler.create(url, config=config, storage_options=options).close()
     ctx = mp.get_context("spawn")
     start_at = time.time() + 4.0
     with ctx.Pool(writers) as pool:
@@ -216,6 +221,12 @@ def test_overwrite_race_local(tmp_path: Path) -> None:
     assert result == CLEAN_OVERWRITE
 
 
+def test_overwrite_race_postgres(tmp_path: Path, postgres_dsn: str) -> None:
+    config = {**CONFIG, "registry": postgres_dsn}
+    result = _overwrite_race(str(tmp_path / "repo"), {}, 2, n=60, pad=64 * 1024, config=config)
+    assert result == CLEAN_OVERWRITE
+
+
 @pytest.mark.s3
 def test_overwrite_race_s3(s3_root: S3Root) -> None:
     options = s3_root.storage_options
@@ -236,12 +247,17 @@ def test_overwrite_race_s3_long(s3_root: S3Root) -> None:
     assert _overwrite_race(s3_root.url, options, 3, n=200, pad=256 * 1024) == CLEAN_OVERWRITE
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", "postgres", pytest.param("s3", marks=pytest.mark.s3)])
 def repo_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    if request.param == "local":
-        return str(tmp_path / "repo"), {}
-    s3: S3Root = request.getfixturevalue("s3_root")
-    return s3.url, s3.storage_options
+    """A new repository (local; local files with a PostgreSQL registry; S3): URL, options."""
+    url, options, config = str(tmp_path / "repo"), {}, CONFIG
+    if request.param == "postgres":
+        config = {**CONFIG, "registry": request.getfixturevalue("postgres_dsn")}
+    elif request.param == "s3":
+        s3: S3Root = request.getfixturevalue("s3_root")
+        url, options = s3.url, s3.storage_options
+    Butler.create(url, config=config, storage_options=options).close()
+    return url, options
 
 
 @pytest.mark.parametrize("order", ["a_registers_first", "b_registers_first"])
@@ -251,7 +267,6 @@ def test_overwrite_registration_follows_the_file(
     """A writes, B replaces the file, then both register in either order: the row is B's,
     A's registration is left out with a warning, and A never sees an error."""
     url, options = repo_url
-    Butler.create(url, config=CONFIG, storage_options=options).close()
     with Butler(url, storage_options=options) as a, Butler(url, storage_options=options) as b:
         did = {"visit": 1, "ccd": 3}
         wa = a.worker_io().write(a.plan_put("meta", did), {"by": "a"})
@@ -274,7 +289,6 @@ def test_slow_registration_after_stray_replacement_fails_cleanly(
     stray_age) is refused at registration; the replacer's dataset stands, consistent."""
     monkeypatch.setattr(RunWriter, "stray_age", 0.3)
     url, options = repo_url
-    Butler.create(url, config=CONFIG, storage_options=options).close()
     with Butler(url, storage_options=options) as slow, Butler(url, storage_options=options) as fast:
         did = {"visit": 1, "ccd": 4}
         planned = slow.plan_put("meta", did, overwrite=False)
