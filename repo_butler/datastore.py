@@ -205,8 +205,9 @@ class Datastore(ABC):
         """Local OS path of ``path`` when the store is on the local filesystem, else ``None``."""
         return None
 
-    def abort_incomplete_uploads(self) -> int:
-        """Abort uploads left unfinished by crashed writers; return how many (none by default)."""
+    def abort_incomplete_uploads(self, min_age: float = 0.0) -> int:
+        """Abort unfinished uploads at least ``min_age`` seconds old (left by crashed writers);
+        return how many (none by default)."""
         return 0
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:

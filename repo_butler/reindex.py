@@ -40,6 +40,7 @@ from typing import Any
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, RepoConfig, load_repo_config
 from repo_butler.datastore import Datastore, FsspecDatastore, checksum_bytes
 from repo_butler.errors import RegistryError, RepoButlerError, RepositoryNotFoundError
+from repo_butler.leftovers import DEFAULT_MIN_AGE
 from repo_butler.maintenance import _is_bookkeeping, _split_run
 from repo_butler.provenance import SIDECAR_SUFFIX, check_provenance_version, now_iso
 from repo_butler.registry import DatasetRecord, Registry
@@ -70,6 +71,9 @@ class ReindexReport:
     """Files matching several dataset types (skipped)."""
     kept_unreadable: str | None = None
     """Where an old registry file SQLite could not read was moved (``None`` if none)."""
+    stale_sidecars: list[str] = field(default_factory=list)
+    """Provenance sidecars describing other bytes than their file (a write interrupted between
+    its sidecar and its data): the dataset is registered without provenance."""
 
     @property
     def total(self) -> int:
@@ -85,6 +89,7 @@ class ReindexReport:
             "unrecognised": self.unrecognised,
             "ambiguous": self.ambiguous,
             "kept_unreadable": self.kept_unreadable,
+            "stale_sidecars": self.stale_sidecars,
         }
 
 
@@ -121,7 +126,8 @@ def reindex(
         else open_datastore(config.storage_root, storage_options)
     )
     registry_name = config.registry.get("path", DEFAULT_REGISTRY_FILE)
-    repo.abort_incomplete_uploads()  # parts left by writers that died mid-upload (S3)
+    # parts left by writers that died mid-upload (S3); a younger upload may be a live writer's
+    repo.abort_incomplete_uploads(min_age=DEFAULT_MIN_AGE)
     report = ReindexReport()
     scan = _scan(store, config, registry_name, report)
     if scan.problems:
@@ -213,13 +219,18 @@ def _scan(store: Datastore, config: RepoConfig, registry_name: str, report: Rein
             except (ValueError, RepoButlerError) as err:
                 scan.problems.append((sidecar, f"invalid provenance sidecar ({err})"))
                 continue
+        checksum = checksum_bytes(data)
+        if prov_text is not None and doc.get("output", {}).get("checksum") != checksum:
+            logger.warning("%s describes other bytes than %s; not attached", sidecar, path)
+            report.stale_sidecars.append(sidecar)
+            prov_text = None
         record = DatasetRecord(
             dt.name,
             did,
             run,
             path,
             len(data),
-            checksum_bytes(data),
+            checksum,
             now_iso(),
             sidecar if prov_text is not None else None,
         )

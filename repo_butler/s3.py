@@ -529,15 +529,15 @@ class S3Datastore(FsspecDatastore):
 
         return wait
 
-    def abort_incomplete_uploads(self) -> int:
-        """Abort multipart uploads under the root left by crashed writers; return how many."""
-        with self._errors("listing uploads under", ""):
-            uploads = self.objects.list_multipart_uploads(self.prefix)
-            for upload in uploads:
-                self.objects.abort_multipart_upload(upload["Key"], upload["UploadId"])
-        if uploads:
-            logger.warning("aborted %d incomplete uploads under %s", len(uploads), self.root)
-        return len(uploads)
+    def abort_incomplete_uploads(self, min_age: float = 0.0) -> int:
+        """Abort multipart uploads under the root at least ``min_age`` seconds old (left by
+        crashed writers; a younger one may be a live writer's); return how many."""
+        old = [up for up in self.incomplete_uploads() if up.age >= min_age]
+        for upload in old:
+            self.abort_upload(upload)
+        if old:
+            logger.warning("aborted %d incomplete uploads under %s", len(old), self.root)
+        return len(old)
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         """Multipart uploads under the root that were neither completed nor aborted."""

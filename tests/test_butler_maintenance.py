@@ -141,3 +141,20 @@ def test_verify_reports_and_repairs_sidecars(filled: RepoLocation) -> None:
         store.remove(sidecar)
         assert "missing" in verify(butler).problems[0].detail
         assert verify(butler, repair_sidecars=True).ok and verify(butler).ok
+
+
+def test_reindex_leaves_out_a_sidecar_of_other_bytes(filled: RepoLocation) -> None:
+    """An overwrite killed between its sidecar and its data leaves a sidecar describing bytes
+    that were never stored: reindex registers the dataset without it and says so."""
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        ref = butler.get_ref("meta", visit=3)
+        sidecar = ref.path + ".provenance.json"
+        doc = json.loads(butler.datastore.get_bytes(sidecar))
+        doc["output"]["checksum"] = "sha256:" + "1" * 64
+        butler.datastore.put_bytes(sidecar, json.dumps(doc).encode())
+    report = reindex(filled.url, storage_options=opts)
+    assert report.total == 9 and report.stale_sidecars == [sidecar]
+    with Butler(filled.url, storage_options=opts) as butler:
+        assert butler.get_provenance("meta", visit=3) is None
+        assert butler.get("meta", visit=3) == {"p": 1}
