@@ -71,10 +71,11 @@ class RunWriter:
 
         In a bucket with the object-store registry a new dataset costs two requests: the data
         PUT with ``If-None-Match: *`` (the existence check uses the local registry copy) and,
-        once it has completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds one
-        HEAD. If the exclusive write finds a file, see :meth:`_write_over_stray`: another
-        writer's file is never replaced; a stray file of a crashed writer is, once it is
-        :attr:`stray_age` old.
+        once it has completed, the registry's ``If-Match`` upload. ``overwrite=True`` adds two
+        HEADs: the look-up of the old dataset, and the check at registration that the object
+        is still this write's (see :meth:`_still_ours`). If the exclusive write finds a file,
+        see :meth:`_write_over_stray`: another writer's file is never replaced; a stray file
+        of a crashed writer is, once it is :attr:`stray_age` old.
         """
         registry, store = self.lookup.registry, self.lookup.store
         # In a bucket with an object-store registry a new dataset is written without asking

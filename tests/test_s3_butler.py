@@ -60,7 +60,8 @@ def test_get_exists_query_request_bounds(s3_root: S3Root) -> None:
         assert counter.snapshot() == {"PutObject": 2}  # data (If-None-Match: *), registry
         counter.reset()
         b.put({"late": 2}, "meta", visit=9, ccd=9, overwrite=True)
-        assert counter.snapshot() == {"HeadObject": 1, "PutObject": 2}  # find, data, registry
+        # find; data; the registration's check that the object is still ours; registry
+        assert counter.snapshot() == {"HeadObject": 2, "PutObject": 2}
     with Butler(s3_root.url, storage_options=s3_root.storage_options) as other:  # "machine 2"
         counter = RequestCounter().attach(other.datastore.fs)
         assert other.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}
@@ -319,3 +320,31 @@ def test_get_overlaps_registry_check_and_sees_replacements(s3_root: S3Root) -> N
             writer.remove("meta", visit=1, ccd=1)
             with pytest.raises(DatasetNotFoundError):
                 reader.get("meta", visit=1, ccd=1)
+
+
+def test_lost_registry_object_is_an_error_not_an_empty_repository(s3_root: S3Root) -> None:
+    """Deleted, emptied, or deleted while in use: each is an error pointing to rb reindex,
+    never an empty repository; a new repository's registry exists from its creation."""
+    url, opts = s3_root.url, s3_root.storage_options
+    with Butler.create(url, config=CONFIG, storage_options=opts) as butler:
+        fs = butler.datastore.filesystem
+        key = butler.datastore.full_path("registry.sqlite3")
+        assert fs.exists(key)  # published before any data: no window without it
+        _fill(butler, range(2), range(3))
+    with Butler(url, storage_options=opts, writeable=False) as reader:
+        saved = fs.cat_file(key)
+        fs.rm_file(key)
+        with pytest.raises(RegistryError, match="deleted while this process used it"):
+            reader.registry.refresh()
+    for writeable in (True, False):
+        with pytest.raises(RegistryError, match=r"is missing but .*holds files.*rb reindex"):
+            Butler(url, storage_options=opts, writeable=writeable)
+    assert not fs.exists(key)  # nothing was written
+    fs.pipe_file(key, b"")
+    with pytest.raises(RegistryError, match=r"empty \(0 bytes\).*rb reindex"):
+        Butler(url, storage_options=opts)
+    fs.pipe_file(key, saved)
+    fs.rm_file(key)
+    assert reindex(url, storage_options=opts).total == 6
+    with Butler(url, storage_options=opts) as butler:
+        assert butler.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}

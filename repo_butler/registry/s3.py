@@ -35,6 +35,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from repo_butler.config import CONFIG_FILENAME
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConcurrentWriteError, RegistryError
 from repo_butler.leftovers import registry_cache_dir
@@ -106,6 +107,36 @@ class ObjectStoreRegistry(Registry):
         self.conflicts = 0
         with self._mutex:
             self._sync()
+            if self._etag is None:
+                self._refuse_lost()
+                if writeable:
+                    self._publish_empty()
+
+    def _refuse_lost(self) -> None:
+        """No registry object: fine for a new repository (only ``butler.yaml``), an error if
+        the repository holds anything else (the registry was deleted; an empty one would make
+        the repository look empty). The first writer of a new repository publishes the empty
+        registry at once (:meth:`_publish_empty`), so no data is ever written before it."""
+        bucket, _, key = self.url.removeprefix("s3://").partition("/")
+        prefix, _, base = key.rpartition("/")
+        directory = f"{bucket}/{prefix}" if prefix else bucket
+        with self._errors("listing the repository"):
+            names = [n.rsplit("/", 1)[-1] for n in self._fs.ls(directory, refresh=True)]
+        others = sorted(n for n in names if not n.startswith((CONFIG_FILENAME, base, ".")))
+        if others:
+            root = f"s3://{directory}"
+            raise RegistryError(
+                f"the registry {self.url} is missing but the repository holds files "
+                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); rebuild it "
+                f"from them with `rb reindex {root}` (nothing was changed)"
+            )
+
+    def _publish_empty(self) -> None:
+        """Upload the empty registry of a new repository (unless another writer did)."""
+        try:
+            self._upload()
+        except ConditionFailed:
+            self._stale = True  # another writer published it first
 
     # -- synchronisation ---------------------------------------------------------------------
     @contextmanager
@@ -136,9 +167,19 @@ class ObjectStoreRegistry(Registry):
         if self._db is not None:
             self._db.close()
             self._db = None
+        if body is None and self._etag is not None:
+            raise RegistryError(
+                f"the registry {self.url} was deleted while this process used it; rebuild it "
+                "from the repository's files with `rb reindex` (nothing was changed)"
+            )
         if body is None:
             with suppress(FileNotFoundError):
                 os.unlink(self._local)
+        elif not body:  # we never upload an empty file: it was truncated or replaced
+            raise RegistryError(
+                f"the registry {self.url} is empty (0 bytes); rebuild it from the repository's "
+                "files with `rb reindex` (nothing was changed)"
+            )
         else:
             Path(self._local).write_bytes(body)
             self.downloads += 1
