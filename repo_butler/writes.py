@@ -41,13 +41,26 @@ if TYPE_CHECKING:
     from repo_butler.datastore import Datastore
     from repo_butler.formatters import Formatter
 
-__all__ = ["ChecksumMismatchError", "PlannedPut", "WorkerIO", "WrittenDataset"]
+__all__ = ["ChecksumMismatchError", "PlannedPut", "WorkerIO", "WrittenDataset", "check_checksum"]
 
 logger = logging.getLogger(__name__)
 
 
 class ChecksumMismatchError(FormatterError):
     """The bytes read from a dataset's file are not those the registry recorded (corrupted)."""
+
+
+def check_checksum(data: bytes, ref: DatasetRef) -> None:
+    """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded."""
+    if not ref.checksum.startswith("sha256:"):  # only the algorithm recorded is checked
+        return
+    found = checksum_bytes(data)
+    if found != ref.checksum:
+        raise ChecksumMismatchError(
+            f"{ref.uri}: checksum mismatch: the file holds {found}, the registry recorded "
+            f"{ref.checksum} for {ref.dataset_type} {ref.data_id}; the file was modified "
+            "or corrupted after it was registered (run `rb verify`)"
+        )
 
 
 _DATASTORES: collections.OrderedDict[tuple[str, str], Datastore] = collections.OrderedDict()
@@ -323,16 +336,8 @@ class WorkerIO:
         recorded at registration) before decoding: :class:`ChecksumMismatchError` if they differ.
         """
         data = self.read_bytes(ref)
-        if verify and ref.checksum.startswith("sha256:"):  # the algorithm recorded
-            from repo_butler.datastore import checksum_bytes
-
-            found = checksum_bytes(data)
-            if found != ref.checksum:
-                raise ChecksumMismatchError(
-                    f"{ref.uri}: checksum mismatch: the file holds {found}, the registry recorded "
-                    f"{ref.checksum} for {ref.dataset_type} {ref.data_id}; the file was modified "
-                    "or corrupted after it was registered (run `rb verify`)"
-                )
+        if verify:
+            check_checksum(data, ref)
         return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
 
     def open(self, ref: DatasetRef, *, block_size: int | None = None) -> BinaryIO:

@@ -27,6 +27,7 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.provenance import REDACTED
+from repo_butler.writes import ChecksumMismatchError
 
 CORR = "{pointing:05d}/{filter}/corr"
 TEST_CONFIG: dict[str, Any] = {
@@ -129,6 +130,16 @@ def test_put_get_and_ref_fields(butler: Butler) -> None:
     assert butler.get_ref("calexp_meta", ref.data_id) == ref
     assert butler.exists("calexp_meta", ref.data_id)
     assert butler.uri("calexp_meta", ref.data_id) == ref.uri
+
+
+def test_get_verify_refuses_bytes_changed_after_registration(butler: Butler) -> None:
+    ref = butler.put({"v": 1}, "visit_summary", visit=5)
+    assert butler.get("visit_summary", visit=5, verify=True) == {"v": 1}
+    butler.datastore.put_bytes(ref.path, b'{"v": 2}')  # same type, other bytes, unregistered
+    assert butler.get("visit_summary", visit=5) == {"v": 2}  # unchecked read: what is there
+    with pytest.raises(ChecksumMismatchError, match=r"checksum mismatch.*visit_summary") as info:
+        butler.get(ref, verify=True)
+    assert isinstance(info.value, ValueError) and "rb verify" in str(info.value)
 
 
 def test_put_existing_raises_unless_overwrite(butler: Butler) -> None:
