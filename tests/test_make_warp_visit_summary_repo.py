@@ -221,3 +221,25 @@ def test_a_repository_made_before_the_dataset_type_says_how_to_add_it(tmp_path: 
         with pytest.raises(MissingExposureError, match="visit=903986 filter=HSC-I, visit=903988"):
             run_make_warps(butler, [PATCH], config=config)
     assert not list((root / "rerun" / "x").rglob("*.fits"))
+
+
+def test_a_row_whose_wcs_gives_non_finite_corners_is_skipped_with_the_reason(repo: Path) -> None:
+    """A visitSummary row whose WCS evaluates to NaN at the CCD's corners is never taken for
+    "does not overlap": the CCD is skipped with the reason and the visit marked incomplete."""
+    with Butler(str(repo)) as butler:
+        cat = visit_summary_of(butler, 903988)
+        bad = cat.rows[17].wcs
+        assert hasattr(bad, "wcs"), "the simulated jointcal WCS is an astropy WCS"
+        bad = type(bad)(naxis=2)  # SIN with 1 deg/px: the corners lie outside the projection
+        bad.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+        bad.wcs.crval = cat.rows[17].wcs.wcs.crval
+        bad.wcs.crpix = [1.0, 1.0]
+        bad.wcs.cdelt = [1.0, 1.0]
+        rows = {**cat.rows, 17: dataclasses.replace(cat.rows[17], wcs=bad)}
+        cat = VisitSummaryCatalog(903988, rows, source="visitSummary with a NaN WCS")
+        butler.put(cat, "visitSummary", filter="HSC-I", visit=903988, overwrite=True)
+    batch = run(repo, GEN3, "nan")
+    v = next(v for v in batch.patches[0].visits if v.visit == 903988)
+    assert 17 not in v.ccds_used and v.ccds_used
+    assert "non-finite sky coordinates at its corners" in v.ccds_skipped[17]
+    assert v.incomplete

@@ -190,16 +190,17 @@ class _VisitSummaries:
         row = None if catalog is None else catalog.rows.get(int(calexp.data_id["ccd"]))
         if row is None or row.wcs is None:
             return None
+        bad = (
+            f"{UNREADABLE}{ref.uri}: the visitSummary row's WCS of detector "
+            f"{calexp.data_id['ccd']} gives non-finite sky coordinates at its corners"
+        )
         try:
             poly = SkyPolygon.from_wcs_bbox(row.wcs, row.bbox)
-        except Exception as err:  # a WCS that cannot be evaluated: select on the calexp's
-            logger.warning("visitSummary WCS of %s unusable for selection: %s", calexp, err)
-            return None
+        except Exception as err:  # the unit would warp with this WCS: the CCD is unusable
+            logger.warning("visitSummary WCS of %s cannot be evaluated: %s", calexp, err)
+            return f"{bad} ({err})"
         if not (np.isfinite(poly.ra).all() and np.isfinite(poly.dec).all()):
-            return (
-                f"{UNREADABLE}{ref.uri}: the visitSummary row's WCS of detector "
-                f"{calexp.data_id['ccd']} gives non-finite sky coordinates at its corners"
-            )
+            return bad
         return poly
 
 
