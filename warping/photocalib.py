@@ -195,9 +195,21 @@ class PhotoCalib:
         """
         if image.shape != variance.shape:
             raise ValueError(f"image {image.shape} and variance {variance.shape} differ in shape")
+        out_image = np.empty(image.shape, dtype=np.float32)
+        out_variance = np.empty(image.shape, dtype=np.float32)
+        # Products are computed in float64 and rounded once to float32 (numpy's buffered
+        # casting loop: no float64 temporaries of the image's size).
+        if self.field is None:
+            c = np.float64(self.calibration_mean)
+            np.multiply(image, c, out=out_image, casting="same_kind")
+            np.multiply(variance, c * c, out=out_variance, casting="same_kind")
+            return out_image, out_variance
         h, w = image.shape
-        c = self.calibration_image(Box2I(int(xy0[0]), int(xy0[1]), w, h))
-        return (image * c).astype(np.float32), (variance * (c * c)).astype(np.float32)
+        grid = self.calibration_image(Box2I(int(xy0[0]), int(xy0[1]), w, h))
+        np.multiply(image, grid, out=out_image, casting="same_kind")
+        np.multiply(grid, grid, out=grid)
+        np.multiply(variance, grid, out=out_variance, casting="same_kind")
+        return out_image, out_variance
 
     def instflux_to_njy(self, instflux: Any, x: Any = None, y: Any = None) -> Any:
         """Flux in nJy of ``instflux`` counts (at ``(x, y)`` if the calibration varies)."""

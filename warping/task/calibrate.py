@@ -200,8 +200,10 @@ def calibrate_exposure(
             f"Exposure {calexp.id} has no photometric calibration; enable "
             "doApplyExternalPhotoCalib or provide a calexp with a PhotoCalib."
         )
-    image = np.array(calexp.image, dtype=np.float32, copy=True)
+    image = calexp.image  # read only: calibrate_image writes new arrays
     bbox = calexp.bbox
+    if background is not None or sky_corr is not None:
+        image = np.array(calexp.image, dtype=np.float32, copy=True)
     if background is not None:
         image += background.get_image(bbox).astype(np.float32)
     if sky_corr is not None:
