@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from typing import IO
 
+import numpy as np
 from astropy.io import fits
 
 from warping.errors import FormatError
@@ -161,6 +162,45 @@ def reading(source: str, what: str) -> Iterator[None]:
         ) from err
 
 
+_NATIVE = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
+
+
+def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: bytes, source: str) -> bool:
+    """Give an uncompressed, unscaled image HDU its data as a native-endian array converted
+    straight from the file's bytes (one pass; astropy would copy them twice). False if the HDU
+    is not such an image (astropy then reads it).
+
+    Raises
+    ------
+    FormatError
+        If the file ends before the image's data does.
+    """
+    header = hdu.header
+    if not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) or header.get("NAXIS", 0) == 0:
+        return False
+    if isinstance(hdu, fits.CompImageHDU):  # tile-compressed: astropy decompresses it
+        return False
+    if header.get("BSCALE", 1) != 1 or header.get("BZERO", 0) != 0 or header.get("BLANK"):
+        return False
+    code = _NATIVE.get(header.get("BITPIX"))
+    if code is None:
+        return False
+    shape = tuple(int(header[f"NAXIS{k}"]) for k in range(header["NAXIS"], 0, -1))
+    count = 1
+    for n in shape:
+        count *= n
+    offset = int(hdu.fileinfo()["datLoc"])
+    dtype = np.dtype(">" + code)
+    if offset + count * dtype.itemsize > len(data):
+        raise FormatError(
+            f"{source}: truncated FITS file: {hdu.name or 'PRIMARY'} needs "
+            f"{offset + count * dtype.itemsize} bytes, the file has {len(data)}"
+        )
+    raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+    hdu.data = raw.astype(dtype.newbyteorder("="))
+    return True
+
+
 def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
     """Open FITS bytes (optionally gzipped) in memory; :class:`FormatError` if bad/truncated."""
     if data[:2] == b"\x1f\x8b":
@@ -182,7 +222,8 @@ def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
         try:
             hdul = fits.open(buffer, lazy_load_hdus=False, memmap=False)
             for hdu in hdul:
-                _ = hdu.data  # force reading so truncation shows up here
+                if not _native_image_data(hdu, data, source):
+                    _ = hdu.data  # force reading so truncation shows up here
         except (OSError, ValueError, TypeError, IndexError) as err:
             raise FormatError(
                 f"{source}: corrupt or truncated FITS file ({len(data)} bytes): {err}"

@@ -314,10 +314,10 @@ def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
             metadata = bintable_to_dict(hdu)
         elif name == "SKYWCS":
             wcs = _read_skywcs_hdu(hdu, source)
-    exposure = Exposure(
-        np.array(img.data, dtype=np.float32),
-        np.array(msk.data, dtype=np.int32),
-        np.array(var.data, dtype=np.float32),
+    exposure = Exposure(  # no copy when the reader already made native arrays
+        np.asarray(img.data, dtype=np.float32),
+        np.asarray(msk.data, dtype=np.int32),
+        np.asarray(var.data, dtype=np.float32),
         mask_planes=MaskPlanes(planes),
         xy0=xy0,
         wcs=wcs,
