@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from repo_butler.datastore import checksum_bytes
 from repo_butler.dimensions import DataId
-from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError
+from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError, StorageError
 from repo_butler.provenance import (
     SIDECAR_SUFFIX,
     Provenance,
@@ -260,7 +260,7 @@ class WorkerIO:
                 f"{planned.run or '(root)'!r} but this WorkerIO writes run {self.run or '(root)'!r}"
             )
         exclusive = exclusive or planned.exclusive
-        data = self._formatter(planned.dataset_type).to_bytes(obj)
+        formatter = self._formatter(planned.dataset_type)
         prov_doc = None
         if provenance is not None:  # validated before anything is written
             prov_doc = provenance_document(
@@ -279,19 +279,45 @@ class WorkerIO:
         # own, see RunWriter) comes after all of them. A create writes it after the data: if the
         # exclusive write fails, the sidecar beside the file is the other writer's.
         sidecar_first = prov_doc is not None and not exclusive and replacing is None
-        checksum = None
-        if sidecar_first:
-            assert prov_doc is not None and prov_path is not None
-            checksum = checksum_bytes(data)
-            prov_json = provenance_json(prov_doc, checksum)
-            store.put_bytes(prov_path, prov_json.encode())
-        if replacing is not None:
-            stored = store.put_bytes_replacing(planned.path, data, replacing)
+        # Locally the formatter streams into a temporary file beside the path (hashed on the
+        # way), published once the sidecar is written: no copy of the file in memory.
+        staged = None
+        if replacing is None:
+            try:
+                staged = store.stage(planned.path, lambda fh: formatter.write_to(obj, fh))
+            except OSError as err:
+                raise StorageError(f"cannot write {store.uri(planned.path)}: {err}") from err
+        if staged is not None:
+            size = staged.size
+            try:
+                if sidecar_first:
+                    assert prov_doc is not None and prov_path is not None
+                    prov_json = provenance_json(prov_doc, staged.stored.checksum)
+                    store.put_bytes(prov_path, prov_json.encode())
+                store.publish(staged, exclusive=exclusive)
+            except FileExistsError:
+                raise FileExistsError(store.uri(planned.path)) from None
+            except OSError as err:
+                raise StorageError(f"cannot write {store.uri(planned.path)}: {err}") from err
+            finally:
+                store.discard(staged)  # no-op once published
+            stored = staged.stored
         else:
-            wait = store.put_bytes_started(
-                planned.path, data, exclusive=exclusive, checksum=checksum
-            )
-            stored = wait()
+            data = formatter.to_bytes(obj)
+            size = len(data)
+            checksum = None
+            if sidecar_first:
+                assert prov_doc is not None and prov_path is not None
+                checksum = checksum_bytes(data)
+                prov_json = provenance_json(prov_doc, checksum)
+                store.put_bytes(prov_path, prov_json.encode())
+            if replacing is not None:
+                stored = store.put_bytes_replacing(planned.path, data, replacing)
+            else:
+                wait = store.put_bytes_started(
+                    planned.path, data, exclusive=exclusive, checksum=checksum
+                )
+                stored = wait()
         written_at = time.time()
         if prov_doc is not None and not sidecar_first:
             assert prov_path is not None
@@ -300,7 +326,7 @@ class WorkerIO:
         return WrittenDataset(
             planned,
             store.uri(planned.path),
-            len(data),
+            size,
             stored.checksum,
             prov_path,
             prov_json,

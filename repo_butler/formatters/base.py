@@ -103,6 +103,14 @@ class Formatter(ABC):
     def from_bytes(self, data: bytes, *, source: str) -> Any:
         """Deserialise bytes read from ``source`` (a URI, used in error messages)."""
 
+    def write_to(self, obj: Any, fh: BinaryIO) -> None:
+        """Write the bytes of ``obj`` to the file ``fh`` (the same bytes as :meth:`to_bytes`).
+
+        The default writes :meth:`to_bytes` at once; formatters of large objects stream them,
+        so a local write never holds the whole file in memory.
+        """
+        fh.write(self.to_bytes(obj))
+
 
 class CodecFormatter(Formatter):
     """A formatter made of two functions and the type it stores; subclasses only declare them::
@@ -116,9 +124,12 @@ class CodecFormatter(Formatter):
 
     :meth:`to_bytes` refuses an object that is not an instance of :attr:`stores` with a
     :class:`TypeError` naming the formatter and both types (``object``: the encoder checks).
+    A subclass may also set ``encode_to = staticmethod(f)`` with ``f(obj, fh)`` writing the
+    same bytes to a file (:meth:`write_to` then streams).
     """
 
     stores: ClassVar[type | tuple[type, ...]] = object
+    encode_to: ClassVar[Any] = None  # staticmethod(f), f(obj, fh) -> None
 
     @staticmethod
     def encode(obj: Any, /) -> bytes:
@@ -132,13 +143,25 @@ class CodecFormatter(Formatter):
 
     def to_bytes(self, obj: Any) -> bytes:
         """Serialise ``obj`` with :meth:`encode` after checking its type."""
+        self._check_type(obj)
+        return self.encode(obj)
+
+    def write_to(self, obj: Any, fh: BinaryIO) -> None:
+        """Write ``obj`` with ``encode_to`` (streaming) if set, else :meth:`to_bytes`."""
+        encode_to = type(self).encode_to  # a staticmethod: a plain function on the class
+        if encode_to is None:
+            super().write_to(obj, fh)
+            return
+        self._check_type(obj)
+        encode_to(obj, fh)
+
+    def _check_type(self, obj: Any) -> None:
         if not isinstance(obj, self.stores):
             kinds = self.stores if isinstance(self.stores, tuple) else (self.stores,)
             names = " or ".join(k.__name__ for k in kinds)
             raise TypeError(
                 f"the {self.name} formatter writes {names} objects, got {type(obj).__name__}"
             )
-        return self.encode(obj)
 
     def from_bytes(self, data: bytes, *, source: str) -> Any:
         """Deserialise with :meth:`decode`; it raises a FormatterError naming ``source``."""

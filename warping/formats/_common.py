@@ -242,7 +242,12 @@ def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
 def hdulist_to_bytes(hdul: fits.HDUList) -> bytes:
     """Serialise an HDU list (verification fixes silently applied)."""
     buf = io.BytesIO()
+    write_hdulist(hdul, buf)
+    return buf.getvalue()
+
+
+def write_hdulist(hdul: fits.HDUList, fh: IO[bytes]) -> None:
+    """Write an HDU list to an open binary file, as :func:`hdulist_to_bytes` would give it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdul.writeto(buf, output_verify="silentfix")
-    return buf.getvalue()
+        hdul.writeto(fh, output_verify="silentfix")

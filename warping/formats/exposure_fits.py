@@ -46,7 +46,7 @@ from repo_butler.formats import check_version
 from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
-from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
+from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading, write_hdulist
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
@@ -447,6 +447,12 @@ def exposure_to_bytes(exposure: Exposure) -> bytes:
     return hdulist_to_bytes(exposure_to_hdulist(exposure))
 
 
+def write_exposure_to(exposure: Exposure, fh: BinaryIO) -> None:
+    """Write an :class:`Exposure` (our layout) to an open binary file: the same bytes as
+    :func:`exposure_to_bytes`, without holding them in memory."""
+    write_hdulist(exposure_to_hdulist(exposure), fh)
+
+
 def exposure_from_bytes(data: bytes, source: str) -> Exposure:
     """Read an :class:`Exposure` (ours or an afw file); :class:`FormatError` naming ``source``."""
     with open_fits_bytes(data, source) as hdul:
@@ -463,6 +469,7 @@ class ExposureFormatter(CodecFormatter):
     extension: ClassVar[str] = ".fits"
     stores = Exposure
     encode = staticmethod(exposure_to_bytes)
+    encode_to = staticmethod(write_exposure_to)
     decode = staticmethod(exposure_from_bytes)
 
     def data_id_from_file(
