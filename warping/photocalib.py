@@ -186,17 +186,27 @@ class PhotoCalib:
         return self.field.evaluate_grid(bbox)
 
     def calibrate_image(
-        self, image: np.ndarray, variance: np.ndarray, xy0: tuple[int, int] = (0, 0)
+        self,
+        image: np.ndarray,
+        variance: np.ndarray,
+        xy0: tuple[int, int] = (0, 0),
+        *,
+        in_place: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(image * c, variance * c²)`` as float32 (nJy, nJy²); the inputs are unchanged.
+        """Return ``(image * c, variance * c²)`` as float32 (nJy, nJy²).
 
-        ``xy0`` is the parent position of ``image[0, 0]``. The calibration uncertainty is not
-        propagated (current afw behaviour).
+        The inputs are unchanged unless ``in_place`` (float32 inputs are then overwritten and
+        returned). ``xy0`` is the parent position of ``image[0, 0]``. The calibration
+        uncertainty is not propagated (current afw behaviour).
         """
         if image.shape != variance.shape:
             raise ValueError(f"image {image.shape} and variance {variance.shape} differ in shape")
-        out_image = np.empty(image.shape, dtype=np.float32)
-        out_variance = np.empty(image.shape, dtype=np.float32)
+        f32 = image.dtype == np.float32 and variance.dtype == np.float32
+        if in_place and f32 and image.flags.writeable and variance.flags.writeable:
+            out_image, out_variance = image, variance
+        else:
+            out_image = np.empty(image.shape, dtype=np.float32)
+            out_variance = np.empty(image.shape, dtype=np.float32)
         # Products are computed in float64 and rounded once to float32 (numpy's buffered
         # casting loop: no float64 temporaries of the image's size).
         if self.field is None:

@@ -111,13 +111,14 @@ def load_calibrated(inp: CcdInput, visit_summary_components: Sequence[str] = ())
             f"calexp {did} has no photometric calibration; set doApplyExternalPhotoCalib=True "
             "or useVisitSummaryPhotoCalib=True to use an external one."
         )
-    return calibrate_exposure(
+    return calibrate_exposure(  # a calexp read for this call only is calibrated in place
         calexp,
         photo_calib=photo_calib,
         background=products.get("background"),
         sky_corr=products.get("sky_corr"),
         wcs=products.get("wcs"),
         psf=products.get("psf"),
+        in_place=getattr(inp.calexp, "fresh", False),
     )
 
 
@@ -169,13 +170,14 @@ def calibrate_exposure(
     sky_corr: BackgroundList | None = None,
     wcs: WCS | None = None,
     psf: Psf | None = None,
+    in_place: bool = False,
 ) -> Exposure:
     """Return a new exposure in nJy with the requested corrections applied.
 
     Parameters
     ----------
     calexp
-        The calexp in counts. It is not modified.
+        The calexp in counts. It is not modified unless ``in_place``.
     photo_calib
         ``warping.photocalib.PhotoCalib`` giving ``c(x, y)`` in nJy/count (the calexp's own or an
         external one).
@@ -187,6 +189,9 @@ def calibrate_exposure(
         External WCS replacing the calexp's, or None.
     psf
         PSF replacing the calexp's (a visitSummary row's), or None.
+    in_place
+        Calibrate the calexp's own image and variance arrays (which the result then shares,
+        like its mask) instead of copies: for a calexp read only to be warped.
 
     Returns
     -------
@@ -200,21 +205,23 @@ def calibrate_exposure(
             f"Exposure {calexp.id} has no photometric calibration; enable "
             "doApplyExternalPhotoCalib or provide a calexp with a PhotoCalib."
         )
-    image = calexp.image  # read only: calibrate_image writes new arrays
+    image = calexp.image  # calibrate_image writes new arrays unless in_place
     bbox = calexp.bbox
-    if background is not None or sky_corr is not None:
+    if not in_place and (background is not None or sky_corr is not None):
         image = np.array(calexp.image, dtype=np.float32, copy=True)
     if background is not None:
         image += background.get_image(bbox).astype(np.float32)
     if sky_corr is not None:
         image -= sky_corr.get_image(bbox).astype(np.float32)
-    out_image, out_var = photo_calib.calibrate_image(image, calexp.variance, calexp.xy0)
+    out_image, out_var = photo_calib.calibrate_image(
+        image, calexp.variance, calexp.xy0, in_place=in_place
+    )
     metadata = dict(calexp.metadata)
     metadata["BUNIT"] = "nJy"
     return dataclasses.replace(
         calexp,
         image=np.asarray(out_image, dtype=np.float32),
-        mask=calexp.mask.copy(),
+        mask=calexp.mask if in_place else calexp.mask.copy(),
         variance=np.asarray(out_var, dtype=np.float32),
         wcs=wcs if wcs is not None else calexp.wcs,
         psf=psf if psf is not None else calexp.psf,

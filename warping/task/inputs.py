@@ -14,7 +14,7 @@ import collections
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from repo_butler import DataId, DatasetRef, WorkerIO
@@ -91,6 +91,8 @@ class StoredHandle:
     io: WorkerIO
     reads: collections.Counter[str] | None = None
     verify: bool = True
+    fresh: ClassVar[bool] = True
+    """Each :meth:`get` returns a new object the caller owns (it may modify it)."""
 
     def get(self) -> Any:
         """Read and decode the dataset.
