@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from astropy.wcs import WCS
 
@@ -281,7 +281,7 @@ class MakeWarpTask:
         warps = {t: self._empty_warp(sky_info) for t in types_}
         goodpix = dict.fromkeys(types_, 0)
         records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
-        first: dict[str, Exposure | None] = dict.fromkeys(types_)
+        first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
         model_psf = self.model_psf()
         outcomes: list[CcdOutcome] = []
         for inp in inputs:
@@ -314,8 +314,8 @@ class MakeWarpTask:
                 n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
                 outcome.goodpix[t] = n
                 goodpix[t] += n
-                if n > 0 and first[t] is None:
-                    first[t] = exp
+                if n > 0 and first[t] is None:  # not the exposure: its arrays would stay alive
+                    first[t] = _FirstCcd(exp.id, exp.filter, exp.visit_info, exp.psf)
                 if n > 0:
                     valid = _ccd_valid_bbox(calexp, exp)
                     records[t].append(
@@ -363,6 +363,15 @@ class MakeWarpTask:
                 logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
                             sky_info.patch_name, t)  # fmt: skip
         return VisitWarps(int(visit_id), exposures, goodpix, outcomes, time.perf_counter() - t0)
+
+
+class _FirstCcd(NamedTuple):
+    """What a warp takes from the first CCD that landed pixels on it."""
+
+    id: int | None
+    filter: str | None
+    visit_info: Any
+    psf: Any
 
 
 def _ccd_valid_bbox(calexp: Exposure, warped: Exposure) -> Box2I:
