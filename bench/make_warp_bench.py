@@ -44,6 +44,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from _results import Results  # noqa: E402
+from warp_bench import sip_to_tpv_header  # noqa: E402
 
 VISIT = 903988
 PATCH_ID = {"tract": 0, "patch": "5,4", "filter": "HSC-I"}
@@ -102,46 +103,6 @@ def visit_ccds(repo: Path) -> tuple[list[Any], Any, Any]:
     return refs, info, butler
 
 
-def sip_to_tpv(wcs: Any, shape: tuple[int, int]) -> Any:
-    """A TAN-SIP WCS (cubic SIP) re-expressed as TPV (SWarp ignores SIP); checked to 1e-6 px."""
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    ny, nx = shape
-    yy, xx = np.mgrid[0:ny:64j, 0:nx:64j]
-    u = xx.ravel() - (wcs.wcs.crpix[0] - 1)
-    v = yy.ravel() - (wcs.wcs.crpix[1] - 1)
-    cd = wcs.pixel_scale_matrix
-    xi, eta = cd @ np.vstack([u, v])
-    fu, fv = u.copy(), v.copy()
-    a, b = wcs.sip.a, wcs.sip.b
-    for p in range(a.shape[0]):
-        for q in range(a.shape[1]):
-            fu += a[p, q] * u**p * v**q
-            fv += b[p, q] * u**p * v**q
-    xi2, eta2 = cd @ np.vstack([fu, fv])
-
-    def terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # TPV terms 0..10 without 3
-        return np.vstack([x**0, x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3]).T
-
-    c1 = np.linalg.lstsq(terms(xi, eta), xi2, rcond=None)[0]
-    c2 = np.linalg.lstsq(terms(eta, xi), eta2, rcond=None)[0]
-    h = fits.Header()
-    h["CTYPE1"], h["CTYPE2"] = "RA---TPV", "DEC--TPV"
-    h["CRVAL1"], h["CRVAL2"] = float(wcs.wcs.crval[0]), float(wcs.wcs.crval[1])
-    h["CRPIX1"], h["CRPIX2"] = float(wcs.wcs.crpix[0]), float(wcs.wcs.crpix[1])
-    h["CD1_1"], h["CD1_2"] = float(cd[0, 0]), float(cd[0, 1])
-    h["CD2_1"], h["CD2_2"] = float(cd[1, 0]), float(cd[1, 1])
-    for k, p1, p2 in zip([0, 1, 2, 4, 5, 6, 7, 8, 9, 10], c1, c2, strict=True):
-        h[f"PV1_{k}"], h[f"PV2_{k}"] = float(p1), float(p2)
-    ra, dec = wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
-    px, py = WCS(h).all_world2pix(ra, dec, 0, tolerance=1e-12)
-    err = float(np.max(np.hypot(px - xx.ravel(), py - yy.ravel())))
-    if err > 1e-6:
-        raise SystemExit(f"TPV re-expression off by {err:.1e} px")
-    return h
-
-
 def swarp_inputs(work: Path, refs: list[Any], info: Any, butler: Any) -> list[str]:
     """Each CCD as image + 1/variance weight + TPV .head; coadd.head = the patch grid."""
     from astropy.io import fits
@@ -163,7 +124,7 @@ def swarp_inputs(work: Path, refs: list[Any], info: Any, butler: Any) -> list[st
         good &= (exp.mask & exp.mask_planes.bitmask_if_present("NO_DATA", "BAD", "SAT")) == 0
         weight = np.where(good, 1.0 / np.where(good, exp.variance, 1.0), 0).astype(np.float32)
         fits.PrimaryHDU(weight).writeto(work / f"{name}.weight.fits", overwrite=True)
-        tpv = sip_to_tpv(exp.wcs, exp.image.shape)
+        tpv = sip_to_tpv_header(exp.wcs, exp.image.shape)  # SWarp ignores SIP
         (work / f"{name}.head").write_text(tpv.tostring(sep="\n", endcard=True) + "\n")
         names.append(str(work / f"{name}.fits"))
     bbox = info.bbox

@@ -81,7 +81,7 @@ def sip_to_tpv_header(src: Any, shape: tuple[int, int]) -> Any:
     yy, xx = np.mgrid[0:ny:64j, 0:nx:64j]
     u = xx.ravel() - (src.wcs.crpix[0] - 1)
     v = yy.ravel() - (src.wcs.crpix[1] - 1)
-    cd = src.wcs.cd
+    cd = src.pixel_scale_matrix  # CD, or PC x CDELT
     xi, eta = cd @ np.vstack([u, v])
     a, b = src.sip.a, src.sip.b
     fu, fv = u.copy(), v.copy()
