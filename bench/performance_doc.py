@@ -27,6 +27,7 @@ SEE_ALSO = {
     "butler_ops": "butler.md",
     "s3_ops": "storage.md",
     "warp_bench": "warping.md",
+    "make_warp_bench": "make-warp.md",
     "psf_match_bench": "psf-matching.md",
     "scale_bench": "scale-out.md",
     "psf_bench": "real-lsst-inputs.md",
