@@ -11,7 +11,9 @@ from repo_butler.errors import FormatterError, RepoButlerError
 __all__ = [
     "FormatError",
     "MissingExposureError",
+    "PatchIndexError",
     "SimulationError",
+    "UnknownTractError",
     "WarpingError",
 ]
 
@@ -30,3 +32,14 @@ class FormatError(WarpingError, FormatterError):
 
 class SimulationError(WarpingError, ValueError):
     """A simulation configuration is inconsistent (e.g. a CCD id outside the focal plane)."""
+
+
+class UnknownTractError(WarpingError, KeyError):
+    """A tract number the skymap does not have (the message lists the valid ones)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class PatchIndexError(WarpingError, ValueError):
+    """A patch index that is malformed or outside its tract (the message gives the range)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from warping.errors import UnknownTractError
 from warping.geom import Box2I
 from warping.skymap.config import SkyMapConfig
 from warping.skymap.geometry import (
@@ -48,8 +49,9 @@ class BaseSkyMap:
     def __getitem__(self, tract_id: int) -> TractInfo:
         tid = int(tract_id)
         if not 0 <= tid < len(self):
-            raise KeyError(
-                f"tract {tract_id} does not exist; this skymap has tracts 0..{len(self) - 1}"
+            raise UnknownTractError(
+                f"tract {tract_id} does not exist; this skymap has tracts 0..{len(self) - 1} "
+                "(`rb show-skymap REPO` lists them)"
             )
         if tid not in self._tracts:
             ra, dec, radius = self._tract_params(tid)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from astropy.wcs import WCS
 
+from warping.errors import PatchIndexError
 from warping.geom import Box2I
 from warping.skymap.config import SkyMapConfig
 from warping.skymap.geometry import (
@@ -62,11 +63,11 @@ def parse_patch_index(
         else:
             x, y = (int(v) for v in index)
     except (ValueError, TypeError):
-        raise ValueError(
+        raise PatchIndexError(
             f"patch index {index!r} is neither 'x,y', (x, y) nor a sequential index"
         ) from None
     if not (0 <= x < nx and 0 <= y < ny):
-        raise ValueError(
+        raise PatchIndexError(
             f"patch {x},{y} is outside the tract's {nx}x{ny} patches (x in 0..{nx - 1}, "
             f"y in 0..{ny - 1})"
         )

@@ -1,0 +1,49 @@
+"""User mistakes on the command line are one-line errors, never tracebacks (issue 20, point 1)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from repo_butler import Butler
+from warping.simulate import SimulationConfig, write_simulation
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("usererr") / "repo"
+    write_simulation(Butler.create(str(root)), SimulationConfig.small())
+    argv = ["make-skymap", str(root), "--pixel-scale", "0.2", "--patch-inner-dimensions",
+            "200", "200", "--patch-border", "20"]  # fmt: skip
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    return root
+
+
+def _rb(*argv: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("patch_id", "message"),
+    [
+        (["tract=0", "patch=99,99", "filter=HSC-I"], r"patch 99,99 is outside the tract's"),
+        (["tract=3", "filter=HSC-I"], r"tract 3 does not exist; this skymap has tracts 0\.\.0"),
+        (["tract=0", "patch=a,b", "filter=HSC-I"], r"patch='a,b' does not match the required"),
+    ],
+)
+def test_bad_tract_or_patch_is_one_line(repo: Path, patch_id: list[str], message: str) -> None:
+    out = _rb("make-warp", str(repo), "--rerun", "e4", "--id", *patch_id)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, out.stderr
+    assert re.search(message, lines[0]), lines[0]
