@@ -113,3 +113,31 @@ def test_subset_and_copy() -> None:
     cp = exp.copy()
     cp.mask[0, 0] = 1
     assert exp.mask[0, 0] == 0
+
+
+def test_astropy_wcs_describes_the_arrays_and_wcs_the_parent_pixels() -> None:
+    """The interop trap of issue 20 (point 10): ``wcs`` is in parent (tract) pixels, so with
+    ``xy0 = (100, 200)`` ``image[0, 0]`` is parent pixel (100, 200); ``astropy_wcs`` puts it at
+    (0, 0), and ``reproject`` with it lands every pixel where the parent WCS says."""
+    exp = make_exposure()
+    aw = exp.astropy_wcs
+    assert aw is not None and aw.pixel_shape == (40, 30)
+    for col, row in ((0, 0), (39, 29), (17.5, 3.25)):
+        ra, dec = aw.pixel_to_world_values(col, row)
+        pra, pdec = exp.wcs.pixel_to_world_values(col + 100, row + 200)
+        assert (float(ra), float(dec)) == pytest.approx((float(pra), float(pdec)), abs=1e-12)
+    reproject = pytest.importorskip("reproject")
+    out, footprint = reproject.reproject_interp(
+        (exp.image.astype(float), aw), exp.wcs, shape_out=(230, 140), order="nearest-neighbor"
+    )
+    inside = out[200:230, 100:140]
+    assert np.allclose(inside[1:-1, 1:-1], exp.image[1:-1, 1:-1])
+    assert Exposure(exp.image, exp.mask, exp.variance).astropy_wcs is None
+
+
+def test_repr_is_one_short_line() -> None:
+    exp = make_exposure()
+    text = repr(exp)
+    assert "\n" not in text and len(text) < 250, text
+    assert "40x30 px at xy0=(100, 200)" in text and "wcs=WCS" in text and "filter='HSC-I'" in text
+    assert "array" not in text

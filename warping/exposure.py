@@ -51,7 +51,10 @@ class Exposure:
         Parent-pixel position of array element ``[0, 0]``.
     wcs
         Celestial WCS mapping **parent** pixel positions (0-based, ``origin=0``) to sky: an
-        astropy WCS or an exact afw SkyWcs (:class:`warping.ast_wcs.AstSkyWcs`).
+        astropy WCS or an exact afw SkyWcs (:class:`warping.ast_wcs.AstSkyWcs`). A warp's
+        parent pixels are tract pixels, so ``wcs`` does not describe ``image[0, 0]`` unless
+        ``xy0`` is ``(0, 0)``: for astropy tools (``imshow`` on a WCS axis, ``reproject``) use
+        :attr:`astropy_wcs`, which does.
     """
 
     image: np.ndarray
@@ -101,6 +104,33 @@ class Exposure:
             mask = np.zeros(bbox.shape, dtype=np.int32)
             variance = np.zeros(bbox.shape, dtype=np.float32)
         return cls(image, mask, variance, mask_planes=planes, xy0=(bbox.x0, bbox.y0), wcs=wcs)
+
+    def __repr__(self) -> str:
+        """One line: shape, origin, unit, WCS and PSF kinds (never the arrays)."""
+        h, w = self.image.shape
+        parts = [f"{w}x{h} px at xy0={self.xy0}", f"unit={self.unit!r}"]
+        if self.filter:
+            parts.append(f"filter={self.filter!r}")
+        if self.id is not None:
+            parts.append(f"id={self.id}")
+        parts.append(f"wcs={type(self.wcs).__name__ if self.wcs is not None else None}")
+        parts.append(f"psf={type(self.psf).__name__ if self.psf is not None else None}")
+        planes = ",".join(sorted(self.mask_planes.bits))
+        return f"Exposure({', '.join(parts)}, mask planes {planes})"
+
+    @property
+    def astropy_wcs(self) -> WCS | None:
+        """An astropy WCS of the *arrays* (``image[0, 0]`` is pixel (0, 0); ``pixel_shape`` is
+        the array's), for astropy tools; ``None`` without a WCS. An exact afw SkyWcs becomes its
+        TAN-SIP approximation over the bbox. :attr:`wcs` stays in parent pixels (LSST's
+        convention), which is off by ``xy0`` for arrays of a warp."""
+        if self.wcs is None:
+            return None
+        from warping.skywcs import fits_wcs, shift_wcs
+
+        out = shift_wcs(fits_wcs(self.wcs, self.bbox), -self.xy0[0], -self.xy0[1])
+        out.pixel_shape = (self.width, self.height)
+        return out
 
     @property
     def bbox(self) -> Box2I:
@@ -226,11 +256,7 @@ class Exposure:
         SkyWcs becomes its TAN-SIP approximation (CCDData holds astropy WCSs)."""
         from astropy.nddata import CCDData, VarianceUncertainty
 
-        from warping.skywcs import fits_wcs, shift_wcs
 
-        wcs = None
-        if self.wcs is not None:
-            wcs = shift_wcs(fits_wcs(self.wcs, self.bbox), -self.xy0[0], -self.xy0[1])
         meta: dict[str, Any] = {
             "XY0": list(self.xy0),
             "MASKBITS": self.mask.copy(),
@@ -241,7 +267,7 @@ class Exposure:
             unit=self.unit,
             mask=self.bad_pixels(*(bad_planes or ())),
             uncertainty=VarianceUncertainty(self.variance.copy()),
-            wcs=wcs,
+            wcs=self.astropy_wcs,
             meta=meta,
         )
 
