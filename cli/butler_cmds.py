@@ -7,6 +7,7 @@ functions so ``rb --help`` stays fast. Data go to stdout, diagnostics to stderr.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -188,15 +189,70 @@ def remove(
     repo: RepoArg,
     dataset_type: TypeArg,
     data_id: DataIdOpt = None,
+    where: WhereOpt = None,
     rerun: RerunOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Allow removing from the repository root run (the input datasets)."
+        ),
+    ] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Remove one dataset of the output run (registry row, file, provenance sidecar)."""
-    from cli.support import open_butler, parse_key_values
+    """Remove datasets of the output run (registry row, file, provenance sidecar).
 
+    Select them with a complete data ID (-d for every dimension of the dataset type) or with
+    --where; what will be removed is listed first and confirmed (--yes skips the question,
+    --dry-run only lists). The root run holds the inputs: removing there needs --force.
+    """
+    from cli.support import open_butler, parse_key_values
+    from repo_butler.errors import DataIdError, DatasetNotFoundError
+
+    given = parse_key_values(data_id)
+    if not given and where is None:
+        raise DataIdError(
+            "rb remove needs a complete data ID (-d KEY=VALUE for each dimension) or --where"
+        )
     with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
-        ref = butler.remove(dataset_type, parse_key_values(data_id))
-    typer.echo(f"removed {ref.uri}", err=True)
+        if not butler.run and not force:
+            raise DataIdError(
+                f"{dataset_type} would be removed from the root run of {butler.root}, which "
+                "holds the input datasets; pass --force to do that, or --rerun NAME"
+            )
+        dims = butler.dataset_type(dataset_type).dimensions
+        named = {butler.dimensions.canonical(k) for k in given}
+        missing = [d for d in dims if d not in named]
+        if missing and where is None:
+            raise DataIdError(
+                f"the data ID {given} does not name {', '.join(missing)} of {dataset_type}; "
+                "give every dimension with -d, or select with --where (you will be asked)"
+            )
+        refs = [
+            ref
+            for ref in butler.query_datasets(dataset_type, where, data_id=given)
+            if ref.run == butler.run
+        ]
+        if not refs:
+            raise DatasetNotFoundError(
+                f"no {dataset_type} matches in run {butler.run or '(root)'} of {butler.root}"
+            )
+        for ref in refs:
+            typer.echo(f"{'would remove' if dry_run else 'remove'}\t{ref.data_id}\t{ref.uri}")
+        if dry_run:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise DataIdError(
+                    f"refusing to remove {len(refs)} dataset(s) without confirmation: stdin is "
+                    "not a terminal; pass --yes"
+                )
+            if not typer.confirm(f"Remove these {len(refs)} dataset(s)?", default=False):
+                raise typer.Exit(code=1)
+        for ref in refs:
+            butler.remove(dataset_type, ref.data_id)
+    typer.echo(f"removed {len(refs)} dataset(s)", err=True)
 
 
 def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:

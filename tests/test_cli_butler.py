@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler, Provenance
-from repo_butler.errors import ConfigError, DatasetNotFoundError, QuerySyntaxError
+from repo_butler.errors import ConfigError, DataIdError, DatasetNotFoundError, QuerySyntaxError
 
 runner = CliRunner()
 
@@ -94,8 +94,12 @@ def test_remove_verify_reindex_provenance(repo: str) -> None:
     result = runner.invoke(app, ["verify", repo, "-f", "json"])
     assert result.exit_code == 1
     assert [p["kind"] for p in json.loads(result.stdout)["problems"]] == ["checksum"]
-    rm = runner.invoke(app, ["remove", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=1"])
-    assert rm.exit_code == 0
+    rm = runner.invoke(
+        app,
+        ["remove", repo, "calexp_meta", "--force", "--yes",
+         "-d", "pointing=1", "-d", "filter=g", "-d", "visit=1", "-d", "ccd=1"],
+    )  # fmt: skip
+    assert rm.exit_code == 0, rm.output
     Path(repo, "registry.sqlite3").unlink()
     report = _json(["reindex", repo])
     assert isinstance(report, dict) and report["total"] == 1
@@ -164,3 +168,35 @@ def test_create_with_a_preset(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)
     assert "no repository preset named 'nosuch'" in str(result.exception)
+
+
+def test_remove_is_explicit_listed_and_confirmed(repo: str) -> None:
+    """Issue 20, point 3: a complete data ID or --where, a list first, a confirmation, and
+    --force for the root run (the inputs)."""
+    with Butler(repo) as butler:
+        butler.put({"a": 1}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=1)
+    with Butler(repo, rerun="out") as butler:
+        for ccd in (1, 2, 3):
+            butler.put({"b": ccd}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=ccd)
+    base = ["remove", repo, "calexp_meta"]
+    partial = runner.invoke(app, [*base, "--rerun", "out", "--yes", "-d", "visit=1", "-d", "ccd=1"])
+    assert isinstance(partial.exception, DataIdError)
+    assert "does not name pointing, filter" in str(partial.exception)
+    full = ["-d", "pointing=1", "-d", "filter=g", "-d", "visit=1", "-d", "ccd=1"]
+    root = runner.invoke(app, [*base, "--yes", *full])
+    assert isinstance(root.exception, DataIdError) and "--force" in str(root.exception)
+    dry = runner.invoke(app, [*base, "--rerun", "out", "-w", "ccd >= 2", "--dry-run"])
+    assert dry.exit_code == 0 and dry.stdout.count("would remove") == 2
+    unasked = runner.invoke(app, [*base, "--rerun", "out", "-w", "ccd >= 2"])
+    assert isinstance(unasked.exception, DataIdError) and "--yes" in str(unasked.exception)
+    with Butler(repo, rerun="out") as butler:
+        assert len([r for r in butler.query_datasets("calexp_meta") if r.run == "out"]) == 3
+    done = runner.invoke(app, [*base, "--rerun", "out", "-w", "ccd >= 2", "--yes"])
+    assert done.exit_code == 0, done.output
+    with Butler(repo, rerun="out") as butler:
+        left = [
+            int(r.data_id["ccd"]) for r in butler.query_datasets("calexp_meta") if r.run == "out"
+        ]
+        assert left == [1]
+    with Butler(repo) as butler:  # the root run's input is untouched
+        assert butler.get("calexp_meta", pointing=1, filter="g", visit=1, ccd=1) == {"a": 1}
