@@ -89,7 +89,7 @@ class Butler:
         self._registry = open_registry(
             self._config.registry, self._repo, self._config.universe, writeable=writeable
         )
-        self._run, self._search = open_output_run(
+        self._run, self._search, pending = open_output_run(
             rerun, self._registry, self._store, writeable=writeable
         )
         self._lookup = DatasetLookup(
@@ -99,7 +99,7 @@ class Butler:
         io = WorkerIO(
             self._store.root, dict(self._storage_options), formatters, self._run, self._store
         )
-        self._writer = RunWriter(self._lookup, self._run, io)
+        self._writer = RunWriter(self._lookup, self._run, io, pending=pending)
 
     @classmethod
     def create(
@@ -155,16 +155,15 @@ class Butler:
     def rerun_spec(self) -> str | None:
         """Argument that reopens this Butler's output run: ``Butler(root, rerun=b.rerun_spec)``.
 
-        ``None`` for the root run; the rerun name otherwise (its parents are remembered).
+        ``None`` for the root run; the rerun name otherwise (its parents are remembered), or
+        ``IN:OUT`` while a new rerun has not been written to yet.
         """
-        return self._run or None
+        return self._writer.rerun_spec
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """A copy of the fsspec options given at construction (e.g. to reopen in a worker).
-
-        Never written anywhere by repo_butler; treat it as secret.
-        """
+        """A copy of the fsspec options given at construction (to reopen in a worker); never
+        written anywhere by repo_butler: treat it as secret."""
         return dict(self._storage_options)
 
     @property
@@ -554,6 +553,7 @@ class Butler:
         """
         if not dry_run:
             self._check_writeable()
+            self._writer.ensure_run()
         return ingest_files(
             self._lookup,
             self._run,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import logging
 import os
 import posixpath
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal, cast
 
 from repo_butler.errors import StorageError
+from repo_butler.local_writes import HashingFile, fsync_directory, link_exclusive, local_token
 from repo_butler.redaction import redact_text, secret_values
 
 __all__ = [
@@ -71,43 +71,8 @@ class StagedFile:
     size: int
 
 
-class _HashingFile(io.RawIOBase):
-    """A write-only file on an OS file descriptor that hashes (SHA-256) what passes."""
-
-    def __init__(self, fd: int, hash_bytes: bool) -> None:
-        self._fd = fd
-        self._sha = hashlib.sha256() if hash_bytes else None
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        n = len(view)
-        if self._sha is not None:
-            self._sha.update(view)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self.size += n
-        return n
-
-    def tell(self) -> int:
-        return self.size
-
-    def checksum(self) -> str:
-        assert self._sha is not None
-        return "sha256:" + self._sha.hexdigest()
-
-
-def local_token(st: os.stat_result) -> str:
-    """Identity token of a local file (from ``os.stat``/``os.fstat``)."""
-    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
-
-
 def checksum_bytes(data: bytes) -> str:
     """Return the checksum recorded for stored bytes: ``"sha256:<hex>"``."""
-    import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -425,7 +390,7 @@ class FsspecDatastore(Datastore):
                 self._makedirs(directory)
                 fd = os.open(tmp, flags, 0o666)
             try:
-                sink = _HashingFile(fd, hash_bytes)
+                sink = HashingFile(fd, hash_bytes)
                 write(cast(BinaryIO, sink))
                 if self.durable:
                     os.fdatasync(fd)
@@ -445,7 +410,7 @@ class FsspecDatastore(Datastore):
         full = self.full_path(staged.path)
         try:
             if exclusive:
-                if _link_exclusive(staged.tmp, full):
+                if link_exclusive(staged.tmp, full):
                     os.unlink(staged.tmp)
             else:
                 os.replace(staged.tmp, full)
@@ -453,7 +418,7 @@ class FsspecDatastore(Datastore):
             self.discard(staged)
             raise
         if self.durable:
-            _fsync_directory(posixpath.dirname(full))
+            fsync_directory(posixpath.dirname(full))
 
     def discard(self, staged: StagedFile) -> None:
         """Remove a staged file that will not be published."""
@@ -605,39 +570,3 @@ class FsspecDatastore(Datastore):
         self.put_bytes(path, src_fs.cat_file(src_path))
         if mode == "move":
             src_fs.rm_file(src_path)
-
-
-def _link_exclusive(tmp: str, full: str) -> bool:
-    """Publish ``tmp`` at ``full`` unless ``full`` exists (``FileExistsError``), atomically;
-    True if ``tmp`` is still to be removed.
-
-    A filesystem without hard links falls back to check-then-replace (not atomic; logged).
-    """
-    try:
-        os.link(tmp, full)
-        return True
-    except FileExistsError:
-        raise
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        logger.warning("no hard links at %s (%s): exclusive write is check-then-replace", full, err)
-        if os.path.lexists(full):
-            raise FileExistsError(full) from None
-        os.replace(tmp, full)
-        return False
-
-
-def _fsync_directory(directory: str) -> None:
-    """fsync a directory so a rename or link in it survives a power loss."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError as err:  # some filesystems refuse fsync on directories
-        if err.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import Provenance, now_iso
 from repo_butler.refs import DatasetRef
 from repo_butler.registry import DatasetRecord
-from repo_butler.runs import display_run, run_prefix
+from repo_butler.runs import PendingRun, display_run, run_prefix
 from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
 
 __all__ = ["RunWriter"]
@@ -44,10 +44,32 @@ class RunWriter:
         Reads and writes the dataset files.
     """
 
-    def __init__(self, lookup: DatasetLookup, run: str, io: WorkerIO) -> None:
+    def __init__(
+        self,
+        lookup: DatasetLookup,
+        run: str,
+        io: WorkerIO,
+        *,
+        pending: PendingRun | None = None,
+    ) -> None:
         self.lookup = lookup
         self.run = run
         self.io = io
+        self._pending = pending
+
+    def ensure_run(self) -> None:
+        """Record a new output rerun before the first write into it (once)."""
+        if self._pending is not None:
+            self._pending.create()
+            self._pending = None
+
+    @property
+    def rerun_spec(self) -> str | None:
+        """The ``rerun`` argument that reopens the output run (with its parent while it is
+        not recorded yet); ``None`` for the root run."""
+        if self._pending is not None:
+            return self._pending.spec
+        return self.run or None
 
     def plan(self, dt: DatasetType, did: DataId, *, overwrite: bool = True) -> PlannedPut:
         """Where a dataset of type ``dt`` with the complete data ID ``did`` goes; with
@@ -55,6 +77,7 @@ class RunWriter:
         exclusive."""
         if not overwrite and self._find_in_run(dt.name, did, trust_local=False) is not None:
             raise self._exists_error(dt.name, did)
+        self.ensure_run()
         path = run_prefix(self.run) + dt.path_template.format(did)
         return PlannedPut(dt.name, did, self.run, path, exclusive=not overwrite)
 
@@ -144,6 +167,7 @@ class RunWriter:
                     f"rerun={item.planned.run or None!r}"
                 )
         lookup, registry = self.lookup, self.lookup.registry
+        self.ensure_run()
         records = []
         stale_sidecars = []
         for k, item in enumerate(items):

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from repo_butler.errors import ConfigError
@@ -177,13 +178,39 @@ def search_order(
     return tuple(order)
 
 
+@dataclass(frozen=True)
+class PendingRun:
+    """A new output rerun, recorded only when something is first written into it."""
+
+    run: str
+    parents: tuple[str, ...]
+    registry: Registry
+    store: Datastore
+
+    @property
+    def spec(self) -> str:
+        """The ``rerun`` argument that opens it with its parents (``IN:OUT``) before it exists."""
+        return ":".join((*self.parents, self.run))
+
+    def create(self) -> None:
+        """Record the rerun in the registry and its marker file (no-op if already recorded)."""
+        if self.registry.runs().get(self.run) == self.parents:
+            return
+        self.registry.define_run(self.run, self.parents)
+        marker = f"{run_prefix(self.run)}{RUN_MARKER}"
+        self.store.put_bytes(marker, encode_run_marker(self.run, self.parents))
+        logger.info("created rerun %r (parents %s)", self.run, list(self.parents))
+
+
 def open_output_run(
     spec: str | None, registry: Registry, store: Datastore, *, writeable: bool
-) -> tuple[str, tuple[str, ...]]:
+) -> tuple[str, tuple[str, ...], PendingRun | None]:
     """The output run and search order for a ``rerun`` argument (see :func:`parse_rerun`).
 
-    A new rerun is recorded in the registry and in its marker file ``rerun/NAME/_run.json``
-    (so ``reindex`` can restore its parents).
+    Nothing is written here: a new rerun is recorded (in the registry and in its marker file
+    ``rerun/NAME/_run.json``, so ``reindex`` can restore its parents) by the returned
+    :class:`PendingRun`, which the writer creates before its first write; a mistake found before
+    that leaves no empty rerun behind.
 
     Returns
     -------
@@ -191,10 +218,9 @@ def open_output_run(
         The output run.
     search : tuple of str
         Runs searched by reads (:func:`search_order`).
+    pending : PendingRun or None
+        The new rerun to record before the first write; ``None`` when the run exists.
     """
     run, parents, is_new = parse_rerun(spec, registry.runs(), writeable=writeable)
-    if is_new:
-        registry.define_run(run, parents)
-        store.put_bytes(f"{run_prefix(run)}{RUN_MARKER}", encode_run_marker(run, parents))
-        logger.info("created rerun %r (parents %s)", run, list(parents))
-    return run, search_order(run, parents, registry.runs())
+    pending = PendingRun(run, tuple(parents), registry, store) if is_new else None
+    return run, search_order(run, parents, registry.runs()), pending

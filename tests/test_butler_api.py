@@ -262,7 +262,13 @@ def test_reruns_search_order_and_shadowing(butler: Butler, repo_location: RepoLo
             b.remove("visit_summary", visit=1)  # lives in parent run "a": untouched
     with Butler(butler.root, rerun="b", storage_options=opts) as again:
         assert again.search_runs == ("b", "a", "")  # parents remembered
-    Butler(butler.root, rerun="c", storage_options=opts).close()
+    Butler(butler.root, rerun="d", storage_options=opts).close()  # opened, nothing written
+    assert "d" not in butler.registry.runs()  # so no rerun is left behind (issue 20, point 4)
+    with pytest.raises(ConfigError, match="input rerun 'd' does not exist"):
+        Butler(butler.root, rerun="d:e", storage_options=opts)
+    with Butler(butler.root, rerun="c", storage_options=opts) as c:
+        c.put({"from": "c"}, "visit_summary", visit=4)  # the first write records the rerun
+    assert butler.registry.runs()["c"] == ()
     with pytest.raises(ConfigError, match="re-parented"):
         Butler(butler.root, rerun="c:b", storage_options=opts)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -384,12 +390,16 @@ def test_reopen_in_worker_with_rerun_spec(butler: Butler, repo_location: RepoLoc
     with Butler(butler.root, rerun="p", storage_options=repo_location.storage_options) as parent:
         parent.put({"p": 1}, "visit_summary", visit=1)
     with Butler(butler.root, rerun="p:c", storage_options=repo_location.storage_options) as child:
-        assert child.rerun_spec == "c"
+        assert child.rerun_spec == "p:c"  # not written to yet: its parent is in the spec
         assert child.storage_options == repo_location.storage_options
-        worker = Butler(child.root, rerun=child.rerun_spec, storage_options=child.storage_options)
-        assert worker.search_runs == child.search_runs == ("c", "p", "")
-        assert worker.get("visit_summary", visit=1) == {"p": 1}
-        worker.close()
+        for _ in range(2):
+            spec = child.rerun_spec
+            worker = Butler(child.root, rerun=spec, storage_options=child.storage_options)
+            assert worker.search_runs == child.search_runs == ("c", "p", "")
+            assert worker.get("visit_summary", visit=1) == {"p": 1}
+            worker.close()
+            child.put({"c": 1}, "visit_summary", visit=2, overwrite=True)
+        assert child.rerun_spec == "c"  # recorded by the first write: parents remembered
 
 
 def test_invalid_provenance_rejected_before_writing(butler: Butler) -> None:

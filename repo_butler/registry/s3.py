@@ -121,7 +121,10 @@ class ObjectStoreRegistry(Registry):
         prefix, _, base = key.rpartition("/")
         directory = f"{bucket}/{prefix}" if prefix else bucket
         with self._errors("listing the repository"):
-            names = [n.rsplit("/", 1)[-1] for n in self._fs.ls(directory, refresh=True)]
+            try:
+                names = [n.rsplit("/", 1)[-1] for n in self._fs.ls(directory, refresh=True)]
+            except FileNotFoundError:  # nothing under the prefix yet
+                names = []
         others = sorted(n for n in names if not n.startswith((CONFIG_FILENAME, base, ".")))
         if others:
             root = f"s3://{directory}"

@@ -1,0 +1,88 @@
+"""Atomic, durable writes of local files: a temporary file beside the target, published by
+rename or hard link, with ``fsync`` of the file and its directory.
+
+Used by :class:`~repo_butler.datastore.FsspecDatastore` on local paths.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import logging
+import os
+from typing import Any
+
+__all__ = ["HashingFile", "fsync_directory", "link_exclusive", "local_token"]
+
+logger = logging.getLogger(__name__)
+
+
+class HashingFile(io.RawIOBase):
+    """A write-only file on an OS file descriptor that hashes (SHA-256) what passes."""
+
+    def __init__(self, fd: int, hash_bytes: bool) -> None:
+        self._fd = fd
+        self._sha = hashlib.sha256() if hash_bytes else None
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self._sha is not None:
+            self._sha.update(view)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def checksum(self) -> str:
+        assert self._sha is not None
+        return "sha256:" + self._sha.hexdigest()
+
+
+def local_token(st: os.stat_result) -> str:
+    """Identity token of a local file (from ``os.stat``/``os.fstat``)."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def link_exclusive(tmp: str, full: str) -> bool:
+    """Publish ``tmp`` at ``full`` unless ``full`` exists (``FileExistsError``), atomically;
+    True if ``tmp`` is still to be removed.
+
+    A filesystem without hard links falls back to check-then-replace (not atomic; logged).
+    """
+    try:
+        os.link(tmp, full)
+        return True
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        logger.warning("no hard links at %s (%s): exclusive write is check-then-replace", full, err)
+        if os.path.lexists(full):
+            raise FileExistsError(full) from None
+        os.replace(tmp, full)
+        return False
+
+
+def fsync_directory(directory: str) -> None:
+    """fsync a directory so a rename or link in it survives a power loss."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some filesystems refuse fsync on directories
+        if err.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
