@@ -1,4 +1,5 @@
-"""The exposure FITS format (``RBFMTV = 1``), and the ``exposure`` butler formatter.
+"""The exposure FITS format (``RBFMTV = 1``, or 2 when it needs to be), and the ``exposure``
+butler formatter.
 
 Layout (documented in ``schemas/exposure-fits.schema.json``):
 
@@ -21,6 +22,12 @@ opt.   SKYWCS        one-row table, column ``wcs`` (bytes): the exact afw SkyWcs
                      largest error in pixels) for FITS-WCS readers. Readers before it ignore it.
 opt.   <registered>  extensions added by :func:`register_extension`, each tagged ``RBEXT``
 =====  ============  ==========================================================================
+
+The IMAGE, MASK and VARIANCE planes may be tile-compressed (standard ``ZIMAGE`` HDUs with the same
+EXTNAMEs and cards plus ``RBZ*`` cards, see :mod:`warping.formats.compression`): the butler writes
+them so when handed a :class:`~warping.formats.compression.CompressedExposure`. Version 2 differs
+from 1 only by ``RBZBLINF = T`` on a quantized plane (its blank pixels stand for +inf): files
+without it are written as version 1, which older readers open unchanged.
 
 Reading also accepts LSST afw exposures (detected by the absence of ``RBFMTV``), see
 :mod:`warping.formats.lsst_afw`; their archived SkyWcs is preferred to the header WCS, by the
@@ -47,6 +54,12 @@ from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
 from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
+from warping.formats.compression import (
+    CompressedExposure,
+    CompressionRecipe,
+    plane_hdu,
+    restore_infinities,
+)
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
@@ -78,8 +91,9 @@ __all__ = [
     "write_exposure",
 ]
 
-#: Version written in ``RBFMTV``; readers refuse newer versions.
-FORMAT_VERSION = 1
+#: Newest version in ``RBFMTV`` (readers refuse newer versions); files that do not need version
+#: 2 (a quantized plane with ``RBZBLINF``) are written as version 1.
+FORMAT_VERSION = 2
 
 ToHdus = Callable[[Any], Sequence[fits.ImageHDU | fits.BinTableHDU]]
 FromHdus = Callable[[Sequence[fits.ImageHDU | fits.BinTableHDU]], Any]
@@ -178,11 +192,19 @@ def _image_header(wcs_header: fits.Header, exttype: str) -> fits.Header:
     return hdr
 
 
-def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
-    """Build the HDU list of :data:`FORMAT_VERSION` for ``exposure``."""
+def exposure_to_hdulist(
+    exposure: Exposure, compression: CompressionRecipe | None = None, seed: int = 0
+) -> fits.HDUList:
+    """Build the HDU list for ``exposure``, its planes tile-compressed by ``compression``.
+
+    ``seed`` is the dither seed of quantized planes (see
+    :func:`~warping.formats.compression.dither_seed`).
+    """
     primary = fits.PrimaryHDU()
     ph = primary.header
-    ph["RBFMTV"] = (FORMAT_VERSION, "repo-butler exposure format version")
+    ph["RBFMTV"] = (1, "repo-butler exposure format version")
+    if compression is not None:
+        ph["RBZRECIP"] = (compression.name, "compression recipe of the image planes")
     ph["RBKIND"] = ("EXPOSURE", "repo-butler object kind")
     if exposure.filter is not None:
         ph["FILTER"] = (exposure.filter, "filter/band label")
@@ -208,12 +230,9 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
     var_h = _image_header(wcs_h, "VARIANCE")
     var_h["BUNIT"] = f"{unit}2"
     var_h["UTYPE"] = ("VarianceUncertainty", "astropy CCDData uncertainty class")
-    hdus: list[Any] = [
-        primary,
-        fits.ImageHDU(np.asarray(exposure.image, dtype=np.float32), img_h),
-        fits.ImageHDU(np.asarray(exposure.mask, dtype=np.int32), mask_h),
-        fits.ImageHDU(np.asarray(exposure.variance, dtype=np.float32), var_h),
-    ]
+    hdus: list[Any] = [primary, *_plane_hdus(exposure, (img_h, mask_h, var_h), compression, seed)]
+    if any(h.header.get("RBZBLINF", False) for h in hdus[1:]):
+        ph["RBFMTV"] = (2, "repo-butler exposure format version")
     if exposure.psf is not None:
         d = psf_to_dict(exposure.psf)
         hdu = dict_to_bintable(d, "PSF")
@@ -236,6 +255,31 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
             hdu.header["RBEXTMOD"] = (ext.module, "module registering the extension")
             hdus.append(hdu)
     return fits.HDUList(hdus)
+
+
+def _plane_hdus(
+    exposure: Exposure,
+    headers: tuple[fits.Header, fits.Header, fits.Header],
+    compression: CompressionRecipe | None,
+    seed: int,
+) -> list[Any]:
+    mask = np.asarray(exposure.mask, dtype=np.int32)
+    planes = (
+        ("IMAGE", np.asarray(exposure.image, dtype=np.float32)),
+        ("MASK", mask),
+        ("VARIANCE", np.asarray(exposure.variance, dtype=np.float32)),
+    )
+    if compression is None:
+        return [fits.ImageHDU(data, hdr) for (_, data), hdr in zip(planes, headers, strict=True)]
+    out = []
+    for (name, data), hdr in zip(planes, headers, strict=True):
+        plane = compression.plane(name)
+        bad = None
+        if plane is not None and plane.quantization is not None:
+            bits = exposure.mask_planes.bitmask_if_present(*plane.quantization.mask_planes)
+            bad = (mask & bits) != 0 if bits else None
+        out.append(plane_hdu(data, hdr, plane, recipe=compression.name, seed=seed, bad=bad))
+    return out
 
 
 def _skywcs_hdu(text: str) -> fits.BinTableHDU:
@@ -315,9 +359,9 @@ def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
         elif name == "SKYWCS":
             wcs = _read_skywcs_hdu(hdu, source)
     exposure = Exposure(
-        np.array(img.data, dtype=np.float32),
+        restore_infinities(np.array(img.data, dtype=np.float32), img.header),
         np.array(msk.data, dtype=np.int32),
-        np.array(var.data, dtype=np.float32),
+        restore_infinities(np.array(var.data, dtype=np.float32), var.header),
         mask_planes=MaskPlanes(planes),
         xy0=xy0,
         wcs=wcs,
@@ -442,8 +486,13 @@ def _wcs_and_bbox(obj: Any, name: str) -> tuple[SkyWcs | None, Box2I]:
         return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
-def exposure_to_bytes(exposure: Exposure) -> bytes:
-    """The FITS bytes of an :class:`Exposure` (our layout)."""
+def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:
+    """The FITS bytes of an :class:`Exposure` (our layout), tile-compressed when given a
+    :class:`~warping.formats.compression.CompressedExposure`."""
+    if isinstance(exposure, CompressedExposure):
+        return hdulist_to_bytes(
+            exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
+        )
     return hdulist_to_bytes(exposure_to_hdulist(exposure))
 
 
@@ -461,7 +510,7 @@ class ExposureFormatter(CodecFormatter):
 
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
-    stores = Exposure
+    stores = (Exposure, CompressedExposure)
     encode = staticmethod(exposure_to_bytes)
     decode = staticmethod(exposure_from_bytes)
 
