@@ -19,10 +19,13 @@ names); numpy and astropy are imported where compression happens.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +35,12 @@ if TYPE_CHECKING:
 
     from warping.exposure import Exposure
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "ALGORITHMS",
     "DITHERS",
+    "GZIP_LEVEL",
     "RECIPE_NAMES",
     "RECORD_CARDS",
     "CompressedExposure",
@@ -43,11 +49,16 @@ __all__ = [
     "Quantization",
     "dither_seed",
     "get_recipe",
+    "gzip_settings",
     "plane_hdu",
     "quantization_step",
     "restore_infinities",
 ]
 
+#: zlib level of GZIP tiles: on warp planes level 1 is twice as fast as astropy's 9 for the same
+#: size of float planes (a 4200x4200 float32 plane: 61.0 MB in 1.3 s against 60.3 MB in 2.3 s)
+#: and gives 0.66 MB instead of 0.35 MB for a mask (0.12 s against 1.2 s).
+GZIP_LEVEL = 1
 #: Lossless tile-compression algorithms (``RICE_1`` on a float plane needs quantization).
 ALGORITHMS = ("GZIP_1", "GZIP_2", "RICE_1")
 #: Dither methods, with astropy's ``quantize_method`` codes.
@@ -323,3 +334,36 @@ def restore_infinities(data: np.ndarray, header: fits.Header) -> np.ndarray:
     out = np.array(data, dtype=np.float32)
     out[np.isnan(out)] = np.inf
     return out
+
+
+_GZIP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def gzip_settings(level: int = GZIP_LEVEL) -> Iterator[None]:
+    """Make astropy's GZIP tile codecs deterministic (gzip header time 0) and use ``level``.
+
+    astropy compresses each tile with :func:`gzip.compress`, whose header records the current
+    time, so two writes of the same pixels would differ in bytes (and checksums) and at level 9.
+    This swaps the function astropy's codec module calls for the duration of the block (one
+    block at a time). If a future astropy moves it, the write still works, only without these
+    two properties (a warning says so).
+    """
+    import functools
+    import gzip
+
+    try:
+        from astropy.io.fits.hdu.compressed import _codecs
+    except ImportError:  # pragma: no cover - depends on the astropy version
+        _codecs = None
+    if _codecs is None or not hasattr(_codecs, "gzip_compress"):  # pragma: no cover
+        logger.warning("astropy's GZIP codec moved: compressed files are not byte-reproducible")
+        yield
+        return
+    with _GZIP_LOCK:
+        saved = _codecs.gzip_compress
+        _codecs.gzip_compress = functools.partial(gzip.compress, compresslevel=level, mtime=0)
+        try:
+            yield
+        finally:
+            _codecs.gzip_compress = saved

@@ -57,6 +57,7 @@ from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading
 from warping.formats.compression import (
     CompressedExposure,
     CompressionRecipe,
+    gzip_settings,
     plane_hdu,
     restore_infinities,
 )
@@ -490,9 +491,9 @@ def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:
     """The FITS bytes of an :class:`Exposure` (our layout), tile-compressed when given a
     :class:`~warping.formats.compression.CompressedExposure`."""
     if isinstance(exposure, CompressedExposure):
-        return hdulist_to_bytes(
-            exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
-        )
+        hdul = exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
+        with gzip_settings():  # tiles are compressed while the bytes are written
+            return hdulist_to_bytes(hdul)
     return hdulist_to_bytes(exposure_to_hdulist(exposure))
 
 
