@@ -43,6 +43,7 @@ __all__ = [
     "GZIP_LEVEL",
     "RECIPE_NAMES",
     "RECORD_CARDS",
+    "TILE_ROWS",
     "CompressedExposure",
     "CompressionRecipe",
     "PlaneCompression",
@@ -59,6 +60,10 @@ __all__ = [
 #: size of float planes (a 4200x4200 float32 plane: 61.0 MB in 1.3 s against 60.3 MB in 2.3 s)
 #: and gives 0.66 MB instead of 0.35 MB for a mask (0.12 s against 1.2 s).
 GZIP_LEVEL = 1
+#: Rows per tile of the built-in recipes. astropy spends more time per tile in Python than in the
+#: codecs with one-row tiles (fpack's default): 64-row tiles wrote a lossy 4200x4200 warp in 1.8 s
+#: instead of 4.3 s and read it in 1.5 s instead of 3.2 s (same load), 2 % smaller.
+TILE_ROWS = 64
 #: Lossless tile-compression algorithms (``RICE_1`` on a float plane needs quantization).
 ALGORITHMS = ("GZIP_1", "GZIP_2", "RICE_1")
 #: Dither methods, with astropy's ``quantize_method`` codes.
@@ -153,7 +158,8 @@ def get_recipe(name: str, *, quantize_level: float = 16.0) -> CompressionRecipe 
     """The built-in recipe ``name`` (``None`` for ``'none'``: write plain FITS).
 
     ``lossless``: GZIP_2 (byte-shuffled gzip) on every plane. ``lossy``: image and variance
-    quantized at ``quantize_level`` steps per sigma and RICE_1-compressed, mask GZIP_2.
+    quantized at ``quantize_level`` steps per sigma and RICE_1-compressed, mask GZIP_2. Tiles
+    are :data:`TILE_ROWS` whole rows.
 
     Raises
     ------
@@ -162,11 +168,11 @@ def get_recipe(name: str, *, quantize_level: float = 16.0) -> CompressionRecipe 
     """
     if name == "none":
         return None
-    lossless = PlaneCompression("GZIP_2")
+    lossless = PlaneCompression("GZIP_2", tile_rows=TILE_ROWS)
     if name == "lossless":
         return CompressionRecipe(name, lossless, lossless, lossless)
     if name == "lossy":
-        quantized = PlaneCompression("RICE_1", Quantization(quantize_level))
+        quantized = PlaneCompression("RICE_1", Quantization(quantize_level), tile_rows=TILE_ROWS)
         return CompressionRecipe(name, quantized, lossless, quantized)
     raise ValueError(f"unknown compression recipe {name!r}; allowed: {', '.join(RECIPE_NAMES)}")
 
