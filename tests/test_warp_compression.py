@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +32,8 @@ from warping.formats.exposure_fits import (
     read_wcs_and_bbox,
 )
 from warping.masks import MaskPlanes
-from warping.task.config import COMPRESSION_RECIPES, MakeWarpConfig, apply_overrides
+from warping.task.config import MakeWarpConfig, apply_overrides
+from warping.task.config_compression import COMPRESSION_RECIPES
 
 PLANES = MaskPlanes({"BAD": 0, "SAT": 1, "EDGE": 4, "NO_DATA": 8})
 NO_DATA = PLANES.bitmask("NO_DATA")
@@ -228,3 +232,24 @@ def test_config_refuses_unknown_recipe_and_level_out_of_range() -> None:
     ok = apply_overrides(MakeWarpConfig(), ["outputCompression.recipe=lossy",
                                             "outputCompression.quantizeLevel=4"])  # fmt: skip
     assert ok.outputCompression.quantizeLevel == 4.0
+
+
+@pytest.mark.skipif(shutil.which("funpack") is None, reason="funpack (cfitsio) not installed")
+def test_funpack_unpacks_to_the_same_exposure(tmp_path: Path) -> None:
+    """cfitsio's funpack reads the tiles as astropy does; the unpacked file is a plain exposure
+    file (its cards, +inf restoration and tables included) with the same pixels."""
+    exp = _warp_like()
+    packed = tmp_path / "w.fits"
+    packed.write_bytes(exposure_to_bytes(CompressedExposure(exp, get_recipe("lossy"), 77)))  # type: ignore[arg-type]
+    unpacked = tmp_path / "u.fits"
+    subprocess.run(["funpack", "-O", str(unpacked), str(packed)], check=True)
+    with fits.open(unpacked) as h:
+        assert [type(x).__name__ for x in h[1:4]] == ["ImageHDU"] * 3
+    ours = exposure_from_bytes(packed.read_bytes(), "packed")
+    theirs = exposure_from_bytes(unpacked.read_bytes(), "unpacked")
+    for a, b in ((ours.image, theirs.image), (ours.variance, theirs.variance)):
+        np.testing.assert_array_equal(a, b)  # the same values (NaN payloads may differ)
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(b))
+    assert np.isposinf(theirs.variance[np.isnan(exp.image)]).all()
+    np.testing.assert_array_equal(ours.mask, exp.mask)
+    np.testing.assert_array_equal(theirs.mask, exp.mask)

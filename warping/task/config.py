@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
 from repo_butler.errors import ConfigError
+from warping.task.config_compression import OutputCompressionConfig  # issue #19
 
 __all__ = [
     "CoaddPsfConfig",
@@ -178,68 +179,6 @@ class CoaddPsfConfig:
     warpingKernelName: str = field(
         default="lanczos3", metadata=_doc("Kernel warping the input PSFs.", choices=WARP_KERNELS)
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Output compression (issue #19, "Compressed outputs"): FITS tile compression of the warps.
-# One block on purpose (other work adds fields elsewhere in this module); the recipes
-# themselves live in warping.formats.compression, whose RECIPE_NAMES this list must equal
-# (tests/test_warp_compression.py checks it).
-# --------------------------------------------------------------------------------------------
-COMPRESSION_RECIPES = ("none", "lossless", "lossy")
-#: Allowed ``outputCompression.quantizeLevel`` (quantization steps per noise sigma).
-QUANTIZE_LEVEL_RANGE = (1.0, 1000.0)
-#: Largest explicit dither seed (the FITS standard's ``ZDITHER0`` range is 1..10000).
-MAX_DITHER_SEED = 10_000
-
-
-@dataclass(frozen=True)
-class OutputCompressionConfig:
-    """FITS tile compression of the written warps (a named recipe, like LSST's write recipes)."""
-
-    recipe: str = field(
-        default="none",
-        metadata=_doc(
-            "Recipe: 'none' (plain FITS), 'lossless' (GZIP_2 tiles), 'lossy' (image and "
-            "variance quantized to sigma/quantizeLevel, RICE_1; mask always lossless).",
-            choices=COMPRESSION_RECIPES,
-        ),
-    )
-    quantizeLevel: float = field(
-        default=16.0,
-        metadata=_doc(
-            "Lossy recipe: quantization steps per noise sigma (STDEV_MASKED scaling: sigma from "
-            "the interquartile range of the plane's unmasked pixels), in [1, 1000].",
-            maximum=QUANTIZE_LEVEL_RANGE[1],
-        ),
-    )
-    ditherSeed: int = field(
-        default=0,
-        metadata=_doc(
-            "Lossy recipe: subtractive-dither seed in [1, 10000]; 0 derives it from the warp's "
-            "data ID (reruns are bit-identical).",
-            maximum=MAX_DITHER_SEED,
-        ),
-    )
-
-    def check(self, prefix: str = "outputCompression.") -> None:
-        """Raise :class:`ConfigError` naming the field and its allowed values."""
-        if self.recipe not in COMPRESSION_RECIPES:
-            raise ConfigError(
-                f"{prefix}recipe = {self.recipe!r} is not a compression recipe; allowed: "
-                f"{', '.join(COMPRESSION_RECIPES)}."
-            )
-        lo, hi = QUANTIZE_LEVEL_RANGE
-        if not lo <= self.quantizeLevel <= hi:  # also refuses NaN
-            raise ConfigError(
-                f"{prefix}quantizeLevel = {self.quantizeLevel} is out of range; allowed: "
-                f"{lo:g} to {hi:g} (quantization steps per noise sigma)."
-            )
-        if not 0 <= self.ditherSeed <= MAX_DITHER_SEED:
-            raise ConfigError(
-                f"{prefix}ditherSeed = {self.ditherSeed} is out of range; allowed: 0 (derived "
-                f"from the data ID) or 1 to {MAX_DITHER_SEED}."
-            )
 
 
 @dataclass(frozen=True)
