@@ -409,10 +409,11 @@ def exposure_from_hdulist(hdul: fits.HDUList, source: str = "<memory>") -> Expos
         )
 
 
-def write_exposure(exposure: Exposure, path: str | os.PathLike[str]) -> None:
-    """Write ``exposure`` to a local FITS file (overwriting)."""
+def write_exposure(exposure: Exposure | CompressedExposure, path: str | os.PathLike[str]) -> None:
+    """Write ``exposure`` to a local FITS file (overwriting); tile-compressed when given a
+    :class:`~warping.formats.compression.CompressedExposure`."""
     with open(path, "wb") as f:
-        f.write(hdulist_to_bytes(exposure_to_hdulist(exposure)))
+        f.write(exposure_to_bytes(exposure))
 
 
 def read_exposure(path: str | os.PathLike[str]) -> Exposure:
