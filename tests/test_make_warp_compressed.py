@@ -163,3 +163,25 @@ def test_bad_compression_config_file_names_the_line(small_repo: Path, tmp_path: 
     )
     assert "Traceback" not in proc.stderr
     assert not (small_repo / "rerun/never").exists()
+
+
+def test_psf_matched_warps_are_compressed_too(small_repo: Path, tmp_path: Path) -> None:
+    root = copy_repo(small_repo, tmp_path / "repo")
+    result = _make_warp(
+        root,
+        "pm",
+        "makePsfMatched=True outputCompression.recipe=lossy outputCompression.ditherSeed=42",
+    )
+    assert result.exit_code == 0, result.output
+    butler = Butler(str(root), rerun="pm")
+    data_id = {**PATCH, "visit": VISIT}
+    for kind in ("direct", "psfMatched"):
+        ref = butler.get_ref(f"deepCoadd_{kind}Warp", data_id)
+        path = Path(ref.uri.removeprefix("file://"))
+        with fits.open(path, disable_image_compression=True) as raw:
+            assert raw["IMAGE"].header["ZIMAGE"] is True
+            assert raw["IMAGE"].header["ZDITHER0"] == 42  # an explicit seed is used as given
+        warp = butler.get(f"deepCoadd_{kind}Warp", data_id)
+        assert np.isfinite(warp.image).sum() > 10_000
+        prov = butler.get_provenance(f"deepCoadd_{kind}Warp", data_id)
+        assert prov is not None and prov.config["outputCompression"]["ditherSeed"] == 42
