@@ -124,6 +124,32 @@ def test_lossy_error_is_within_the_quantization_bound(level: float) -> None:
     assert np.isnan(out.image[~good]).all() and np.isposinf(out.variance[~good]).all()
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    level=st.floats(1.0, 1000.0),
+    sigma=st.floats(1e-3, 1e3),
+    offset=st.floats(-1e4, 1e4),
+    seed=st.integers(1, 10_000),
+)
+def test_lossy_bound_holds_for_any_level_noise_and_seed(
+    level: float, sigma: float, offset: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    image = (offset + sigma * rng.normal(size=(40, 70))).astype(np.float32)
+    variance = np.full(image.shape, sigma**2, np.float32)
+    exp = Exposure(image, np.zeros(image.shape, np.int32), variance, mask_planes=PLANES)
+    data = exposure_to_bytes(
+        CompressedExposure(exp, get_recipe("lossy", quantize_level=level), seed)
+    )  # type: ignore[arg-type]
+    out = exposure_from_bytes(data, "lossy")
+    with _hdus(data) as h:
+        step = h["IMAGE"].header["RBZSTEP"]
+    # half a step, plus the float32 rounding of the value read back
+    err = np.abs(out.image.astype(np.float64) - image) - 0.5 * np.spacing(np.abs(out.image))
+    assert err.max() <= 0.5 * step * (1 + 1e-6)
+    assert step <= 1.1 * sigma / level  # the step follows the noise (IQR of 2800 normal draws)
+
+
 def test_dithering_is_deterministic_per_data_id() -> None:
     did = {"tract": 0, "patch": "5,4", "visit": 903988, "filter": "HSC-I"}
     seed = dither_seed(did)
