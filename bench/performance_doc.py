@@ -32,6 +32,7 @@ SEE_ALSO = {
     "scale_bench": "scale-out.md",
     "psf_bench": "real-lsst-inputs.md",
     "skywcs_bench": "real-lsst-inputs.md",
+    "compression_bench": "make-warp.md",
 }
 
 

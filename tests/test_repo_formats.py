@@ -248,8 +248,10 @@ def _newer_warp_inputs(root: Path) -> str:
 
 
 def _newer_exposure(root: Path) -> str:
+    from warping.formats.exposure_fits import FORMAT_VERSION
+
     path = _entry("calexp")["path"]
-    _edit_fits(root / path, lambda hdul: hdul[0].header.set("RBFMTV", 2))
+    _edit_fits(root / path, lambda hdul: hdul[0].header.set("RBFMTV", FORMAT_VERSION + 1))
     return path
 
 

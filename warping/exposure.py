@@ -256,7 +256,6 @@ class Exposure:
         SkyWcs becomes its TAN-SIP approximation (CCDData holds astropy WCSs)."""
         from astropy.nddata import CCDData, VarianceUncertainty
 
-
         meta: dict[str, Any] = {
             "XY0": list(self.xy0),
             "MASKBITS": self.mask.copy(),

@@ -1,4 +1,5 @@
-"""The exposure FITS format (``RBFMTV = 1``), and the ``exposure`` butler formatter.
+"""The exposure FITS format (``RBFMTV = 1``, or 2 when it needs to be), and the ``exposure``
+butler formatter.
 
 Layout (documented in ``schemas/exposure-fits.schema.json``):
 
@@ -22,6 +23,12 @@ opt.   SKYWCS        one-row table, column ``wcs`` (bytes): the exact afw SkyWcs
 opt.   <registered>  extensions added by :func:`register_extension`, each tagged ``RBEXT``
 =====  ============  ==========================================================================
 
+The IMAGE, MASK and VARIANCE planes may be tile-compressed (standard ``ZIMAGE`` HDUs with the same
+EXTNAMEs and cards plus ``RBZ*`` cards, see :mod:`warping.formats.compression`): the butler writes
+them so when handed a :class:`~warping.formats.compression.CompressedExposure`. Version 2 differs
+from 1 only by ``RBZBLINF = T`` on a quantized plane (its blank pixels stand for +inf): files
+without it are written as version 1, which older readers open unchanged.
+
 Reading also accepts LSST afw exposures (detected by the absence of ``RBFMTV``), see
 :mod:`warping.formats.lsst_afw`; their archived SkyWcs is preferred to the header WCS, by the
 full reader and by the header-only footprint reader :func:`read_wcs_and_bbox` alike.
@@ -30,6 +37,7 @@ full reader and by the header-only footprint reader :func:`read_wcs_and_bbox` al
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import math
 import os
@@ -46,7 +54,14 @@ from repo_butler.formats import check_version
 from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
-from warping.formats._common import hdulist_to_bytes, open_fits_bytes, reading, write_hdulist
+from warping.formats._common import open_fits_bytes, reading, write_hdulist
+from warping.formats.compression import (
+    CompressedExposure,
+    CompressionRecipe,
+    gzip_settings,
+    plane_hdu,
+    restore_infinities,
+)
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
@@ -78,8 +93,9 @@ __all__ = [
     "write_exposure",
 ]
 
-#: Version written in ``RBFMTV``; readers refuse newer versions.
-FORMAT_VERSION = 1
+#: Newest version in ``RBFMTV`` (readers refuse newer versions); files that do not need version
+#: 2 (a quantized plane with ``RBZBLINF``) are written as version 1.
+FORMAT_VERSION = 2
 
 ToHdus = Callable[[Any], Sequence[fits.ImageHDU | fits.BinTableHDU]]
 FromHdus = Callable[[Sequence[fits.ImageHDU | fits.BinTableHDU]], Any]
@@ -178,11 +194,19 @@ def _image_header(wcs_header: fits.Header, exttype: str) -> fits.Header:
     return hdr
 
 
-def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
-    """Build the HDU list of :data:`FORMAT_VERSION` for ``exposure``."""
+def exposure_to_hdulist(
+    exposure: Exposure, compression: CompressionRecipe | None = None, seed: int = 0
+) -> fits.HDUList:
+    """Build the HDU list for ``exposure``, its planes tile-compressed by ``compression``.
+
+    ``seed`` is the dither seed of quantized planes (see
+    :func:`~warping.formats.compression.dither_seed`).
+    """
     primary = fits.PrimaryHDU()
     ph = primary.header
-    ph["RBFMTV"] = (FORMAT_VERSION, "repo-butler exposure format version")
+    ph["RBFMTV"] = (1, "repo-butler exposure format version")
+    if compression is not None:
+        ph["RBZRECIP"] = (compression.name, "compression recipe of the image planes")
     ph["RBKIND"] = ("EXPOSURE", "repo-butler object kind")
     if exposure.filter is not None:
         ph["FILTER"] = (exposure.filter, "filter/band label")
@@ -208,12 +232,9 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
     var_h = _image_header(wcs_h, "VARIANCE")
     var_h["BUNIT"] = f"{unit}2"
     var_h["UTYPE"] = ("VarianceUncertainty", "astropy CCDData uncertainty class")
-    hdus: list[Any] = [
-        primary,
-        fits.ImageHDU(np.asarray(exposure.image, dtype=np.float32), img_h),
-        fits.ImageHDU(np.asarray(exposure.mask, dtype=np.int32), mask_h),
-        fits.ImageHDU(np.asarray(exposure.variance, dtype=np.float32), var_h),
-    ]
+    hdus: list[Any] = [primary, *_plane_hdus(exposure, (img_h, mask_h, var_h), compression, seed)]
+    if any(h.header.get("RBZBLINF", False) for h in hdus[1:]):
+        ph["RBFMTV"] = (2, "repo-butler exposure format version")
     if exposure.psf is not None:
         d = psf_to_dict(exposure.psf)
         hdu = dict_to_bintable(d, "PSF")
@@ -236,6 +257,31 @@ def exposure_to_hdulist(exposure: Exposure) -> fits.HDUList:
             hdu.header["RBEXTMOD"] = (ext.module, "module registering the extension")
             hdus.append(hdu)
     return fits.HDUList(hdus)
+
+
+def _plane_hdus(
+    exposure: Exposure,
+    headers: tuple[fits.Header, fits.Header, fits.Header],
+    compression: CompressionRecipe | None,
+    seed: int,
+) -> list[Any]:
+    mask = np.asarray(exposure.mask, dtype=np.int32)
+    planes = (
+        ("IMAGE", np.asarray(exposure.image, dtype=np.float32)),
+        ("MASK", mask),
+        ("VARIANCE", np.asarray(exposure.variance, dtype=np.float32)),
+    )
+    if compression is None:
+        return [fits.ImageHDU(data, hdr) for (_, data), hdr in zip(planes, headers, strict=True)]
+    out = []
+    for (name, data), hdr in zip(planes, headers, strict=True):
+        plane = compression.plane(name)
+        bad = None
+        if plane is not None and plane.quantization is not None:
+            bits = exposure.mask_planes.bitmask_if_present(*plane.quantization.mask_planes)
+            bad = (mask & bits) != 0 if bits else None
+        out.append(plane_hdu(data, hdr, plane, recipe=compression.name, seed=seed, bad=bad))
+    return out
 
 
 def _skywcs_hdu(text: str) -> fits.BinTableHDU:
@@ -315,9 +361,9 @@ def _read_ours(hdul: fits.HDUList, source: str) -> Exposure:
         elif name == "SKYWCS":
             wcs = _read_skywcs_hdu(hdu, source)
     exposure = Exposure(  # no copy when the reader already made native arrays
-        np.asarray(img.data, dtype=np.float32),
+        restore_infinities(np.asarray(img.data, dtype=np.float32), img.header),
         np.asarray(msk.data, dtype=np.int32),
-        np.asarray(var.data, dtype=np.float32),
+        restore_infinities(np.asarray(var.data, dtype=np.float32), var.header),
         mask_planes=MaskPlanes(planes),
         xy0=xy0,
         wcs=wcs,
@@ -364,10 +410,11 @@ def exposure_from_hdulist(hdul: fits.HDUList, source: str = "<memory>") -> Expos
         )
 
 
-def write_exposure(exposure: Exposure, path: str | os.PathLike[str]) -> None:
-    """Write ``exposure`` to a local FITS file (overwriting)."""
+def write_exposure(exposure: Exposure | CompressedExposure, path: str | os.PathLike[str]) -> None:
+    """Write ``exposure`` to a local FITS file (overwriting); tile-compressed when given a
+    :class:`~warping.formats.compression.CompressedExposure`."""
     with open(path, "wb") as f:
-        f.write(hdulist_to_bytes(exposure_to_hdulist(exposure)))
+        f.write(exposure_to_bytes(exposure))
 
 
 def read_exposure(path: str | os.PathLike[str]) -> Exposure:
@@ -442,14 +489,23 @@ def _wcs_and_bbox(obj: Any, name: str) -> tuple[SkyWcs | None, Box2I]:
         return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
-def exposure_to_bytes(exposure: Exposure) -> bytes:
-    """The FITS bytes of an :class:`Exposure` (our layout)."""
-    return hdulist_to_bytes(exposure_to_hdulist(exposure))
+def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:
+    """The FITS bytes of an :class:`Exposure` (our layout), tile-compressed when given a
+    :class:`~warping.formats.compression.CompressedExposure`."""
+    buf = io.BytesIO()
+    write_exposure_to(exposure, buf)
+    return buf.getvalue()
 
 
-def write_exposure_to(exposure: Exposure, fh: BinaryIO) -> None:
-    """Write an :class:`Exposure` (our layout) to an open binary file: the same bytes as
-    :func:`exposure_to_bytes`, without holding them in memory."""
+def write_exposure_to(exposure: Exposure | CompressedExposure, fh: BinaryIO) -> None:
+    """Write an :class:`Exposure` (our layout, tile-compressed when given a
+    :class:`~warping.formats.compression.CompressedExposure`) to an open binary file: the same
+    bytes as :func:`exposure_to_bytes`, without holding them in memory."""
+    if isinstance(exposure, CompressedExposure):
+        hdul = exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
+        with gzip_settings():  # tiles are compressed while the bytes are written
+            write_hdulist(hdul, fh)
+        return
     write_hdulist(exposure_to_hdulist(exposure), fh)
 
 
@@ -467,7 +523,7 @@ class ExposureFormatter(CodecFormatter):
 
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
-    stores = Exposure
+    stores = (Exposure, CompressedExposure)
     encode = staticmethod(exposure_to_bytes)
     encode_to = staticmethod(write_exposure_to)
     decode = staticmethod(exposure_from_bytes)

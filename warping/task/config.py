@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
 from repo_butler.errors import ConfigError
+from warping.task.config_compression import OutputCompressionConfig  # issue #19
 
 __all__ = [
     "CoaddPsfConfig",
     "GaussianPsfFactoryConfig",
     "MakeWarpConfig",
     "ModelPsfMatchConfig",
+    "OutputCompressionConfig",
     "PsfMatchConfigAL",
     "WarpAndPsfMatchConfig",
     "WarperConfig",
@@ -239,6 +241,11 @@ class MakeWarpConfig:
         default_factory=GaussianPsfFactoryConfig, metadata=_doc("Model PSF.")
     )
     coaddPsf: CoaddPsfConfig = field(default_factory=CoaddPsfConfig, metadata=_doc("CoaddPsf."))
+    # issue #19 (compressed outputs)
+    outputCompression: OutputCompressionConfig = field(
+        default_factory=OutputCompressionConfig,
+        metadata=_doc("FITS tile compression of the written warps."),
+    )
 
     @property
     def revert_background(self) -> bool:
@@ -308,6 +315,7 @@ class MakeWarpConfig:
         for name, value in (("size", mp.size), ("minSize", mp.minSize), ("maxSize", mp.maxSize)):
             if value is not None and value % 2 == 0:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
+        self.outputCompression.check()  # before _check_bounds: its message names the range
         _check_bounds(self)
         if self.makePsfMatched and mp.size is None:
             size = max((int(mp.sizeFactor * mp.defaultFwhm) // 2) * 2 + 1, mp.minSize)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from warping.task.config import MakeWarpConfig, config_to_dict
 from warping.task.make_warp import MakeWarpTask, SkyInfo, WarpCancelledError
+from warping.task.output_compression import warp_payload
 from warping.task.work_units import UnitResult, WarpUnit
 
 if TYPE_CHECKING:
@@ -169,15 +170,18 @@ def execute_unit(
                     exposure.metadata[INCOMPLETE_KEY] = ",".join(
                         map(str, sorted(result.ccds_unusable))
                     )
+                payload, recorded = warp_payload(  # compressed outputs (#19)
+                    exposure, planned.put.data_id.to_dict(), config, config_to_dict(config)
+                )
                 provenance = Provenance.build(
                     TASK_NAME,
-                    config_to_dict(config),
+                    recorded,
                     kept,
                     start=start,
                     end=now_iso(),
                     packages=PACKAGES,
                 )
-                w = io.write(planned.put, exposure, provenance)
+                w = io.write(planned.put, payload, provenance)
                 result.written.append(w)
                 if journal is not None:
                     journal.append(w)
