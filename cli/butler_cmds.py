@@ -151,15 +151,41 @@ def query_datasets(
     where: WhereOpt = None,
     data_id: DataIdOpt = None,
     rerun: RerunOpt = None,
+    all_reruns: Annotated[
+        bool, typer.Option("--all-reruns", help="Search the root run and every rerun.")
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
 ) -> None:
-    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}])."""
-    from cli.support import format_refs, open_butler, parse_key_values
+    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}]).
 
+    The runs searched are the rerun's chain (--rerun) or the root run alone; stderr says which,
+    and which other reruns exist (--all-reruns lists every run's datasets).
+    """
+    from cli.support import format_refs, open_butler, parse_key_values
+    from repo_butler.errors import ConfigError
+
+    if all_reruns and rerun is not None:
+        raise ConfigError("give either --rerun or --all-reruns, not both")
+    ids = parse_key_values(data_id) or None
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
-        refs = butler.query_datasets(dataset_type, where, data_id=parse_key_values(data_id) or None)
+        searched = butler.search_runs
+        refs = butler.query_datasets(dataset_type, where, data_id=ids)
+        others = sorted(set(butler.registry.runs()) - set(searched))
+    if all_reruns:
+        for run in others:
+            with open_butler(
+                repo, rerun=run, storage_option=storage_option, writeable=False
+            ) as butler:
+                refs += [
+                    r for r in butler.query_datasets(dataset_type, where, data_id=ids)
+                    if r.run == run
+                ]  # fmt: skip
+        searched, others = (*searched, *others), []
     typer.echo(format_refs(refs, fmt.value))
+    names = ", ".join(r or "(root)" for r in searched)
+    hint = f"; not searched: {', '.join(others)} (--rerun NAME or --all-reruns)" if others else ""
+    typer.echo(f"searched run(s): {names}{hint}", err=True)
 
 
 def query_data_ids(

@@ -200,3 +200,20 @@ def test_remove_is_explicit_listed_and_confirmed(repo: str) -> None:
         assert left == [1]
     with Butler(repo) as butler:  # the root run's input is untouched
         assert butler.get("calexp_meta", pointing=1, filter="g", visit=1, ccd=1) == {"a": 1}
+
+
+def test_query_says_which_runs_it_searched(repo: str) -> None:
+    """Issue 20, point 7: a query of the root run says the reruns it did not search."""
+    with Butler(repo, rerun="r1") as butler:
+        butler.put({"a": 1}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=1)
+    with Butler(repo, rerun="r2") as butler:
+        butler.put({"a": 2}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=2)
+    res = runner.invoke(app, ["query-datasets", repo, "calexp_meta", "-f", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+    assert "searched run(s): (root); not searched: r1, r2 (--rerun NAME or --all-reruns)" in (
+        res.stderr
+    )
+    rows = _json(["query-datasets", repo, "calexp_meta", "--all-reruns", "-f", "json"])
+    assert isinstance(rows, list) and sorted(r["run"] for r in rows) == ["r1", "r2"]
+    res = runner.invoke(app, ["query-datasets", repo, "calexp_meta", "--rerun", "r1"])
+    assert "searched run(s): r1, (root); not searched: r2" in res.stderr
