@@ -127,7 +127,7 @@ def test_astropy_wcs_describes_the_arrays_and_wcs_the_parent_pixels() -> None:
         pra, pdec = exp.wcs.pixel_to_world_values(col + 100, row + 200)
         assert (float(ra), float(dec)) == pytest.approx((float(pra), float(pdec)), abs=1e-12)
     reproject = pytest.importorskip("reproject")
-    out, footprint = reproject.reproject_interp(
+    out, _footprint = reproject.reproject_interp(
         (exp.image.astype(float), aw), exp.wcs, shape_out=(230, 140), order="nearest-neighbor"
     )
     inside = out[200:230, 100:140]
