@@ -100,8 +100,13 @@ class WarperConfig:
 class PsfMatchConfigAL:
     """Alard-Lupton matching-kernel settings (``psfMatch.kernel['AL']``)."""
 
-    kernelSize: int = field(
-        default=21, metadata=_doc("Matching kernel size (odd), pixels.", maximum=MAX_STAMP)
+    kernelSize: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Matching kernel size (odd), pixels; None: derived per patch so the kernel reaches "
+            "the model PSF's wing (see psfMatch.kernelWingTolerance).",
+            maximum=MAX_STAMP,
+        ),
     )
     sizeCellX: int = field(
         default=128, metadata=_doc("Cell width for PSF sampling, pixels.", maximum=MAX_PIXELS)
@@ -109,8 +114,12 @@ class PsfMatchConfigAL:
     sizeCellY: int = field(
         default=128, metadata=_doc("Cell height for PSF sampling, pixels.", maximum=MAX_PIXELS)
     )
-    alardSigGauss: tuple[float, ...] = field(
-        default=(0.7, 1.5, 3.0), metadata=_doc("Sigmas of the basis Gaussians, pixels.")
+    alardSigGauss: tuple[float, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "Sigmas of the basis Gaussians, pixels; None: scaled per CCD with the science and "
+            "model PSF widths (LSST scaleByFwhm), one per alardDegGauss entry."
+        ),
     )
     alardDegGauss: tuple[int, ...] = field(
         default=(4, 2, 2), metadata=_doc("Polynomial degree per basis Gaussian.")
@@ -134,6 +143,34 @@ class ModelPsfMatchConfig:
     )
     padPsfBy: int = field(
         default=0, metadata=_doc("Manual padding (even), when not auto.", maximum=MAX_STAMP)
+    )
+    kernelWingTolerance: float = field(
+        default=0.003,
+        metadata=_doc(
+            "Automatic kernelSize: the kernel's half-width reaches the radius enclosing all but "
+            "this fraction of the model PSF's flux, in (0, 0.1]."
+        ),
+    )
+    deconvolutionTolerance: float = field(
+        default=0.01,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when the model's second moment along some "
+            "direction is below its PSF's by more than this fraction of the PSF's Ixx+Iyy."
+        ),
+    )
+    maxNoiseGain: float = field(
+        default=1.0,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when its kernel's noise gain sqrt(sum K^2) "
+            "exceeds this in some cell."
+        ),
+    )
+    maxKernelAbsSum: float = field(
+        default=1.5,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when its normalised kernel's sum |K| exceeds "
+            "this in some cell (1 = positive kernel), >= 1."
+        ),
     )
 
     @property
@@ -164,7 +201,17 @@ class GaussianPsfFactoryConfig:
     maxSize: int | None = field(
         default=None, metadata=_doc("Maximum kernel size.", maximum=MAX_STAMP)
     )
-    defaultFwhm: float = field(default=3.0, metadata=_doc("Model FWHM in warp pixels."))
+    defaultFwhm: float | None = field(
+        default=None,
+        metadata=_doc(
+            "Model FWHM in warp pixels; None: per patch, autoFwhmFactor x the widest input PSF "
+            "of the patch (every visit's CCDs, major axis, at the CCD centre, in the warp frame)."
+        ),
+    )
+    autoFwhmFactor: float = field(
+        default=1.15,
+        metadata=_doc("Automatic model FWHM / widest input PSF FWHM of the patch, >= 1."),
+    )
     addWing: bool = field(default=True, metadata=_doc("Add a wide Gaussian wing."))
     wingFwhmFactor: float = field(default=2.5, metadata=_doc("Wing FWHM / core FWHM."))
     wingAmplitude: float = field(default=0.1, metadata=_doc("Wing/core peak amplitude ratio."))
@@ -273,19 +320,21 @@ class MakeWarpConfig:
             )
         al = self.warpAndPsfMatch.psfMatch.al
         pm = self.warpAndPsfMatch.psfMatch
-        if al.kernelSize < 3 or al.kernelSize % 2 == 0:
+        if al.kernelSize is not None and (al.kernelSize < 3 or al.kernelSize % 2 == 0):
             raise ConfigError(
                 f"warpAndPsfMatch.psfMatch.kernel['AL'].kernelSize must be odd and >= 3, "
                 f"got {al.kernelSize}."
             )
         if al.sizeCellX < 8 or al.sizeCellY < 8:
             raise ConfigError("kernel['AL'].sizeCellX/sizeCellY must be >= 8 pixels.")
-        if len(al.alardSigGauss) != len(al.alardDegGauss) or not al.alardSigGauss:
+        sigmas = al.alardSigGauss
+        if not al.alardDegGauss or (sigmas is not None and len(sigmas) != len(al.alardDegGauss)):
             raise ConfigError(
                 "kernel['AL'].alardSigGauss and alardDegGauss must have the same non-zero "
-                f"length, got {list(al.alardSigGauss)} and {list(al.alardDegGauss)}."
+                f"length, got {None if sigmas is None else list(sigmas)} and "
+                f"{list(al.alardDegGauss)}."
             )
-        if any(s <= 0 for s in al.alardSigGauss) or any(d < 0 for d in al.alardDegGauss):
+        if any(s <= 0 for s in sigmas or ()) or any(d < 0 for d in al.alardDegGauss):
             raise ConfigError("kernel['AL'].alardSigGauss must be > 0 and alardDegGauss >= 0.")
         if al.spatialKernelOrder < 0:
             raise ConfigError("kernel['AL'].spatialKernelOrder must be >= 0.")
@@ -297,19 +346,39 @@ class MakeWarpConfig:
             raise ConfigError(
                 f"warpAndPsfMatch.psfMatch.padPsfBy must be even and >= 0, got {pm.padPsfBy}."
             )
+        if not 0.0 < pm.kernelWingTolerance <= 0.1:
+            raise ConfigError(
+                "warpAndPsfMatch.psfMatch.kernelWingTolerance must be in (0, 0.1], got "
+                f"{pm.kernelWingTolerance}."
+            )
+        if pm.deconvolutionTolerance < 0 or pm.maxNoiseGain <= 0 or pm.maxKernelAbsSum < 1:
+            raise ConfigError(
+                "warpAndPsfMatch.psfMatch: deconvolutionTolerance must be >= 0, maxNoiseGain > 0 "
+                f"and maxKernelAbsSum >= 1; got {pm.deconvolutionTolerance}, {pm.maxNoiseGain}, "
+                f"{pm.maxKernelAbsSum}."
+            )
         warp = self.warpAndPsfMatch.warp
         if warp.interpLength < 0:
             raise ConfigError("warpAndPsfMatch.warp.interpLength must be >= 0.")
         mp = self.modelPsf
-        if mp.defaultFwhm <= 0 or mp.sizeFactor <= 0 or mp.minSize < 1:
+        if (
+            (mp.defaultFwhm is not None and mp.defaultFwhm <= 0)
+            or mp.sizeFactor <= 0
+            or (mp.minSize < 1)
+        ):
             raise ConfigError("modelPsf.defaultFwhm, sizeFactor and minSize must be positive.")
+        if mp.autoFwhmFactor < 1:
+            raise ConfigError(
+                f"modelPsf.autoFwhmFactor must be >= 1 (the model may not be narrower than the "
+                f"widest input PSF), got {mp.autoFwhmFactor}."
+            )
         if mp.maxSize is not None and mp.maxSize < mp.minSize:
             raise ConfigError("modelPsf.maxSize must be >= modelPsf.minSize.")
         for name, value in (("size", mp.size), ("minSize", mp.minSize), ("maxSize", mp.maxSize)):
             if value is not None and value % 2 == 0:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
         _check_bounds(self)
-        if self.makePsfMatched and mp.size is None:
+        if self.makePsfMatched and mp.size is None and mp.defaultFwhm is not None:
             size = max((int(mp.sizeFactor * mp.defaultFwhm) // 2) * 2 + 1, mp.minSize)
             if mp.maxSize is not None:
                 size = min(size, mp.maxSize)

@@ -133,7 +133,14 @@ def execute_unit(
         shared: dict[str, Any] = {}  # the visit's visitSummary: read once for all its CCDs
         inputs = [c.bind(io, reads, shared) for c in unit.ccds]
         task = task if task is not None else MakeWarpTask(config)
-        warps = task.run(inputs, sky_info, unit.visit, cancelled=cancelled)
+        warps = task.run(
+            inputs, sky_info, unit.visit, cancelled=cancelled, psf_model=unit.psf_model
+        )
+        recorded = config
+        if warps.psf_model is not None:  # provenance records the model the warps were matched to
+            from warping.task.psf_model import config_for_model
+
+            recorded = config_for_model(config, warps.psf_model)
         # CCDs skipped before warping first, then the others (the order summaries list them)
         for outcome in sorted(warps.ccds, key=lambda o: o.loaded):
             if outcome.used:
@@ -171,7 +178,7 @@ def execute_unit(
                     )
                 provenance = Provenance.build(
                     TASK_NAME,
-                    config_to_dict(config),
+                    config_to_dict(recorded),
                     kept,
                     start=start,
                     end=now_iso(),
