@@ -622,11 +622,19 @@ def apply_overrides(
     overrides: Sequence[str] = (),
     *,
     files: Sequence[tuple[str, str]] = (),
+    instrument: str | None = None,
 ) -> MakeWarpConfig:
-    """Apply config files (``(source, text)`` pairs) then ``key=value`` overrides; validate.
+    """Apply an instrument preset, then config files (``(source, text)`` pairs), then
+    ``key=value`` overrides; validate.
 
-    Later assignments win, as on LSST's command line (``--configfile`` before ``--config``).
+    Later assignments win, as on LSST's command line (obs package config, then
+    ``--configfile``, then ``--config``): explicit settings always win over the preset.
+    ``instrument`` names a preset (:mod:`warping.task.presets`); None applies none.
     """
+    if instrument is not None:
+        from warping.task.presets import instrument_preset
+
+        files = [instrument_preset(instrument), *files]
     for source, text in files:
         for path, value, where in parse_config_file(text, source=source):
             try:
