@@ -430,6 +430,8 @@ def _suggest(name: str, options: Iterable[str]) -> str:
 
 
 def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
