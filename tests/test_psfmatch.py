@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf, PsfError
 from warping.psfmatch import PsfMatchConfig, PsfMatchError, PsfMatchRejected, match_to_model
-from warping.psfmatch.model_match import check_deconvolution
 from warping.psfmatch.basis import (
     alard_lupton_basis,
     make_basis,
@@ -28,6 +26,7 @@ from warping.psfmatch.basis import (
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
 from warping.psfmatch.convolve import convolve_spatial
 from warping.psfmatch.dilation import dilate_mask, or_dilate
+from warping.psfmatch.model_match import check_deconvolution
 from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import (
     SpatialKernel,
