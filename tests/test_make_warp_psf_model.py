@@ -106,6 +106,25 @@ def test_one_model_per_patch_from_the_widest_input(
 
 
 @pytest.mark.slow
+def test_a_visit_redone_with_reuse_gets_the_patch_model(
+    sim_and_repo: tuple[object, Path], tmp_path: Path
+) -> None:
+    _, repo = sim_and_repo
+    root = copy_repo(repo, tmp_path / "repo")
+    cfg = MakeWarpConfig(makePsfMatched=True, makeDirect=False)
+    batch = run_make_warps(Butler(str(root), rerun="r"), [PATCH], config=cfg)
+    visits = [v.visit for v in batch.patches[0].visits]
+    before = _matched_metadata(root, "r", visits)
+    # the widest input belongs to one visit; redo the *other* one alone with --reuse
+    widest_visit = int(str(before[0]["PSFMATCH_WIDEST_INPUT"]).split("visit=")[1])
+    other = next(v for v in visits if v != widest_visit)
+    Butler(str(root), rerun="r").remove("deepCoadd_psfMatchedWarp", {**PATCH, "visit": other})
+    again = run_make_warps(Butler(str(root), rerun="r"), [PATCH], config=cfg, reuse=True)
+    assert again.n_units == 1 and again.n_reused == 1
+    assert _matched_metadata(root, "r", visits) == before
+
+
+@pytest.mark.slow
 def test_dask_workers_get_the_same_patch_model(
     sim_and_repo: tuple[object, Path], tmp_path: Path
 ) -> None:

@@ -308,11 +308,16 @@ def _decide_psf_models(butler: Butler, plan: WarpPlan, config: MakeWarpConfig) -
     from warping.task.psf_model import survey_patch_models
 
     t0 = time.perf_counter()
-    models = survey_patch_models(plan.units, butler.worker_io(), config)
+    # over every unit of the patch, reused ones too: the model does not depend on what is redone
+    todo = {patch_of(u.data_id) for u in plan.units}
+    units = [u for u in plan.all_units or plan.units if patch_of(u.data_id) in todo]
+    models = survey_patch_models(units, butler.worker_io(), config)
     plan.units = [
         dataclasses.replace(u, psf_model=models.get(patch_of(u.data_id))) for u in plan.units
     ]
-    plan.seconds += time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    plan.seconds += seconds
+    logger.info("Model PSF of %d patch(es) decided in %.1f s", len(models), seconds)
 
 
 def _execute(

@@ -208,3 +208,5 @@ class WarpPlan:
     #: tract-wide runs: calexps that could not be read and belong to no unit (data ID -> reason)
     unplaced: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: every planned unit, reused ones included: a patch's model PSF is decided over all of them
+    all_units: list[WarpUnit] = field(default_factory=list)
