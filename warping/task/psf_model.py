@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from warping.psf.base import Psf
     from warping.task.inputs import CcdInput
     from warping.task.make_warp import SkyInfo
-    from warping.task.work_units import WarpUnit
+    from warping.task.work_units import PlannedCcd, WarpUnit
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ __all__ = [
     "input_psf_fwhm",
     "make_config_model_psf",
     "needs_survey",
+    "read_ccd_psfs",
     "resolve_model",
     "survey_inputs",
     "survey_patch_models",
@@ -164,18 +165,17 @@ def config_for_model(config: MakeWarpConfig, model: PatchPsfModel) -> MakeWarpCo
     )
 
 
-def input_psf_fwhm(calexp: Any, sky_info: SkyInfo) -> float:
-    """Major-axis FWHM (px) of a calibrated CCD's PSF, warped to the patch frame, at the CCD's
-    centre (one PSF evaluation)."""
+def input_psf_fwhm(psf: Psf, wcs: Any, bbox: Any, sky_info: SkyInfo) -> float:
+    """Major-axis FWHM (px) of a CCD's PSF, warped to the patch frame, at the CCD's centre (one
+    PSF evaluation). ``wcs`` and ``bbox`` are the CCD's."""
     from warping.coadd_psf import WarpedPsf
     from warping.psfmatch.auto import psf_fwhm_major
     from warping.warp import wcs_pair_transform
 
-    bbox = calexp.bbox
     cx, cy = bbox.x0 + (bbox.width - 1) / 2.0, bbox.y0 + (bbox.height - 1) / 2.0
-    to_warp = wcs_pair_transform(sky_info.wcs, calexp.wcs)  # calexp pixels -> warp pixels
+    to_warp = wcs_pair_transform(sky_info.wcs, wcs)  # CCD pixels -> warp pixels
     xw, yw = to_warp(np.array([cx]), np.array([cy]))
-    warped = WarpedPsf.from_wcs_pair(calexp.psf, calexp.wcs, sky_info.wcs)
+    warped = WarpedPsf.from_wcs_pair(psf, wcs, sky_info.wcs)
     return psf_fwhm_major(warped, float(xw[0]), float(yw[0]))
 
 
@@ -198,16 +198,53 @@ def survey_inputs(
             calexp = load_calibrated(inp, config.visit_summary_components)
         except UnusableCcdError:
             continue
-        if psf_problem(calexp, f"calexp {fmt_id(inp.data_id)}") is not None:
+        if calexp.psf is None or psf_problem(calexp, f"calexp {fmt_id(inp.data_id)}"):
             continue
         try:
-            fwhm = input_psf_fwhm(calexp, sky_info)
+            fwhm = input_psf_fwhm(calexp.psf, calexp.wcs, calexp.bbox, sky_info)
         except Exception as err:  # the unit reports the CCD when it fails there too
             logger.warning("Cannot measure the PSF of %s: %s", fmt_id(inp.data_id), err)
             continue
         n += 1
         if widest is None or fwhm > widest[0]:
             widest = (fwhm, fmt_id(inp.data_id))
+    return widest, n
+
+
+def read_ccd_psfs(
+    ccds: Sequence[PlannedCcd], io: WorkerIO, sky_info: SkyInfo, config: MakeWarpConfig
+) -> tuple[tuple[float, str] | None, int]:
+    """:func:`survey_inputs` for planned CCDs, reading only each calexp's headers, PSF and WCS
+    tables (and the external WCS when the config applies one), not its pixels.
+
+    With a ``useVisitSummary*`` field the CCDs are read and calibrated in full instead (the PSF
+    or WCS then come from the visitSummary row).
+    """
+    from warping.calexp_footprint import HEADER_BLOCK_SIZE
+    from warping.formats.exposure_fits import read_psf_wcs_and_bbox
+
+    if config.visit_summary_components:
+        return survey_inputs([c.bind(io) for c in ccds], sky_info, config)
+    widest: tuple[float, str] | None = None
+    n = 0
+    for ccd in ccds:
+        did = fmt_id(ccd.data_id)
+        if ccd.missing:
+            continue
+        try:
+            with io.open(ccd.calexp, block_size=HEADER_BLOCK_SIZE) as fh:
+                psf, wcs, bbox = read_psf_wcs_and_bbox(fh, ccd.calexp.uri)
+            if "wcs" in ccd.products:  # the external WCS the unit will use
+                wcs = io.read(ccd.products["wcs"])
+            if psf is None or wcs is None:
+                continue  # the unit skips the CCD with the reason
+            fwhm = input_psf_fwhm(psf, wcs, bbox, sky_info)
+        except Exception as err:  # the unit reports the CCD when it fails there too
+            logger.warning("Cannot measure the PSF of %s: %s", did, err)
+            continue
+        n += 1
+        if widest is None or fwhm > widest[0]:
+            widest = (fwhm, did)
     return widest, n
 
 
@@ -220,9 +257,10 @@ def survey_patch_models(
 ) -> dict[DataId, PatchPsfModel]:
     """Decide the model of every patch with psfMatched units: one :class:`PatchPsfModel` each.
 
-    Reads every CCD of the patch's units once (in this process) when the FWHM is automatic;
-    otherwise only sizes the kernel. A patch none of whose input PSFs can be measured gets no
-    entry (its units then fail the psfMatched warp with the reason).
+    When the FWHM is automatic, every CCD of the patch's units is read in this process, but
+    only its headers, PSF and WCS tables (:func:`read_ccd_psfs`); otherwise only the kernel is
+    sized. A patch none of whose input PSFs can be measured gets no entry (its units then fail
+    the psfMatched warp with the reason).
     """
     from warping.task.execution import unit_sky_info
     from warping.task.work_units import patch_of
@@ -238,7 +276,7 @@ def survey_patch_models(
         if needs_survey(config):
             sky_info = sky_of(patch_units[0], io)
             for unit in patch_units:
-                w, k = survey_inputs([c.bind(io) for c in unit.ccds], sky_info, config)
+                w, k = read_ccd_psfs(unit.ccds, io, sky_info, config)
                 n += k
                 if w is not None and (widest is None or w[0] > widest[0]):
                     widest = w
