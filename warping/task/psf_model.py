@@ -252,20 +252,18 @@ def survey_patch_models(
     units: Sequence[WarpUnit],
     io: WorkerIO,
     config: MakeWarpConfig,
-    *,
-    sky_info_of: Callable[[WarpUnit, WorkerIO], SkyInfo] | None = None,
+    sky_info_of: Callable[[WarpUnit, WorkerIO], SkyInfo],
 ) -> dict[DataId, PatchPsfModel]:
     """Decide the model of every patch with psfMatched units: one :class:`PatchPsfModel` each.
 
     When the FWHM is automatic, every CCD of the patch's units is read in this process, but
     only its headers, PSF and WCS tables (:func:`read_ccd_psfs`); otherwise only the kernel is
     sized. A patch none of whose input PSFs can be measured gets no entry (its units then fail
-    the psfMatched warp with the reason).
+    the psfMatched warp with the reason). ``sky_info_of`` gives a unit's patch geometry
+    (:func:`warping.task.execution.unit_sky_info`).
     """
-    from warping.task.execution import unit_sky_info
     from warping.task.work_units import patch_of
 
-    sky_of = sky_info_of or unit_sky_info
     by_patch: dict[DataId, list[WarpUnit]] = {}
     for unit in units:
         by_patch.setdefault(patch_of(unit.data_id), []).append(unit)
@@ -274,7 +272,7 @@ def survey_patch_models(
         widest: tuple[float, str] | None = None
         n = 0
         if needs_survey(config):
-            sky_info = sky_of(patch_units[0], io)
+            sky_info = sky_info_of(patch_units[0], io)
             for unit in patch_units:
                 w, k = read_ccd_psfs(unit.ccds, io, sky_info, config)
                 n += k

@@ -305,13 +305,14 @@ def _decide_psf_models(butler: Butler, plan: WarpPlan, config: MakeWarpConfig) -
     patch, so every executor matches all visits of a patch to the same model."""
     import dataclasses
 
+    from warping.task.execution import unit_sky_info
     from warping.task.psf_model import survey_patch_models
 
     t0 = time.perf_counter()
     # over every unit of the patch, reused ones too: the model does not depend on what is redone
     todo = {patch_of(u.data_id) for u in plan.units}
     units = [u for u in plan.all_units or plan.units if patch_of(u.data_id) in todo]
-    models = survey_patch_models(units, butler.worker_io(), config)
+    models = survey_patch_models(units, butler.worker_io(), config, unit_sky_info)
     plan.units = [
         dataclasses.replace(u, psf_model=models.get(patch_of(u.data_id))) for u in plan.units
     ]
