@@ -22,6 +22,7 @@ from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf
 from warping.psfmatch import ConvolutionWorkspace, PsfMatchConfig, match_to_model
+from warping.task.config import MakeWarpConfig
 
 
 class _BenchPsf(Psf):
@@ -156,10 +157,14 @@ def main() -> None:
         except ImportError:  # pragma: no cover - depends on other modules being present
             psf_note += " (WarpedPsf / make_model_psf not available)"
     configs = {
-        "default": PsfMatchConfig(),
+        # make-warp's default: kernel sized from the 6-px model, basis scaled with the PSF widths
+        "default": _make_warp_default(model, sci, bbox),
         "seed ci_hsc (k27, sig 1.5/3/6)": PsfMatchConfig(
             kernel_size=27, alard_sig_gauss=(1.5, 3.0, 6.0)
         ),
+        # LSST's base values (k21, sig 0.7/1.5/3): their kernel oscillates and make-warp would
+        # reject it; measured with the bounds lifted
+        "LSST base (bounds lifted)": PsfMatchConfig(max_noise_gain=1e9, max_kernel_abs_sum=1e9),
     }
     # Interleave the warp and the matches so that a varying machine load hits all alike.
     warp_t: list[float] = []
@@ -224,6 +229,15 @@ def main() -> None:
     print("  (the output-mask dilation runs on a second thread during the fit; it is in 'fit')")
     print("  noise gain = median over cells of sqrt(sum K^2), the white-noise sigma factor")
     write_results(args.science_psf, psf_note, times, cpu, results, warp_t, warp_cpu)
+
+
+def _make_warp_default(model: Psf, sci: Psf, bbox: Any) -> PsfMatchConfig:
+    """The matching config make-warp derives by default for a 6-px model and this CCD's PSF."""
+    from warping.task.config import apply_overrides
+    from warping.task.psf_match_step import psf_match_config
+
+    cfg = apply_overrides(MakeWarpConfig(), ["makePsfMatched=True", "modelPsf.defaultFwhm=6.0"])
+    return psf_match_config(cfg, model, sci, bbox)  # type: ignore[no-any-return]
 
 
 def write_results(

@@ -57,7 +57,25 @@ def format_config(config: Any, prefix: str = "config") -> list[str]:
     return lines
 
 
-def _load_config(argv: Sequence[str]) -> tuple[TaskArgs, MakeWarpConfig]:
+def _instrument(args: TaskArgs, option: str | None) -> str | None:
+    """The instrument whose preset applies: ``--instrument`` or ``instrument=`` in the ``--id``
+    data IDs (taken out of them: warps are identified by tract, patch, filter and visit)."""
+    from repo_butler.errors import ConfigError
+
+    named = {str(i.pop("instrument")) for i in args.ids if "instrument" in i}
+    if option is not None:
+        named.add(option)
+    if len({n.lower() for n in named}) > 1:
+        raise ConfigError(
+            f"Several instruments given ({', '.join(sorted(named))}); one run uses one "
+            "instrument preset"
+        )
+    return next(iter(named)) if named else None
+
+
+def _load_config(
+    argv: Sequence[str], instrument: str | None = None
+) -> tuple[TaskArgs, MakeWarpConfig]:
     from pathlib import Path
 
     from cli.task_args import parse_task_args
@@ -71,7 +89,8 @@ def _load_config(argv: Sequence[str]) -> tuple[TaskArgs, MakeWarpConfig]:
             files.append((name, Path(name).read_text()))
         except OSError as err:
             raise ConfigError(f"Cannot read config file {name!r}: {err.strerror}") from None
-    return args, apply_overrides(MakeWarpConfig(), args.config, files=files)
+    preset = _instrument(args, instrument)
+    return args, apply_overrides(MakeWarpConfig(), args.config, files=files, instrument=preset)
 
 
 def print_summary(summary: RunSummary, *, console: Console) -> None:
@@ -117,6 +136,7 @@ def make_warp_command(
     storage_options: list[str] | None,
     json_summary: bool = False,
     scheduler: str | None = None,
+    instrument: str | None = None,
 ) -> int:
     """Run ``rb make-warp``; return the exit code.
 
@@ -135,7 +155,7 @@ def make_warp_command(
     from repo_butler.errors import DataIdError
     from warping.task.runner import run_make_warps
 
-    args, config = _load_config(argv)
+    args, config = _load_config(argv, instrument)
     if show_config:
         print("\n".join(format_config(config)))
         return 0

@@ -27,6 +27,7 @@ that follow it.
                                           filter that overlaps the patch
   --config makePsfMatched=True ...        config overrides (repeatable)
   --configfile FILE                       'config.<field> = <literal>' lines, never executed
+  --instrument HSC                        that instrument's preset first (production values)
 
 Work is split into (patch, visit) units: --jobs N runs them on a local Dask cluster of N
 single-threaded worker processes, --dask-scheduler tcp://HOST:PORT on an existing cluster.
@@ -62,6 +63,14 @@ def make_warp(
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
+    instrument: Annotated[
+        str | None,
+        typer.Option(
+            "--instrument",
+            help="Apply this instrument's config preset (e.g. HSC) before --configfile and "
+            "--config; also taken from instrument=… in --id.",
+        ),
+    ] = None,
 ) -> None:
     """Warp calexps onto a skymap patch (see the full help text)."""
     from cli.make_warp_app import make_warp_command
@@ -69,6 +78,7 @@ def make_warp(
     code = make_warp_command(
         repo, list(ctx.args), rerun=rerun, reuse=reuse, jobs=jobs, show_config=show_config,
         storage_options=storage_option, json_summary=json_summary, scheduler=dask_scheduler,
+        instrument=instrument,
     )  # fmt: skip
     raise typer.Exit(code)
 

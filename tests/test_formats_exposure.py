@@ -167,6 +167,33 @@ def test_astropy_ccddata_reads_variance_and_units(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.image, exp.image)
 
 
+def test_read_psf_without_pixels(tmp_path: Path) -> None:
+    from warping.formats.exposure_fits import read_psf_wcs_and_bbox
+
+    exp = full_exposure()
+    path = tmp_path / "exp.fits"
+    write_exposure(exp, path)
+    psf, wcs, bbox = read_psf_wcs_and_bbox(path)
+    assert bbox == exp.bbox and wcs is not None
+    assert exp.psf is not None and psf is not None and psf.to_dict() == exp.psf.to_dict()
+    no_psf = Exposure(np.zeros((3, 4)), np.zeros((3, 4)), np.ones((3, 4)))
+    write_exposure(no_psf, tmp_path / "bare.fits")
+    assert read_psf_wcs_and_bbox(tmp_path / "bare.fits")[0] is None
+
+
+def test_read_psf_without_pixels_of_an_lsst_calexp(shared_data: Path) -> None:
+    from warping.formats.exposure_fits import read_psf_wcs_and_bbox
+
+    path = shared_data / "lsst-jointcal-cfht_minimal" / "calexp-849375-12.fits.fz"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    full = read_exposure(path)
+    psf, wcs, bbox = read_psf_wcs_and_bbox(path)
+    assert bbox == full.bbox and wcs is not None and psf is not None and full.psf is not None
+    for x, y in ((100.0, 200.0), (1500.0, 4000.0)):
+        assert np.array_equal(psf.compute_kernel_image(x, y), full.psf.compute_kernel_image(x, y))
+
+
 def test_read_wcs_and_bbox_from_headers(tmp_path: Path) -> None:
     exp = full_exposure()
     path = tmp_path / "exp.fits"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from repo_butler.errors import ConfigError, RepoButlerError
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
 from warping.psf.base import Psf, PsfError
-from warping.psfmatch import PsfMatchConfig, PsfMatchError, match_to_model
+from warping.psfmatch import PsfMatchConfig, PsfMatchError, PsfMatchRejected, match_to_model
 from warping.psfmatch.basis import (
     alard_lupton_basis,
     make_basis,
@@ -27,6 +26,7 @@ from warping.psfmatch.basis import (
 from warping.psfmatch.cells import build_cell_set, next_odd_integer
 from warping.psfmatch.convolve import convolve_spatial
 from warping.psfmatch.dilation import dilate_mask, or_dilate
+from warping.psfmatch.model_match import check_deconvolution
 from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import (
     SpatialKernel,
@@ -680,42 +680,55 @@ def test_or_dilate_matches_bruteforce(half: int) -> None:
 # --- deconvolution ------------------------------------------------------------------------
 
 
-def test_deconvolution_warns_with_seed_advice(caplog: pytest.LogCaptureFixture) -> None:
-    # Elliptical science PSF: wider than the model along x only.
+def test_deconvolution_is_rejected_before_the_fit_with_advice() -> None:
+    # Elliptical science PSF: wider than the model along x only (sigma 2.8 vs 2.3 px).
     sci = _GaussPsf(2.8, 1.6, 0.0)
     model = _GaussPsf(2.3, size=25)
     bbox = Box2I(0, 0, 150, 150)
-    with caplog.at_level(logging.WARNING, logger="warping.psfmatch"):
-        res = match_to_model(
-            np.zeros(bbox.shape),
-            np.ones(bbox.shape),
-            np.zeros(bbox.shape, np.int32),
-            bbox,
-            sci,
-            model,
-            config=PsfMatchConfig(),
-            mask_planes=PLANES,
-        )
-    assert res.deconvolution.deconvolves
-    assert res.deconvolution.n_cells_deconvolving == res.n_cells
-    assert res.deconvolution.science_fwhm_major == pytest.approx(2.8 * 2.3548, rel=0.02)
-    deconv = [w for w in res.warnings if "deconvolves" in w]
-    assert len(deconv) == 1 and "modelPsf.defaultFwhm" in deconv[0]
-    assert "worst-seeing" in deconv[0]
-    assert any("deconvolves" in r.getMessage() for r in caplog.records)
-    # A model wider in every direction does not warn.
-    res2 = match_to_model(
-        np.zeros(bbox.shape),
-        np.ones(bbox.shape),
-        np.zeros(bbox.shape, np.int32),
-        bbox,
-        sci,
-        _GaussPsf(3.0, size=25),
-        config=PsfMatchConfig(),
-        mask_planes=PLANES,
-    )
+    args = (np.zeros(bbox.shape), np.ones(bbox.shape), np.zeros(bbox.shape, np.int32), bbox, sci)
+    cells = build_cell_set(bbox, sci, model, PsfMatchConfig())
+    check = check_deconvolution(cells, rel_tol=0.01)
+    assert check.deconvolves and check.n_cells_deconvolving == cells.n_cells
+    assert check.science_fwhm_major == pytest.approx(2.8 * 2.3548, rel=0.02)
+    # Analytic: M_model - M_sci along x = 2.3^2 - 2.8^2 = -2.55 px^2 (stamps hold > 99.9 %).
+    assert check.min_eigenvalue == pytest.approx(2.3**2 - 2.8**2, rel=0.02)
+    with pytest.raises(PsfMatchRejected, match="would deconvolve") as err:
+        match_to_model(*args, model, config=PsfMatchConfig(), mask_planes=PLANES)
+    assert isinstance(err.value, PsfMatchError)  # the task skips the CCD with the message
+    assert "modelPsf.defaultFwhm" in str(err.value) and "worst-seeing" in str(err.value)
+    # The tolerance is the bound: -2.55 px^2 is 26 % of trace(M_sci) = 2.8^2 + 1.6^2 = 10.4.
+    res = match_to_model(
+        *args, model, config=PsfMatchConfig(deconvolution_tolerance=0.3, max_noise_gain=1e9,
+                                            max_kernel_abs_sum=1e9), mask_planes=PLANES,
+    )  # fmt: skip
+    assert res.deconvolution.deconvolves is False
+    # A model wider in every direction passes (with a basis wide enough not to oscillate).
+    seed = PsfMatchConfig(alard_sig_gauss=(1.5, 3.0, 6.0))
+    res2 = match_to_model(*args, _GaussPsf(3.0, size=25), config=seed, mask_planes=PLANES)
     assert not res2.deconvolution.deconvolves
-    assert not any("deconvolves" in w for w in res2.warnings)
+
+
+def test_kernel_bounds_reject_an_oscillating_kernel() -> None:
+    """LSST's base basis (0.7-3 px) matching an elliptical PSF (sigma 2.8 x 1.6 px) to a round
+    one (3.0 px): the fitted kernel has sum|K| >> 1 and a noise gain > 1, so the CCD is rejected;
+    with a wider basis the kernel is positive and its noise gain that of the analytic kernel,
+    an elliptical Gaussian of sigmas sqrt(3^2 - 2.8^2) x sqrt(3^2 - 1.6^2) px."""
+    bbox = Box2I(0, 0, 150, 150)
+    args = (np.zeros(bbox.shape), np.ones(bbox.shape), np.zeros(bbox.shape, np.int32), bbox)
+    sci, model = _GaussPsf(2.8, 1.6), _GaussPsf(3.0, size=25)
+    with pytest.raises(PsfMatchRejected, match=r"sum\|K\| = [0-9.]+ > maxKernelAbsSum=1.5"):
+        match_to_model(*args, sci, model, config=PsfMatchConfig(), mask_planes=PLANES)
+    seed = PsfMatchConfig(alard_sig_gauss=(1.5, 3.0, 6.0))
+    with pytest.raises(PsfMatchRejected, match=r"noise gain .* > maxNoiseGain=0.1"):
+        match_to_model(
+            *args, sci, model, mask_planes=PLANES,
+            config=PsfMatchConfig(alard_sig_gauss=(1.5, 3.0, 6.0), max_noise_gain=0.1),
+        )  # fmt: skip
+    ok = match_to_model(*args, sci, model, config=seed, mask_planes=PLANES)
+    assert ok.fit.kernel_l1.max() < 1.1
+    # sum K^2 of an elliptical Gaussian = 1 / (4 pi sx sy): gain 0.171 (fitted: 0.186)
+    analytic = 1.0 / np.sqrt(4 * np.pi * np.sqrt(3.0**2 - 2.8**2) * np.sqrt(3.0**2 - 1.6**2))
+    assert np.sqrt(ok.fit.kernel_sum_sq.max()) == pytest.approx(analytic, rel=0.15)
 
 
 class _PartialPsf(_GaussPsf):

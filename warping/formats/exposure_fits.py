@@ -453,40 +453,80 @@ def read_wcs_and_bbox(
                 )  # fmt: skip
 
 
-def _wcs_and_bbox(obj: Any, name: str) -> tuple[SkyWcs | None, Box2I]:
+def read_psf_wcs_and_bbox(
+    f: str | os.PathLike[str] | bytes | IO[bytes], source: str | None = None
+) -> tuple[Any, SkyWcs | None, Box2I]:
+    """PSF, WCS and bbox of an exposure file (ours or afw) without reading its pixels.
+
+    Like :func:`read_wcs_and_bbox`, plus the PSF :func:`read_exposure` would give (our PSF
+    table, or the afw archive's PSF; None when the file has none or it cannot be read).
+    """
+    import io
+
+    name = source or (str(f) if isinstance(f, str | os.PathLike) else "<file>")
+    if isinstance(f, str | os.PathLike):
+        with open(f, "rb") as fh:
+            return read_psf_wcs_and_bbox(fh, name)
+    obj: Any = io.BytesIO(f) if isinstance(f, bytes) else f
+    with reading(name, "exposure PSF"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # header card warnings are logged by the full read
+        return _wcs_and_bbox(obj, name, with_psf=True)
+
+
+def _wcs_and_bbox(obj: Any, name: str, *, with_psf: bool = False) -> Any:
+    """``(wcs, bbox)``, or ``(psf, wcs, bbox)`` with ``with_psf``, from headers and tables."""
     from warping.formats._common import check_headers
 
     # the headers astropy is about to parse are checked first (a junk header fails in ms)
     if check_headers(obj, name, max_hdus=2) == 0:
         raise FormatError(f"{name}: empty file; not an exposure file")
     with fits.open(obj, lazy_load_hdus=True, memmap=False) as hdul:
-        primary = hdul[0].header
-        ours = "RBFMTV" in primary
-        if not ours or primary.get("WCSEXACT") == "SKYWCS":  # the other HDUs are scanned too
-            check_headers(obj, name)
-        hdu = None
-        for h in hdul[1:]:
-            if h.header.get("EXTNAME") == "IMAGE":
-                hdu = h
-                break
-        if hdu is None:
-            if len(hdul) < 2:
-                raise FormatError(f"{name}: no image extension; not an exposure file")
-            hdu = hdul[1]
-        hdr = hdu.header
-        if int(hdr.get("NAXIS", 0)) != 2:
-            raise FormatError(f"{name}: image extension is not 2-D")
-        xy0 = read_xy0(hdr)
-        bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
-        if ours:
-            if primary.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
-                for h in hdul[1:]:
-                    if h.header.get("EXTNAME") == "SKYWCS":
-                        return _read_skywcs_hdu(h, name), bbox
-            return wcs_from_header(hdr, xy0), bbox
-        from warping.formats.lsst_afw import read_lsst_wcs
+        wcs, bbox = _wcs_and_bbox_of(hdul, obj, name)
+        return (_psf_of(hdul, name), wcs, bbox) if with_psf else (wcs, bbox)
 
-        return read_lsst_wcs(hdul, hdr, xy0, name), bbox
+
+def _psf_of(hdul: fits.HDUList, name: str) -> Any:
+    """The PSF stored in an open exposure file (ours or afw), or None."""
+    if "RBFMTV" in hdul[0].header:
+        for h in hdul[1:]:
+            if h.header.get("EXTNAME") == "PSF" and "RBEXT" not in h.header:
+                return psf_from_dict(bintable_to_dict(h))
+        return None
+    from warping.formats.lsst_afw import read_lsst_psf
+
+    return read_lsst_psf(hdul, name)
+
+
+def _wcs_and_bbox_of(hdul: fits.HDUList, obj: Any, name: str) -> tuple[SkyWcs | None, Box2I]:
+    from warping.formats._common import check_headers
+
+    primary = hdul[0].header
+    ours = "RBFMTV" in primary
+    if not ours or primary.get("WCSEXACT") == "SKYWCS":  # the other HDUs are scanned too
+        check_headers(obj, name)
+    hdu = None
+    for h in hdul[1:]:
+        if h.header.get("EXTNAME") == "IMAGE":
+            hdu = h
+            break
+    if hdu is None:
+        if len(hdul) < 2:
+            raise FormatError(f"{name}: no image extension; not an exposure file")
+        hdu = hdul[1]
+    hdr = hdu.header
+    if int(hdr.get("NAXIS", 0)) != 2:
+        raise FormatError(f"{name}: image extension is not 2-D")
+    xy0 = read_xy0(hdr)
+    bbox = Box2I(xy0[0], xy0[1], int(hdr["NAXIS1"]), int(hdr["NAXIS2"]))
+    if ours:
+        if primary.get("WCSEXACT") == "SKYWCS":  # else: no HDU headers to scan
+            for h in hdul[1:]:
+                if h.header.get("EXTNAME") == "SKYWCS":
+                    return _read_skywcs_hdu(h, name), bbox
+        return wcs_from_header(hdr, xy0), bbox
+    from warping.formats.lsst_afw import read_lsst_wcs
+
+    return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
 def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:

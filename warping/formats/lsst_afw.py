@@ -295,6 +295,14 @@ def read_lsst_wcs(
     return wcs_from_header(image_header, xy0)
 
 
+def read_lsst_psf(hdul: fits.HDUList, source: str) -> Psf | None:
+    """The PSF of an afw exposure's archive (None when it has none or it cannot be read)."""
+    pid = _component_id(hdul[0].header, "PSF")
+    if pid is None:
+        return None
+    return _read_psf_or_reason(LsstArchive(hdul, source), pid, {})
+
+
 def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
     ph = hdul[0].header

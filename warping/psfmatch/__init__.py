@@ -6,7 +6,7 @@ reuse the convolution's large scratch buffers; nothing is kept between calls oth
 """
 
 from warping.psfmatch.config import LSST_FIELD_NAMES, PsfMatchConfig
-from warping.psfmatch.errors import PsfMatchError
+from warping.psfmatch.errors import PsfMatchError, PsfMatchRejected
 from warping.psfmatch.model_match import PsfMatchResult, match_to_model
 from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import SpatialKernel
@@ -18,6 +18,7 @@ __all__ = [
     "ConvolutionWorkspace",
     "PsfMatchConfig",
     "PsfMatchError",
+    "PsfMatchRejected",
     "PsfMatchResult",
     "SpatialKernel",
     "match_to_model",

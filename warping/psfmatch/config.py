@@ -22,6 +22,9 @@ LSST_FIELD_NAMES: dict[str, str] = {
     "doAutoPadPsf": "do_auto_pad_psf",
     "autoPadPsfTo": "auto_pad_psf_to",
     "padPsfBy": "pad_psf_by",
+    "deconvolutionTolerance": "deconvolution_tolerance",
+    "maxNoiseGain": "max_noise_gain",
+    "maxKernelAbsSum": "max_kernel_abs_sum",
 }
 _OUR_TO_LSST = {v: k for k, v in LSST_FIELD_NAMES.items()}
 
@@ -57,6 +60,16 @@ class PsfMatchConfig:
         Minimum ratio of PSF stamp size to kernel size, in ``[1, 2]`` (``autoPadPsfTo``).
     pad_psf_by
         Pixels added to the PSF stamp when ``do_auto_pad_psf`` is False; even (``padPsfBy``).
+    deconvolution_tolerance
+        A CCD is rejected (:class:`~warping.psfmatch.errors.PsfMatchRejected`) when, in some
+        cell and along some direction, the model's second moment is below the science PSF's by
+        more than this fraction of the science PSF's ``Ixx + Iyy``: matching would deconvolve.
+    max_noise_gain
+        Rejected when the fitted kernel's white-noise gain ``sqrt(sum K²)`` exceeds this in some
+        cell (a positive kernel has gain < 1).
+    max_kernel_abs_sum
+        Rejected when ``sum |K|`` of the normalised kernel exceeds this in some cell (1 for a
+        positive kernel; more means negative lobes, an oscillating kernel).
 
     Raises
     ------
@@ -73,6 +86,9 @@ class PsfMatchConfig:
     do_auto_pad_psf: bool = True
     auto_pad_psf_to: float = 1.4
     pad_psf_by: int = 0
+    deconvolution_tolerance: float = 0.01
+    max_noise_gain: float = 1.0
+    max_kernel_abs_sum: float = 1.5
 
     def __post_init__(self) -> None:
         # Accept lists (config files write ``[1.5, 3.0, 6.0]``) and store tuples.
@@ -123,6 +139,17 @@ class PsfMatchConfig:
                 "must be even so the padded PSF stamp stays odd-sized and centred; "
                 "use e.g. padPsfBy=6",
             )
+
+        for name in ("deconvolution_tolerance", "max_noise_gain", "max_kernel_abs_sum"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise _bad(name, v, "must be a finite number")
+        if self.deconvolution_tolerance < 0:
+            raise _bad("deconvolution_tolerance", self.deconvolution_tolerance, "must be >= 0")
+        if self.max_noise_gain <= 0:
+            raise _bad("max_noise_gain", self.max_noise_gain, "must be > 0")
+        if self.max_kernel_abs_sum < 1:
+            raise _bad("max_kernel_abs_sum", self.max_kernel_abs_sum, "must be >= 1")
 
     @property
     def n_basis(self) -> int:

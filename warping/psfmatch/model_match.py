@@ -21,7 +21,7 @@ from warping.psfmatch.cells import CellSet, build_cell_set
 from warping.psfmatch.config import PsfMatchConfig
 from warping.psfmatch.convolve import ConvolutionInfo, convolve_spatial
 from warping.psfmatch.dilation import dilate_mask
-from warping.psfmatch.errors import PsfMatchError
+from warping.psfmatch.errors import PsfMatchError, PsfMatchRejected
 from warping.psfmatch.options import ConvolutionOptions
 from warping.psfmatch.solve import FitDiagnostics, SpatialKernel, fit_spatial_kernel
 from warping.psfmatch.spectra import TileSpectra, plan_tile_spectra
@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["DeconvolutionCheck", "PsfMatchResult", "check_deconvolution", "match_to_model"]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-#: A positive kernel has sum|K| = 1; above this the kernel's negative lobes amplify noise.
-_MAX_KERNEL_L1 = 1.5
 
 
 @dataclass(frozen=True)
@@ -204,11 +202,10 @@ def match_to_model(
     PsfMatchError
         Insufficient area, kernel larger than the PSF stamp, or no usable cell. The caller
         skips the CCD for the psfMatched warp and reports the message.
-
-    Notes
-    -----
-    A model narrower than the science PSF along any direction is logged as a warning and
-    listed in ``warnings`` (the match proceeds, deconvolving).
+    PsfMatchRejected
+        (a PsfMatchError) The model is narrower than the science PSF along some direction beyond
+        ``config.deconvolution_tolerance`` (checked before the fit), or the fitted kernel's
+        noise gain or sum |K| exceeds ``config.max_noise_gain`` / ``max_kernel_abs_sum``.
     """
     if image.shape != bbox.shape or variance.shape != bbox.shape or mask.shape != bbox.shape:
         raise ValueError(
@@ -274,41 +271,54 @@ def _fit_kernel(job: _MatchJob) -> _KernelFit:
             f"{len(cells.skipped)} of {len(cells.skipped) + cells.n_cells} PSF cells skipped "
             f"(science PSF not available there), e.g. {cells.skipped[0]}"
         )
-    deconv = check_deconvolution(cells)
+    deconv = check_deconvolution(cells, rel_tol=config.deconvolution_tolerance)
     if deconv.deconvolves:
-        msg = (
-            f"PSF matching deconvolves: the model PSF is narrower than the science PSF along "
-            f"some direction in {deconv.n_cells_deconvolving} of {cells.n_cells} cells "
-            f"(worst at ({deconv.worst_position[0]:.0f}, {deconv.worst_position[1]:.0f}): "
-            f"science major-axis FWHM {deconv.science_fwhm_major:.2f} px vs model minor-axis "
-            f"FWHM {deconv.model_fwhm_minor:.2f} px). Expect ripple or 'brain' noise patterns. "
-            f"Increase modelPsf.defaultFwhm, ideally to the FWHM of the worst-seeing visit "
-            f"(at least {deconv.max_science_fwhm_major:.2f} px for this CCD; the seed's example "
-            f"uses modelPsf.defaultFwhm=11)"
+        raise PsfMatchRejected(
+            f"PSF matching would deconvolve: the model PSF is narrower than the science PSF "
+            f"along some direction in {deconv.n_cells_deconvolving} of {cells.n_cells} cells "
+            f"(beyond deconvolutionTolerance={config.deconvolution_tolerance:g}; worst at "
+            f"({deconv.worst_position[0]:.0f}, {deconv.worst_position[1]:.0f}): science "
+            f"major-axis FWHM {deconv.science_fwhm_major:.2f} px vs model minor-axis FWHM "
+            f"{deconv.model_fwhm_minor:.2f} px); raise modelPsf.defaultFwhm to at least "
+            f"{deconv.max_science_fwhm_major:.2f} px (the worst-seeing visit), or leave it unset "
+            f"for the automatic per-patch model"
         )
-        logger.warning("%s", msg)
-        warn.append(msg)
     basis = make_separable_basis(config.kernel_size, config.alard_sig_gauss, config.alard_deg_gauss)
     kernel, fit = fit_spatial_kernel(
         cells, basis, config.spatial_kernel_order, fit_region=job.fit_region,
         workers=job.convolution.threads,
     )  # fmt: skip
-    # Judge the kernel where it is applied: cells centred inside the region (else all cells).
-    inside = np.array([region.contains_point(x, y) for x, y in cells.centres])
-    l1 = np.where(inside, fit.kernel_l1, -np.inf) if inside.any() else fit.kernel_l1
-    worst = int(np.argmax(l1))
-    if fit.kernel_l1[worst] > _MAX_KERNEL_L1:
-        msg = (
-            f"The matching kernel oscillates (sum|K| = {fit.kernel_l1[worst]:.2f}, noise gain "
-            f"sqrt(sum K^2) = {np.sqrt(fit.kernel_sum_sq[worst]):.2f} at cell "
-            f"({cells.centres[worst, 0]:.0f}, {cells.centres[worst, 1]:.0f})): expect "
-            f"high-frequency (checkered) noise in the psfMatched warp. The basis is too narrow "
-            f"for these PSFs; widen it, e.g. kernel['AL'].alardSigGauss=[1.5, 3.0, 6.0], and "
-            f"if the model PSF has a wide wing also raise kernel['AL'].kernelSize"
-        )
-        logger.warning("%s", msg)
-        warn.append(msg)
+    _check_kernel_bounds(fit, cells, region, config)
     return _KernelFit(kernel, fit, cells, deconv, warn)
+
+
+def _check_kernel_bounds(
+    fit: FitDiagnostics, cells: CellSet, region: Box2I, config: PsfMatchConfig
+) -> None:
+    """Reject a kernel whose noise gain or sum |K| exceeds the configured bounds where it is
+    applied (cells centred inside ``region``; all cells when none is)."""
+    inside = np.array([region.contains_point(x, y) for x, y in cells.centres])
+    use = inside if inside.any() else np.ones(len(inside), dtype=bool)
+    gain = np.sqrt(np.where(use, fit.kernel_sum_sq, -np.inf).clip(min=0.0))
+    l1 = np.where(use, fit.kernel_l1, -np.inf)
+    worst = int(np.argmax(l1))
+    worst_gain = int(np.argmax(gain))
+    bad = []
+    if l1[worst] > config.max_kernel_abs_sum:
+        bad.append(f"sum|K| = {l1[worst]:.2f} > maxKernelAbsSum={config.max_kernel_abs_sum:g}")
+    if gain[worst_gain] > config.max_noise_gain:
+        bad.append(
+            f"noise gain sqrt(sum K^2) = {gain[worst_gain]:.2f} > "
+            f"maxNoiseGain={config.max_noise_gain:g}"
+        )
+    if bad:
+        at = cells.centres[worst if l1[worst] > config.max_kernel_abs_sum else worst_gain]
+        raise PsfMatchRejected(
+            f"the matching kernel oscillates ({'; '.join(bad)} at cell ({at[0]:.0f}, "
+            f"{at[1]:.0f})): its psfMatched pixels would carry checkered noise. Widen the basis "
+            f"(leave kernel['AL'].alardSigGauss unset to scale it with the PSF widths) or widen "
+            f"the model PSF"
+        )
 
 
 def _convolve(

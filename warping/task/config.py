@@ -8,17 +8,20 @@ Every value is type-checked against the dataclass field it targets; unknown fiel
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
 import types
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any
 
 from repo_butler.errors import ConfigError
 from warping.task.config_compression import OutputCompressionConfig  # issue #19
+from warping.task.config_overrides import (
+    apply_overrides,
+    config_to_dict,
+    parse_config_file,
+    parse_override,
+)
 
 __all__ = [
     "CoaddPsfConfig",
@@ -102,8 +105,13 @@ class WarperConfig:
 class PsfMatchConfigAL:
     """Alard-Lupton matching-kernel settings (``psfMatch.kernel['AL']``)."""
 
-    kernelSize: int = field(
-        default=21, metadata=_doc("Matching kernel size (odd), pixels.", maximum=MAX_STAMP)
+    kernelSize: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Matching kernel size (odd), pixels; None: derived per patch so the kernel reaches "
+            "the model PSF's wing (see psfMatch.kernelWingTolerance).",
+            maximum=MAX_STAMP,
+        ),
     )
     sizeCellX: int = field(
         default=128, metadata=_doc("Cell width for PSF sampling, pixels.", maximum=MAX_PIXELS)
@@ -111,8 +119,12 @@ class PsfMatchConfigAL:
     sizeCellY: int = field(
         default=128, metadata=_doc("Cell height for PSF sampling, pixels.", maximum=MAX_PIXELS)
     )
-    alardSigGauss: tuple[float, ...] = field(
-        default=(0.7, 1.5, 3.0), metadata=_doc("Sigmas of the basis Gaussians, pixels.")
+    alardSigGauss: tuple[float, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "Sigmas of the basis Gaussians, pixels; None: scaled per CCD with the science and "
+            "model PSF widths (LSST scaleByFwhm), one per alardDegGauss entry."
+        ),
     )
     alardDegGauss: tuple[int, ...] = field(
         default=(4, 2, 2), metadata=_doc("Polynomial degree per basis Gaussian.")
@@ -136,6 +148,34 @@ class ModelPsfMatchConfig:
     )
     padPsfBy: int = field(
         default=0, metadata=_doc("Manual padding (even), when not auto.", maximum=MAX_STAMP)
+    )
+    kernelWingTolerance: float = field(
+        default=0.003,
+        metadata=_doc(
+            "Automatic kernelSize: the kernel's half-width reaches the radius enclosing all but "
+            "this fraction of the model PSF's flux, in (0, 0.1]."
+        ),
+    )
+    deconvolutionTolerance: float = field(
+        default=0.01,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when the model's second moment along some "
+            "direction is below its PSF's by more than this fraction of the PSF's Ixx+Iyy."
+        ),
+    )
+    maxNoiseGain: float = field(
+        default=1.0,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when its kernel's noise gain sqrt(sum K^2) "
+            "exceeds this in some cell."
+        ),
+    )
+    maxKernelAbsSum: float = field(
+        default=1.5,
+        metadata=_doc(
+            "Skip a CCD for the psfMatched warp when its normalised kernel's sum |K| exceeds "
+            "this in some cell (1 = positive kernel), >= 1."
+        ),
     )
 
     @property
@@ -166,7 +206,17 @@ class GaussianPsfFactoryConfig:
     maxSize: int | None = field(
         default=None, metadata=_doc("Maximum kernel size.", maximum=MAX_STAMP)
     )
-    defaultFwhm: float = field(default=3.0, metadata=_doc("Model FWHM in warp pixels."))
+    defaultFwhm: float | None = field(
+        default=None,
+        metadata=_doc(
+            "Model FWHM in warp pixels; None: per patch, autoFwhmFactor x the widest input PSF "
+            "of the patch (every visit's CCDs, major axis, at the CCD centre, in the warp frame)."
+        ),
+    )
+    autoFwhmFactor: float = field(
+        default=1.15,
+        metadata=_doc("Automatic model FWHM / widest input PSF FWHM of the patch, >= 1."),
+    )
     addWing: bool = field(default=True, metadata=_doc("Add a wide Gaussian wing."))
     wingFwhmFactor: float = field(default=2.5, metadata=_doc("Wing FWHM / core FWHM."))
     wingAmplitude: float = field(default=0.1, metadata=_doc("Wing/core peak amplitude ratio."))
@@ -280,19 +330,21 @@ class MakeWarpConfig:
             )
         al = self.warpAndPsfMatch.psfMatch.al
         pm = self.warpAndPsfMatch.psfMatch
-        if al.kernelSize < 3 or al.kernelSize % 2 == 0:
+        if al.kernelSize is not None and (al.kernelSize < 3 or al.kernelSize % 2 == 0):
             raise ConfigError(
                 f"warpAndPsfMatch.psfMatch.kernel['AL'].kernelSize must be odd and >= 3, "
                 f"got {al.kernelSize}."
             )
         if al.sizeCellX < 8 or al.sizeCellY < 8:
             raise ConfigError("kernel['AL'].sizeCellX/sizeCellY must be >= 8 pixels.")
-        if len(al.alardSigGauss) != len(al.alardDegGauss) or not al.alardSigGauss:
+        sigmas = al.alardSigGauss
+        if not al.alardDegGauss or (sigmas is not None and len(sigmas) != len(al.alardDegGauss)):
             raise ConfigError(
                 "kernel['AL'].alardSigGauss and alardDegGauss must have the same non-zero "
-                f"length, got {list(al.alardSigGauss)} and {list(al.alardDegGauss)}."
+                f"length, got {None if sigmas is None else list(sigmas)} and "
+                f"{list(al.alardDegGauss)}."
             )
-        if any(s <= 0 for s in al.alardSigGauss) or any(d < 0 for d in al.alardDegGauss):
+        if any(s <= 0 for s in sigmas or ()) or any(d < 0 for d in al.alardDegGauss):
             raise ConfigError("kernel['AL'].alardSigGauss must be > 0 and alardDegGauss >= 0.")
         if al.spatialKernelOrder < 0:
             raise ConfigError("kernel['AL'].spatialKernelOrder must be >= 0.")
@@ -304,12 +356,32 @@ class MakeWarpConfig:
             raise ConfigError(
                 f"warpAndPsfMatch.psfMatch.padPsfBy must be even and >= 0, got {pm.padPsfBy}."
             )
+        if not 0.0 < pm.kernelWingTolerance <= 0.1:
+            raise ConfigError(
+                "warpAndPsfMatch.psfMatch.kernelWingTolerance must be in (0, 0.1], got "
+                f"{pm.kernelWingTolerance}."
+            )
+        if pm.deconvolutionTolerance < 0 or pm.maxNoiseGain <= 0 or pm.maxKernelAbsSum < 1:
+            raise ConfigError(
+                "warpAndPsfMatch.psfMatch: deconvolutionTolerance must be >= 0, maxNoiseGain > 0 "
+                f"and maxKernelAbsSum >= 1; got {pm.deconvolutionTolerance}, {pm.maxNoiseGain}, "
+                f"{pm.maxKernelAbsSum}."
+            )
         warp = self.warpAndPsfMatch.warp
         if warp.interpLength < 0:
             raise ConfigError("warpAndPsfMatch.warp.interpLength must be >= 0.")
         mp = self.modelPsf
-        if mp.defaultFwhm <= 0 or mp.sizeFactor <= 0 or mp.minSize < 1:
+        if (
+            (mp.defaultFwhm is not None and mp.defaultFwhm <= 0)
+            or mp.sizeFactor <= 0
+            or (mp.minSize < 1)
+        ):
             raise ConfigError("modelPsf.defaultFwhm, sizeFactor and minSize must be positive.")
+        if mp.autoFwhmFactor < 1:
+            raise ConfigError(
+                f"modelPsf.autoFwhmFactor must be >= 1 (the model may not be narrower than the "
+                f"widest input PSF), got {mp.autoFwhmFactor}."
+            )
         if mp.maxSize is not None and mp.maxSize < mp.minSize:
             raise ConfigError("modelPsf.maxSize must be >= modelPsf.minSize.")
         for name, value in (("size", mp.size), ("minSize", mp.minSize), ("maxSize", mp.maxSize)):
@@ -317,7 +389,7 @@ class MakeWarpConfig:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
         self.outputCompression.check()  # before _check_bounds: its message names the range
         _check_bounds(self)
-        if self.makePsfMatched and mp.size is None:
+        if self.makePsfMatched and mp.size is None and mp.defaultFwhm is not None:
             size = max((int(mp.sizeFactor * mp.defaultFwhm) // 2) * 2 + 1, mp.minSize)
             if mp.maxSize is not None:
                 size = min(size, mp.maxSize)
@@ -337,245 +409,3 @@ class MakeWarpConfig:
     def dataset_type(self, warp_type: str) -> str:
         """Output dataset type name for ``warp_type`` (``deepCoadd_directWarp`` ...)."""
         return f"{self.coaddName}Coadd_{warp_type}Warp"
-
-
-# --------------------------------------------------------------------------------------------
-# Overrides: paths, type coercion, parsing
-# --------------------------------------------------------------------------------------------
-
-C = TypeVar("C")
-_PathElem = str
-
-
-def config_to_dict(config: Any) -> Any:
-    """Plain JSON-compatible dict of a config (tuples become lists)."""
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, Mapping):
-        return {k: config_to_dict(v) for k, v in config.items()}
-    if isinstance(config, tuple | list):
-        return [config_to_dict(v) for v in config]
-    return config
-
-
-def _field_map(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
-
-
-def _suggest(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert ``value`` to type ``tp``; raise ConfigError naming ``where``."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}.")
-    if origin is tuple:
-        (elem,) = typing.get_args(tp)[:1]
-        if isinstance(value, str) and elem is str:
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list of {_type_name(elem)}, got {value!r}.")
-        return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be True or False, got {value!r}.")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be an integer, got {value!r}.")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where} must be a number, got {value!r}.")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string, got {value!r}.")
-    raise ConfigError(f"{where} cannot be set directly; set one of its fields instead.")
-
-
-def _set_path(config: C, path: Sequence[_PathElem], value: Any, full: str) -> C:
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise ConfigError(f"{full}: {path[0]!r} is not a configuration field.")
-    fields = _field_map(type(config))
-    name = path[0]
-    if name not in fields:
-        where = full[: full.index(name)] if name in full else ""
-        raise ConfigError(
-            f"Unknown configuration field {name!r} in {full!r}"
-            f"{' under ' + where.rstrip('.') if where.rstrip('.') else ''}."
-            f"{_suggest(name, fields)} Known fields: {', '.join(sorted(fields))}."
-        )
-    fld, tp = fields[name]
-    current = getattr(config, name)
-    if len(path) == 1:
-        new = _coerce(value, tp, full)
-        choices = fld.metadata.get("choices")
-        if choices is not None and new not in choices:
-            raise ConfigError(
-                f"{full} must be one of {list(choices)}, got {new!r}.{_suggest(str(new), choices)}"
-            )
-    elif isinstance(current, Mapping):
-        key = path[1]
-        if key == "active":
-            key = next(iter(current))
-        if key not in current:
-            raise ConfigError(
-                f"{full}: {name} has no entry {key!r}; available: {sorted(current)}."
-                f"{_suggest(key, current)}"
-            )
-        if len(path) == 2:
-            raise ConfigError(f"{full} cannot be set directly; set one of its fields instead.")
-        updated = dict(current)
-        updated[key] = _set_path(current[key], path[2:], value, full)
-        new = types.MappingProxyType(updated)
-    else:
-        new = _set_path(current, path[1:], value, full)
-    return dataclasses.replace(config, **{name: new})
-
-
-def _path_from_target(node: ast.expr, line: str) -> list[str]:
-    """``config.a.b['C'].d`` -> ``['a', 'b', 'C', 'd']``; anything else is an error."""
-    parts: list[str] = []
-    while True:
-        if isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript):
-            sl = node.slice
-            if not (isinstance(sl, ast.Constant) and isinstance(sl.value, str)):
-                raise ConfigError(f"Only string keys like ['AL'] are allowed: {line!r}")
-            parts.append(sl.value)
-            node = node.value
-        elif isinstance(node, ast.Name):
-            if node.id != "config":
-                parts.append(node.id)
-            break
-        else:
-            raise ConfigError(f"Not a configuration field reference: {line!r}")
-    return parts[::-1]
-
-
-def _literal(node: ast.expr, line: str) -> Any:
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError):
-        raise ConfigError(
-            f"Only literal values (numbers, strings, True/False/None, lists) are allowed: {line!r}"
-        ) from None
-    return value
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse one ``--config`` token ``key=value`` into a field path and a value.
-
-    The key may be written with or without a leading ``config.``; values are Python literals
-    (``27``, ``1.6``, ``True``, ``[1.5, 3.0]``, ``'fgcm'``), ``true``/``false``, or a bare word
-    taken as a string (``externalPhotoCalibName=fgcm``).
-    """
-    if "=" not in text:
-        raise ConfigError(f"Config override {text!r} must look like key=value.")
-    key, raw = text.split("=", 1)
-    key, raw = key.strip(), raw.strip()
-    try:
-        target = ast.parse(key, mode="eval").body
-    except SyntaxError:
-        raise ConfigError(f"Config override {text!r}: {key!r} is not a field path.") from None
-    path = _path_from_target(target, text)
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return path, lowered == "true"
-    try:
-        value: Any = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        if raw and all(ch.isalnum() or ch in "_-.:/+" for ch in raw):
-            value = raw
-        else:
-            raise ConfigError(f"Config override {text!r}: cannot parse value {raw!r}.") from None
-    return path, value
-
-
-def parse_config_file(text: str, *, source: str = "<config>") -> list[tuple[list[str], Any, str]]:
-    """Parse an LSST-style config file into ``(path, value, line)`` assignments, never executing it.
-
-    Accepted: comments, blank lines, and ``config.<field path> = <literal>`` statements (one per
-    line or spread over several lines). Anything else (imports, calls, expressions, loops) is a
-    :class:`ConfigError` that quotes the offending line.
-    """
-    try:
-        tree = ast.parse(text, filename=source)
-    except SyntaxError as err:
-        raise ConfigError(
-            f"{source}:{err.lineno}: syntax error in config file: {(err.text or '').strip()!r}"
-        ) from None
-    lines = text.splitlines()
-    out: list[tuple[list[str], Any, str]] = []
-    for stmt in tree.body:
-        line = "\n".join(lines[stmt.lineno - 1 : (stmt.end_lineno or stmt.lineno)]).strip()
-        loc = f"{source}:{stmt.lineno}"
-        if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
-            raise ConfigError(
-                f"{loc}: only assignments 'config.<field> = <literal>' are allowed, got: {line!r}"
-            )
-        target = stmt.targets[0]
-        root = target
-        while isinstance(root, ast.Attribute | ast.Subscript):
-            root = root.value
-        if not (isinstance(root, ast.Name) and root.id == "config"):
-            raise ConfigError(f"{loc}: assignments must start with 'config.': {line!r}")
-        try:
-            path = _path_from_target(target, line)
-            value = _literal(stmt.value, line)
-        except ConfigError as err:
-            raise ConfigError(f"{loc}: {err}") from None
-        out.append((path, value, f"{loc}: {line}"))
-    return out
-
-
-def apply_overrides(
-    config: MakeWarpConfig,
-    overrides: Sequence[str] = (),
-    *,
-    files: Sequence[tuple[str, str]] = (),
-) -> MakeWarpConfig:
-    """Apply config files (``(source, text)`` pairs) then ``key=value`` overrides; validate.
-
-    Later assignments win, as on LSST's command line (``--configfile`` before ``--config``).
-    """
-    for source, text in files:
-        for path, value, where in parse_config_file(text, source=source):
-            try:
-                config = _set_path(config, path, value, ".".join(path))
-            except ConfigError as err:
-                raise ConfigError(f"{where.split(': ', 1)[0]}: {err}") from None
-    for text in overrides:
-        path, value = parse_override(text)
-        if not path:
-            raise ConfigError(f"Config override {text!r} names no field.")
-        config = _set_path(config, path, value, text.split("=", 1)[0].strip())
-    config.validate()
-    return config

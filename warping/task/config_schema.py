@@ -15,7 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Union
 
-from warping.task.config import MakeWarpConfig, _field_map
+from warping.task.config import MakeWarpConfig
+from warping.task.config_overrides import _field_map
 
 __all__ = ["config_json_schema", "dumps_schema"]
 

@@ -134,7 +134,14 @@ def execute_unit(
         shared: dict[str, Any] = {}  # the visit's visitSummary: read once for all its CCDs
         inputs = [c.bind(io, reads, shared) for c in unit.ccds]
         task = task if task is not None else MakeWarpTask(config)
-        warps = task.run(inputs, sky_info, unit.visit, cancelled=cancelled)
+        warps = task.run(
+            inputs, sky_info, unit.visit, cancelled=cancelled, psf_model=unit.psf_model
+        )
+        used_config = config
+        if warps.psf_model is not None:  # provenance records the model the warps were matched to
+            from warping.task.psf_model import config_for_model
+
+            used_config = config_for_model(config, warps.psf_model)
         # CCDs skipped before warping first, then the others (the order summaries list them)
         for outcome in sorted(warps.ccds, key=lambda o: o.loaded):
             if outcome.used:
@@ -171,7 +178,7 @@ def execute_unit(
                         map(str, sorted(result.ccds_unusable))
                     )
                 payload, recorded = warp_payload(  # compressed outputs (#19)
-                    exposure, planned.put.data_id.to_dict(), config, config_to_dict(config)
+                    exposure, planned.put.data_id.to_dict(), config, config_to_dict(used_config)
                 )
                 provenance = Provenance.build(
                     TASK_NAME,

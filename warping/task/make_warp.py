@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from repo_butler import DataId
     from warping.skymap.skymaps import BaseSkyMap
     from warping.task.inputs import CcdInput
+    from warping.task.psf_model import PatchPsfModel
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class VisitWarps:
     goodpix: dict[str, int]
     ccds: list[CcdOutcome]
     seconds: float = 0.0
+    psf_model: PatchPsfModel | None = None  # the model the psfMatched warp was matched to
 
 
 class WarpCancelledError(WarpingError, RuntimeError):
@@ -157,23 +159,37 @@ class MakeWarpTask:
             grow_full_mask=tuple(w.growFullMask),
         )
 
-    def model_psf(self) -> Any:
-        """The model PSF of PSF-matched warps (``modelPsf``), or None when not matching."""
+    def model_psf(self, model: PatchPsfModel | None = None) -> Any:
+        """The model PSF of PSF-matched warps (``modelPsf``, with ``model``'s FWHM when given),
+        or None when not matching."""
         if not self.config.makePsfMatched:
             return None
-        from warping.psf import make_model_psf
+        from warping.task.psf_model import make_config_model_psf
 
-        m = self.config.modelPsf
-        return make_model_psf(
-            default_fwhm=m.defaultFwhm,
-            add_wing=m.addWing,
-            wing_fwhm_factor=m.wingFwhmFactor,
-            wing_amplitude=m.wingAmplitude,
-            size_factor=m.sizeFactor,
-            min_size=m.minSize,
-            max_size=m.maxSize,
-            size=m.size,
-        )
+        fwhm = model.fwhm if model is not None else self.config.modelPsf.defaultFwhm
+        if fwhm is None:
+            raise ValueError("modelPsf.defaultFwhm is automatic: give the patch's model")
+        return make_config_model_psf(self.config, fwhm)
+
+    def resolve_psf_model(
+        self, inputs: Sequence[CcdInput], sky_info: SkyInfo
+    ) -> PatchPsfModel | None:
+        """The model for these inputs when the driver gave none (None when not matching).
+
+        With an automatic FWHM this reads the inputs once more to measure their PSFs; only the
+        given inputs count, so a run through :func:`warping.task.runner.run_make_warps` (which
+        decides it once per patch over every visit) is the way to match a patch's visits alike.
+        """
+        from warping.task.psf_model import needs_survey, resolve_model, survey_inputs
+
+        if not self.config.makePsfMatched:
+            return None
+        if needs_survey(self.config):
+            widest, n = survey_inputs(inputs, sky_info, self.config)
+            if widest is None:
+                return None
+            return resolve_model(self.config, widest, n)
+        return resolve_model(self.config)
 
     def _empty_warp(self, sky_info: SkyInfo) -> Exposure:
         from warping.photocalib import PhotoCalib
@@ -184,13 +200,22 @@ class MakeWarpTask:
         return warp
 
     def warp_ccd(
-        self, calexp: Exposure, sky_info: SkyInfo, model_psf: Any, outcome: CcdOutcome | None = None
+        self,
+        calexp: Exposure,
+        sky_info: SkyInfo,
+        model_psf: Any,
+        outcome: CcdOutcome | None = None,
+        config: MakeWarpConfig | None = None,
     ) -> dict[str, Exposure | None]:
         """Warp one calibrated CCD (and PSF-match it if asked): LSST ``WarpAndPsfMatch.run``.
 
         A PSF-matching failure makes only the ``psfMatched`` entry None (reason in ``outcome``).
+        ``config`` is the task's config with the patch's model filled in
+        (:func:`warping.task.psf_model.config_for_model`); default the task's own.
         """
         from warping.warp import warp_exposure
+
+        match_config = config or self.config
 
         if calexp.wcs is None:
             raise ValueError("the calexp has no WCS")
@@ -213,7 +238,12 @@ class MakeWarpTask:
                 out["psfMatched"] = warped
             else:
                 try:
-                    matched: Exposure | None = self.psf_matcher(warped, model_psf, self.config)
+                    if model_psf is None:
+                        raise ValueError(
+                            "no model PSF: the patch's automatic model FWHM needs at least one "
+                            "input PSF that can be measured; set modelPsf.defaultFwhm"
+                        )
+                    matched: Exposure | None = self.psf_matcher(warped, model_psf, match_config)
                 except Exception as err:
                     logger.warning("Cannot PSF-match CCD %s: %s", calexp.id, err)
                     if outcome is not None:  # the psfMatched warp lacks this CCD: incomplete
@@ -233,6 +263,7 @@ class MakeWarpTask:
         visit: int,
         *,
         cancelled: Callable[[], bool] | None = None,
+        psf_model: PatchPsfModel | None = None,
     ) -> VisitWarps:
         """Calibrate and warp one visit's CCDs onto a patch and assemble the requested warps.
 
@@ -253,6 +284,9 @@ class MakeWarpTask:
         cancelled
             Checked before each CCD; when it returns True the run stops with
             :class:`WarpCancelledError`.
+        psf_model
+            The patch's model PSF for psfMatched warps (decided once per patch by the driver);
+            None: decided from these inputs (:meth:`resolve_psf_model`).
 
         Returns
         -------
@@ -282,7 +316,13 @@ class MakeWarpTask:
         goodpix = dict.fromkeys(types_, 0)
         records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
         first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
-        model_psf = self.model_psf()
+        psf_model = psf_model or self.resolve_psf_model(inputs, sky_info)
+        model_psf = match_config = None
+        if cfg.makePsfMatched and psf_model is not None:
+            from warping.task.psf_model import config_for_model
+
+            model_psf = self.model_psf(psf_model)
+            match_config = config_for_model(cfg, psf_model)
         outcomes: list[CcdOutcome] = []
         for inp in inputs:
             if cancelled is not None and cancelled():
@@ -301,7 +341,7 @@ class MakeWarpTask:
                 outcome.skipped, outcome.loaded, outcome.unusable = why, False, True
                 continue
             try:
-                warped = self.warp_ccd(calexp, sky_info, model_psf, outcome)
+                warped = self.warp_ccd(calexp, sky_info, model_psf, outcome, match_config)
             except Exception as err:  # LSST logs and skips any failure of one CCD
                 outcome.skipped, outcome.unusable = f"{type(err).__name__}: {err}", True
                 logger.warning("Visit %s CCD %s could not be warped: %s", visit_id, ccd, err)
@@ -355,6 +395,8 @@ class MakeWarpTask:
                     )
                 else:
                     warp.psf = src.psf  # the (resized) model PSF set by the matcher
+                    if psf_model is not None:
+                        warp.metadata.update(psf_model.metadata())
                 exposures[t] = warp
             elif cfg.doWriteEmptyWarps:
                 exposures[t] = warp
@@ -362,7 +404,8 @@ class MakeWarpTask:
                 exposures[t] = None
                 logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
                             sky_info.patch_name, t)  # fmt: skip
-        return VisitWarps(int(visit_id), exposures, goodpix, outcomes, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return VisitWarps(int(visit_id), exposures, goodpix, outcomes, seconds, psf_model)
 
 
 class _FirstCcd(NamedTuple):

@@ -452,6 +452,7 @@ def plan_units(
                 ),
                 outputs,
             )
+            plan.all_units.append(unit)
             if (
                 reuse
                 and all(

@@ -7,9 +7,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from warping.exposure import Exposure
+from warping.geom import Box2I
 from warping.task.config import MakeWarpConfig
 
 if TYPE_CHECKING:
+    from warping.psf.base import Psf
     from warping.psfmatch import ConvolutionWorkspace
 
 logger = logging.getLogger(__name__)
@@ -17,22 +19,57 @@ logger = logging.getLogger(__name__)
 __all__ = ["PsfMatchStep", "psf_match_config", "psf_match_warped"]
 
 
-def psf_match_config(config: MakeWarpConfig) -> Any:
-    """``warpAndPsfMatch.psfMatch`` as a :class:`warping.psfmatch.PsfMatchConfig`."""
+def psf_match_config(
+    config: MakeWarpConfig,
+    model_psf: Psf | None = None,
+    science_psf: Psf | None = None,
+    bbox: Box2I | None = None,
+) -> Any:
+    """``warpAndPsfMatch.psfMatch`` as a :class:`warping.psfmatch.PsfMatchConfig`.
+
+    Automatic fields are resolved here: ``kernelSize = None`` from ``model_psf``
+    (:func:`warping.psfmatch.auto.auto_kernel_size`), ``alardSigGauss = None`` from the width of
+    ``science_psf`` at the centre of ``bbox`` and the model's core and wing widths
+    (:func:`warping.psfmatch.auto.auto_basis_sigmas`, LSST ``scaleByFwhm``).
+    """
     from warping.psfmatch import PsfMatchConfig
+    from warping.psfmatch.auto import FWHM_PER_SIGMA, auto_basis_sigmas, auto_kernel_size
 
     pm = config.warpAndPsfMatch.psfMatch
     al = pm.al
+    sigmas = al.alardSigGauss
+    if sigmas is None:
+        fwhm = config.modelPsf.defaultFwhm
+        if science_psf is None or bbox is None or fwhm is None:
+            raise ValueError(
+                "kernel['AL'].alardSigGauss is automatic: it needs the model FWHM, the science "
+                "PSF and the CCD's bbox"
+            )
+        from warping.psfmatch.auto import psf_fwhm_major
+
+        cx, cy = bbox.x0 + (bbox.width - 1) / 2.0, bbox.y0 + (bbox.height - 1) / 2.0
+        science_sigma = psf_fwhm_major(science_psf, cx, cy) / FWHM_PER_SIGMA
+        model_sigma = fwhm / FWHM_PER_SIGMA
+        wing = model_sigma * config.modelPsf.wingFwhmFactor if config.modelPsf.addWing else None
+        sigmas = auto_basis_sigmas(science_sigma, model_sigma, wing, len(al.alardDegGauss))
+    size = al.kernelSize
+    if size is None:
+        if model_psf is None:
+            raise ValueError("kernel['AL'].kernelSize is automatic: it needs the model PSF")
+        size = auto_kernel_size(model_psf, pm.kernelWingTolerance, sigmas=sigmas)
     return PsfMatchConfig(
-        kernel_size=al.kernelSize,
+        kernel_size=size,
         size_cell_x=al.sizeCellX,
         size_cell_y=al.sizeCellY,
-        alard_sig_gauss=tuple(al.alardSigGauss),
+        alard_sig_gauss=tuple(sigmas),
         alard_deg_gauss=tuple(al.alardDegGauss),
         spatial_kernel_order=al.spatialKernelOrder,
         do_auto_pad_psf=pm.doAutoPadPsf,
         auto_pad_psf_to=pm.autoPadPsfTo,
         pad_psf_by=pm.padPsfBy,
+        deconvolution_tolerance=pm.deconvolutionTolerance,
+        max_noise_gain=pm.maxNoiseGain,
+        max_kernel_abs_sum=pm.maxKernelAbsSum,
     )
 
 
@@ -54,6 +91,7 @@ def psf_match_warped(
 
     if warped.psf is None:
         raise ValueError("the warped CCD has no PSF to match from")
+    match_config = psf_match_config(config, model_psf, warped.psf, _valid_bbox(warped))
     res = match_to_model(
         warped.image,
         warped.variance,
@@ -61,12 +99,12 @@ def psf_match_warped(
         warped.bbox,
         warped.psf,
         model_psf,
-        config=psf_match_config(config),
+        config=match_config,
         mask_planes=warped.mask_planes,
         workspace=workspace,
     )
     metadata = dict(warped.metadata)
-    metadata["PSFMATCH_EROSION"] = config.warpAndPsfMatch.psfMatch.al.kernelSize // 2
+    metadata["PSFMATCH_EROSION"] = match_config.kernel_size // 2
     metadata["PSFMATCH_WARNINGS"] = list(res.warnings)
     return dataclasses.replace(
         warped,
@@ -76,6 +114,22 @@ def psf_match_warped(
         psf=res.model_psf,
         metadata=metadata,
     )
+
+
+def _valid_bbox(warped: Exposure) -> Box2I:
+    """Where the warped CCD has data (not NO_DATA), for measuring its PSF at the centre; the
+    whole bbox when every pixel is NO_DATA."""
+    import numpy as np
+
+    no_data = warped.mask_planes.bitmask("NO_DATA")
+    good = (np.asarray(warped.mask) & no_data) == 0
+    if not good.any():
+        return warped.bbox
+    rows = np.flatnonzero(good.any(axis=1))
+    cols = np.flatnonzero(good.any(axis=0))
+    b = warped.bbox
+    return Box2I(b.x0 + int(cols[0]), b.y0 + int(rows[0]), int(cols[-1] - cols[0] + 1),
+                 int(rows[-1] - rows[0] + 1))  # fmt: skip
 
 
 class PsfMatchStep:

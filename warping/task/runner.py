@@ -285,6 +285,8 @@ def run_make_warps(
     try:
         plan = plan_units(butler, ids, select_ids, config=config, reuse=reuse,
                           map_footprints=map_footprints)  # fmt: skip
+        if config.makePsfMatched and plan.units:
+            _decide_psf_models(butler, plan, config)
         # in-process for a single unit unless a cluster is already up or was named explicitly
         if use_dask and (len(plan.units) > 1 or scheduler or "dask" in holder):
             executor: UnitExecutor = start_dask()
@@ -296,6 +298,27 @@ def run_make_warps(
             holder["dask"].__exit__(None, None, None)
     batch.wall_seconds = time.perf_counter() - t_start
     return batch
+
+
+def _decide_psf_models(butler: Butler, plan: WarpPlan, config: MakeWarpConfig) -> None:
+    """Decide each patch's model PSF once (in the driver) and give it to every unit of the
+    patch, so every executor matches all visits of a patch to the same model."""
+    import dataclasses
+
+    from warping.task.execution import unit_sky_info
+    from warping.task.psf_model import survey_patch_models
+
+    t0 = time.perf_counter()
+    # over every unit of the patch, reused ones too: the model does not depend on what is redone
+    todo = {patch_of(u.data_id) for u in plan.units}
+    units = [u for u in plan.all_units or plan.units if patch_of(u.data_id) in todo]
+    models = survey_patch_models(units, butler.worker_io(), config, unit_sky_info)
+    plan.units = [
+        dataclasses.replace(u, psf_model=models.get(patch_of(u.data_id))) for u in plan.units
+    ]
+    seconds = time.perf_counter() - t0
+    plan.seconds += seconds
+    logger.info("Model PSF of %d patch(es) decided in %.1f s", len(models), seconds)
 
 
 def _execute(

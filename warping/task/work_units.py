@@ -24,6 +24,7 @@ from warping.task.inputs import (
 
 if TYPE_CHECKING:
     from repo_butler import DataId, DatasetRef, PlannedPut, WorkerIO, WrittenDataset
+    from warping.task.psf_model import PatchPsfModel
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +125,16 @@ class WarpUnit:
         The visit's CCDs overlapping the patch, sorted by CCD.
     outputs
         The warps to write, in ``warp_types`` order.
+    psf_model
+        The patch's model PSF for psfMatched warps, decided once per patch by the driver
+        (:func:`warping.task.psf_model.survey_patch_models`); None: the task decides it.
     """
 
     data_id: DataId
     skymap: DatasetRef
     ccds: tuple[PlannedCcd, ...]
     outputs: tuple[PlannedWarp, ...]
+    psf_model: PatchPsfModel | None = None
 
     @property
     def key(self) -> str:
@@ -203,3 +208,5 @@ class WarpPlan:
     #: tract-wide runs: calexps that could not be read and belong to no unit (data ID -> reason)
     unplaced: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: every planned unit, reused ones included: a patch's model PSF is decided over all of them
+    all_units: list[WarpUnit] = field(default_factory=list)
