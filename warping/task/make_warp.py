@@ -26,6 +26,7 @@ from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
 from warping.task.inputs import fmt_id
 from warping.task.psf_check import psf_problem
+from warping.task.psf_noise import NOISE_KEY, VARIANCE_KEY, merge_noise_summaries
 
 if TYPE_CHECKING:
     from repo_butler import DataId
@@ -281,6 +282,7 @@ class MakeWarpTask:
         warps = {t: self._empty_warp(sky_info) for t in types_}
         goodpix = dict.fromkeys(types_, 0)
         records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
+        noise: dict[str, list[tuple[int, dict[str, Any]]]] = {t: [] for t in types_}
         first: dict[str, Exposure | None] = dict.fromkeys(types_)
         model_psf = self.model_psf()
         outcomes: list[CcdOutcome] = []
@@ -314,6 +316,8 @@ class MakeWarpTask:
                 n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
                 outcome.goodpix[t] = n
                 goodpix[t] += n
+                if NOISE_KEY in exp.metadata:  # PSF-matched: the CCD's noise summary
+                    noise[t].append((n, exp.metadata[NOISE_KEY]))
                 if n > 0 and first[t] is None:
                     first[t] = exp
                 if n > 0:
@@ -355,6 +359,9 @@ class MakeWarpTask:
                     )
                 else:
                     warp.psf = src.psf  # the (resized) model PSF set by the matcher
+                    warp.metadata[VARIANCE_KEY] = src.metadata.get(VARIANCE_KEY, "lsst")
+                    if noise[t]:
+                        warp.metadata[NOISE_KEY] = merge_noise_summaries(noise[t])
                 exposures[t] = warp
             elif cfg.doWriteEmptyWarps:
                 exposures[t] = warp

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from warping.exposure import Exposure
 from warping.task.config import MakeWarpConfig
+from warping.task.psf_noise import matched_variance
 
 if TYPE_CHECKING:
     from warping.psfmatch import ConvolutionWorkspace
@@ -68,10 +69,13 @@ def psf_match_warped(
     metadata = dict(warped.metadata)
     metadata["PSFMATCH_EROSION"] = config.warpAndPsfMatch.psfMatch.al.kernelSize // 2
     metadata["PSFMATCH_WARNINGS"] = list(res.warnings)
+    # honest variance plane (or LSST's, by varianceMode) and the noise summary: issue #18 item 4
+    variance, noise_metadata = matched_variance(warped, res, config)
+    metadata.update(noise_metadata)
     return dataclasses.replace(
         warped,
         image=res.image,
-        variance=res.variance,
+        variance=variance,
         mask=res.mask,
         psf=res.model_psf,
         metadata=metadata,
