@@ -240,6 +240,11 @@ def cfht_case(
     gx, gy = np.meshgrid(np.linspace(150, 1900, 8), np.linspace(200, 4400, 16))
     ra, dec = wcs0.pixel_to_world_values(gx.ravel() + 0.37, gy.ravel() - 0.21)
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+    keep = np.ones(ra.size, bool)
+    for v in CFHT_VISITS:  # well inside both CCDs (2048 x 4612)
+        x, y = rows[v].wcs.world_to_pixel_values(ra, dec)
+        keep &= (x > 60) & (x < 1987) & (y > 60) & (y < 4551)
+    ra, dec = ra[keep], dec[keep]
     flux = np.geomspace(3e5, 3e6, ra.size)
     rng = np.random.default_rng(18)
     paths = []

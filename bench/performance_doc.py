@@ -28,6 +28,7 @@ SEE_ALSO = {
     "s3_ops": "storage.md",
     "warp_bench": "warping.md",
     "psf_match_bench": "psf-matching.md",
+    "psf_fidelity": "psf-matching.md",
     "scale_bench": "scale-out.md",
     "psf_bench": "real-lsst-inputs.md",
     "skywcs_bench": "real-lsst-inputs.md",
