@@ -3,13 +3,12 @@
 A simulated visit with no sources, no defects and no background error (white noise from the sky,
 Poisson and read noise only, whose variance the calexp's plane holds exactly) is warped from
 0.168"/px onto 0.2"/px and PSF-matched. Downsampling by 1.19 with Lanczos-3 anti-correlates
-neighbours (-0.04 at 1 px), so here LSST's plane is about 10 % too high rather than too low. Truth is the noise itself: the measured per-pixel variance
-and lag correlations of the matched warp.
+neighbours (-0.04 at 1 px), so here LSST's plane is about 10 % too high rather than too low.
+Truth is the noise itself: the measured per-pixel variance and lag correlations of the matched
+warp.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
