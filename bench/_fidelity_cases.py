@@ -124,6 +124,14 @@ def _run(
     finally:
         log.removeHandler(counter)
         log.propagate = True
+    planes = {str(w.metadata.get("PSFMATCH_VARIANCE")) for w in warps.get("psfMatched", [])}
+    factors = [w.metadata["PSFMATCH_NOISE"]["variance_factor"]
+               for w in warps.get("psfMatched", []) if "PSFMATCH_NOISE" in w.metadata]  # fmt: skip
+    if factors:
+        notes.append(
+            f"psfMatched variance plane: {', '.join(sorted(planes))}; honest / LSST plane "
+            f"{min(factors):.3f}-{max(factors):.3f} (PSFMATCH_NOISE variance_factor)"
+        )
     if counter.messages:
         kinds: dict[str, int] = {}
         for m in counter.messages:
