@@ -111,7 +111,8 @@ def _run(
         with Butler(str(root), rerun=rerun) as out:
             summary = run_make_warp(out, patch_id, None, config=config, jobs=jobs, reuse=reuse)
             warps: dict[str, list[Any]] = {}
-            notes = [f"make-warp {time.perf_counter() - t0:.1f} s (rerun {rerun})"]
+            done = "warps of an earlier run reused" if reuse else "warps made"
+            notes = [f"make-warp {time.perf_counter() - t0:.1f} s, {done} (rerun {rerun})"]
             for v in summary.visits:
                 if v.ccds_skipped:
                     notes.append(f"visit {v.visit}: CCDs skipped {v.ccds_skipped}")
