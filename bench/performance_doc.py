@@ -29,6 +29,7 @@ SEE_ALSO = {
     "warp_bench": "warping.md",
     "make_warp_bench": "make-warp.md",
     "psf_match_bench": "psf-matching.md",
+    "psf_fidelity": "psf-matching.md",
     "scale_bench": "scale-out.md",
     "psf_bench": "real-lsst-inputs.md",
     "skywcs_bench": "real-lsst-inputs.md",

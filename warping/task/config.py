@@ -41,6 +41,7 @@ __all__ = [
 WARP_KERNELS = ("nearest", "bilinear", "lanczos2", "lanczos3", "lanczos4", "lanczos5")
 PHOTO_CALIB_NAMES = ("jointcal", "fgcm")
 SKY_WCS_NAMES = ("jointcal",)
+VARIANCE_MODES = ("covariance", "lsst")
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -175,6 +176,17 @@ class ModelPsfMatchConfig:
         metadata=_doc(
             "Skip a CCD for the psfMatched warp when its normalised kernel's sum |K| exceeds "
             "this in some cell (1 = positive kernel), >= 1."
+        ),
+    )
+    # Not an LSST field (issue #18, item 4): which variance plane a PSF-matched warp carries.
+    varianceMode: str = field(
+        default="covariance",
+        metadata=_doc(
+            "PSF-matched variance plane: 'covariance' = the per-pixel variance of the matched "
+            "image, propagating the noise correlation warping made; 'lsst' = LSST's "
+            "sum K^2 V, which treats the warped noise as white (per-pixel variance 20-35 % "
+            "higher with Lanczos-3).",
+            choices=VARIANCE_MODES,
         ),
     )
 

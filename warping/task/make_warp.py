@@ -26,6 +26,7 @@ from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
 from warping.task.inputs import fmt_id
 from warping.task.psf_check import psf_problem
+from warping.task.psf_noise import NOISE_KEY, VARIANCE_KEY, merge_noise_summaries
 
 if TYPE_CHECKING:
     from repo_butler import DataId
@@ -315,6 +316,7 @@ class MakeWarpTask:
         warps = {t: self._empty_warp(sky_info) for t in types_}
         goodpix = dict.fromkeys(types_, 0)
         records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
+        noise: dict[str, list[tuple[int, dict[str, Any]]]] = {t: [] for t in types_}
         first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
         psf_model = psf_model or self.resolve_psf_model(inputs, sky_info)
         model_psf = match_config = None
@@ -354,8 +356,13 @@ class MakeWarpTask:
                 n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
                 outcome.goodpix[t] = n
                 goodpix[t] += n
+                if NOISE_KEY in exp.metadata:  # PSF-matched: the CCD's noise summary
+                    noise[t].append((n, exp.metadata[NOISE_KEY]))
                 if n > 0 and first[t] is None:  # not the exposure: its arrays would stay alive
-                    first[t] = _FirstCcd(exp.id, exp.filter, exp.visit_info, exp.psf)
+                    first[t] = _FirstCcd(
+                        exp.id, exp.filter, exp.visit_info, exp.psf,
+                        exp.metadata.get(VARIANCE_KEY, "lsst"),
+                    )  # fmt: skip
                 if n > 0:
                     valid = _ccd_valid_bbox(calexp, exp)
                     records[t].append(
@@ -397,6 +404,9 @@ class MakeWarpTask:
                     warp.psf = src.psf  # the (resized) model PSF set by the matcher
                     if psf_model is not None:
                         warp.metadata.update(psf_model.metadata())
+                    warp.metadata[VARIANCE_KEY] = src.variance_mode
+                    if noise[t]:
+                        warp.metadata[NOISE_KEY] = merge_noise_summaries(noise[t])
                 exposures[t] = warp
             elif cfg.doWriteEmptyWarps:
                 exposures[t] = warp
@@ -415,6 +425,7 @@ class _FirstCcd(NamedTuple):
     filter: str | None
     visit_info: Any
     psf: Any
+    variance_mode: str  # PSFMATCH_VARIANCE of a PSF-matched CCD
 
 
 def _ccd_valid_bbox(calexp: Exposure, warped: Exposure) -> Box2I:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from warping.exposure import Exposure
 from warping.geom import Box2I
 from warping.task.config import MakeWarpConfig
+from warping.task.psf_noise import matched_variance
 
 if TYPE_CHECKING:
     from warping.psf.base import Psf
@@ -106,10 +107,13 @@ def psf_match_warped(
     metadata = dict(warped.metadata)
     metadata["PSFMATCH_EROSION"] = match_config.kernel_size // 2
     metadata["PSFMATCH_WARNINGS"] = list(res.warnings)
+    # honest variance plane (or LSST's, by varianceMode) and the noise summary: issue #18 item 4
+    variance, noise_metadata = matched_variance(warped, res, config)
+    metadata.update(noise_metadata)
     return dataclasses.replace(
         warped,
         image=res.image,
-        variance=res.variance,
+        variance=variance,
         mask=res.mask,
         psf=res.model_psf,
         metadata=metadata,
