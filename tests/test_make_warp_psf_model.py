@@ -66,7 +66,13 @@ def _matched_metadata(root: Path, rerun: str, visits: list[int]) -> list[dict[st
     out = []
     for v in visits:
         warp = butler.get("deepCoadd_psfMatchedWarp", {**PATCH, "visit": v})
-        out.append({k: val for k, val in warp.metadata.items() if k.startswith("PSFMATCH_")})
+        out.append(  # the model's cards; the noise summary is per visit by nature
+            {
+                k: val
+                for k, val in warp.metadata.items()
+                if k.startswith("PSFMATCH_") and k != "PSFMATCH_NOISE"
+            }
+        )
     return out
 
 
