@@ -52,6 +52,17 @@ def make_skymap(
 def show_skymap(
     repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
     tract: Annotated[int | None, typer.Option(help="Show this tract's patches.")] = None,
+    patch: Annotated[
+        str | None, typer.Option(help="With --header: the patch, x,y (e.g. 5,4).")
+    ] = None,
+    header: Annotated[
+        bool,
+        typer.Option(
+            "--header",
+            help="Print the patch's pixel grid as a FITS header (a SWarp coadd.head or a "
+            "reproject target): needs --tract and --patch.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     storage_option: Annotated[
         list[str] | None, typer.Option("--storage-option", "-S", help="fsspec option KEY=VALUE.")
@@ -63,8 +74,18 @@ def show_skymap(
     from cli.support import open_butler
     from warping.skymap.repo import describe_tract
 
+    if header and (tract is None or patch is None):
+        from repo_butler.errors import ConfigError
+
+        raise ConfigError("--header needs --tract and --patch (e.g. --tract 0 --patch 5,4)")
     butler = open_butler(repo, storage_option=storage_option, writeable=False)
     sm = butler.get("deepCoadd_skyMap")
+    if header:
+        from warping.skymap.repo import patch_header
+
+        assert tract is not None and patch is not None
+        typer.echo(patch_header(sm[tract], patch).tostring(sep="\n", endcard=True))
+        return
     ids = [tract] if tract is not None else list(range(min(len(sm), 1000)))
     rows = [describe_tract(sm[i], patches=tract is not None) for i in ids]
     if json_output:

@@ -76,3 +76,23 @@ def describe_tract(tract: TractInfo, *, patches: bool = True) -> dict[str, Any]:
             )
         out["patches"] = rows
     return out
+
+
+def patch_header(tract: TractInfo, patch: str | tuple[int, int]) -> Any:
+    """The FITS header of a patch's pixel grid (its outer bbox): the tract's WCS with pixel
+    (0, 0) at the outer bbox's corner, ``NAXIS1``/``NAXIS2`` its size. Written to a file it is
+    a SWarp ``coadd.head`` (resample onto exactly the grid make-warp uses) or a ``reproject``
+    target header."""
+    from warping.skywcs import shift_wcs
+
+    info = tract.patch(patch)
+    box = info.outer_bbox
+    header = shift_wcs(tract.wcs, -box.x0, -box.y0).to_header()
+    header.insert(0, ("NAXIS", 2))
+    header.insert(1, ("NAXIS1", box.width, "patch outer bbox width"))
+    header.insert(2, ("NAXIS2", box.height, "patch outer bbox height"))
+    header["TRACT"] = (tract.id, "skymap tract")
+    header["PATCH"] = (str(info.name), "patch x,y")
+    header["LTV1"] = (-box.x0, "tract pixel of column 0 is -LTV1")
+    header["LTV2"] = (-box.y0, "tract pixel of row 0 is -LTV2")
+    return header
