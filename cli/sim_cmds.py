@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 
@@ -50,7 +48,7 @@ def simulate(
         raise DatasetExistsError(f"{err} (rb simulate: pass --overwrite to replace)") from None
     typer.echo(
         f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
-        f"{summary.n_sources} truth sources) into {Path(repo)} in {summary.seconds:.1f} s"
+        f"{summary.n_sources} truth sources) into {butler.root} in {summary.seconds:.1f} s"
         + ("" if summary.skymap_written else " (no skymap written)")
     )
 

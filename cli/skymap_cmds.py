@@ -45,8 +45,12 @@ def make_skymap(
     sm = make_repo_skymap(
         butler, config, kind=kind, border_deg=border, num_rings=num_rings, overwrite=overwrite
     )
-    first = describe_tract(sm[0], patches=False)
-    typer.echo(f"wrote a {kind} skymap with {len(sm)} tract(s); tract 0: {first}")
+    t0 = describe_tract(sm[0], patches=False)
+    typer.echo(
+        f"wrote a {kind} skymap with {len(sm)} tract(s); tract 0: centre ({t0['ra']:.5f}, "
+        f"{t0['dec']:.5f}), {t0['num_patches'][0]}x{t0['num_patches'][1]} patches, "
+        f"bbox {t0['bbox']} (rb show-skymap lists them)"
+    )
 
 
 def show_skymap(

@@ -51,3 +51,19 @@ def test_quicklook_keeps_large_tick_labels_inside_the_png(tmp_path: Path) -> Non
     rgb = rgba[..., :3]
     for edge in (rgb[:, 0], rgb[:, -1], rgb[0], rgb[-1]):
         assert np.all(edge > 0.95), "something is drawn on the image border (cut label?)"
+
+
+def test_binned_quicklook_of_a_half_empty_warp_warns_nothing(tmp_path: Path) -> None:
+    """Issue 20, point 8: ``rb demo`` leaked "Mean of empty slice" from all-NO_DATA blocks."""
+    import warnings
+
+    exp = Exposure.empty(Box2I(0, 0, 400, 300), fill_no_data=True)
+    exp.image[:, 200:] = np.random.default_rng(4).normal(0.0, 1.0, (300, 200))
+    exp.mask[:, 200:] = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = render_quicklook(exp, tmp_path / "q.png", max_pixels=100)  # 4x4 binning
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
+    colours = mpimg.imread(path)[..., :3].reshape(-1, 3)
+    no_data = np.all(np.abs(colours - np.array(NO_DATA_RGB)) < 0.02, axis=1)
+    assert no_data.sum() > 0.1 * len(colours)  # the empty half is drawn as NO_DATA

@@ -220,3 +220,14 @@ def test_cli_creates_the_repo(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "simulated 2 CCD exposures (1 visits" in result.output
     assert (repo / "butler.yaml").exists()
+
+
+def test_cli_names_a_url_repository_with_its_scheme() -> None:
+    """Issue 20, point 8: a URL printed through Path lost a slash (``s3:/...``)."""
+    from cli.main import app
+
+    url = "memory://rb-sim-message/repo"
+    result = CliRunner().invoke(app, ["simulate", url, "--seed", "2", "--visits", "1"])
+    assert result.exit_code == 0, result.output
+    line = result.output.splitlines()[-1]
+    assert "into memory://" in line and "rb-sim-message/repo in " in line, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,11 @@ def render_quicklook(
     factor = max(1, int(np.ceil(max(image.shape) / max_pixels)))
     if factor > 1:
         h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-        image = np.nanmean(
-            image[:h, :w].reshape(h // factor, factor, w // factor, factor), axis=(1, 3)
-        ) if np.isfinite(image).any() else image[:h:factor, :w:factor]  # fmt: skip
+        with warnings.catch_warnings():  # an all-NO_DATA block is NaN, as it should be
+            warnings.simplefilter("ignore", RuntimeWarning)
+            image = np.nanmean(
+                image[:h, :w].reshape(h // factor, factor, w // factor, factor), axis=(1, 3)
+            ) if np.isfinite(image).any() else image[:h:factor, :w:factor]  # fmt: skip
     s = stretch_image(image, stretch=stretch)
     rgb = np.repeat(np.nan_to_num(s, nan=0.0)[..., None], 3, axis=2)
     rgb[~np.isfinite(s)] = NO_DATA_RGB
