@@ -147,9 +147,16 @@ def make_warp_command(
     read; 130 after Ctrl-C.
     """
     import logging
+    import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from cli.support import open_butler
     from repo_butler.errors import DataIdError
@@ -166,24 +173,40 @@ def make_warp_command(
     columns = (
         TextColumn("[bold]make-warp"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} units"),
+        TextColumn("{task.completed}/{task.fields[units]} units finished:"),
         TextColumn(
-            "done {task.fields[done]} failed {task.fields[failed]} running {task.fields[running]}"
+            "{task.fields[done]} ok, {task.fields[failed]} failed, {task.fields[running]} running"
         ),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("units", total=None, done=0, failed=0, running=0)
+    terminal = err_console.is_terminal
+    t_start = time.monotonic()
+    logged = [-1]  # finished count last written to a batch log
+
+    with Progress(*columns, console=err_console, disable=not terminal) as bar:
+        task = bar.add_task("units", total=None, done=0, failed=0, running=0, units="?")
 
         def progress(s: ProgressState) -> None:
+            finished = s.done + s.failed + s.cancelled
             bar.update(
                 task,
-                total=s.total,
-                completed=s.done + s.failed + s.cancelled,
+                total=s.total or None,
+                completed=finished,
                 done=s.done,
                 failed=s.failed,
                 running=s.running,
+                units=s.total or "?",
             )
+            if not terminal and s.total and finished != logged[0]:  # batch logs: a line a unit
+                logged[0] = finished
+                print(
+                    f"make-warp: {finished}/{s.total} units finished ({s.done} ok, "
+                    f"{s.failed} failed) after {time.monotonic() - t_start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         def on_start(b: BatchSummary) -> None:
             if b.dashboard_link:

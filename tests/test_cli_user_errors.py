@@ -47,3 +47,17 @@ def test_bad_tract_or_patch_is_one_line(repo: Path, patch_id: list[str], message
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out.stderr
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_batch_log_gets_one_progress_line_per_unit(repo: Path) -> None:
+    """Issue 20, point 8: without a terminal (a batch log) progress is one plain line per
+    finished unit, ending with every unit."""
+    out = _rb("make-warp", str(repo), "--rerun", "progress", "--id", "tract=0", "filter=HSC-I")
+    assert out.returncode == 0, out.stderr
+    lines = re.findall(
+        r"make-warp: (\d+)/(\d+) units finished \((\d+) ok, (\d+) failed\)", out.stderr
+    )
+    assert lines, out.stderr
+    total = int(lines[0][1])
+    assert [int(done) for done, *_ in lines] == list(range(total + 1))
+    assert lines[-1] == (str(total), str(total), str(total), "0")
