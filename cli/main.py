@@ -23,10 +23,28 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"rb (repo-butler) {version('repo-butler')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("rb (repo-butler), not installed: version unknown")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
     log_level: str = typer.Option("INFO", "--log-level", help="Log level (DEBUG, INFO, ...)."),
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
 ) -> None:
     level = logging.DEBUG if verbose else getattr(logging, log_level.upper(), logging.INFO)
     logging.basicConfig(

@@ -61,3 +61,12 @@ def test_batch_log_gets_one_progress_line_per_unit(repo: Path) -> None:
     total = int(lines[0][1])
     assert [int(done) for done, *_ in lines] == list(range(total + 1))
     assert lines[-1] == (str(total), str(total), str(total), "0")
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    out = _rb("--version")
+    assert (
+        out.returncode == 0 and out.stdout.strip() == f"rb (repo-butler) {version('repo-butler')}"
+    )
