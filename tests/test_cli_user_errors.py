@@ -47,6 +47,10 @@ def test_bad_tract_or_patch_is_one_line(repo: Path, patch_id: list[str], message
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out.stderr
     assert re.search(message, lines[0]), lines[0]
+    # the mistake left nothing behind: no empty rerun (issue 20, point 4)
+    assert not (repo / "rerun" / "e4").exists()
+    with Butler(str(repo), writeable=False) as butler:
+        assert "e4" not in butler.registry.runs()
 
 
 def test_batch_log_gets_one_progress_line_per_unit(repo: Path) -> None:
