@@ -50,6 +50,9 @@ def _root(
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if not verbose:  # e.g. botocore's "Found credentials in environment variables" per command
+        for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "distributed", "asyncio"):
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 for _module in (butler_cmds, warp_cmds, skymap_cmds, sim_cmds, task_cmds, migrate_cmds):

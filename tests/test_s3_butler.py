@@ -348,3 +348,32 @@ def test_lost_registry_object_is_an_error_not_an_empty_repository(s3_root: S3Roo
     assert reindex(url, storage_options=opts).total == 6
     with Butler(url, storage_options=opts) as butler:
         assert butler.get("meta", visit=1, ccd=2) == {"visit": 1, "ccd": 2}
+
+
+def test_cli_on_s3_prints_no_third_party_info_lines(
+    seaweed: SeaweedServer, s3_root: S3Root, tmp_path: Path
+) -> None:
+    """Issue 20, point 8: botocore logged two INFO lines per S3 command (credentials found)."""
+    import os
+    import subprocess
+    import sys
+
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=s3_root.storage_options) as b:
+        b.put({"x": 1}, "meta", visit=1, ccd=1)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "AWS_ENDPOINT_URL_S3": seaweed.endpoint_url,
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    env.pop("AWS_PROFILE", None)
+    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
+    argv = [sys.executable, "-c", code, "query-datasets", s3_root.url, "meta"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "botocore" not in out.stderr and "INFO" not in out.stderr, out.stderr
+    assert "meta" in out.stdout
+    verbose = subprocess.run([*argv[:3], "-v", *argv[3:]], env=env, capture_output=True, text=True)
+    assert verbose.returncode == 0 and "DEBUG" in verbose.stderr  # -v still shows everything
