@@ -172,16 +172,10 @@ def query_datasets(
         searched = butler.search_runs
         refs = butler.query_datasets(dataset_type, where, data_id=ids)
         others = sorted(set(butler.registry.runs()) - set(searched))
-    if all_reruns:
-        for run in others:
-            with open_butler(
-                repo, rerun=run, storage_option=storage_option, writeable=False
-            ) as butler:
-                refs += [
-                    r for r in butler.query_datasets(dataset_type, where, data_id=ids)
-                    if r.run == run
-                ]  # fmt: skip
-        searched, others = (*searched, *others), []
+        if all_reruns:  # every run's own datasets, not only those its chain does not shadow
+            for run in others:
+                refs += butler.query_datasets(dataset_type, where, data_id=ids, runs=(run,))
+            searched, others = (*searched, *others), []
     typer.echo(format_refs(refs, fmt.value))
     names = ", ".join(r or "(root)" for r in searched)
     hint = f"; not searched: {', '.join(others)} (--rerun NAME or --all-reruns)" if others else ""
@@ -255,11 +249,7 @@ def remove(
                 f"the data ID {given} does not name {', '.join(missing)} of {dataset_type}; "
                 "give every dimension with -d, or select with --where (you will be asked)"
             )
-        refs = [
-            ref
-            for ref in butler.query_datasets(dataset_type, where, data_id=given)
-            if ref.run == butler.run
-        ]
+        refs = butler.query_datasets(dataset_type, where, data_id=given, runs=(butler.run,))
         if not refs:
             raise DatasetNotFoundError(
                 f"no {dataset_type} matches in run {butler.run or '(root)'} of {butler.root}"

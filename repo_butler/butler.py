@@ -2,8 +2,7 @@
 
 A Butler ties together a configuration (``butler.yaml``), a
 :class:`~repo_butler.datastore.Datastore` (bytes, via fsspec), a
-:class:`~repo_butler.registry.Registry` (metadata: SQLite, an SQLite object in the bucket, or
-PostgreSQL) and formatter plugins (objects ↔ bytes).
+:class:`~repo_butler.registry.Registry` (metadata) and formatter plugins (objects ↔ bytes).
 
 Runs and reruns (LSST Gen2 style): the repository root is the run ``""``; ``rerun="NAME"`` writes
 under ``rerun/NAME/`` and reads search ``NAME``, then its parents, then the root.
@@ -12,8 +11,8 @@ a marker file ``rerun/NAME/_run.json`` so ``reindex`` can restore them.
 
 Behind the façade: :mod:`~repo_butler.lookup` (data ID resolution), :mod:`~repo_butler.writes`
 and :mod:`~repo_butler.run_writer` (plan, write, register), :mod:`~repo_butler.ingest`,
-:mod:`~repo_butler.storage` and :mod:`~repo_butler.registry.factory` (which registry a
-repository gets: local SQLite, an object in the bucket, a cache copy, or PostgreSQL).
+:mod:`~repo_butler.storage` and :mod:`~repo_butler.registry.factory` (the registry: local
+SQLite, an SQLite object in the bucket, a cache copy, or PostgreSQL).
 """
 
 from __future__ import annotations
@@ -301,11 +300,9 @@ class Butler:
         return self._writer.plan(dt, self._lookup.complete(dt, data_id, {}), overwrite=overwrite)
 
     def worker_io(self) -> WorkerIO:
-        """The picklable reader/writer of this repository's files for the output run.
-
-        Workers use it to write planned datasets (:meth:`WorkerIO.write`) and read inputs
-        without a registry; it holds the storage options (credentials) but never shows them.
-        """
+        """The picklable reader/writer of this repository's files for the output run: workers
+        write planned datasets (:meth:`WorkerIO.write`) and read inputs with it, without a
+        registry; it holds the storage options (credentials) but never shows them."""
         return self._writer.io
 
     def register(
@@ -435,8 +432,7 @@ class Butler:
         data_id : Mapping, optional
             Full or partial data ID (``data_id_kwargs`` merged over it).
         output_run_only : bool
-            Look only in the output run (e.g. "was this already written by this rerun?"),
-            not in its parents and the root.
+            Look only in the output run, not in its parents and the root.
         **data_id_kwargs
             Data ID keys given as keywords.
         """
@@ -475,10 +471,10 @@ class Butler:
         *,
         data_id: Mapping[str, Any] | None = None,
         bind: Mapping[str, Any] | None = None,
+        runs: Sequence[str] | None = None,
     ) -> list[DatasetRef]:
-        """Datasets of one type matching ``data_id`` and a ``where`` expression.
-
-        A data ID present in several searched runs is reported once, from the first run.
+        """Datasets of one type matching ``data_id`` and a ``where`` expression; a data ID
+        present in several searched runs is reported once, from the first run.
 
         Parameters
         ----------
@@ -491,6 +487,8 @@ class Butler:
             Equality constraints.
         bind : Mapping, optional
             Values for ``:name`` placeholders in ``where``.
+        runs : sequence of str, optional
+            Runs to search, in order, instead of :attr:`search_runs` (``""`` is the root).
 
         Returns
         -------
@@ -502,7 +500,9 @@ class Butler:
         QuerySyntaxError
             If ``where`` cannot be parsed (the message points at the column).
         """
-        return self._lookup.query_datasets(dataset_type, where, data_id=data_id, bind=bind)
+        return self._lookup.query_datasets(
+            dataset_type, where, data_id=data_id, bind=bind, runs=runs
+        )
 
     def query_data_ids(
         self,

@@ -130,15 +130,17 @@ class DatasetLookup:
         *,
         data_id: Mapping[str, Any] | None = None,
         bind: Mapping[str, Any] | None = None,
+        runs: Sequence[str] | None = None,
     ) -> list[DatasetRef]:
-        """Datasets of one type matching ``data_id`` and ``where`` in the search order, one per
-        data ID (from the first run that has it), sorted by data ID."""
+        """Datasets of one type matching ``data_id`` and ``where`` in the search order (or in
+        ``runs``), one per data ID (from the first run that has it), sorted by data ID."""
         dt = self.dataset_type(dataset_type)
         did = self.partial(dt, data_id, {}) if data_id else None
+        search = self.search if runs is None else tuple(runs)
         records = self.registry.query(
-            dt.name, self.search, data_id=did, where=where, bind=bind, dimensions=dt.dimensions
+            dt.name, search, data_id=did, where=where, bind=bind, dimensions=dt.dimensions
         )
-        return [self.ref(r) for r in prioritise(records, self.search)]
+        return [self.ref(r) for r in prioritise(records, search)]
 
     def query_data_ids(
         self,
