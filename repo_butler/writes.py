@@ -271,9 +271,15 @@ class WorkerIO:
                 storage_options=self.storage_options,
             )
         store = self.datastore()
-        prov_path = prov_json = None
-        if prov_doc is not None:
-            prov_path = planned.path + SIDECAR_SUFFIX
+        prov_path = None if prov_doc is None else planned.path + SIDECAR_SUFFIX
+        prov_json = None
+
+        def write_sidecar(checksum: str) -> str:
+            assert prov_doc is not None and prov_path is not None
+            text = provenance_json(prov_doc, checksum)
+            store.put_bytes(prov_path, text.encode())
+            return text
+
         # An overwrite writes its sidecar first: every writer's sidecar then lands before its
         # data, so the registration of the data that stays (which makes sure the sidecar is its
         # own, see RunWriter) comes after all of them. A create writes it after the data: if the
@@ -291,12 +297,12 @@ class WorkerIO:
             size = staged.size
             try:
                 if sidecar_first:
-                    assert prov_doc is not None and prov_path is not None
-                    prov_json = provenance_json(prov_doc, staged.stored.checksum)
-                    store.put_bytes(prov_path, prov_json.encode())
+                    prov_json = write_sidecar(staged.stored.checksum)
                 store.publish(staged, exclusive=exclusive)
             except FileExistsError:
                 raise FileExistsError(store.uri(planned.path)) from None
+            except StorageError:  # the sidecar's write, already naming its file
+                raise
             except OSError as err:
                 raise StorageError(f"cannot write {store.uri(planned.path)}: {err}") from err
             finally:
@@ -305,12 +311,9 @@ class WorkerIO:
         else:
             data = formatter.to_bytes(obj)
             size = len(data)
-            checksum = None
-            if sidecar_first:
-                assert prov_doc is not None and prov_path is not None
-                checksum = checksum_bytes(data)
-                prov_json = provenance_json(prov_doc, checksum)
-                store.put_bytes(prov_path, prov_json.encode())
+            checksum = checksum_bytes(data) if sidecar_first else None
+            if checksum is not None:
+                prov_json = write_sidecar(checksum)
             if replacing is not None:
                 stored = store.put_bytes_replacing(planned.path, data, replacing)
             else:
@@ -320,9 +323,7 @@ class WorkerIO:
                 stored = wait()
         written_at = time.time()
         if prov_doc is not None and not sidecar_first:
-            assert prov_path is not None
-            prov_json = provenance_json(prov_doc, stored.checksum)
-            store.put_bytes(prov_path, prov_json.encode())
+            prov_json = write_sidecar(stored.checksum)
         return WrittenDataset(
             planned,
             store.uri(planned.path),
