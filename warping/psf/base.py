@@ -43,11 +43,16 @@ class Psf(ABC):
         """A representative position (parent pixels) where the model is best constrained."""
 
     def second_moments(self, x: float, y: float) -> tuple[float, float, float]:
-        """Unweighted second moments ``(Ixx, Iyy, Ixy)`` of the kernel image at ``(x, y)``."""
+        """Unweighted second moments ``(Ixx, Iyy, Ixy)`` of the kernel image at ``(x, y)``.
+
+        Raises ``ValueError`` if the image has no positive, finite flux.
+        """
         k = self.compute_kernel_image(x, y).astype(float)
         h, w = k.shape
         yy, xx = np.mgrid[0:h, 0:w]
         s = k.sum()
+        if not (np.isfinite(s) and s > 0):
+            raise ValueError("the PSF stamp has no positive, finite flux")
         cx = (k * xx).sum() / s
         cy = (k * yy).sum() / s
         ixx = (k * (xx - cx) ** 2).sum() / s

@@ -23,7 +23,6 @@ __all__ = [
     "auto_basis_sigmas",
     "auto_kernel_size",
     "enclosed_radius",
-    "moment_matrix",
     "psf_fwhm_major",
 ]
 
@@ -36,29 +35,15 @@ BASIS_BETA = 2.0
 MIN_KERNEL_SIZE = 21
 
 
-def moment_matrix(stamp: np.ndarray) -> np.ndarray:
-    """Unweighted second-moment matrix ``[[Ixx, Ixy], [Ixy, Iyy]]`` (px²) of a PSF stamp."""
-    img = np.asarray(stamp, dtype=float)
-    total = img.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise ValueError("the PSF stamp has no positive, finite flux")
-    ys, xs = np.indices(img.shape, dtype=float)
-    cx, cy = (img * xs).sum() / total, (img * ys).sum() / total
-    dx, dy = xs - cx, ys - cy
-    ixx = (img * dx * dx).sum() / total
-    iyy = (img * dy * dy).sum() / total
-    ixy = (img * dx * dy).sum() / total
-    return np.array([[ixx, ixy], [ixy, iyy]])
-
-
 def psf_fwhm_major(psf: Psf, x: float, y: float) -> float:
     """FWHM (px) along the major axis of ``psf``'s kernel image at ``(x, y)``.
 
     From the unweighted second moments (exact for a Gaussian; wings make it larger), the measure
     the deconvolution check uses, so a model at least this wide passes that check.
     """
-    m = moment_matrix(psf.compute_kernel_image(float(x), float(y)))
-    return float(math.sqrt(max(np.linalg.eigvalsh(m)[1], 0.0)) * FWHM_PER_SIGMA)
+    ixx, iyy, ixy = psf.second_moments(float(x), float(y))
+    major = np.linalg.eigvalsh(np.array([[ixx, ixy], [ixy, iyy]]))[1]
+    return float(math.sqrt(max(major, 0.0)) * FWHM_PER_SIGMA)
 
 
 def auto_basis_sigmas(
