@@ -9,21 +9,12 @@ from typing import Any
 import fsspec
 import pytest
 from conftest import RepoLocation
+from repo_configs import META_FILTER_VISIT_CCD as CONFIG
 
 from repo_butler import Butler, Provenance
 from repo_butler.errors import RegistryError, RepositoryNotFoundError
 from repo_butler.maintenance import verify
 from repo_butler.reindex import reindex
-
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["filter", "visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{filter}/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 
 
 @pytest.fixture

@@ -9,20 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from repo_configs import META_FILTER_VISIT_CCD as CONFIG
 
 from repo_butler import Butler
 from repo_butler.dimensions import DataId
 from repo_butler.errors import DataIdError
-
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["filter", "visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{filter}/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 
 
 def _files(root: Path) -> set[str]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from repo_configs import META_VISIT_CCD as CONFIG
 from servers.fixtures import S3Root
 from typer.testing import CliRunner
 
@@ -27,16 +28,6 @@ from repo_butler.datastore import TEMP_MARKER
 from repo_butler.errors import RepositoryNotFoundError
 from repo_butler.leftovers import cleanup, find_leftovers, stale_registry_caches
 from repo_butler.maintenance import verify
-
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 
 _SLOW_WRITER = """
 import sys

@@ -8,21 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_configs import META_VISIT_CCD as CONFIG
 
 from repo_butler import Butler, DataId
 from repo_butler.config import RepoConfig, default_config
 from repo_butler.errors import DatasetExistsError
 from repo_butler.registry import DatasetRecord, SqliteRegistry
 
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 N_WORKERS = 4
 PER_WORKER = 60
 

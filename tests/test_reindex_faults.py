@@ -22,21 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_configs import META_FILTER_VISIT_CCD as CONFIG
 
 from repo_butler import Butler, Provenance
 from repo_butler.errors import ConfigError, RegistryError
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.reindex import BUILD_INFIX, reindex
 
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["filter", "visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{filter}/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 REPO_ROOT = Path(__file__).parents[1]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from repo_configs import META_VISIT_CCD as CONFIG
 from servers.fixtures import S3Root
 from servers.requests import RequestCounter
 from servers.seaweed import SeaweedServer
@@ -33,16 +34,6 @@ from repo_butler.reindex import reindex
 from repo_butler.run_writer import RunWriter
 
 pytestmark = pytest.mark.s3
-
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 
 
 def _fill(butler: Butler, visits: range, ccds: range) -> None:

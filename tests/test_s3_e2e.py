@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_configs import META_VISIT_CCD as CONFIG
 from servers.requests import RequestCounter
 from servers.seaweed import SeaweedServer
 
@@ -23,15 +24,6 @@ from repo_butler.maintenance import verify
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 BATCH = {(903988, ccd): {"visit": 903988, "ccd": ccd, "flux": ccd * 1.5} for ccd in range(12)}
 KILL_AT_PUT = 10  # the 10th PutObject of the batch: a registry upload (data, registry, ...)
 

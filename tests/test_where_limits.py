@@ -13,20 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from repo_configs import META_FILTER_VISIT_CCD as CONFIG
 
 from repo_butler import Butler
 from repo_butler.errors import QuerySyntaxError
 from repo_butler.query import MAX_DEPTH, MAX_SQL_DEPTH, MAX_TERMS
 
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["filter", "visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{filter}/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 CCDS = range(6)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_configs import META_VISIT_CCD as CONFIG
 from servers.fixtures import S3Root
 
 from repo_butler import Butler
@@ -23,16 +24,6 @@ from repo_butler.errors import ConcurrentWriteError, DatasetExistsError
 from repo_butler.maintenance import verify
 from repo_butler.provenance import Provenance
 from repo_butler.run_writer import RunWriter
-
-CONFIG = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        }
-    }
-}
 
 
 def _payload(writer: int, ccd: int, pad: int) -> dict[str, Any]:
