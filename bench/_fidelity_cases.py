@@ -8,7 +8,6 @@ import logging
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,29 +194,6 @@ def demo_case(
     )
 
 
-def _fill_calexp(src: Path, dst: Path, xy: np.ndarray, counts: np.ndarray, psf: Any,
-                 rng: np.random.Generator) -> None:  # fmt: skip
-    """``src`` with its zeroed pixels replaced by stars drawn with its own PSF plus Gaussian noise
-    of the (constant) variance plane written beside it; other HDUs copied."""
-    from astropy.io import fits
-
-    with fits.open(src) as hdul:
-        shape = hdul[1].data.shape
-        image = rng.normal(0.0, np.sqrt(CFHT_NOISE_VAR), shape)
-        for (x, y), n in zip(xy, counts, strict=True):
-            stamp, bb = psf.compute_image(float(x), float(y))
-            image[bb.y0 : bb.y0 + bb.height, bb.x0 : bb.x0 + bb.width] += n * stamp
-        out = fits.HDUList([fits.PrimaryHDU(header=hdul[0].header)])
-        planes = (image.astype(np.float32), hdul[2].data,
-                  np.full(shape, CFHT_NOISE_VAR, np.float32))  # fmt: skip
-        for hdu, data in zip(hdul[1:4], planes, strict=True):
-            out.append(fits.ImageHDU(data, header=hdu.header))
-        out.extend(fits.BinTableHDU(h.data, header=h.header) for h in hdul[4:])
-        with warnings.catch_warnings():  # the CFHT primary has non-standard cards; kept as is
-            warnings.simplefilter("ignore")
-            out.writeto(dst)
-
-
 def _cli(*argv: str) -> str:
     from typer.testing import CliRunner
 
@@ -239,6 +215,7 @@ def cfht_case(
     from repo_butler import Butler
     from warping.formats.afw_visit_summary import read_visit_summary_file
     from warping.formats.exposure_fits import read_exposure
+    from warping.simulate.restamp import restamp_calexp
 
     work = Path(tempfile.gettempdir()) / f"repo-butler-psf-fidelity/cfht-{tag}"
     shutil.rmtree(work, ignore_errors=True)
@@ -263,7 +240,10 @@ def cfht_case(
         x, y = rows[v].wcs.world_to_pixel_values(ra, dec)
         calib = rows[v].photo_calib.evaluate(np.asarray(x, float), np.asarray(y, float))
         dst = work / f"calexp-{v}-{CFHT_CCD}.fits"
-        _fill_calexp(src, dst, np.column_stack([x, y]), flux / calib, calexp.psf, rng)
+        restamp_calexp(
+            src, dst, np.column_stack([x, y]), flux / calib, calexp.psf,
+            variance=CFHT_NOISE_VAR, rng=rng,
+        )  # fmt: skip
         paths.append(str(dst))
     repo = work / "repo"
     _cli("create", str(repo))

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler
+from warping.simulate.restamp import restamp_calexp
 
 pytestmark = pytest.mark.realdata
 
@@ -69,25 +70,6 @@ def jacobian(transform: Any, x: float, y: float, h: float = 0.5) -> np.ndarray:
     return np.array([[u[0] - u[1], u[2] - u[3]], [v[0] - v[1], v[2] - v[3]]]) / (2 * h)
 
 
-def fill_calexp(src: Path, dst: Path, stars: np.ndarray, counts: np.ndarray, psf: Any) -> None:
-    """Write ``src`` uncompressed with its image replaced by ``stars`` (parent pixels) of
-    ``counts`` drawn with ``psf``, and a constant variance; every other HDU is copied as is."""
-    with fits.open(src) as hdul:
-        shape = hdul[1].data.shape
-        image = np.zeros(shape, dtype=np.float64)
-        for (x, y), n in zip(stars, counts, strict=True):
-            stamp, bb = psf.compute_image(float(x), float(y))
-            image[bb.y0 : bb.y0 + bb.height, bb.x0 : bb.x0 + bb.width] += n * stamp
-        out = fits.HDUList([fits.PrimaryHDU(header=hdul[0].header)])
-        planes = (image.astype(np.float32), hdul[2].data, np.full(shape, 25.0, np.float32))
-        for hdu, data in zip(hdul[1:4], planes, strict=True):
-            out.append(fits.ImageHDU(data, header=hdu.header))
-        out.extend(fits.BinTableHDU(h.data, header=h.header) for h in hdul[4:])
-        with warnings.catch_warnings():  # the CFHT primary has non-standard cards; kept as is
-            warnings.simplefilter("ignore")
-            out.writeto(dst)
-
-
 @pytest.fixture(scope="module")
 def cfht(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from warping.formats.afw_visit_summary import read_visit_summary_file
@@ -114,7 +96,9 @@ def cfht(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         x, y = rows[v].wcs.world_to_pixel_values(ra, dec)
         c = rows[v].photo_calib.calibration_mean  # nJy per count
         filled = tmp / f"calexp-{v}-{CCD}.fits"
-        fill_calexp(path, filled, np.column_stack([x, y]), flux_njy / c, calexp.psf)
+        restamp_calexp(
+            path, filled, np.column_stack([x, y]), flux_njy / c, calexp.psf, variance=25.0
+        )
         files.append(str(filled))
         truth[v] = {"x": x, "y": y, "calib": c, "row": rows[v], "psf": calexp.psf, "path": filled}
     repo = tmp / "repo"
