@@ -38,7 +38,7 @@ from scipy.signal import oaconvolve
 
 from warping.geom import Box2I
 from warping.psfmatch.solve import SpatialKernel
-from warping.warp._kernels import KIND_LANCZOS, _lanczos_weights, parse_kernel
+from warping.warp._kernels import kernel_weight_rows, parse_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -67,22 +67,10 @@ GRID_STEP = 16
 SUMMARY_POINTS = 1024
 
 
-def _weights(kernel: str, f: np.ndarray) -> np.ndarray:
-    """One-axis weights ``(len(f), size)`` at fractional offsets ``f``; column ``k`` weighs
-    source index ``floor(s) + k - (size / 2 - 1)`` (as :func:`warping.warp.kernel_weights`)."""
-    spec = parse_kernel(kernel)
-    if spec.kind == KIND_LANCZOS:
-        return _lanczos_weights(spec.n, f)
-    if spec.name == "bilinear":
-        return np.stack([1.0 - f, f], axis=1)
-    near = (f >= 0.5).astype(float)  # nearest
-    return np.stack([1.0 - near, near], axis=1)
-
-
 def _taps(kernel: str, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First source index and weights of each position's taps along one axis."""
     i = np.floor(s)
-    w = _weights(kernel, s - i)
+    w = kernel_weight_rows(kernel, s - i)
     return i.astype(np.int64) - (w.shape[1] // 2 - 1), w
 
 

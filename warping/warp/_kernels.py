@@ -119,13 +119,21 @@ def angle_table(n: int) -> np.ndarray:
 
 def kernel_weights(name: str, f: float) -> np.ndarray:
     """The ``2n`` exact one-axis weights of kernel ``name`` at fractional offset ``f``."""
+    return kernel_weight_rows(name, np.array([float(f)]))[0]
+
+
+def kernel_weight_rows(name: str, f: np.ndarray) -> np.ndarray:
+    """Exact one-axis weights of kernel ``name`` at each fractional offset of ``f`` (in
+    ``[0, 1)``), shape ``(len(f), 2n)`` (2 columns for bilinear and nearest); column ``k`` weighs
+    source index ``floor(s) + k - (n - 1)``."""
     spec = parse_kernel(name)
-    f = float(f)
+    f = np.asarray(f, dtype=np.float64)
     if spec.kind == KIND_BILINEAR:
-        return np.array([1.0 - f, f])
+        return np.stack([1.0 - f, f], axis=1)
     if spec.kind == KIND_NEAREST:
-        return np.array([1.0, 0.0]) if f < 0.5 else np.array([0.0, 1.0])
-    return _lanczos_weights(spec.n, np.array([f]))[0]
+        near = (f >= 0.5).astype(float)
+        return np.stack([1.0 - near, near], axis=1)
+    return _lanczos_weights(spec.n, f)
 
 
 #: Rows per unit fractional offset of the Lanczos weight tables. Weights are interpolated linearly
