@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from typing import IO
@@ -186,9 +187,7 @@ def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: bytes, source: str) ->
     if code is None:
         return False
     shape = tuple(int(header[f"NAXIS{k}"]) for k in range(header["NAXIS"], 0, -1))
-    count = 1
-    for n in shape:
-        count *= n
+    count = math.prod(shape)
     offset = int(hdu.fileinfo()["datLoc"])
     dtype = np.dtype(">" + code)
     if offset + count * dtype.itemsize > len(data):
