@@ -36,13 +36,14 @@ full reader and by the header-only footprint reader :func:`read_wcs_and_bbox` al
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, ClassVar
 
@@ -434,14 +435,11 @@ def read_wcs_and_bbox(
     the one :func:`read_exposure` gives: the SKYWCS HDU of our files, the archived SkyWcs of
     LSST calexps, else the image header's FITS-WCS.
     """
-    import io
-
-    name = source or (str(f) if isinstance(f, str | os.PathLike) else "<file>")
-    if isinstance(f, str | os.PathLike):
-        with open(f, "rb") as fh:
-            return read_wcs_and_bbox(fh, name)
-    obj: Any = io.BytesIO(f) if isinstance(f, bytes) else f
-    with reading(name, "exposure headers"), warnings.catch_warnings(record=True) as caught:
+    with (
+        _binary(f, source) as (obj, name),
+        reading(name, "exposure headers"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")  # astropy's per-card warnings: one log line per file
         try:
             return _wcs_and_bbox(obj, name)
@@ -461,16 +459,26 @@ def read_psf_wcs_and_bbox(
     Like :func:`read_wcs_and_bbox`, plus the PSF :func:`read_exposure` would give (our PSF
     table, or the afw archive's PSF; None when the file has none or it cannot be read).
     """
-    import io
+    with (
+        _binary(f, source) as (obj, name),
+        reading(name, "exposure PSF"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # header card warnings are logged by the full read
+        return _wcs_and_bbox(obj, name, with_psf=True)
 
+
+@contextlib.contextmanager
+def _binary(
+    f: str | os.PathLike[str] | bytes | IO[bytes], source: str | None
+) -> Iterator[tuple[Any, str]]:
+    """A binary file object for a path (opened here), bytes or a file object, and its name."""
     name = source or (str(f) if isinstance(f, str | os.PathLike) else "<file>")
     if isinstance(f, str | os.PathLike):
         with open(f, "rb") as fh:
-            return read_psf_wcs_and_bbox(fh, name)
-    obj: Any = io.BytesIO(f) if isinstance(f, bytes) else f
-    with reading(name, "exposure PSF"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # header card warnings are logged by the full read
-        return _wcs_and_bbox(obj, name, with_psf=True)
+            yield fh, name
+    else:
+        yield (io.BytesIO(f) if isinstance(f, bytes) else f), name
 
 
 def _wcs_and_bbox(obj: Any, name: str, *, with_psf: bool = False) -> Any:
