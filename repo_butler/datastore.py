@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal, cast
 
 from repo_butler.errors import StorageError
+from repo_butler.local_reads import ReadBuffer, map_file
 from repo_butler.local_writes import HashingFile, fsync_directory, link_exclusive, local_token
 from repo_butler.redaction import redact_text, secret_values
 
@@ -71,7 +72,7 @@ class StagedFile:
     size: int
 
 
-def checksum_bytes(data: bytes) -> str:
+def checksum_bytes(data: ReadBuffer) -> str:
     """Return the checksum recorded for stored bytes: ``"sha256:<hex>"``."""
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -183,6 +184,14 @@ class Datastore(ABC):
     @abstractmethod
     def get_bytes(self, path: str) -> bytes:
         """Return the complete content of ``path`` (``FileNotFoundError`` if absent)."""
+
+    def get_buffer(self, path: str) -> ReadBuffer:
+        """The complete content of ``path`` as ``bytes`` or a read-only map of a local file
+        (:func:`repo_butler.local_reads.map_file`), for readers that decode it at once.
+
+        The default is :meth:`get_bytes`.
+        """
+        return self.get_bytes(path)
 
     @abstractmethod
     def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
@@ -485,6 +494,12 @@ class FsspecDatastore(Datastore):
         """Return the content of ``path``."""
         data: bytes = self.fs.cat_file(self.full_path(path))
         return data
+
+    def get_buffer(self, path: str) -> ReadBuffer:
+        """Local files: a read-only map (no copy of a large file); others: :meth:`get_bytes`."""
+        if self._local:
+            return map_file(self.full_path(path))
+        return self.get_bytes(path)
 
     def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
         """Open ``path`` for binary reading (a lazily read file object for remote stores)."""

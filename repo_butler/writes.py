@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from repo_butler.datastore import checksum_bytes
 from repo_butler.dimensions import DataId
 from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError, StorageError
+from repo_butler.local_reads import ReadBuffer
 from repo_butler.provenance import (
     SIDECAR_SUFFIX,
     Provenance,
@@ -50,7 +51,7 @@ class ChecksumMismatchError(FormatterError):
     """The bytes read from a dataset's file are not those the registry recorded (corrupted)."""
 
 
-def check_checksum(data: bytes, ref: DatasetRef) -> None:
+def check_checksum(data: ReadBuffer, ref: DatasetRef) -> None:
     """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded."""
     if not ref.checksum.startswith("sha256:"):  # only the algorithm recorded is checked
         return
@@ -362,10 +363,15 @@ class WorkerIO:
         With ``verify``, the checksum of the bytes read is compared with the ref's (the one
         recorded at registration) before decoding: :class:`ChecksumMismatchError` if they differ.
         """
-        data = self.read_bytes(ref)
+        formatter = self._formatter(ref.dataset_type)
+        data: ReadBuffer
+        if formatter.reads_buffers and "://" not in ref.path:
+            data = self.datastore().get_buffer(ref.path)  # a local file is mapped, not copied
+        else:
+            data = self.read_bytes(ref)
         if verify:
             check_checksum(data, ref)
-        return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
+        return formatter.from_buffer(data, source=ref.uri)
 
     def open(self, ref: DatasetRef, *, block_size: int | None = None) -> BinaryIO:
         """Open a dataset's file for binary reading without decoding it (e.g. FITS headers).

@@ -148,3 +148,22 @@ def test_store_survives_pickling(store: FsspecDatastore) -> None:
     assert type(copy) is type(store)
     assert copy.root == store.root
     assert copy.get_bytes("p/q.bin") == b"pickled"
+
+
+def test_get_buffer_holds_the_content_it_was_read_with(store: FsspecDatastore) -> None:
+    """get_buffer gives the whole file (a memory map for large local files) and keeps showing
+    it after the file is replaced: writes publish by rename, never rewrite in place."""
+    big = os.urandom(3 << 20)
+    store.put_bytes("big.bin", big)
+    store.put_bytes("small.bin", b"tiny")
+    buf = store.get_buffer("big.bin")
+    assert len(buf) == len(big) and buf[:1000] == big[:1000] and buf[-7:] == big[-7:]
+    assert checksum_bytes(buf) == checksum_bytes(big)
+    if store.is_local:
+        assert not isinstance(buf, bytes)  # mapped, not copied
+    assert store.get_buffer("small.bin") == b"tiny"
+    store.put_bytes("big.bin", b"x" * 10)
+    assert checksum_bytes(buf) == checksum_bytes(big)
+    assert store.get_buffer("big.bin") == b"x" * 10
+    with pytest.raises(FileNotFoundError):
+        store.get_buffer("absent.bin")
