@@ -231,3 +231,32 @@ def test_read_ahead_keeps_order_results_and_at_most_one_ccd_ahead(
     assert a is not None and b is not None
     np.testing.assert_array_equal(a.image, b.image)
     assert [o.goodpix for o in res.ccds] == [o.goodpix for o in serial.ccds]
+
+
+def test_a_warped_ccd_is_freed_before_the_next_ccd_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread: when CCD k is read, no warped exposure of an earlier CCD is alive (peak memory
+    is one calexp, one warped CCD and the visit's warp)."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
+    alive: list[weakref.ref[Exposure]] = []
+    original = MakeWarpTask.warp_ccd
+
+    def recording(self: MakeWarpTask, *args: object, **kwargs: object) -> object:
+        out = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive.extend(weakref.ref(e) for e in out.values() if e is not None)
+        return out
+
+    class Checking(_RecordingHandle):
+        def get(self) -> Exposure:
+            gc.collect()
+            assert [r for r in alive if r() is not None] == [], f"before reading CCD {self.index}"
+            return super().get()
+
+    monkeypatch.setattr(MakeWarpTask, "warp_ccd", recording)
+    ccds = [make_ccd(16 + i, (110.0 - 30 * i, 130.0), 5.0 * i) for i in range(3)]
+    events: list[tuple[str, int, str]] = []
+    inputs = [CcdInput(DataId({"ccd": 16 + i}), Checking(e, i, events)) for i, e in enumerate(ccds)]
+    res = MakeWarpTask().run(inputs, SKY, 7)
+    assert len(alive) == 3 and all(o.used for o in res.ccds)

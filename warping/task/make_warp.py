@@ -418,6 +418,7 @@ class MakeWarpTask:
                         )
                     )
             del calexp, warped
+            exp = None  # else the last warped CCD lives on while the next one is read
             if not outcome.used and outcome.skipped is None:
                 outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}
