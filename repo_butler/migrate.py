@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from repo_butler.checksums import checksum_bytes
 from repo_butler.config import CONFIG_FILENAME, CONFIG_VERSION
-from repo_butler.datastore import Datastore, checksum_bytes
+from repo_butler.datastore import Datastore
 from repo_butler.errors import RepoButlerError, RepositoryNotFoundError
 from repo_butler.formats import FormatVersionError, check_version
 from repo_butler.provenance import SCHEMA_VERSION as PROVENANCE_VERSION
@@ -148,7 +149,7 @@ class MigrationContext:
 
     def _update_record(self, record: DatasetRecord, data: bytes) -> None:
         registry = self.butler.registry
-        checksum = checksum_bytes(data)
+        checksum = checksum_bytes(data, self.store.checksum_algorithm)
         text = registry.get_provenance(record.dataset_type, record.data_id, record.run)
         if text is not None:
             doc = json.loads(text)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from repo_butler.datastore import checksum_bytes
+from repo_butler.checksums import algorithm_of, checksum_bytes, checksum_matches
 from repo_butler.dimensions import DataId
 from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError, StorageError
 from repo_butler.local_reads import ReadBuffer
@@ -52,11 +52,10 @@ class ChecksumMismatchError(FormatterError):
 
 
 def check_checksum(data: ReadBuffer, ref: DatasetRef) -> None:
-    """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded."""
-    if not ref.checksum.startswith("sha256:"):  # only the algorithm recorded is checked
-        return
-    found = checksum_bytes(data)
-    if found != ref.checksum:
+    """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded
+    (hashed with the algorithm it names; one unknown to this release is not checked)."""
+    if checksum_matches(data, ref.checksum) is False:
+        found = checksum_bytes(data, algorithm_of(ref.checksum))
         raise ChecksumMismatchError(
             f"{ref.uri}: checksum mismatch: the file holds {found}, the registry recorded "
             f"{ref.checksum} for {ref.dataset_type} {ref.data_id}; the file was modified "
@@ -127,7 +126,7 @@ class WrittenDataset:
     size : int
         Size of the file in bytes.
     checksum : str
-        ``"sha256:<hex>"`` of the written bytes.
+        ``"<algorithm>:<hex>"`` of the written bytes (:mod:`repo_butler.checksums`).
     provenance_path : str or None
         Storage path of the provenance sidecar, ``None`` when written without provenance.
     provenance_json : str or None
@@ -312,7 +311,7 @@ class WorkerIO:
         else:
             data = formatter.to_bytes(obj)
             size = len(data)
-            checksum = checksum_bytes(data) if sidecar_first else None
+            checksum = checksum_bytes(data, store.checksum_algorithm) if sidecar_first else None
             if checksum is not None:
                 prov_json = write_sidecar(checksum)
             if replacing is not None:

@@ -60,10 +60,20 @@ def test_walk_lists_relative_paths_sorted(store: FsspecDatastore) -> None:
     assert list(store.walk("missing")) == []
 
 
-def test_checksum_is_sha256_of_bytes() -> None:
-    assert checksum_bytes(b"abc") == (
-        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+def test_checksums_match_the_published_test_vectors() -> None:
+    """BLAKE3 (the default) and SHA-256 (S3 and earlier releases) of "abc" and of b""."""
+    from repo_butler.checksums import checksum_matches
+
+    blake3_abc = "blake3:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    sha256_abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert checksum_bytes(b"abc") == blake3_abc
+    assert checksum_bytes(b"abc", "sha256") == sha256_abc
+    assert checksum_bytes(b"") == (
+        "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
     )
+    assert checksum_matches(b"abc", sha256_abc) and checksum_matches(b"abc", blake3_abc)
+    assert checksum_matches(b"abd", sha256_abc) is False
+    assert checksum_matches(b"abc", "md17:00") is None  # a newer release's algorithm
 
 
 def test_exclusive_put_never_replaces_an_existing_file(store: FsspecDatastore) -> None:
