@@ -50,8 +50,7 @@ def make_warp(
         bool,
         typer.Option(
             "--clobber-config",
-            help="Replace the config the rerun was made with when this one differs (else "
-            "refused).",
+            help="Replace the config the rerun records if this one differs (else refused).",
         ),
     ] = False,
     jobs: Annotated[
