@@ -132,3 +132,36 @@ def test_bad_task_label_and_bad_records_are_one_line_errors(root: RepoLocation) 
         )
         with pytest.raises(RepoButlerError, match="records task 'x'"):
             butler.run_configs.get("makeWarp")
+
+
+def test_racing_first_records_one_wins(root: RepoLocation) -> None:
+    """Exclusive first writes: of writers racing to record a run's config, exactly one wins and
+    its config is the one stored (the memory store checks, then writes: not raced here)."""
+    import threading
+
+    if root.kind == "memory":
+        pytest.skip("the memory store's exclusive write is check-then-write")
+    with _open(root, "race") as butler:
+        butler.put({"x": 1}, "table", visit=1)  # the rerun exists: only the record is raced
+    barrier = threading.Barrier(6)
+    won: list[int] = []
+    lost: list[int] = []
+
+    def writer(k: int) -> None:
+        with _open(root, "race") as butler:
+            barrier.wait()
+            try:
+                butler.run_configs.put("makeWarp", {"writer": k})
+                won.append(k)
+            except RunConfigExistsError:
+                lost.append(k)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and sorted(won + lost) == list(range(6))
+    with _open(root, "race") as butler:
+        got = butler.run_configs.get("makeWarp")
+    assert got is not None and dict(got.config) == {"writer": won[0]}
