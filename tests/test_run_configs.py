@@ -15,6 +15,7 @@ from repo_butler.errors import ConfigError, RepoButlerError
 from repo_butler.formats import FormatVersionError
 from repo_butler.maintenance import verify
 from repo_butler.provenance import REDACTED
+from repo_butler.reindex import reindex
 from repo_butler.run_configs import (
     RUN_CONFIG_VERSION,
     RunConfigExistsError,
@@ -95,6 +96,14 @@ def test_records_are_bookkeeping_for_verify(root: RepoLocation) -> None:
         butler.run_configs.put("makeWarp", FIRST)
         report = verify(butler)
     assert report.ok, report.to_dict()
+    with _open(root) as butler:
+        butler.run_configs.put("makeWarp", FIRST)  # the root run's too
+    rebuilt = reindex(root.url, storage_options=root.storage_options)
+    assert rebuilt.unrecognised == [], rebuilt.to_dict()
+    with _open(root, "mine") as butler:  # the rerun survives, with its record
+        got = butler.run_configs.get("makeWarp")
+        assert got is not None and dict(got.config) == FIRST
+        assert butler.exists("table", visit=1)
     assert is_run_config_path("rerun/mine/_config/makeWarp.json")
     assert is_run_config_path("_config/makeWarp.json")
     assert not is_run_config_path("rerun/mine/t/_config/makeWarp.json")
