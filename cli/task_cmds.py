@@ -46,6 +46,13 @@ def make_warp(
     reuse: Annotated[
         bool, typer.Option("--reuse", help="Skip visits whose warps already exist.")
     ] = False,
+    clobber_config: Annotated[
+        bool,
+        typer.Option(
+            "--clobber-config",
+            help="Replace the config the rerun records if this one differs (else refused).",
+        ),
+    ] = False,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Local Dask worker processes (1: in-process).")
     ] = 1,
@@ -78,7 +85,7 @@ def make_warp(
     code = make_warp_command(
         repo, list(ctx.args), rerun=rerun, reuse=reuse, jobs=jobs, show_config=show_config,
         storage_options=storage_option, json_summary=json_summary, scheduler=dask_scheduler,
-        instrument=instrument,
+        instrument=instrument, clobber_config=clobber_config,
     )  # fmt: skip
     raise typer.Exit(code)
 

@@ -17,6 +17,7 @@ from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import Datastore
 from repo_butler.leftovers import find_leftovers
 from repo_butler.registry import DatasetRecord
+from repo_butler.run_configs import is_run_config_path
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
 
 __all__ = ["VerifyProblem", "VerifyReport", "verify"]
@@ -78,6 +79,7 @@ def _is_bookkeeping(path: str, registry_name: str) -> bool:
         or re.fullmatch(re.escape(CONFIG_FILENAME) + r"\.v[0-9]+", path) is not None  # rb migrate
         or path.startswith(registry_name)
         or (path.startswith(f"{RERUN_DIR}/") and base == RUN_MARKER and path.count("/") == 2)
+        or is_run_config_path(path)
     )
 
 

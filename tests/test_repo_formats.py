@@ -239,6 +239,13 @@ def _newer_marker(root: Path) -> str:
     return "_run.json"
 
 
+def _newer_run_config(root: Path) -> str:
+    path = root / "rerun" / RERUN / "_config" / "makeWarp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"format_version": 2, "task": "makeWarp", "run": RERUN}))
+    return "_config/makeWarp.json"
+
+
 def _newer_provenance(root: Path) -> str:
     path = root / f"{_entry(WARP)['path']}.provenance.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 2}))
@@ -281,6 +288,7 @@ NEWER = {
     "registry": _newer_registry,
     "run marker": _newer_marker,
     "provenance": _newer_provenance,
+    "run config": _newer_run_config,
     "warp inputs": _newer_warp_inputs,
     "exposure": _newer_exposure,
     "calibration": _newer_calib,
@@ -317,6 +325,18 @@ def test_reading_newer_provenance_and_markers_says_to_upgrade(repo: Path) -> Non
     _newer_marker(repo)
     with pytest.raises(RepoButlerError, match=r"_run.json: run marker format version 2"):
         reindex(str(repo))
+
+
+def test_reading_a_newer_run_config_says_to_upgrade(repo: Path) -> None:
+    named = _newer_run_config(repo)
+    with (
+        Butler(str(repo), rerun=RERUN, writeable=False) as butler,
+        pytest.raises(RepoButlerError, match="upgrade repo-butler") as info,
+    ):
+        butler.run_configs.get("makeWarp")
+    assert named in str(info.value) and "run configuration record format version 2" in str(
+        info.value
+    )
 
 
 def _console_migrate_fails(repo: Path) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ __all__ = [
     "FormatError",
     "MissingExposureError",
     "PatchIndexError",
+    "RunConfigMismatchError",
     "SimulationError",
     "UnknownTractError",
     "WarpingError",
@@ -43,3 +44,8 @@ class UnknownTractError(WarpingError, KeyError):
 
 class PatchIndexError(WarpingError, ValueError):
     """A patch index that is malformed or outside its tract (the message gives the range)."""
+
+
+class RunConfigMismatchError(WarpingError, ValueError):
+    """A run was made with another task configuration than the one given (the message lists
+    the differing fields and says how to write anyway)."""
