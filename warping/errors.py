@@ -11,6 +11,7 @@ from repo_butler.errors import FormatterError, RepoButlerError
 __all__ = [
     "FormatError",
     "MissingExposureError",
+    "NotAnImageError",
     "PatchIndexError",
     "SimulationError",
     "UnknownTractError",
@@ -43,3 +44,7 @@ class UnknownTractError(WarpingError, KeyError):
 
 class PatchIndexError(WarpingError, ValueError):
     """A patch index that is malformed or outside its tract (the message gives the range)."""
+
+
+class NotAnImageError(WarpingError, TypeError):
+    """A dataset asked to be drawn as an image (``rb quicklook``) is not an exposure."""
