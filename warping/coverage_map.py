@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from warping.geom import Box2I
-from warping.quicklook import save_figure
+from warping.quicklook import wrap_title, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -74,7 +74,7 @@ def _label_ccds(ax: Axes, footprints: Sequence[CcdFootprint]) -> None:
         placed.append((f.ccd, centre, size))
     fig = ax.get_figure()
     assert fig is not None
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # an Agg canvas
     kept: list[Any] = []
     for ccd, centre, _ in placed:
         text = ax.text(centre[0], centre[1], f"ccd {ccd}", fontsize=7, ha="center", va="center",
@@ -95,11 +95,19 @@ def coverage_figure(
     title: str | None = None,
 ) -> Figure:
     """The coverage map of ``footprints`` over the patch (``patch_bbox`` is the outer bbox)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Polygon, Rectangle
 
-    fig = Figure(figsize=(9.0, 7.0), dpi=110, layout="constrained")
+    boxes = [patch_bbox] + ([inner_bbox] if inner_bbox is not None else [])
+    x_lo, x_hi, y_lo, y_hi = _limits(boxes, footprints)
+    # the axes take the data's shape (about 5.6 in on the long side); the legend needs 7.5 in
+    aspect = (y_hi - y_lo) / (x_hi - x_lo)
+    ax_w, ax_h = (5.6 / aspect, 5.6) if aspect >= 1 else (7.0, 7.0 * aspect)
+    fig = Figure(figsize=(max(ax_w + 1.3, 7.5), max(ax_h, 2.5) + 2.0), dpi=110,
+                 layout="constrained")  # fmt: skip
+    FigureCanvasAgg(fig)  # Agg renders it (label sizes are measured with its renderer)
     ax = fig.add_subplot()
     visits = sorted({f.visit for f in footprints if f.used})
     handles: list[Any] = []
@@ -118,7 +126,6 @@ def coverage_figure(
         handles.append(Line2D([], [], color=UNUSED_COLOUR, lw=1.0, ls="--",
                               label=f"calexp not used ({len(unused)}; visit(s) "
                                     f"{', '.join(str(v) for v in sorted({f.visit for f in unused}))})"))  # fmt: skip
-    boxes = [patch_bbox] + ([inner_bbox] if inner_bbox is not None else [])
     for box, style, label in (
         (patch_bbox, "-", "patch outer bbox (the warp's extent, with border)"),
         (inner_bbox, ":", "patch inner bbox (the area the patch owns)"),
@@ -128,7 +135,6 @@ def coverage_figure(
         ax.add_patch(Rectangle((box.x0 - 0.5, box.y0 - 0.5), box.width, box.height,
                                fill=False, lw=2.0, ls=style, ec="black"))  # fmt: skip
         handles.append(Line2D([], [], color="black", lw=2.0, ls=style, label=label))
-    x_lo, x_hi, y_lo, y_hi = _limits(boxes, footprints)
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     ax.set_aspect("equal", adjustable="box")
@@ -136,7 +142,7 @@ def coverage_figure(
     ax.set_ylabel("y (tract pixels)")
     ax.tick_params(labelsize=7)
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    fig.suptitle(title or "CCD footprints over the patch", fontsize=9)
+    fig.suptitle(wrap_title(title or "CCD footprints over the patch"), fontsize=9)
     fig.canvas.draw()  # final layout, so label boxes are measured where they will be drawn
     _label_ccds(ax, footprints)
     return fig

@@ -30,6 +30,7 @@ __all__ = [
     "quicklook_figure",
     "render_quicklook",
     "save_figure",
+    "wrap_title",
     "stretch_image",
     "zscale_stretch",
 ]
@@ -215,6 +216,7 @@ def quicklook_figure(
         Images larger than this on a side are block-averaged (NO_DATA blocks stay NO_DATA).
     """
     from matplotlib.colors import ListedColormap
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -223,8 +225,9 @@ def quicklook_figure(
     factor = max(1, int(np.ceil(max(image.shape) / max_pixels)))
     shown = _binned(image, factor)
     scale = zscale_stretch(shown, stretch=stretch)
-    grey: Any = ListedColormap(np.repeat(np.linspace(0.0, 1.0, 256)[:, None], 3, axis=1), "grey")
-    grey.set_bad(NO_DATA_RGB)
+    grey: Any = ListedColormap(
+        np.repeat(np.linspace(0.0, 1.0, 256)[:, None], 3, axis=1), "grey"
+    ).with_extremes(bad=NO_DATA_RGB)
     x0, y0 = exposure.xy0
     extent = (
         x0 - 0.5,
@@ -235,6 +238,7 @@ def quicklook_figure(
     aspect = shown.shape[0] / max(shown.shape[1], 1)
     fig = Figure(figsize=(7.0, float(np.clip(5.3 * aspect + 1.3, 3.5, 11.0))), dpi=120,
                  layout="constrained")  # fmt: skip
+    FigureCanvasAgg(fig)  # rendered with Agg, whatever pyplot's backend
     ax = fig.add_subplot()
     im = ax.imshow(np.ma.masked_invalid(shown), cmap=grey, norm=scale.normalize(), origin="lower",
                    extent=extent, interpolation="nearest")  # fmt: skip
@@ -254,10 +258,17 @@ def quicklook_figure(
     if exposure.astropy_wcs is None:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no WCS: no compass"))
     fig.legend(handles=handles, loc="outside lower center", fontsize=8, frameon=False)
-    fig.suptitle(title or "", fontsize=9)
+    fig.suptitle(wrap_title(title or ""), fontsize=9)
     if factor > 1:
         ax.set_title(f"block-averaged {factor}x{factor} for display", fontsize=7)
     return fig
+
+
+def wrap_title(title: str, width: int = 88) -> str:
+    """A title in lines of at most ``width`` characters (about a 7-inch figure at 9 pt)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
