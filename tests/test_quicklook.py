@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 
+from warping.coverage_map import CcdFootprint, render_coverage
 from warping.exposure import Exposure
 from warping.geom import Box2I
-from warping.coverage_map import CcdFootprint, render_coverage
 from warping.quicklook import NO_DATA_RGB, render_quicklook, stretch_image
 
 

@@ -158,11 +158,12 @@ def test_quicklook_of_a_warp_in_a_bucket(s3_root: Any, tmp_path: Path, capsys: A
                                          monkeypatch: Any) -> None:  # fmt: skip
     opts = s3_root.storage_options
     write_demo_like(s3_root.url, storage_options=opts, psf_matched=False)
+    client = opts["client_kwargs"]
     s3_args = ["-S", f"key={opts['key']}", "-S", f"secret={opts['secret']}",
-               "-S", f"client_kwargs.endpoint_url={opts['client_kwargs']['endpoint_url']}",
-               "-S", f"client_kwargs.region_name={opts['client_kwargs']['region_name']}"]  # fmt: skip
+               "-S", f"client_kwargs.endpoint_url={client['endpoint_url']}",
+               "-S", f"client_kwargs.region_name={client['region_name']}"]  # fmt: skip
     png = tmp_path / "s3.png"
-    code, out, err = _rb(capsys, monkeypatch, "quicklook", s3_root.url, "deepCoadd_directWarp",
+    code, _out, err = _rb(capsys, monkeypatch, "quicklook", s3_root.url, "deepCoadd_directWarp",
                          *WARP_ID, "--rerun", "ci_hsc", "-o", str(png), *s3_args)  # fmt: skip
     assert code == 0, err
     assert _png_shape(png) == (round(6.6 * 120), 7 * 120)

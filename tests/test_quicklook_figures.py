@@ -38,7 +38,8 @@ def _parent_wcs(rotation_deg: float, east_right: bool) -> WCS:
     return w
 
 
-def _exposure(rotation_deg: float = 0.0, east_right: bool = False, *, calexp: bool = False) -> Exposure:
+def _exposure(rotation_deg: float = 0.0, east_right: bool = False, *, calexp: bool = False
+              ) -> Exposure:  # fmt: skip
     exp = Exposure.empty(Box2I(XY0[0], XY0[1], 240, 180), wcs=_parent_wcs(rotation_deg, east_right),
                          fill_no_data=False)  # fmt: skip
     exp.image[:] = np.random.default_rng(5).normal(10.0, 2.0, exp.image.shape)
@@ -162,7 +163,8 @@ def test_no_wcs_no_compass_and_the_legend_says_so() -> None:
 # -- coverage map -----------------------------------------------------------------------------
 
 
-def _ccd(visit: int, ccd: int, x: float, y: float, rot: float, *, used: bool = True) -> CcdFootprint:
+def _ccd(visit: int, ccd: int, x: float, y: float, rot: float, *, used: bool = True
+         ) -> CcdFootprint:  # fmt: skip
     w, h = 190.0, 380.0
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]]) - [w / 2, h / 2]
     th = np.radians(rot)
@@ -174,8 +176,8 @@ def _demo_like_footprints() -> list[CcdFootprint]:
     """Three dithered visits of a 2x2 CCD block over the patch, plus CCD 9 of each below it
     (unused) reaching far under the patch: where the old map cut CCDs off."""
     out = []
-    for visit, (dx, dy, rot) in zip((903986, 903988, 904010),
-                                    ((12, -8, 4), (0, 0, 0), (-10, 10, -3)), strict=True):  # fmt: skip
+    dithers = ((12, -8, 4), (0, 0, 0), (-10, 10, -3))
+    for visit, (dx, dy, rot) in zip((903986, 903988, 904010), dithers, strict=True):
         for ccd, (cx, cy) in ((16, (1560, 1150)), (17, (1755, 1150)), (23, (1560, 1540)),
                               (24, (1755, 1540)), (9, (1560, 760))):  # fmt: skip
             out.append(_ccd(visit, ccd, cx + dx, cy + dy, rot, used=ccd != 9))

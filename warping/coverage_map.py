@@ -9,7 +9,7 @@ polygon. matplotlib is imported lazily.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from warping.geom import Box2I
-from warping.quicklook import wrap_title, save_figure
+from warping.quicklook import save_figure, wrap_title
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -113,8 +113,8 @@ def coverage_figure(
     handles: list[Any] = []
     for i, visit in enumerate(visits):
         n = sum(1 for f in footprints if f.used and f.visit == visit)
-        handles.append(Line2D([], [], color=visit_colour(i), lw=1.8,
-                              label=f"visit {visit} ({n} CCD{'s' if n != 1 else ''} used)"))  # fmt: skip
+        label = f"visit {visit} ({n} CCD{'s' if n != 1 else ''} used)"
+        handles.append(Line2D([], [], color=visit_colour(i), lw=1.8, label=label))
     for f in footprints:
         if f.used:
             style = {"ec": visit_colour(visits.index(f.visit)), "lw": 1.4, "ls": "-"}
@@ -123,18 +123,18 @@ def coverage_figure(
         ax.add_patch(Polygon(f.vertices, closed=True, fill=False, **style))
     unused = [f for f in footprints if not f.used]
     if unused:
-        handles.append(Line2D([], [], color=UNUSED_COLOUR, lw=1.0, ls="--",
-                              label=f"calexp not used ({len(unused)}; visit(s) "
-                                    f"{', '.join(str(v) for v in sorted({f.visit for f in unused}))})"))  # fmt: skip
-    for box, style, label in (
+        of = ", ".join(str(v) for v in sorted({f.visit for f in unused}))
+        label = f"calexp not used ({len(unused)}; visit(s) {of})"
+        handles.append(Line2D([], [], color=UNUSED_COLOUR, lw=1.0, ls="--", label=label))
+    for box, ls, label in (
         (patch_bbox, "-", "patch outer bbox (the warp's extent, with border)"),
         (inner_bbox, ":", "patch inner bbox (the area the patch owns)"),
     ):
         if box is None:
             continue
         ax.add_patch(Rectangle((box.x0 - 0.5, box.y0 - 0.5), box.width, box.height,
-                               fill=False, lw=2.0, ls=style, ec="black"))  # fmt: skip
-        handles.append(Line2D([], [], color="black", lw=2.0, ls=style, label=label))
+                               fill=False, lw=2.0, ls=ls, ec="black"))  # fmt: skip
+        handles.append(Line2D([], [], color="black", lw=2.0, ls=ls, label=label))
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     ax.set_aspect("equal", adjustable="box")
@@ -166,19 +166,17 @@ def calexp_footprints(
     tract_wcs: Any,
     data_id: Mapping[str, Any],
     used: Collection[tuple[int, int]],
-    *,
-    read_wcs_and_bbox: Callable[..., Any] | None = None,
 ) -> list[CcdFootprint]:
     """Footprints in tract pixels of every calexp matching ``data_id`` (e.g. the filter).
 
     ``used`` holds the ``(visit, ccd)`` pairs that went into the warps; the others are marked
     unused. A calexp without a WCS cannot be placed and is left out (logged).
     """
-    if read_wcs_and_bbox is None:
-        from warping.calexp_footprint import read_wcs_and_bbox_of as read_wcs_and_bbox
+    from warping.calexp_footprint import read_wcs_and_bbox_of
+
     out: list[CcdFootprint] = []
     for ref in butler.query_datasets("calexp", data_id=dict(data_id)):
-        wcs, bbox = read_wcs_and_bbox(butler.open_file, ref)
+        wcs, bbox = read_wcs_and_bbox_of(butler.open_file, ref)
         if wcs is None:
             logger.info("calexp %s has no WCS: not on the coverage map", ref.data_id)
             continue

@@ -30,8 +30,8 @@ __all__ = [
     "quicklook_figure",
     "render_quicklook",
     "save_figure",
-    "wrap_title",
     "stretch_image",
+    "wrap_title",
     "zscale_stretch",
 ]
 
@@ -215,8 +215,8 @@ def quicklook_figure(
     max_pixels
         Images larger than this on a side are block-averaged (NO_DATA blocks stay NO_DATA).
     """
-    from matplotlib.colors import ListedColormap
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 

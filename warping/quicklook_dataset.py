@@ -114,7 +114,9 @@ def quicklook_dataset(
     title = f"{dataset_type}: {id_text}  [{f'rerun {run}' if ref.run else 'root run'}]"
     fig = quicklook_figure(exposure, title=title, stretch=stretch,
                            pixel_frame=_pixel_frame(dt.dimensions))  # fmt: skip
-    out = Path(path) if path is not None else Path(directory) / default_png_name(dataset_type, full_id)
+    if path is None:
+        path = Path(directory) / default_png_name(dataset_type, full_id)
+    out = Path(path)
     written = save_figure(fig, out)
     logger.debug("wrote %s", written)
     return Quicklook(dataset_type, full_id, run, fig, written)
