@@ -53,6 +53,14 @@ def quicklook(
     stretch: Annotated[
         StretchName, typer.Option("--stretch", help="Stretch over the zscale limits.")
     ] = StretchName.asinh,
+    coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Draw the patch's coverage map instead (DATASET_TYPE a warp type; -d tract, "
+            "patch, filter): every calexp of the filter, the warps' inputs coloured by visit.",
+        ),
+    ] = False,
     storage_option: Annotated[
         list[str] | None,
         typer.Option(
@@ -64,15 +72,20 @@ def quicklook(
     ] = None,
 ) -> None:
     """Draw a warp or calexp as a PNG: zscale stretch with a colour bar in the pixel unit (nJy for
-    warps, counts for calexps), NO_DATA in dark blue, pixel axes and a N/E compass."""
+    warps, counts for calexps), NO_DATA in dark blue, pixel axes and a N/E compass; or, with
+    --coverage, a patch's coverage map."""
     from cli.support import open_butler, parse_key_values
-    from warping.quicklook_dataset import quicklook_dataset
+    from warping.quicklook_dataset import patch_coverage, quicklook_dataset
 
     ids = parse_key_values(data_id)
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
-        result = quicklook_dataset(butler, dataset_type, ids, output, stretch=stretch.value)
+        if coverage:
+            result = patch_coverage(butler, dataset_type, ids, output)
+        else:
+            result = quicklook_dataset(butler, dataset_type, ids, output, stretch=stretch.value)
     id_text = " ".join(f"{k}={v}" for k, v in result.data_id.items())
-    typer.echo(f"{result.path}: {dataset_type} {id_text} (run {result.run})")
+    what = f"coverage of {dataset_type}" if coverage else dataset_type
+    typer.echo(f"{result.path}: {what} {id_text} (run {result.run})")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from cli.main import main
 from repo_butler import Butler
-from warping.quicklook_dataset import quicklook_dataset
+from warping.quicklook_dataset import patch_coverage, quicklook_dataset
 from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig
 from warping.task.config_overrides import apply_overrides
@@ -126,6 +126,31 @@ def test_figures_carry_units_and_the_warps_no_data_fraction(repo: Path, tmp_path
     assert q.path.is_file() and calexp.path.is_file()
 
 
+def test_coverage_map_of_the_patch(repo: Path, tmp_path: Path, capsys: Any,
+                                   monkeypatch: Any) -> None:  # fmt: skip
+    """Every calexp of the filter is drawn; the warps' inputs (CCDs 16/17/23/24 of each visit)
+    in their visit's colour, the CCD 9s (off the patch, never selected) grey."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _rb(capsys, monkeypatch, "quicklook", str(repo), "deepCoadd_directWarp",
+                         *WARP_ID[:-2], "--rerun", "ci_hsc", "--coverage")  # fmt: skip
+    assert code == 0, err
+    png = tmp_path / "coverage-0-5,4-HSC-I.png"
+    assert png.is_file() and _png_shape(png)[1] >= 7.5 * 110, out
+    with Butler(str(repo), rerun="ci_hsc", writeable=False) as butler:
+        ids = {"tract": 0, "patch": "5,4", "filter": "HSC-I"}
+        fig = patch_coverage(butler, "deepCoadd_psfMatchedWarp", {**ids, "visit": 903988},
+                             tmp_path / "one.png").figure  # fmt: skip
+        every = patch_coverage(butler, "deepCoadd_directWarp", ids, tmp_path / "all.png").figure
+    texts = [t.get_text() for lg in every.legends for t in lg.get_texts()]
+    for visit in (903986, 903988, 904010):
+        assert f"visit {visit} (4 CCDs used)" in texts, texts
+    assert any(t.startswith("calexp not used (3;") for t in texts), texts
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert legend[0] == "visit 903988 (4 CCDs used)", legend
+    assert not any(t.startswith("visit 903986") for t in legend)
+    assert any(t.startswith("calexp not used (11;") for t in legend), legend
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -138,6 +163,8 @@ def test_figures_carry_units_and_the_warps_no_data_fraction(repo: Path, tmp_path
          r"ci_hsc \(pass --rerun NAME\)"),
         (["deepCoadd_skyMap"], r"deepCoadd_skyMap is not an image"),
         (["calexp", "-d", "visit"], r"--data-id 'visit': expected KEY=VALUE"),
+        (["deepCoadd_directWarp", "-d", "tract=0", "-d", "patch=5,4", "--coverage"],
+         r"coverage map needs tract, patch and filter; filter missing .*'tract=0 patch=5,4'"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line(repo: Path, tmp_path: Path, capsys: Any, monkeypatch: Any,

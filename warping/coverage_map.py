@@ -115,7 +115,7 @@ def coverage_figure(
         n = sum(1 for f in footprints if f.used and f.visit == visit)
         label = f"visit {visit} ({n} CCD{'s' if n != 1 else ''} used)"
         handles.append(Line2D([], [], color=visit_colour(i), lw=1.8, label=label))
-    for f in footprints:
+    for f in sorted(footprints, key=lambda f: f.used):  # the used ones drawn on top
         if f.used:
             style = {"ec": visit_colour(visits.index(f.visit)), "lw": 1.4, "ls": "-"}
         else:

@@ -1,7 +1,9 @@
-"""Quicklook of one dataset of a repository: what ``rb quicklook`` does.
+"""Quicklooks of a repository's datasets: what ``rb quicklook`` does.
 
-Resolves the dataset type and data ID (errors name them), reads the exposure and writes the
-:func:`warping.quicklook.quicklook_figure` PNG titled with the dataset type, data ID and run.
+:func:`quicklook_dataset` resolves a dataset type and data ID (errors name them), reads the
+exposure and writes the :func:`warping.quicklook.quicklook_figure` PNG titled with the dataset
+type, data ID and run. :func:`patch_coverage` draws the coverage map of a patch: every calexp of
+the filter, those its warps used (from their provenance) in their visit's colour.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Quicklook", "default_png_name", "quicklook_dataset"]
+__all__ = ["Quicklook", "default_png_name", "patch_coverage", "quicklook_dataset"]
 
 #: the formatter of the dataset types that read as an :class:`~warping.exposure.Exposure`
 IMAGE_FORMATTER = "exposure"
@@ -120,3 +122,88 @@ def quicklook_dataset(
     written = save_figure(fig, out)
     logger.debug("wrote %s", written)
     return Quicklook(dataset_type, full_id, run, fig, written)
+
+
+def _used_calexps(butler: Butler, ref: Any) -> set[tuple[int, int]]:
+    """``(visit, ccd)`` of the calexps a warp was made from: its provenance inputs, else the
+    CCD table the warp carries (read with the warp)."""
+    prov = butler.get_provenance_dict(ref.dataset_type, ref.data_id.to_dict())
+    if prov is not None:
+        return {
+            (int(i["data_id"]["visit"]), int(i["data_id"]["ccd"]))
+            for i in prov.get("inputs", ())
+            if i.get("dataset_type") == "calexp"
+        }
+    inputs = getattr(butler.get(ref), "coadd_inputs", None)
+    return {(int(c.visit), int(c.ccd)) for c in getattr(inputs, "ccds", ())}
+
+
+def patch_coverage(
+    butler: Butler,
+    dataset_type: str,
+    data_id: Mapping[str, Any],
+    path: str | Path | None = None,
+    *,
+    directory: str | Path = ".",
+) -> Quicklook:
+    """Draw the coverage map of the patch of ``data_id`` (tract, patch, filter; a visit narrows
+    the warps) and write it to ``path`` (default ``coverage-TRACT-PATCH-FILTER.png``).
+
+    Every calexp of the filter is drawn; those listed as inputs of the patch's warps of
+    ``dataset_type`` are in their visit's colour, the others grey and dashed.
+
+    Raises
+    ------
+    repo_butler.errors.DataIdError
+        If tract, patch or filter is missing.
+    repo_butler.errors.DatasetNotFoundError
+        If the patch has no warps of ``dataset_type`` in the runs searched.
+    """
+    from repo_butler.errors import DataIdError, DatasetNotFoundError
+    from warping.coverage_map import calexp_footprints, coverage_figure
+    from warping.quicklook import save_figure
+    from warping.task.make_warp import SkyInfo
+
+    id_text = " ".join(f"{k}={v}" for k, v in data_id.items())
+    missing = [k for k in ("tract", "patch", "filter") if k not in data_id]
+    if missing:
+        raise DataIdError(
+            f"a coverage map needs tract, patch and filter; {', '.join(missing)} missing from "
+            f"the data ID '{id_text}' (e.g. -d tract=0 -d patch=5,4 -d filter=HSC-I)"
+        )
+    if "tract" not in butler.dataset_type(dataset_type).dimensions:
+        raise NotAnImageError(
+            f"a coverage map is drawn for a patch's warps: {dataset_type} is not a warp "
+            "(use deepCoadd_directWarp or deepCoadd_psfMatchedWarp)"
+        )
+    refs = butler.query_datasets(dataset_type, data_id=dict(data_id))
+    if not refs:
+        others = sorted(r for r in butler.registry.runs() if r and r not in butler.search_runs)
+        hint = f"; reruns not searched: {', '.join(others)} (pass --rerun NAME)" if others else ""
+        raise DatasetNotFoundError(
+            f"no {dataset_type} with data ID {id_text} in the runs searched, so no coverage "
+            f"map{hint}"
+        )
+    tract, patch, band = int(data_id["tract"]), str(data_id["patch"]), str(data_id["filter"])
+    skymap = butler.get("deepCoadd_skyMap", {})
+    sky_info = SkyInfo.from_skymap(skymap, tract, patch)
+    used: set[tuple[int, int]] = set()
+    for ref in refs:
+        used |= _used_calexps(butler, ref)
+    footprints = calexp_footprints(butler, sky_info.wcs, {"filter": band}, used)
+    runs = ", ".join(sorted({r.run or "(root)" for r in refs}))
+    title = (
+        f"calexps of filter {band} over tract {tract} patch {sky_info.patch_name}; coloured: "
+        f"inputs of {len(refs)} {dataset_type} (run {runs})"
+    )
+    fig = coverage_figure(
+        sky_info.bbox,
+        footprints,
+        inner_bbox=skymap[tract].patch(patch).inner_bbox,
+        title=title,
+    )
+    if path is None:
+        path = Path(directory) / f"coverage-{tract}-{sky_info.patch_name}-{band}.png"
+    written = save_figure(fig, path)
+    full_id = {"tract": tract, "patch": sky_info.patch_name, "filter": band}
+    return Quicklook(dataset_type, full_id, runs, fig, written)

@@ -131,11 +131,9 @@ def run_demo(
 ) -> DemoResult:
     """Build (or reuse) the demo repository, make the warps and render the PNGs."""
     from repo_butler import Butler
-    from warping.coverage_map import calexp_footprints, render_coverage
-    from warping.quicklook_dataset import quicklook_dataset
+    from warping.quicklook_dataset import patch_coverage, quicklook_dataset
     from warping.simulate.repo import write_simulation
     from warping.task.config import MakeWarpConfig
-    from warping.task.make_warp import SkyInfo
     from warping.task.runner import run_make_warp
 
     root = Path(directory).resolve()
@@ -164,13 +162,8 @@ def run_demo(
             png = ql_dir / f"{warp_type}Warp-HSC-I-0-5,4-{v.visit}.png"
             quicklook_dataset(out, config.dataset_type(warp_type), ids, png)
             result.pngs.append(str(png))
-    sky_info = SkyInfo.from_skymap(skymap, 0, "5,4")
-    used = {(v.visit, ccd) for v in result.summary.visits for ccd in v.ccds_used}
-    footprints = calexp_footprints(out, sky_info.wcs, {"filter": "HSC-I"}, used)
-    cov = render_coverage(
-        sky_info.bbox, footprints, ql_dir / "coverage-0-5,4.png",
-        inner_bbox=skymap[0].patch("5,4").inner_bbox,
-        title="calexps of filter HSC-I over tract 0 patch 5,4 (rerun ci_hsc)",
-    )  # fmt: skip
-    result.coverage_png = str(cov)
+    cov = patch_coverage(
+        out, config.dataset_type("direct"), DEMO_PATCH, ql_dir / "coverage-0-5,4.png"
+    )
+    result.coverage_png = str(cov.path)
     return result
