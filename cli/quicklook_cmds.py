@@ -85,7 +85,7 @@ def quicklook(
             result = quicklook_dataset(butler, dataset_type, ids, output, stretch=stretch.value)
     id_text = " ".join(f"{k}={v}" for k, v in result.data_id.items())
     what = f"coverage of {dataset_type}" if coverage else dataset_type
-    typer.echo(f"{result.path}: {what} {id_text} (run {result.run})")
+    typer.echo(f"{result.path}: {what} {id_text} ({result.run})")
 
 
 def register(app: typer.Typer) -> None:

@@ -77,7 +77,8 @@ def test_direct_warp_png(repo: Path, tmp_path: Path, capsys: Any, monkeypatch: A
     code, out, err = _rb(capsys, monkeypatch, "quicklook", str(repo), "deepCoadd_directWarp",
                          *WARP_ID, "--rerun", "ci_hsc", "-o", str(png))  # fmt: skip
     assert code == 0, err
-    assert out.strip().startswith(f"{png}: deepCoadd_directWarp tract=0 patch=5,4")
+    assert out.strip() == (f"{png}: deepCoadd_directWarp tract=0 patch=5,4 filter=HSC-I "
+                           "visit=903988 (rerun ci_hsc)")  # fmt: skip
     # a square patch: 7 in wide, 5.3 + 1.3 in high at 120 dpi
     assert _png_shape(png) == (round(6.6 * 120), 7 * 120)
 
@@ -101,7 +102,7 @@ def test_calexp_png_from_a_partial_data_id(repo: Path, tmp_path: Path, capsys: A
                          "visit=903988", "-d", "ccd=16", "--output", str(png))  # fmt: skip
     assert code == 0, err
     # the full data ID (pointing, filter completed from the registry) is printed
-    assert "calexp pointing=1116 filter=HSC-I visit=903988 ccd=16" in out
+    assert "calexp pointing=1116 filter=HSC-I visit=903988 ccd=16 (root run)" in out
     h, w = _png_shape(png)
     assert w == 7 * 120 and h > w  # a CCD is twice as tall as wide
 

@@ -31,7 +31,8 @@ IMAGE_FORMATTER = "exposure"
 
 @dataclass(frozen=True)
 class Quicklook:
-    """A drawn dataset: its full data ID and run, the figure and where it was written."""
+    """A drawn dataset: its full data ID, its run ("rerun NAME" or "root run"), the figure and
+    where it was written."""
 
     dataset_type: str
     data_id: dict[str, Any]
@@ -112,8 +113,8 @@ def quicklook_dataset(
     exposure = butler.get(ref)
     if not isinstance(exposure, Exposure):  # a formatter registered under the same name
         raise NotAnImageError(f"{dataset_type} {id_text} read as {type(exposure).__name__}")
-    run = ref.run or "(root)"
-    title = f"{dataset_type}: {id_text}  [{f'rerun {run}' if ref.run else 'root run'}]"
+    run = f"rerun {ref.run}" if ref.run else "root run"
+    title = f"{dataset_type}: {id_text}  [{run}]"
     fig = quicklook_figure(exposure, title=title, stretch=stretch,
                            pixel_frame=_pixel_frame(dt.dimensions))  # fmt: skip
     if path is None:
@@ -191,10 +192,10 @@ def patch_coverage(
     for ref in refs:
         used |= _used_calexps(butler, ref)
     footprints = calexp_footprints(butler, sky_info.wcs, {"filter": band}, used)
-    runs = ", ".join(sorted({r.run or "(root)" for r in refs}))
+    runs = ", ".join(sorted({f"rerun {r.run}" if r.run else "root run" for r in refs}))
     title = (
         f"calexps of filter {band} over tract {tract} patch {sky_info.patch_name}; coloured: "
-        f"inputs of {len(refs)} {dataset_type} (run {runs})"
+        f"inputs of {len(refs)} {dataset_type} ({runs})"
     )
     fig = coverage_figure(
         sky_info.bbox,
