@@ -163,7 +163,6 @@ def patch_coverage(
     from repo_butler.errors import DataIdError, DatasetNotFoundError
     from warping.coverage_map import calexp_footprints, coverage_figure
     from warping.quicklook import save_figure
-    from warping.task.make_warp import SkyInfo
 
     id_text = " ".join(f"{k}={v}" for k, v in data_id.items())
     missing = [k for k in ("tract", "patch", "filter") if k not in data_id]
@@ -187,24 +186,25 @@ def patch_coverage(
         )
     tract, patch, band = int(data_id["tract"]), str(data_id["patch"]), str(data_id["filter"])
     skymap = butler.get("deepCoadd_skyMap", {})
-    sky_info = SkyInfo.from_skymap(skymap, tract, patch)
+    tract_info = skymap[tract]
+    patch_info = tract_info.patch(patch)
     used: set[tuple[int, int]] = set()
     for ref in refs:
         used |= _used_calexps(butler, ref)
-    footprints = calexp_footprints(butler, sky_info.wcs, {"filter": band}, used)
+    footprints = calexp_footprints(butler, tract_info.wcs, {"filter": band}, used)
     runs = ", ".join(sorted({f"rerun {r.run}" if r.run else "root run" for r in refs}))
     title = (
-        f"calexps of filter {band} over tract {tract} patch {sky_info.patch_name}; coloured: "
+        f"calexps of filter {band} over tract {tract} patch {patch_info.name}; coloured: "
         f"inputs of {len(refs)} {dataset_type} ({runs})"
     )
     fig = coverage_figure(
-        sky_info.bbox,
+        patch_info.outer_bbox,
         footprints,
-        inner_bbox=skymap[tract].patch(patch).inner_bbox,
+        inner_bbox=patch_info.inner_bbox,
         title=title,
     )
     if path is None:
-        path = Path(directory) / f"coverage-{tract}-{sky_info.patch_name}-{band}.png"
+        path = Path(directory) / f"coverage-{tract}-{patch_info.name}-{band}.png"
     written = save_figure(fig, path)
-    full_id = {"tract": tract, "patch": sky_info.patch_name, "filter": band}
+    full_id = {"tract": tract, "patch": str(patch_info.name), "filter": band}
     return Quicklook(dataset_type, full_id, runs, fig, written)
