@@ -11,6 +11,7 @@ from repo_butler.errors import FormatterError, RepoButlerError
 __all__ = [
     "FormatError",
     "MissingExposureError",
+    "NotAnImageError",
     "PatchIndexError",
     "RunConfigMismatchError",
     "SimulationError",
@@ -49,3 +50,7 @@ class PatchIndexError(WarpingError, ValueError):
 class RunConfigMismatchError(WarpingError, ValueError):
     """A run was made with another task configuration than the one given (the message lists
     the differing fields and says how to write anyway)."""
+
+
+class NotAnImageError(WarpingError, TypeError):
+    """A dataset asked to be drawn as an image (``rb quicklook``) is not an exposure."""
