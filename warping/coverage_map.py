@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from repo_butler.extras import require
 from warping.geom import Box2I
 from warping.quicklook import save_figure, wrap_title
 
@@ -95,6 +96,7 @@ def coverage_figure(
     title: str | None = None,
 ) -> Figure:
     """The coverage map of ``footprints`` over the patch (``patch_bbox`` is the outer bbox)."""
+    require("matplotlib", "plots", "drawing pictures (rb quicklook, rb demo)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D

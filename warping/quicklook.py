@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from repo_butler.extras import require
 from warping.exposure import Exposure
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ def quicklook_figure(
     max_pixels
         Images larger than this on a side are block-averaged (NO_DATA blocks stay NO_DATA).
     """
+    require("matplotlib", "plots", "drawing pictures (rb quicklook, rb demo)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure

@@ -131,6 +131,9 @@ def run_demo(
 ) -> DemoResult:
     """Build (or reuse) the demo repository, make the warps and render the PNGs."""
     from repo_butler import Butler
+    from repo_butler.extras import require
+
+    require("matplotlib", "plots", "rb demo (it draws its warps)")  # before anything is written
     from warping.quicklook_dataset import patch_coverage, quicklook_dataset
     from warping.simulate.repo import write_simulation
     from warping.task.config import MakeWarpConfig

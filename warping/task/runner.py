@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from repo_butler.extras import require
 from warping.task.config import MakeWarpConfig
 from warping.task.work_units import UnitResult, patch_of
 
@@ -282,6 +283,8 @@ def run_make_warps(
     config.validate()
     recorded = check_run_config(butler, config, clobber=clobber_config)  # before any write
     use_dask = bool(scheduler) or jobs > 1
+    if use_dask:  # before any work: a missing extra is not a failure halfway
+        require("distributed", "dask", "running on Dask (--jobs > 1 or --dask-scheduler)")
     holder: dict[str, DaskExecutor] = {}
 
     def start_dask() -> DaskExecutor:
