@@ -26,6 +26,7 @@ from test_dask_local import assert_same_warps
 from typer.testing import CliRunner
 
 from repo_butler import Butler
+from repo_butler.checksums import checksum_matches
 from repo_butler.maintenance import verify
 from warping.task.planning import plan_units
 
@@ -56,9 +57,11 @@ def test_s3_repo_on_two_workers_matches_local_repo(s3_root: Any, tmp_path: Path)
     # same simulated inputs in both places (the simulation is seeded)
     s3_in = Butler(s3_root.url, storage_options=opts, writeable=False)
     local_in = Butler(str(local))
-    assert {r.path: r.checksum for r in s3_in.query_datasets("calexp")} == {
-        r.path: r.checksum for r in local_in.query_datasets("calexp")
-    }
+    s3_sums = {r.path: r.checksum for r in s3_in.query_datasets("calexp")}
+    assert s3_sums.keys() == {r.path for r in local_in.query_datasets("calexp")}
+    for path, checksum in s3_sums.items():  # S3 records SHA-256, local stores BLAKE3
+        assert checksum.startswith("sha256:")
+        assert checksum_matches((local / path).read_bytes(), checksum)
     runner = CliRunner()
     common = ["--rerun", "w", *ID_ARGS, "--jobs", "2", "--json"]
     res_s3 = runner.invoke(app, ["make-warp", s3_root.url, *common, *_s3_args(opts)])
