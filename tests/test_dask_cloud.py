@@ -76,11 +76,12 @@ def test_s3_repo_on_two_workers_matches_local_repo(s3_root: Any, tmp_path: Path)
     local_out = Butler(str(local), rerun="w")
     units = plan_units(local_out, IDS).units
     assert len(units) >= 4 and doc["units"] == len(units)
-    assert_same_warps(local_out, s3_out, units)
+    assert_same_warps(local_out, s3_out, units, checksums=False)  # SHA-256 vs BLAKE3
     for unit in units:  # the files themselves are identical too
         a = s3_out.get_ref("deepCoadd_directWarp", unit.data_id)
         b = local_out.get_ref("deepCoadd_directWarp", unit.data_id)
-        assert a.checksum == b.checksum and a.uri.startswith("s3://")
+        assert a.uri.startswith("s3://") and a.size == b.size
+        assert checksum_matches((local / b.path).read_bytes(), a.checksum)
     assert verify(s3_out).problems == []
     # nothing in the bucket carries the secret (sidecars, registry)
     fs = s3_root.server.filesystem()
