@@ -280,14 +280,21 @@ def make_warp_command(
     return EXIT_PARTIAL if partial or batch.unplaced else EXIT_ALL_WRITTEN
 
 
-def demo_command(directory: str, *, jobs: int = 1) -> int:
+def demo_command(
+    directory: str, *, jobs: int = 1, storage_options: dict[str, Any] | None = None
+) -> int:
     """Run the demo and print where the warps and PNGs are; 0 when warps were written."""
     from rich.console import Console
 
     from warping.task.demo import run_demo
 
     console = Console(stderr=True)
-    result = run_demo(directory, jobs=jobs, echo=lambda line: console.print(line, highlight=False))
+    result = run_demo(
+        directory,
+        jobs=jobs,
+        echo=lambda line: console.print(line, highlight=False),
+        storage_options=storage_options,
+    )
     print_summary(result.summary, console=console)
     print(f"repository:      {result.repo}")
     print("warps:")
