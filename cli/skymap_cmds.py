@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -106,16 +106,49 @@ def show_skymap(
     if output_format(fmt, json_alias) is OutputFormat.json:
         typer.echo(json.dumps(rows, indent=1))
         return
+    typer.echo(_skymap_text(rows, patches=tract is not None))
+
+
+def _box(b: list[int]) -> str:
+    return f"{b[0]},{b[1]} {b[2]}x{b[3]}"
+
+
+def _skymap_text(rows: list[dict[str, Any]], *, patches: bool) -> str:
+    """Tracts, or one tract's patches, as a table with units in the headers (80 columns)."""
+    from cli.support import text_table
+
+    if not patches:
+        header = [
+            "tract",
+            "RA (deg)",
+            "Dec (deg)",
+            "radius (deg)",
+            "patches",
+            "bbox x0,y0 WxH (px)",
+        ]
+        return text_table(
+            header,
+            [[str(r["tract"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}", f"{r['radius_deg']:.4f}",
+              "{}x{}".format(*r["num_patches"]), _box(r["bbox"])] for r in rows],
+        )  # fmt: skip
+    lines = []
     for r in rows:
-        typer.echo(
-            f"tract {r['tract']}: centre ({r['ra']:.5f}, {r['dec']:.5f}) "
-            f"{r['num_patches'][0]}x{r['num_patches'][1]} patches, bbox {r['bbox']}"
+        lines.append(
+            f"tract {r['tract']}: centre RA {r['ra']:.5f} Dec {r['dec']:.5f} deg, "
+            + "{}x{} patches, bbox {} px".format(*r["num_patches"], _box(r["bbox"]))
         )
-        for p in r.get("patches", []):
-            corners = " ".join(f"({ra:.5f},{dec:.5f})" for ra, dec in p["corners_radec"])
-            typer.echo(
-                f"  patch {p['patch']:>7} #{p['sequential']:<4} outer {p['outer_bbox']} {corners}"
+        body = []
+        for p in r["patches"]:
+            ras = [c[0] for c in p["corners_radec"]]
+            decs = [c[1] for c in p["corners_radec"]]
+            ra_range = f"{min(ras):.5f}..{max(ras):.5f}"
+            dec_range = f"{min(decs):.5f}..{max(decs):.5f}"
+            body.append(
+                [p["patch"], str(p["sequential"]), _box(p["outer_bbox"]), ra_range, dec_range]
             )
+        header = ["patch", "#", "outer bbox (px)", "RA range (deg)", "Dec range (deg)"]
+        lines.append(text_table(header, body))
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "parse_key_values",
     "parse_storage_options",
     "refuse_positional_where",
+    "text_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, one header line (the format of every table)."""
+    return _table(header, rows)
 
 
 def format_refs(refs: Sequence[DatasetRef], fmt: str) -> str:
