@@ -57,15 +57,15 @@ def simulate(
                 v0.ra_deg, v0.dec_deg, visits, filter=v0.filter, dither_arcsec=spacing, seed=seed
             )
         )
-    butler = open_butler_created(repo, storage_option)
-    summary = write_simulation(
-        butler,
-        cfg,
-        tract=tract,
-        progress=lambda m: typer.echo(m, err=True),
-        skymap=make_skymap(cfg) if skymap else None,
-        overwrite=overwrite,
-    )
+    with open_butler_created(repo, storage_option) as butler:
+        summary = write_simulation(
+            butler,
+            cfg,
+            tract=tract,
+            progress=lambda m: typer.echo(m, err=True),
+            skymap=make_skymap(cfg) if skymap else None,
+            overwrite=overwrite,
+        )
     typer.echo(
         f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
         f"{summary.n_sources} truth sources) into {butler.root} in {summary.seconds:.1f} s"
