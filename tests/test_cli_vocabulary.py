@@ -99,8 +99,12 @@ def test_every_data_command_takes_format() -> None:
 
 def test_make_warp_lists_its_lsst_options_with_metavars() -> None:
     lines = "\n".join(_option_lines(_help("make-warp")))
-    for option in ("--id KEY=VALUE...", "--selectId, --select-id KEY=VALUE...",
-                   "-c, --config FIELD=VALUE...", "-C, --configfile, --config-file FILE..."):  # fmt: skip
+    for option in (
+        "--id KEY=VALUE...",
+        "--selectId, --select-id KEY=VALUE...",
+        "-c, --config FIELD=VALUE...",
+        "-C, --configfile, --config-file FILE...",
+    ):
         assert option in lines, option
 
 
