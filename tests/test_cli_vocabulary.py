@@ -56,7 +56,6 @@ def _option_lines(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small demo-like repository with warps of tract 0 patch 5,4 in rerun ``w``."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from scale_support import write_small_repo
 
     root = tmp_path_factory.mktemp("vocab") / "repo"
