@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -48,7 +47,7 @@ class LsstSyntaxCommand(TyperCommand):
     The command still declares those options, so ``--help`` lists them with their metavars.
     """
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context
         from cli.task_args import split_task_args
 
         lsst, rest = split_task_args(args)
