@@ -85,7 +85,7 @@ def test_remove_verify_reindex_provenance(repo: str) -> None:
         butler.put({"a": 1}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=1)
         prov = Provenance.build("t", {"n": 3})
         butler.put({"a": 2}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=2, provenance=prov)
-    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2", "-f", "json"])
     assert isinstance(doc, dict) and doc["task"] == "t" and doc["config"] == {"n": 3}
     result = runner.invoke(app, ["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=1"])
     assert isinstance(result.exception, DatasetNotFoundError)
@@ -101,9 +101,9 @@ def test_remove_verify_reindex_provenance(repo: str) -> None:
     )  # fmt: skip
     assert rm.exit_code == 0, rm.output
     Path(repo, "registry.sqlite3").unlink()
-    report = _json(["reindex", repo])
+    report = _json(["reindex", repo, "-f", "json"])
     assert isinstance(report, dict) and report["total"] == 1
-    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2", "--json"])
     assert isinstance(doc, dict) and doc["task"] == "t"
 
 
