@@ -140,14 +140,15 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_refs(refs: Sequence[DatasetRef], fmt: str) -> str:
-    """Render datasets as a text table or as the documented JSON array."""
+    """Render datasets as a text table (paths relative to the repository root, absolute for
+    files ingested in place) or as the documented JSON array (full URIs)."""
     if fmt == "json":
         return json.dumps([r.to_json_dict() for r in refs], indent=2)
     rows = [
-        [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.uri]
+        [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.path]
         for r in refs
     ]
-    return _table(["dataset_type", "run", "data_id", "size", "uri"], rows)
+    return _table(["dataset_type", "run", "data_id", "size", "path"], rows)
 
 
 def format_data_ids(data_ids: Sequence[DataId], dimensions: Sequence[str], fmt: str) -> str:

@@ -64,8 +64,14 @@ def test_create_ingest_query_json(repo: str, tmp_path: Path) -> None:
     ids = _json(["query-data-ids", repo, "ccd", "visit", "-d", "visit=903988", "-f", "json"])
     assert ids == [{"visit": 903988, "ccd": c} for c in (16, 17, 30)]
     table = runner.invoke(app, ["query-datasets", repo, "calexp_meta"]).stdout
-    assert table.splitlines()[0].split() == ["dataset_type", "run", "data_id", "size", "uri"]
+    assert table.splitlines()[0].split() == ["dataset_type", "run", "data_id", "size", "path"]
     assert len(table.splitlines()) == 4
+    where = ["--where", "ccd IN (16..24)"]
+    table = runner.invoke(app, ["query-datasets", repo, "calexp_meta", *where]).stdout
+    root = Path(repo).resolve().as_uri()  # the table's paths: the URIs, relative to the repository
+    assert [f"{root}/{line.split()[-1]}" for line in table.splitlines()[1:]] == [
+        r["uri"] for r in rows
+    ]
 
 
 def test_ingest_with_data_id_and_rerun(repo: str, tmp_path: Path) -> None:
