@@ -243,3 +243,18 @@ def test_reindex_and_migrate_formats(tmp_path: Path) -> None:
     migrated = json.loads(_rb("migrate", root, "--dry-run", "-f", "json").stdout)
     assert migrated["up_to_date"] is True and migrated["upgrades"] == []
     assert _rb("migrate", root, "--dry-run").stdout.startswith(f"{migrated['root']} is up to date")
+
+
+def test_demo_takes_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rb demo -S``: the demo repository may be a URL; its PNGs then go to ./quicklook."""
+    from warping.task.demo import DEMO_PATCH, run_demo
+
+    monkeypatch.chdir(tmp_path)
+    url = f"memory://rb-demo-{tmp_path.name}/repo"
+    result = run_demo(url, ccd_size=(96, 192), storage_options={}, echo=lambda _line: None)
+    assert result.repo == url and len(result.warps) == 3
+    with Butler(url, rerun="ci_hsc", writeable=False) as butler:
+        refs = butler.query_datasets("deepCoadd_directWarp", data_id=DEMO_PATCH)
+        assert sorted(r.uri for r in refs) == sorted(result.warps)
+    assert all(Path(p).parent == tmp_path / "quicklook" and Path(p).is_file() for p in result.pngs)
+    assert Path(result.coverage_png).is_file()
