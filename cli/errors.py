@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from repo_butler.errors import RepoButlerError
+from repo_butler.errors import RepoButlerError, with_advice
 
 __all__ = ["cli_message"]
 
@@ -40,4 +40,4 @@ def cli_message(err: RepoButlerError, command: Any = None) -> str:
         advice = f"{remedy.otherwise} or pass {option}" if remedy.otherwise else f"pass {option}"
     else:
         advice = _WITHOUT_OPTION.get(remedy.keyword, remedy.otherwise)
-    return f"{err.message}; {advice}" if advice else err.message
+    return with_advice(err.message, advice)

@@ -25,6 +25,7 @@ __all__ = [
     "RepositoryExistsError",
     "RepositoryNotFoundError",
     "StorageError",
+    "with_advice",
 ]
 
 
@@ -44,16 +45,28 @@ class Remedy:
         The value to pass for it.
     otherwise : str
         What to do instead, in words that fit any caller ("remove it first").
+    example : str, optional
+        How to write the value when its repr would not do (``"{'v': ...}"``).
     """
 
     keyword: str
     value: Any = True
     otherwise: str = ""
+    example: str | None = None
 
     def python_advice(self) -> str:
         """The advice as a Python caller reads it."""
-        passing = f"pass {self.keyword}={self.value!r}"
+        value = self.example if self.example is not None else repr(self.value)
+        passing = f"pass {self.keyword}={value}"
         return f"{self.otherwise} or {passing}" if self.otherwise else passing
+
+
+def with_advice(message: str, advice: str) -> str:
+    """``message`` with ``advice`` at the end of its first line (later lines quote input)."""
+    if not advice:
+        return message
+    first, sep, rest = message.partition("\n")
+    return f"{first}; {advice}{sep}{rest}"
 
 
 #: A dataset exists already: remove it, or replace it.
@@ -80,7 +93,7 @@ class RepoButlerError(Exception):
         remedy = getattr(self, "remedy", None)  # absent on instances unpickled from old pickles
         if remedy is None:
             return Exception.__str__(self)
-        return f"{self.message}; {remedy.python_advice()}"
+        return with_advice(self.message, remedy.python_advice())
 
 
 class ConfigError(RepoButlerError, ValueError):
@@ -96,7 +109,7 @@ class DatasetTypeError(RepoButlerError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         text = str(self.args[0]) if self.args else ""
-        return f"{text}; {self.remedy.python_advice()}" if self.remedy else text
+        return with_advice(text, self.remedy.python_advice()) if self.remedy else text
 
 
 class DatasetNotFoundError(RepoButlerError, LookupError):

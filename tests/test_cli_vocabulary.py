@@ -159,6 +159,14 @@ def test_where_goes_after_w(repo: Path) -> None:
     out = _rb("query-datasets", str(repo), "calexp", "visit = 903988")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert 'give a where expression with -w/--where, e.g. -w "visit = 903988"' in out.stderr
+    out = _rb("query-datasets", str(repo), "calexp", "-w", "visit = :v")  # no --bind here
+    assert out.returncode == 1 and "bind" not in out.stderr
+    first, shown, caret = out.stderr.splitlines()
+    assert first == (
+        "error: where expression: no value bound for :v at column 9; write the value in the "
+        "expression"
+    )
+    assert caret.index("^") == shown.index(":v")
     out = _rb("query-datasets", str(repo), "calexp", "-w", "visit = 903988", "-f", "json")
     assert out.returncode == 0
     assert {r["data_id"]["ccd"] for r in json.loads(out.stdout)} == {9, 16, 17, 23, 24}
