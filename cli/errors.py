@@ -14,6 +14,8 @@ from repo_butler.errors import RepoButlerError, with_advice
 
 __all__ = ["cli_message"]
 
+#: How the command line says a remedy's ``otherwise``, where it has its own words for it.
+_CLI_OTHERWISE = {"clobber_config": "write to another run (--rerun NAME)"}
 #: What to do on the command line when the running command has no option for the keyword.
 _WITHOUT_OPTION = {
     "overwrite": "remove it first (rb remove) or write to another --rerun",
@@ -36,8 +38,9 @@ def cli_message(err: RepoButlerError, command: Any = None) -> str:
     if remedy is None:
         return str(err)
     option = _option_for(command, remedy.keyword)
+    otherwise = _CLI_OTHERWISE.get(remedy.keyword, remedy.otherwise)
     if option is not None:
-        advice = f"{remedy.otherwise} or pass {option}" if remedy.otherwise else f"pass {option}"
+        advice = f"{otherwise} or pass {option}" if otherwise else f"pass {option}"
     else:
-        advice = _WITHOUT_OPTION.get(remedy.keyword, remedy.otherwise)
+        advice = _WITHOUT_OPTION.get(remedy.keyword, otherwise)
     return with_advice(err.message, advice)

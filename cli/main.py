@@ -11,7 +11,15 @@ import sys
 
 import typer
 
-from cli import butler_cmds, migrate_cmds, sim_cmds, skymap_cmds, task_cmds, warp_cmds
+from cli import (
+    butler_cmds,
+    migrate_cmds,
+    quicklook_cmds,
+    sim_cmds,
+    skymap_cmds,
+    task_cmds,
+    warp_cmds,
+)
 
 app = typer.Typer(
     name="rb",
@@ -64,7 +72,15 @@ def _root(
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
-for _module in (butler_cmds, warp_cmds, skymap_cmds, sim_cmds, task_cmds, migrate_cmds):
+for _module in (
+    butler_cmds,
+    warp_cmds,
+    skymap_cmds,
+    sim_cmds,
+    task_cmds,
+    migrate_cmds,
+    quicklook_cmds,
+):
     _module.register(app)
 
 

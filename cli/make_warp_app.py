@@ -161,6 +161,7 @@ def make_warp_command(
     json_summary: bool = False,
     scheduler: str | None = None,
     instrument: str | None = None,
+    clobber_config: bool = False,
 ) -> int:
     """Run ``rb make-warp``; return the exit code.
 
@@ -242,6 +243,7 @@ def make_warp_command(
             args.select_ids or None,
             config=config,
             reuse=reuse,
+            clobber_config=clobber_config,
             jobs=jobs,
             scheduler=scheduler,
             progress=progress,

@@ -103,6 +103,13 @@ def make_warp(
     reuse: Annotated[
         bool, typer.Option("--reuse", help="Skip visits whose warps already exist.")
     ] = False,
+    clobber_config: Annotated[
+        bool,
+        typer.Option(
+            "--clobber-config",
+            help="Replace the config the rerun records if this one differs (else refused).",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -149,7 +156,7 @@ def make_warp(
     code = make_warp_command(
         repo, list(ctx.meta.get("lsst_argv", [])), rerun=rerun, reuse=reuse, jobs=jobs,
         show_config=show_config, storage_options=storage_option, json_summary=json_summary,
-        scheduler=dask_scheduler, instrument=instrument,
+        scheduler=dask_scheduler, instrument=instrument, clobber_config=clobber_config,
     )  # fmt: skip
     raise typer.Exit(code)
 

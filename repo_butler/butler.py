@@ -1,13 +1,12 @@
 """The :class:`Butler` façade: get/put/query datasets by dataset type and data ID.
 
-A Butler ties together a configuration (``butler.yaml``), a
-:class:`~repo_butler.datastore.Datastore` (bytes, via fsspec), a
-:class:`~repo_butler.registry.Registry` (metadata) and formatter plugins (objects ↔ bytes).
+A Butler ties together ``butler.yaml``, a :class:`~repo_butler.datastore.Datastore` (bytes, via
+fsspec), a :class:`~repo_butler.registry.Registry` (metadata) and formatters (objects ↔ bytes).
 
 Runs and reruns (LSST Gen2 style): the repository root is the run ``""``; ``rerun="NAME"`` writes
 under ``rerun/NAME/`` and reads search ``NAME``, then its parents, then the root.
-``rerun="IN:OUT"`` creates ``OUT`` with parent ``IN``. Parents are recorded in the registry and in
-a marker file ``rerun/NAME/_run.json`` so ``reindex`` can restore them.
+``rerun="IN:OUT"`` creates ``OUT`` with parent ``IN`` (recorded in the registry and in a marker
+``rerun/NAME/_run.json`` for ``reindex``). ``Butler.run_configs`` records task configurations.
 
 Behind the façade: :mod:`~repo_butler.lookup` (data ID resolution), :mod:`~repo_butler.writes`
 and :mod:`~repo_butler.run_writer` (plan, write, register), :mod:`~repo_butler.ingest`,
@@ -34,6 +33,7 @@ from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import Provenance, decode_provenance
 from repo_butler.refs import DatasetRef
 from repo_butler.registry import Registry, open_registry
+from repo_butler.run_configs import RunConfigs
 from repo_butler.run_writer import RunWriter
 from repo_butler.runs import display_run, open_output_run
 from repo_butler.storage import open_datastore
@@ -99,6 +99,7 @@ class Butler:
             self._store.root, dict(self._storage_options), formatters, self._run, self._store
         )
         self._writer = RunWriter(self._lookup, self._run, io, pending=pending)
+        self.run_configs = RunConfigs(self._store, self._run, self._writer.ensure_run, writeable)
 
     @classmethod
     def create(

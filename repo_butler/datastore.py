@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import posixpath
@@ -22,7 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal, cast
 
+from repo_butler.checksums import DEFAULT_ALGORITHM, checksum_bytes
 from repo_butler.errors import StorageError
+from repo_butler.local_reads import ReadBuffer, map_file
 from repo_butler.local_writes import HashingFile, fsync_directory, link_exclusive, local_token
 from repo_butler.redaction import redact_text, secret_values
 
@@ -71,12 +72,6 @@ class StagedFile:
     size: int
 
 
-def checksum_bytes(data: bytes) -> str:
-    """Return the checksum recorded for stored bytes: ``"sha256:<hex>"``."""
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def join_url(root: str, path: str) -> str:
     """Join a root URL and a relative ``/`` path."""
     return root.rstrip("/") + "/" + path.lstrip("/")
@@ -102,6 +97,10 @@ class Datastore(ABC):
     Backend differences are capabilities, not class checks: :attr:`conditional_writes`,
     :attr:`is_local` / :meth:`local_path`, :meth:`abort_incomplete_uploads`.
     """
+
+    checksum_algorithm: ClassVar[str] = DEFAULT_ALGORITHM
+    """The algorithm of the checksums this store records for what it writes
+    (:mod:`repo_butler.checksums`); files are verified with whatever algorithm was recorded."""
 
     conditional_writes: ClassVar[bool] = False
     """Whether the store makes single-request conditional writes (``If-None-Match`` /
@@ -150,7 +149,7 @@ class Datastore(ABC):
         self.put_bytes(path, data)
         state = self.stray_state(path)
         token = path if state is None else state[0]
-        return lambda: Stored(checksum or checksum_bytes(data), token)
+        return lambda: Stored(checksum or checksum_bytes(data, self.checksum_algorithm), token)
 
     def stray_state(self, path: str) -> tuple[str, float] | None:
         """Identity token and age in seconds of the file at ``path`` (``None`` if absent).
@@ -170,7 +169,9 @@ class Datastore(ABC):
             raise FileExistsError(self.uri(path))
         self.put_bytes(path, data)
         state = self.stray_state(path)
-        return Stored(checksum_bytes(data), path if state is None else state[0])
+        return Stored(
+            checksum_bytes(data, self.checksum_algorithm), path if state is None else state[0]
+        )
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start :meth:`get_bytes` and return a function that waits for the bytes.
@@ -183,6 +184,14 @@ class Datastore(ABC):
     @abstractmethod
     def get_bytes(self, path: str) -> bytes:
         """Return the complete content of ``path`` (``FileNotFoundError`` if absent)."""
+
+    def get_buffer(self, path: str) -> ReadBuffer:
+        """The complete content of ``path`` as ``bytes`` or a read-only map of a local file
+        (:func:`repo_butler.local_reads.map_file`), for readers that decode it at once.
+
+        The default is :meth:`get_bytes`.
+        """
+        return self.get_bytes(path)
 
     @abstractmethod
     def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
@@ -347,7 +356,7 @@ class FsspecDatastore(Datastore):
             return refuse
         except OSError as err:
             raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
-        return lambda: Stored(checksum or checksum_bytes(data), token)
+        return lambda: Stored(checksum or checksum_bytes(data, self.checksum_algorithm), token)
 
     def _put_local(self, path: str, data: bytes, *, exclusive: bool) -> str:
         """Write a complete, fsynced temporary file beside ``path`` and publish it: replacing
@@ -390,7 +399,7 @@ class FsspecDatastore(Datastore):
                 self._makedirs(directory)
                 fd = os.open(tmp, flags, 0o666)
             try:
-                sink = HashingFile(fd, hash_bytes)
+                sink = HashingFile(fd, self.checksum_algorithm if hash_bytes else None)
                 write(cast(BinaryIO, sink))
                 if self.durable:
                     os.fdatasync(fd)
@@ -479,12 +488,18 @@ class FsspecDatastore(Datastore):
                 raise StorageError(f"cannot write {self.uri(path)}: {err}") from err
         finally:
             os.close(fd)  # releases the lock
-        return Stored(checksum_bytes(data), new_token)
+        return Stored(checksum_bytes(data, self.checksum_algorithm), new_token)
 
     def get_bytes(self, path: str) -> bytes:
         """Return the content of ``path``."""
         data: bytes = self.fs.cat_file(self.full_path(path))
         return data
+
+    def get_buffer(self, path: str) -> ReadBuffer:
+        """Local files: a read-only map (no copy of a large file); others: :meth:`get_bytes`."""
+        if self._local:
+            return map_file(self.full_path(path))
+        return self.get_bytes(path)
 
     def open(self, path: str, *, block_size: int | None = None) -> BinaryIO:
         """Open ``path`` for binary reading (a lazily read file object for remote stores)."""

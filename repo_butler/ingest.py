@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, overload
 
-from repo_butler.datastore import TransferMode, checksum_bytes
+from repo_butler.checksums import checksum_bytes
+from repo_butler.datastore import TransferMode
 from repo_butler.errors import ConfigError, DataIdError, DatasetExistsError, StorageError
 from repo_butler.ingest_ids import DataIdDeriver, DerivedDataId
 from repo_butler.lookup import DatasetLookup
@@ -184,7 +185,8 @@ def ingest_files(
         except OSError as err:
             raise StorageError(f"cannot read {source}: {err}; nothing was ingested") from err
         derived = deriver.derive(source, src_path, data)
-        read.append(_Read(source, src_path, fs, derived, checksum_bytes(data), len(data)))
+        checksum = checksum_bytes(data, lookup.store.checksum_algorithm)
+        read.append(_Read(source, src_path, fs, derived, checksum, len(data)))
     registry = lookup.registry
     by_sum = {
         r.checksum: r for r in registry.find_checksums(dt.name, run, [f.checksum for f in read])

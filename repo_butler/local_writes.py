@@ -7,11 +7,12 @@ Used by :class:`~repo_butler.datastore.FsspecDatastore` on local paths.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import logging
 import os
 from typing import Any
+
+from repo_butler.checksums import new_hasher
 
 __all__ = ["HashingFile", "fsync_directory", "link_exclusive", "local_token"]
 
@@ -19,11 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 class HashingFile(io.RawIOBase):
-    """A write-only file on an OS file descriptor that hashes (SHA-256) what passes."""
+    """A write-only file on an OS file descriptor that hashes what passes with ``algorithm``
+    (:mod:`repo_butler.checksums`; None: no hash)."""
 
-    def __init__(self, fd: int, hash_bytes: bool) -> None:
+    def __init__(self, fd: int, algorithm: str | None) -> None:
         self._fd = fd
-        self._sha = hashlib.sha256() if hash_bytes else None
+        self._algorithm = algorithm
+        self._sha = new_hasher(algorithm) if algorithm is not None else None
         self.size = 0
 
     def writable(self) -> bool:
@@ -44,7 +47,7 @@ class HashingFile(io.RawIOBase):
 
     def checksum(self) -> str:
         assert self._sha is not None
-        return "sha256:" + self._sha.hexdigest()
+        return f"{self._algorithm}:{self._sha.hexdigest()}"
 
 
 def local_token(st: os.stat_result) -> str:

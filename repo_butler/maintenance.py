@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repo_butler.butler import Butler
+from repo_butler.checksums import algorithm_of, checksum_bytes, checksum_matches
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
-from repo_butler.datastore import Datastore, checksum_bytes
+from repo_butler.datastore import Datastore
 from repo_butler.leftovers import find_leftovers
 from repo_butler.registry import DatasetRecord
+from repo_butler.run_configs import is_run_config_path
 from repo_butler.runs import RERUN_DIR, RUN_MARKER
 
 __all__ = ["VerifyProblem", "VerifyReport", "verify"]
@@ -77,6 +79,7 @@ def _is_bookkeeping(path: str, registry_name: str) -> bool:
         or re.fullmatch(re.escape(CONFIG_FILENAME) + r"\.v[0-9]+", path) is not None  # rb migrate
         or path.startswith(registry_name)
         or (path.startswith(f"{RERUN_DIR}/") and base == RUN_MARKER and path.count("/") == 2)
+        or is_run_config_path(path)
     )
 
 
@@ -141,8 +144,11 @@ def verify(butler: Butler, *, repair_sidecars: bool = False) -> VerifyReport:
             continue
         if len(data) != rec.size:
             problem("size", f"registry {rec.size} B, file {len(data)} B")
-        actual = checksum_bytes(data)
-        if actual != rec.checksum:
+        matches = checksum_matches(data, rec.checksum)
+        if matches is None:
+            problem("checksum", f"registry {rec.checksum}: algorithm unknown to this release")
+        elif not matches:
+            actual = checksum_bytes(data, algorithm_of(rec.checksum))
             problem("checksum", f"registry {rec.checksum}, file {actual}")
         if rec.provenance:
             trouble = _sidecar_trouble(store, rec)

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from repo_butler.checksums import checksum_bytes
 from repo_butler.config import CONFIG_FILENAME, CONFIG_VERSION
-from repo_butler.datastore import Datastore, checksum_bytes
+from repo_butler.datastore import Datastore
 from repo_butler.errors import RepoButlerError, RepositoryNotFoundError
 from repo_butler.formats import FormatVersionError, check_version
 from repo_butler.provenance import SCHEMA_VERSION as PROVENANCE_VERSION
 from repo_butler.provenance import SIDECAR_SUFFIX
+from repo_butler.run_configs import RUN_CONFIG_VERSION, is_run_config_path
 from repo_butler.runs import RERUN_DIR, RUN_MARKER, RUN_MARKER_VERSION, encode_run_marker
 
 if TYPE_CHECKING:
@@ -148,7 +150,7 @@ class MigrationContext:
 
     def _update_record(self, record: DatasetRecord, data: bytes) -> None:
         registry = self.butler.registry
-        checksum = checksum_bytes(data)
+        checksum = checksum_bytes(data, self.store.checksum_algorithm)
         text = registry.get_provenance(record.dataset_type, record.data_id, record.run)
         if text is not None:
             doc = json.loads(text)
@@ -389,6 +391,20 @@ class ProvenanceFormat(FileFormat):
         return doc.get("schema_version", 0) if isinstance(doc, dict) else None
 
 
+class RunConfigFormat(FileFormat):
+    """Run configuration records ``[rerun/NAME/]_config/<task>.json`` (``format_version``)."""
+
+    format = "run configuration record"
+    current = RUN_CONFIG_VERSION
+
+    def candidates(self, ctx: MigrationContext) -> Iterable[str]:
+        return [p for p in ctx.files() if is_run_config_path(p)]
+
+    def version(self, data: bytes, source: str) -> int | None:
+        doc = json.loads(data)
+        return doc.get("format_version", 0) if isinstance(doc, dict) else None
+
+
 _MIGRATIONS: dict[str, FormatMigration] = {}
 _LOADED: list[bool] = []
 
@@ -398,7 +414,13 @@ def register_migration(migration: FormatMigration) -> None:
     _MIGRATIONS[migration.format] = migration
 
 
-for _builtin in (ConfigFormat(), RegistrySchema(), RunMarkerFormat(), ProvenanceFormat()):
+for _builtin in (
+    ConfigFormat(),
+    RegistrySchema(),
+    RunMarkerFormat(),
+    ProvenanceFormat(),
+    RunConfigFormat(),
+):
     register_migration(_builtin)
 
 

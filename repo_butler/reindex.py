@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from repo_butler.checksums import algorithm_of, checksum_bytes, is_known
 from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, RepoConfig, load_repo_config
-from repo_butler.datastore import Datastore, FsspecDatastore, checksum_bytes
+from repo_butler.datastore import Datastore, FsspecDatastore
 from repo_butler.errors import RegistryError, RepoButlerError, RepositoryNotFoundError
 from repo_butler.leftovers import DEFAULT_MIN_AGE
 from repo_butler.maintenance import _is_bookkeeping, _split_run
@@ -219,8 +220,13 @@ def _scan(store: Datastore, config: RepoConfig, registry_name: str, report: Rein
             except (ValueError, RepoButlerError) as err:
                 scan.problems.append((sidecar, f"invalid provenance sidecar ({err})"))
                 continue
-        checksum = checksum_bytes(data)
-        if prov_text is not None and doc.get("output", {}).get("checksum") != checksum:
+        described = doc.get("output", {}).get("checksum") if prov_text is not None else None
+        # the sidecar's algorithm (an earlier release's sha256), so that equal bytes compare equal
+        algorithm = store.checksum_algorithm
+        if isinstance(described, str) and is_known(described):
+            algorithm = algorithm_of(described)
+        checksum = checksum_bytes(data, algorithm)
+        if prov_text is not None and described != checksum:
             logger.warning("%s describes other bytes than %s; not attached", sidecar, path)
             report.stale_sidecars.append(sidecar)
             prov_text = None

@@ -20,15 +20,15 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
+from repo_butler.checksums import checksum_bytes
 from repo_butler.datastore import (
     TEMP_MARKER,
     FsspecDatastore,
     IncompleteUpload,
     Stored,
     TransferMode,
-    checksum_bytes,
 )
 from repo_butler.errors import StorageError
 from repo_butler.redaction import redact_text
@@ -231,6 +231,10 @@ class S3Datastore(FsspecDatastore):
 
     conditional_writes = True
 
+    checksum_algorithm: ClassVar[str] = "sha256"
+    """SHA-256: botocore computes it anyway to sign each single-request upload, so recording it
+    costs nothing more (:mod:`repo_butler.checksums`)."""
+
     def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
         options, retries = s3_options(storage_options)
         super().__init__(root, options)  # errors are redacted there
@@ -279,7 +283,8 @@ class S3Datastore(FsspecDatastore):
         self, path: str, data: bytes, *, exclusive: bool = False, checksum: str | None = None
     ) -> Callable[[], Stored]:
         """Start the upload on s3fs's event loop; the returned function waits for it and
-        returns the checksum of ``data`` (as :func:`~repo_butler.datastore.checksum_bytes`).
+        returns the checksum of ``data`` (:func:`~repo_butler.checksums.checksum_bytes`, or the
+        SHA-256 that botocore computed to sign the upload).
 
         ``exclusive=True`` sends ``If-None-Match: *`` (on the PUT, or on the completion of a
         multipart upload, which is then aborted): an existing object is left untouched and the
@@ -312,7 +317,7 @@ class S3Datastore(FsspecDatastore):
         def wait() -> Stored:
             own = checksum
             if own is None and not (single_put and self._client_hashes_payload):
-                own = checksum_bytes(data)
+                own = checksum_bytes(data, self.checksum_algorithm)
             try:
                 with s3_errors(fs, "writing", self.uri(path), self.secrets):
                     try:
@@ -328,7 +333,9 @@ class S3Datastore(FsspecDatastore):
                 self._client_hashes_payload = True
                 return Stored(own or "sha256:" + seen[-1], token)
             self._client_hashes_payload = False
-            return Stored(own if own is not None else checksum_bytes(data), token)
+            return Stored(
+                own if own is not None else checksum_bytes(data, self.checksum_algorithm), token
+            )
 
         return wait
 
@@ -375,7 +382,7 @@ class S3Datastore(FsspecDatastore):
                 raise FileExistsError(self.uri(path)) from None
             except FileNotFoundError:  # deleted meanwhile: If-Match on nothing fails
                 raise FileExistsError(self.uri(path)) from None
-        return Stored(checksum_bytes(data), etag)
+        return Stored(checksum_bytes(data, self.checksum_algorithm), etag)
 
     def get_bytes_started(self, path: str) -> Callable[[], bytes]:
         """Start the GET on s3fs's event loop; the returned function waits for the bytes."""

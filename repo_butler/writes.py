@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from repo_butler.datastore import checksum_bytes
+from repo_butler.checksums import algorithm_of, checksum_bytes, checksum_matches
 from repo_butler.dimensions import DataId
 from repo_butler.errors import DatasetTypeError, FormatterError, RegistryError, StorageError
+from repo_butler.local_reads import ReadBuffer
 from repo_butler.provenance import (
     SIDECAR_SUFFIX,
     Provenance,
@@ -50,12 +51,11 @@ class ChecksumMismatchError(FormatterError):
     """The bytes read from a dataset's file are not those the registry recorded (corrupted)."""
 
 
-def check_checksum(data: bytes, ref: DatasetRef) -> None:
-    """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded."""
-    if not ref.checksum.startswith("sha256:"):  # only the algorithm recorded is checked
-        return
-    found = checksum_bytes(data)
-    if found != ref.checksum:
+def check_checksum(data: ReadBuffer, ref: DatasetRef) -> None:
+    """Raise :class:`ChecksumMismatchError` unless ``data`` has the checksum ``ref`` recorded
+    (hashed with the algorithm it names; one unknown to this release is not checked)."""
+    if checksum_matches(data, ref.checksum) is False:
+        found = checksum_bytes(data, algorithm_of(ref.checksum))
         raise ChecksumMismatchError(
             f"{ref.uri}: checksum mismatch: the file holds {found}, the registry recorded "
             f"{ref.checksum} for {ref.dataset_type} {ref.data_id}; the file was modified "
@@ -126,7 +126,7 @@ class WrittenDataset:
     size : int
         Size of the file in bytes.
     checksum : str
-        ``"sha256:<hex>"`` of the written bytes.
+        ``"<algorithm>:<hex>"`` of the written bytes (:mod:`repo_butler.checksums`).
     provenance_path : str or None
         Storage path of the provenance sidecar, ``None`` when written without provenance.
     provenance_json : str or None
@@ -311,7 +311,7 @@ class WorkerIO:
         else:
             data = formatter.to_bytes(obj)
             size = len(data)
-            checksum = checksum_bytes(data) if sidecar_first else None
+            checksum = checksum_bytes(data, store.checksum_algorithm) if sidecar_first else None
             if checksum is not None:
                 prov_json = write_sidecar(checksum)
             if replacing is not None:
@@ -362,10 +362,15 @@ class WorkerIO:
         With ``verify``, the checksum of the bytes read is compared with the ref's (the one
         recorded at registration) before decoding: :class:`ChecksumMismatchError` if they differ.
         """
-        data = self.read_bytes(ref)
+        formatter = self._formatter(ref.dataset_type)
+        data: ReadBuffer
+        if formatter.reads_buffers and "://" not in ref.path:
+            data = self.datastore().get_buffer(ref.path)  # a local file is mapped, not copied
+        else:
+            data = self.read_bytes(ref)
         if verify:
             check_checksum(data, ref)
-        return self._formatter(ref.dataset_type).from_bytes(data, source=ref.uri)
+        return formatter.from_buffer(data, source=ref.uri)
 
     def open(self, ref: DatasetRef, *, block_size: int | None = None) -> BinaryIO:
         """Open a dataset's file for binary reading without decoding it (e.g. FITS headers).

@@ -58,4 +58,17 @@ def repo_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Re
         raise ValueError(f"unknown backend {kind!r}")
 
 
+def independent_checksum(data: bytes, recorded: str) -> str:
+    """``data``'s checksum in the algorithm ``recorded`` names, computed here straight from
+    hashlib / blake3 (not through repo_butler), to check what the butler recorded."""
+    import hashlib
+
+    import blake3
+
+    algorithm = recorded.partition(":")[0]
+    digest = {"sha256": lambda: hashlib.sha256(data), "blake3": lambda: blake3.blake3(data)}
+    assert algorithm in digest, f"unexpected checksum algorithm in {recorded!r}"
+    return f"{algorithm}:{digest[algorithm]().hexdigest()}"
+
+
 from servers.fixtures import *  # noqa: E402, F403  (SeaweedFS / PostgreSQL server fixtures)

@@ -122,7 +122,7 @@ def reregister(root: str, dataset_type: str, data_id: dict[str, object]) -> None
     from pathlib import Path
 
     from repo_butler import Butler, WrittenDataset
-    from repo_butler.datastore import checksum_bytes
+    from repo_butler.checksums import checksum_bytes
 
     butler = Butler(root)
     ref = butler.get_ref(dataset_type, data_id)

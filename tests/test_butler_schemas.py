@@ -15,7 +15,7 @@ from repo_butler.errors import ConfigError
 from repo_butler.provenance import Provenance
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["butler-config.schema.json", "provenance.schema.json"]
+NAMES = ["butler-config.schema.json", "provenance.schema.json", "run-config.schema.json"]
 
 
 def test_checkout_schemas_exist() -> None:

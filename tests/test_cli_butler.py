@@ -59,7 +59,7 @@ def test_create_ingest_query_json(repo: str, tmp_path: Path) -> None:
     assert isinstance(rows, list) and len(rows) == 2
     assert list(rows[0]) == ["dataset_type", "data_id", "run", "uri", "size", "checksum"]
     assert rows[0]["data_id"] == {"pointing": 1178, "filter": "HSC-I", "visit": 903988, "ccd": 16}
-    assert rows[0]["run"] == "" and rows[0]["checksum"].startswith("sha256:")
+    assert rows[0]["run"] == "" and rows[0]["checksum"].startswith("blake3:")
     assert rows[0]["size"] == Path(files[0]).stat().st_size
     ids = _json(["query-data-ids", repo, "ccd", "visit", "-d", "visit=903988", "-f", "json"])
     assert ids == [{"visit": 903988, "ccd": c} for c in (16, 17, 30)]

@@ -60,10 +60,20 @@ def test_walk_lists_relative_paths_sorted(store: FsspecDatastore) -> None:
     assert list(store.walk("missing")) == []
 
 
-def test_checksum_is_sha256_of_bytes() -> None:
-    assert checksum_bytes(b"abc") == (
-        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+def test_checksums_match_the_published_test_vectors() -> None:
+    """BLAKE3 (the default) and SHA-256 (S3 and earlier releases) of "abc" and of b""."""
+    from repo_butler.checksums import checksum_matches
+
+    blake3_abc = "blake3:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+    sha256_abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert checksum_bytes(b"abc") == blake3_abc
+    assert checksum_bytes(b"abc", "sha256") == sha256_abc
+    assert checksum_bytes(b"") == (
+        "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
     )
+    assert checksum_matches(b"abc", sha256_abc) and checksum_matches(b"abc", blake3_abc)
+    assert checksum_matches(b"abd", sha256_abc) is False
+    assert checksum_matches(b"abc", "md17:00") is None  # a newer release's algorithm
 
 
 def test_exclusive_put_never_replaces_an_existing_file(store: FsspecDatastore) -> None:
@@ -148,3 +158,22 @@ def test_store_survives_pickling(store: FsspecDatastore) -> None:
     assert type(copy) is type(store)
     assert copy.root == store.root
     assert copy.get_bytes("p/q.bin") == b"pickled"
+
+
+def test_get_buffer_holds_the_content_it_was_read_with(store: FsspecDatastore) -> None:
+    """get_buffer gives the whole file (a memory map for large local files) and keeps showing
+    it after the file is replaced: writes publish by rename, never rewrite in place."""
+    big = os.urandom(3 << 20)
+    store.put_bytes("big.bin", big)
+    store.put_bytes("small.bin", b"tiny")
+    buf = store.get_buffer("big.bin")
+    assert len(buf) == len(big) and buf[:1000] == big[:1000] and buf[-7:] == big[-7:]
+    assert checksum_bytes(buf) == checksum_bytes(big)
+    if store.is_local:
+        assert not isinstance(buf, bytes)  # mapped, not copied
+    assert store.get_buffer("small.bin") == b"tiny"
+    store.put_bytes("big.bin", b"x" * 10)
+    assert checksum_bytes(buf) == checksum_bytes(big)
+    assert store.get_buffer("big.bin") == b"x" * 10
+    with pytest.raises(FileNotFoundError):
+        store.get_buffer("absent.bin")

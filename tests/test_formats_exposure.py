@@ -287,3 +287,38 @@ def test_bad_files_raise_format_errors_naming_the_file() -> None:
         fmt.from_bytes(hdul_bytes(hdul), source=src)
     with pytest.raises(TypeError, match="Exposure"):
         fmt.to_bytes("not an exposure")
+
+
+def test_wide_images_are_read_into_padded_rows_from_bytes_and_maps(tmp_path: Path) -> None:
+    """128-pixel float32/int32 rows (512 bytes, a cache-aliasing stride) come back as views with
+    one cache line of padding, the same values astropy reads, from bytes and from a memory map
+    of the file (the path make-warp's inputs take)."""
+    import mmap
+
+    rng = np.random.default_rng(5)
+    shape = (24, 128)
+    exp = Exposure(
+        rng.normal(0, 10, shape).astype(np.float32),
+        rng.integers(0, 2**12, shape).astype(np.int32),
+        rng.uniform(1, 5, shape).astype(np.float32),
+        wcs=sip_wcs(),
+    )
+    path = tmp_path / "wide.fits"
+    write_exposure(exp, path)
+    truth = {h.name: h.data for h in fits.open(path) if h.name in ("IMAGE", "MASK", "VARIANCE")}
+    fmt = ExposureFormatter()
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    for back in (fmt.from_bytes(path.read_bytes(), source=str(path)),
+                 fmt.from_buffer(mapped, source=str(path))):  # fmt: skip
+        for name in ("image", "mask", "variance"):
+            arr = getattr(back, name)
+            assert arr.strides[0] == (128 + 16) * 4 and not arr.flags.c_contiguous
+            np.testing.assert_array_equal(arr, truth[name.upper()])
+            assert arr.flags.writeable  # a copy, not a view of the file
+    mapped.close()  # no array refers to the map any more (else BufferError)
+
+
+def test_narrow_images_stay_c_contiguous() -> None:
+    back = round_trip(full_exposure())  # 60-pixel rows: 240 bytes, no aliasing
+    assert back.image.flags.c_contiguous and back.mask.flags.c_contiguous

@@ -123,7 +123,7 @@ def test_nothing_made_when_the_only_ccd_is_corrupt(sim_repo: Path, tmp_path: Pat
 def test_provenance_lists_only_inputs_whose_bytes_were_verified(
     sim_repo: Path, tmp_path: Path
 ) -> None:
-    from repo_butler.datastore import checksum_bytes
+    from repo_butler.checksums import checksum_bytes
 
     root, _ = _damaged(sim_repo, tmp_path, "flipped pixel byte")
     code, output, _ = _run(root, "--id", "tract=0", "patch=5,4", "filter=HSC-I")

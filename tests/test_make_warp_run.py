@@ -175,3 +175,88 @@ def test_psf_matched_warp_uses_matcher_output() -> None:
     assert matched.psf.to_dict() == model.to_dict()
     # the core sigma of the double Gaussian is FWHM 7 px
     assert model.to_dict()["sigma1"] == pytest.approx(7.0 / 2.3548, rel=1e-3)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RecordingHandle:
+    """An in-memory calexp handle that records when, and on which thread, it is read."""
+
+    exp: Exposure
+    index: int
+    events: list[tuple[str, int, str]]
+
+    @property
+    def ref(self) -> None:
+        return None
+
+    def get(self) -> Exposure:
+        import threading
+
+        self.events.append(("read", self.index, threading.current_thread().name))
+        return self.exp.copy()
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_read_ahead_keeps_order_results_and_at_most_one_ccd_ahead(
+    threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more than one thread the next CCD is read while this one warps (never two ahead);
+    with one, each CCD is read in its turn. Results and skip reasons are the same either way."""
+    monkeypatch.setenv("REPO_BUTLER_THREADS", threads)
+    events: list[tuple[str, int, str]] = []
+    ccds = [make_ccd(16 + i, (110.0 - 30 * i, 130.0), 5.0 * i) for i in range(4)]
+    inputs = [
+        CcdInput(DataId({"ccd": 16 + i}), _RecordingHandle(e, i, events))
+        for i, e in enumerate(ccds)
+    ]
+    inputs.insert(2, CcdInput(DataId({"ccd": 30}), InMemoryHandle(ccds[0]), missing="no calexp"))
+    started = iter(range(len(inputs)))
+
+    def cancelled() -> bool:
+        events.append(("start", next(started), ""))
+        return False
+
+    res = MakeWarpTask().run(inputs, SKY, 7, cancelled=cancelled)
+    reads = [e for e in events if e[0] == "read"]
+    assert [e[1] for e in reads] == [0, 1, 2, 3]
+    assert {e[2] == "MainThread" for e in reads} == {threads == "1"}
+    order = [(kind, i) for kind, i, _ in events]
+    for k, position in enumerate([0, 1, 3, 4]):  # input `position` is read after the one before
+        before = order.index(("read", k))
+        assert ("start", position - 1) in order[:before] or position == 0
+    assert [o.skipped for o in res.ccds].count("no calexp") == 1
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
+    serial = MakeWarpTask().run(inputs, SKY, 7)
+    a, b = res.exposures["direct"], serial.exposures["direct"]
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a.image, b.image)
+    assert [o.goodpix for o in res.ccds] == [o.goodpix for o in serial.ccds]
+
+
+def test_a_warped_ccd_is_freed_before_the_next_ccd_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread: when CCD k is read, no warped exposure of an earlier CCD is alive (peak memory
+    is one calexp, one warped CCD and the visit's warp)."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("REPO_BUTLER_THREADS", "1")
+    alive: list[weakref.ref[Exposure]] = []
+    original = MakeWarpTask.warp_ccd
+
+    def recording(self: MakeWarpTask, *args: object, **kwargs: object) -> object:
+        out = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive.extend(weakref.ref(e) for e in out.values() if e is not None)
+        return out
+
+    class Checking(_RecordingHandle):
+        def get(self) -> Exposure:
+            gc.collect()
+            assert [r for r in alive if r() is not None] == [], f"before reading CCD {self.index}"
+            return super().get()
+
+    monkeypatch.setattr(MakeWarpTask, "warp_ccd", recording)
+    ccds = [make_ccd(16 + i, (110.0 - 30 * i, 130.0), 5.0 * i) for i in range(3)]
+    events: list[tuple[str, int, str]] = []
+    inputs = [CcdInput(DataId({"ccd": 16 + i}), Checking(e, i, events)) for i, e in enumerate(ccds)]
+    res = MakeWarpTask().run(inputs, SKY, 7)
+    assert len(alive) == 3 and all(o.used for o in res.ccds)

@@ -7,9 +7,10 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 
+from warping.coverage_map import CcdFootprint, render_coverage
 from warping.exposure import Exposure
 from warping.geom import Box2I
-from warping.quicklook import NO_DATA_RGB, render_coverage, render_quicklook, stretch_image
+from warping.quicklook import NO_DATA_RGB, render_quicklook, stretch_image
 
 
 def test_stretch_maps_to_unit_interval_and_keeps_nan() -> None:
@@ -38,7 +39,8 @@ def test_quicklook_shows_no_data_distinctly(tmp_path: Path) -> None:
 
 def test_coverage_map_writes_png(tmp_path: Path) -> None:
     verts = np.array([[0, 0], [50, 0], [50, 80], [0, 80]], dtype=float)
-    path = render_coverage(Box2I(10, 10, 60, 60), [("903988 ccd16", verts)], tmp_path / "c.png")
+    path = render_coverage(Box2I(10, 10, 60, 60), [CcdFootprint(903988, 16, verts)],
+                           tmp_path / "c.png")  # fmt: skip
     assert mpimg.imread(path).shape[2] in (3, 4)
 
 

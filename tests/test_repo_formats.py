@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from repo_butler import Butler
+from repo_butler.checksums import checksum_matches
 from repo_butler.config import CONFIG_VERSION
 from repo_butler.errors import ConfigError, RepoButlerError
 from repo_butler.maintenance import verify
@@ -147,7 +148,14 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
             sidecar = json.loads((repo / f"{path}.provenance.json").read_text())
             assert doc == sidecar and doc["output"]["checksum"] == checksums[path]
     reindex(str(repo))  # markers and sidecars of the new versions rebuild the registry
-    assert _check_reads(str(repo)) == checksums
+    rebuilt = _check_reads(str(repo))
+    assert rebuilt.keys() == checksums.keys()
+    for path, old in checksums.items():  # files without a sidecar: rehashed in blake3
+        data = (repo / path).read_bytes()
+        assert rebuilt[path] == old or (
+            rebuilt[path].startswith("blake3:") and checksum_matches(data, old)
+        ), path
+        assert checksum_matches(data, rebuilt[path])
     with Butler(str(repo), writeable=False) as butler:  # the Gen3 aliases now work
         by_alias = butler.query_datasets("calexp", data_id={"detector": 16, "exposure": 903986})
         assert [r.data_id["ccd"] for r in by_alias] == [16]
@@ -231,6 +239,13 @@ def _newer_marker(root: Path) -> str:
     return "_run.json"
 
 
+def _newer_run_config(root: Path) -> str:
+    path = root / "rerun" / RERUN / "_config" / "makeWarp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"format_version": 2, "task": "makeWarp", "run": RERUN}))
+    return "_config/makeWarp.json"
+
+
 def _newer_provenance(root: Path) -> str:
     path = root / f"{_entry(WARP)['path']}.provenance.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 2}))
@@ -273,6 +288,7 @@ NEWER = {
     "registry": _newer_registry,
     "run marker": _newer_marker,
     "provenance": _newer_provenance,
+    "run config": _newer_run_config,
     "warp inputs": _newer_warp_inputs,
     "exposure": _newer_exposure,
     "calibration": _newer_calib,
@@ -309,6 +325,18 @@ def test_reading_newer_provenance_and_markers_says_to_upgrade(repo: Path) -> Non
     _newer_marker(repo)
     with pytest.raises(RepoButlerError, match=r"_run.json: run marker format version 2"):
         reindex(str(repo))
+
+
+def test_reading_a_newer_run_config_says_to_upgrade(repo: Path) -> None:
+    named = _newer_run_config(repo)
+    with (
+        Butler(str(repo), rerun=RERUN, writeable=False) as butler,
+        pytest.raises(RepoButlerError, match="upgrade repo-butler") as info,
+    ):
+        butler.run_configs.get("makeWarp")
+    assert named in str(info.value) and "run configuration record format version 2" in str(
+        info.value
+    )
 
 
 def _console_migrate_fails(repo: Path) -> subprocess.CompletedProcess[str]:

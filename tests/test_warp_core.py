@@ -7,6 +7,7 @@ import pytest
 
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
+from warping.row_padding import as_rows, contiguous_rows, empty_rows
 from warping.warp import WarpingControl, _clib, _core, warp_with_transform
 
 PLANES = MaskPlanes.default()
@@ -101,6 +102,10 @@ def test_padded_source_rows_change_nothing(monkeypatch: pytest.MonkeyPatch) -> N
     """Rows of 128 float32 (512 bytes) are copied to a padded buffer; results are identical."""
     img, var, mask = _inputs((150, 128))
     assert _core._unaliased(img.astype(np.float32)).strides[0] == (128 + 16) * 4
+    padded_in = empty_rows(img.shape, np.float32)
+    padded_in[...] = img
+    assert padded_in.strides[0] == (128 + 16) * 4  # as the FITS reader gives them: no new copy
+    assert _core._unaliased(padded_in) is padded_in
     box = Box2I(0, 0, 140, 140)
     f = rotation(-40.0, 0.9, 10.0, 60.0)
     args = (img.astype(np.float32), var.astype(np.float32), mask, (0, 0), box, f)
@@ -138,3 +143,46 @@ def test_core_build_failure_is_reported(tmp_path, monkeypatch: pytest.MonkeyPatc
         _clib.build(tmp_path / "core.so")
     assert isinstance(info.value, RuntimeError)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_row_padding_rules() -> None:
+    """Only aliasing row lengths are padded; as_rows copies only what the C loops cannot read."""
+    assert empty_rows((20, 128), np.float32).strides[0] == (128 + 16) * 4
+    assert empty_rows((20, 64), np.float64).strides[0] == (64 + 8) * 8
+    assert empty_rows((20, 100), np.float32).flags.c_contiguous  # 400-byte rows: fine
+    assert empty_rows((4, 128), np.float32).flags.c_contiguous  # too few rows to matter
+    big = np.arange(40 * 300, dtype=np.float32).reshape(40, 300)
+    box = big[5:30, 10:200]  # a box of a larger image: contiguous rows, any stride
+    assert contiguous_rows(box) and as_rows(box) is box
+    strided = big[:, ::2]
+    assert not contiguous_rows(strided)
+    copy = as_rows(strided)
+    assert contiguous_rows(copy) and copy is not strided
+    np.testing.assert_array_equal(copy, strided)
+    flipped = big[::-1]
+    assert not contiguous_rows(flipped)
+    np.testing.assert_array_equal(as_rows(flipped), flipped)
+    converted = as_rows(box, np.float64)
+    assert converted.dtype == np.float64
+    np.testing.assert_array_equal(converted, box)
+
+
+def test_warp_of_padded_strided_and_c_contiguous_inputs_agree() -> None:
+    """The same pixels as a padded view, a box of a larger array and a C-contiguous array warp
+    to identical outputs (the core reads rows by their stride)."""
+    img, var, mask = _inputs((150, 128))
+    box = Box2I(0, 0, 140, 140)
+    f = rotation(25.0, 1.1, 5.0, -20.0)
+    runs = []
+    for wrap in (
+        np.ascontiguousarray,
+        as_rows,
+        lambda a: np.pad(a, ((0, 0), (0, 37)))[:, :128],
+    ):
+        args = (wrap(img.astype(np.float32)), wrap(var.astype(np.float32)), wrap(mask))
+        runs.append(warp_with_transform(*args, (0, 0), box, f, control=WarpingControl()))
+    for other in runs[1:]:
+        assert other.n_good == runs[0].n_good > 0
+        np.testing.assert_array_equal(other.image, runs[0].image)
+        np.testing.assert_array_equal(other.variance, runs[0].variance)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(other.mask, runs[0].mask)

@@ -19,7 +19,7 @@ from repo_configs import META_VISIT_CCD as CONFIG
 from servers.fixtures import S3Root
 
 from repo_butler import Butler
-from repo_butler.datastore import checksum_bytes
+from repo_butler.checksums import checksum_matches
 from repo_butler.errors import ConcurrentWriteError, DatasetExistsError
 from repo_butler.maintenance import verify
 from repo_butler.provenance import Provenance
@@ -70,7 +70,7 @@ def _race(url: str, options: dict[str, Any], writers: int, n: int, pad: int) -> 
                 bad["two_winners"] += 1
             ref = butler.get_ref("meta", visit=1, ccd=ccd)
             stored = butler.datastore.get_bytes(ref.path)
-            if checksum_bytes(stored) != ref.checksum:
+            if not checksum_matches(stored, ref.checksum):
                 bad["checksum_mismatch"] += 1
             if butler.get(ref) != _payload(who[0], ccd, pad):
                 bad["loser_served"] += 1
@@ -201,7 +201,7 @@ def _overwrite_mismatches(url: str, options: dict[str, Any], n: int) -> dict[str
         for ccd in range(n):
             ref = butler.get_ref("meta", visit=1, ccd=ccd)
             stored = butler.datastore.get_bytes(ref.path)
-            if checksum_bytes(stored) != ref.checksum:
+            if not checksum_matches(stored, ref.checksum):
                 bad["checksum_mismatch"] += 1
             writer = json.loads(stored)["writer"]
             prov = butler.get_provenance("meta", visit=1, ccd=ccd)

@@ -11,7 +11,9 @@ from repo_butler.errors import FormatterError, RepoButlerError
 __all__ = [
     "FormatError",
     "MissingExposureError",
+    "NotAnImageError",
     "PatchIndexError",
+    "RunConfigMismatchError",
     "SimulationError",
     "UnknownTractError",
     "WarpingError",
@@ -43,3 +45,12 @@ class UnknownTractError(WarpingError, KeyError):
 
 class PatchIndexError(WarpingError, ValueError):
     """A patch index that is malformed or outside its tract (the message gives the range)."""
+
+
+class RunConfigMismatchError(WarpingError, ValueError):
+    """A run was made with another task configuration than the one given (the message lists
+    the differing fields and says how to write anyway)."""
+
+
+class NotAnImageError(WarpingError, TypeError):
+    """A dataset asked to be drawn as an image (``rb quicklook``) is not an exposure."""

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
+from repo_butler.local_reads import ReadBuffer
+
 __all__ = ["CodecFormatter", "FileDataId", "Formatter", "ReadsDataId"]
 
 
@@ -94,6 +96,10 @@ class Formatter(ABC):
 
     name: ClassVar[str]
     extension: ClassVar[str]
+    reads_buffers: ClassVar[bool] = False
+    """Whether :meth:`from_buffer` decodes a read-only buffer (a memory map of a local file,
+    :func:`repo_butler.local_reads.map_file`) without copying it; readers then map large local
+    files instead of reading them."""
 
     @abstractmethod
     def to_bytes(self, obj: Any) -> bytes:
@@ -102,6 +108,12 @@ class Formatter(ABC):
     @abstractmethod
     def from_bytes(self, data: bytes, *, source: str) -> Any:
         """Deserialise bytes read from ``source`` (a URI, used in error messages)."""
+
+    def from_buffer(self, data: ReadBuffer, *, source: str) -> Any:
+        """:meth:`from_bytes` of ``bytes`` or a read-only memory map. The result keeps no
+        reference into ``data``. The default copies a map to ``bytes``; formatters that set
+        :attr:`reads_buffers` decode it in place."""
+        return self.from_bytes(data if isinstance(data, bytes) else bytes(data), source=source)
 
     def write_to(self, obj: Any, fh: BinaryIO) -> None:
         """Write the bytes of ``obj`` to the file ``fh`` (the same bytes as :meth:`to_bytes`).

@@ -108,12 +108,9 @@ class PostgresRegistry(SqlRegistry):
         schema: str | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
-        try:
-            import psycopg
-        except ImportError as err:
-            raise ConfigError(
-                "the PostgreSQL registry needs psycopg: pip install 'repo-butler[postgres]'"
-            ) from err
+        from repo_butler.extras import require
+
+        psycopg = require("psycopg", "postgres", "the PostgreSQL registry")
         self._psycopg = psycopg
         self.url = check_postgres_url(url)
         self.universe = universe

@@ -8,12 +8,14 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any, cast
 
 import numpy as np
 from astropy.io import fits
 
+from repo_butler.local_reads import ReadBuffer
 from warping.errors import FormatError
+from warping.row_padding import empty_rows
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +168,11 @@ def reading(source: str, what: str) -> Iterator[None]:
 _NATIVE = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
 
 
-def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: bytes, source: str) -> bool:
+def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: ReadBuffer, source: str) -> bool:
     """Give an uncompressed, unscaled image HDU its data as a native-endian array converted
-    straight from the file's bytes (one pass; astropy would copy them twice). False if the HDU
-    is not such an image (astropy then reads it).
+    straight from the file's bytes (one pass; astropy would copy them twice), in rows padded
+    against cache aliasing (:func:`warping.row_padding.empty_rows`). False if the HDU is not
+    such an image (astropy then reads it).
 
     Raises
     ------
@@ -196,12 +199,52 @@ def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: bytes, source: str) ->
             f"{offset + count * dtype.itemsize} bytes, the file has {len(data)}"
         )
     raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
-    hdu.data = raw.astype(dtype.newbyteorder("="))
+    native = empty_rows(shape, dtype.newbyteorder("="))  # rows the warp reads without a copy
+    native[...] = raw
+    hdu.data = native
     return True
 
 
-def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
-    """Open FITS bytes (optionally gzipped) in memory; :class:`FormatError` if bad/truncated."""
+class BufferFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer (``bytes`` or a memory map), without copying it
+    (``io.BytesIO`` copies anything but ``bytes``)."""
+
+    def __init__(self, data: ReadBuffer) -> None:
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        start = min(self._pos, len(self._view))
+        n = min(len(memoryview(buffer).cast("B")), len(self._view) - start)
+        memoryview(buffer).cast("B")[:n] = self._view[start : start + n]
+        self._pos = start + n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # a slice still alive: released when collected
+            self._view.release()
+        super().close()
+
+
+def open_fits_bytes(data: ReadBuffer, source: str) -> fits.HDUList:
+    """Open FITS bytes (optionally gzipped; ``bytes`` or a read-only memory map) in memory;
+    :class:`FormatError` if bad/truncated. No array of the result refers to ``data``."""
     if data[:2] == b"\x1f\x8b":
         import gzip
 
@@ -209,12 +252,12 @@ def open_fits_bytes(data: bytes, source: str) -> fits.HDUList:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
             raise FormatError(f"{source}: corrupt gzip-compressed FITS file: {err}") from err
-    if len(data) < 2880 or not data.startswith(b"SIMPLE  ="):
+    if len(data) < 2880 or data[:9] != b"SIMPLE  =":
         raise FormatError(
             f"{source}: not a FITS file ({len(data)} bytes; FITS files start with 'SIMPLE  =' and "
             "are multiples of 2880 bytes)"
         )
-    buffer = io.BytesIO(data)
+    buffer = cast(IO[bytes], io.BytesIO(data) if isinstance(data, bytes) else BufferFile(data))
     check_headers(buffer, source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

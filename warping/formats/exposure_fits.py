@@ -53,6 +53,7 @@ from astropy.time import Time
 
 from repo_butler.formats import check_version
 from repo_butler.formatters.base import CodecFormatter, FileDataId
+from repo_butler.local_reads import ReadBuffer
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
 from warping.formats._common import open_fits_bytes, reading, write_hdulist
@@ -557,7 +558,7 @@ def write_exposure_to(exposure: Exposure | CompressedExposure, fh: BinaryIO) -> 
     write_hdulist(exposure_to_hdulist(exposure), fh)
 
 
-def exposure_from_bytes(data: bytes, source: str) -> Exposure:
+def exposure_from_bytes(data: ReadBuffer, source: str) -> Exposure:
     """Read an :class:`Exposure` (ours or an afw file); :class:`FormatError` naming ``source``."""
     with open_fits_bytes(data, source) as hdul:
         return exposure_from_hdulist(hdul, source)
@@ -571,10 +572,15 @@ class ExposureFormatter(CodecFormatter):
 
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
+    reads_buffers: ClassVar[bool] = True
     stores = (Exposure, CompressedExposure)
     encode = staticmethod(exposure_to_bytes)
     encode_to = staticmethod(write_exposure_to)
     decode = staticmethod(exposure_from_bytes)
+
+    def from_buffer(self, data: ReadBuffer, *, source: str) -> Exposure:
+        """Decode bytes or a memory map in place (the arrays are converted copies)."""
+        return exposure_from_bytes(data, source)
 
     def data_id_from_file(
         self, fileobj: BinaryIO, *, source: str, dimensions: Sequence[str], known: Any

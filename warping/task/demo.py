@@ -135,14 +135,13 @@ def run_demo(
     ``directory`` is a path or an fsspec URL (with ``storage_options``); the PNGs go to its
     ``quicklook`` directory, or to ``./quicklook`` when it is a URL.
     """
-    import numpy as np
-
     from repo_butler import Butler
-    from warping.calexp_footprint import read_wcs_and_bbox_of
-    from warping.quicklook import render_coverage, render_quicklook
+    from repo_butler.extras import require
+
+    require("matplotlib", "plots", "rb demo (it draws its warps)")  # before anything is written
+    from warping.quicklook_dataset import patch_coverage, quicklook_dataset
     from warping.simulate.repo import write_simulation
     from warping.task.config import MakeWarpConfig
-    from warping.task.make_warp import SkyInfo
     from warping.task.runner import run_make_warp
 
     is_url = "://" in str(directory)
@@ -169,25 +168,11 @@ def run_demo(
         for warp_type, uri in v.outputs.items():
             result.warps.append(uri)
             ids = {**DEMO_PATCH, "visit": v.visit}
-            warp = out.get(config.dataset_type(warp_type), ids)
             png = ql_dir / f"{warp_type}Warp-HSC-I-0-5,4-{v.visit}.png"
-            render_quicklook(
-                warp, png, title=f"{warp_type} warp, visit {v.visit}, tract 0 patch 5,4"
-            )
+            quicklook_dataset(out, config.dataset_type(warp_type), ids, png)
             result.pngs.append(str(png))
-    sky_info = SkyInfo.from_skymap(skymap, 0, "5,4")
-    footprints = []
-    for ref in out.query_datasets("calexp", data_id={"filter": "HSC-I"}):
-        wcs, bbox = read_wcs_and_bbox_of(out.open_file, ref)
-        if wcs is None:  # the simulation always writes one; nothing to draw without it
-            continue
-        ra, dec = wcs.pixel_to_world_values(bbox.corners()[:, 0], bbox.corners()[:, 1])
-        x, y = sky_info.wcs.world_to_pixel_values(ra, dec)
-        label = f"{ref.data_id['visit']} ccd{ref.data_id['ccd']}"
-        footprints.append((label, np.column_stack([x, y])))
-    cov = render_coverage(
-        sky_info.bbox, footprints, ql_dir / "coverage-0-5,4.png",
-        inner_bbox=skymap[0].patch("5,4").inner_bbox,
-    )  # fmt: skip
-    result.coverage_png = str(cov)
+    cov = patch_coverage(
+        out, config.dataset_type("direct"), DEMO_PATCH, ql_dir / "coverage-0-5,4.png"
+    )
+    result.coverage_png = str(cov.path)
     return result

@@ -28,6 +28,7 @@ from warping.errors import MissingExposureError
 from warping.task.calib_sources import COMPONENT_FIELDS, VISIT_SUMMARY, check_dataset_type
 from warping.task.config import MakeWarpConfig
 from warping.task.inputs import fmt_id
+from warping.task.run_config import made_with, normalised
 from warping.task.work_units import (
     PATCH_KEYS,
     WARP_KEYS,
@@ -330,7 +331,8 @@ def plan_units(
     config
         Task configuration.
     reuse
-        Units whose warps all exist in the output run become ``reused`` results (no inputs read).
+        Units whose warps all exist in the output run, complete and made with ``config`` (their
+        provenance says), become ``reused`` results (no inputs read).
     map_footprints
         How to run :func:`warping.calexp_footprint.sky_footprints` over all candidate calexps
         (e.g. spread over Dask workers); the default reads them in this process. Each calexp's
@@ -432,6 +434,7 @@ def plan_units(
     def reasons(ref: DatasetRef, tract_id: int) -> str | None:
         return unreadable_reason(footprint(ref, tract_id))
 
+    new = normalised(config)  # --reuse keeps only warps whose provenance records this config
     lacking: dict[tuple[str, int], None] = {}  # (filter, visit) without a visitSummary
     for pid, by_visit in groups.items():
         tract_id = int(pid["tract"])
@@ -460,6 +463,7 @@ def plan_units(
                     for o in outputs
                 )
                 and not _incomplete(butler, [o.put.dataset_type for o in outputs], warp_id)
+                and all(made_with(butler, o.put.dataset_type, o.put.data_id, new) for o in outputs)
             ):
                 uris = {o.warp_type: butler.datastore.uri(o.put.path) for o in outputs}
                 plan.reused.append(UnitResult.for_unit(unit, "reused", outputs=uris))

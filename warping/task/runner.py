@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from repo_butler.extras import require
 from warping.task.config import MakeWarpConfig
 from warping.task.work_units import UnitResult, patch_of
 
@@ -221,6 +222,7 @@ def run_make_warps(
     *,
     config: MakeWarpConfig | None = None,
     reuse: bool = False,
+    clobber_config: bool = False,
     jobs: int = 1,
     scheduler: str | None = None,
     dashboard: bool = True,
@@ -242,7 +244,11 @@ def run_make_warps(
     config
         Task configuration.
     reuse
-        Skip units whose warps exist in the output run, without reading their inputs.
+        Skip units whose warps exist in the output run, made with ``config`` (their provenance
+        says), without reading their inputs.
+    clobber_config
+        Replace the configuration the output run records (:mod:`warping.task.run_config`)
+        when it differs from ``config``, instead of refusing.
     jobs
         1: run units in this process. N > 1: a local Dask cluster of N single-threaded worker
         processes.
@@ -260,14 +266,25 @@ def run_make_warps(
     BatchSummary
         ``interrupted`` is True after Ctrl-C: finished units are registered, the others are
         ``cancelled`` (rerun with ``reuse=True`` to complete the run).
+
+    Raises
+    ------
+    RunConfigMismatchError
+        If the output run was made with another configuration and ``clobber_config`` is false
+        (checked before any work or write).
     """
     from warping.calexp_footprint import sky_footprints
     from warping.task.executors import DaskExecutor, SerialExecutor
     from warping.task.planning import plan_units
+    from warping.task.run_config import check_run_config, record_run_config
 
     t_start = time.perf_counter()
     config = config or MakeWarpConfig()
+    config.validate()
+    recorded = check_run_config(butler, config, clobber=clobber_config)  # before any write
     use_dask = bool(scheduler) or jobs > 1
+    if use_dask:  # before any work: a missing extra is not a failure halfway
+        require("distributed", "dask", "running on Dask (--jobs > 1 or --dask-scheduler)")
     holder: dict[str, DaskExecutor] = {}
 
     def start_dask() -> DaskExecutor:
@@ -287,6 +304,8 @@ def run_make_warps(
                           map_footprints=map_footprints)  # fmt: skip
         if config.makePsfMatched and plan.units:
             _decide_psf_models(butler, plan, config)
+        if plan.all_units:  # the run gets (or holds) warps: it records their config
+            record_run_config(butler, recorded)
         # in-process for a single unit unless a cluster is already up or was named explicitly
         if use_dask and (len(plan.units) > 1 or scheduler or "dask" in holder):
             executor: UnitExecutor = start_dask()
@@ -424,6 +443,7 @@ def run_make_warp(
     *,
     config: MakeWarpConfig | None = None,
     reuse: bool = False,
+    clobber_config: bool = False,
     jobs: int = 1,
     scheduler: str | None = None,
 ) -> RunSummary:
@@ -441,7 +461,10 @@ def run_make_warp(
     config
         Task configuration.
     reuse
-        Skip visits whose requested warps already exist in the output run, without reading inputs.
+        Skip visits whose requested warps already exist in the output run, made with ``config``,
+        without reading inputs.
+    clobber_config
+        Replace the output run's recorded configuration when it differs from ``config``.
     jobs
         Worker processes of a local Dask cluster (1: in this process).
     scheduler
@@ -449,6 +472,8 @@ def run_make_warp(
 
     Raises
     ------
+    RunConfigMismatchError
+        If the output run was made with another configuration and ``clobber_config`` is false.
     KeyboardInterrupt
         After Ctrl-C, once finished visits are registered.
     """
@@ -464,6 +489,7 @@ def run_make_warp(
         select_ids,
         config=config,
         reuse=reuse,
+        clobber_config=clobber_config,
         jobs=jobs,
         scheduler=scheduler,
         dashboard=False,

@@ -13,6 +13,7 @@ import numpy as np
 from warping._threads import thread_limit
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
+from warping.row_padding import as_rows
 from warping.warp._kernels import KERNEL_NAMES, KernelSpec, parse_kernel
 from warping.warp._transform import (
     DestToSrc,
@@ -186,22 +187,16 @@ def warp_with_transform(
     img = np.asarray(image)
     if img.dtype not in (np.float32, np.float64):
         img = img.astype(np.float64)
-    img = np.ascontiguousarray(img)
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
+    img = as_rows(img)  # rows as read (padded by the FITS reader): no copy
     do_var = variance is not None
     # variance shares the image dtype: two compiled signatures per kernel, not four
-    var = (
-        np.ascontiguousarray(variance, dtype=img.dtype)
-        if do_var
-        else np.zeros((1, 1), dtype=img.dtype)
-    )
+    var = as_rows(variance, img.dtype) if variance is not None else np.zeros((1, 1), img.dtype)
     if do_var and var.shape != img.shape:
         raise ValueError(f"variance shape {var.shape} differs from image shape {img.shape}")
     mask_in = mask is not None
-    msk = (
-        np.ascontiguousarray(mask, dtype=np.int32) if mask_in else np.zeros((1, 1), dtype=np.int32)
-    )
+    msk = as_rows(mask, np.int32) if mask is not None else np.zeros((1, 1), dtype=np.int32)
     if mask_in and msk.shape != img.shape:
         raise ValueError(f"mask shape {msk.shape} differs from image shape {img.shape}")
 
