@@ -32,7 +32,7 @@ DATA_COMMANDS = {
     "migrate", "show-skymap", "make-warp",
 }  # fmt: skip
 #: metavars that name a Python type, not what the user should type
-TYPE_METAVAR = re.compile(r"<(str|int|float|path|bool|text)>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")
+TYPE_METAVAR = re.compile(r"<[\w|]+>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")  # <str>, <a|b>
 
 
 def _rb(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,9 +76,14 @@ def test_no_help_screen_shows_a_type_as_metavar() -> None:
     for name, text in screens.items():
         usage = text.splitlines()[0]
         assert not re.search(r"\{[a-z_]+\}", usage), f"rb {name}: {usage}"
-        for line in _option_lines(text):
-            assert not TYPE_METAVAR.search(line), f"rb {name}: {line}"
-        assert "Arguments:" not in text or not TYPE_METAVAR.search(text.split("Arguments:")[1])
+        for line in _option_lines(text):  # "  -x, --xx METAVAR  help": the part before the help
+            assert not TYPE_METAVAR.search(re.split(r"\s{2,}", line.strip())[0]), (
+                f"rb {name}: {line}"
+            )
+        arguments = text.split("\nArguments:\n", 1)[-1].split("\nOptions:\n")[0]
+        for line in arguments.splitlines() if "\nArguments:\n" in text else []:
+            if line.startswith("  ") and line.strip():  # "  NAME  help", the name first
+                assert not TYPE_METAVAR.search(line.split()[0]), f"rb {name}: {line}"
 
 
 def test_every_repository_command_takes_storage_options() -> None:
