@@ -13,14 +13,30 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["register"]
+from cli.options import (
+    DataIdOpt,
+    DatasetTypeArg,
+    FormatOpt,
+    JsonAliasOpt,
+    OutputFormat,
+    RepoArg,
+    RerunOpt,
+    StorageOpt,
+    WhereOpt,
+    output_format,
+)
 
-
-class OutputFormat(StrEnum):
-    """Output formats of the query commands."""
-
-    table = "table"
-    json = "json"
+__all__ = [
+    "DataIdOpt",
+    "FormatOpt",
+    "OutputFormat",
+    "RepoArg",
+    "RerunOpt",
+    "StorageOpt",
+    "TypeArg",
+    "WhereOpt",
+    "register",
+]
 
 
 class Transfer(StrEnum):
@@ -32,42 +48,29 @@ class Transfer(StrEnum):
     direct = "direct"
 
 
-RepoArg = Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")]
-TypeArg = Annotated[str, typer.Argument(help="Dataset type name, e.g. calexp.")]
-DataIdOpt = Annotated[
-    list[str] | None,
-    typer.Option("--data-id", "-d", help="Data ID key=value (repeatable), e.g. -d visit=903988."),
-]
-RerunOpt = Annotated[str | None, typer.Option("--rerun", help="Rerun NAME or IN:OUT (Gen2 style).")]
-WhereOpt = Annotated[
-    str | None,
-    typer.Option("--where", "-w", help='Expression, e.g. "visit = 903988 AND ccd IN (16..24)".'),
-]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
-StorageOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--storage-option",
-        "-S",
-        help=(
-            "fsspec/s3fs storage option KEY=VALUE (repeatable; dotted keys nest, e.g. "
-            "endpoint_url=http://host:9000, profile=NAME, config_kwargs.connect_timeout=5). "
-            "Credentials may also come from AWS_* variables or a profile; never from butler.yaml."
-        ),
-    ),
-]
+TypeArg = DatasetTypeArg  # the name other command modules import
 
 
 def create(
     repo: RepoArg,
-    config: Annotated[
-        str | None, typer.Option("--config", help="YAML merged over the default butler.yaml.")
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config-file",
+            metavar="FILE",
+            help="YAML file merged over the preset's butler.yaml (dimensions, dataset types).",
+        ),
+    ] = None,
+    config_alias: Annotated[
+        str | None,
+        typer.Option("--config", hidden=True, help="Deprecated spelling of --config-file."),
     ] = None,
     storage_option: StorageOpt = None,
     preset: Annotated[
         str | None,
         typer.Option(
             "--preset",
+            metavar="NAME",
             help=(
                 "Repository preset giving the dimensions and dataset types (default: warping's "
                 "HSC/LSST layout; 'minimal' for a bare general butler)."
@@ -78,26 +81,39 @@ def create(
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
     from cli.support import load_config_file, parse_storage_options
     from repo_butler import Butler
+    from repo_butler.errors import ConfigError
     from repo_butler.presets import default_preset
 
+    if config_file is not None and config_alias is not None:
+        raise ConfigError("give the YAML file once, with --config-file")
     opts = parse_storage_options(storage_option)
     preset = preset or default_preset()
-    Butler.create(
-        repo, config=load_config_file(config), storage_options=opts, preset=preset
-    ).close()
+    overlay = load_config_file(config_file if config_file is not None else config_alias)
+    Butler.create(repo, config=overlay, storage_options=opts, preset=preset).close()
     typer.echo(f"created repository {repo} (preset {preset})", err=True)
 
 
 def ingest(
     repo: RepoArg,
     dataset_type: TypeArg,
-    files: Annotated[list[str], typer.Argument(help="Files (paths or URLs) to ingest.")],
-    transfer: Annotated[Transfer, typer.Option("--transfer", "-t")] = Transfer.copy,
+    files: Annotated[
+        list[str], typer.Argument(metavar="FILE...", help="Files (paths or URLs) to ingest.")
+    ],
+    transfer: Annotated[
+        Transfer,
+        typer.Option(
+            "--transfer",
+            "-t",
+            metavar="copy|move|symlink|direct",
+            help="How files enter the repository.",
+        ),
+    ] = Transfer.copy,
     data_id: Annotated[
         list[str] | None,
         typer.Option(
             "--data-id",
             "-d",
+            metavar="KEY=VALUE",
             help=(
                 "Data ID key=value for every file (repeatable; Gen3 names such as detector= "
                 "accepted). Keys the files' headers or paths hold need not be given; a value "
@@ -146,6 +162,7 @@ def ingest(
 
 
 def query_datasets(
+    ctx: typer.Context,
     repo: RepoArg,
     dataset_type: TypeArg,
     where: WhereOpt = None,
@@ -162,9 +179,10 @@ def query_datasets(
     The runs searched are the rerun's chain (--rerun) or the root run alone; stderr says which,
     and which other reruns exist (--all-reruns lists every run's datasets).
     """
-    from cli.support import format_refs, open_butler, parse_key_values
+    from cli.support import format_refs, open_butler, parse_key_values, refuse_positional_where
     from repo_butler.errors import ConfigError
 
+    refuse_positional_where(ctx.args)
     if all_reruns and rerun is not None:
         raise ConfigError("give either --rerun or --all-reruns, not both")
     ids = parse_key_values(data_id) or None
@@ -184,10 +202,16 @@ def query_datasets(
 
 def query_data_ids(
     repo: RepoArg,
-    dimensions: Annotated[list[str], typer.Argument(help="Dimensions to list, e.g. visit ccd.")],
+    dimensions: Annotated[
+        list[str],
+        typer.Argument(metavar="DIMENSION...", help="Dimensions to list, e.g. visit ccd."),
+    ],
     where: WhereOpt = None,
     dataset_type: Annotated[
-        str | None, typer.Option("--dataset-type", help="Only data IDs of this dataset type.")
+        str | None,
+        typer.Option(
+            "--dataset-type", metavar="DATASET_TYPE", help="Only data IDs of this dataset type."
+        ),
     ] = None,
     data_id: DataIdOpt = None,
     rerun: RerunOpt = None,
@@ -271,15 +295,20 @@ def remove(
     typer.echo(f"removed {len(refs)} dataset(s)", err=True)
 
 
-def reindex(repo: RepoArg, storage_option: StorageOpt = None) -> None:
+def reindex(
+    repo: RepoArg, fmt: FormatOpt = OutputFormat.table, storage_option: StorageOpt = None
+) -> None:
     """Rebuild the registry from the files in storage (templates + provenance sidecars)."""
     import json
 
-    from cli.support import parse_storage_options
+    from cli.support import format_reindex, parse_storage_options
     from repo_butler.reindex import reindex as run_reindex
 
     report = run_reindex(repo, storage_options=parse_storage_options(storage_option))
-    typer.echo(json.dumps(report.to_dict(), indent=2))
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(format_reindex(report.to_dict()))
 
 
 def verify(
@@ -319,6 +348,7 @@ def cleanup(
         float,
         typer.Option(
             "--older-than",
+            metavar="SECONDS",
             help="Remove temporary files and incomplete uploads at least this many seconds old "
             "(younger ones may belong to a writer that is still running).",
         ),
@@ -361,23 +391,30 @@ def provenance(
     dataset_type: TypeArg,
     data_id: DataIdOpt = None,
     rerun: RerunOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+    json_alias: JsonAliasOpt = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Print the provenance record (JSON) stored with one dataset."""
+    """Print the provenance record stored with one dataset: task, inputs with their runs and
+    checksums, software versions, host, times and the full config (JSON: the stored record)."""
     import json
 
-    from cli.support import open_butler, parse_key_values
+    from cli.support import format_provenance, open_butler, parse_key_values
     from repo_butler.errors import DatasetNotFoundError
 
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         doc = butler.get_provenance_dict(dataset_type, parse_key_values(data_id))
         if doc is None:
             raise DatasetNotFoundError(f"{dataset_type} {data_id} was stored without provenance")
-    typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+    if output_format(fmt, json_alias) is OutputFormat.json:
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        typer.echo(format_provenance(doc))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    for func in (create, ingest, query_datasets, query_data_ids, remove, reindex, verify, cleanup):
+    for func in (create, ingest, query_data_ids, remove, reindex, verify, cleanup):
         app.command()(func)
+    app.command(context_settings={"allow_extra_args": True})(query_datasets)
     app.command()(provenance)

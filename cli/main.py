@@ -42,10 +42,17 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: The subcommand being run, for rendering an error's remedy with that command's options.
+_INVOKED: list[str] = []
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
-    log_level: str = typer.Option("INFO", "--log-level", help="Log level (DEBUG, INFO, ...)."),
+    log_level: str = typer.Option(
+        "INFO", "--log-level", metavar="LEVEL", help="Log level (DEBUG, INFO, ...)."
+    ),
     show_version: bool = typer.Option(
         False,
         "--version",
@@ -54,6 +61,8 @@ def _root(
         is_eager=True,
     ),
 ) -> None:
+    if ctx.invoked_subcommand:
+        _INVOKED.append(ctx.invoked_subcommand)
     level = logging.DEBUG if verbose else getattr(logging, log_level.upper(), logging.INFO)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -77,10 +86,13 @@ for _module in (
 
 def main() -> None:
     """Console-script entry point: run the app, turning our user errors into one-line messages."""
+    from cli.errors import cli_message
     from repo_butler.errors import RepoButlerError
 
     try:
         app()
     except RepoButlerError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        command = typer.main.get_command(app)
+        sub = getattr(command, "commands", {}).get(_INVOKED[-1]) if _INVOKED else None
+        typer.secho(f"error: {cli_message(err, sub)}", err=True, fg=typer.colors.RED)
         raise SystemExit(1) from None

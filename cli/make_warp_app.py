@@ -93,8 +93,21 @@ def _load_config(
     return args, apply_overrides(MakeWarpConfig(), args.config, files=files, instrument=preset)
 
 
-def print_summary(summary: RunSummary, *, console: Console) -> None:
-    """Render one patch's :class:`warping.task.runner.RunSummary` as a table on ``console``."""
+def _relative(uri: str, root: str | None) -> str:
+    """``uri`` relative to the repository root ``root`` (unchanged when outside it)."""
+    if root:
+        prefix = root.rstrip("/") + "/"
+        if uri.startswith(prefix):
+            return uri[len(prefix) :]
+    return uri
+
+
+def print_summary(summary: RunSummary, *, console: Console, root: str | None = None) -> None:
+    """Render one patch's :class:`warping.task.runner.RunSummary` as a table on ``console``.
+
+    The table (one row per visit) fits 80 columns; the output files follow it, one line each,
+    relative to the repository ``root``, and never broken inside a path.
+    """
     from rich.table import Table
 
     pid = summary.patch_id
@@ -102,19 +115,30 @@ def print_summary(summary: RunSummary, *, console: Console) -> None:
         title=f"make-warp tract={pid['tract']} patch={pid['patch']} filter={pid['filter']}",
         show_lines=False,
     )
-    for col in ("visit", "status", "CCDs used", "CCDs skipped", "good pixels", "output"):
-        table.add_column(col, overflow="fold")
+    table.add_column("visit", no_wrap=True)
+    table.add_column("status")
+    table.add_column("CCDs used")
+    table.add_column("CCDs skipped")
+    table.add_column("good pixels", no_wrap=True)
     reasons: list[str] = []
+    files: list[str] = []
     for v in summary.visits:
-        skipped = ",".join(str(c) for c in sorted(v.ccds_skipped))
+        skipped = ", ".join(str(c) for c in sorted(v.ccds_skipped))
         reasons += [f"  visit {v.visit} ccd {c}: {w}" for c, w in sorted(v.ccds_skipped.items())]
         reasons += [f"  visit {v.visit}: no {t} warp: {w}" for t, w in v.outputs_missing.items()]
-        good = ", ".join(f"{t}={n}" for t, n in v.goodpix.items())
-        outputs = "\n".join(v.outputs.values()) or (v.error or "-")
+        files += [f"  {v.visit} {t:<10} {_relative(u, root)}" for t, u in v.outputs.items()]
+        if v.error and not v.outputs:
+            files.append(f"  {v.visit} failed: {v.error}")
+        good = "\n".join(f"{t}={n}" for t, n in v.goodpix.items())
         status = f"{v.status}, incomplete" if v.incomplete else v.status
-        table.add_row(str(v.visit), status, ",".join(map(str, v.ccds_used)) or "-",
-                      skipped or "-", good or "-", outputs)  # fmt: skip
+        table.add_row(str(v.visit), status, ", ".join(map(str, v.ccds_used)) or "-",
+                      skipped or "-", good or "-")  # fmt: skip
     console.print(table)
+    if files:
+        where = f" (in {root.rstrip('/')})" if root else ""
+        console.print(f"Output files{where}:", highlight=False, markup=False, soft_wrap=True)
+        for line in files:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     if reasons:  # below the table, so long reasons wrap at words, not inside a narrow column
         console.print("CCDs skipped and warps not made, and why:", highlight=False)
         for line in reasons:
@@ -235,7 +259,7 @@ def make_warp_command(
                 f"{pid.get('tract')} patch {pid.get('patch')}: nothing written."
             )
         else:
-            print_summary(summary, console=err_console)
+            print_summary(summary, console=err_console, root=butler.root)
     if not batch.patches:
         err_console.print("No calexp overlaps any patch of the given tract(s): nothing written.")
     if json_summary:
@@ -282,15 +306,22 @@ def make_warp_command(
     return EXIT_PARTIAL if partial or batch.unplaced else EXIT_ALL_WRITTEN
 
 
-def demo_command(directory: str, *, jobs: int = 1) -> int:
+def demo_command(
+    directory: str, *, jobs: int = 1, storage_options: dict[str, Any] | None = None
+) -> int:
     """Run the demo and print where the warps and PNGs are; 0 when warps were written."""
     from rich.console import Console
 
     from warping.task.demo import run_demo
 
     console = Console(stderr=True)
-    result = run_demo(directory, jobs=jobs, echo=lambda line: console.print(line, highlight=False))
-    print_summary(result.summary, console=console)
+    result = run_demo(
+        directory,
+        jobs=jobs,
+        echo=lambda line: console.print(line, highlight=False),
+        storage_options=storage_options,
+    )
+    print_summary(result.summary, console=console, root=result.repo)
     print(f"repository:      {result.repo}")
     print("warps:")
     for uri in result.warps:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.butler_cmds import RepoArg, StorageOpt
+from cli.options import FormatOpt, OutputFormat, RepoArg, StorageOpt
 
 __all__ = ["register"]
 
@@ -16,6 +16,7 @@ def migrate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be upgraded; change nothing.")
     ] = False,
+    fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
 ) -> None:
     """Upgrade, in place, every file of REPO whose format is older than this release writes.
@@ -29,6 +30,19 @@ def migrate(
     report = run_migrate(
         repo, storage_options=parse_storage_options(storage_option), dry_run=dry_run
     )
+    if fmt is OutputFormat.json:
+        import json
+
+        done = report.upgrades if dry_run else report.applied
+        doc = {
+            "root": report.root,
+            "dry_run": report.dry_run,
+            "up_to_date": report.up_to_date,
+            "upgrades": [u.describe() for u in done],
+            "formats": dict(report.formats),
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
     for line in report.lines():
         typer.echo(line)
 

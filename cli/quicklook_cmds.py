@@ -51,7 +51,8 @@ def quicklook(
         ),
     ] = None,
     stretch: Annotated[
-        StretchName, typer.Option("--stretch", help="Stretch over the zscale limits.")
+        StretchName,
+        typer.Option("--stretch", metavar="asinh|linear", help="Stretch over the zscale limits."),
     ] = StretchName.asinh,
     coverage: Annotated[
         bool,

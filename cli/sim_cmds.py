@@ -2,40 +2,62 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from cli.options import RepoArg, StorageOpt
+
+__all__ = ["register"]
 
 
 def simulate(
-    repo: str = typer.Argument(..., help="Repository root (local path or URL); created if absent."),
-    seed: int = typer.Option(1, "--seed", help="Random seed; the same seed gives the same repo."),
-    config: str = typer.Option("small", "--config", help="Preset: small, demo or full."),
-    visits: int = typer.Option(0, "--visits", help="Number of visits (0: the preset's)."),
-    tract: int = typer.Option(0, "--tract", help="Tract id used for jointcal_* data IDs."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing datasets."),
-    skymap: bool = typer.Option(
-        True,
-        "--skymap/--no-skymap",
-        help="Also write a one-tract deepCoadd_skyMap covering the data.",
-    ),
+    repo: RepoArg,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", metavar="N", help="Random seed; the same seed gives the same repo."),
+    ] = 1,
+    preset: Annotated[
+        str,
+        typer.Option("--preset", metavar="small|demo|full", help="Simulation preset."),
+    ] = "small",
+    config_alias: Annotated[
+        str | None, typer.Option("--config", hidden=True, help="Deprecated: use --preset.")
+    ] = None,
+    visits: Annotated[
+        int, typer.Option("--visits", metavar="N", help="Number of visits (0: the preset's).")
+    ] = 0,
+    tract: Annotated[
+        int, typer.Option("--tract", metavar="TRACT", help="Tract id used for jointcal_* data IDs.")
+    ] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing datasets.")
+    ] = False,
+    skymap: Annotated[
+        bool,
+        typer.Option(
+            "--skymap/--no-skymap",
+            help="Also write a one-tract deepCoadd_skyMap covering the data.",
+        ),
+    ] = True,
+    storage_option: StorageOpt = None,
 ) -> None:
     """Simulate HSC-like calexps, backgrounds, skyCorr, jointcal/fgcm calibrations and a truth
-    catalogue into REPO (deterministic for a seed)."""
-    from repo_butler.butler import Butler
+    catalogue into REPO (created if absent; deterministic for a seed)."""
+    from cli.support import open_butler_created
     from warping.simulate import SimulationConfig, default_visits, make_skymap, write_simulation
 
-    cfg = SimulationConfig.preset(config, seed=seed)
+    name = config_alias if config_alias is not None else preset
+    cfg = SimulationConfig.preset(name, seed=seed)
     if visits:
         v0 = cfg.visits[0]
-        spacing = 6.0 if config == "small" else 40.0
+        spacing = 6.0 if name == "small" else 40.0
         cfg = cfg.with_changes(
             visits=default_visits(
                 v0.ra_deg, v0.dec_deg, visits, filter=v0.filter, dither_arcsec=spacing, seed=seed
             )
         )
-    from repo_butler.errors import DatasetExistsError
-
-    butler = Butler.create(repo, exist_ok=True)
-    try:
+    with open_butler_created(repo, storage_option) as butler:
         summary = write_simulation(
             butler,
             cfg,
@@ -44,8 +66,6 @@ def simulate(
             skymap=make_skymap(cfg) if skymap else None,
             overwrite=overwrite,
         )
-    except DatasetExistsError as err:
-        raise DatasetExistsError(f"{err} (rb simulate: pass --overwrite to replace)") from None
     typer.echo(
         f"simulated {summary.n_ccds} CCD exposures ({summary.n_visits} visits, "
         f"{summary.n_sources} truth sources) into {butler.root} in {summary.seconds:.1f} s"

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from cli.options import FormatOpt, JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
 
 __all__ = ["register"]
 
 
 def make_skymap(
-    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
+    repo: RepoArg,
     discrete: Annotated[
         bool, typer.Option("--discrete/--rings", help="One tract covering the calexps, or rings.")
     ] = True,
-    border: Annotated[float, typer.Option(help="Discrete: extra tract radius, degrees.")] = 0.0,
-    num_rings: Annotated[int, typer.Option(help="Rings: number of rings.")] = 120,
-    pixel_scale: Annotated[float, typer.Option(help="Pixel scale, arcsec.")] = 0.168,
+    border: Annotated[
+        float, typer.Option(metavar="DEGREES", help="Discrete: extra tract radius, degrees.")
+    ] = 0.0,
+    num_rings: Annotated[int, typer.Option(metavar="N", help="Rings: number of rings.")] = 120,
+    pixel_scale: Annotated[
+        float, typer.Option(metavar="ARCSEC", help="Pixel scale, arcsec.")
+    ] = 0.168,
     patch_inner_dimensions: Annotated[
-        tuple[int, int], typer.Option(help="Inner patch size in pixels.")
+        tuple[int, int], typer.Option(metavar="NX NY", help="Inner patch size in pixels.")
     ] = (4000, 4000),
-    patch_border: Annotated[int, typer.Option(help="Patch border in pixels.")] = 100,
-    tract_overlap: Annotated[float, typer.Option(help="Tract overlap, degrees.")] = 1.0 / 60,
-    projection: Annotated[str, typer.Option(help="TAN or STG.")] = "TAN",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing skymap.")] = False,
-    storage_option: Annotated[
-        list[str] | None, typer.Option("--storage-option", "-S", help="fsspec option KEY=VALUE.")
-    ] = None,
+    patch_border: Annotated[
+        int, typer.Option(metavar="PIXELS", help="Patch border in pixels.")
+    ] = 100,
+    tract_overlap: Annotated[
+        float, typer.Option(metavar="DEGREES", help="Tract overlap, degrees.")
+    ] = 1.0 / 60,
+    projection: Annotated[str, typer.Option(metavar="TAN|STG", help="Projection.")] = "TAN",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing skymap.")
+    ] = False,
+    storage_option: StorageOpt = None,
 ) -> None:
     """Make the repository's deepCoadd_skyMap (defaults: HSC's TAN, 0.168"/px, 4000+100 px)."""
     from cli.support import open_butler
@@ -54,10 +64,12 @@ def make_skymap(
 
 
 def show_skymap(
-    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
-    tract: Annotated[int | None, typer.Option(help="Show this tract's patches.")] = None,
+    repo: RepoArg,
+    tract: Annotated[
+        int | None, typer.Option(metavar="TRACT", help="Show this tract's patches.")
+    ] = None,
     patch: Annotated[
-        str | None, typer.Option(help="With --header: the patch, x,y (e.g. 5,4).")
+        str | None, typer.Option(metavar="X,Y", help="With --header: the patch, e.g. 5,4.")
     ] = None,
     header: Annotated[
         bool,
@@ -67,10 +79,9 @@ def show_skymap(
             "reproject target): needs --tract and --patch.",
         ),
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-    storage_option: Annotated[
-        list[str] | None, typer.Option("--storage-option", "-S", help="fsspec option KEY=VALUE.")
-    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+    json_alias: JsonAliasOpt = False,
+    storage_option: StorageOpt = None,
 ) -> None:
     """List tracts, or one tract's patches with their outer-bbox sky corners."""
     import json
@@ -92,19 +103,52 @@ def show_skymap(
         return
     ids = [tract] if tract is not None else list(range(min(len(sm), 1000)))
     rows = [describe_tract(sm[i], patches=tract is not None) for i in ids]
-    if json_output:
+    if output_format(fmt, json_alias) is OutputFormat.json:
         typer.echo(json.dumps(rows, indent=1))
         return
+    typer.echo(_skymap_text(rows, patches=tract is not None))
+
+
+def _box(b: list[int]) -> str:
+    return f"{b[0]},{b[1]} {b[2]}x{b[3]}"
+
+
+def _skymap_text(rows: list[dict[str, Any]], *, patches: bool) -> str:
+    """Tracts, or one tract's patches, as a table with units in the headers (80 columns)."""
+    from cli.support import text_table
+
+    if not patches:
+        header = [
+            "tract",
+            "RA (deg)",
+            "Dec (deg)",
+            "radius (deg)",
+            "patches",
+            "bbox x0,y0 WxH (px)",
+        ]
+        return text_table(
+            header,
+            [[str(r["tract"]), f"{r['ra']:.5f}", f"{r['dec']:.5f}", f"{r['radius_deg']:.4f}",
+              "{}x{}".format(*r["num_patches"]), _box(r["bbox"])] for r in rows],
+        )  # fmt: skip
+    lines = []
     for r in rows:
-        typer.echo(
-            f"tract {r['tract']}: centre ({r['ra']:.5f}, {r['dec']:.5f}) "
-            f"{r['num_patches'][0]}x{r['num_patches'][1]} patches, bbox {r['bbox']}"
+        lines.append(
+            f"tract {r['tract']}: centre RA {r['ra']:.5f} Dec {r['dec']:.5f} deg, "
+            + "{}x{} patches, bbox {} px".format(*r["num_patches"], _box(r["bbox"]))
         )
-        for p in r.get("patches", []):
-            corners = " ".join(f"({ra:.5f},{dec:.5f})" for ra, dec in p["corners_radec"])
-            typer.echo(
-                f"  patch {p['patch']:>7} #{p['sequential']:<4} outer {p['outer_bbox']} {corners}"
+        body = []
+        for p in r["patches"]:
+            ras = [c[0] for c in p["corners_radec"]]
+            decs = [c[1] for c in p["corners_radec"]]
+            ra_range = f"{min(ras):.5f}..{max(ras):.5f}"
+            dec_range = f"{min(decs):.5f}..{max(decs):.5f}"
+            body.append(
+                [p["patch"], str(p["sequential"]), _box(p["outer_bbox"]), ra_range, dec_range]
             )
+        header = ["patch", "#", "outer bbox (px)", "RA range (deg)", "Dec range (deg)"]
+        lines.append(text_table(header, body))
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "format_data_ids",
+    "format_provenance",
     "format_refs",
+    "format_reindex",
     "load_config_file",
     "open_butler",
+    "open_butler_created",
     "parse_key_values",
     "parse_storage_options",
+    "refuse_positional_where",
+    "text_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,8 +98,15 @@ def open_butler(
     )
 
 
+def open_butler_created(repo: str, storage_option: Iterable[str] | None = None) -> Butler:
+    """The Butler of REPO, creating the repository (default preset) when there is none."""
+    from repo_butler import Butler
+
+    return Butler.create(repo, exist_ok=True, storage_options=parse_storage_options(storage_option))
+
+
 def load_config_file(path: str | None) -> dict[str, Any] | None:
-    """Read a YAML configuration overlay for ``rb create --config``."""
+    """Read a YAML configuration overlay for ``rb create --config-file``."""
     if path is None:
         return None
     import yaml
@@ -122,15 +134,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, one header line (the format of every table)."""
+    return _table(header, rows)
+
+
 def format_refs(refs: Sequence[DatasetRef], fmt: str) -> str:
-    """Render datasets as a text table or as the documented JSON array."""
+    """Render datasets as a text table (paths relative to the repository root, absolute for
+    files ingested in place) or as the documented JSON array (full URIs)."""
     if fmt == "json":
         return json.dumps([r.to_json_dict() for r in refs], indent=2)
     rows = [
-        [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.uri]
+        [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.path]
         for r in refs
     ]
-    return _table(["dataset_type", "run", "data_id", "size", "uri"], rows)
+    return _table(["dataset_type", "run", "data_id", "size", "path"], rows)
 
 
 def format_data_ids(data_ids: Sequence[DataId], dimensions: Sequence[str], fmt: str) -> str:
@@ -138,3 +156,68 @@ def format_data_ids(data_ids: Sequence[DataId], dimensions: Sequence[str], fmt: 
     if fmt == "json":
         return json.dumps([d.to_dict() for d in data_ids], indent=2)
     return _table(list(dimensions), [[str(d[k]) for k in dimensions] for d in data_ids])
+
+
+def refuse_positional_where(stray: Sequence[str] | None) -> None:
+    """A usage error for words after the dataset type: a where expression goes after ``-w``."""
+    if stray:
+        import typer
+
+        text = " ".join(stray)
+        raise typer.BadParameter(
+            f"unexpected argument {text!r}: give a where expression with -w/--where, "
+            f'e.g. -w "{text}"',
+            param_hint="WHERE",
+        )
+
+
+def _flatten(value: Any, prefix: str) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        out: list[tuple[str, str]] = []
+        for key, sub in value.items():
+            out += _flatten(sub, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [(prefix, json.dumps(value) if not isinstance(value, str) else value)]
+
+
+def format_provenance(doc: dict[str, Any]) -> str:
+    """A provenance record as text: what made the dataset, its inputs, software and config."""
+    lines = [f"{key}: {doc[key]}" for key in ("task", "host", "start", "end") if key in doc]
+    output = doc.get("output")
+    if isinstance(output, dict):
+        lines.append(
+            f"output: {output.get('dataset_type')} {_data_id_text(output.get('data_id', {}))} "
+            f"run {output.get('run') or '(root)'}"
+        )
+    inputs = doc.get("inputs", [])
+    lines.append(f"inputs ({len(inputs)}):")
+    rows = [
+        [i.get("dataset_type", ""), i.get("run") or "(root)", _data_id_text(i.get("data_id", {})),
+         str(i.get("checksum", ""))[:19]]
+        for i in inputs
+    ]  # fmt: skip
+    table = _table(["dataset_type", "run", "data_id", "checksum"], rows)
+    lines += ["  " + line for line in table.splitlines()]
+    software = doc.get("software", {})
+    lines.append("software: " + ", ".join(f"{k} {v}" for k, v in sorted(software.items())))
+    lines.append("config:")
+    lines += [f"  {key} = {text}" for key, text in _flatten(doc.get("config", {}), "")]
+    return "\n".join(lines)
+
+
+def format_reindex(report: dict[str, Any]) -> str:
+    """``rb reindex``'s report as lines: datasets per type, runs, files not registered."""
+    lines = [f"registered {report['total']} dataset(s)"]
+    lines += [f"  {name}: {n}" for name, n in report["datasets"].items()]
+    lines.append("runs: " + (", ".join(r or "(root)" for r in report["runs"]) or "-"))
+    for key, what in (
+        ("unrecognised", "matching no dataset type's template (not registered)"),
+        ("ambiguous", "matching several dataset types (skipped)"),
+        ("stale_sidecars", "with a stale provenance sidecar (registered without provenance)"),
+    ):
+        if report[key]:
+            lines.append(f"{len(report[key])} file(s) {what}:")
+            lines += [f"  {path}" for path in report[key]]
+    if report["kept_unreadable"]:
+        lines.append(f"the unreadable old registry was kept as {report['kept_unreadable']}")
+    return "\n".join(lines)

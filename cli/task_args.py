@@ -14,7 +14,7 @@ from typing import Any
 
 from repo_butler.errors import ConfigError, DataIdError
 
-__all__ = ["TaskArgs", "expand_data_id", "parse_task_args"]
+__all__ = ["TaskArgs", "expand_data_id", "parse_task_args", "split_task_args"]
 
 _GROUP_OPTIONS = {
     "--id": "id",
@@ -142,3 +142,34 @@ def parse_task_args(argv: Sequence[str]) -> TaskArgs:
             group.append(tok)
     flush()
     return args
+
+
+def split_task_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate LSST's multi-token options from the rest of a command line.
+
+    Returns ``(lsst, rest)``: ``lsst`` holds every ``--id`` / ``--selectId`` / ``--config`` /
+    ``--configfile`` (and their aliases) with the tokens that follow it up to the next option,
+    for :func:`parse_task_args`; ``rest`` holds everything else, in order, for the ordinary
+    option parser (``--opt=value`` spellings of the group options are split at ``=``).
+    """
+    lsst: list[str] = []
+    rest: list[str] = []
+    in_group = False
+    for tok in argv:
+        if tok == "--":
+            in_group = False
+            rest.append(tok)
+        elif tok.startswith("-") and not re.fullmatch(r"-\d.*", tok):
+            name, eq, value = tok.partition("=")
+            in_group = name in _GROUP_OPTIONS
+            if not in_group:
+                rest.append(tok)
+            else:
+                lsst.append(name)
+                if eq:
+                    lsst.append(value)
+        elif in_group:
+            lsst.append(tok)
+        else:
+            rest.append(tok)
+    return lsst, rest

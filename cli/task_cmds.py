@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
+
+from cli.options import JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
 
 __all__ = ["register"]
 
@@ -37,11 +40,65 @@ with their reasons); 130 after Ctrl-C (finished units are registered; rerun with
 """
 
 
+class LsstSyntaxCommand(TyperCommand):
+    """A command whose LSST multi-token options (``--id k=v k=v``, ...) are taken out of the
+    arguments before the ordinary parser sees the rest; they are kept in ``ctx.meta["lsst_argv"]``.
+
+    The command still declares those options, so ``--help`` lists them with their metavars.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context
+        from cli.task_args import split_task_args
+
+        lsst, rest = split_task_args(args)
+        ctx.meta["lsst_argv"] = lsst
+        return super().parse_args(ctx, rest)
+
+
+_ID_HELP = (
+    "The patch to warp: tract=T patch=X,Y filter=F; all the KEY=VALUE tokens that follow "
+    "(repeatable; lists a^b, ranges a..b; required)."
+)
+
+
 def make_warp(
     ctx: typer.Context,
-    repo: Annotated[str, typer.Argument(help="Repository root: a path or fsspec URL.")],
+    repo: RepoArg,
+    id_: Annotated[
+        list[str] | None, typer.Option("--id", metavar="KEY=VALUE...", help=_ID_HELP)
+    ] = None,
+    select_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--selectId",
+            "--select-id",
+            metavar="KEY=VALUE...",
+            help="Calexps to consider, e.g. visit=903988 ccd=16^17 (repeatable; default: every "
+            "calexp of the filter overlapping the patch).",
+        ),
+    ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FIELD=VALUE...",
+            help="Config overrides, e.g. makePsfMatched=True (repeatable).",
+        ),
+    ] = None,
+    config_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--configfile",
+            "--config-file",
+            "-C",
+            metavar="FILE...",
+            help="Files of 'config.<field> = <literal>' lines (never executed).",
+        ),
+    ] = None,
     rerun: Annotated[
-        str | None, typer.Option("--rerun", help="Output rerun NAME or IN:OUT.")
+        str | None,
+        typer.Option("--rerun", metavar="RERUN", help="Output rerun NAME or IN:OUT."),
     ] = None,
     reuse: Annotated[
         bool, typer.Option("--reuse", help="Skip visits whose warps already exist.")
@@ -54,26 +111,39 @@ def make_warp(
         ),
     ] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", help="Local Dask worker processes (1: in-process).")
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", help="Local Dask worker processes (1: in-process)."
+        ),
     ] = 1,
     dask_scheduler: Annotated[
         str | None,
-        typer.Option("--dask-scheduler", help="Run on a Dask cluster: tcp://HOST:PORT."),
+        typer.Option(
+            "--dask-scheduler",
+            metavar="ADDRESS",
+            help="Run on a Dask cluster: tcp://HOST:PORT.",
+        ),
     ] = None,
     show_config: Annotated[
         bool, typer.Option("--show-config", help="Print the effective config and exit.")
     ] = False,
-    storage_option: Annotated[
-        list[str] | None,
-        typer.Option("--storage-option", "-S", help="fsspec storage option KEY=VALUE."),
-    ] = None,
-    json_summary: Annotated[
-        bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
-    ] = False,
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="table|json",
+            help="table: the summary table (on stderr); json: also the run summary as JSON on "
+            "stdout.",
+        ),
+    ] = OutputFormat.table,
+    json_alias: JsonAliasOpt = False,
+    storage_option: StorageOpt = None,
     instrument: Annotated[
         str | None,
         typer.Option(
             "--instrument",
+            metavar="NAME",
             help="Apply this instrument's config preset (e.g. HSC) before --configfile and "
             "--config; also taken from instrument=… in --id.",
         ),
@@ -82,29 +152,35 @@ def make_warp(
     """Warp calexps onto a skymap patch (see the full help text)."""
     from cli.make_warp_app import make_warp_command
 
+    json_summary = output_format(fmt, json_alias) is OutputFormat.json
     code = make_warp_command(
-        repo, list(ctx.args), rerun=rerun, reuse=reuse, jobs=jobs, show_config=show_config,
-        storage_options=storage_option, json_summary=json_summary, scheduler=dask_scheduler,
-        instrument=instrument, clobber_config=clobber_config,
+        repo, list(ctx.meta.get("lsst_argv", [])), rerun=rerun, reuse=reuse, jobs=jobs,
+        show_config=show_config, storage_options=storage_option, json_summary=json_summary,
+        scheduler=dask_scheduler, instrument=instrument, clobber_config=clobber_config,
     )  # fmt: skip
     raise typer.Exit(code)
 
 
 def demo(
-    directory: Annotated[str, typer.Argument(help="Where to build the demo repo.")] = "demo-repo",
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
+    directory: Annotated[
+        str,
+        typer.Argument(metavar="DIR", help="Where to build the demo repo: a path or fsspec URL."),
+    ] = "demo-repo",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", metavar="N", help="Parallel worker processes.")
+    ] = 1,
+    storage_option: StorageOpt = None,
 ) -> None:
-    """Simulate an HSC-like repo, make a skymap, run make-warp on tract 0 patch 5,4, draw PNGs."""
+    """Simulate an HSC-like repo, make a skymap, run make-warp on tract 0 patch 5,4, draw PNGs
+    (into DIR/quicklook, or ./quicklook when DIR is a URL)."""
     from cli.make_warp_app import demo_command
+    from cli.support import parse_storage_options
 
-    raise typer.Exit(demo_command(directory, jobs=jobs))
+    options = parse_storage_options(storage_option)
+    raise typer.Exit(demo_command(directory, jobs=jobs, storage_options=options))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command(
-        "make-warp",
-        help=MAKE_WARP_HELP,
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )(make_warp)
+    app.command("make-warp", help=MAKE_WARP_HELP, cls=LsstSyntaxCommand)(make_warp)
     app.command("demo")(demo)

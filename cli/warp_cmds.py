@@ -11,14 +11,25 @@ __all__ = ["register"]
 
 
 def warp_image_cmd(
-    input_path: Annotated[Path, typer.Argument(help="FITS file: 2-D image + WCS.", exists=True)],
-    target_header: Annotated[
-        Path, typer.Argument(help="Text file of FITS cards: NAXIS1/2 + WCS.", exists=True)
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT.fits", help="FITS file: 2-D image + WCS.", exists=True)
     ],
-    output_path: Annotated[Path, typer.Argument(help="Output FITS file.")],
-    kernel: Annotated[str, typer.Option(help="nearest, bilinear, lanczos2..5.")] = "lanczos3",
-    interp_length: Annotated[int, typer.Option(help="WCS grid spacing; 0 = exact.")] = 10,
-    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores).")] = None,
+    target_header: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TARGET.head", help="Text file of FITS cards: NAXIS1/2 + WCS.", exists=True
+        ),
+    ],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT.fits", help="Output FITS file.")],
+    kernel: Annotated[
+        str, typer.Option(metavar="KERNEL", help="nearest, bilinear, lanczos2..5.")
+    ] = "lanczos3",
+    interp_length: Annotated[
+        int, typer.Option(metavar="PIXELS", help="WCS grid spacing; 0 = exact.")
+    ] = 10,
+    threads: Annotated[
+        int | None, typer.Option(metavar="N", help="Threads (default: all cores).")
+    ] = None,
     surface_brightness: Annotated[
         bool, typer.Option(help="Conserve surface brightness instead of flux.")
     ] = False,

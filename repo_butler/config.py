@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from repo_butler.dimensions import DimensionUniverse
-from repo_butler.errors import ConfigError, RepositoryExistsError, RepositoryNotFoundError
+from repo_butler.errors import (
+    ConfigError,
+    Remedy,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+)
 from repo_butler.formats import check_version
 from repo_butler.templates import PathTemplate
 
@@ -169,8 +174,8 @@ def write_new_config(
         if exist_ok:
             return
         raise RepositoryExistsError(
-            f"a repository already exists at {store.root}; open it with Butler(root) or "
-            "pass exist_ok=True"
+            f"a repository already exists at {store.root}",
+            remedy=Remedy("exist_ok", otherwise="use it as it is, or choose another location"),
         )
 
     merged = merge_config(default_config(preset), config or {})

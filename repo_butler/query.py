@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repo_butler.dimensions import INT_MAX, INT_MIN, DataIdValue, DimensionUniverse
-from repo_butler.errors import DataIdError, QuerySyntaxError
+from repo_butler.errors import DataIdError, QuerySyntaxError, Remedy
 
 __all__ = [
     "Compare",
@@ -151,7 +151,7 @@ class Not:
 Expr = Compare | InList | Logical | Not
 
 
-def _error(text: str, col: int, message: str) -> QuerySyntaxError:
+def _error(text: str, col: int, message: str, remedy: Remedy | None = None) -> QuerySyntaxError:
     start = 0
     shown = text
     if len(text) > _SHOWN:  # quote a window around the column, not a 100 kB line
@@ -160,7 +160,9 @@ def _error(text: str, col: int, message: str) -> QuerySyntaxError:
         shown = ("..." if start else "") + shown + ("..." if start + _SHOWN < len(text) else "")
         start -= 3 if start else 0
     caret = " " * (col - 1 - start) + "^"
-    return QuerySyntaxError(f"where expression: {message} at column {col}\n  {shown}\n  {caret}")
+    return QuerySyntaxError(
+        f"where expression: {message} at column {col}\n  {shown}\n  {caret}", remedy=remedy
+    )
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -419,9 +421,10 @@ class _Compiler:
 
     def bound(self, name: str, col: int) -> Any:
         if name not in self.bind:
-            raise _error(
-                self.text, col, f"no value bound for {name!r}; pass bind={{{name!r}: ...}}"
+            remedy = Remedy(
+                "bind", otherwise="write the value in the expression", example=f"{{{name!r}: ...}}"
             )
+            raise _error(self.text, col, f"no value bound for :{name}", remedy)
         return self.bind[name]
 
     def value(self, dim: str, lit: Literal) -> DataIdValue:

@@ -18,7 +18,12 @@ from typing import Any
 
 from repo_butler.config import DatasetType
 from repo_butler.dimensions import DataId
-from repo_butler.errors import ConcurrentWriteError, DatasetExistsError, RegistryError
+from repo_butler.errors import (
+    OVERWRITE_REMEDY,
+    ConcurrentWriteError,
+    DatasetExistsError,
+    RegistryError,
+)
 from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import Provenance, now_iso
 from repo_butler.refs import DatasetRef
@@ -296,5 +301,6 @@ class RunWriter:
     def _exists_error(self, dataset_type: str, did: DataId) -> DatasetExistsError:
         return DatasetExistsError(
             f"{dataset_type} {did} already exists in run {display_run(self.run)} of "
-            f"{self.lookup.root}; remove it first or pass overwrite=True"
+            f"{self.lookup.root}",
+            remedy=OVERWRITE_REMEDY,
         )

@@ -64,8 +64,14 @@ def test_create_ingest_query_json(repo: str, tmp_path: Path) -> None:
     ids = _json(["query-data-ids", repo, "ccd", "visit", "-d", "visit=903988", "-f", "json"])
     assert ids == [{"visit": 903988, "ccd": c} for c in (16, 17, 30)]
     table = runner.invoke(app, ["query-datasets", repo, "calexp_meta"]).stdout
-    assert table.splitlines()[0].split() == ["dataset_type", "run", "data_id", "size", "uri"]
+    assert table.splitlines()[0].split() == ["dataset_type", "run", "data_id", "size", "path"]
     assert len(table.splitlines()) == 4
+    where = ["--where", "ccd IN (16..24)"]
+    table = runner.invoke(app, ["query-datasets", repo, "calexp_meta", *where]).stdout
+    root = Path(repo).resolve().as_uri()  # the table's paths: the URIs, relative to the repository
+    assert [f"{root}/{line.split()[-1]}" for line in table.splitlines()[1:]] == [
+        r["uri"] for r in rows
+    ]
 
 
 def test_ingest_with_data_id_and_rerun(repo: str, tmp_path: Path) -> None:
@@ -85,7 +91,7 @@ def test_remove_verify_reindex_provenance(repo: str) -> None:
         butler.put({"a": 1}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=1)
         prov = Provenance.build("t", {"n": 3})
         butler.put({"a": 2}, "calexp_meta", pointing=1, filter="g", visit=1, ccd=2, provenance=prov)
-    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2", "-f", "json"])
     assert isinstance(doc, dict) and doc["task"] == "t" and doc["config"] == {"n": 3}
     result = runner.invoke(app, ["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=1"])
     assert isinstance(result.exception, DatasetNotFoundError)
@@ -101,9 +107,9 @@ def test_remove_verify_reindex_provenance(repo: str) -> None:
     )  # fmt: skip
     assert rm.exit_code == 0, rm.output
     Path(repo, "registry.sqlite3").unlink()
-    report = _json(["reindex", repo])
+    report = _json(["reindex", repo, "-f", "json"])
     assert isinstance(report, dict) and report["total"] == 1
-    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2"])
+    doc = _json(["provenance", repo, "calexp_meta", "-d", "visit=1", "-d", "ccd=2", "--json"])
     assert isinstance(doc, dict) and doc["task"] == "t"
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
-from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
+from repo_butler.errors import ConfigError, RegistryError
 from repo_butler.formats import check_version
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
@@ -34,7 +34,7 @@ from repo_butler.registry.sql import (
     DELETE_DATASET,
     SqlRegistry,
     dimension_column,
-    exists_message,
+    exists_error,
     insert_row,
 )
 
@@ -287,7 +287,7 @@ class PostgresRegistry(SqlRegistry):
                 if provenance is not None:
                     self._exec(conn, "INSERT INTO provenance VALUES (?, ?)", (new_id, provenance))
         except self._psycopg.errors.UniqueViolation as err:
-            raise DatasetExistsError(exists_message(record)) from err
+            raise exists_error(record) from err
 
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row and return it."""

@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
+from repo_butler.errors import OVERWRITE_REMEDY, DatasetExistsError
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord, Registry
 
@@ -23,7 +24,7 @@ __all__ = [
     "DELETE_DATASET",
     "SqlRegistry",
     "dimension_column",
-    "exists_message",
+    "exists_error",
     "insert_row",
 ]
 
@@ -67,11 +68,11 @@ def insert_row(record: DatasetRecord) -> tuple[str, tuple[Any, ...]]:
     return _insert_sql(tuple(record.data_id)), values
 
 
-def exists_message(record: DatasetRecord) -> str:
-    """The error message for a dataset row that already exists."""
-    return (
-        f"{record.dataset_type} {record.data_id} already exists in run "
-        f"{record.run or '(root)'!r}; remove it first or pass overwrite=True"
+def exists_error(record: DatasetRecord) -> DatasetExistsError:
+    """The error for a dataset row that already exists."""
+    return DatasetExistsError(
+        f"{record.dataset_type} {record.data_id} already exists in run {record.run or '(root)'!r}",
+        remedy=OVERWRITE_REMEDY,
     )
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repo_butler.dimensions import DataId, DimensionUniverse
-from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.errors import RegistryError
 from repo_butler.formats import check_version
 from repo_butler.refs import data_id_key
 from repo_butler.registry.base import DatasetRecord
@@ -34,7 +34,7 @@ from repo_butler.registry.sql import (
     DELETE_DATASET,
     SqlRegistry,
     dimension_column,
-    exists_message,
+    exists_error,
     insert_row,
 )
 
@@ -289,7 +289,7 @@ class SqliteRegistry(SqlRegistry):
             else:
                 self._insert_many(record, sql, values, provenance, replace, check)
         except sqlite3.IntegrityError as err:
-            raise DatasetExistsError(exists_message(record)) from err
+            raise exists_error(record) from err
         except sqlite3.OperationalError as err:
             raise RegistryError(
                 f"cannot record {record.dataset_type} {record.data_id}: {err}"

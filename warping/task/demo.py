@@ -128,8 +128,13 @@ def run_demo(
     jobs: int = 1,
     echo: Callable[[str], None] = print,
     ccd_size: tuple[int, int] = (2048, 4176),
+    storage_options: dict[str, Any] | None = None,
 ) -> DemoResult:
-    """Build (or reuse) the demo repository, make the warps and render the PNGs."""
+    """Build (or reuse) the demo repository, make the warps and render the PNGs.
+
+    ``directory`` is a path or an fsspec URL (with ``storage_options``); the PNGs go to its
+    ``quicklook`` directory, or to ``./quicklook`` when it is a URL.
+    """
     from repo_butler import Butler
     from repo_butler.extras import require
 
@@ -139,8 +144,9 @@ def run_demo(
     from warping.task.config import MakeWarpConfig
     from warping.task.runner import run_make_warp
 
-    root = Path(directory).resolve()
-    butler = Butler.create(str(root), exist_ok=True)
+    is_url = "://" in str(directory)
+    root = str(directory) if is_url else str(Path(directory).resolve())
+    butler = Butler.create(root, exist_ok=True, storage_options=storage_options)
     skymap = demo_skymap()
     if butler.exists("truth_catalog", {}):
         echo(f"reusing the simulated repository in {root}")
@@ -152,12 +158,12 @@ def run_demo(
         echo(f"simulated {summary.n_ccds} CCDs in {summary.seconds:.1f} s")
     if not butler.exists("deepCoadd_skyMap", {}):
         butler.put(skymap, "deepCoadd_skyMap", {})
-    out = Butler(str(root), rerun=DEMO_RERUN)
+    out = Butler(root, rerun=DEMO_RERUN, storage_options=storage_options)
     config = MakeWarpConfig()
-    echo("rb make-warp " + str(root) + f" --rerun {DEMO_RERUN} --id tract=0 patch=5,4 filter=HSC-I")
-    result = DemoResult(repo=str(root))
+    echo("rb make-warp " + root + f" --rerun {DEMO_RERUN} --id tract=0 patch=5,4 filter=HSC-I")
+    result = DemoResult(repo=root)
     result.summary = run_make_warp(out, DEMO_PATCH, None, config=config, jobs=jobs)
-    ql_dir = root / "quicklook"
+    ql_dir = (Path.cwd() if is_url else Path(root)) / "quicklook"
     for v in result.summary.visits:
         for warp_type, uri in v.outputs.items():
             result.warps.append(uri)

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from repo_butler.errors import Remedy
 from warping.errors import RunConfigMismatchError
 from warping.task.config import MakeWarpConfig, config_to_dict
 
@@ -162,8 +163,8 @@ def _refusal(butler: Butler, what: str, diffs: list[ConfigDifference]) -> RunCon
 
     return RunConfigMismatchError(
         f"run {display_run(butler.run)} of {butler.root} {what} another {TASK_LABEL} config: "
-        f"{_listed(diffs)}. Nothing was run. Write to another run (--rerun NAME), or replace "
-        "the run's recorded config with --clobber-config (clobber_config=True in Python)"
+        f"{_listed(diffs)}. Nothing was run",
+        remedy=Remedy("clobber_config", otherwise="write to another run"),
     )
 
 
