@@ -52,7 +52,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'repo-butler\[plots\]'") as info:
-        require("matplotlib.figure", "plots", "drawing")
+        require("matplotlib", "plots", "drawing")
     assert isinstance(info.value, ImportError) and isinstance(info.value, RepoButlerError)
     assert "drawing needs matplotlib" in str(info.value)
     assert require("json", "none", "x").dumps([1]) == "[1]"
