@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_support import run_rb, write_small_cli_repo
 
-from cli.main import app
 from repo_butler import Butler
-from warping.simulate import SimulationConfig, write_simulation
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("usererr") / "repo"
-    write_simulation(Butler.create(str(root)), SimulationConfig.small())
-    argv = ["make-skymap", str(root), "--pixel-scale", "0.2", "--patch-inner-dimensions",
-            "200", "200", "--patch-border", "20"]  # fmt: skip
-    assert CliRunner().invoke(app, argv).exit_code == 0
-    return root
+    return write_small_cli_repo(tmp_path_factory.mktemp("usererr") / "repo")
 
 
-def _rb(*argv: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
-    )
+_rb = run_rb
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from cli_support import run_rb
 from typer.testing import CliRunner
 
 from cli.errors import cli_message
@@ -35,11 +35,7 @@ DATA_COMMANDS = {
 TYPE_METAVAR = re.compile(r"<[\w|]+>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")  # <str>, <a|b>
 
 
-def _rb(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+_rb = run_rb
 
 
 def _help(*argv: str) -> str:

@@ -12,41 +12,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_support import one_error_line, run_rb, write_small_cli_repo
 
-from cli.main import app
-from repo_butler import Butler
 from repo_butler.errors import RepoButlerError
 from repo_butler.extras import MissingExtraError, require
-from warping.simulate import SimulationConfig, write_simulation
 
 
 def _rb_without(missing: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    code = (
-        f"import sys; sys.modules[{missing!r}] = None; "
-        "from cli.main import main; sys.argv[0] = 'rb'; main()"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
-    )
-
-
-def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
-    assert out.returncode == 1, out.stderr
-    assert "Traceback" not in out.stderr
-    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, out.stderr
-    return lines[0]
+    return run_rb(*argv, missing=[missing])
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("extras") / "repo"
-    write_simulation(Butler.create(str(root)), SimulationConfig.small())
-    argv = ["make-skymap", str(root), "--pixel-scale", "0.2", "--patch-inner-dimensions",
-            "200", "200", "--patch-border", "20"]  # fmt: skip
-    assert CliRunner().invoke(app, argv).exit_code == 0
-    return root
+    return write_small_cli_repo(tmp_path_factory.mktemp("extras") / "repo")
 
 
 def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +37,7 @@ def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_without_plots_fails_before_writing(tmp_path: Path) -> None:
-    line = _one_error_line(_rb_without("matplotlib", "demo", str(tmp_path / "demo")))
+    line = one_error_line(_rb_without("matplotlib", "demo", str(tmp_path / "demo")))
     assert "repo-butler[plots]" in line
     assert not (tmp_path / "demo").exists()
 
@@ -67,7 +45,7 @@ def test_demo_without_plots_fails_before_writing(tmp_path: Path) -> None:
 def test_dask_run_without_dask_fails_before_writing(repo: Path) -> None:
     argv = ["make-warp", str(repo), "--rerun", "nodask", "-j", "2", "--id", "tract=0",
             "filter=HSC-I"]  # fmt: skip
-    line = _one_error_line(_rb_without("distributed", *argv))
+    line = one_error_line(_rb_without("distributed", *argv))
     assert "repo-butler[dask]" in line and "--jobs" in line
     assert not (repo / "rerun" / "nodask").exists()
     # the same run in one process needs no Dask

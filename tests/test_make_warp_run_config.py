@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import one_error_line, run_rb, write_small_cli_repo
 from repo_copy import copy_repo
-from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
 from repo_butler.errors import RepoButlerError
 from warping.errors import RunConfigMismatchError
-from warping.simulate import SimulationConfig, write_simulation
 from warping.task.config import MakeWarpConfig, apply_overrides
 from warping.task.runner import run_make_warp
 
@@ -29,19 +26,10 @@ RECORD = "_config/makeWarp.json"
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("runconfig") / "repo"
-    write_simulation(Butler.create(str(root)), SimulationConfig.small())
-    argv = ["make-skymap", str(root), "--pixel-scale", "0.2", "--patch-inner-dimensions",
-            "200", "200", "--patch-border", "20"]  # fmt: skip
-    assert CliRunner().invoke(app, argv).exit_code == 0
-    return root
+    return write_small_cli_repo(tmp_path_factory.mktemp("runconfig") / "repo")
 
 
-def _rb(*argv: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
-    )
+_rb = run_rb
 
 
 def _make_warp(repo: Path, rerun: str, *argv: str) -> tuple[subprocess.CompletedProcess[str], Any]:
@@ -86,14 +74,6 @@ def _warp_kernel(repo: Path, rerun: str, patch: str, visit: int) -> str:
     return str(prov.config["warpAndPsfMatch"]["warp"]["warpingKernelName"])
 
 
-def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
-    assert out.returncode == 1, out.stderr
-    assert "Traceback" not in out.stderr
-    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, out.stderr
-    return lines[0]
-
-
 def test_another_config_is_refused_naming_the_fields_and_nothing_is_written(repo: Path) -> None:
     first, summary = _make_warp(repo, "a", *PATCH)
     assert first.returncode == 0, first.stderr
@@ -106,7 +86,7 @@ def test_another_config_is_refused_naming_the_fields_and_nothing_is_written(repo
         out, _ = _make_warp(
             repo, "a", *PATCH, *extra, "--config", f"{KERNEL}=lanczos4", "doWriteEmptyWarps=True"
         )
-        line = _one_error_line(out)
+        line = one_error_line(out)
         assert "run 'a' of" in line and "was made with another makeWarp config" in line
         assert f"{KERNEL}: recorded 'lanczos3', now 'lanczos4'" in line
         assert "doWriteEmptyWarps: recorded False, now True" in line
@@ -138,7 +118,7 @@ def test_the_same_config_is_accepted_spelled_out_or_recorded_by_an_older_release
     assert set(_statuses(summary).values()) == {"reused"}
     # but one of those fields away from its default is a difference
     out, _ = _make_warp(repo, "b", *PATCH, "--config", "outputCompression.recipe=lossless")
-    assert "outputCompression.recipe: recorded 'none', now 'lossless'" in _one_error_line(out)
+    assert "outputCompression.recipe: recorded 'none', now 'lossless'" in one_error_line(out)
 
 
 def test_clobber_config_replaces_the_record_and_reuse_redoes_old_warps(repo: Path) -> None:
@@ -190,7 +170,7 @@ def test_a_rerun_of_the_previous_release_is_checked_against_its_warps(tmp_path: 
     root = copy_repo(FIXTURE_V1, tmp_path / "v1")
     before = _snapshot(root)
     out, _ = _make_warp(root, "ci_hsc", *fixture_patch, "--reuse", "--config", f"{KERNEL}=lanczos4")
-    line = _one_error_line(out)
+    line = one_error_line(out)
     assert (
         "run 'ci_hsc' of" in line and "has no recorded config, but its deepCoadd_directWarp" in line
     )
