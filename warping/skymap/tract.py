@@ -160,16 +160,20 @@ class TractInfo:
         pw, ph = self.config.patch_inner_dimensions
         return self.patch((px // pw, py // ph))
 
-    def find_patches_overlapping(self, polygon: SkyPolygon) -> list[PatchInfo]:
-        """Patches whose outer bbox overlaps the sky polygon."""
-        if not polygons_overlap(self.polygon, polygon):
+    def find_patches_overlapping(self, polygon: SkyPolygon, margin: int = 0) -> list[PatchInfo]:
+        """Patches whose outer bbox, grown by ``margin`` pixels, overlaps the sky polygon."""
+        if margin == 0 and not polygons_overlap(self.polygon, polygon):
             return []
         x, y = self.wcs.world_to_pixel_values(np.asarray(polygon.ra), np.asarray(polygon.dec))
         verts = np.column_stack([x, y])
         if not np.all(np.isfinite(verts)):
-            return [p for p in self.patches() if polygons_overlap(polygon, self.patch_polygon(p))]
+            return [
+                p
+                for p in self.patches()
+                if polygons_overlap(polygon, self.patch_polygon(p, margin=margin))
+            ]
         pw, ph = self.config.patch_inner_dimensions
-        b = self.config.patch_border
+        b = self.config.patch_border + margin
         nx, ny = self._num
         ix0 = max(0, int((verts[:, 0].min() - b) // pw))
         ix1 = min(nx - 1, int((verts[:, 0].max() + b) // pw))
@@ -179,13 +183,17 @@ class TractInfo:
         for py in range(iy0, iy1 + 1):
             for px in range(ix0, ix1 + 1):
                 p = self.patch((px, py))
-                if convex_overlap_pixels(verts, p.outer_bbox.corners()):
+                box = p.outer_bbox.grow(margin) if margin else p.outer_bbox
+                if convex_overlap_pixels(verts, box.corners()):
                     out.append(p)
         return out
 
-    def patch_polygon(self, patch: PatchInfo, *, outer: bool = True) -> SkyPolygon:
-        """Sky polygon of a patch's outer (or inner) bbox."""
-        return SkyPolygon.from_wcs_bbox(self.wcs, patch.outer_bbox if outer else patch.inner_bbox)
+    def patch_polygon(
+        self, patch: PatchInfo, *, outer: bool = True, margin: int = 0
+    ) -> SkyPolygon:
+        """Sky polygon of a patch's outer (or inner) bbox, grown by ``margin`` pixels."""
+        box = patch.outer_bbox if outer else patch.inner_bbox
+        return SkyPolygon.from_wcs_bbox(self.wcs, box.grow(margin) if margin else box)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"id", "ra", "dec", "radius"}`` (degrees)."""

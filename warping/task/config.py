@@ -292,6 +292,13 @@ class MakeWarpConfig:
     doWriteEmptyWarps: bool = field(
         default=False, metadata=_doc("Write warps that received no pixels.")
     )
+    border: int = field(
+        default=0,
+        metadata=_doc(
+            "Grow the warps by this many pixels on each side of the patch's outer bbox (Gen3 "
+            "MakeDirectWarp: 256, room for PSF matching later); 0 keeps Gen2's outer bbox."
+        ),
+    )
     coaddName: str = field(default="deep", metadata=_doc("Prefix of output dataset types."))
     badMaskPlanes: tuple[str, ...] = field(
         default=("NO_DATA",), metadata=_doc("Pixels with these planes are not copied into warps.")
@@ -332,6 +339,8 @@ class MakeWarpConfig:
 
         if not (self.makeDirect or self.makePsfMatched):
             raise ConfigError("At least one of makeDirect and makePsfMatched must be True.")
+        if self.border < 0:
+            raise ConfigError(f"border must be >= 0 pixels, got {self.border}.")
         check_calibration_sources(self)
         if self.revert_background and self.apply_sky_corr:
             raise ConfigError(

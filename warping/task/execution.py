@@ -43,8 +43,9 @@ PACKAGES = ("repo-butler", "numpy", "astropy", "scipy")
 _SKYMAPS: dict[tuple[str, str, str], BaseSkyMap] = {}
 
 
-def unit_sky_info(unit: WarpUnit, io: WorkerIO) -> SkyInfo:
-    """The unit's patch geometry, from the skymap file (read once per process and skymap).
+def unit_sky_info(unit: WarpUnit, io: WorkerIO, border: int = 0) -> SkyInfo:
+    """The unit's patch geometry, from the skymap file (read once per process and skymap); the
+    warp's bbox is the outer bbox grown by ``border`` (``MakeWarpConfig.border``).
 
     Rebuilding it from the file rather than unpickling a WCS keeps the tract WCS bit-exact
     wherever the unit runs (astropy pickles a WCS through its header text).
@@ -53,7 +54,7 @@ def unit_sky_info(unit: WarpUnit, io: WorkerIO) -> SkyInfo:
     skymap = _SKYMAPS.get(key)
     if skymap is None:
         skymap = _SKYMAPS[key] = io.read(unit.skymap)
-    return SkyInfo.from_skymap(skymap, unit.tract, unit.patch)
+    return SkyInfo.from_skymap(skymap, unit.tract, unit.patch, border=border)
 
 
 @contextlib.contextmanager
@@ -130,7 +131,7 @@ def execute_unit(
     result = UnitResult.for_unit(unit, "empty", worker=f"{platform.node()}:{os.getpid()}")
     reads: collections.Counter[str] = collections.Counter()
     try:
-        sky_info = unit_sky_info(unit, io)
+        sky_info = unit_sky_info(unit, io, config.border)
         shared: dict[str, Any] = {}  # the visit's visitSummary: read once for all its CCDs
         inputs = [c.bind(io, reads, shared) for c in unit.ccds]
         task = task if task is not None else MakeWarpTask(config)

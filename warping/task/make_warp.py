@@ -67,12 +67,18 @@ class SkyInfo:
 
     @classmethod
     def from_skymap(
-        cls, skymap: BaseSkyMap, tract_id: int, patch: str | tuple[int, int] | int
+        cls,
+        skymap: BaseSkyMap,
+        tract_id: int,
+        patch: str | tuple[int, int] | int,
+        *,
+        border: int = 0,
     ) -> SkyInfo:
-        """Look up ``tract_id`` and ``patch`` in a skymap."""
+        """Look up ``tract_id`` and ``patch`` in a skymap; the warp's bbox is the patch's outer
+        bbox grown by ``border`` pixels on each side (``MakeWarpConfig.border``)."""
         tract = skymap[tract_id]
         info = tract.patch(patch)
-        return cls(int(tract_id), str(info.name), tract.wcs, info.outer_bbox)
+        return cls(int(tract_id), str(info.name), tract.wcs, info.outer_bbox.grow(border))
 
 
 @dataclass

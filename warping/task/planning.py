@@ -98,13 +98,14 @@ def _resolve_ccd(
     return PlannedCcd(ref, found)
 
 
-def _candidate_patches(tract: TractInfo, poly: SkyPolygon) -> list[PatchInfo]:
-    """Patches that may overlap ``poly`` (each is then confirmed by the test on the sky).
+def _candidate_patches(tract: TractInfo, poly: SkyPolygon, margin: int = 0) -> list[PatchInfo]:
+    """Patches whose outer bbox grown by ``margin`` may overlap ``poly`` (each is then confirmed
+    by the test on the sky).
 
     In a gnomonic (TAN) tract, great circles are straight lines, so the pixel-space test of
     ``find_patches_overlapping`` is the sky test; other projections add the neighbours.
     """
-    hits = tract.find_patches_overlapping(poly)
+    hits = tract.find_patches_overlapping(poly, margin)
     if tract.config.projection == "TAN":
         return list(hits)
     nx, ny = tract.num_patches
@@ -400,7 +401,7 @@ def plan_units(
                 for r in f_refs:
                     poly = footprint(r, tract_id)
                     if isinstance(poly, SkyPolygon):
-                        for p in _candidate_patches(tract, poly):
+                        for p in _candidate_patches(tract, poly, config.border):
                             infos.setdefault(p.index, p)
                             near[p.index].add(r.data_id)
                 patch_infos = [infos[k] for k in sorted(infos, key=lambda t: (t[1], t[0]))]
@@ -410,7 +411,7 @@ def plan_units(
                     continue
                 by_visit: dict[int, list[DatasetRef]] = collections.defaultdict(list)
                 not_sel = dict(rejected) if "patch" in raw else {}
-                patch_poly = tract.patch_polygon(pinfo)
+                patch_poly = tract.patch_polygon(pinfo, margin=config.border)
                 for r in f_refs:
                     if "patch" not in raw and r.data_id not in near[pinfo.index]:
                         continue
