@@ -89,6 +89,7 @@ class WarpFigures:
     annulus: list[np.ndarray] = field(default_factory=list)  # star - psf, fraction of truth
     annulus_star: list[int] = field(default_factory=list)
     beyond: list[float] = field(default_factory=list)
+    outer: list[np.ndarray] = field(default_factory=list)  # the 1-px annuli beyond the stamp
     rejected: dict[str, int] = field(default_factory=dict)
     noise_pixel: list[float] = field(default_factory=list)  # per warp
     noise_pixel_err: list[float] = field(default_factory=list)  # its standard error
@@ -177,10 +178,11 @@ def measure_stars(
         inside = r < rap
         figs.ap_flux.append(win[inside].sum() / pw[inside].sum() / f - 1.0)
         if stars.isolated(i, x, y, radius=half, psf_sigma=psf_sigma):
-            edges = np.arange(half_stamp + 1)
+            edges = np.arange(half + 1)  # to the stamp's edge, then the 10 px beyond it
             star_prof = np.histogram(r, bins=edges, weights=win)[0] / f
             psf_prof = np.histogram(r, bins=edges, weights=pw)[0]
-            figs.annulus.append(star_prof - psf_prof)
+            figs.annulus.append(star_prof[:half_stamp] - psf_prof[:half_stamp])
+            figs.outer.append(star_prof[half_stamp:] - psf_prof[half_stamp:])
             figs.annulus_star.append(int(i))
             figs.beyond.append(win[(r >= half_stamp) & (r < half_stamp + 10)].sum() / f)
 
@@ -335,7 +337,10 @@ def report(name: str, figures: dict[str, dict[str, WarpFigures]], res: Results) 
                 add(case, wt, f"star flux in r={f.stamp_half}–{f.stamp_half + 10} px",
                     beyond.mean, beyond.sigma, _pm(beyond, fmt="{:.5f}"), None,
                     "flux beyond stamp")  # fmt: skip
-                profiles[f"{case} {wt}"] = (prof, prof_err)
+                outer = np.stack([a[:10] for a in f.outer])
+                o_prof, o_err, _, _ = bootstrap_profile(outer, f.annulus_star)
+                profiles[f"{case} {wt}"] = (np.concatenate([prof, o_prof]),
+                                            np.concatenate([prof_err, o_err]))  # fmt: skip
             if f.noise_pixel:
                 dev = np.abs(np.asarray(f.noise_pixel) - 1.0)
                 i = int(np.argmax(dev))
@@ -363,7 +368,8 @@ def report(name: str, figures: dict[str, dict[str, WarpFigures]], res: Results) 
                                      for p, e in cols] for r in range(n_r)]  # fmt: skip
         res.table(["r (px)", *profiles], table,
                   title="Stacked stars minus declared PSF per 1-px annulus, fraction of the total "
-                  "flux (to the declared stamp's edge), ± bootstrap standard error")  # fmt: skip
+                  "flux (to the declared stamp's edge + 10 px), ± bootstrap standard "
+                  "error")  # fmt: skip
     return rows
 
 
