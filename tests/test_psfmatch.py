@@ -980,6 +980,42 @@ def test_gather_matches_numpy_for_any_window(
     np.testing.assert_array_equal(bv, want_v.astype(fout))
 
 
+@pytest.mark.parametrize(
+    ("y0", "x0", "ny", "nx", "rows", "cols"),
+    [
+        (0, 0, 4, 9, 4, 4),  # window wider than the buffer
+        (-2, -1, 6, 12, 3, 5),  # and taller, starting outside the array
+        (1, -9, 3, 20, 3, 4),  # starting further left than the buffer is wide
+        (0, 6, 5, 7, 4, 3),  # reaching past the array's right edge
+        (0, 0, 9, 9, 1, 1),  # a one-pixel buffer
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_never_writes_past_a_buffer_smaller_than_its_window(
+    y0: int, x0: int, ny: int, nx: int, rows: int, cols: int, dtype: type
+) -> None:
+    """A window larger than the buffer is cut to the buffer: the compiled gather once wrote
+    ``nx - cols`` values past the end of its last row (a heap overflow, found by an
+    AddressSanitizer build; glibc aborts such a process later with "corrupted size vs.
+    prev_size"). The buffers are views of larger arrays whose extra rows must stay untouched."""
+    from warping.psfmatch._match_loops import Window, gather
+
+    rng = np.random.default_rng(rows * 100 + cols)
+    img = rng.normal(size=(8, 8)).astype(dtype)
+    var = rng.uniform(1, 2, size=(8, 8)).astype(dtype)
+    mask = np.zeros((8, 8), np.int32)
+    big_i = np.full((rows + 2, cols), -5.0, dtype)
+    big_v = np.full((rows + 2, cols), -5.0, dtype)
+    gather(img, var, mask, 1, Window(y0, x0, ny, nx), big_i[:rows], big_v[:rows])
+    assert (big_i[rows:] == -5.0).all() and (big_v[rows:] == -5.0).all()
+    want = np.zeros((rows, cols), dtype)
+    for r in range(min(ny, rows)):
+        for c in range(min(nx, cols)):
+            if 0 <= y0 + r < 8 and 0 <= x0 + c < 8:
+                want[r, c] = img[y0 + r, x0 + c]
+    np.testing.assert_array_equal(big_i[:rows], want)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     p=st.integers(5, 23),
