@@ -1008,6 +1008,10 @@ def test_gather_never_writes_past_a_buffer_smaller_than_its_window(
     big_v = np.full((rows + 2, cols), -5.0, dtype)
     gather(img, var, mask, 1, Window(y0, x0, ny, nx), big_i[:rows], big_v[:rows])
     assert (big_i[rows:] == -5.0).all() and (big_v[rows:] == -5.0).all()
+    with pytest.raises(ValueError, match="must be one 2-D shape"):
+        gather(img, var, mask, 1, Window(y0, x0, ny, nx), big_i[:rows], np.zeros(3, dtype))
+    with pytest.raises(ValueError, match="differ"):
+        gather(img, var[:7], mask, 1, Window(y0, x0, ny, nx), big_i[:rows], big_v[:rows])
     want = np.zeros((rows, cols), dtype)
     for r in range(min(ny, rows)):
         for c in range(min(nx, cols)):

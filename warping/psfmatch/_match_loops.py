@@ -204,6 +204,12 @@ def gather(
         raise TypeError(f"image {image.dtype} and variance {variance.dtype} differ")
     _contiguous(buf_v, buf_i.dtype, "buf_v")
     _contiguous(buf_i, buf_i.dtype, "buf_i")
+    if buf_i.ndim != 2 or buf_v.shape != buf_i.shape:
+        raise ValueError(f"buf_i {buf_i.shape} and buf_v {buf_v.shape} must be one 2-D shape")
+    if variance.shape != image.shape or mask.shape != image.shape:
+        raise ValueError(
+            f"image {image.shape}, variance {variance.shape} and mask {mask.shape} differ"
+        )
     height, width = image.shape
     rows, cols = buf_i.shape
     fn = getattr(_library(), f"rb_pm_gather_{_real(image.dtype)}_{_real(buf_i.dtype)}")
