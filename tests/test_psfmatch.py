@@ -1114,3 +1114,23 @@ def test_convolution_options_refuse_bad_values() -> None:
         ConvolutionOptions(variance_tolerance=0.0)
     assert ConvolutionOptions(workers=0).threads == 1
     assert ConvolutionOptions(fft_dtype=np.float64).complex_dtype == np.complex128
+
+
+def test_dilate_band_refuses_rows_or_outputs_that_do_not_fit() -> None:
+    """The compiled dilation writes rows r0..r1 of ``out`` (and reads the mask rows around
+    them): bands outside the mask or an ``out`` smaller than them would be written past."""
+    from warping.psfmatch._match_loops import Dilation, dilate_band
+
+    mask = np.zeros((6, 5), np.int32)
+    mask[2, 3] = 4
+    dummy = np.zeros((1, 1), np.float32)
+    for r0, r1, shape in ((-1, 3, (6, 5)), (2, 7, (7, 5)), (4, 3, (6, 5)), (0, 6, (5, 5)),
+                          (0, 6, (6, 4))):  # fmt: skip
+        with pytest.raises(ValueError, match="dilate_band: rows"):
+            dilate_band(mask, dummy, dummy, Dilation(1), r0, r1, np.zeros(shape, np.int32))
+    out = np.full((7, 5), -1, np.int32)  # a larger out: rows past r1 untouched
+    dilate_band(mask, dummy, dummy, Dilation(1), 1, 4, out)
+    assert (out[[0, 4, 5, 6]] == -1).all()
+    want = np.zeros((6, 5), np.int32)
+    want[1:4, 2:5] = 4
+    np.testing.assert_array_equal(out[1:4], want[1:4])
