@@ -21,6 +21,18 @@ CFHT_VISITS = (849375, 850587)
 CFHT_CCD = 12
 CFHT_FILTER = "r.MP9601"
 CFHT_NOISE_VAR = 25.0  # counts², the variance plane the test fixture writes
+#: the ``dense`` case's star field (SimulationConfig changes): ~8 stars/arcmin² of mag 16.5-20
+#: (S/N 300-5000, peaks below saturation in the demo's 0.62-0.78" seeing), no saturated stars
+#: (the one bright star the simulator insists on is mag 20), 2 galaxies/arcmin². About half the
+#: stars have no neighbour within the matched stamp + 10 px, ~1500 star-visits on patch 5,4.
+DENSE_STARS: dict[str, Any] = {
+    "seed": 18,
+    "star_density": 8.0,
+    "star_mag_range": (16.5, 20.0),
+    "bright_star_density": 0.0,
+    "bright_star_mag_range": (20.0, 20.0),
+    "galaxy_density": 2.0,
+}
 #: mask planes a measured star may carry (everything else disqualifies it)
 ALLOWED_PLANES = ("DETECTED", "DETECTED_NEGATIVE")
 
@@ -161,20 +173,26 @@ def demo_case(
     *,
     jobs: int = 1,
     reuse: bool = False,
+    dense: bool = False,
 ) -> CaseData:
-    """The demo repository (simulated once into ``repo``) warped with ``overrides``."""
+    """The demo repository (simulated once into ``repo``) warped with ``overrides``.
+
+    ``dense``: the demo's visits, CCDs and PSFs with a star field made for fidelity statistics
+    instead (:data:`DENSE_STARS`: many isolated bright unsaturated stars, few galaxies).
+    """
     from repo_butler import Butler
     from warping.simulate.repo import write_simulation
     from warping.task.demo import DEMO_PATCH, demo_simulation, demo_skymap
 
+    name = "dense" if dense else "demo"
     repo.mkdir(parents=True, exist_ok=True)
     with Butler.create(str(repo), exist_ok=True) as butler:
         if not butler.exists("truth_catalog", {}):
             t0 = time.perf_counter()
             skymap = demo_skymap()
-            sim = demo_simulation(skymap, ccd_size=ccd_size)
+            sim = demo_simulation(skymap, ccd_size=ccd_size, **(DENSE_STARS if dense else {}))
             write_simulation(butler, sim, tract=0, skymap=skymap)
-            print(f"demo: simulated into {repo} in {time.perf_counter() - t0:.0f} s")
+            print(f"{name}: simulated into {repo} in {time.perf_counter() - t0:.0f} s")
         truth = butler.get("truth_catalog", {})
     # jointcal's WCS and PhotoCalib are the simulation's truth
     truth_calib = ["doApplyExternalPhotoCalib=True", "doApplyExternalSkyWcs=True"]

@@ -159,6 +159,10 @@ def main() -> None:
     configs = {
         # make-warp's default: kernel sized from the 6-px model, basis scaled with the PSF widths
         "default": _make_warp_default(model, sci, bbox),
+        # the same with LSST's autoPadPsfTo (1.4: 59-px stamps instead of 51)
+        "default, autoPadPsfTo=1.4": _make_warp_default(
+            model, sci, bbox, "warpAndPsfMatch.psfMatch.autoPadPsfTo=1.4"
+        ),
         "seed ci_hsc (k27, sig 1.5/3/6)": PsfMatchConfig(
             kernel_size=27, alard_sig_gauss=(1.5, 3.0, 6.0)
         ),
@@ -231,12 +235,14 @@ def main() -> None:
     write_results(args.science_psf, psf_note, times, cpu, results, warp_t, warp_cpu)
 
 
-def _make_warp_default(model: Psf, sci: Psf, bbox: Any) -> PsfMatchConfig:
-    """The matching config make-warp derives by default for a 6-px model and this CCD's PSF."""
+def _make_warp_default(model: Psf, sci: Psf, bbox: Any, *extra: str) -> PsfMatchConfig:
+    """The matching config make-warp derives by default (plus ``extra`` overrides) for a 6-px
+    model and this CCD's PSF."""
     from warping.task.config import apply_overrides
     from warping.task.psf_match_step import psf_match_config
 
-    cfg = apply_overrides(MakeWarpConfig(), ["makePsfMatched=True", "modelPsf.defaultFwhm=6.0"])
+    overrides = ["makePsfMatched=True", "modelPsf.defaultFwhm=6.0", *extra]
+    cfg = apply_overrides(MakeWarpConfig(), overrides)
     return psf_match_config(cfg, model, sci, bbox)  # type: ignore[no-any-return]
 
 

@@ -980,6 +980,46 @@ def test_gather_matches_numpy_for_any_window(
     np.testing.assert_array_equal(bv, want_v.astype(fout))
 
 
+@pytest.mark.parametrize(
+    ("y0", "x0", "ny", "nx", "rows", "cols"),
+    [
+        (0, 0, 4, 9, 4, 4),  # window wider than the buffer
+        (-2, -1, 6, 12, 3, 5),  # and taller, starting outside the array
+        (1, -9, 3, 20, 3, 4),  # starting further left than the buffer is wide
+        (0, 6, 5, 7, 4, 3),  # reaching past the array's right edge
+        (0, 0, 9, 9, 1, 1),  # a one-pixel buffer
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_never_writes_past_a_buffer_smaller_than_its_window(
+    y0: int, x0: int, ny: int, nx: int, rows: int, cols: int, dtype: type
+) -> None:
+    """A window larger than the buffer is cut to the buffer: the compiled gather once wrote
+    ``nx - cols`` values past the end of its last row (a heap overflow, found by an
+    AddressSanitizer build; glibc aborts such a process later with "corrupted size vs.
+    prev_size"). The buffers are views of larger arrays whose extra rows must stay untouched."""
+    from warping.psfmatch._match_loops import Window, gather
+
+    rng = np.random.default_rng(rows * 100 + cols)
+    img = rng.normal(size=(8, 8)).astype(dtype)
+    var = rng.uniform(1, 2, size=(8, 8)).astype(dtype)
+    mask = np.zeros((8, 8), np.int32)
+    big_i = np.full((rows + 2, cols), -5.0, dtype)
+    big_v = np.full((rows + 2, cols), -5.0, dtype)
+    gather(img, var, mask, 1, Window(y0, x0, ny, nx), big_i[:rows], big_v[:rows])
+    assert (big_i[rows:] == -5.0).all() and (big_v[rows:] == -5.0).all()
+    with pytest.raises(ValueError, match="must be one 2-D shape"):
+        gather(img, var, mask, 1, Window(y0, x0, ny, nx), big_i[:rows], np.zeros(3, dtype))
+    with pytest.raises(ValueError, match="differ"):
+        gather(img, var[:7], mask, 1, Window(y0, x0, ny, nx), big_i[:rows], big_v[:rows])
+    want = np.zeros((rows, cols), dtype)
+    for r in range(min(ny, rows)):
+        for c in range(min(nx, cols)):
+            if 0 <= y0 + r < 8 and 0 <= x0 + c < 8:
+                want[r, c] = img[y0 + r, x0 + c]
+    np.testing.assert_array_equal(big_i[:rows], want)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     p=st.integers(5, 23),
@@ -1074,3 +1114,23 @@ def test_convolution_options_refuse_bad_values() -> None:
         ConvolutionOptions(variance_tolerance=0.0)
     assert ConvolutionOptions(workers=0).threads == 1
     assert ConvolutionOptions(fft_dtype=np.float64).complex_dtype == np.complex128
+
+
+def test_dilate_band_refuses_rows_or_outputs_that_do_not_fit() -> None:
+    """The compiled dilation writes rows r0..r1 of ``out`` (and reads the mask rows around
+    them): bands outside the mask or an ``out`` smaller than them would be written past."""
+    from warping.psfmatch._match_loops import Dilation, dilate_band
+
+    mask = np.zeros((6, 5), np.int32)
+    mask[2, 3] = 4
+    dummy = np.zeros((1, 1), np.float32)
+    for r0, r1, shape in ((-1, 3, (6, 5)), (2, 7, (7, 5)), (4, 3, (6, 5)), (0, 6, (5, 5)),
+                          (0, 6, (6, 4))):  # fmt: skip
+        with pytest.raises(ValueError, match="dilate_band: rows"):
+            dilate_band(mask, dummy, dummy, Dilation(1), r0, r1, np.zeros(shape, np.int32))
+    out = np.full((7, 5), -1, np.int32)  # a larger out: rows past r1 untouched
+    dilate_band(mask, dummy, dummy, Dilation(1), 1, 4, out)
+    assert (out[[0, 4, 5, 6]] == -1).all()
+    want = np.zeros((6, 5), np.int32)
+    want[1:4, 2:5] = 4
+    np.testing.assert_array_equal(out[1:4], want[1:4])

@@ -160,7 +160,7 @@ PM_DILATE_DISPATCH(rb_pm_dilate_band_f64, double, pm_dilate_band_f64_base,
 
 /*
  * buf[r, c] = input[y0 + r, x0 + c] for r < ny, c < nx, zero everywhere else (buf: rows x cols,
- * contiguous).  Zero also where the input is outside the arrays or bad (NO_DATA in the mask or a
+ * contiguous; a window larger than the buffer is cut to it).  Zero also where the input is outside the arrays or bad (NO_DATA in the mask or a
  * non-finite image or variance).  Every element of buf is written.
  */
 #define PM_GATHER(NAME, F, R)                                                                     \
@@ -168,8 +168,9 @@ PM_DILATE_DISPATCH(rb_pm_dilate_band_f64, double, pm_dilate_band_f64_base,
               const int32_t *mask, int64_t mstride, int64_t height, int64_t width,               \
               int32_t no_data, int64_t y0, int64_t x0, int64_t ny, int64_t nx, int64_t rows,     \
               int64_t cols, R *buf_i, R *buf_v) {                                                \
-        const int64_t c0 = pm_max(0, -x0);                                                       \
-        const int64_t c1 = pm_max(c0, pm_min(nx, width - x0));                                   \
+        /* columns [c0, c1) are copied; both within the buffer row, whatever the window */     \
+        const int64_t c0 = pm_min(cols, pm_max(0, -x0));                                         \
+        const int64_t c1 = pm_max(c0, pm_min(pm_min(nx, cols), width - x0));                     \
         for (int64_t r = 0; r < rows; r++) {                                                     \
             R *di = buf_i + r * cols, *dv = buf_v + r * cols;                                    \
             const int64_t y = y0 + r;                                                            \

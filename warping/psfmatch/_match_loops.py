@@ -176,6 +176,13 @@ def dilate_band(
         raise TypeError(f"image {image.dtype} and variance {variance.dtype} differ")
     if check and (image.shape != mask.shape or variance.shape != mask.shape):
         raise ValueError("image, variance and mask must have one shape")
+    if not 0 <= r0 <= r1 <= height or out.ndim != 2 or out.shape[0] < r1 or out.shape[1] < width:
+        raise ValueError(
+            f"dilate_band: rows {r0}..{r1} of a {height}x{width} mask do not fit out "
+            f"{out.shape} (0 <= r0 <= r1 <= height, out at least r1 x width)"
+        )
+    if h < 0:
+        raise ValueError(f"dilate_band: half_width must be >= 0, got {h}")
     ring = np.empty((2 * h + 1, width), np.int32)
     acc = np.empty(width, np.int32)
     fn = getattr(_library(), f"rb_pm_dilate_band_{_real(image.dtype)}")
@@ -204,6 +211,12 @@ def gather(
         raise TypeError(f"image {image.dtype} and variance {variance.dtype} differ")
     _contiguous(buf_v, buf_i.dtype, "buf_v")
     _contiguous(buf_i, buf_i.dtype, "buf_i")
+    if buf_i.ndim != 2 or buf_v.shape != buf_i.shape:
+        raise ValueError(f"buf_i {buf_i.shape} and buf_v {buf_v.shape} must be one 2-D shape")
+    if variance.shape != image.shape or mask.shape != image.shape:
+        raise ValueError(
+            f"image {image.shape}, variance {variance.shape} and mask {mask.shape} differ"
+        )
     height, width = image.shape
     rows, cols = buf_i.shape
     fn = getattr(_library(), f"rb_pm_gather_{_real(image.dtype)}_{_real(buf_i.dtype)}")

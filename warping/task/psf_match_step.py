@@ -66,7 +66,7 @@ def psf_match_config(
         alard_deg_gauss=tuple(al.alardDegGauss),
         spatial_kernel_order=al.spatialKernelOrder,
         do_auto_pad_psf=pm.doAutoPadPsf,
-        auto_pad_psf_to=pm.autoPadPsfTo,
+        auto_pad_psf_to=pm.pad_ratio,
         pad_psf_by=pm.padPsfBy,
         deconvolution_tolerance=pm.deconvolutionTolerance,
         max_noise_gain=pm.maxNoiseGain,

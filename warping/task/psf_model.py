@@ -139,7 +139,7 @@ def resolve_model(
 
         pm = config.warpAndPsfMatch.psfMatch
         # the PSF stamp is >= autoPadPsfTo x the kernel and at most MAX_STAMP
-        largest = int(MAX_STAMP / (pm.autoPadPsfTo if pm.doAutoPadPsf else 1.0)) // 2 * 2 - 1
+        largest = int(MAX_STAMP / (pm.pad_ratio if pm.doAutoPadPsf else 1.0)) // 2 * 2 - 1
         size = auto_kernel_size(
             make_config_model_psf(config, fwhm), pm.kernelWingTolerance,
             sigmas=al.alardSigGauss or (), max_size=largest,
