@@ -188,9 +188,7 @@ class TractInfo:
                     out.append(p)
         return out
 
-    def patch_polygon(
-        self, patch: PatchInfo, *, outer: bool = True, margin: int = 0
-    ) -> SkyPolygon:
+    def patch_polygon(self, patch: PatchInfo, *, outer: bool = True, margin: int = 0) -> SkyPolygon:
         """Sky polygon of a patch's outer (or inner) bbox, grown by ``margin`` pixels."""
         box = patch.outer_bbox if outer else patch.inner_bbox
         return SkyPolygon.from_wcs_bbox(self.wcs, box.grow(margin) if margin else box)
