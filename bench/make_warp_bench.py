@@ -53,6 +53,21 @@ TARGET_OVERHEAD = 0.5
 TARGET_RSS = 1.5
 
 
+def drop_rerun(repo: Path, rerun: str) -> None:
+    """Remove a rerun's datasets (registry rows, files, sidecars) and its directory, so runs
+    of the same name start from nothing (its recorded config included)."""
+    from repo_butler import Butler
+
+    with Butler(str(repo), writeable=False) as reader:
+        known = rerun in reader.registry.runs()
+    if known:  # rows can outlive the directory (earlier versions of this script removed only it)
+        with Butler(str(repo), rerun=rerun) as butler:
+            for name in ("deepCoadd_directWarp", "deepCoadd_psfMatchedWarp"):
+                for ref in butler.query_datasets(name, runs=[rerun]):
+                    butler.remove(name, ref.data_id)
+    shutil.rmtree(repo / "rerun" / rerun, ignore_errors=True)
+
+
 def rb_command(repo: Path, rerun: str, extra: list[str]) -> list[str]:
     rb = shutil.which("rb", path=str(Path(sys.executable).parent)) or "rb"
     return [
@@ -181,6 +196,7 @@ def _in_process_child(repo: Path) -> None:
     from warping.task.config import MakeWarpConfig
     from warping.task.runner import run_make_warps
 
+    drop_rerun(repo, "bench-inproc")  # also a run left by an earlier invocation
     base = vm_rss_mb()
     butler = Butler(str(repo), rerun="bench-inproc")
     prof = cProfile.Profile()
@@ -243,8 +259,9 @@ def main() -> None:
         counter += 1
         rerun = f"bench-{label}-{counter}"
         env = {**base_env, "REPO_BUTLER_THREADS": str(threads)}
+        drop_rerun(repo, rerun)  # a previous invocation's run of this name
         runs.setdefault(label, []).append(timed(rb_command(repo, rerun, extra), env=env))
-        shutil.rmtree(repo / "rerun" / rerun, ignore_errors=True)
+        drop_rerun(repo, rerun)
 
     for rep in range(args.repeat + 1):  # the first round warms caches and is discarded
         if binary:

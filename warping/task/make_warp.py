@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from astropy.wcs import WCS
 
-from warping._threads import thread_limit
 from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
 from warping.coadd_psf import CoaddPsf, WarpedPsf
 from warping.errors import WarpingError
@@ -134,37 +132,6 @@ def default_psf_matcher() -> PsfMatcher:
     except ImportError:  # the matcher package is optional at this seam
         return _psf_match_unavailable
     return PsfMatchStep()
-
-
-def _calibrated_ccds(
-    inputs: Sequence[CcdInput], components: Sequence[str]
-) -> Iterator[Exposure | UnusableCcdError]:
-    """For each input in order, its calibrated calexp (:func:`load_calibrated`) or why it is
-    unusable; nothing is read before the first item is asked for.
-
-    With more than one thread allowed (:func:`warping._threads.thread_limit`), the next CCD is
-    read and calibrated on a second thread while the caller warps this one (at most two calexps
-    in memory); with one thread (Dask workers) one at a time. Other errors propagate in order.
-    """
-
-    def load(inp: CcdInput) -> Exposure | UnusableCcdError:
-        try:
-            return load_calibrated(inp, components)
-        except UnusableCcdError as err:
-            return err
-
-    if len(inputs) < 2 or thread_limit() < 2:
-        for inp in inputs:
-            yield load(inp)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rb-read-ahead") as pool:
-        ahead = pool.submit(load, inputs[0])
-        for i in range(len(inputs)):
-            current = ahead
-            if i + 1 < len(inputs):
-                ahead = pool.submit(load, inputs[i + 1])
-            yield current.result()
-            del current
 
 
 class MakeWarpTask:
@@ -310,8 +277,7 @@ class MakeWarpTask:
         Each CCD is read through its handles when its turn comes (the only I/O), calibrated
         (background added back, sky correction subtracted, external WCS, nJy: see
         :func:`warping.task.calibrate.calibrate_exposure`), warped and copied into the visit's
-        warps, so at most one calexp is in memory at a time (two when more than one thread is
-        allowed: the next CCD is read while this one is warped).
+        warps, so at most one calexp is in memory at a time.
 
         Parameters
         ----------
@@ -366,19 +332,17 @@ class MakeWarpTask:
             model_psf = self.model_psf(psf_model)
             match_config = config_for_model(cfg, psf_model)
         outcomes: list[CcdOutcome] = []
-        calibrated = _calibrated_ccds(inputs, cfg.visit_summary_components)
         for inp in inputs:
             if cancelled is not None and cancelled():
                 raise WarpCancelledError(f"visit {visit_id}: cancelled")
-            loaded = next(calibrated)
             ccd = inp.ccd
             outcome = CcdOutcome(ccd, inp.data_id)
             outcomes.append(outcome)
-            if isinstance(loaded, UnusableCcdError):
-                outcome.skipped, outcome.loaded, outcome.unusable = str(loaded), False, True
+            try:
+                calexp = load_calibrated(inp, cfg.visit_summary_components)
+            except UnusableCcdError as err:
+                outcome.skipped, outcome.loaded, outcome.unusable = str(err), False, True
                 continue
-            calexp = loaded
-            del loaded  # only `calexp` refers to it: freed at the end of this CCD
             why = psf_problem(calexp, f"calexp {fmt_id(inp.data_id)}")
             if why is not None:  # its warp's CoaddPsf (or PSF matching) would fail
                 logger.warning("Visit %s CCD %s skipped: %s", visit_id, ccd, why)
