@@ -29,7 +29,6 @@ import cProfile
 import json
 import os
 import pstats
-import resource
 import shutil
 import subprocess
 import sys
@@ -76,14 +75,47 @@ def rb_command(repo: Path, rerun: str, extra: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
+def status_mb(pid: int | str, key: str) -> float:
+    """A memory line (``VmHWM``, ``VmRSS``) of ``/proc/PID/status`` in MB; NaN if absent."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
-    """Wall, CPU seconds and peak RSS (MB) of one child process (its own rusage)."""
+    """Wall and CPU seconds (its rusage) and peak RSS (MB) of one child process.
+
+    The peak is the child's own ``VmHWM``, polled while it runs: ``ru_maxrss`` of a child
+    starts from the parent's RSS at the fork on Linux, so it would report this script's size.
+    """
+    import threading
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+    peak = [0.0]
+    running = threading.Event()
+    running.set()
+
+    def poll() -> None:
+        while running.is_set():
+            hwm = status_mb(proc.pid, "VmHWM")
+            if hwm == hwm:  # not NaN: the process still has its memory
+                peak[0] = max(peak[0], hwm)
+            time.sleep(0.005)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    running.clear()
+    poller.join()
     err = proc.stderr.read() if proc.stderr else ""
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -92,7 +124,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = 
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
         "sys": usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": peak[0],
     }
 
 
@@ -165,11 +197,7 @@ def swarp_cmd(binary: str, work: Path, images: list[str]) -> list[str]:
 
 
 def vm_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_mb("self", "VmRSS")
 
 
 def in_process_unit(repo: Path) -> dict[str, float]:
@@ -205,7 +233,7 @@ def _in_process_child(repo: Path) -> None:
     batch = run_make_warps(butler, [PATCH_ID], [{"visit": VISIT}], config=MakeWarpConfig())
     prof.disable()
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mb("self", "VmHWM")  # not ru_maxrss: it starts from the parent's RSS
     stats = pstats.Stats(prof)
     cum = {f"{Path(k[0]).name}:{k[2]}": v[3] for k, v in stats.stats.items()}  # type: ignore[attr-defined]
     unit = cum.get("execution.py:execute_unit", wall)
