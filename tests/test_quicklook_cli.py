@@ -160,8 +160,11 @@ def test_coverage_map_of_the_patch(repo: Path, tmp_path: Path, capsys: Any,
         (["calexp", "-d", "visit=1", "-d", "ccd=16"],
          r"no calexp dataset with data ID \{visit: 1, ccd: 16\}"),
         (["deepCoadd_directWarp", *WARP_ID],  # no --rerun: the warps are not in the root run
-         r"no deepCoadd_directWarp dataset with data ID .*visit: 903988.*reruns not searched: "
+         r"no deepCoadd_directWarp dataset with data ID .*visit: 903988.*found in rerun\(s\) "
          r"ci_hsc \(pass --rerun NAME\)"),
+        (["deepCoadd_directWarp", "-d", "tract=0", "-d", "patch=5,4", "-d", "filter=HSC-I",
+          "-d", "visit=1"],
+         r"no deepCoadd_directWarp .*; none of the 1 other rerun\(s\) holds it either"),
         (["deepCoadd_skyMap"], r"deepCoadd_skyMap is not an image"),
         (["calexp", "-d", "visit"], r"--data-id 'visit': expected KEY=VALUE"),
         (["deepCoadd_directWarp", "-d", "tract=0", "-d", "patch=5,4", "--coverage"],

@@ -54,19 +54,35 @@ def _pixel_frame(dimensions: tuple[str, ...]) -> str:
     return "parent pixels"
 
 
+#: At most this many reruns are named in a "found in" hint.
+_HINT_RUNS = 8
+
+
+def _elsewhere(butler: Butler, dataset_type: str, data_id: Mapping[str, Any]) -> str:
+    """A hint naming the reruns not searched that hold the dataset ("" when none is unsearched)."""
+    others = sorted(r for r in butler.registry.runs() if r and r not in butler.search_runs)
+    if not others:
+        return ""
+    holding = [r for r in others if butler.query_datasets(dataset_type, data_id=dict(data_id),
+                                                         runs=[r])]  # fmt: skip
+    if not holding:
+        return f"; none of the {len(others)} other rerun(s) holds it either"
+    shown = ", ".join(holding[:_HINT_RUNS])
+    more = f" and {len(holding) - _HINT_RUNS} more" if len(holding) > _HINT_RUNS else ""
+    return f"; found in rerun(s) {shown}{more} (pass --rerun NAME)"
+
+
 def _find(butler: Butler, dataset_type: str, data_id: Mapping[str, Any]) -> Any:
-    """The dataset's ref; when it is not found, the message also names the reruns not searched."""
+    """The dataset's ref; when it is not found, the message also names the reruns that hold it."""
     from repo_butler.errors import DatasetNotFoundError
 
     try:
         return butler.get_ref(dataset_type, dict(data_id))
     except DatasetNotFoundError as err:
-        others = sorted(r for r in butler.registry.runs() if r and r not in butler.search_runs)
-        if not others:
+        hint = _elsewhere(butler, dataset_type, data_id)
+        if not hint:
             raise
-        raise DatasetNotFoundError(
-            f"{err}; reruns not searched: {', '.join(others)} (pass --rerun NAME)"
-        ) from None
+        raise DatasetNotFoundError(f"{err}{hint}") from None
 
 
 def quicklook_dataset(
@@ -178,8 +194,7 @@ def patch_coverage(
         )
     refs = butler.query_datasets(dataset_type, data_id=dict(data_id))
     if not refs:
-        others = sorted(r for r in butler.registry.runs() if r and r not in butler.search_runs)
-        hint = f"; reruns not searched: {', '.join(others)} (pass --rerun NAME)" if others else ""
+        hint = _elsewhere(butler, dataset_type, data_id)
         raise DatasetNotFoundError(
             f"no {dataset_type} with data ID {id_text} in the runs searched, so no coverage "
             f"map{hint}"
