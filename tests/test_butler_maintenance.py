@@ -149,3 +149,30 @@ def test_reindex_leaves_out_a_sidecar_of_other_bytes(filled: RepoLocation) -> No
     with Butler(filled.url, storage_options=opts) as butler:
         assert butler.get_provenance("meta", visit=3) is None
         assert butler.get("meta", visit=3) == {"p": 1}
+
+
+def test_checksums_are_verified_with_the_algorithm_they_name(filled: RepoLocation) -> None:
+    """A registry mixing algorithms (an earlier release's SHA-256 beside this store's own)
+    verifies; a checksum of an algorithm this release does not know is reported by verify and
+    not checked by reads."""
+    import hashlib
+
+    import blake3
+
+    opts = filled.storage_options
+    with Butler(filled.url, storage_options=opts) as butler:
+        records = {r.path: r for r in butler.registry.all_records()}
+        old = records[butler.get_ref("meta", visit=1, ccd=0).path]
+        data = butler.datastore.get_bytes(old.path)
+        sha = "sha256:" + hashlib.sha256(data).hexdigest()
+        blake = "blake3:" + blake3.blake3(data).hexdigest()
+        for checksum in (sha, blake):
+            butler.registry.insert(old._replace(checksum=checksum), replace=True)
+            assert verify(butler).ok, checksum
+            assert butler.get("meta", visit=1, ccd=0, verify=True) == {"v": 1, "c": 0}
+        newer = records[butler.get_ref("meta", visit=2, ccd=1).path]
+        butler.registry.insert(newer._replace(checksum="md17:" + "ab" * 32), replace=True)
+        report = verify(butler)
+        assert [(p.kind, p.path) for p in report.problems] == [("checksum", newer.path)]
+        assert "algorithm unknown to this release" in report.problems[0].detail
+        assert butler.get("meta", visit=2, ccd=1, verify=True) == {"v": 2, "c": 1}
