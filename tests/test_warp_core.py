@@ -181,6 +181,12 @@ def test_warp_of_padded_strided_and_c_contiguous_inputs_agree() -> None:
     ):
         args = (wrap(img.astype(np.float32)), wrap(var.astype(np.float32)), wrap(mask))
         runs.append(warp_with_transform(*args, (0, 0), box, f, control=WarpingControl()))
+    # image with padded rows, variance with aliasing ones: both copied to one padded stride
+    padded_img = empty_rows(img.shape, np.float32)
+    padded_img[...] = img
+    mixed = (padded_img, var.astype(np.float32), mask)
+    assert padded_img.strides[0] != mixed[1].strides[0]
+    runs.append(warp_with_transform(*mixed, (0, 0), box, f, control=WarpingControl()))
     for other in runs[1:]:
         assert other.n_good == runs[0].n_good > 0
         np.testing.assert_array_equal(other.image, runs[0].image)

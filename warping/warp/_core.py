@@ -64,8 +64,12 @@ def _unaliased(a: np.ndarray) -> np.ndarray:
 
     Images read from FITS files already come with padded rows (no copy here).
     """
-    if not aliasing_rows(a):
-        return a
+    return _restrided(a) if aliasing_rows(a) else a
+
+
+def _restrided(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` in :func:`~warping.row_padding.empty_rows` (padded when its rows would
+    alias): image and variance copied this way share one row stride."""
     buf = empty_rows(a.shape, a.dtype)
     buf[...] = a
     return buf
@@ -337,9 +341,9 @@ def warp_band(
         src_img, src_var, src_mask = fut_img.result(), src.variance, src.mask
         if fut_var is not None:
             src_var = fut_var.result()
-            if _row_stride(src_var) != _row_stride(src_img):  # tiny arrays are never padded
-                src_var = np.ascontiguousarray(src_var)
-                src_img = np.ascontiguousarray(src_img)
+            if _row_stride(src_var) != _row_stride(src_img):  # the core takes one stride for both
+                src_var = _restrided(src_var)
+                src_img = _restrided(src_img)
         if fut_mask is not None:
             src_mask = fut_mask.result()
         full_map = fut_map.result() if fut_map is not None else None
