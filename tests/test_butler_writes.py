@@ -11,6 +11,7 @@ from typing import Any
 import fsspec
 import pytest
 from conftest import RepoLocation, independent_checksum
+from repo_configs import META_VISIT_CCD as CONFIG
 
 from repo_butler import Butler, DataId, PlannedPut, Provenance, WorkerIO, WrittenDataset
 from repo_butler.errors import (
@@ -22,16 +23,6 @@ from repo_butler.errors import (
 )
 from repo_butler.maintenance import verify
 from repo_butler.provenance import SIDECAR_SUFFIX
-
-CONFIG: dict[str, Any] = {
-    "dataset_types": {
-        "meta": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "meta/{visit:07d}/m-{ccd:03d}.json",
-        },
-    }
-}
 
 
 @pytest.fixture
