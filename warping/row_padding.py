@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ALIAS_BYTES", "aliasing_rows", "as_rows", "contiguous_rows", "empty_rows"]
+__all__ = [
+    "ALIAS_BYTES",
+    "aliasing_rows",
+    "as_rows",
+    "contiguous_rows",
+    "empty_rows",
+    "padded_copy",
+]
 
 #: Row strides that are a multiple of this many bytes alias in the L1 cache.
 ALIAS_BYTES = 512
@@ -50,8 +57,14 @@ def as_rows(a: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=dt)
     if arr.dtype == dt and contiguous_rows(arr):
         return arr
-    out = empty_rows(arr.shape, dt)
-    out[...] = arr
+    return padded_copy(arr, dt)
+
+
+def padded_copy(a: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """A copy of ``a`` (converted to ``dtype``, default its own) in :func:`empty_rows`: padded
+    when its rows would alias. Copies of two planes of one shape share one row stride."""
+    out = empty_rows(a.shape, a.dtype if dtype is None else dtype)
+    out[...] = a
     return out
 
 

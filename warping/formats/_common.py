@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from repo_butler.local_reads import ReadBuffer
 from warping.errors import FormatError
-from warping.row_padding import empty_rows
+from warping.row_padding import padded_copy
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +199,7 @@ def _native_image_data(hdu: fits.hdu.base._BaseHDU, data: ReadBuffer, source: st
             f"{offset + count * dtype.itemsize} bytes, the file has {len(data)}"
         )
     raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
-    native = empty_rows(shape, dtype.newbyteorder("="))  # rows the warp reads without a copy
-    native[...] = raw
-    hdu.data = native
+    hdu.data = padded_copy(raw, dtype.newbyteorder("="))  # rows the warp reads without a copy
     return True
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from warping._threads import submit
-from warping.row_padding import aliasing_rows, contiguous_rows, empty_rows
+from warping.row_padding import aliasing_rows, contiguous_rows, padded_copy
 from warping.warp._clib import CoreArgs, library
 from warping.warp._kernels import KernelSpec, weight_table
 
@@ -64,15 +64,7 @@ def _unaliased(a: np.ndarray) -> np.ndarray:
 
     Images read from FITS files already come with padded rows (no copy here).
     """
-    return _restrided(a) if aliasing_rows(a) else a
-
-
-def _restrided(a: np.ndarray) -> np.ndarray:
-    """A copy of ``a`` in :func:`~warping.row_padding.empty_rows` (padded when its rows would
-    alias): image and variance copied this way share one row stride."""
-    buf = empty_rows(a.shape, a.dtype)
-    buf[...] = a
-    return buf
+    return padded_copy(a) if aliasing_rows(a) else a
 
 
 def _row_stride(a: np.ndarray) -> int:
@@ -342,8 +334,8 @@ def warp_band(
         if fut_var is not None:
             src_var = fut_var.result()
             if _row_stride(src_var) != _row_stride(src_img):  # the core takes one stride for both
-                src_var = _restrided(src_var)
-                src_img = _restrided(src_img)
+                src_var = padded_copy(src_var)
+                src_img = padded_copy(src_img)
         if fut_mask is not None:
             src_mask = fut_mask.result()
         full_map = fut_map.result() if fut_map is not None else None
