@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.options import RepoArg, StorageOpt
+
 __all__ = ["register"]
 
 
@@ -19,7 +21,7 @@ class StretchName(StrEnum):
 
 
 def quicklook(
-    repo: Annotated[str, typer.Argument(metavar="REPO", help="Repository root: a path or URL.")],
+    repo: RepoArg,
     dataset_type: Annotated[
         str,
         typer.Argument(
@@ -62,15 +64,7 @@ def quicklook(
             "patch, filter): every calexp of the filter, the warps' inputs coloured by visit.",
         ),
     ] = False,
-    storage_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--storage-option",
-            "-S",
-            metavar="KEY=VALUE",
-            help="fsspec/s3fs storage option (repeatable), e.g. -S endpoint_url=http://host:9000.",
-        ),
-    ] = None,
+    storage_option: StorageOpt = None,
 ) -> None:
     """Draw a warp or calexp as a PNG: zscale stretch with a colour bar in the pixel unit (nJy for
     warps, counts for calexps), NO_DATA in dark blue, pixel axes and a N/E compass; or, with

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from repo_butler.extras import require
 from warping.geom import Box2I
-from warping.quicklook import save_figure, wrap_title
+from warping.quicklook import require_matplotlib, save_figure, wrap_title
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -96,7 +95,7 @@ def coverage_figure(
     title: str | None = None,
 ) -> Figure:
     """The coverage map of ``footprints`` over the patch (``patch_bbox`` is the outer bbox)."""
-    require("matplotlib", "plots", "drawing pictures (rb quicklook, rb demo)")
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D

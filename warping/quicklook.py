@@ -30,6 +30,7 @@ __all__ = [
     "compass_directions",
     "quicklook_figure",
     "render_quicklook",
+    "require_matplotlib",
     "save_figure",
     "stretch_image",
     "wrap_title",
@@ -77,6 +78,11 @@ class Stretch:
         from matplotlib.colors import FuncNorm
 
         return FuncNorm((self.forward, self.inverse), vmin=self.vmin, vmax=self.vmax, clip=True)
+
+
+def require_matplotlib() -> None:
+    """Import matplotlib, or raise a one-line error naming the ``[plots]`` extra."""
+    require("matplotlib", "plots", "drawing pictures (rb quicklook, rb demo)")
 
 
 def zscale_stretch(image: np.ndarray, *, stretch: str = "asinh") -> Stretch:
@@ -216,7 +222,7 @@ def quicklook_figure(
     max_pixels
         Images larger than this on a side are block-averaged (NO_DATA blocks stay NO_DATA).
     """
-    require("matplotlib", "plots", "drawing pictures (rb quicklook, rb demo)")
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
