@@ -10,10 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[all,test]'
-	$(BIN)/python -m warping.warp._clib
-	$(BIN)/python -m warping.psfmatch._fft
+# An editable install built by meson-python (meson.build): the C/C++ parts are compiled into
+# build/ now, and rebuilt on the next import after their sources change. Editable meson-python
+# installs need their build tools in the environment, hence --no-build-isolation.
+$(STAMP): $(BIN)/python pyproject.toml meson.build
+	$(BIN)/python -m pip install --quiet 'meson-python>=0.16' 'meson>=1.2.0' 'ninja>=1.10'
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pip install --quiet --no-build-isolation \
+		-e '.[all,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/warp_bench.py
 
 clean:
-	rm -rf $(VENV) demo-repo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist demo-repo .pytest_cache .mypy_cache .ruff_cache

@@ -215,7 +215,7 @@ def demo_case(
 def _cli(*argv: str) -> str:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     result = CliRunner().invoke(app, list(argv))
     if result.exit_code != 0:

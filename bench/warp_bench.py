@@ -407,13 +407,8 @@ def main() -> None:
         f"in-process thread scaling (2 vs 1): {ip[1] / ip[2]:.2f}x; "
         f"rb warp-image process scaling: {rb_wall[1] / rb_wall[None]:.2f}x"
     )
-    build = core_build_seconds()
-    print(
-        f"one-time C core build on a fresh machine (cached per machine, not in the timings): "
-        f"{build:.2f} s wall"
-    )
     print(f"# load average after: {os.getloadavg()}")
-    write_results(rows, rb_wall, default_threads, sw_wall, ip, good, covered, build)
+    write_results(rows, rb_wall, default_threads, sw_wall, ip, good, covered)
 
 
 def write_results(
@@ -424,7 +419,6 @@ def write_results(
     ip: dict[int, float],
     good: int,
     covered: int,
-    build: float,
 ) -> None:
     """Record the figures and targets in bench/results/warp_bench.json."""
     from _results import Results
@@ -446,7 +440,6 @@ def write_results(
             unit="Mpx/s",
         )
     res.figure("in-process thread scaling, 2 vs 1", ip[1] / ip[2], unit="x")
-    res.figure("C core build on a fresh machine", build, unit="s")
     res.table(
         ["tool", "wall s (CPU s)", "Mpx/s/thread (full grid / covered)", "peak RSS",
          "smooth-field RMS err", "threads"],
@@ -459,18 +452,6 @@ def write_results(
     )
     res.note("The in-process rows time `warp_exposure` on image + mask + variance.")
     res.write()
-
-
-def core_build_seconds() -> float:
-    """Wall time of compiling the C warping core from scratch (what a fresh machine pays once)."""
-    import tempfile
-
-    from warping.warp import _clib
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        _clib.build(Path(tmp) / "core.so")
-        return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import (
+from .options import (
     DataIdOpt,
     DatasetTypeArg,
     FormatOpt,
@@ -79,10 +79,11 @@ def create(
     ] = None,
 ) -> None:
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
-    from cli.support import load_config_file, parse_storage_options
     from repo_butler import Butler
     from repo_butler.errors import ConfigError
     from repo_butler.presets import default_preset
+
+    from .support import load_config_file, parse_storage_options
 
     if config_file is not None and config_alias is not None:
         raise ConfigError("give the YAML file once, with --config-file")
@@ -133,7 +134,7 @@ def ingest(
     registry; one line per file says which, and files already ingested are skipped."""
     import json
 
-    from cli.support import open_butler, parse_key_values
+    from .support import open_butler, parse_key_values
 
     note = ""
     if dry_run:  # read-only: a dry run records nothing, not even a new rerun
@@ -179,8 +180,9 @@ def query_datasets(
     The runs searched are the rerun's chain (--rerun) or the root run alone; stderr says which,
     and which other reruns exist (--all-reruns lists every run's datasets).
     """
-    from cli.support import format_refs, open_butler, parse_key_values, refuse_positional_where
     from repo_butler.errors import ConfigError
+
+    from .support import format_refs, open_butler, parse_key_values, refuse_positional_where
 
     refuse_positional_where(ctx.args)
     if all_reruns and rerun is not None:
@@ -219,7 +221,7 @@ def query_data_ids(
     storage_option: StorageOpt = None,
 ) -> None:
     """List distinct data IDs (JSON: array of objects), e.g. all CCDs of one visit."""
-    from cli.support import format_data_ids, open_butler, parse_key_values
+    from .support import format_data_ids, open_butler, parse_key_values
 
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         ids = butler.query_data_ids(
@@ -251,8 +253,9 @@ def remove(
     --where; what will be removed is listed first and confirmed (--yes skips the question,
     --dry-run only lists). The root run holds the inputs: removing there needs --force.
     """
-    from cli.support import open_butler, parse_key_values
     from repo_butler.errors import DataIdError, DatasetNotFoundError
+
+    from .support import open_butler, parse_key_values
 
     given = parse_key_values(data_id)
     if not given and where is None:
@@ -301,8 +304,9 @@ def reindex(
     """Rebuild the registry from the files in storage (templates + provenance sidecars)."""
     import json
 
-    from cli.support import format_reindex, parse_storage_options
     from repo_butler.reindex import reindex as run_reindex
+
+    from .support import format_reindex, parse_storage_options
 
     report = run_reindex(repo, storage_options=parse_storage_options(storage_option))
     if fmt is OutputFormat.json:
@@ -327,8 +331,9 @@ def verify(
     """Recompute checksums; report mismatches and files missing on either side (exit 1 if any)."""
     import json
 
-    from cli.support import open_butler
     from repo_butler.maintenance import verify as run_verify
+
+    from .support import open_butler
 
     with open_butler(repo, storage_option=storage_option, writeable=repair_sidecars) as butler:
         report = run_verify(butler, repair_sidecars=repair_sidecars)
@@ -360,11 +365,12 @@ def cleanup(
     """Remove what crashed writers left: temporary files, incomplete uploads, stale caches."""
     import json
 
-    from cli.support import parse_storage_options
     from repo_butler.config import CONFIG_FILENAME
     from repo_butler.errors import RepositoryNotFoundError
     from repo_butler.leftovers import cleanup as run_cleanup
     from repo_butler.storage import open_datastore
+
+    from .support import parse_storage_options
 
     store = open_datastore(repo, parse_storage_options(storage_option))
     if not store.exists(CONFIG_FILENAME):
@@ -399,8 +405,9 @@ def provenance(
     checksums, software versions, host, times and the full config (JSON: the stored record)."""
     import json
 
-    from cli.support import format_provenance, open_butler, parse_key_values
     from repo_butler.errors import DatasetNotFoundError
+
+    from .support import format_provenance, open_butler, parse_key_values
 
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
         doc = butler.get_provenance_dict(dataset_type, parse_key_values(data_id))

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from cli import (
+from . import (
     butler_cmds,
     migrate_cmds,
     quicklook_cmds,
@@ -86,8 +86,9 @@ for _module in (
 
 def main() -> None:
     """Console-script entry point: run the app, turning our user errors into one-line messages."""
-    from cli.errors import cli_message
     from repo_butler.errors import RepoButlerError
+
+    from .errors import cli_message
 
     try:
         app()

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cli.task_args import TaskArgs
     from warping.task.config import MakeWarpConfig
     from warping.task.runner import BatchSummary, ProgressState, RunSummary
+
+    from .task_args import TaskArgs
 
 __all__ = [
     "EXIT_ALL_WRITTEN",
@@ -78,9 +79,10 @@ def _load_config(
 ) -> tuple[TaskArgs, MakeWarpConfig]:
     from pathlib import Path
 
-    from cli.task_args import parse_task_args
     from repo_butler.errors import ConfigError
     from warping.task.config import MakeWarpConfig, apply_overrides
+
+    from .task_args import parse_task_args
 
     args = parse_task_args(argv)
     files = []
@@ -183,9 +185,10 @@ def make_warp_command(
         TimeRemainingColumn,
     )
 
-    from cli.support import open_butler
     from repo_butler.errors import DataIdError
     from warping.task.runner import run_make_warps
+
+    from .support import open_butler
 
     args, config = _load_config(argv, instrument)
     if show_config:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import FormatOpt, OutputFormat, RepoArg, StorageOpt
+from .options import FormatOpt, OutputFormat, RepoArg, StorageOpt
 
 __all__ = ["register"]
 
@@ -24,8 +24,9 @@ def migrate(
     Each file is rewritten whole and swapped in atomically; running it again is a no-op. A file
     newer than this release reads stops it before anything changes (upgrade repo-butler).
     """
-    from cli.support import parse_storage_options
     from repo_butler.migrate import migrate as run_migrate
+
+    from .support import parse_storage_options
 
     report = run_migrate(
         repo, storage_options=parse_storage_options(storage_option), dry_run=dry_run

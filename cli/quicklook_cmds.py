@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import RepoArg, StorageOpt
+from .options import RepoArg, StorageOpt
 
 __all__ = ["register"]
 
@@ -69,8 +69,9 @@ def quicklook(
     """Draw a warp or calexp as a PNG: zscale stretch with a colour bar in the pixel unit (nJy for
     warps, counts for calexps), NO_DATA in dark blue, pixel axes and a N/E compass; or, with
     --coverage, a patch's coverage map."""
-    from cli.support import open_butler, parse_key_values
     from warping.quicklook_dataset import patch_coverage, quicklook_dataset
+
+    from .support import open_butler, parse_key_values
 
     ids = parse_key_values(data_id)
     with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import RepoArg, StorageOpt
+from .options import RepoArg, StorageOpt
 
 __all__ = ["register"]
 
@@ -44,8 +44,9 @@ def simulate(
 ) -> None:
     """Simulate HSC-like calexps, backgrounds, skyCorr, jointcal/fgcm calibrations and a truth
     catalogue into REPO (created if absent; deterministic for a seed)."""
-    from cli.support import open_butler_created
     from warping.simulate import SimulationConfig, default_visits, make_skymap, write_simulation
+
+    from .support import open_butler_created
 
     name = config_alias if config_alias is not None else preset
     cfg = SimulationConfig.preset(name, seed=seed)

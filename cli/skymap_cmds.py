@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.options import FormatOpt, JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
+from .options import FormatOpt, JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
 
 __all__ = ["register"]
 
@@ -39,9 +39,10 @@ def make_skymap(
     storage_option: StorageOpt = None,
 ) -> None:
     """Make the repository's deepCoadd_skyMap (defaults: HSC's TAN, 0.168"/px, 4000+100 px)."""
-    from cli.support import open_butler
     from warping.skymap import SkyMapConfig
     from warping.skymap.repo import describe_tract, make_repo_skymap
+
+    from .support import open_butler
 
     config = SkyMapConfig(
         (patch_inner_dimensions[0], patch_inner_dimensions[1]),
@@ -86,8 +87,9 @@ def show_skymap(
     """List tracts, or one tract's patches with their outer-bbox sky corners."""
     import json
 
-    from cli.support import open_butler
     from warping.skymap.repo import describe_tract
+
+    from .support import open_butler
 
     if header and (tract is None or patch is None):
         from repo_butler.errors import ConfigError
@@ -115,7 +117,7 @@ def _box(b: list[int]) -> str:
 
 def _skymap_text(rows: list[dict[str, Any]], *, patches: bool) -> str:
     """Tracts, or one tract's patches, as a table with units in the headers (80 columns)."""
-    from cli.support import text_table
+    from .support import text_table
 
     if not patches:
         header = [

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from cli.options import JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
+from .options import JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
 
 __all__ = ["register"]
 
@@ -48,7 +48,7 @@ class LsstSyntaxCommand(TyperCommand):
     """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context
-        from cli.task_args import split_task_args
+        from .task_args import split_task_args
 
         lsst, rest = split_task_args(args)
         ctx.meta["lsst_argv"] = lsst
@@ -150,7 +150,7 @@ def make_warp(
     ] = None,
 ) -> None:
     """Warp calexps onto a skymap patch (see the full help text)."""
-    from cli.make_warp_app import make_warp_command
+    from .make_warp_app import make_warp_command
 
     json_summary = output_format(fmt, json_alias) is OutputFormat.json
     code = make_warp_command(
@@ -173,8 +173,8 @@ def demo(
 ) -> None:
     """Simulate an HSC-like repo, make a skymap, run make-warp on tract 0 patch 5,4, draw PNGs
     (into DIR/quicklook, or ./quicklook when DIR is a URL)."""
-    from cli.make_warp_app import demo_command
-    from cli.support import parse_storage_options
+    from .make_warp_app import demo_command
+    from .support import parse_storage_options
 
     options = parse_storage_options(storage_option)
     raise typer.Exit(demo_command(directory, jobs=jobs, storage_options=options))

@@ -1,7 +1,7 @@
 """Locate and apply the JSON Schemas shipped with repo_butler.
 
 In a wheel the ``schemas/`` directory is installed as package data ``repo_butler/_schemas``
-(hatch ``force-include``); in an editable checkout it is the top-level ``schemas/`` directory.
+(``meson.build``); in an editable checkout it is the top-level ``schemas/`` directory.
 :func:`schema_dir` returns whichever exists, preferring the installed copy.
 """
 
@@ -36,7 +36,7 @@ def schema_dir() -> Traversable:
         installed = resources.files(_PACKAGE_DATA)
         if installed.is_dir():
             return installed
-    except (ModuleNotFoundError, TypeError):
+    except (ModuleNotFoundError, TypeError, ValueError):  # editable install: not a real package
         pass
     return checkout_schema_dir()
 

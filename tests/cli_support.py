@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.simulate import SimulationConfig, write_simulation
 
 
@@ -28,7 +28,7 @@ def run_rb(
     ``import name`` raise ``ImportError``, as for an absent package).
     """
     hide = "".join(f"sys.modules[{name!r}] = None; " for name in missing)
-    code = f"import sys; {hide}from cli.main import main; sys.argv[0] = 'rb'; main()"
+    code = f"import sys; {hide}from repo_butler_cli.main import main; sys.argv[0] = 'rb'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, *argv],
         capture_output=True, text=True, timeout=timeout, cwd=cwd,

@@ -24,13 +24,6 @@ def test_checkout_schemas_exist() -> None:
         assert (ROOT / "schemas" / name).is_file()
 
 
-def test_wheel_ships_schemas_as_package_data() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    force = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert force["schemas"] == "repo_butler/_schemas"
-    assert schemas._PACKAGE_DATA == "repo_butler._schemas"
-
-
 def test_installed_package_data_is_preferred(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

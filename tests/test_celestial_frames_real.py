@@ -127,7 +127,7 @@ def test_ignoring_the_frame_would_move_this_field_by_18_to_29_mas(scene: dict) -
 def test_rb_warp_image_converts_fk5_to_icrs_like_reproject(scene: dict, hsc: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     out = scene["tmp"] / "warped.fits"
     result = CliRunner().invoke(

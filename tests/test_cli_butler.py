@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler, Provenance
 from repo_butler.errors import ConfigError, DataIdError, DatasetNotFoundError, QuerySyntaxError
+from repo_butler_cli.main import app
 
 runner = CliRunner()
 
@@ -124,7 +124,7 @@ def test_console_script_prints_one_error_and_exits_1(repo: str) -> None:
         [
             sys.executable,
             "-c",
-            "from cli.main import main; main()",
+            "from repo_butler_cli.main import main; main()",
             "query-datasets",
             repo,
             "nosuch",
@@ -139,7 +139,7 @@ def test_console_script_prints_one_error_and_exits_1(repo: str) -> None:
 
 
 def test_storage_options_dotted_keys_nest_and_values_decode() -> None:
-    from cli.support import parse_storage_options
+    from repo_butler_cli.support import parse_storage_options
 
     opts = parse_storage_options(
         [

@@ -18,11 +18,11 @@ import typer
 from cli_support import run_rb
 from typer.testing import CliRunner
 
-from cli.errors import cli_message
-from cli.main import app
-from cli.task_args import parse_task_args, split_task_args
 from repo_butler import Butler
 from repo_butler.errors import DatasetExistsError, RepositoryExistsError
+from repo_butler_cli.errors import cli_message
+from repo_butler_cli.main import app
+from repo_butler_cli.task_args import parse_task_args, split_task_args
 
 runner = CliRunner()
 COMMANDS: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[attr-defined]

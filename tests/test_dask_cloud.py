@@ -48,7 +48,7 @@ def _s3_args(opts: dict[str, Any]) -> list[str]:
 
 @pytest.mark.s3
 def test_s3_repo_on_two_workers_matches_local_repo(s3_root: Any, tmp_path: Path) -> None:
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     opts = s3_root.storage_options
     write_small_repo(s3_root.url, storage_options=opts).close()
@@ -136,7 +136,7 @@ def dask_cluster_processes() -> Iterator[str]:
 def test_external_scheduler_and_worker_processes(
     dask_cluster_processes: str, tmp_path: Path
 ) -> None:
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     a = tmp_path / "a"
     write_small_repo(str(a)).close()

@@ -104,7 +104,7 @@ def test_dask_run_equals_in_process_run(small_repo: Path, tmp_path: Path, cluste
 def test_cli_jobs_two_prints_dashboard_and_reuses(small_repo: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     root = _copy(small_repo, tmp_path / "cli")
     argv = ["make-warp", str(root), "--rerun", "c", "--id", "tract=0", "patch=5,4^5,5",

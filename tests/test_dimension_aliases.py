@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler, DataId
 from repo_butler.config import CONFIG_VERSION, RepoConfig, default_config
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.errors import ConfigError, DataIdError, QuerySyntaxError
+from repo_butler_cli.main import app
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repo-v1"
 UNIVERSE = RepoConfig.from_mapping(default_config("warping")).universe

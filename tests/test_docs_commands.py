@@ -48,7 +48,7 @@ from conftest import SHARED_DATA
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
+from repo_butler_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from warping.psfmatch import _fft
-from warping.warp._clib import CoreBuildError
 
 needs_lib = pytest.mark.skipif(not _fft.available(), reason="no C++ compiler for the FFT library")
 
@@ -59,23 +57,34 @@ def test_transforms_refuse_bad_arguments() -> None:
         _fft.c2c(a.astype(">c8"), a.astype(">c8"), (0,), True, 1.0)
 
 
-def test_missing_compiler_falls_back_to_scipy(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+def test_an_installation_without_the_fft_build_falls_back_to_scipy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Without a C++ compiler the library is reported unavailable (logged once) instead of
-    failing: the convolution then uses scipy's FFTs."""
-
-    def no_compiler() -> str:
-        raise CoreBuildError("no C++ compiler found (install g++ or set CXX)")
-
+    """Installed without a C++ compiler (meson.build then skips the FFT builds), the library is
+    reported unavailable (logged once) instead of failing: the convolution uses scipy's FFTs."""
     monkeypatch.setattr(_fft, "_lib", None)
     monkeypatch.setattr(_fft, "_failed", None)
-    monkeypatch.setattr(_fft, "_compiler", no_compiler)
-    monkeypatch.setattr(_fft, "library_path", lambda: [tmp_path / "_fft-x.so"])  # not built
+    monkeypatch.setattr(_fft, "variant", lambda: "not_built")
     with caplog.at_level(logging.WARNING, logger="warping.psfmatch._fft"):
         assert _fft.library() is None
         assert not _fft.available()
-    assert "scipy's FFTs" in caplog.text and "no C++ compiler" in caplog.text
+    assert "scipy's FFTs" in caplog.text and "_fft_not_built" in caplog.text
+    assert "without a C++ compiler" in caplog.text
+
+
+def test_both_fft_builds_are_installed_on_x86_64() -> None:
+    """The baseline and the AVX2 build are both in the package, whatever this CPU has: the
+    choice between them is made at run time."""
+    import platform
+    import shutil
+
+    from warping.warp._clib import compiled_path
+
+    if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
+        pytest.skip("installed on a machine without a C++ compiler")
+    assert compiled_path("warping.psfmatch._fft_base") is not None
+    if platform.machine() == "x86_64":
+        assert compiled_path("warping.psfmatch._fft_avx2") is not None
 
 
 def test_convolution_same_with_either_fft(monkeypatch: pytest.MonkeyPatch) -> None:

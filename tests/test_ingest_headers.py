@@ -15,9 +15,9 @@ import pytest
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler, DataId
 from repo_butler.errors import DataIdError
+from repo_butler_cli.main import app
 from warping.errors import FormatError
 from warping.exposure import Exposure
 from warping.formats.exposure_fits import write_exposure
@@ -122,8 +122,8 @@ def test_contradicting_data_id_is_one_line_error(repo: str, cfht: list[Path]) ->
         "data ID given says visit=2000; check the file or drop -d visit"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "ingest", repo, "calexp",
-         str(cfht[0]), "-d", "detector=13"],
+        [sys.executable, "-c", "from repo_butler_cli.main import main; main()", "ingest", repo,
+         "calexp", str(cfht[0]), "-d", "detector=13"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -1,6 +1,7 @@
 """The import graph of repo_butler, warping and cli: no cycles; dependencies point one way
 (cli -> warping -> repo_butler); no model of warping imports the task layer; no module over 600
-lines."""
+lines; the CLI (folder ``cli/``, installed as ``repo_butler_cli``) is imported by neither name
+from below and its modules import each other relatively."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _package_of(path: Path) -> list[str]:
+    return list(path.relative_to(ROOT).parent.parts)
+
+
 def _imports(path: Path) -> set[str]:
-    """Every module named by an import in ``path`` (function-level ones included), except
-    imports under ``if TYPE_CHECKING:``."""
+    """Every module named by an import in ``path`` (function-level ones included, relative ones
+    resolved against ``path``'s package), except imports under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text())
     typing_only = set()
     for node in ast.walk(tree):
@@ -35,10 +40,23 @@ def _imports(path: Path) -> set[str]:
             continue
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # ``from .x import y`` in package ``a.b`` names ``a.b.x``
+                package = _package_of(path)
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            names.add(module)
+            names |= {f"{module}.{alias.name}" for alias in node.names}
     return names
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return names | {
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0
+    }
 
 
 def _graph() -> dict[str, set[str]]:
@@ -83,6 +101,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _imports(ROOT / "cli" / "main.py") >= {"cli.butler_cmds", "cli.errors"}
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
@@ -91,7 +110,11 @@ def test_no_import_cycles() -> None:
 
 
 def test_dependencies_point_one_way() -> None:
-    above = {"repo_butler": ("warping", "cli"), "warping": ("cli",), "cli": ()}
+    above = {
+        "repo_butler": ("warping", "cli", "repo_butler_cli"),
+        "warping": ("cli", "repo_butler_cli"),
+        "cli": (),
+    }
     for name, path in _modules().items():
         forbidden = above[name.split(".")[0]]
         bad = {m for m in _imports(path) if m.split(".")[0] in forbidden}
@@ -110,3 +133,13 @@ def test_no_module_over_600_lines() -> None:
     for name, path in _modules().items():
         lines = len(path.read_text().splitlines())
         assert lines <= 600, f"{name} has {lines} lines"
+
+
+def test_the_cli_imports_itself_relatively() -> None:
+    """``cli/`` installs as ``repo_butler_cli``: an absolute ``cli.`` or ``repo_butler_cli.``
+    import inside it would name a package that does not exist under the other name."""
+    for name, path in _modules().items():
+        if name.split(".")[0] != "cli":
+            continue
+        bad = {m for m in _absolute_imports(path) if m.split(".")[0] in ("cli", "repo_butler_cli")}
+        assert not bad, f"{name} imports {sorted(bad)} absolutely"

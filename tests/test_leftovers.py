@@ -22,12 +22,12 @@ from repo_configs import META_VISIT_CCD as CONFIG
 from servers.fixtures import S3Root
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
 from repo_butler.datastore import TEMP_MARKER
 from repo_butler.errors import RepositoryNotFoundError
 from repo_butler.leftovers import cleanup, find_leftovers, stale_registry_caches
 from repo_butler.maintenance import verify
+from repo_butler_cli.main import app
 
 _SLOW_WRITER = """
 import sys

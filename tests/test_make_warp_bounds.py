@@ -10,9 +10,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.task_args import MAX_DATA_IDS, expand_data_id
 from repo_butler.errors import ConfigError, DataIdError
+from repo_butler_cli.main import app
+from repo_butler_cli.task_args import MAX_DATA_IDS, expand_data_id
 from warping.task.config import MAX_STAMP, MakeWarpConfig, apply_overrides
 from warping.task.config_schema import config_json_schema
 

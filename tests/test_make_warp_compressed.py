@@ -43,7 +43,7 @@ def small_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _make_warp(root: Path, rerun: str, extra: str = "", *flags: str) -> Any:
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     argv = f"make-warp {root} --rerun {rerun} {BASE} {extra}".split() + list(flags)
     return CliRunner().invoke(app, argv)
@@ -119,7 +119,7 @@ def test_reuse_reads_compressed_warps(small_repo: Path, tmp_path: Path) -> None:
 
 def _rb(*argv: str) -> subprocess.CompletedProcess[str]:
     """The console script (``rb``) in a subprocess: what a user sees on stderr."""
-    code = "from cli.main import main; main()"
+    code = "from repo_butler_cli.main import main; main()"
     return subprocess.run(
         [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False
     )

@@ -14,8 +14,8 @@ from corrupt_inputs import CORRUPTIONS, garbage_image_header
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.simulate.repo import write_simulation
 from warping.task.demo import demo_simulation, demo_skymap
 

@@ -279,7 +279,7 @@ def test_coadd_psf_matches_star_profile(sim_repo: tuple[Path, Any], tmp_path: Pa
 def test_seed_command_line_verbatim(sim_repo: tuple[Path, Any], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     root = _fresh_copy(sim_repo, tmp_path)
     argv = (
@@ -307,7 +307,7 @@ def test_seed_command_line_verbatim(sim_repo: tuple[Path, Any], tmp_path: Path) 
 def test_cli_reports_empty_patch_with_nonzero_exit(sim_repo: tuple[Path, Any]) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     argv = f"make-warp {sim_repo[0]} --rerun x --id tract=0 patch=0,0 filter=HSC-I".split()
     result = CliRunner().invoke(app, argv)
@@ -318,7 +318,7 @@ def test_cli_reports_empty_patch_with_nonzero_exit(sim_repo: tuple[Path, Any]) -
 def test_show_config_round_trips_as_config_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     argv = ["make-warp", "unused", "--show-config", "--config", "makePsfMatched=True",
             "modelPsf.defaultFwhm=11"]  # fmt: skip

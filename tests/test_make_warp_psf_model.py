@@ -15,8 +15,8 @@ import pytest
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.psf.analytic import SIGMA_PER_FWHM
 from warping.simulate.render import make_visit_psf
 from warping.simulate.repo import write_simulation

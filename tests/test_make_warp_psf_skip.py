@@ -17,8 +17,8 @@ from repo_copy import copy_repo
 from test_psf_pca import CX, CY, _Tripwire, basis_images, piff_objects
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler, DataId
+from repo_butler_cli.main import app
 from warping.coadd_psf import CoaddPsf
 from warping.exposure import Exposure
 from warping.geom import Box2I

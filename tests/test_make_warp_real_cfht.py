@@ -32,8 +32,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.simulate.restamp import restamp_calexp
 
 pytestmark = pytest.mark.realdata

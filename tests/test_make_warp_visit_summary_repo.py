@@ -24,9 +24,9 @@ import yaml
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
 from repo_butler.errors import DatasetTypeError
+from repo_butler_cli.main import app
 from warping.errors import MissingExposureError
 from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig, apply_overrides
@@ -173,7 +173,7 @@ def test_a_visit_without_visit_summary_stops_the_run_before_any_work(repo: Path)
 
 def _console(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", *argv],
+        [sys.executable, "-c", "from repo_butler_cli.main import main; main()", *argv],
         capture_output=True,
         text=True,
         check=False,

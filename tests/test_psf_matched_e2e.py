@@ -9,8 +9,8 @@ import pytest
 from repo_copy import copy_repo
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.simulate.repo import write_simulation
 from warping.task.demo import DEMO_PATCH, demo_simulation, demo_skymap
 

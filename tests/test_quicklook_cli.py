@@ -13,8 +13,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from cli.main import main
 from repo_butler import Butler
+from repo_butler_cli.main import main
 from warping.quicklook_dataset import patch_coverage, quicklook_dataset
 from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig

@@ -21,7 +21,6 @@ from repo_copy import copy_repo
 from repo_fixture import compare, describe
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
 from repo_butler.checksums import checksum_matches
 from repo_butler.config import CONFIG_VERSION
@@ -29,6 +28,7 @@ from repo_butler.errors import ConfigError, RepoButlerError
 from repo_butler.maintenance import verify
 from repo_butler.migrate import migrate
 from repo_butler.reindex import reindex
+from repo_butler_cli.main import app
 from warping.formats.migrations import register as register_warping_migrations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repo-v1"
@@ -342,7 +342,13 @@ def test_reading_a_newer_run_config_says_to_upgrade(repo: Path) -> None:
 def _console_migrate_fails(repo: Path) -> subprocess.CompletedProcess[str]:
     """``rb migrate REPO`` through the console entry point; it must fail with one error line."""
     proc = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "migrate", str(repo)],
+        [
+            sys.executable,
+            "-c",
+            "from repo_butler_cli.main import main; main()",
+            "migrate",
+            str(repo),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -160,7 +160,7 @@ def test_secret_never_leaks(
 ) -> None:
     """After a full run (CLI + API, success and failure), the secret is in no file, object,
     log record, provenance record, CLI output or error message."""
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     secret = seaweed.secret_key
     log = io.StringIO()
@@ -360,7 +360,7 @@ def test_cli_on_s3_prints_no_third_party_info_lines(
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
     }
     env.pop("AWS_PROFILE", None)
-    code = "import sys; from cli.main import main; sys.argv[0] = 'rb'; main()"
+    code = "import sys; from repo_butler_cli.main import main; sys.argv[0] = 'rb'; main()"
     argv = [sys.executable, "-c", code, "query-datasets", s3_root.url, "meta"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

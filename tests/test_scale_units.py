@@ -13,8 +13,8 @@ from repo_copy import copy_repo
 from scale_support import write_small_repo
 from typer.testing import CliRunner
 
-from cli.task_args import parse_task_args
 from repo_butler import Butler
+from repo_butler_cli.task_args import parse_task_args
 from warping.skymap.geometry import SkyPolygon, polygons_overlap
 from warping.task.config import MakeWarpConfig
 from warping.task.execution import execute_unit
@@ -110,7 +110,7 @@ def test_each_input_file_is_read_once_per_unit(small_repo: Path, tmp_path: Path)
 def test_failed_unit_is_isolated_and_reuse_redoes_only_missing(
     small_repo: Path, tmp_path: Path
 ) -> None:
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     root = _copy(small_repo, tmp_path)
     butler = Butler(str(root))

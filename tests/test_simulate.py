@@ -213,7 +213,7 @@ def test_write_simulation_through_the_butler(tmp_path: Path, truth: Table) -> No
 
 
 def test_cli_creates_the_repo(tmp_path: Path) -> None:
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     repo = tmp_path / "new-repo"
     result = CliRunner().invoke(app, ["simulate", str(repo), "--seed", "2", "--visits", "1"])
@@ -224,7 +224,7 @@ def test_cli_creates_the_repo(tmp_path: Path) -> None:
 
 def test_cli_names_a_url_repository_with_its_scheme() -> None:
     """Issue 20, point 8: a URL printed through Path lost a slash (``s3:/...``)."""
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     url = "memory://rb-sim-message/repo"
     result = CliRunner().invoke(app, ["simulate", url, "--seed", "2", "--visits", "1"])

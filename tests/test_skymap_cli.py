@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.main import app
 from repo_butler import Butler
+from repo_butler_cli.main import app
 from warping.simulate import SimulationConfig, write_simulation
 from warping.skymap import SkyPolygon
 

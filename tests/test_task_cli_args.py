@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cli.task_args import expand_data_id, parse_task_args
 from repo_butler.errors import ConfigError, DataIdError
+from repo_butler_cli.task_args import expand_data_id, parse_task_args
 
 SEED = (
     "--id patch=5,4 tract=0 filter=HSC-I "

@@ -117,32 +117,21 @@ def test_padded_source_rows_change_nothing(monkeypatch: pytest.MonkeyPatch) -> N
     np.testing.assert_array_equal(padded.mask, plain.mask)
 
 
-def test_core_builds_into_a_given_path_and_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import ctypes
-
-    target = _clib.build(tmp_path / "core.so")
-    lib = _clib._configure(ctypes.CDLL(str(target)))
-    assert lib.rb_abi_version() == _clib.ABI_VERSION
-    assert not list(tmp_path.glob(".ckernel-*"))  # temporary file renamed, none left behind
-    name = _clib.library_path()[0].name
-    assert name.startswith("_ckernel-") and name.endswith(".so")
+def test_core_is_an_installed_library_inside_the_package() -> None:
+    """The core was compiled at install time as ``warping.warp._ckernel`` (meson.build; in an
+    editable install it lives in meson's build directory); loading it compiles nothing."""
+    found = _clib.compiled_path(_clib.MODULE)
+    assert found is not None and found.name.startswith("_ckernel.") and found.suffix == ".so"
+    assert _clib.library().rb_abi_version() == _clib.ABI_VERSION
 
 
-def test_core_build_removes_builds_of_older_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stale = tmp_path / "_ckernel-0000000000000000.so"
-    stale.write_bytes(b"old build")
-    other = tmp_path / "unrelated.so"
-    other.write_bytes(b"keep")
-    target = _clib.build(tmp_path / _clib.library_path()[0].name)
-    assert target.exists() and not stale.exists() and other.exists()
-
-
-def test_core_build_failure_is_reported(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with pytest.raises(_clib.CoreBuildError, match=r"_ckernel\.c") as info:
-        _clib.build(tmp_path / "core.so")
+def test_a_missing_core_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_clib, "MODULE", "warping.warp._no_such_core")
+    monkeypatch.setattr(_clib, "_lib", None)
+    assert _clib.compiled_path(_clib.MODULE) is None
+    with pytest.raises(_clib.CoreBuildError, match=r"_no_such_core.*pip install") as info:
+        _clib.library()
     assert isinstance(info.value, RuntimeError)
-    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_row_padding_rules() -> None:

@@ -180,7 +180,7 @@ def test_rb_warp_image_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from astropy.wcs import WCS
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from repo_butler_cli.main import app
 
     src = make_tan_wcs(150.0, 2.0, (32.0, 32.0), 0.2)
     dest = make_tan_wcs(150.0, 2.0, (40.0, 30.0), 0.25, rotation_deg=20.0)

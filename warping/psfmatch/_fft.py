@@ -1,15 +1,16 @@
 """Multi-line FFTs of the PSF-matching convolution, compiled for this machine's CPU.
 
 pocketfft (the header-only C++ library scipy and numpy use; BSD-3-Clause, vendored in
-``_pocketfft/`` with its licence) is built from ``_fft.cc`` with ``$CXX`` (default ``c++``),
-once per machine, like the C core (:mod:`warping.warp._clib`): next to the sources or in the user
-cache, under a name carrying a hash of the sources, flags and platform. On x86-64 CPUs with AVX2
-and FMA the AVX2 build is loaded: it transforms eight lines at once where scipy's baseline
-build transforms four, which makes the strided column passes about 1.5-2x faster.
+``_pocketfft/`` with its licence) is compiled from ``_fft.cc`` when the package is installed
+(``meson.build``) in two builds: ``_fft_base`` and, on x86-64, ``_fft_avx2`` (``-mavx2 -mfma``).
+On CPUs with AVX2 and FMA the AVX2 build is loaded: it transforms eight lines at once where
+scipy's baseline build transforms four, which makes the strided column passes about 1.5-2x
+faster.
 
-Without a C++ compiler (or with ``REPO_BUTLER_FFT=scipy``) :func:`available` is False and the
-convolution uses the public :mod:`scipy.fft` functions instead (same results to float
-rounding; see :mod:`warping.psfmatch.fft_passes`).
+When the installation has no FFT build (it was installed without a C++ compiler) or with
+``REPO_BUTLER_FFT=scipy``, :func:`available` is False and the convolution uses the public
+:mod:`scipy.fft` functions instead (same results to float rounding; see
+:mod:`warping.psfmatch.fft_passes`).
 """
 
 from __future__ import annotations
@@ -21,28 +22,15 @@ import logging
 import os
 import platform
 import threading
-from pathlib import Path
 
 import numpy as np
 
-from warping.warp._clib import (
-    CoreBuildError,
-    build_tag,
-    candidate_paths,
-    compile_shared,
-    find_compiler,
-    find_or_build,
-)
+from warping.warp._clib import CoreBuildError, compiled_path
 
 __all__ = ["available", "c2c", "c2r", "library", "r2c", "variant"]
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("_fft.cc")
-HEADER = Path(__file__).parent / "_pocketfft" / "pocketfft_hdronly.h"
-CXXFLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno")
-#: Extra flags of the variant for x86-64 CPUs with AVX2 and FMA.
-AVX2_FLAGS = ("-mavx2", "-mfma")
 ABI_VERSION = 1
 
 _I64 = ctypes.c_int64
@@ -64,24 +52,14 @@ def variant() -> str:
     return "avx2" if features.get("AVX2") and features.get("FMA3") else "base"
 
 
-def _flags() -> tuple[str, ...]:
-    return CXXFLAGS + (AVX2_FLAGS if variant() == "avx2" else ())
-
-
-def library_path() -> list[Path]:
-    """Candidate paths of the compiled FFT library for this source, CPU and platform."""
-    return candidate_paths(SOURCE, f"_fft-{variant()}-{build_tag((SOURCE, HEADER), _flags())}.so")
-
-
-def _build(target: Path) -> Path:
-    return compile_shared(target, [_compiler(), *_flags()], (SOURCE,), (),
-                          f"_fft-{variant()}-*.so", "the FFT library")  # fmt: skip
-
-
-def _compiler() -> str:
-    return find_compiler(
-        "CXX", ("c++", "g++", "clang++"), "no C++ compiler found (install g++ or set CXX)"
-    )
+def _find() -> ctypes.CDLL:
+    module = f"warping.psfmatch._fft_{variant()}"
+    found = compiled_path(module)
+    if found is None:
+        raise CoreBuildError(
+            f"{module} is not in this installation (it was built without a C++ compiler)"
+        )
+    return ctypes.CDLL(str(found))
 
 
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -103,8 +81,8 @@ def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded FFT library, built on first use; None when it cannot be built or loaded (the
-    reason is logged once) or when ``REPO_BUTLER_FFT=scipy``."""
+    """The loaded FFT library for this CPU; None when the installation has none or it cannot be
+    loaded (the reason is logged once) or when ``REPO_BUTLER_FFT=scipy``."""
     global _lib, _failed
     if os.environ.get("REPO_BUTLER_FFT", "").lower() == "scipy":
         return None
@@ -114,8 +92,7 @@ def library() -> ctypes.CDLL | None:
         if _lib is not None or _failed is not None:
             return _lib
         try:
-            found = find_or_build(library_path(), _build, "the FFT library")
-            _lib = _configure(ctypes.CDLL(str(found)))
+            _lib = _configure(_find())
         except (CoreBuildError, OSError) as err:
             _failed = str(err)
             logger.warning(

@@ -1,14 +1,11 @@
-"""Build (once per machine) and load the compiled core with ctypes.
+"""Load the compiled core with ctypes.
 
 One shared library holds the warping core (``warping/warp/_ckernel.c``) and the PSF-matching
 loops (``warping/psfmatch/_match_loops.c``, configured by :mod:`warping.psfmatch._match_loops`).
-
-The shared library's file name carries a hash of the C sources, the compiler flags and the
-platform, so a stale library is never loaded. It is looked for, in order, next to the source
-(where ``make venv`` / ``python -m warping.warp._clib`` builds it) and in the user cache
-(``$REPO_BUTLER_CACHE`` or ``$XDG_CACHE_HOME/repo-butler`` or ``~/.cache/repo-butler``); when
-missing it is compiled into the first writable of those with ``$CC`` (default ``cc``), written to
-a temporary name and renamed, so concurrent first calls (e.g. Dask workers) are safe.
+It is compiled when the package is installed (``pip install .``, ``pip wheel .``, ``make venv``;
+see ``meson.build``) into ``warping/warp/_ckernel<platform suffix>``: an extension-module file
+name, so importlib finds it in wheels and editable installs alike, but loaded with ctypes (its
+API is plain C functions). Nothing is compiled or written at run time.
 
 Only the standard library is imported here: loading the core costs about a millisecond, which
 keeps ``rb warp-image`` start-up small (no JIT).
@@ -16,41 +13,17 @@ keeps ``rb warp-image`` start-up small (no JIT).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
+import importlib.util
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from warping.errors import WarpingError
 
-__all__ = [
-    "CoreArgs",
-    "CoreBuildError",
-    "build_tag",
-    "candidate_paths",
-    "compile_shared",
-    "find_compiler",
-    "find_or_build",
-    "library",
-    "library_path",
-]
+__all__ = ["CoreArgs", "CoreBuildError", "compiled_path", "library"]
 
-logger = logging.getLogger(__name__)
-
-SOURCE = Path(__file__).with_name("_ckernel.c")
-#: Every C source compiled into the library (the warping core first).
-SOURCES = (SOURCE, Path(__file__).resolve().parent.parent / "psfmatch" / "_match_loops.c")
-#: No -ffast-math: NaN and infinity keep their IEEE meaning (NaN inputs must propagate).
-CFLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=fast", "-fPIC", "-shared", "-Wno-psabi")
+#: The module name the core is built as (``meson.build``).
+MODULE = "warping.warp._ckernel"
 ABI_VERSION = 4
 
 _lock = threading.Lock()
@@ -58,7 +31,7 @@ _lib: ctypes.CDLL | None = None
 
 
 class CoreBuildError(WarpingError, RuntimeError):
-    """The C warping core could not be compiled or loaded."""
+    """The compiled C warping core is missing from the installation or could not be loaded."""
 
 
 class CoreArgs(ctypes.Structure):
@@ -110,115 +83,20 @@ class CoreArgs(ctypes.Structure):
     ]
 
 
-def build_tag(files: tuple[Path, ...], flags: tuple[str, ...]) -> str:
-    """Hash of ``files``' contents, the compiler ``flags`` and the platform: part of a built
-    library's name, so a library built from other sources or flags is never loaded."""
-    h = hashlib.sha256()
-    for src in files:
-        h.update(src.read_bytes())
-    h.update(" ".join(flags).encode())
-    h.update(f"{sys.platform}-{platform.machine()}".encode())
-    return h.hexdigest()[:16]
+def compiled_path(module: str) -> Path | None:
+    """The file of the compiled library built as extension module ``module`` (e.g.
+    ``"warping.warp._ckernel"``), or None when this installation has none.
 
-
-def _cache_dir() -> Path:
-    env = os.environ.get("REPO_BUTLER_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "repo-butler"
-
-
-def candidate_paths(source: Path, name: str) -> list[Path]:
-    """Where a library called ``name`` is looked for and built, in order: next to ``source``,
-    then in the user cache."""
-    return [source.with_name(name), _cache_dir() / name]
-
-
-def library_path() -> list[Path]:
-    """Candidate paths of the compiled core for this source and platform, in search order."""
-    return candidate_paths(SOURCE, f"_ckernel-{build_tag(SOURCES, CFLAGS)}.so")
-
-
-def find_or_build(candidates: list[Path], build: Callable[[Path], Path], what: str) -> Path:
-    """The first of ``candidates`` that exists, else ``build`` into the first writable one.
-
-    Raises
-    ------
-    CoreBuildError
-        If no candidate directory is writable (or ``build`` fails).
+    The libraries are never imported as Python modules (they have no module init); importlib
+    only locates them, which also works through meson-python's editable-install finder.
     """
-    found = next((p for p in candidates if p.exists()), None)
-    if found is not None:
-        return found
-    errors = []
-    for cand in candidates:
-        try:
-            return build(cand)
-        except OSError as err:  # directory not writable: try the next one
-            errors.append(f"{cand.parent}: {err}")
-    raise CoreBuildError(
-        f"cannot write {what} to any of: " + "; ".join(errors)
-        + ". Set REPO_BUTLER_CACHE to a writable directory."
-    )  # fmt: skip
-
-
-def find_compiler(env: str, candidates: tuple[str, ...], missing: str) -> str:
-    """``$env`` if set and on the PATH, else the first of ``candidates`` that is; raises
-    :class:`CoreBuildError` with ``missing`` when there is none."""
-    for cand in (os.environ.get(env, ""), *candidates):
-        if cand and shutil.which(cand):
-            return cand
-    raise CoreBuildError(missing)
-
-
-def _compiler() -> str:
-    return find_compiler(
-        "CC", ("cc", "gcc", "clang"),
-        "no C compiler found to build the warping core; install gcc (Debian: apt-get install "
-        "gcc) or set CC, then rerun",
-    )  # fmt: skip
-
-
-def compile_shared(
-    target: Path,
-    command: list[str],
-    sources: tuple[Path, ...],
-    libs: tuple[str, ...],
-    stale_glob: str,
-    what: str,
-) -> Path:
-    """Run ``command + ["-o", tmp, *sources, *libs]`` and move the result to ``target``
-    atomically (temporary file + rename); then delete other builds matching ``stale_glob`` next
-    to it (builds of older sources, no longer loadable). ``what`` names the library in errors."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    cmd = [*command, "-o", tmp, *(str(src) for src in sources), *libs]
-    logger.info("building %s: %s", what, " ".join(cmd))
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise CoreBuildError(
-                f"compiling {what} from {', '.join(str(src) for src in sources)} failed "
-                f"({' '.join(cmd)}):\n{res.stderr.strip()[-2000:]}"
-            )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    for stale in target.parent.glob(stale_glob):
-        if stale != target:
-            with contextlib.suppress(OSError):
-                stale.unlink()  # safe on POSIX even if another process has it mapped
-    return target
-
-
-def build(target: Path) -> Path:
-    """Compile the C sources to ``target`` (atomically: temporary file + rename)."""
-    return compile_shared(
-        target, [_compiler(), *CFLAGS], SOURCES, ("-lm",), "_ckernel-*.so", "the warping core"
-    )
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".so"):
+        return None
+    return Path(spec.origin)
 
 
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -243,23 +121,24 @@ def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 def library() -> ctypes.CDLL:
-    """The loaded C core, building it on first use on this machine (thread-safe)."""
+    """The loaded C core (thread-safe; loaded once per process)."""
     global _lib
     if _lib is not None:
         return _lib
     with _lock:
         if _lib is not None:
             return _lib
-        found = find_or_build(library_path(), build, "the compiled warping core")
+        found = compiled_path(MODULE)
+        if found is None:
+            raise CoreBuildError(
+                f"the compiled warping core ({MODULE}) is not in this installation of repo-butler; "
+                "install the package (pip install repo-butler, or pip install . in a checkout: it "
+                "compiles the core) instead of running it from an uninstalled source tree"
+            )
         try:
             _lib = _configure(ctypes.CDLL(str(found)))
         except OSError as err:
             raise CoreBuildError(
-                f"cannot load the warping core {found} ({err}); delete it and rerun to rebuild"
+                f"cannot load the warping core {found} ({err}); reinstall repo-butler"
             ) from None
         return _lib
-
-
-if __name__ == "__main__":  # ``python -m warping.warp._clib``: build now (make venv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(library()._name)
