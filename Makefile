@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-stress lint typecheck pytest bench clean venv postgres-server
+.PHONY: demo test test-wheel test-stress lint typecheck pytest bench clean venv postgres-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ postgres-server:
 # crashes, full-size corruptions); `make test-stress` runs only those.
 test: lint typecheck postgres-server
 	$(BIN)/python -m pytest -q -m "not stress"
+
+# The packaging proof (docs/development.md#packaging): sdist -> wheel -> fresh venv, then `rb demo`
+# and the make-warp tests with no compiler on PATH. About 5 minutes; CI runs it after `make test`.
+test-wheel: $(STAMP)
+	VENV=$(VENV) bash .ci/test-wheel
 
 test-stress: $(STAMP) postgres-server
 	$(BIN)/python -m pytest -q -m stress

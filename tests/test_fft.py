@@ -76,12 +76,9 @@ def test_both_fft_builds_are_installed_on_x86_64() -> None:
     """The baseline and the AVX2 build are both in the package, whatever this CPU has: the
     choice between them is made at run time."""
     import platform
-    import shutil
 
     from warping.warp._clib import compiled_path
 
-    if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
-        pytest.skip("installed on a machine without a C++ compiler")
     assert compiled_path("warping.psfmatch._fft_base") is not None
     if platform.machine() == "x86_64":
         assert compiled_path("warping.psfmatch._fft_avx2") is not None
