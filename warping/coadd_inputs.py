@@ -31,8 +31,10 @@ __all__ = [
 #: Header card holding the version of the two inputs tables (absent before version 1: version 0,
 #: the same columns). Readers refuse newer versions.
 FORMAT_KEY = "CIFMTV"
-FORMAT_VERSION = 2
-#: Version 2 stores the CCD table's text cells (WCS, PSF, PhotoCalib, data ID) as variable-length
+FORMAT_VERSION = 3
+#: Version 3 (issue 22) makes the visit table's ``goodpix`` and the CCD table's ``weight``
+#: columns optional (``inputRecorder.saveVisitGoodPix`` / ``saveCcdWeights``); a version-2 table
+#: is a version-3 table. Version 2 stores the CCD table's text cells (WCS, PSF, PhotoCalib, data ID) as variable-length
 #: UTF-8 byte arrays (``QB``): astropy writes a fixed-width ``A`` column of a PSFEx model (420 kB
 #: of text) in ~2 s, the same bytes as an array in ~4 ms. Version 1 (``A`` columns) reads as is.
 TEXT_COLUMNS = ("wcs", "psf", "photo_calib", "data_id", "wcs_exact")
@@ -152,35 +154,44 @@ class VisitRecord:
     """The single visit row of a warp's inputs."""
 
     id: int
-    goodpix: int
+    goodpix: int | None  # None: not recorded (``inputRecorder.saveVisitGoodPix=False``)
     weight: float = float("nan")  # filled by coaddition, as in LSST
     filter: str = ""
 
 
 @dataclass
 class CoaddInputs:
-    """Visits and CCDs that contributed to a warp."""
+    """Visits and CCDs that contributed to a warp.
+
+    ``visit_goodpix`` / ``ccd_weights``: whether the visit table has a ``goodpix`` column and
+    the CCD table a ``weight`` column (``inputRecorder.saveVisitGoodPix`` / ``saveCcdWeights``);
+    read back without them, the visits' goodpix is None and the CCDs' weight NaN.
+    """
 
     visits: list[VisitRecord] = field(default_factory=list)
     ccds: list[CcdRecord] = field(default_factory=list)
+    visit_goodpix: bool = True
+    ccd_weights: bool = True
 
     # -- persistence --------------------------------------------------------------------------
     def to_hdus(self) -> list[fits.BinTableHDU]:
         """Two binary tables, ``COADD_INPUTS_VISITS`` and ``COADD_INPUTS_CCDS``."""
 
-        visits = fits.BinTableHDU.from_columns(
-            [
-                fits.Column("id", "K", array=np.array([v.id for v in self.visits], dtype=np.int64)),
-                fits.Column("goodpix", "K", array=np.array([v.goodpix for v in self.visits])),
-                fits.Column("weight", "D", array=np.array([v.weight for v in self.visits])),
-                fits.Column(
-                    "filter",
-                    f"{max([len(v.filter) for v in self.visits] + [1])}A",
-                    array=np.array([v.filter for v in self.visits]),
-                ),
-            ],
-            name="COADD_INPUTS_VISITS",
-        )
+        visit_cols = [
+            fits.Column("id", "K", array=np.array([v.id for v in self.visits], dtype=np.int64)),
+            fits.Column(
+                "goodpix", "K", array=np.array([v.goodpix for v in self.visits], dtype=np.int64)
+            ),
+            fits.Column("weight", "D", array=np.array([v.weight for v in self.visits])),
+            fits.Column(
+                "filter",
+                f"{max([len(v.filter) for v in self.visits] + [1])}A",
+                array=np.array([v.filter for v in self.visits]),
+            ),
+        ]
+        if not self.visit_goodpix:
+            del visit_cols[1]
+        visits = fits.BinTableHDU.from_columns(visit_cols, name="COADD_INPUTS_VISITS")
 
         def text_col(name: str, values: list[str]) -> fits.Column:
             width = max([len(v) for v in values] + [1])
@@ -212,6 +223,8 @@ class CoaddInputs:
             text_column("photo_calib", pc_text),
             text_column("data_id", [encode_json(dict(r.data_id)) for r in rows]),
         ]
+        if not self.ccd_weights:
+            cols = [c for c in cols if c.name != "weight"]
         exact = [exact_wcs_text(r.wcs) for r in rows]
         if any(exact):  # only for AST models
             cols.append(text_column("wcs_exact", exact))
@@ -233,12 +246,19 @@ class CoaddInputs:
                 hdu.header.get(FORMAT_KEY), FORMAT_VERSION, what="warp inputs table",
                 source=str(hdu.header.get("EXTNAME")), error=FormatError,
             )  # fmt: skip
+        visit_goodpix = "goodpix" in visits_hdu.columns.names
         visits = [
-            VisitRecord(int(r["id"]), int(r["goodpix"]), float(r["weight"]), str(r["filter"]))
+            VisitRecord(
+                int(r["id"]),
+                int(r["goodpix"]) if visit_goodpix else None,
+                float(r["weight"]),
+                str(r["filter"]),
+            )
             for r in visits_hdu.data
         ]
         ccds = []
         has_exact = "wcs_exact" in ccds_hdu.columns.names
+        ccd_weights = "weight" in ccds_hdu.columns.names
         for r in ccds_hdu.data:
             psf_text = cell_text(r["psf"])
             pc_text = cell_text(r["photo_calib"])
@@ -249,7 +269,7 @@ class CoaddInputs:
                     ccd=int(r["ccd"]),
                     visit=int(r["visit"]),
                     goodpix=int(r["goodpix"]),
-                    weight=float(r["weight"]),
+                    weight=float(r["weight"]) if ccd_weights else float("nan"),
                     filter=str(r["filter"]),
                     bbox=Box2I(*(int(v) for v in r["bbox"])),
                     wcs=wcs_from_text(cell_text(r["wcs"]), exact),
@@ -259,7 +279,7 @@ class CoaddInputs:
                     data_id=decode_json(cell_text(r["data_id"])),
                 )
             )
-        return cls(visits=visits, ccds=ccds)
+        return cls(visits, ccds, visit_goodpix=visit_goodpix, ccd_weights=ccd_weights)
 
 
 def _to_hdus(inputs: CoaddInputs) -> list[fits.BinTableHDU]:
