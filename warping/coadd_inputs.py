@@ -34,9 +34,10 @@ FORMAT_KEY = "CIFMTV"
 FORMAT_VERSION = 3
 #: Version 3 (issue 22) makes the visit table's ``goodpix`` and the CCD table's ``weight``
 #: columns optional (``inputRecorder.saveVisitGoodPix`` / ``saveCcdWeights``); a version-2 table
-#: is a version-3 table. Version 2 stores the CCD table's text cells (WCS, PSF, PhotoCalib, data ID) as variable-length
-#: UTF-8 byte arrays (``QB``): astropy writes a fixed-width ``A`` column of a PSFEx model (420 kB
-#: of text) in ~2 s, the same bytes as an array in ~4 ms. Version 1 (``A`` columns) reads as is.
+#: is a version-3 table. Version 2 stores the CCD table's text cells (WCS, PSF, PhotoCalib, data
+#: ID) as variable-length UTF-8 byte arrays (``QB``): astropy writes a fixed-width ``A`` column of
+#: a PSFEx model (420 kB of text) in ~2 s, the same bytes as an array in ~4 ms. Version 1 (``A``
+#: columns) reads as is.
 TEXT_COLUMNS = ("wcs", "psf", "photo_calib", "data_id", "wcs_exact")
 
 

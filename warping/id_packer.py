@@ -14,8 +14,8 @@ is the HSC packing. :meth:`DataIdPacker.unpack` inverts :meth:`DataIdPacker.pack
 
 from __future__ import annotations
 
-import re
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +95,9 @@ class DataIdPacker:
 
     @property
     def max_first(self) -> int:
-        """Largest value of the first dimension that packs into a 63-bit id."""
-        return MAX_ID // self.radix
+        """Largest value of the first dimension that packs into a 63-bit id, whatever the
+        other fields' values."""
+        return (MAX_ID + 1) // self.radix - 1
 
     def pack(self, data_id: Mapping[str, Any]) -> int:
         """The id of ``data_id``.

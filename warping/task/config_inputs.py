@@ -1,10 +1,11 @@
 """``inputRecorder`` and ``idGenerator``: what a warp's inputs table records (issue #22).
 
 Kept apart from :mod:`warping.task.config`, which holds the two fields of
-:class:`~warping.task.config.MakeWarpConfig`. ``inputRecorder`` has the fields and defaults of LSST's
-``CoaddInputRecorderConfig`` (Gen2 and Gen3 alike); ``idGenerator`` replaces the fixed HSC
-``visit * 200 + ccd`` by a data-ID packing given as data (:class:`warping.id_packer.DataIdPacker`),
-whose default is that packing, so ids of earlier outputs do not change.
+:class:`~warping.task.config.MakeWarpConfig`. ``inputRecorder`` has the fields and defaults of
+LSST's ``CoaddInputRecorderConfig`` (Gen2 and Gen3 alike); ``idGenerator`` replaces the fixed HSC
+``visit * 200 + ccd`` by a data-ID packing given as data
+(:class:`warping.id_packer.DataIdPacker`), whose default is that packing, so ids of earlier
+outputs do not change.
 """
 
 from __future__ import annotations
