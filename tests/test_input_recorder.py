@@ -24,6 +24,7 @@ V2_CCD_COLUMNS = [
     "id", "ccd", "visit", "goodpix", "weight", "filter", "bbox", "valid_bbox", "wcs", "psf",
     "photo_calib", "data_id",
 ]  # fmt: skip
+CCD_COLUMNS = [*V2_CCD_COLUMNS, "valid_polygon", "ap_corr_map"]  # version 3
 V2_VISIT_COLUMNS = ["id", "goodpix", "weight", "filter"]
 
 
@@ -65,12 +66,12 @@ def _key(r: object) -> tuple[object, ...]:
     return tuple(getattr(r, k) for k in ("id", "ccd", "visit", "goodpix", "filter", "bbox"))
 
 
-def test_defaults_record_only_contributing_ccds_with_the_v2_columns() -> None:
+def test_defaults_record_only_contributing_ccds_with_the_v2_columns_and_v3_additions() -> None:
     _, inputs = _run(extra="calexp missing")
     assert [r.ccd for r in inputs.ccds] == [16, 17]
     assert [r.id for r in inputs.ccds] == [7 * 200 + 16, 7 * 200 + 17]  # ids as before
     assert [r.weight for r in inputs.ccds] == [1.0, 1.0]
-    assert _hdus(inputs) == (V2_VISIT_COLUMNS, V2_CCD_COLUMNS)
+    assert _hdus(inputs) == (V2_VISIT_COLUMNS, CCD_COLUMNS)
     visits, ccds = inputs.to_hdus()
     assert visits.header["CIFMTV"] == ccds.header["CIFMTV"] == FORMAT_VERSION
 
@@ -111,7 +112,7 @@ def test_save_visit_goodpix_off_drops_only_that_column() -> None:
     warp, inputs = _run("inputRecorder.saveVisitGoodPix=False")
     visit_cols, ccd_cols = _hdus(inputs)
     assert visit_cols == [c for c in V2_VISIT_COLUMNS if c != "goodpix"]
-    assert ccd_cols == V2_CCD_COLUMNS
+    assert ccd_cols == CCD_COLUMNS
     back = _round_trip(warp).coadd_inputs
     assert not back.visit_goodpix and back.visits[0].goodpix is None
     assert back.visits[0].id == 7 and back.visits[0].filter == base.visits[0].filter
@@ -123,7 +124,7 @@ def test_save_ccd_weights_off_drops_only_that_column_and_keeps_the_coadd_psf() -
     warp, inputs = _run("inputRecorder.saveCcdWeights=False")
     visit_cols, ccd_cols = _hdus(inputs)
     assert visit_cols == V2_VISIT_COLUMNS
-    assert ccd_cols == [c for c in V2_CCD_COLUMNS if c != "weight"]
+    assert ccd_cols == [c for c in CCD_COLUMNS if c != "weight"]
     back = _round_trip(warp)
     assert not back.coadd_inputs.ccd_weights
     assert all(math.isnan(r.weight) for r in back.coadd_inputs.ccds)

@@ -15,7 +15,11 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
-Not read: ApCorrMap, Detector, TransmissionCurve, valid polygon, summary stats.
+* the valid polygon and the ApCorrMap (:mod:`warping.formats.afw_inputs`); one that cannot be
+  read is None, with the reason in ``metadata["LSST_UNREADABLE_<COMPONENT>"]`` (a warning is
+  logged), the pixels stay readable.
+
+Not read: Detector, TransmissionCurve, summary stats.
 """
 
 from __future__ import annotations
@@ -334,6 +338,7 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         fm0_err = float(ph.get("FLUXMAG0ERR", 0.0) or 0.0)
         mean = AB_REFERENCE_FLUX_NJY / fm0
         photo_calib = PhotoCalib(mean, mean * fm0_err / fm0)
+    polygon, ap_corr = _read_inputs_components(ph, archive, metadata)
     fid = _component_id(ph, "FILTER")
     if fid is not None and archive.name(fid) == "FilterLabel":
         row = archive.catalogs(fid)[0][0]
@@ -367,7 +372,34 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         filter=filt,
         id=int(exp_id) if isinstance(exp_id, int) else None,
         metadata=metadata,
+        valid_polygon=polygon,
+        ap_corr_map=ap_corr,
     )
+
+
+def _read_inputs_components(
+    ph: fits.Header, archive: LsstArchive, metadata: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The valid polygon and ApCorrMap (None when absent or unreadable, with the reason in
+    ``metadata``)."""
+    from warping.formats.afw_inputs import read_archived_ap_corr_map, read_archived_polygon
+
+    out: list[Any] = []
+    for key, reader in (
+        ("VALID_POLYGON", read_archived_polygon),
+        ("AP_CORR_MAP", read_archived_ap_corr_map),
+    ):
+        obj_id = _component_id(ph, key)
+        value = None
+        if obj_id is not None:
+            try:
+                value = reader(archive, obj_id)
+            except (FormatError, KeyError, ValueError, IndexError, TypeError) as err:
+                why = str(err).removeprefix(f"{archive.source}: ")
+                logger.warning("%s: cannot read the %s: %s; left out", archive.source, key, why)
+                metadata[f"LSST_UNREADABLE_{key}"] = why
+        out.append(value)
+    return out[0], out[1]
 
 
 def read_lsst_photocalib(hdul: fits.HDUList, source: str) -> PhotoCalib:

@@ -20,6 +20,7 @@ from warping.coadd_psf import CoaddPsf, WarpedPsf
 from warping.errors import WarpingError
 from warping.exposure import Exposure
 from warping.geom import Box2I
+from warping.polygon import mask_outside
 from warping.task.assemble import copy_good_pixels
 from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
@@ -356,6 +357,10 @@ class MakeWarpTask:
                 for rec in recorders.values():
                     rec.add_error(ccd_id, ccd, data_id)
                 continue
+            if mask_outside(calexp):  # outside its valid polygon: NO_DATA before warping
+                logger.debug(
+                    "Visit %s CCD %s: pixels outside the valid polygon masked", visit_id, ccd
+                )
             try:
                 warped = self.warp_ccd(calexp, sky_info, model_psf, outcome, match_config)
             except Exception as err:  # LSST logs and skips any failure of one CCD
@@ -381,8 +386,9 @@ class MakeWarpTask:
                         exp.metadata.get(VARIANCE_KEY, "lsst"),
                     )  # fmt: skip
                 recorders[t].add_ccd(
-                    calexp, ccd_id, ccd, data_id, n, valid_bbox=_ccd_valid_bbox(calexp, exp)
-                )
+                    calexp, ccd_id, ccd, data_id, n, valid_bbox=_ccd_valid_bbox(calexp, exp),
+                    valid_polygon=calexp.valid_polygon, ap_corr_map=calexp.ap_corr_map,
+                )  # fmt: skip
             del calexp, warped
             exp = None  # else the last warped CCD lives on while the next one is read
             if not outcome.used and outcome.skipped is None:
