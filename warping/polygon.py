@@ -101,15 +101,15 @@ class ValidPolygon:
         straddles = (ay[None, :] > ys[:, None]) != (by[None, :] > ys[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
             xc = ax[None, :] + (ys[:, None] - ay[None, :]) * (bx - ax)[None, :] / (by - ay)[None, :]
-        xc = np.where(straddles, xc, np.inf)
-        xc.sort(axis=1)
-        for j in range(len(ys)):
-            row = xc[j][np.isfinite(xc[j])]
-            for lo, hi in zip(row[0::2], row[1::2], strict=True):
-                # pixel centres x with lo < x < hi, as contains() decides (x < crossing count)
-                i0 = int(np.searchsorted(xs, lo, side="left"))
-                i1 = int(np.searchsorted(xs, hi, side="left"))
-                out[j, i0:i1] = True
+        # a crossing at xc toggles inside/outside for the pixel centres x >= xc (as contains()
+        # counts crossings with x < xc): count the crossings at each start, then the parity of
+        # the running count along each row (uint8 wrap-around keeps the parity)
+        rows, edges = np.nonzero(straddles)
+        cols = np.searchsorted(xs, xc[rows, edges], side="left")
+        toggles = np.zeros((len(ys), len(xs) + 1), dtype=np.uint8)
+        np.add.at(toggles, (rows, cols), 1)
+        np.cumsum(toggles, axis=1, dtype=np.uint8, out=toggles)
+        out[:] = (toggles[:, : len(xs)] & 1).astype(bool)
         return out
 
     def to_list(self) -> list[float]:
