@@ -206,3 +206,59 @@ def test_coadd_psf_containment_and_persistence_honour_the_polygon() -> None:
             assert psf.containing(float(i), float(j)) == []
         for j, i in inside_pts[rng.choice(len(inside_pts), 5, replace=False)]:
             assert psf.containing(float(i), float(j)) == [0]
+
+
+def _as_version_2(data: bytes) -> bytes:
+    """The same warp as a version-2 release wrote it: no v3 columns, ``CIFMTV = 2``."""
+    import io
+
+    from astropy.io import fits
+
+    with fits.open(io.BytesIO(data)) as hdul:
+        for i, hdu in enumerate(hdul):
+            if hdu.header.get("EXTNAME") == "COADD_INPUTS_CCDS":
+                from warping.coadd_inputs import TEXT_COLUMNS, cell_text, text_column
+
+                keep = [
+                    text_column(c.name, [cell_text(v) for v in hdu.data[c.name]])
+                    if c.name in TEXT_COLUMNS
+                    else fits.Column(c.name, c.format, array=hdu.data[c.name])
+                    for c in hdu.columns
+                    if c.name not in ("valid_polygon", "ap_corr_map")
+                ]
+                new = fits.BinTableHDU.from_columns(keep, name="COADD_INPUTS_CCDS")
+                for card in hdu.header.cards:
+                    if card.keyword in ("RBEXT", "RBEXTMOD", "CIFMTV"):
+                        new.header[card.keyword] = (card.value, card.comment)
+                hdul[i] = new
+        for hdu in hdul:
+            if hdu.header.get("RBEXT") == "COADD_INPUTS":
+                hdu.header["CIFMTV"] = 2
+        out = io.BytesIO()
+        hdul.writeto(out)
+    return out.getvalue()
+
+
+def test_version_2_tables_read_and_migrate_without_polygons() -> None:
+    from warping.formats.migrations import WarpInputsFormat
+
+    ccd = _with_polygon(make_ccd(16, (110.0, 130.0), 20.0), HEXAGON)
+    warp = MakeWarpTask().run(ccd_inputs([ccd]), SKY, 7).exposures["direct"]
+    assert warp is not None
+    fmt = ExposureFormatter()
+    v2 = _as_version_2(fmt.to_bytes(warp))
+    fmt_v = WarpInputsFormat()
+    assert fmt_v.version(v2, "v2.fits") == 2
+    old = fmt.from_bytes(v2, source="v2.fits").coadd_inputs
+    (row,) = old.ccds
+    assert row.valid_polygon is None and row.ap_corr_map is None
+    assert (row.id, row.goodpix) == (
+        warp.coadd_inputs.ccds[0].id,
+        warp.coadd_inputs.ccds[0].goodpix,
+    )
+    v3 = fmt_v.steps[2](v2, "v2.fits")
+    assert fmt_v.version(v3, "v2.fits") == 3
+    new = fmt.from_bytes(v3, source="v2.fits").coadd_inputs
+    assert [(r.id, r.goodpix, r.bbox, r.valid_polygon) for r in new.ccds] == [
+        (r.id, r.goodpix, r.bbox, r.valid_polygon) for r in old.ccds
+    ]
