@@ -9,14 +9,40 @@ of ``vertices_x``, ``vertices_y`` (parent pixels, a closed ring); an ``ApCorrMap
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from warping.apcorr import ApCorrMap
 from warping.errors import FormatError
-from warping.formats.lsst_afw import LsstArchive, _read_chebyshev
+from warping.geom import Box2I
+from warping.photocalib import ChebyshevBoundedField
 from warping.polygon import ValidPolygon
 
-__all__ = ["read_archived_ap_corr_map", "read_archived_polygon"]
+if TYPE_CHECKING:
+    from warping.formats.lsst_afw import LsstArchive
+
+__all__ = ["read_archived_ap_corr_map", "read_archived_chebyshev", "read_archived_polygon"]
+
+
+def read_archived_chebyshev(archive: LsstArchive, obj_id: int) -> ChebyshevBoundedField:
+    """The ``ChebyshevBoundedField`` of archive id ``obj_id`` (PhotoCalib and ApCorrMap fields)."""
+    row = archive.catalogs(obj_id)[0][0]
+    order_x = int(row["order_x"])
+    bbox = Box2I.from_minmax(
+        int(row["bbox_min_x"]),
+        int(row["bbox_min_y"]),
+        int(row["bbox_max_x"]),
+        int(row["bbox_max_y"]),
+    )
+    coeffs = np.atleast_1d(np.asarray(row["coefficients"], dtype=float))
+    nx = order_x + 1
+    if coeffs.size % nx:
+        raise FormatError(
+            f"{archive.source}: ChebyshevBoundedField has {coeffs.size} coefficients, "
+            f"not a multiple of order_x+1={nx}"
+        )
+    return ChebyshevBoundedField(bbox, coeffs.reshape(-1, nx))
 
 
 def read_archived_polygon(archive: LsstArchive, obj_id: int) -> ValidPolygon:
@@ -71,5 +97,5 @@ def read_archived_ap_corr_map(archive: LsstArchive, obj_id: int) -> ApCorrMap:
                 f"{archive.source}: aperture correction {key!r} is a {kind}; only "
                 "ChebyshevBoundedField is supported"
             )
-        fields[key] = _read_chebyshev(archive, field_id)
+        fields[key] = read_archived_chebyshev(archive, field_id)
     return ApCorrMap(fields)

@@ -34,15 +34,19 @@ from astropy.time import Time
 
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
+from warping.formats.afw_inputs import (
+    read_archived_ap_corr_map,
+    read_archived_chebyshev,
+    read_archived_polygon,
+)
 from warping.formats.afw_psf import (
     PSF_CLASS_KEY,
     PSF_REASON_KEY,
     UnsupportedPsfError,
     read_archived_psf,
 )
-from warping.geom import Box2I
 from warping.masks import MaskPlanes
-from warping.photocalib import AB_REFERENCE_FLUX_NJY, ChebyshevBoundedField, PhotoCalib
+from warping.photocalib import AB_REFERENCE_FLUX_NJY, PhotoCalib
 from warping.psf.base import Psf
 from warping.skywcs import SkyWcs, read_xy0, wcs_from_header
 
@@ -195,27 +199,8 @@ def _read_photocalib_from_archive(archive: LsstArchive, obj_id: int) -> PhotoCal
         raise FormatError(
             f"{archive.source}: PhotoCalib uses an unsupported bounded field {bf_name!r}"
         )
-    field = _read_chebyshev(archive, field_id)
+    field = read_archived_chebyshev(archive, field_id)
     return PhotoCalib(None, err, field)
-
-
-def _read_chebyshev(archive: LsstArchive, obj_id: int) -> ChebyshevBoundedField:
-    row = archive.catalogs(obj_id)[0][0]
-    order_x = int(row["order_x"])
-    bbox = Box2I.from_minmax(
-        int(row["bbox_min_x"]),
-        int(row["bbox_min_y"]),
-        int(row["bbox_max_x"]),
-        int(row["bbox_max_y"]),
-    )
-    coeffs = np.atleast_1d(np.asarray(row["coefficients"], dtype=float))
-    nx = order_x + 1
-    if coeffs.size % nx:
-        raise FormatError(
-            f"{archive.source}: ChebyshevBoundedField has {coeffs.size} coefficients, "
-            f"not a multiple of order_x+1={nx}"
-        )
-    return ChebyshevBoundedField(bbox, coeffs.reshape(-1, nx))
 
 
 def _read_psf_or_reason(archive: LsstArchive, obj_id: int, metadata: dict[str, Any]) -> Psf | None:
@@ -382,8 +367,6 @@ def _read_inputs_components(
 ) -> tuple[Any, Any]:
     """The valid polygon and ApCorrMap (None when absent or unreadable, with the reason in
     ``metadata``)."""
-    from warping.formats.afw_inputs import read_archived_ap_corr_map, read_archived_polygon
-
     out: list[Any] = []
     for key, reader in (
         ("VALID_POLYGON", read_archived_polygon),
