@@ -26,6 +26,7 @@ from warping.formats.afw_inputs import read_archived_ap_corr_map
 from warping.formats.exposure_fits import ExposureFormatter
 from warping.formats.lsst_afw import LsstArchive, read_lsst_exposure
 from warping.geom import Box2I
+from warping.photocalib import ChebyshevBoundedField
 from warping.polygon import ValidPolygon
 from warping.task.inputs import CcdInput, InMemoryHandle
 from warping.task.make_warp import MakeWarpTask, SkyInfo
@@ -157,3 +158,39 @@ def test_warp_of_the_real_calexp_carries_its_polygon_and_ap_corr_map(shared_data
         np.testing.assert_allclose(
             row.ap_corr_map.evaluate(key, POINTS_X, POINTS_Y), values, rtol=1e-14, atol=0
         )
+
+
+def _ap_corr_maps() -> object:
+    from hypothesis import strategies as st
+
+    coeffs = st.builds(
+        lambda ny, nx, seed: np.random.default_rng(seed).normal(size=(ny, nx)),
+        st.integers(1, 4), st.integers(1, 4), st.integers(0, 2**32 - 1),
+    )  # fmt: skip
+    boxes = st.builds(
+        lambda x0, y0, w, h: Box2I(x0, y0, w, h),
+        st.integers(-50, 50), st.integers(-50, 50), st.integers(1, 5000), st.integers(1, 5000),
+    )  # fmt: skip
+    names = st.text("abcdefghijklmnopqrstuvwxyz_ABCXYZ0123456789", min_size=1, max_size=60)
+    fields = st.dictionaries(names, st.builds(ChebyshevBoundedField, boxes, coeffs), max_size=6)
+    return st.one_of(st.none(), st.builds(ApCorrMap, fields))
+
+
+def test_inputs_table_round_trips_random_ap_corr_maps_exactly() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=30, deadline=None)
+    @given(maps=st.lists(_ap_corr_maps(), max_size=4))
+    def check(maps: list[ApCorrMap | None]) -> None:
+        rows = [
+            CcdRecord(i, i, 1, 3, 1.0, "r", Box2I(0, 0, 10, 10), None, ap_corr_map=m)
+            for i, m in enumerate(maps)
+        ]
+        back = _round_trip_inputs(CoaddInputs([VisitRecord(1, 3)], rows)).ccds
+        assert [r.ap_corr_map for r in back] == maps
+        for r, m in zip(back, maps, strict=True):
+            for name in m or {}:  # coefficients bit-exact, names in order
+                assert r.ap_corr_map[name].coefficients.tobytes() == m[name].coefficients.tobytes()
+
+    check()
