@@ -37,7 +37,9 @@ class ArchiveObject:
     id: int
     name: str
     module: str
-    catalogs: list[dict[str, Any]] = field(default_factory=list)
+    catalogs: list[dict[str, Any] | list[dict[str, Any]]] = field(default_factory=list)
+    """One entry per catalog: a row, or a list of rows (a ``Polygon``'s vertices, an
+    ``ApCorrMap``'s entries)."""
 
 
 def _columns(row: dict[str, Any], version0: bool) -> list[tuple[str, str, Any]]:
@@ -51,6 +53,8 @@ def _columns(row: dict[str, Any], version0: bool) -> list[tuple[str, str, Any]]:
             else:
                 out.append((f"{name}_x", f"1{code}", value.x))
                 out.append((f"{name}_y", f"1{code}", value.y))
+        elif isinstance(value, str):  # afw's fixed-width string fields (ApCorrMap names)
+            out.append((name, "64A", value))
         elif isinstance(value, bytes):
             out.append((name, f"{len(value)}B", np.frombuffer(value, dtype=np.uint8)))
         elif isinstance(value, np.ndarray | list | tuple):
@@ -69,9 +73,10 @@ def archive_hdus(objects: Sequence[ArchiveObject], *, version0: bool = False) ->
     tables: list[dict[str, Any]] = []  # {"key": schema, "rows": [...], "name": first class}
     index_rows = []
     for obj in objects:
-        for persistable, row in enumerate(obj.catalogs):
-            cols = _columns(row, version0)
-            key = tuple((n, f) for n, f, _ in cols)
+        for persistable, catalog in enumerate(obj.catalogs):
+            rows = catalog if isinstance(catalog, list) else [catalog]
+            all_cols = [_columns(row, version0) for row in rows]
+            key = tuple((n, f) for n, f, _ in all_cols[0])
             table = next((t for t in tables if t["key"] == key), None)
             if table is None:
                 table = {"key": key, "rows": [], "name": obj.name}
@@ -82,12 +87,12 @@ def archive_hdus(objects: Sequence[ArchiveObject], *, version0: bool = False) ->
                     tables.index(table) + 1,
                     persistable,
                     len(table["rows"]),
-                    1,
+                    len(rows),
                     obj.name,
                     obj.module,
                 )
             )
-            table["rows"].append([v for _, _, v in cols])
+            table["rows"].extend([v for _, _, v in cols] for cols in all_cols)
     cat_a, cat_p = (
         ("cat_archive", "cat_persistable") if version0 else ("cat.archive", "cat.persistable")
     )
@@ -192,10 +197,15 @@ def archive_file(objects: Sequence[ArchiveObject], *, version0: bool = False) ->
 
 
 def write_afw_calexp(
-    path: Path, exposure: Exposure, objects: Sequence[ArchiveObject], psf_id: int
+    path: Path,
+    exposure: Exposure,
+    objects: Sequence[ArchiveObject],
+    psf_id: int,
+    components: dict[str, int] | None = None,
 ) -> None:
     """``exposure``'s pixels, mask planes, WCS and (constant) calibration in the modern afw
-    calexp layout, with ``objects`` as its archive and ``psf_id`` as its PSF."""
+    calexp layout, with ``objects`` as its archive and ``psf_id`` as its PSF; ``components``
+    gives further archive ids by component (``VALID_POLYGON``, ``AP_CORR_MAP`` ...)."""
     x0, y0 = exposure.xy0
     wcs_header = exposure.wcs.to_header(relax=True) if exposure.wcs is not None else fits.Header()
     # the header WCS of afw files is relative to the array: shift CRPIX by xy0
@@ -206,6 +216,8 @@ def write_afw_calexp(
     primary.header["AR_HDU"] = 5  # 1-based: the index is astropy HDU 4
     primary.header["PSF_ID"] = psf_id
     primary.header["HIERARCH ARCHIVE_ID_PSF"] = psf_id
+    for key, obj_id in (components or {}).items():
+        primary.header[f"HIERARCH ARCHIVE_ID_{key}"] = obj_id
     if exposure.photo_calib is not None:
         primary.header["FLUXMAG0"] = AB_REFERENCE_FLUX_NJY / exposure.photo_calib.calibration_mean
     if exposure.filter:
@@ -227,3 +239,27 @@ def write_afw_calexp(
         hdus.append(hdu)
     hdus.extend(archive_hdus(objects))
     fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
+def polygon_object(obj_id: int, vertices: Any) -> ArchiveObject:
+    """An afw ``Polygon``: one catalog of ``vertices_x``/``vertices_y`` rows."""
+    rows = [{"vertices_x": float(x), "vertices_y": float(y)} for x, y in np.asarray(vertices)]
+    return ArchiveObject(obj_id, "Polygon", "lsst.afw.geom.polygon", [rows])
+
+
+def ap_corr_objects(obj_id: int, fields: dict[str, tuple[Any, np.ndarray]]) -> list[ArchiveObject]:
+    """An afw ``ApCorrMap`` (id ``obj_id``) of ``ChebyshevBoundedField`` objects (ids following):
+    ``fields[name] = (bbox as (min_x, min_y, max_x, max_y) inclusive, coefficients[j, i])``."""
+    rows, objs = [], []
+    for k, (name, (box, coeffs)) in enumerate(fields.items(), start=1):
+        c = np.atleast_2d(np.asarray(coeffs, dtype=float))
+        x0, y0, x1, y1 = box
+        objs.append(
+            ArchiveObject(
+                obj_id + k, "ChebyshevBoundedField", "lsst.afw.math",
+                [{"order_x": c.shape[1] - 1, "bbox_min_x": int(x0), "bbox_min_y": int(y0),
+                  "bbox_max_x": int(x1), "bbox_max_y": int(y1), "coefficients": c.ravel()}],
+            )
+        )  # fmt: skip
+        rows.append({"name": name, "field": obj_id + k})
+    return [ArchiveObject(obj_id, "ApCorrMap", "lsst.afw.image", [rows]), *objs]

@@ -29,6 +29,7 @@ from repo_butler.maintenance import verify
 from repo_butler.migrate import migrate
 from repo_butler.reindex import reindex
 from repo_butler_cli.main import app
+from warping.coadd_inputs import FORMAT_VERSION as INPUTS_VERSION
 from warping.formats.migrations import register as register_warping_migrations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repo-v1"
@@ -106,7 +107,7 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     assert "would upgrade butler.yaml: butler.yaml v1 -> v2" in dry.output
     warps = [d["path"] for d in EXPECTED["datasets"] if d["dataset_type"] == WARP]
     for path in warps:
-        assert f"would upgrade {path}: warp inputs table v0 -> v2" in dry.output
+        assert f"would upgrade {path}: warp inputs table v0 -> v{INPUTS_VERSION}" in dry.output
     assert f"{len(warps) + 2} file(s) would be upgraded" in dry.output
     assert _snapshot(repo) == before  # a dry run changes nothing
 
@@ -130,7 +131,7 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     for path in warps:
         with fits.open(repo / path) as hdul:
             tables = [h for h in hdul if h.header.get("RBEXT") == "COADD_INPUTS"]
-            assert len(tables) == 2 and all(h.header["CIFMTV"] == 2 for h in tables)
+            assert len(tables) == 2 and all(h.header["CIFMTV"] == INPUTS_VERSION for h in tables)
 
     again = runner.invoke(app, ["migrate", str(repo)])
     assert again.exit_code == 0 and "is up to date" in again.output, again.output
@@ -256,7 +257,7 @@ def _newer_warp_inputs(root: Path) -> str:
     def edit(hdul: fits.HDUList) -> None:
         for hdu in hdul:
             if hdu.header.get("RBEXT") == "COADD_INPUTS":
-                hdu.header["CIFMTV"] = 3
+                hdu.header["CIFMTV"] = INPUTS_VERSION + 1
 
     _edit_fits(root / _entry(WARP)["path"], edit)
     return _entry(WARP)["path"]

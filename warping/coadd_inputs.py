@@ -12,7 +12,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from warping.apcorr import ApCorrMap
 from warping.geom import Box2I
+from warping.polygon import ValidPolygon
 from warping.skywcs import SkyWcs, exact_wcs_text
 
 __all__ = [
@@ -31,11 +33,16 @@ __all__ = [
 #: Header card holding the version of the two inputs tables (absent before version 1: version 0,
 #: the same columns). Readers refuse newer versions.
 FORMAT_KEY = "CIFMTV"
-FORMAT_VERSION = 2
-#: Version 2 stores the CCD table's text cells (WCS, PSF, PhotoCalib, data ID) as variable-length
-#: UTF-8 byte arrays (``QB``): astropy writes a fixed-width ``A`` column of a PSFEx model (420 kB
-#: of text) in ~2 s, the same bytes as an array in ~4 ms. Version 1 (``A`` columns) reads as is.
-TEXT_COLUMNS = ("wcs", "psf", "photo_calib", "data_id", "wcs_exact")
+FORMAT_VERSION = 3
+#: Version 3 (issue 22) adds the CCD table's ``valid_polygon`` (``QD``: flat vertex coordinates,
+#: empty = none) and ``ap_corr_map`` (``QB`` JSON text, empty = none) columns and makes the visit
+#: table's ``goodpix`` and the CCD table's ``weight`` columns optional
+#: (``inputRecorder.saveVisitGoodPix`` / ``saveCcdWeights``); a version-2 table reads as a version-3
+#: table without polygons or aperture corrections. Version 2 stores the CCD table's text cells (WCS,
+#: PSF, PhotoCalib, data ID) as variable-length UTF-8 byte arrays (``QB``): astropy writes a
+#: fixed-width ``A`` column of a PSFEx model (420 kB of text) in ~2 s, the same bytes as an array in
+#: ~4 ms. Version 1 (``A`` columns) reads as is.
+TEXT_COLUMNS = ("wcs", "psf", "photo_calib", "data_id", "wcs_exact")  # versions 1 -> 2
 
 
 def text_column(name: str, values: list[str]) -> fits.Column:
@@ -137,14 +144,23 @@ class CcdRecord:
     photo_calib: Any = None
     valid_bbox: Box2I | None = None  # valid region in CCD pixels (psfMatched: eroded)
     data_id: Mapping[str, Any] = field(default_factory=dict)
+    valid_polygon: ValidPolygon | None = None  # the CCD's valid polygon, CCD parent pixels
+    ap_corr_map: ApCorrMap | None = None  # the CCD's aperture corrections
 
     def contains_sky(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-        """True where the sky positions fall on this CCD's (valid) pixels."""
+        """True where the sky positions fall on this CCD's valid pixels: inside its (valid)
+        bbox's pixel edges and, when it has one, its valid polygon (LSST
+        ``ExposureRecord::contains``)."""
         if self.wcs is None:
             return np.zeros(np.shape(ra), dtype=bool)
         x, y = self.wcs.world_to_pixel_values(ra, dec)
         box = self.valid_bbox or self.bbox
-        return (x >= box.x0 - 0.5) & (x <= box.x1 + 0.5) & (y >= box.y0 - 0.5) & (y <= box.y1 + 0.5)
+        inside = (
+            (x >= box.x0 - 0.5) & (x <= box.x1 + 0.5) & (y >= box.y0 - 0.5) & (y <= box.y1 + 0.5)
+        )
+        if self.valid_polygon is not None:
+            inside &= self.valid_polygon.contains(x, y)
+        return np.asarray(inside)
 
 
 @dataclass
@@ -152,35 +168,44 @@ class VisitRecord:
     """The single visit row of a warp's inputs."""
 
     id: int
-    goodpix: int
+    goodpix: int | None  # None: not recorded (``inputRecorder.saveVisitGoodPix=False``)
     weight: float = float("nan")  # filled by coaddition, as in LSST
     filter: str = ""
 
 
 @dataclass
 class CoaddInputs:
-    """Visits and CCDs that contributed to a warp."""
+    """Visits and CCDs that contributed to a warp.
+
+    ``visit_goodpix`` / ``ccd_weights``: whether the visit table has a ``goodpix`` column and
+    the CCD table a ``weight`` column (``inputRecorder.saveVisitGoodPix`` / ``saveCcdWeights``);
+    read back without them, the visits' goodpix is None and the CCDs' weight NaN.
+    """
 
     visits: list[VisitRecord] = field(default_factory=list)
     ccds: list[CcdRecord] = field(default_factory=list)
+    visit_goodpix: bool = True
+    ccd_weights: bool = True
 
     # -- persistence --------------------------------------------------------------------------
     def to_hdus(self) -> list[fits.BinTableHDU]:
         """Two binary tables, ``COADD_INPUTS_VISITS`` and ``COADD_INPUTS_CCDS``."""
 
-        visits = fits.BinTableHDU.from_columns(
-            [
-                fits.Column("id", "K", array=np.array([v.id for v in self.visits], dtype=np.int64)),
-                fits.Column("goodpix", "K", array=np.array([v.goodpix for v in self.visits])),
-                fits.Column("weight", "D", array=np.array([v.weight for v in self.visits])),
-                fits.Column(
-                    "filter",
-                    f"{max([len(v.filter) for v in self.visits] + [1])}A",
-                    array=np.array([v.filter for v in self.visits]),
-                ),
-            ],
-            name="COADD_INPUTS_VISITS",
-        )
+        visit_cols = [
+            fits.Column("id", "K", array=np.array([v.id for v in self.visits], dtype=np.int64)),
+            fits.Column(
+                "goodpix", "K", array=np.array([v.goodpix for v in self.visits], dtype=np.int64)
+            ),
+            fits.Column("weight", "D", array=np.array([v.weight for v in self.visits])),
+            fits.Column(
+                "filter",
+                f"{max([len(v.filter) for v in self.visits] + [1])}A",
+                array=np.array([v.filter for v in self.visits]),
+            ),
+        ]
+        if not self.visit_goodpix:
+            del visit_cols[1]
+        visits = fits.BinTableHDU.from_columns(visit_cols, name="COADD_INPUTS_VISITS")
 
         def text_col(name: str, values: list[str]) -> fits.Column:
             width = max([len(v) for v in values] + [1])
@@ -211,7 +236,17 @@ class CoaddInputs:
             text_column("psf", psf_text),
             text_column("photo_calib", pc_text),
             text_column("data_id", [encode_json(dict(r.data_id)) for r in rows]),
+            polygon_column([r.valid_polygon for r in rows]),
+            text_column(
+                "ap_corr_map",
+                [
+                    encode_json(r.ap_corr_map.to_dict()) if r.ap_corr_map is not None else ""
+                    for r in rows
+                ],
+            ),
         ]
+        if not self.ccd_weights:
+            cols = [c for c in cols if c.name != "weight"]
         exact = [exact_wcs_text(r.wcs) for r in rows]
         if any(exact):  # only for AST models
             cols.append(text_column("wcs_exact", exact))
@@ -233,12 +268,21 @@ class CoaddInputs:
                 hdu.header.get(FORMAT_KEY), FORMAT_VERSION, what="warp inputs table",
                 source=str(hdu.header.get("EXTNAME")), error=FormatError,
             )  # fmt: skip
+        visit_goodpix = "goodpix" in visits_hdu.columns.names
         visits = [
-            VisitRecord(int(r["id"]), int(r["goodpix"]), float(r["weight"]), str(r["filter"]))
+            VisitRecord(
+                int(r["id"]),
+                int(r["goodpix"]) if visit_goodpix else None,
+                float(r["weight"]),
+                str(r["filter"]),
+            )
             for r in visits_hdu.data
         ]
         ccds = []
         has_exact = "wcs_exact" in ccds_hdu.columns.names
+        ccd_weights = "weight" in ccds_hdu.columns.names
+        has_polygon = "valid_polygon" in ccds_hdu.columns.names  # version 3
+        has_ap_corr = "ap_corr_map" in ccds_hdu.columns.names
         for r in ccds_hdu.data:
             psf_text = cell_text(r["psf"])
             pc_text = cell_text(r["photo_calib"])
@@ -249,7 +293,7 @@ class CoaddInputs:
                     ccd=int(r["ccd"]),
                     visit=int(r["visit"]),
                     goodpix=int(r["goodpix"]),
-                    weight=float(r["weight"]),
+                    weight=float(r["weight"]) if ccd_weights else float("nan"),
                     filter=str(r["filter"]),
                     bbox=Box2I(*(int(v) for v in r["bbox"])),
                     wcs=wcs_from_text(cell_text(r["wcs"]), exact),
@@ -257,9 +301,31 @@ class CoaddInputs:
                     photo_calib=PhotoCalib.from_dict(decode_json(pc_text)) if pc_text else None,
                     valid_bbox=Box2I(*(int(v) for v in r["valid_bbox"])),
                     data_id=decode_json(cell_text(r["data_id"])),
+                    valid_polygon=polygon_cell(r["valid_polygon"]) if has_polygon else None,
+                    ap_corr_map=_ap_corr_cell(r["ap_corr_map"]) if has_ap_corr else None,
                 )
             )
-        return cls(visits=visits, ccds=ccds)
+        return cls(visits, ccds, visit_goodpix=visit_goodpix, ccd_weights=ccd_weights)
+
+
+def polygon_column(polygons: list[ValidPolygon | None]) -> fits.Column:
+    """A ``QD`` column ``valid_polygon``: each cell the flat ``x0, y0, x1, y1, ...`` of a
+    polygon's vertices (exact doubles), empty for a CCD without one."""
+    cells = np.empty(len(polygons), dtype=object)
+    for i, p in enumerate(polygons):
+        cells[i] = p.vertices.ravel().copy() if p is not None else np.zeros(0, dtype=np.float64)
+    return fits.Column("valid_polygon", "QD()", array=cells)
+
+
+def polygon_cell(value: Any) -> ValidPolygon | None:
+    """Inverse of one :func:`polygon_column` cell."""
+    arr = np.asarray(value, dtype=np.float64)
+    return ValidPolygon(arr.reshape(-1, 2)) if arr.size else None
+
+
+def _ap_corr_cell(value: Any) -> ApCorrMap | None:
+    text = cell_text(value)
+    return ApCorrMap.from_dict(decode_json(text)) if text else None
 
 
 def _to_hdus(inputs: CoaddInputs) -> list[fits.BinTableHDU]:

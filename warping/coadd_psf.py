@@ -369,6 +369,11 @@ class CoaddPsf(Psf):
                     "wcs": wcs_to_text(c.wcs, c.bbox),
                     **({"wcs_exact": exact_wcs_text(c.wcs)} if exact_wcs_text(c.wcs) else {}),
                     "psf": psf_to_dict(c.psf),
+                    **(
+                        {"valid_polygon": c.valid_polygon.to_list()}
+                        if c.valid_polygon is not None
+                        else {}
+                    ),
                 }
                 for c in self.ccds
             ],
@@ -378,6 +383,7 @@ class CoaddPsf(Psf):
     def from_dict(cls, d: dict[str, Any]) -> CoaddPsf:
         """Inverse of :meth:`to_dict`."""
         from warping.coadd_inputs import CcdRecord, wcs_from_text
+        from warping.polygon import ValidPolygon
         from warping.psf import psf_from_dict
 
         ccds = [
@@ -392,6 +398,9 @@ class CoaddPsf(Psf):
                 wcs=wcs_from_text(str(c["wcs"]), str(c.get("wcs_exact", ""))),
                 psf=psf_from_dict(c["psf"]),
                 valid_bbox=Box2I(*(int(v) for v in c["valid_bbox"])),
+                valid_polygon=(
+                    ValidPolygon.from_list(c["valid_polygon"]) if "valid_polygon" in c else None
+                ),
             )
             for c in d["ccds"]
         ]

@@ -70,6 +70,8 @@ class Exposure:
     id: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     coadd_inputs: Any = None  # warping.coadd_inputs.CoaddInputs, on warps
+    valid_polygon: Any = None  # warping.polygon.ValidPolygon (parent pixels), on calexps
+    ap_corr_map: Any = None  # warping.apcorr.ApCorrMap, on calexps
 
     def __post_init__(self) -> None:
         self.image = np.asarray(self.image, dtype=np.float32)
@@ -179,6 +181,8 @@ class Exposure:
             id=self.id,
             metadata=dict(self.metadata),
             coadd_inputs=self.coadd_inputs,
+            valid_polygon=self.valid_polygon,
+            ap_corr_map=self.ap_corr_map,
         )
 
     def subset(self, bbox: Box2I) -> Exposure:

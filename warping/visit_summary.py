@@ -52,6 +52,10 @@ class VisitSummaryRow:
     unreadable
         Components the file stores but the reader could not use, with the reason (e.g. a PSF
         class we do not know); that component is None and :meth:`component` reports the reason.
+    valid_polygon
+        The archived valid polygon (parent pixels), or None if not stored.
+    ap_corr_map
+        The archived aperture corrections (:class:`~warping.apcorr.ApCorrMap`), or None.
     """
 
     detector: int
@@ -63,6 +67,8 @@ class VisitSummaryRow:
     dec_corners: np.ndarray = field(default_factory=lambda: np.full(4, np.nan), repr=False)
     summary: Mapping[str, float | int | str] = field(default_factory=dict, repr=False)
     unreadable: Mapping[str, str] = field(default_factory=dict, repr=False)
+    valid_polygon: Any = None
+    ap_corr_map: Any = None
 
     def component(self, name: str, source: str = "visitSummary") -> Any:
         """The ``wcs``, ``photo_calib`` or ``psf`` of this row.

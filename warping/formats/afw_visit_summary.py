@@ -4,11 +4,11 @@
 Layout (afw ``src/table/Exposure.cc``; see ``docs/real-lsst-inputs.md``): HDU 1 is the catalog, one
 row per detector (``id``), with the parent bbox (``bbox_min/max_x/y``, inclusive), archive ids of
 the row's components (``wcs``, ``psf``, ``photoCalib`` -- ``calib`` before ``EXPTABLE_VER`` 5 --,
-``apCorrMap``, ...; 0 = not stored), the sky corners (``raCorners``/``decCorners``) and scalar
-summary statistics; the afw archive follows (``ARCHIVE_INDEX``). Components are read eagerly; one
-that is stored but cannot be read (an unsupported PSF class, a corrupt SkyWcs) does not fail the
-catalog: it is None in its row with the reason in ``VisitSummaryRow.unreadable``, so only a CCD
-that needs it is skipped.
+``apCorrMap``, ``validPolygon``, ...; 0 = not stored; those five are read), the sky corners
+(``raCorners``/``decCorners``) and scalar summary statistics; the afw archive follows
+(``ARCHIVE_INDEX``). Components are read eagerly; one that is stored but cannot be read (an
+unsupported PSF class, a corrupt SkyWcs) does not fail the catalog: it is None in its row with the
+reason in ``VisitSummaryRow.unreadable``, so only a CCD that needs it is skipped.
 
 Writing is refused: visitSummaries are pipeline outputs, ingest the files as they are.
 """
@@ -25,6 +25,7 @@ from astropy.io import fits
 from repo_butler.formatters.base import CodecFormatter, FileDataId
 from warping.errors import FormatError, WarpingError
 from warping.formats._common import open_fits_bytes, reading
+from warping.formats.afw_inputs import read_archived_ap_corr_map, read_archived_polygon
 from warping.formats.afw_psf import read_archived_psf
 from warping.formats.afw_skywcs import read_archived_skywcs
 from warping.formats.lsst_afw import LsstArchive, _read_photocalib_from_archive
@@ -114,6 +115,8 @@ def read_visit_summary(hdul: fits.HDUList, source: str) -> VisitSummaryCatalog:
             ("wcs", names["wcs"], read_archived_skywcs),
             ("photo_calib", pc_col, _read_photocalib_from_archive),
             ("psf", names.get("psf"), read_archived_psf),
+            ("valid_polygon", names.get("validpolygon"), read_archived_polygon),
+            ("ap_corr_map", names.get("apcorrmap"), read_archived_ap_corr_map),
         )
         for key, col, reader in readers:
             obj_id = int(r[col]) if col is not None else 0
@@ -146,6 +149,8 @@ def read_visit_summary(hdul: fits.HDUList, source: str) -> VisitSummaryCatalog:
             dec_corners=_corners(r, names.get("deccorners")),
             summary=summary,
             unreadable=unreadable,
+            valid_polygon=components["valid_polygon"],
+            ap_corr_map=components["ap_corr_map"],
         )
     if len(visits) > 1:
         raise FormatError(f"{source}: visitSummary mixes visits {sorted(visits)}")

@@ -15,7 +15,11 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
-Not read: ApCorrMap, Detector, TransmissionCurve, valid polygon, summary stats.
+* the valid polygon and the ApCorrMap (:mod:`warping.formats.afw_inputs`); one that cannot be
+  read is None, with the reason in ``metadata["LSST_UNREADABLE_<COMPONENT>"]`` (a warning is
+  logged), the pixels stay readable.
+
+Not read: Detector, TransmissionCurve, summary stats.
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ from astropy.time import Time
 
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
+from warping.formats.afw_inputs import (
+    read_archived_ap_corr_map,
+    read_archived_chebyshev,
+    read_archived_polygon,
+)
 from warping.formats.afw_psf import (
     PSF_CLASS_KEY,
     PSF_REASON_KEY,
     UnsupportedPsfError,
     read_archived_psf,
 )
-from warping.geom import Box2I
 from warping.masks import MaskPlanes
-from warping.photocalib import AB_REFERENCE_FLUX_NJY, ChebyshevBoundedField, PhotoCalib
+from warping.photocalib import AB_REFERENCE_FLUX_NJY, PhotoCalib
 from warping.psf.base import Psf
 from warping.skywcs import SkyWcs, read_xy0, wcs_from_header
 
@@ -191,27 +199,8 @@ def _read_photocalib_from_archive(archive: LsstArchive, obj_id: int) -> PhotoCal
         raise FormatError(
             f"{archive.source}: PhotoCalib uses an unsupported bounded field {bf_name!r}"
         )
-    field = _read_chebyshev(archive, field_id)
+    field = read_archived_chebyshev(archive, field_id)
     return PhotoCalib(None, err, field)
-
-
-def _read_chebyshev(archive: LsstArchive, obj_id: int) -> ChebyshevBoundedField:
-    row = archive.catalogs(obj_id)[0][0]
-    order_x = int(row["order_x"])
-    bbox = Box2I.from_minmax(
-        int(row["bbox_min_x"]),
-        int(row["bbox_min_y"]),
-        int(row["bbox_max_x"]),
-        int(row["bbox_max_y"]),
-    )
-    coeffs = np.atleast_1d(np.asarray(row["coefficients"], dtype=float))
-    nx = order_x + 1
-    if coeffs.size % nx:
-        raise FormatError(
-            f"{archive.source}: ChebyshevBoundedField has {coeffs.size} coefficients, "
-            f"not a multiple of order_x+1={nx}"
-        )
-    return ChebyshevBoundedField(bbox, coeffs.reshape(-1, nx))
 
 
 def _read_psf_or_reason(archive: LsstArchive, obj_id: int, metadata: dict[str, Any]) -> Psf | None:
@@ -334,6 +323,7 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         fm0_err = float(ph.get("FLUXMAG0ERR", 0.0) or 0.0)
         mean = AB_REFERENCE_FLUX_NJY / fm0
         photo_calib = PhotoCalib(mean, mean * fm0_err / fm0)
+    polygon, ap_corr = _read_inputs_components(ph, archive, metadata)
     fid = _component_id(ph, "FILTER")
     if fid is not None and archive.name(fid) == "FilterLabel":
         row = archive.catalogs(fid)[0][0]
@@ -367,7 +357,32 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         filter=filt,
         id=int(exp_id) if isinstance(exp_id, int) else None,
         metadata=metadata,
+        valid_polygon=polygon,
+        ap_corr_map=ap_corr,
     )
+
+
+def _read_inputs_components(
+    ph: fits.Header, archive: LsstArchive, metadata: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The valid polygon and ApCorrMap (None when absent or unreadable, with the reason in
+    ``metadata``)."""
+    out: list[Any] = []
+    for key, reader in (
+        ("VALID_POLYGON", read_archived_polygon),
+        ("AP_CORR_MAP", read_archived_ap_corr_map),
+    ):
+        obj_id = _component_id(ph, key)
+        value = None
+        if obj_id is not None:
+            try:
+                value = reader(archive, obj_id)
+            except (FormatError, KeyError, ValueError, IndexError, TypeError) as err:
+                why = str(err).removeprefix(f"{archive.source}: ")
+                logger.warning("%s: cannot read the %s: %s; left out", archive.source, key, why)
+                metadata[f"LSST_UNREADABLE_{key}"] = why
+        out.append(value)
+    return out[0], out[1]
 
 
 def read_lsst_photocalib(hdul: fits.HDUList, source: str) -> PhotoCalib:

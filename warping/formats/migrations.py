@@ -2,8 +2,9 @@
 
 - ``warp inputs table``: the ``COADD_INPUTS_*`` tables inside warps (``CIFMTV``; version 0 had
   no card). Step 0 -> 1 adds the card to both tables; step 1 -> 2 stores the CCD table's text
-  cells as UTF-8 byte arrays instead of fixed-width strings (same text). Every pixel and every
-  other table cell is kept as is.
+  cells as UTF-8 byte arrays instead of fixed-width strings (same text); step 2 -> 3 only
+  changes the card (version 3 adds optional columns: every version-2 table is a version-3 one).
+  Every pixel and every other table cell is kept as is.
   The same pass checks the exposure format (``RBFMTV``) of every ``exposure`` dataset.
 - ``calibration FITS``: background, photoCalib and skyWcs files (``RBFMTV``).
 - ``skymap``: skymap YAML (``format_version``).
@@ -71,12 +72,28 @@ def _warp_inputs_step_1(data: bytes, source: str) -> bytes:
         return hdulist_to_bytes(hdul)
 
 
+def _warp_inputs_step_2(data: bytes, source: str) -> bytes:
+    """Version 2 -> 3: the card only (version 3's new columns are optional)."""
+    from warping.coadd_inputs import FORMAT_KEY
+    from warping.formats._common import hdulist_to_bytes, open_fits_bytes
+
+    with open_fits_bytes(data, source) as hdul:
+        for hdu in hdul[1:]:
+            if hdu.header.get("RBEXT") == _INPUTS_EXTENSION:
+                hdu.header[FORMAT_KEY] = (3, "warp inputs table format version")
+        return hdulist_to_bytes(hdul)
+
+
 class WarpInputsFormat(FileFormat):
     """The inputs tables of warps; also checks each ``exposure`` dataset's ``RBFMTV``."""
 
     format = "warp inputs table"
-    current = 2
-    steps: ClassVar[Mapping[int, Step]] = {0: _warp_inputs_step_0, 1: _warp_inputs_step_1}
+    current = 3
+    steps: ClassVar[Mapping[int, Step]] = {
+        0: _warp_inputs_step_0,
+        1: _warp_inputs_step_1,
+        2: _warp_inputs_step_2,
+    }
 
     def candidates(self, ctx: MigrationContext) -> Iterable[str]:
         return ctx.paths_with_formatter("exposure")

@@ -15,7 +15,9 @@ Order of operations (LSST 2025 semantics, which fixed the Gen2 sky-correction or
 4. multiply the image by ``c(x, y)`` and the variance by ``c(x, y)**2`` (nJy per count), so pixels
    are nJy; the result carries ``PhotoCalib(1.0)`` and ``BUNIT = 'nJy'``;
 5. replace the PSF by the visitSummary row's if asked (``useVisitSummaryPsf``): the CoaddPsf and
-   PSF matching then use it.
+   PSF matching then use it; the row's ApCorrMap comes with it (as in Gen3), and the row's valid
+   polygon replaces the calexp's whenever any component comes from the visitSummary (a row
+   without one keeps the calexp's).
 
 With ``useVisitSummary*``, the CCD's row of the visit's visitSummary supplies the components asked
 for (:mod:`warping.task.calib_sources`); a visitSummary without a row for the CCD, or a row that
@@ -40,8 +42,10 @@ from warping.task.inputs import fmt_id
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from warping.apcorr import ApCorrMap
     from warping.background import BackgroundList
     from warping.photocalib import PhotoCalib
+    from warping.polygon import ValidPolygon
     from warping.psf.base import Psf
     from warping.task.inputs import CcdInput
 
@@ -119,6 +123,8 @@ def load_calibrated(inp: CcdInput, visit_summary_components: Sequence[str] = ())
         wcs=products.get("wcs"),
         psf=products.get("psf"),
         in_place=getattr(inp.calexp, "fresh", False),
+        valid_polygon=products.get("valid_polygon"),
+        ap_corr_map=products.get("ap_corr_map"),
     )
 
 
@@ -156,7 +162,14 @@ def _from_visit_summary(
                 f"calexp's {box.to_list()}: a visitSummary of another camera?"
             )
         source = f"{catalog.source} (visit {visit})"
-        return {name: row.component(name, source=source) for name in components}
+        out = {name: row.component(name, source=source) for name in components}
+        # the row's valid polygon whenever the visitSummary is used, its ApCorrMap with its PSF
+        # (Gen3 takes the two together); absent ones leave the calexp's own
+        if row.valid_polygon is not None:
+            out["valid_polygon"] = row.valid_polygon
+        if "psf" in components and row.ap_corr_map is not None:
+            out["ap_corr_map"] = row.ap_corr_map
+        return out
     except (MissingVisitSummaryRowError, UnusableCcdError) as err:
         logger.warning("Calexp %s not usable; skipping it: %s", did, err)
         raise UnusableCcdError(str(err)) from None
@@ -171,6 +184,8 @@ def calibrate_exposure(
     wcs: WCS | None = None,
     psf: Psf | None = None,
     in_place: bool = False,
+    valid_polygon: ValidPolygon | None = None,
+    ap_corr_map: ApCorrMap | None = None,
 ) -> Exposure:
     """Return a new exposure in nJy with the requested corrections applied.
 
@@ -192,6 +207,9 @@ def calibrate_exposure(
     in_place
         Calibrate the calexp's own image and variance arrays (which the result then shares,
         like its mask) instead of copies: for a calexp read only to be warped.
+    valid_polygon, ap_corr_map
+        A visitSummary row's valid polygon and aperture corrections replacing the calexp's, or
+        None (keep the calexp's own). Neither changes pixels here.
 
     Returns
     -------
@@ -227,4 +245,6 @@ def calibrate_exposure(
         psf=psf if psf is not None else calexp.psf,
         photo_calib=PhotoCalib(1.0),
         metadata=metadata,
+        valid_polygon=valid_polygon if valid_polygon is not None else calexp.valid_polygon,
+        ap_corr_map=ap_corr_map if ap_corr_map is not None else calexp.ap_corr_map,
     )

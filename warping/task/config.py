@@ -16,6 +16,7 @@ from typing import Any
 
 from repo_butler.errors import ConfigError
 from warping.task.config_compression import OutputCompressionConfig  # issue #19
+from warping.task.config_inputs import IdGeneratorConfig, InputRecorderConfig  # issue #22
 from warping.task.config_overrides import (
     apply_overrides,
     config_to_dict,
@@ -26,6 +27,8 @@ from warping.task.config_overrides import (
 __all__ = [
     "CoaddPsfConfig",
     "GaussianPsfFactoryConfig",
+    "IdGeneratorConfig",
+    "InputRecorderConfig",
     "MakeWarpConfig",
     "ModelPsfMatchConfig",
     "OutputCompressionConfig",
@@ -327,6 +330,15 @@ class MakeWarpConfig:
         default_factory=OutputCompressionConfig,
         metadata=_doc("FITS tile compression of the written warps."),
     )
+    # issue #22 (inputs table)
+    inputRecorder: InputRecorderConfig = field(
+        default_factory=InputRecorderConfig,
+        metadata=_doc("Rows and columns of the warps' inputs tables (LSST CoaddInputRecorder)."),
+    )
+    idGenerator: IdGeneratorConfig = field(
+        default_factory=IdGeneratorConfig,
+        metadata=_doc("Packing of a CCD's data ID into its inputs-table id."),
+    )
 
     @property
     def revert_background(self) -> bool:
@@ -420,6 +432,7 @@ class MakeWarpConfig:
         for name, value in (("size", mp.size), ("minSize", mp.minSize), ("maxSize", mp.maxSize)):
             if value is not None and value % 2 == 0:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
+        self.idGenerator.packer()
         self.outputCompression.check()  # before _check_bounds: its message names the range
         _check_bounds(self)
         if self.makePsfMatched and mp.size is None and mp.defaultFwhm is not None:

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from astropy.wcs import WCS
 
-from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
 from warping.coadd_psf import CoaddPsf, WarpedPsf
 from warping.errors import WarpingError
 from warping.exposure import Exposure
 from warping.geom import Box2I
+from warping.polygon import mask_outside
 from warping.task.assemble import copy_good_pixels
 from warping.task.calibrate import UnusableCcdError, load_calibrated
 from warping.task.config import MakeWarpConfig
+from warping.task.input_recorder import WarpInputsRecorder
 from warping.task.inputs import fmt_id
 from warping.task.psf_check import psf_problem
 from warping.task.psf_noise import NOISE_KEY, VARIANCE_KEY, merge_noise_summaries
@@ -45,12 +46,12 @@ __all__ = [
     "ccd_exposure_id",
 ]
 
-#: HSC's ``ccdExposureId = visit * 200 + ccd``.
+#: HSC's ``ccdExposureId = visit * 200 + ccd``: the default ``idGenerator`` packing.
 CCDS_PER_VISIT_ID = 200
 
 
 def ccd_exposure_id(visit: int, ccd: int) -> int:
-    """The per-CCD exposure id used in warp inputs tables (HSC packing)."""
+    """The per-CCD id of the default ``idGenerator`` (HSC packing ``visit * 200 + ccd``)."""
     return int(visit) * CCDS_PER_VISIT_ID + int(ccd)
 
 
@@ -321,7 +322,10 @@ class MakeWarpTask:
         types_ = cfg.warp_types
         warps = {t: self._empty_warp(sky_info) for t in types_}
         goodpix = dict.fromkeys(types_, 0)
-        records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
+        recorders = {t: WarpInputsRecorder(cfg.inputRecorder, visit_id) for t in types_}
+        packer = cfg.idGenerator.packer()
+        # every id before any work: a data ID the packing cannot hold fails the visit, naming it
+        ccd_ids = [packer.pack({"visit": visit_id, **inp.data_id.to_dict()}) for inp in inputs]
         noise: dict[str, list[tuple[int, dict[str, Any]]]] = {t: [] for t in types_}
         first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
         psf_model = psf_model or self.resolve_psf_model(inputs, sky_info)
@@ -332,32 +336,44 @@ class MakeWarpTask:
             model_psf = self.model_psf(psf_model)
             match_config = config_for_model(cfg, psf_model)
         outcomes: list[CcdOutcome] = []
-        for inp in inputs:
+        for inp, ccd_id in zip(inputs, ccd_ids, strict=True):
             if cancelled is not None and cancelled():
                 raise WarpCancelledError(f"visit {visit_id}: cancelled")
             ccd = inp.ccd
             outcome = CcdOutcome(ccd, inp.data_id)
             outcomes.append(outcome)
+            data_id = inp.data_id.to_dict()
             try:
                 calexp = load_calibrated(inp, cfg.visit_summary_components)
             except UnusableCcdError as err:
                 outcome.skipped, outcome.loaded, outcome.unusable = str(err), False, True
+                for rec in recorders.values():
+                    rec.add_error(ccd_id, ccd, data_id)
                 continue
             why = psf_problem(calexp, f"calexp {fmt_id(inp.data_id)}")
             if why is not None:  # its warp's CoaddPsf (or PSF matching) would fail
                 logger.warning("Visit %s CCD %s skipped: %s", visit_id, ccd, why)
                 outcome.skipped, outcome.loaded, outcome.unusable = why, False, True
+                for rec in recorders.values():
+                    rec.add_error(ccd_id, ccd, data_id)
                 continue
+            if mask_outside(calexp):  # outside its valid polygon: NO_DATA before warping
+                logger.debug(
+                    "Visit %s CCD %s: pixels outside the valid polygon masked", visit_id, ccd
+                )
             try:
                 warped = self.warp_ccd(calexp, sky_info, model_psf, outcome, match_config)
             except Exception as err:  # LSST logs and skips any failure of one CCD
                 outcome.skipped, outcome.unusable = f"{type(err).__name__}: {err}", True
                 logger.warning("Visit %s CCD %s could not be warped: %s", visit_id, ccd, err)
+                for rec in recorders.values():
+                    rec.add_error(ccd_id, ccd, data_id)
                 continue
             for t in types_:
                 exp = warped[t]
-                if exp is None:
+                if exp is None:  # this warp type failed for the CCD (PSF matching)
                     outcome.goodpix[t] = 0
+                    recorders[t].add_error(ccd_id, ccd, data_id)
                     continue
                 n = copy_good_pixels(warps[t], exp, cfg.badMaskPlanes)
                 outcome.goodpix[t] = n
@@ -369,24 +385,10 @@ class MakeWarpTask:
                         exp.id, exp.filter, exp.visit_info, exp.psf,
                         exp.metadata.get(VARIANCE_KEY, "lsst"),
                     )  # fmt: skip
-                if n > 0:
-                    valid = _ccd_valid_bbox(calexp, exp)
-                    records[t].append(
-                        CcdRecord(
-                            id=ccd_exposure_id(visit_id, ccd),
-                            ccd=int(ccd),
-                            visit=int(visit_id),
-                            goodpix=n,
-                            weight=1.0,
-                            filter=calexp.filter or "",
-                            bbox=calexp.bbox,
-                            wcs=calexp.wcs,
-                            psf=calexp.psf,
-                            photo_calib=calexp.photo_calib,
-                            valid_bbox=valid,
-                            data_id=inp.data_id.to_dict(),
-                        )
-                    )
+                recorders[t].add_ccd(
+                    calexp, ccd_id, ccd, data_id, n, valid_bbox=_ccd_valid_bbox(calexp, exp),
+                    valid_polygon=calexp.valid_polygon, ap_corr_map=calexp.ap_corr_map,
+                )  # fmt: skip
             del calexp, warped
             exp = None  # else the last warped CCD lives on while the next one is read
             if not outcome.used and outcome.skipped is None:
@@ -399,13 +401,12 @@ class MakeWarpTask:
                 warp.id = src.id
                 warp.filter = src.filter
                 warp.visit_info = src.visit_info
-                warp.coadd_inputs = CoaddInputs(
-                    visits=[VisitRecord(int(visit_id), goodpix[t], filter=src.filter or "")],
-                    ccds=records[t],
-                )
+                warp.coadd_inputs = recorders[t].finish(goodpix[t], src.filter or "")
                 if t == "direct":
                     warp.psf = CoaddPsf(
-                        records[t], sky_info.wcs, kernel=cfg.coaddPsf.warpingKernelName
+                        recorders[t].contributing(),
+                        sky_info.wcs,
+                        kernel=cfg.coaddPsf.warpingKernelName,
                     )
                 else:
                     warp.psf = src.psf  # the (resized) model PSF set by the matcher

@@ -347,6 +347,8 @@ def plan_units(
         If ``useVisitSummary*`` is on and the repository has no ``visitSummary`` dataset type.
     MissingExposureError
         If ``useVisitSummary*`` is on and a visit to warp has no visitSummary (nothing is run).
+    IdPackingError
+        If a calexp's data ID does not fit ``idGenerator`` (nothing is run).
     """
     from repo_butler.errors import DataIdError
     from warping.calexp_footprint import sky_footprints
@@ -436,6 +438,11 @@ def plan_units(
         return unreadable_reason(footprint(ref, tract_id))
 
     new = normalised(config)  # --reuse keeps only warps whose provenance records this config
+    packer = config.idGenerator.packer()  # a CCD the id packing cannot hold: one-line error now
+    for by_visit in groups.values():
+        for refs in by_visit.values():
+            for r in refs:
+                packer.pack(r.data_id.to_dict())
     lacking: dict[tuple[str, int], None] = {}  # (filter, visit) without a visitSummary
     for pid, by_visit in groups.items():
         tract_id = int(pid["tract"])
