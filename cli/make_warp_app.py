@@ -159,7 +159,7 @@ def print_summary(summary: RunSummary, *, console: Console, root: str | None = N
             console.print(line, highlight=False, markup=False)
     unevaluated = _cuts_not_evaluated(summary)
     if unevaluated:
-        console.print("select cuts not evaluated (statistic absent; those CCDs were kept):",
+        console.print("select cuts not evaluated (their statistic is absent):",
                       highlight=False, markup=False)  # fmt: skip
         for line in unevaluated:
             console.print(line, highlight=False, markup=False)

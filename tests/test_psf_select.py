@@ -114,9 +114,9 @@ def test_a_cut_without_its_statistic_is_not_evaluated_and_keeps_the_ccd() -> Non
     }
     # no statistics at all: every cut that is on is not evaluated, excludeDetectors still works
     cfg = config(maxEllipResidual=0.001, excludeDetectors=(4, 9))
-    d = select_ccd(PsfStats(4, {}, "no visitSummary for visit 9"), cfg)
+    d = select_ccd(PsfStats(4, missing="no visitSummary for visit 9"), cfg)
     assert d.rejected == {"excludeDetectors": "detector 4 is in select.excludeDetectors"}
-    assert list(d.not_evaluated) == ["maxEllipResidual"]
+    assert d.not_evaluated == {"maxEllipResidual": "no visitSummary for visit 9"}
     assert select_ccd(PsfStats(5, {}), cfg).selected
 
 
@@ -134,11 +134,9 @@ def test_the_adapter_reads_the_row_and_says_what_is_missing() -> None:
     stats = ccd_psf_stats(inp(5, InMemoryHandle(cat)))
     assert stats.source == "vs.fits (visit 12)" and "band" not in stats.values
     assert stats.values["pixelScale"] == pytest.approx(0.2, rel=1e-9)
-    assert (
-        ccd_psf_stats(inp(6, InMemoryHandle(cat))).source
-        == "vs.fits (visit 12): no row for detector 6"
-    )
-    assert ccd_psf_stats(inp(5, None)) == PsfStats(5, {}, "no visitSummary for visit 12")
+    no_row = ccd_psf_stats(inp(6, InMemoryHandle(cat)))
+    assert no_row.missing == "vs.fits (visit 12) has no row for detector 6" and not no_row.values
+    assert ccd_psf_stats(inp(5, None)) == PsfStats(5, missing="no visitSummary for visit 12")
 
 
 def tan_wcs(scale_arcsec: float, rotation_deg: float = 0.0, skew: float = 0.0) -> WCS:

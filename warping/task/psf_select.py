@@ -84,13 +84,15 @@ class PsfStats:
         Statistics by visitSummary column name (``psfSigma``, ``pixelScale``, ...); a column
         that is absent is a statistic that was not measured.
     source
-        Where they come from, for messages (``visitSummary FILE (visit V)``), or why there are
-        none (``no visitSummary for visit V``).
+        Where they come from, for messages (``visitSummary FILE (visit V)``).
+    missing
+        Why there are no statistics at all (``no visitSummary for visit V``), or None.
     """
 
     detector: int
     values: Mapping[str, float] = field(default_factory=dict)
     source: str = "visitSummary"
+    missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def select_ccd(stats: PsfStats, config: PsfWcsSelectImagesConfig) -> SelectDecis
         value = psf_statistic(cut, stats.values)
         if value is None:
             lacking = [n for n in CUT_STATISTICS[cut] if n not in stats.values]
-            not_evaluated[cut] = f"{stats.source} has no {', '.join(lacking)}"
+            not_evaluated[cut] = stats.missing or f"{stats.source} has no {', '.join(lacking)}"
             continue
         if value <= threshold:
             continue
@@ -198,7 +200,7 @@ def ccd_psf_stats(inp: CcdInput) -> PsfStats:
     ccd = inp.ccd
     visit = inp.data_id.get("visit")
     if inp.visit_summary is None:
-        return PsfStats(ccd, {}, f"no visitSummary for visit {visit}")
+        return PsfStats(ccd, missing=f"no visitSummary for visit {visit}")
     catalog = inp.visit_summary.get()
     rows = getattr(catalog, "rows", None)
     if rows is None:
@@ -208,7 +210,7 @@ def ccd_psf_stats(inp: CcdInput) -> PsfStats:
     source = f"{catalog.source} (visit {catalog.visit})"
     row = rows.get(int(ccd))
     if row is None:
-        return PsfStats(ccd, {}, f"{source}: no row for detector {ccd}")
+        return PsfStats(ccd, source=source, missing=f"{source} has no row for detector {ccd}")
     values = {
         k: float(v)
         for k, v in row.summary.items()
