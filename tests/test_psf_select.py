@@ -278,3 +278,23 @@ def test_real_hsc_visit_summary_cuts(shared_data: Path) -> None:
 def ccd_stats(catalog: object, detector: int) -> PsfStats:
     did = DataId({"visit": 1176, "ccd": detector})
     return ccd_psf_stats(CcdInput(did, InMemoryHandle(None), visit_summary=InMemoryHandle(catalog)))
+
+
+def test_real_cfht_rows_with_unmeasured_star_statistics_are_rejected(shared_data: Path) -> None:
+    """jointcal's CFHT visitSummary has NaN PSF-star statistics (nPsfStar = 0): a cut on them
+    rejects the CCD (Gen3's ``not (value <= max)``); psfSigma is finite, so the FWHM cut passes."""
+    from warping.formats.afw_visit_summary import read_visit_summary_file
+
+    path = shared_data / "lsst-jointcal-cfht_minimal" / "visitSummary-849375.fits"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    t = Table.read(path, hdu=1, mask_invalid=False)
+    assert int(t["nPsfStar"][0]) == 0 and not np.isfinite(float(t["psfStarDeltaE1Median"][0]))
+    cat = read_visit_summary_file(str(path))
+    did = DataId({"visit": 849375, "ccd": 12})
+    stats = ccd_psf_stats(CcdInput(did, InMemoryHandle(None), visit_summary=InMemoryHandle(cat)))
+    d = select_ccd(stats, config(maxEllipResidual=1.0, maxPsfFwhm=10.0))
+    assert list(d.rejected) == ["maxEllipResidual"] and not d.not_evaluated
+    assert "median ellipticity residual is not finite" in d.reason
+    assert stats.values["psfSigma"] == pytest.approx(float(t["psfSigma"][0]))
+    assert 0.18 < stats.values["pixelScale"] < 0.19  # MegaCam: 0.187"/px
