@@ -226,3 +226,38 @@ def test_cli_refuses_a_bad_threshold_in_one_line(repo: Path) -> None:
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
     assert "select.maxPsfFwhm must be a positive number, got -1.0" in out.stderr
+
+
+def test_rejected_ccds_do_not_widen_the_patch_model_psf(repo: Path) -> None:
+    """The automatic model FWHM of psfMatched warps is 1.15 x the widest input PSF of the
+    patch: CCDs the cuts reject must not count, exactly as if they had not been selected."""
+    with Butler(str(repo)) as butler:  # visit 903986 (the widest seeing, 0.78") fails maxPsfFwhm
+        cat = visit_summary_of(butler, 903986)
+        rows = {
+            c: VisitSummaryRow(r.detector, r.bbox, r.wcs, r.photo_calib,
+                               summary={**r.summary, "psfSigma": 10.0})
+            for c, r in cat.rows.items()
+        }  # fmt: skip
+        butler.put(VisitSummaryCatalog(903986, rows, cat.source), "visitSummary",
+                   filter="HSC-I", visit=903986, overwrite=True)  # fmt: skip
+    matched = ["makeDirect=False", "makePsfMatched=True"]
+
+    def model(
+        overrides: list[str], rerun: str, select: list[dict[str, Any]] | None = None
+    ) -> tuple[BatchSummary, dict[str, Any]]:
+        config = apply_overrides(MakeWarpConfig(), matched + overrides)
+        with Butler(str(repo), rerun=rerun) as butler:
+            batch = run_make_warps(butler, [PATCH], select, config=config)
+            assert not batch.failures, [f.error for f in batch.failures]
+            warp = butler.get("deepCoadd_psfMatchedWarp", {**PATCH, "visit": 904010})
+        keys = ("PSFMATCH_MODEL_FWHM", "PSFMATCH_WIDEST_INPUT", "PSFMATCH_N_INPUTS_SURVEYED")
+        return batch, {k: warp.metadata[k] for k in keys}
+
+    batch, cut = model(["select.maxPsfFwhm=1.5"], "cut")
+    assert sorted(by_visit(batch)[903986].ccds_skipped) == [16, 17, 23, 24]
+    _, truth = model([], "truth", [{"visit": 903988}, {"visit": 904010}])
+    _, everything = model([], "all")
+    assert cut == truth
+    assert "visit=903986" in everything["PSFMATCH_WIDEST_INPUT"]
+    assert everything["PSFMATCH_MODEL_FWHM"] > cut["PSFMATCH_MODEL_FWHM"]
+    assert everything["PSFMATCH_N_INPUTS_SURVEYED"] == cut["PSFMATCH_N_INPUTS_SURVEYED"] + 4

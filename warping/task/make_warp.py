@@ -346,6 +346,8 @@ class MakeWarpTask:
                     decision = select_input(inp, cfg.select)
                     outcome.not_evaluated.update(decision.not_evaluated)
                     if not decision.selected:
+                        logger.info("Visit %s CCD %s rejected by select: %s", visit_id, ccd,
+                                    decision.reason)  # fmt: skip
                         raise UnusableCcdError(f"rejected by select: {decision.reason}")
                 calexp = load_calibrated(inp, cfg.visit_summary_components)
             except UnusableCcdError as err:

@@ -50,9 +50,11 @@ __all__ = [
     "PsfStats",
     "SelectDecision",
     "ccd_psf_stats",
+    "deselected",
     "pixel_scale_arcsec",
     "psf_statistic",
     "select_ccd",
+    "select_input",
 ]
 
 #: sqrt(8 ln 2): FWHM / sigma of a Gaussian.
@@ -236,7 +238,6 @@ def select_input(inp: CcdInput, config: PsfWcsSelectImagesConfig) -> SelectDecis
     from repo_butler.errors import FormatterError
     from repo_butler.writes import ChecksumMismatchError
     from warping.task.calibrate import UnusableCcdError
-    from warping.task.inputs import fmt_id
 
     if not config.needs_statistics:
         return select_ccd(PsfStats(inp.ccd), config)
@@ -250,7 +251,17 @@ def select_input(inp: CcdInput, config: PsfWcsSelectImagesConfig) -> SelectDecis
         raise UnusableCcdError(
             f"the visitSummary the select cuts need cannot be read: {err}"
         ) from None
-    decision = select_ccd(stats, config)
-    if not decision.selected:
-        logger.info("CCD %s rejected by select: %s", fmt_id(inp.data_id), decision.reason)
-    return decision
+    return select_ccd(stats, config)
+
+
+def deselected(inp: CcdInput, config: PsfWcsSelectImagesConfig) -> bool:
+    """True when the unit will skip this CCD for the ``select`` cuts (rejected, or its
+    visitSummary unreadable): a patch's PSF survey must not count CCDs its warps will not hold."""
+    from warping.task.calibrate import UnusableCcdError
+
+    if not config.active or inp.missing:
+        return False
+    try:
+        return not select_input(inp, config).selected
+    except UnusableCcdError:
+        return True
