@@ -41,13 +41,14 @@ GOOD = {
 BAD = {
     16: {"psfStarScaledDeltaSizeScatter": 0.05},  # > 0.019
     17: {"psfStarDeltaE1Median": 0.006, "psfStarDeltaE2Median": 0.006},  # hypot 0.0085 > 0.007
-    23: {"psfSigma": 3.0},  # 3.0 x 0.168 x 2.3548 = 1.19" > 1.0
+    23: {"psfSigma": 3.0, "nPsfStar": 5},  # 5 < 30, and 3.0 x 0.168 x 2.3548 = 1.19" > 1.0
 }
 CUTS = [
     "select.maxEllipResidual=0.007",
     "select.maxScaledSizeScatter=0.019",
     "select.maxPsfFwhm=1.0",
     "select.maxPsfTraceRadiusDelta=0.7",  # no such column in these visitSummaries
+    "select.minNPsfStarPerBand={'fallback': 30}",  # no band column: the fallback
 ]
 
 
@@ -145,6 +146,7 @@ def test_cuts_skip_exactly_the_ccds_above_the_thresholds(repo: Path) -> None:
     assert "median ellipticity residual 0.008485 > select.maxEllipResidual=0.007" in why[17]
     fwhm = 3.0 * pixel_scale(repo, 903988, 23) * 2.0 * np.sqrt(2.0 * np.log(2.0))
     assert f"PSF FWHM {fwhm:.4g} arcsec > select.maxPsfFwhm=1 arcsec" in why[23]
+    assert "; nPsfStar 5 < select.minNPsfStarPerBand['fallback']=30 (file://" in why[23]
     # the other visits keep every CCD; the cuts lacking a statistic are reported, per CCD
     for visit in (903986, 904010):
         assert got[visit].ccds_used == base[visit].ccds_used and not got[visit].incomplete
@@ -159,7 +161,7 @@ def test_cuts_skip_exactly_the_ccds_above_the_thresholds(repo: Path) -> None:
         )
     lacking = got[904010].cuts_not_evaluated
     assert set(lacking) == {"maxEllipResidual", "maxScaledSizeScatter", "maxPsfFwhm",
-                            "maxPsfTraceRadiusDelta"}  # fmt: skip
+                            "maxPsfTraceRadiusDelta", "minNPsfStarPerBand"}  # fmt: skip
     for ccds in lacking.values():
         assert ccds == dict.fromkeys(base[904010].ccds_used, "no visitSummary for visit 904010")
     # JSON form of the summary

@@ -9,8 +9,10 @@ corners the pipeline recorded.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from astropy.wcs.utils import proj_plane_pixel_area
 from repo_butler import DataId
 from repo_butler.errors import ConfigError
 from warping.geom import Box2I
-from warping.task.config import MakeWarpConfig, apply_overrides
+from warping.task.config import MakeWarpConfig, apply_overrides, config_to_dict
 from warping.task.config_select import CUT_FIELDS, PsfWcsSelectImagesConfig
 from warping.task.inputs import CcdInput, InMemoryHandle
 from warping.task.psf_select import (
@@ -32,6 +34,7 @@ from warping.task.psf_select import (
     psf_statistic,
     select_ccd,
 )
+from warping.task.run_config import differences, normalised
 
 HSC = ("lsst-drp_tasks", "visitSummary_1176.fits")
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # 2.35482...
@@ -120,6 +123,31 @@ def test_a_cut_without_its_statistic_is_not_evaluated_and_keeps_the_ccd() -> Non
     assert select_ccd(PsfStats(5, {}), cfg).selected
 
 
+def test_per_band_cuts_take_the_rows_band_or_the_fallback() -> None:
+    values = {"nPsfStar": 10.0, "starEMedian": 0.3, "starUnNormalizedEMedian": 2.0}
+    cfg = PsfWcsSelectImagesConfig(
+        minNPsfStarPerBand=MappingProxyType({"r": 11, "i": 10, "z": 0, "fallback": 20}),
+        maxStarEPerBand=MappingProxyType({"r": 0.29, "fallback": 0.3}),
+    )
+    got = {band: select_ccd(PsfStats(1, values, "vs", band=band), cfg) for band in "rizgy"}
+    assert got["r"].rejected == {
+        "minNPsfStarPerBand": "nPsfStar 10 < select.minNPsfStarPerBand['r']=11 (vs)",
+        "maxStarEPerBand": "starEMedian 0.3 > select.maxStarEPerBand['r']=0.29 (vs)",
+    }
+    assert got["i"].selected and got["z"].selected  # 10 stars suffice in i; z: the cut is off
+    for band in "gy":  # not listed: the fallback (20 stars; 0.3 is at the threshold: kept)
+        assert list(got[band].rejected) == ["minNPsfStarPerBand"]
+        assert "select.minNPsfStarPerBand['fallback']=20" in got[band].reason
+    no_band = select_ccd(PsfStats(1, values, "vs"), cfg)  # a row without a band column
+    assert "['fallback']" in no_band.reason
+    nan_e = select_ccd(PsfStats(1, {**values, "starEMedian": math.nan}, "vs", band="i"), cfg)
+    assert list(nan_e.rejected) == ["maxStarEPerBand"] and "is not finite" in nan_e.reason
+    cfg = PsfWcsSelectImagesConfig(maxStarUnNormalizedEPerBand=MappingProxyType({"fallback": 2.8}))
+    assert select_ccd(PsfStats(1, {}, "vs"), cfg).not_evaluated == {
+        "maxStarUnNormalizedEPerBand": "vs has no starUnNormalizedEMedian"
+    }
+
+
 def test_the_adapter_reads_the_row_and_says_what_is_missing() -> None:
     from warping.visit_summary import VisitSummaryCatalog, VisitSummaryRow
 
@@ -133,6 +161,7 @@ def test_the_adapter_reads_the_row_and_says_what_is_missing() -> None:
 
     stats = ccd_psf_stats(inp(5, InMemoryHandle(cat)))
     assert stats.source == "vs.fits (visit 12)" and "band" not in stats.values
+    assert stats.band == "i"
     assert stats.values["pixelScale"] == pytest.approx(0.2, rel=1e-9)
     no_row = ccd_psf_stats(inp(6, InMemoryHandle(cat)))
     assert no_row.missing == "vs.fits (visit 12) has no row for detector 6" and not no_row.values
@@ -170,6 +199,25 @@ def test_bad_values_are_refused_with_the_field_name() -> None:
         bad = MakeWarpConfig(select=PsfWcsSelectImagesConfig(**value))
         with pytest.raises(ConfigError, match=match):
             bad.validate()  # the Python API too
+    for text, expected in (
+        ("select.minNPsfStarPerBand={'r': 5}", "has no 'fallback' entry; add one"),
+        ("select.maxStarEPerBand={'fallback': -1.0}", "must map bands to numbers >= 0"),
+        ("select.maxStarEPerBand=0.4", "must be a dict of float by name"),
+        ("select.minNPsfStarPerBand['r']=2.5", r"\['r'\] must be an integer"),
+    ):
+        with pytest.raises(ConfigError, match=expected):
+            apply_overrides(MakeWarpConfig(), [text])
+    per_band = apply_overrides(
+        MakeWarpConfig(),
+        ["select.minNPsfStarPerBand={'fallback': 6}", "select.minNPsfStarPerBand['z']=30"],
+    )
+    assert dict(per_band.select.minNPsfStarPerBand) == {"fallback": 6, "z": 30}
+    # a rerun's recorded config (JSON) compares entry by entry
+    recorded = normalised(json.loads(json.dumps(config_to_dict(per_band))))
+    assert differences(recorded, normalised(per_band)) == []
+    fewer = apply_overrides(MakeWarpConfig(), ["select.minNPsfStarPerBand={'fallback': 6}"])
+    diffs = [str(d) for d in differences(recorded, normalised(fewer))]
+    assert diffs == ["select.minNPsfStarPerBand['z']: recorded 30, now (no entry)"]
     with pytest.raises(ConfigError, match=r"select\.maxPsfFwhm must be float or None"):
         apply_overrides(MakeWarpConfig(), ["select.maxPsfFwhm='big'"])
     with pytest.raises(ConfigError, match="Did you mean 'maxPsfFwhm'"):
@@ -259,6 +307,19 @@ def test_real_hsc_visit_summary_cuts(shared_data: Path) -> None:
             if not d.selected:
                 got.add(i)
         assert got == want, cut
+    # per band: the file's band is z; the fallback (any other band) is off
+    n_star = np.asarray(t["nPsfStar"], int)
+    assert set(np.char.strip(np.asarray(t["band"], str))) == {"z"}
+    minimum = int(np.median(n_star))
+    cfg = PsfWcsSelectImagesConfig(
+        minNPsfStarPerBand=MappingProxyType({"z": minimum, "fallback": 0}),
+        maxStarEPerBand=MappingProxyType({"fallback": 0.4}),  # no starEMedian in this file
+    )
+    decisions = {i: select_ccd(ccd_stats(catalog, i), cfg) for i in ids}
+    want = {i for i, n in zip(ids, n_star, strict=True) if n < minimum}
+    assert 0 < len(want) < len(ids)
+    assert {i for i, d in decisions.items() if not d.selected} == want
+    assert all(list(d.not_evaluated) == ["maxStarEPerBand"] for d in decisions.values())
     # pixel scales at the centres agree with the corners' means (HSC distortion is small)
     centre = [ccd_stats(catalog, i).values["pixelScale"] for i in ids]
     assert np.allclose(centre, corner_scale, rtol=0.0025)

@@ -5,19 +5,23 @@ Gen3's coadd tasks hold their CCD selection in a ``select`` subtask whose defaul
 writes ``config.select.maxPsfFwhm = 1.5``; the same line works here. The field names are Gen3's;
 the defaults are not: Gen3 turns most cuts on (``maxPsfFwhm`` 1.8, ``maxEllipResidual`` 0.007,
 ``maxScaledSizeScatter`` 0.019, ``maxPsfTraceRadiusDelta`` 0.7, ``maxPsfApFluxDelta`` 0.24,
-``maxPsfApCorrSigmaScaledDelta`` 0.22), here every cut is off (None) so warps of existing
-configurations do not change. What each cut compares is in :mod:`warping.task.psf_select`.
+``maxPsfApCorrSigmaScaledDelta`` 0.22; the per-band ``minNPsfStarPerBand`` 6,
+``maxStarEPerBand`` 0.4, ``maxStarUnNormalizedEPerBand`` 2.8), here every cut is off (None, or
+an empty dict) so warps of existing configurations do not change. What each cut compares is in
+:mod:`warping.task.psf_select`.
 """
 
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from repo_butler.errors import ConfigError
 
-__all__ = ["CUT_FIELDS", "PsfWcsSelectImagesConfig"]
+__all__ = ["BAND_CUT_FIELDS", "CUT_FIELDS", "FALLBACK", "PsfWcsSelectImagesConfig"]
 
 
 def _doc(text: str, gen3: str) -> dict[str, Any]:
@@ -34,6 +38,21 @@ CUT_FIELDS = (
     "maxPsfApFluxDelta",
     "maxPsfApCorrSigmaScaledDelta",
 )
+#: The per-band threshold fields (band -> threshold, FALLBACK for the other bands).
+BAND_CUT_FIELDS = ("minNPsfStarPerBand", "maxStarEPerBand", "maxStarUnNormalizedEPerBand")
+#: The key of a per-band field that applies to the bands it does not list.
+FALLBACK = "fallback"
+
+
+def _no_bands() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
+def _band_doc(text: str, gen3: str) -> dict[str, Any]:
+    return {
+        "doc": f"{text} By band, '{FALLBACK}' for the others (required when not empty); a "
+        f"band's 0 turns it off for that band; {{}} (default): off (Gen3: {gen3} in every band)."
+    }
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,26 @@ class PsfWcsSelectImagesConfig:
             "0.22",
         ),
     )
+    minNPsfStarPerBand: Mapping[str, int] = field(
+        default_factory=_no_bands,
+        metadata=_band_doc(
+            "Skip a CCD whose PSF model used fewer stars (nPsfStar) than this.", "6"
+        ),
+    )
+    maxStarEPerBand: Mapping[str, float] = field(
+        default_factory=_no_bands,
+        metadata=_band_doc(
+            "Skip a CCD whose PSF stars' median ellipticity (starEMedian) is above this.", "0.4"
+        ),
+    )
+    maxStarUnNormalizedEPerBand: Mapping[str, float] = field(
+        default_factory=_no_bands,
+        metadata=_band_doc(
+            "Skip a CCD whose PSF stars' median unnormalized ellipticity, pixels^2 "
+            "(starUnNormalizedEMedian), is above this.",
+            "2.8",
+        ),
+    )
     excludeDetectors: tuple[int, ...] = field(
         default=(),
         metadata={"doc": "Skip these detectors (CCDs) of every visit (Gen3 default: [])."},
@@ -109,14 +148,19 @@ class PsfWcsSelectImagesConfig:
         return {name: float(v) for name, v in out.items() if v is not None}
 
     @property
+    def band_thresholds(self) -> dict[str, Mapping[str, float]]:
+        """The per-band cuts that are on (not empty), by field name."""
+        return {n: getattr(self, n) for n in BAND_CUT_FIELDS if getattr(self, n)}
+
+    @property
     def active(self) -> bool:
         """True when some cut (or ``excludeDetectors``) is on."""
-        return bool(self.thresholds or self.excludeDetectors)
+        return bool(self.thresholds or self.band_thresholds or self.excludeDetectors)
 
     @property
     def needs_statistics(self) -> bool:
         """True when a cut needs the CCDs' PSF statistics (a visitSummary)."""
-        return bool(self.thresholds)
+        return bool(self.thresholds or self.band_thresholds)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a threshold that is not a positive finite number.
@@ -130,6 +174,18 @@ class PsfWcsSelectImagesConfig:
                 raise ConfigError(
                     f"select.{name} must be a positive number, got {value}; set it to None to "
                     "turn the cut off."
+                )
+        for name, by_band in self.band_thresholds.items():
+            if FALLBACK not in by_band:
+                raise ConfigError(
+                    f"select.{name} = {dict(by_band)} has no {FALLBACK!r} entry; add one (the "
+                    f"threshold of the bands it does not list, 0 for none), as Gen3 requires."
+                )
+            bad = {b: v for b, v in by_band.items() if not (math.isfinite(v) and v >= 0)}
+            if bad:
+                raise ConfigError(
+                    f"select.{name} must map bands to numbers >= 0 (0: off for that band), got "
+                    f"{bad}."
                 )
         negative = [d for d in self.excludeDetectors if d < 0]
         if negative:

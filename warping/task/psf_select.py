@@ -18,7 +18,13 @@ maxScaledSizeScatter           psfStarScaledDeltaSizeScatter
 maxPsfTraceRadiusDelta         psfTraceRadiusDelta
 maxPsfApFluxDelta              psfApFluxDelta
 maxPsfApCorrSigmaScaledDelta   psfApCorrSigmaScaledDelta
+minNPsfStarPerBand             nPsfStar (rejects when *below* the band's threshold)
+maxStarEPerBand                starEMedian
+maxStarUnNormalizedEPerBand    starUnNormalizedEMedian
 ============================== ==================================================================
+
+The per-band cuts take the threshold of the row's ``band`` (or of ``fallback``); 0 turns a cut
+off for that band, as in Gen3.
 
 Unlike Gen3 (which stops at the first failing cut and drops a CCD its visitSummary lacks), every
 cut is evaluated and reported, and a cut whose statistic is absent (no visitSummary, no row for
@@ -37,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from warping.task.config_select import PsfWcsSelectImagesConfig
+from warping.task.config_select import FALLBACK, PsfWcsSelectImagesConfig
 
 if TYPE_CHECKING:
     from warping.geom import Box2I
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BAND_STATISTICS",
     "CUT_STATISTICS",
     "PsfStats",
     "SelectDecision",
@@ -70,6 +77,12 @@ CUT_STATISTICS: Mapping[str, tuple[str, ...]] = {
     "maxPsfApFluxDelta": ("psfApFluxDelta",),
     "maxPsfApCorrSigmaScaledDelta": ("psfApCorrSigmaScaledDelta",),
 }
+#: The visitSummary column each per-band cut compares.
+BAND_STATISTICS: Mapping[str, str] = {
+    "minNPsfStarPerBand": "nPsfStar",
+    "maxStarEPerBand": "starEMedian",
+    "maxStarUnNormalizedEPerBand": "starUnNormalizedEMedian",
+}
 _LABEL = {"maxPsfFwhm": "PSF FWHM", "maxEllipResidual": "median ellipticity residual"}
 _UNIT = {"maxPsfFwhm": " arcsec", "maxPsfTraceRadiusDelta": " px"}
 
@@ -89,12 +102,15 @@ class PsfStats:
         Where they come from, for messages (``visitSummary FILE (visit V)``).
     missing
         Why there are no statistics at all (``no visitSummary for visit V``), or None.
+    band
+        The row's ``band`` (which threshold the per-band cuts take), or None.
     """
 
     detector: int
     values: Mapping[str, float] = field(default_factory=dict)
     source: str = "visitSummary"
     missing: str | None = None
+    band: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,23 @@ def select_ccd(stats: PsfStats, config: PsfWcsSelectImagesConfig) -> SelectDecis
             )
         else:
             rejected[cut] = f"{label} is not finite ({stats.source}): select.{cut} rejects it"
+    for cut, by_band in config.band_thresholds.items():
+        key = stats.band if stats.band is not None and stats.band in by_band else FALLBACK
+        limit = by_band[key]
+        column = BAND_STATISTICS[cut]
+        if not limit:  # 0: off for this band
+            continue
+        if column not in stats.values:
+            not_evaluated[cut] = stats.missing or f"{stats.source} has no {column}"
+            continue
+        value = float(stats.values[column])
+        name = f"select.{cut}[{key!r}]={limit:g}"
+        if cut == "minNPsfStarPerBand":
+            if value < limit:  # NaN passes, as in Gen3
+                rejected[cut] = f"{column} {value:g} < {name} ({stats.source})"
+        elif not value <= limit:
+            shown = f"{value:.4g} >" if math.isfinite(value) else "is not finite, not <="
+            rejected[cut] = f"{column} {shown} {name} ({stats.source})"
     return SelectDecision(stats.detector, rejected, not_evaluated)
 
 
@@ -218,12 +251,14 @@ def ccd_psf_stats(inp: CcdInput) -> PsfStats:
         for k, v in row.summary.items()
         if isinstance(v, int | float | np.number) and not isinstance(v, bool)
     }
+    band = row.summary.get("band")
+    band = band if isinstance(band, str) and band else None
     if "pixelScale" not in values and row.wcs is not None and "psfSigma" in values:
         try:
             values["pixelScale"] = pixel_scale_arcsec(row.wcs, row.bbox)
         except Exception as err:  # a row WCS that cannot be evaluated: maxPsfFwhm not evaluated
             logger.warning("%s: no pixel scale for detector %s: %s", source, ccd, err)
-    return PsfStats(ccd, values, source)
+    return PsfStats(ccd, values, source, band=band)
 
 
 def select_input(inp: CcdInput, config: PsfWcsSelectImagesConfig) -> SelectDecision:
