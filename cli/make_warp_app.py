@@ -48,9 +48,15 @@ def format_config(config: Any, prefix: str = "config") -> list[str]:
         path = f"{prefix}.{f.name}"
         if dataclasses.is_dataclass(value):
             lines.extend(format_config(value, path))
-        elif isinstance(value, Mapping):
+        elif (
+            isinstance(value, Mapping)
+            and value
+            and all(map(dataclasses.is_dataclass, value.values()))
+        ):
             for key, sub in value.items():
                 lines.extend(format_config(sub, f"{path}[{key!r}]"))
+        elif isinstance(value, Mapping):  # values by name (select.minNPsfStarPerBand)
+            lines.append(f"{path} = {dict(value)!r}")
         else:
             literal = list(value) if isinstance(value, tuple) else value
             lines.append(f"{path} = {literal!r}")

@@ -263,3 +263,17 @@ def test_rejected_ccds_do_not_widen_the_patch_model_psf(repo: Path) -> None:
     assert "visit=903986" in everything["PSFMATCH_WIDEST_INPUT"]
     assert everything["PSFMATCH_MODEL_FWHM"] > cut["PSFMATCH_MODEL_FWHM"]
     assert everything["PSFMATCH_N_INPUTS_SURVEYED"] == cut["PSFMATCH_N_INPUTS_SURVEYED"] + 4
+
+
+def test_show_config_prints_the_select_fields_and_reads_back(tmp_path: Path) -> None:
+    given = ["select.maxPsfFwhm=1.2", "select.minNPsfStarPerBand={'fallback': 6, 'z': 0}",
+             "select.excludeDetectors=[9]"]  # fmt: skip
+    out = run_rb("make-warp", "unused", "--show-config", "--config", *given)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "config.select.minNPsfStarPerBand = {'fallback': 6, 'z': 0}" in text
+    assert "config.select.maxStarEPerBand = {}" in text
+    assert "config.select.maxEllipResidual = None" in text
+    again = apply_overrides(MakeWarpConfig(), files=[("shown.py", text)])
+    assert again == apply_overrides(MakeWarpConfig(), given)
+    assert again.select.thresholds == {"maxPsfFwhm": 1.2} and again.select.excludeDetectors == (9,)
