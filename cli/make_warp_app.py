@@ -49,9 +49,15 @@ def format_config(config: Any, prefix: str = "config") -> list[str]:
         path = f"{prefix}.{f.name}"
         if dataclasses.is_dataclass(value):
             lines.extend(format_config(value, path))
-        elif isinstance(value, Mapping):
+        elif (
+            isinstance(value, Mapping)
+            and value
+            and all(map(dataclasses.is_dataclass, value.values()))
+        ):
             for key, sub in value.items():
                 lines.extend(format_config(sub, f"{path}[{key!r}]"))
+        elif isinstance(value, Mapping):  # values by name (select.minNPsfStarPerBand)
+            lines.append(f"{path} = {dict(value)!r}")
         else:
             literal = list(value) if isinstance(value, tuple) else value
             lines.append(f"{path} = {literal!r}")
@@ -104,6 +110,20 @@ def _relative(uri: str, root: str | None) -> str:
     return uri
 
 
+def _cuts_not_evaluated(summary: RunSummary) -> list[str]:
+    """One line per visit, ``select`` cut and reason, listing the CCDs it was not evaluated on."""
+    lines = []
+    for v in summary.visits:
+        for cut, ccds in v.cuts_not_evaluated.items():
+            by_why: dict[str, list[int]] = {}
+            for ccd, why in ccds.items():
+                by_why.setdefault(why, []).append(ccd)
+            for why, cs in by_why.items():
+                shown = ", ".join(map(str, sorted(cs)))
+                lines.append(f"  visit {v.visit} select.{cut}, ccd {shown}: {why}")
+    return lines
+
+
 def print_summary(summary: RunSummary, *, console: Console, root: str | None = None) -> None:
     """Render one patch's :class:`warping.task.runner.RunSummary` as a table on ``console``.
 
@@ -144,6 +164,12 @@ def print_summary(summary: RunSummary, *, console: Console, root: str | None = N
     if reasons:  # below the table, so long reasons wrap at words, not inside a narrow column
         console.print("CCDs skipped and warps not made, and why:", highlight=False)
         for line in reasons:
+            console.print(line, highlight=False, markup=False)
+    unevaluated = _cuts_not_evaluated(summary)
+    if unevaluated:
+        console.print("select cuts not evaluated (their statistic is absent):",
+                      highlight=False, markup=False)  # fmt: skip
+        for line in unevaluated:
             console.print(line, highlight=False, markup=False)
     if summary.not_selected:
         n = len(summary.not_selected)
@@ -300,7 +326,8 @@ def make_warp_command(
     if batch.n_incomplete:
         err_console.print(
             f"[yellow]Output incomplete[/yellow]: {batch.n_incomplete} visit warp(s) lack CCDs "
-            "whose data or PSF could not be used, or warp types asked for (see 'CCDs skipped'); "
+            "whose data or PSF could not be used or that select.* rejected, or warp types asked "
+            "for (see 'CCDs skipped'); "
             "fix them and rerun with --reuse."
         )
         partial = True

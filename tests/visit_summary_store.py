@@ -4,8 +4,9 @@ LSST's visitSummary files are afw ExposureCatalogs read by the ``visit_summary``
 (:mod:`warping.formats.afw_visit_summary`). Repository tests of the task wiring (planning, one
 read per unit, provenance, skip reasons) need catalogs built from a simulation's own calibrations,
 which no afw writer produces, so they store them with this formatter instead: one FITS table row
-per detector with its bbox, its WCS as FITS header text and its PhotoCalib as JSON (no PSF: like
-every real visitSummary seen so far). It is registered under its own name, ``test_visit_summary``,
+per detector with its bbox, its WCS as FITS header text, its PhotoCalib as JSON and its scalar
+summary statistics (``psfSigma``, ``psfStarDeltaE1Median``, ...) as JSON (no PSF: like every real
+visitSummary seen so far). It is registered under its own name, ``test_visit_summary``,
 never under ``visit_summary``, and a test repository selects it in its ``butler.yaml``.
 """
 
@@ -64,6 +65,9 @@ def encode(catalog: VisitSummaryCatalog) -> bytes:
                 for r in rows
             ],
         ),
+        fits.Column(
+            "summary", "4000A", array=[json.dumps(dict(r.summary), default=_listed) for r in rows]
+        ),
     ]
     table = fits.BinTableHDU.from_columns(cols)
     table.header["VISIT"] = catalog.visit
@@ -82,7 +86,10 @@ def decode(data: bytes, source: str) -> VisitSummaryCatalog:
                 wcs = wcs_from_header(fits.Header.fromstring(rec["wcs"], sep="\n"))
             pc = PhotoCalib.from_dict(json.loads(rec["photoCalib"])) if rec["photoCalib"] else None
             det = int(rec["id"])
-            rows[det] = VisitSummaryRow(det, Box2I(*map(int, rec["bbox"])), wcs, pc)
+            summary = json.loads(rec["summary"]) if "summary" in table.columns.names else {}
+            rows[det] = VisitSummaryRow(
+                det, Box2I(*map(int, rec["bbox"])), wcs, pc, summary=summary
+            )
         return VisitSummaryCatalog(int(table.header["VISIT"]), rows, source)
 
 

@@ -23,6 +23,7 @@ from warping.task.config_overrides import (
     parse_config_file,
     parse_override,
 )
+from warping.task.config_select import PsfWcsSelectImagesConfig  # issue #22 (select cuts)
 
 __all__ = [
     "CoaddPsfConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "ModelPsfMatchConfig",
     "OutputCompressionConfig",
     "PsfMatchConfigAL",
+    "PsfWcsSelectImagesConfig",
     "WarpAndPsfMatchConfig",
     "WarperConfig",
     "apply_overrides",
@@ -325,6 +327,11 @@ class MakeWarpConfig:
         default_factory=GaussianPsfFactoryConfig, metadata=_doc("Model PSF.")
     )
     coaddPsf: CoaddPsfConfig = field(default_factory=CoaddPsfConfig, metadata=_doc("CoaddPsf."))
+    # issue #22: Gen3's ``select`` subtask (PsfWcsSelectImagesTask), every cut off by default
+    select: PsfWcsSelectImagesConfig = field(
+        default_factory=PsfWcsSelectImagesConfig,
+        metadata=_doc("PSF-quality CCD selection (Gen3 PsfWcsSelectImagesTask); cuts off."),
+    )
     # issue #19 (compressed outputs)
     outputCompression: OutputCompressionConfig = field(
         default_factory=OutputCompressionConfig,
@@ -433,6 +440,7 @@ class MakeWarpConfig:
             if value is not None and value % 2 == 0:
                 raise ConfigError(f"modelPsf.{name} must be odd, got {value}.")
         self.idGenerator.packer()
+        self.select.check()
         self.outputCompression.check()  # before _check_bounds: its message names the range
         _check_bounds(self)
         if self.makePsfMatched and mp.size is None and mp.defaultFwhm is not None:

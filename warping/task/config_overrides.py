@@ -54,7 +54,17 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if _scalar_map(tp):
+        return f"dict of {_type_name(typing.get_args(tp)[1])} by name"
     return getattr(tp, "__name__", str(tp))
+
+
+def _scalar_map(tp: Any) -> bool:
+    """Whether ``tp`` is ``Mapping[str, <not a dataclass>]`` (a dict of numbers by band...)."""
+    origin = typing.get_origin(tp)
+    if origin is None or getattr(origin, "__name__", "") != "Mapping":
+        return False
+    return not dataclasses.is_dataclass(typing.get_args(tp)[1])
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -79,6 +89,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list of {_type_name(elem)}, got {value!r}.")
         return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if _scalar_map(tp):
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(
+                f"{where} must be a {_type_name(tp)} (e.g. {{'r': 1}}), got {value!r}."
+            )
+        elem = typing.get_args(tp)[1]
+        return types.MappingProxyType(
+            {k: _coerce(v, elem, f"{where}[{k!r}]") for k, v in value.items()}
+        )
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -119,6 +138,12 @@ def _set_path(config: C, path: Sequence[_PathElem], value: Any, full: str) -> C:
             raise ConfigError(
                 f"{full} must be one of {list(choices)}, got {new!r}.{_suggest(str(new), choices)}"
             )
+    elif isinstance(current, Mapping) and _scalar_map(tp):  # config.x['r'] = 5 adds or replaces
+        if len(path) > 2:
+            raise ConfigError(f"{full}: the entries of {name} are values, not fields.")
+        updated = dict(current)
+        updated[path[1]] = _coerce(value, typing.get_args(tp)[1], full)
+        new = types.MappingProxyType(updated)
     elif isinstance(current, Mapping):
         key = path[1]
         if key == "active":

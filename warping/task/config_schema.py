@@ -55,7 +55,9 @@ def config_json_schema() -> dict[str, Any]:
                 value_tp = typing.get_args(tp)[1]
                 sch: dict[str, Any] = {
                     "type": "object",
-                    "additionalProperties": cls_schema(value_tp),
+                    "additionalProperties": cls_schema(value_tp)
+                    if dataclasses.is_dataclass(value_tp)
+                    else type_schema(value_tp),
                 }
             else:
                 sch = type_schema(tp)

@@ -155,6 +155,8 @@ def execute_unit(
                 result.ccds_skipped[outcome.ccd] = outcome.skipped
             if outcome.unusable:
                 result.ccds_unusable.append(outcome.ccd)
+            for cut, why in outcome.not_evaluated.items():
+                result.cuts_not_evaluated.setdefault(cut, {})[outcome.ccd] = why
         result.goodpix = dict(warps.goodpix)
         made = [t for t in config.warp_types if warps.exposures.get(t) is not None]
         if made:  # a type asked for but not made while another was: the output is incomplete

@@ -28,6 +28,7 @@ from warping.task.input_recorder import WarpInputsRecorder
 from warping.task.inputs import fmt_id
 from warping.task.psf_check import psf_problem
 from warping.task.psf_noise import NOISE_KEY, VARIANCE_KEY, merge_noise_summaries
+from warping.task.psf_select import select_input
 
 if TYPE_CHECKING:
     from repo_butler import DataId
@@ -92,6 +93,8 @@ class CcdOutcome:
     unusable: bool = False  # True: its data or PSF could not be used (the output is incomplete)
     reasons: dict[str, str] = field(default_factory=dict)  # warp type -> why it was not made
     notes: list[str] = field(default_factory=list)  # warnings (e.g. PSF deconvolution)
+    #: ``select`` cuts that are on but lack this CCD's statistic: field name -> why
+    not_evaluated: dict[str, str] = field(default_factory=dict)
 
     @property
     def used(self) -> bool:
@@ -344,6 +347,13 @@ class MakeWarpTask:
             outcomes.append(outcome)
             data_id = inp.data_id.to_dict()
             try:
+                if cfg.select.active and not inp.missing:  # PSF-quality cuts (issue #22)
+                    decision = select_input(inp, cfg.select)
+                    outcome.not_evaluated.update(decision.not_evaluated)
+                    if not decision.selected:
+                        logger.info("Visit %s CCD %s rejected by select: %s", visit_id, ccd,
+                                    decision.reason)  # fmt: skip
+                        raise UnusableCcdError(f"rejected by select: {decision.reason}")
                 calexp = load_calibrated(inp, cfg.visit_summary_components)
             except UnusableCcdError as err:
                 outcome.skipped, outcome.loaded, outcome.unusable = str(err), False, True

@@ -9,7 +9,9 @@ every input's :class:`~repo_butler.DatasetRef` and plans every output's path. A
 With ``useVisitSummary*``, every unit's CCDs get the visit's ``visitSummary``; a repository
 without that dataset type, or without the visitSummary of a visit to warp, stops the plan before
 any work. With ``useVisitSummaryWcs`` the overlap selection uses the rows' WCS (read in the driver,
-once per visit), as Gen3 selects on the final WCS.
+once per visit), as Gen3 selects on the final WCS. The ``select`` cuts (PSF quality) give each
+CCD its visit's visitSummary where there is one; a visit without one is not refused: the task
+reports those cuts as not evaluated for its CCDs.
 """
 
 from __future__ import annotations
@@ -365,6 +367,8 @@ def plan_units(
     if fields:
         check_dataset_type(butler.dataset_types, butler.root, " and ".join(fields))
         summaries = _VisitSummaries(butler)
+    elif config.select.needs_statistics and VISIT_SUMMARY in butler.dataset_types:
+        summaries = _VisitSummaries(butler)  # the select cuts' statistics, where there is one
     skymap_ref = butler.get_ref(f"{config.coaddName}Coadd_skyMap")
     skymap = butler.get(skymap_ref)
     candidates = _Candidates(butler, select_ids)
@@ -476,7 +480,7 @@ def plan_units(
                 uris = {o.warp_type: butler.datastore.uri(o.put.path) for o in outputs}
                 plan.reused.append(UnitResult.for_unit(unit, "reused", outputs=uris))
                 continue
-            if summaries is not None and vs_ref is None:
+            if fields and vs_ref is None:  # the select cuts alone report it per CCD instead
                 lacking[(str(pid["filter"]), visit)] = None
             plan.units.append(unit)
     if lacking:

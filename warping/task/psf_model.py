@@ -185,15 +185,18 @@ def survey_inputs(
     """The widest PSF FWHM among ``inputs`` (with its data ID) and how many were measured.
 
     Each CCD is read and calibrated as the task would (so a visitSummary PSF or an external WCS
-    is used when the config asks); CCDs that cannot be used are left out here and reported by
-    the units.
+    is used when the config asks); CCDs that cannot be used, or that the ``select`` cuts reject,
+    are left out here and reported by the units.
     """
     from warping.task.calibrate import UnusableCcdError, load_calibrated
     from warping.task.psf_check import psf_problem
+    from warping.task.psf_select import deselected
 
     widest: tuple[float, str] | None = None
     n = 0
     for inp in inputs:
+        if deselected(inp, config.select):
+            continue
         try:
             calexp = load_calibrated(inp, config.visit_summary_components)
         except UnusableCcdError:
@@ -218,18 +221,20 @@ def read_ccd_psfs(
     tables (and the external WCS when the config applies one), not its pixels.
 
     With a ``useVisitSummary*`` field the CCDs are read and calibrated in full instead (the PSF
-    or WCS then come from the visitSummary row).
+    or WCS then come from the visitSummary row). CCDs the ``select`` cuts reject are left out.
     """
     from warping.calexp_footprint import HEADER_BLOCK_SIZE
     from warping.formats.exposure_fits import read_psf_wcs_and_bbox
+    from warping.task.psf_select import deselected
 
+    shared: dict[str, Any] = {}  # the visit's visitSummary: read once for all its CCDs
     if config.visit_summary_components:
-        return survey_inputs([c.bind(io) for c in ccds], sky_info, config)
+        return survey_inputs([c.bind(io, shared=shared) for c in ccds], sky_info, config)
     widest: tuple[float, str] | None = None
     n = 0
     for ccd in ccds:
         did = fmt_id(ccd.data_id)
-        if ccd.missing:
+        if ccd.missing or deselected(ccd.bind(io, shared=shared), config.select):
             continue
         try:
             with io.open(ccd.calexp, block_size=HEADER_BLOCK_SIZE) as fh:

@@ -93,7 +93,10 @@ class ConfigDifference:
 
     def __str__(self) -> str:
         def show(value: Any) -> str:
-            return "(not in this release)" if value is _UNKNOWN else repr(value)
+            if value is not _UNKNOWN:
+                return repr(value)
+            # a dict entry (select.minNPsfStarPerBand['z']) one side does not set
+            return "(no entry)" if self.field.endswith("]") else "(not in this release)"
 
         return f"{self.field}: recorded {show(self.recorded)}, now {show(self.new)}"
 

@@ -58,6 +58,8 @@ class VisitSummary:
     worker: str = ""
     ccds_unusable: list[int] = field(default_factory=list)  # skipped ones whose data was bad
     outputs_missing: dict[str, str] = field(default_factory=dict)  # warp type asked, not made
+    #: ``select`` cuts that could not be evaluated (no statistic): field name -> {CCD: why}
+    cuts_not_evaluated: dict[str, dict[int, str]] = field(default_factory=dict)
 
     @property
     def incomplete(self) -> bool:
@@ -74,6 +76,10 @@ class VisitSummary:
             "ccds_skipped": {str(k): v for k, v in self.ccds_skipped.items()},
             "ccds_unusable": self.ccds_unusable,
             "outputs_missing": self.outputs_missing,
+            "cuts_not_evaluated": {
+                cut: {str(c): why for c, why in ccds.items()}
+                for cut, ccds in self.cuts_not_evaluated.items()
+            },
             "incomplete": self.incomplete,
             "goodpix": self.goodpix,
             "outputs": self.outputs,
@@ -206,6 +212,7 @@ def _visit_summary(res: UnitResult) -> VisitSummary:
         ccds_skipped=dict(res.ccds_skipped),
         ccds_unusable=list(res.ccds_unusable),
         outputs_missing=dict(res.outputs_missing),
+        cuts_not_evaluated={k: dict(v) for k, v in res.cuts_not_evaluated.items()},
         goodpix=dict(res.goodpix),
         outputs=dict(res.outputs),
         seconds=res.seconds,

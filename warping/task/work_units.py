@@ -175,6 +175,8 @@ class UnitResult:
     ccds_unusable: list[int] = field(default_factory=list)  # skipped for bad data: incomplete
     #: warp types asked for but not made while another was (warp type -> why): incomplete
     outputs_missing: dict[str, str] = field(default_factory=dict)
+    #: ``select`` cuts that could not be evaluated: field name -> {CCD: why}
+    cuts_not_evaluated: dict[str, dict[int, str]] = field(default_factory=dict)
     goodpix: dict[str, int] = field(default_factory=dict)
     written: list[WrittenDataset] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)  # warp type -> uri
