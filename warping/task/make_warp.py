@@ -262,6 +262,29 @@ class MakeWarpTask:
                 out["psfMatched"] = matched
         return out
 
+    def _add_companions(
+        self,
+        companions: dict[str, Exposure],
+        calexp: Exposure,
+        sky_info: SkyInfo,
+        data_id: DataId,
+        outcome: CcdOutcome,
+    ) -> None:
+        """Warp a CCD's masked-fraction and noise images and copy them into the visit's
+        companions of the direct warp; a failure marks the CCD unusable for them."""
+        from warping.task.companions import warp_companions
+
+        try:
+            for t, exp in warp_companions(calexp, sky_info, self.config, data_id):
+                copy_good_pixels(companions[t], exp, self.config.badMaskPlanes)
+                del exp
+        except Exception as err:  # like a PSF-matching failure: those outputs are incomplete
+            logger.warning("CCD %s: cannot warp its %s: %s", fmt_id(data_id),
+                           "/".join(companions), err)  # fmt: skip
+            for t in companions:
+                outcome.reasons[t] = f"cannot warp it: {type(err).__name__}: {err}"
+            outcome.unusable = True
+
     # -- the task -------------------------------------------------------------------------------
     def run(
         self,
@@ -324,6 +347,7 @@ class MakeWarpTask:
         records: dict[str, list[CcdRecord]] = {t: [] for t in types_}
         noise: dict[str, list[tuple[int, dict[str, Any]]]] = {t: [] for t in types_}
         first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
+        companions = {t: self._empty_warp(sky_info) for t in cfg.companion_types}
         psf_model = psf_model or self.resolve_psf_model(inputs, sky_info)
         model_psf = match_config = None
         if cfg.makePsfMatched and psf_model is not None:
@@ -387,8 +411,12 @@ class MakeWarpTask:
                             data_id=inp.data_id.to_dict(),
                         )
                     )
-            del calexp, warped
+            direct_made = warped.get("direct") is not None
+            del warped
             exp = None  # else the last warped CCD lives on while the next one is read
+            if companions and direct_made:
+                self._add_companions(companions, calexp, sky_info, inp.data_id, outcome)
+            del calexp
             if not outcome.used and outcome.skipped is None:
                 outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}
@@ -421,8 +449,28 @@ class MakeWarpTask:
                 exposures[t] = None
                 logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
                             sky_info.patch_name, t)  # fmt: skip
+        _finish_companions(companions, exposures, first.get("direct"))
         seconds = time.perf_counter() - t0
         return VisitWarps(int(visit_id), exposures, goodpix, outcomes, seconds, psf_model)
+
+
+def _finish_companions(
+    companions: dict[str, Exposure],
+    exposures: dict[str, Exposure | None],
+    src: _FirstCcd | None,
+) -> None:
+    """Add the companions to ``exposures``: written exactly when the direct warp is."""
+    direct = exposures.get("direct")
+    for t, warp in companions.items():
+        if direct is None:
+            exposures[t] = None
+            continue
+        if src is not None:
+            warp.id, warp.filter, warp.visit_info = src.id, src.filter, src.visit_info
+        if t == "maskedFraction":  # a fraction: no photometric calibration, no nJy
+            warp.photo_calib = None
+            warp.metadata.pop("BUNIT", None)
+        exposures[t] = warp
 
 
 class _FirstCcd(NamedTuple):
