@@ -158,8 +158,9 @@ def warp_companions(
     if config.doWarpMaskedFraction:
         indicator = masked_indicator(calexp, tuple(config.maskedFractionMaskPlanes))
         control = _control(config, masked_fraction=True)
-        yield "maskedFraction", warp_exposure(
-            indicator, sky_info.wcs, max_bbox=sky_info.bbox, control=control
+        yield (
+            "maskedFraction",
+            warp_exposure(indicator, sky_info.wcs, max_bbox=sky_info.bbox, control=control),
         )
         del indicator
     control = _control(config, masked_fraction=False)
