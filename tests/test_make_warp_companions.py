@@ -268,3 +268,27 @@ def test_the_preset_holds_every_noise_dataset_type() -> None:
     assert {config.dataset_type(t) for t in config.companion_types} <= names
     assert not any(n.startswith(f"deepCoadd_directWarp_noise{MAX_NUMBER_OF_NOISE_REALIZATIONS}")
                    for n in names)  # fmt: skip
+
+
+@pytest.mark.parametrize("median", [False, True])
+def test_noise_warp_equals_the_full_warp_of_the_noise_image(
+    calexp: Exposure, sky: SkyInfo, median: bool
+) -> None:
+    """The task warps only the noise image and takes the direct warp's mask (and per-pixel
+    variance); warping the whole noise exposure gives the same bits."""
+    from warping.task.calibrate import calibrate_exposure
+    from warping.task.companions import noise_exposure, noise_generator
+    from warping.warp import warp_exposure
+
+    out = _run(calexp, sky, ["numberOfNoiseRealizations=1", f"useMedianVariance={median}"])
+    calibrated = calibrate_exposure(calexp, photo_calib=calexp.photo_calib)
+    noise = noise_exposure(
+        calibrated, noise_generator({"visit": VISIT, "ccd": 3}, 0), use_median_variance=median
+    )
+    full = warp_exposure(noise, sky.wcs, max_bbox=sky.bbox)
+    got = out["noise0"].subset(full.bbox)  # the visit's warp, on the CCD's footprint
+    good = (full.mask & full.mask_planes.bitmask("NO_DATA")) == 0
+    assert good.sum() > 900_000
+    np.testing.assert_array_equal(got.mask[good], full.mask[good])
+    np.testing.assert_array_equal(got.image[good], full.image[good])
+    np.testing.assert_array_equal(got.variance[good], full.variance[good])

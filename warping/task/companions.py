@@ -133,6 +133,7 @@ def warp_companions(
     sky_info: SkyInfo,
     config: MakeWarpConfig,
     data_id: Mapping[str, Any],
+    direct: Exposure | None = None,
 ) -> Iterator[tuple[str, Exposure]]:
     """Warp one calibrated CCD's companions (``config.companion_types``) onto the patch, one at a
     time (each is yielded before the next is made, so one is in memory at a time).
@@ -147,6 +148,10 @@ def warp_companions(
         The task configuration.
     data_id
         The CCD's data ID (``visit`` and ``ccd`` seed its noise).
+    direct
+        The CCD's direct warp (``calexp`` warped with ``warpAndPsfMatch.warp``), or None. Given,
+        the noise warps take its mask (and, per-pixel, its variance), which warping their own
+        would reproduce bit for bit, and warp only their image (and median variance).
 
     Yields
     ------
@@ -167,9 +172,37 @@ def warp_companions(
     for n in range(config.numberOfNoiseRealizations):
         rng = noise_generator(data_id, n, config.seedOffset)
         noise = noise_exposure(calexp, rng, use_median_variance=config.useMedianVariance)
-        warped = warp_exposure(noise, sky_info.wcs, max_bbox=sky_info.bbox, control=control)
+        if direct is None:
+            warped = warp_exposure(noise, sky_info.wcs, max_bbox=sky_info.bbox, control=control)
+        else:
+            warped = _warp_like(noise, direct, control, same_variance=not config.useMedianVariance)
         del noise
         yield f"noise{n}", warped
+
+
+def _warp_like(
+    source: Exposure, direct: Exposure, control: Any, *, same_variance: bool
+) -> Exposure:
+    """``source`` (a copy of the direct warp's CCD with another image, and variance unless
+    ``same_variance``) warped onto ``direct``'s bbox, with ``direct``'s mask (and variance)."""
+    from warping.warp import warp_with_transform, wcs_pair_transform
+
+    assert source.wcs is not None and direct.wcs is not None
+    res = warp_with_transform(
+        source.image,
+        None if same_variance else source.variance,
+        None,
+        source.xy0,
+        direct.bbox,
+        wcs_pair_transform(source.wcs, direct.wcs),
+        control=control,
+        want_mask=False,
+    )
+    variance = direct.variance if res.variance is None else res.variance
+    return Exposure(
+        res.image, direct.mask, variance, mask_planes=direct.mask_planes, xy0=direct.xy0,
+        wcs=direct.wcs, photo_calib=direct.photo_calib,
+    )  # fmt: skip
 
 
 def check_companion_dataset_types(

@@ -266,6 +266,7 @@ class MakeWarpTask:
         self,
         companions: dict[str, Exposure],
         calexp: Exposure,
+        direct: Exposure,
         sky_info: SkyInfo,
         data_id: DataId,
         outcome: CcdOutcome,
@@ -275,7 +276,7 @@ class MakeWarpTask:
         from warping.task.companions import warp_companions
 
         try:
-            for t, exp in warp_companions(calexp, sky_info, self.config, data_id):
+            for t, exp in warp_companions(calexp, sky_info, self.config, data_id, direct):
                 copy_good_pixels(companions[t], exp, self.config.badMaskPlanes)
                 del exp
         except Exception as err:  # like a PSF-matching failure: those outputs are incomplete
@@ -411,12 +412,12 @@ class MakeWarpTask:
                             data_id=inp.data_id.to_dict(),
                         )
                     )
-            direct_made = warped.get("direct") is not None
+            direct = warped.get("direct")
             del warped
             exp = None  # else the last warped CCD lives on while the next one is read
-            if companions and direct_made:
-                self._add_companions(companions, calexp, sky_info, inp.data_id, outcome)
-            del calexp
+            if companions and direct is not None:
+                self._add_companions(companions, calexp, direct, sky_info, inp.data_id, outcome)
+            del calexp, direct
             if not outcome.used and outcome.skipped is None:
                 outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}
