@@ -83,13 +83,16 @@ def noise_exposure(
     standard normal is drawn per pixel in row order whatever the variance, so the stream does
     not depend on the mask.
     """
-    z = rng.standard_normal(calexp.image.shape, dtype=np.float32)
+    image = rng.standard_normal(calexp.image.shape, dtype=np.float32)
     if use_median_variance:
-        var = np.full(calexp.image.shape, median_variance(calexp), dtype=np.float32)
+        median = median_variance(calexp)
+        var = np.full(calexp.image.shape, median, dtype=np.float32)
+        image *= np.float32(np.sqrt(median) if median >= 0 else np.nan)
     else:
-        var = np.array(calexp.variance, dtype=np.float32, copy=True)
-    ok = np.isfinite(var) & (var >= 0)
-    image = np.where(ok, z * np.sqrt(np.where(ok, var, 0.0)), np.float32(np.nan))
+        var = calexp.variance  # read only
+        with np.errstate(invalid="ignore"):
+            image *= np.sqrt(var)  # NaN where the variance is negative or NaN
+        image[~np.isfinite(image)] = np.nan  # and where it is infinite
     return dataclasses.replace(calexp, image=image, variance=var, metadata=dict(calexp.metadata))
 
 
