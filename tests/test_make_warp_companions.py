@@ -292,3 +292,34 @@ def test_noise_warp_equals_the_full_warp_of_the_noise_image(
     np.testing.assert_array_equal(got.mask[good], full.mask[good])
     np.testing.assert_array_equal(got.image[good], full.image[good])
     np.testing.assert_array_equal(got.variance[good], full.variance[good])
+
+
+def test_run_config_compares_companion_settings_only_when_they_act() -> None:
+    from warping.task.run_config import differences, normalised
+
+    def diff(a: list[str], b: list[str]) -> list[str]:
+        ca, cb = (apply_overrides(MakeWarpConfig(), o) for o in (a, b))
+        return [d.field for d in differences(normalised(ca), normalised(cb))]
+
+    assert diff([], ["seedOffset=5", "useMedianVariance=False"]) == []  # no noise asked
+    assert diff([], ["maskedFractionWarper.warpingKernelName=lanczos3"]) == []
+    on = ["numberOfNoiseRealizations=1"]
+    assert diff(on, [*on, "seedOffset=5"]) == ["seedOffset"]
+    assert diff([], on) == ["numberOfNoiseRealizations"]
+    frac = ["doWarpMaskedFraction=True"]
+    assert diff(frac, [*frac, "maskedFractionMaskPlanes=['BAD']"]) == ["maskedFractionMaskPlanes"]
+
+
+def test_a_ccd_whose_companions_fail_is_reported_and_they_are_not_written(
+    calexp: Exposure, sky: SkyInfo
+) -> None:
+    """Noise needs the CCD's visit and ccd: an input without a visit key warps directly but
+    not into the noise warp, which is then missing with the reason (not written all-NaN)."""
+    config = apply_overrides(MakeWarpConfig(), ["numberOfNoiseRealizations=1"])
+    inp = CcdInput(DataId(ccd=3), InMemoryHandle(calexp))
+    warps = MakeWarpTask(config).run([inp], sky, VISIT)
+    assert warps.exposures["direct"] is not None
+    assert warps.exposures["noise0"] is None
+    (outcome,) = warps.ccds
+    assert outcome.unusable and outcome.used
+    assert "lacks 'visit'" in outcome.reasons["noise0"]

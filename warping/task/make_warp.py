@@ -272,18 +272,20 @@ class MakeWarpTask:
         outcome: CcdOutcome,
     ) -> None:
         """Warp a CCD's masked-fraction and noise images and copy them into the visit's
-        companions of the direct warp; a failure marks the CCD unusable for them."""
+        companions of the direct warp (the pixels copied are counted in ``outcome.goodpix``);
+        a failure marks the CCD unusable for them."""
         from warping.task.companions import warp_companions
 
         try:
             for t, exp in warp_companions(calexp, sky_info, self.config, data_id, direct):
-                copy_good_pixels(companions[t], exp, self.config.badMaskPlanes)
+                outcome.goodpix[t] = copy_good_pixels(companions[t], exp, self.config.badMaskPlanes)
                 del exp
         except Exception as err:  # like a PSF-matching failure: those outputs are incomplete
             logger.warning("CCD %s: cannot warp its %s: %s", fmt_id(data_id),
                            "/".join(companions), err)  # fmt: skip
             for t in companions:
                 outcome.reasons[t] = f"cannot warp it: {type(err).__name__}: {err}"
+                outcome.goodpix[t] = 0
             outcome.unusable = True
 
     # -- the task -------------------------------------------------------------------------------
@@ -450,20 +452,23 @@ class MakeWarpTask:
                 exposures[t] = None
                 logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
                             sky_info.patch_name, t)  # fmt: skip
-        _finish_companions(companions, exposures, first.get("direct"))
+        pixels = {t: sum(o.goodpix.get(t, 0) for o in outcomes) for t in companions}
+        _finish_companions(companions, pixels, exposures, first.get("direct"))
         seconds = time.perf_counter() - t0
         return VisitWarps(int(visit_id), exposures, goodpix, outcomes, seconds, psf_model)
 
 
 def _finish_companions(
     companions: dict[str, Exposure],
+    pixels: dict[str, int],
     exposures: dict[str, Exposure | None],
     src: _FirstCcd | None,
 ) -> None:
-    """Add the companions to ``exposures``: written exactly when the direct warp is."""
+    """Add the companions to ``exposures``: written when the direct warp is, unless no CCD
+    could be warped for them while the direct warp holds pixels (then reported missing)."""
     direct = exposures.get("direct")
     for t, warp in companions.items():
-        if direct is None:
+        if direct is None or (src is not None and pixels[t] == 0):
             exposures[t] = None
             continue
         if src is not None:
