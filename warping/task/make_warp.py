@@ -325,6 +325,9 @@ class MakeWarpTask:
         -------
         VisitWarps
             ``exposures[warp_type]`` is None when no pixel landed (unless ``doWriteEmptyWarps``).
+            It also holds the direct warp's companions asked for (``maskedFraction``,
+            ``noise0`` ...: :mod:`warping.task.companions`), made exactly when the direct warp
+            is (None, with the CCDs' reasons, when no CCD could be warped into one).
             A CCD whose data or PSF cannot be used is skipped with the reason in its outcome
             (``loaded`` False, ``unusable`` True): no warp holds pixels whose PSF is unknown.
 
