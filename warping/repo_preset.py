@@ -3,7 +3,8 @@
 Contributed to repo_butler as the repository preset ``warping`` (entry-point group
 ``repo_butler.presets``), so ``rb create`` lays a new repository out for make-warp: calexps,
 their backgrounds and sky corrections, external (jointcal/FGCM) calibrations, per-visit
-``visitSummary`` catalogs, the sky map and the direct and PSF-matched warps. The formatters
+``visitSummary`` catalogs, the sky map, the direct and PSF-matched warps and the direct warp's
+masked-fraction and noise companions. The formatters
 named here are warping's own entry points in the ``repo_butler.formatters`` group
 (``visit_summary`` reads LSST's afw ExposureCatalog files).
 
@@ -111,6 +112,23 @@ _PRESET: dict[str, Any] = {
             "dimensions": ["filter", "tract", "patch", "visit"],
             "formatter": "exposure",
             "template": f"{_WARP_DIR}/psfMatchedWarp-{_WARP_TAIL}",
+        },
+        # the direct warp's companions (Gen3 MakeDirectWarp, MakeWarpConfig.doWarpMaskedFraction
+        # and numberOfNoiseRealizations)
+        "deepCoadd_directWarp_maskedFraction": {
+            "dimensions": ["filter", "tract", "patch", "visit"],
+            "formatter": "exposure",
+            "template": f"{_WARP_DIR}/warp_maskedFraction-{_WARP_TAIL}",
+            "doc": "Per warp pixel, the fraction of its kernel footprint from masked CCD pixels.",
+        },
+        **{
+            f"deepCoadd_directWarp_noise{n}": {
+                "dimensions": ["filter", "tract", "patch", "visit"],
+                "formatter": "exposure",
+                "template": f"{_WARP_DIR}/warp_noise{n}-{_WARP_TAIL}",
+                "doc": f"Noise realization {n} of the direct warp, warped like its image.",
+            }
+            for n in range(3)  # MakeWarpConfig's MAX_NUMBER_OF_NOISE_REALIZATIONS
         },
         "truth_catalog": {
             "dimensions": [],

@@ -26,6 +26,7 @@ from warping.task.config_overrides import (
 from warping.task.config_select import PsfWcsSelectImagesConfig  # issue #22 (select cuts)
 
 __all__ = [
+    "MAX_NUMBER_OF_NOISE_REALIZATIONS",
     "CoaddPsfConfig",
     "GaussianPsfFactoryConfig",
     "IdGeneratorConfig",
@@ -60,6 +61,8 @@ MAX_STAMP = 255
 AUTO_PAD_PSF_TO = 1.2
 #: Largest cell or interpolation length, in pixels.
 MAX_PIXELS = 10_000
+#: Gen3's cap on ``numberOfNoiseRealizations`` (each realization is one more patch-sized output).
+MAX_NUMBER_OF_NOISE_REALIZATIONS = 3
 
 
 def _above(value: Any, maximum: float | None) -> bool:
@@ -332,6 +335,48 @@ class MakeWarpConfig:
         default_factory=PsfWcsSelectImagesConfig,
         metadata=_doc("PSF-quality CCD selection (Gen3 PsfWcsSelectImagesTask); cuts off."),
     )
+    # issue #22 points 1 and 2 (Gen3 MakeDirectWarp): companions of the direct warp
+    doWarpMaskedFraction: bool = field(
+        default=False,
+        metadata=_doc(
+            "Also write {coaddName}Coadd_directWarp_maskedFraction: per warp pixel, the "
+            "fraction of its kernel footprint that came from masked CCD pixels."
+        ),
+    )
+    maskedFractionWarper: WarperConfig = field(
+        default_factory=lambda: WarperConfig(warpingKernelName="bilinear"),
+        metadata=_doc("Warper of the masked-fraction image (Gen3: bilinear)."),
+    )
+    maskedFractionMaskPlanes: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Not Gen3: CCD mask planes counted as masked in the masked-fraction image, besides "
+            "pixels of negative or infinite variance (Gen3 counts its pre-warp interpolation's "
+            "planes when that is on, none by default)."
+        ),
+    )
+    numberOfNoiseRealizations: int = field(
+        default=0,
+        metadata=_doc(
+            "Gaussian noise realizations per CCD, warped like the image and written as "
+            "{coaddName}Coadd_directWarp_noise{n}, 0 to 3.",
+            maximum=MAX_NUMBER_OF_NOISE_REALIZATIONS,
+        ),
+    )
+    seedOffset: int = field(
+        default=0,
+        metadata=_doc(
+            "Added to the noise seed (visit, ccd, realization): another value gives other, "
+            "equally reproducible, noise."
+        ),
+    )
+    useMedianVariance: bool = field(
+        default=True,
+        metadata=_doc(
+            "Noise from the median of the CCD's variance plane (finite pixels); False: from "
+            "the per-pixel variance."
+        ),
+    )
     # issue #19 (compressed outputs)
     outputCompression: OutputCompressionConfig = field(
         default_factory=OutputCompressionConfig,
@@ -372,6 +417,7 @@ class MakeWarpConfig:
             raise ConfigError("At least one of makeDirect and makePsfMatched must be True.")
         if self.border < 0:
             raise ConfigError(f"border must be >= 0 pixels, got {self.border}.")
+        _check_companions(self)
         check_calibration_sources(self)
         if self.revert_background and self.apply_sky_corr:
             raise ConfigError(
@@ -454,6 +500,17 @@ class MakeWarpConfig:
                 )
 
     @property
+    def companion_types(self) -> list[str]:
+        """The direct warp's companions asked for: ``maskedFraction``, then ``noise0`` ..."""
+        masked = ["maskedFraction"] if self.doWarpMaskedFraction else []
+        return masked + [f"noise{n}" for n in range(self.numberOfNoiseRealizations)]
+
+    @property
+    def output_types(self) -> list[str]:
+        """Everything a unit writes: :attr:`warp_types`, then :attr:`companion_types`."""
+        return self.warp_types + self.companion_types
+
+    @property
     def warp_types(self) -> list[str]:
         """Requested warp types, in LSST's order: ``direct`` then ``psfMatched``."""
         return [
@@ -461,5 +518,31 @@ class MakeWarpConfig:
         ]
 
     def dataset_type(self, warp_type: str) -> str:
-        """Output dataset type name for ``warp_type`` (``deepCoadd_directWarp`` ...)."""
-        return f"{self.coaddName}Coadd_{warp_type}Warp"
+        """Output dataset type name for ``warp_type`` (``deepCoadd_directWarp`` ...); a companion
+        of the direct warp (``maskedFraction``, ``noise0`` ...) is ``deepCoadd_directWarp_<it>``."""
+        if warp_type in ("direct", "psfMatched"):
+            return f"{self.coaddName}Coadd_{warp_type}Warp"
+        return f"{self.coaddName}Coadd_directWarp_{warp_type}"
+
+
+def _check_companions(config: MakeWarpConfig) -> None:
+    """Validate the masked-fraction and noise fields (issue #22); raise :class:`ConfigError`."""
+    n = config.numberOfNoiseRealizations
+    if not 0 <= n <= MAX_NUMBER_OF_NOISE_REALIZATIONS:
+        raise ConfigError(
+            f"numberOfNoiseRealizations must be 0 to {MAX_NUMBER_OF_NOISE_REALIZATIONS} (each "
+            f"one is another patch-sized output per visit), got {n}."
+        )
+    if (config.doWarpMaskedFraction or n) and not config.makeDirect:
+        raise ConfigError(
+            "doWarpMaskedFraction and numberOfNoiseRealizations accompany the direct warp: set "
+            "makeDirect=True, or turn them off."
+        )
+    if config.doWarpMaskedFraction:
+        w = config.maskedFractionWarper
+        try:
+            from warping.warp import WarpingControl
+
+            WarpingControl(w.warpingKernelName, w.maskWarpingKernelName, w.interpLength)
+        except ValueError as err:
+            raise ConfigError(f"maskedFractionWarper: {err}.") from None

@@ -158,9 +158,9 @@ def execute_unit(
             for cut, why in outcome.not_evaluated.items():
                 result.cuts_not_evaluated.setdefault(cut, {})[outcome.ccd] = why
         result.goodpix = dict(warps.goodpix)
-        made = [t for t in config.warp_types if warps.exposures.get(t) is not None]
+        made = [t for t in config.output_types if warps.exposures.get(t) is not None]
         if made:  # a type asked for but not made while another was: the output is incomplete
-            for t in config.warp_types:
+            for t in config.output_types:
                 if t not in made:
                     result.outputs_missing[t] = _why_not_made(t, warps)
         used = set(result.ccds_used)

@@ -266,6 +266,32 @@ class MakeWarpTask:
                 out["psfMatched"] = matched
         return out
 
+    def _add_companions(
+        self,
+        companions: dict[str, Exposure],
+        calexp: Exposure,
+        direct: Exposure,
+        sky_info: SkyInfo,
+        data_id: DataId,
+        outcome: CcdOutcome,
+    ) -> None:
+        """Warp a CCD's masked-fraction and noise images and copy them into the visit's
+        companions of the direct warp (the pixels copied are counted in ``outcome.goodpix``);
+        a failure marks the CCD unusable for them."""
+        from warping.task.companions import warp_companions
+
+        try:
+            for t, exp in warp_companions(calexp, sky_info, self.config, data_id, direct):
+                outcome.goodpix[t] = copy_good_pixels(companions[t], exp, self.config.badMaskPlanes)
+                del exp
+        except Exception as err:  # like a PSF-matching failure: those outputs are incomplete
+            logger.warning("CCD %s: cannot warp its %s: %s", fmt_id(data_id),
+                           "/".join(companions), err)  # fmt: skip
+            for t in companions:
+                outcome.reasons[t] = f"cannot warp it: {type(err).__name__}: {err}"
+                outcome.goodpix[t] = 0
+            outcome.unusable = True
+
     # -- the task -------------------------------------------------------------------------------
     def run(
         self,
@@ -303,6 +329,9 @@ class MakeWarpTask:
         -------
         VisitWarps
             ``exposures[warp_type]`` is None when no pixel landed (unless ``doWriteEmptyWarps``).
+            It also holds the direct warp's companions asked for (``maskedFraction``,
+            ``noise0`` ...: :mod:`warping.task.companions`), made exactly when the direct warp
+            is (None, with the CCDs' reasons, when no CCD could be warped into one).
             A CCD whose data or PSF cannot be used is skipped with the reason in its outcome
             (``loaded`` False, ``unusable`` True): no warp holds pixels whose PSF is unknown.
 
@@ -331,6 +360,7 @@ class MakeWarpTask:
         ccd_ids = [packer.pack({"visit": visit_id, **inp.data_id.to_dict()}) for inp in inputs]
         noise: dict[str, list[tuple[int, dict[str, Any]]]] = {t: [] for t in types_}
         first: dict[str, _FirstCcd | None] = dict.fromkeys(types_)
+        companions = {t: self._empty_warp(sky_info) for t in cfg.companion_types}
         psf_model = psf_model or self.resolve_psf_model(inputs, sky_info)
         model_psf = match_config = None
         if cfg.makePsfMatched and psf_model is not None:
@@ -399,8 +429,12 @@ class MakeWarpTask:
                     calexp, ccd_id, ccd, data_id, n, valid_bbox=_ccd_valid_bbox(calexp, exp),
                     valid_polygon=calexp.valid_polygon, ap_corr_map=calexp.ap_corr_map,
                 )  # fmt: skip
-            del calexp, warped
+            direct = warped.get("direct")
+            del warped
             exp = None  # else the last warped CCD lives on while the next one is read
+            if companions and direct is not None:
+                self._add_companions(companions, calexp, direct, sky_info, inp.data_id, outcome)
+            del calexp, direct
             if not outcome.used and outcome.skipped is None:
                 outcome.skipped = "; ".join(outcome.reasons.values()) or "no good pixels on patch"
         exposures: dict[str, Exposure | None] = {}
@@ -432,8 +466,31 @@ class MakeWarpTask:
                 exposures[t] = None
                 logger.info("Visit %s lands no pixels on patch %s (%s)", visit_id,
                             sky_info.patch_name, t)  # fmt: skip
+        pixels = {t: sum(o.goodpix.get(t, 0) for o in outcomes) for t in companions}
+        _finish_companions(companions, pixels, exposures, first.get("direct"))
         seconds = time.perf_counter() - t0
         return VisitWarps(int(visit_id), exposures, goodpix, outcomes, seconds, psf_model)
+
+
+def _finish_companions(
+    companions: dict[str, Exposure],
+    pixels: dict[str, int],
+    exposures: dict[str, Exposure | None],
+    src: _FirstCcd | None,
+) -> None:
+    """Add the companions to ``exposures``: written when the direct warp is, unless no CCD
+    could be warped for them while the direct warp holds pixels (then reported missing)."""
+    direct = exposures.get("direct")
+    for t, warp in companions.items():
+        if direct is None or (src is not None and pixels[t] == 0):
+            exposures[t] = None
+            continue
+        if src is not None:
+            warp.id, warp.filter, warp.visit_info = src.id, src.filter, src.visit_info
+        if t == "maskedFraction":  # a fraction: no photometric calibration, no nJy
+            warp.photo_calib = None
+            warp.metadata.pop("BUNIT", None)
+        exposures[t] = warp
 
 
 class _FirstCcd(NamedTuple):

@@ -28,6 +28,7 @@ import numpy as np
 from warping.calexp_footprint import UNREADABLE
 from warping.errors import MissingExposureError
 from warping.task.calib_sources import COMPONENT_FIELDS, VISIT_SUMMARY, check_dataset_type
+from warping.task.companions import check_companion_dataset_types
 from warping.task.config import MakeWarpConfig
 from warping.task.inputs import fmt_id
 from warping.task.run_config import made_with, normalised
@@ -346,7 +347,8 @@ def plan_units(
     DataIdError
         If a data ID has no ``tract`` or is not valid in the repository.
     DatasetTypeError
-        If ``useVisitSummary*`` is on and the repository has no ``visitSummary`` dataset type.
+        If ``useVisitSummary*`` is on and the repository has no ``visitSummary`` dataset type, or
+        the direct warp's companions are asked for and it lacks their dataset types.
     MissingExposureError
         If ``useVisitSummary*`` is on and a visit to warp has no visitSummary (nothing is run).
     IdPackingError
@@ -362,6 +364,7 @@ def plan_units(
     plan = WarpPlan()
     if not ids:
         raise DataIdError("Give at least one --id tract=… [patch=x,y] [filter=…]")
+    check_companion_dataset_types(butler.dataset_types, butler.root, config)
     fields = [f"{COMPONENT_FIELDS[c]}=True" for c in config.visit_summary_components]
     summaries = None
     if fields:
@@ -456,7 +459,7 @@ def plan_units(
             warp_id = butler.dimensions.normalize({**pid, "visit": visit}, order=WARP_KEYS)
             outputs = tuple(
                 PlannedWarp(t, butler.plan_put(config.dataset_type(t), warp_id))
-                for t in config.warp_types
+                for t in config.output_types
             )
             unit = WarpUnit(
                 warp_id,

@@ -17,7 +17,9 @@ What "the same" means (:func:`differences`):
   of jobs, the executor, the Dask scheduler and dashboard, progress output and ``--reuse`` are
   run arguments, not configuration);
 * :data:`ACTIVE_WHEN` fields only act when a switch is on (the PSF-matching and model-PSF
-  settings with ``makePsfMatched``, the external calibration names with their ``doApply*``): when
+  settings with ``makePsfMatched``, the external calibration names with their ``doApply*``, the
+  masked-fraction settings with ``doWarpMaskedFraction``, the noise settings with
+  ``numberOfNoiseRealizations``): when
   the switch is off in both configurations they are not compared;
 * per output (provenance, and the outputs of a run written before runs recorded their
   configuration), a field in :data:`RESOLVED_PER_OUTPUT` left automatic in the new configuration
@@ -78,6 +80,10 @@ ACTIVE_WHEN: Mapping[str, str] = {
     "modelPsf": "makePsfMatched",
     "externalPhotoCalibName": "doApplyExternalPhotoCalib",
     "externalSkyWcsName": "doApplyExternalSkyWcs",
+    "maskedFractionWarper": "doWarpMaskedFraction",
+    "maskedFractionMaskPlanes": "doWarpMaskedFraction",
+    "seedOffset": "numberOfNoiseRealizations",
+    "useMedianVariance": "numberOfNoiseRealizations",
 }
 _SHOWN = 6  # differences listed in a message
 _UNKNOWN = object()
@@ -182,11 +188,13 @@ class RunConfigCheck:
 
 
 def _output_types(butler: Butler) -> list[str]:
-    """The dataset types MakeWarp may have written into the run (``*Coadd_*Warp``)."""
+    """The dataset types MakeWarp may have written into the run (``*Coadd_*Warp`` and the direct
+    warp's companions ``*Coadd_directWarp_*``)."""
     return sorted(
         name
         for name in butler.dataset_types
-        if "Coadd_" in name and name.endswith(("_directWarp", "_psfMatchedWarp"))
+        if "Coadd_" in name
+        and (name.endswith(("_directWarp", "_psfMatchedWarp")) or "Coadd_directWarp_" in name)
     )
 
 

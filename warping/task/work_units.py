@@ -104,7 +104,8 @@ class PlannedCcd:
 
 @dataclass(frozen=True)
 class PlannedWarp:
-    """One warp a unit makes: its type (``direct``/``psfMatched``) and where it goes."""
+    """One warp a unit makes: its type (``direct``/``psfMatched``, or a companion of the direct
+    warp: ``maskedFraction``, ``noise0`` ...) and where it goes."""
 
     warp_type: str
     put: PlannedPut
@@ -124,7 +125,8 @@ class WarpUnit:
     ccds
         The visit's CCDs overlapping the patch, sorted by CCD.
     outputs
-        The warps to write, in ``warp_types`` order.
+        The warps to write, in ``output_types`` order (warps, then the direct warp's
+        companions).
     psf_model
         The patch's model PSF for psfMatched warps, decided once per patch by the driver
         (:func:`warping.task.psf_model.survey_patch_models`); None: the task decides it.
