@@ -10,7 +10,8 @@ a fresh venv with only the core dependencies (binary wheels only), and times:
 * ``import repo_butler`` and ``rb --version`` in the core install (best of N processes), and the
   import's RSS above a bare interpreter;
 * ``rb make-warp`` of one visit (4 HSC-size CCDs, 1 thread) from the wheel and from the editable
-  install, alternately, best of ``--repeat`` after a warm-up (same command as make_warp_bench).
+  install, alternately, ``--repeat`` times each after a warm-up (same command as make_warp_bench);
+  the median is compared (single runs on a shared machine vary by more than the difference).
 
 Run alone on an idle machine::
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +56,12 @@ def best_process(cmd: list[str], repeat: int, env: dict[str, str]) -> float:
 
 
 def rss_mb(python: Path, code: str, env: dict[str, str]) -> float:
+    """Peak RSS of a process running ``code``: its own ``VmHWM`` (``ru_maxrss`` would start
+    from this script's size, inherited at the fork)."""
+    probe = "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     out = subprocess.run(
-        [str(python), "-c", f"{code}\nimport resource\n"
-         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-        check=True, capture_output=True, text=True, env=env,
+        [str(python), "-c", f"{code}\n{probe}"], check=True, capture_output=True, text=True,
+        env=env,
     ).stdout  # fmt: skip
     return int(out.split()[-1]) / 1024
 
@@ -74,7 +78,7 @@ def make_warp(bin_dir: Path, repo: Path, rerun: str, env: dict[str, str]) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path("/tmp/demo"))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     repo = args.repo.resolve()
     ensure_repo(repo)
@@ -85,7 +89,8 @@ def main() -> None:
         names = zipfile.ZipFile(wheel).infolist()
         libs = {i.filename.rsplit("/", 1)[-1].split(".")[0]: i.file_size for i in names
                 if i.filename.endswith(".so")}  # fmt: skip
-        print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.2f} MB, built in {build_s:.1f} s")
+        wheel_mb = wheel.stat().st_size / 1e6
+        print(f"wheel {wheel.name}: {wheel_mb:.2f} MB, built in {build_s:.1f} s")
 
         subprocess.run([python3, "-m", "venv", str(work / "core")], check=True)
         core = work / "core" / "bin"
@@ -118,10 +123,10 @@ def main() -> None:
                 if rep:
                     walls[label].append(r["wall"])
             print(f"# round {rep} done", flush=True)
+        os.chdir(ROOT)  # before the temporary directory goes
 
     res = Results("packaging_bench", "The wheel: size, build, install, import, make-warp time")
-    wheel_mb = wheel.stat().st_size / 1e6
-    mw_wheel, mw_dev = min(walls["wheel"]), min(walls["editable"])
+    mw_wheel, mw_dev = statistics.median(walls["wheel"]), statistics.median(walls["editable"])
     rows = [
         ["wheel size", f"{wheel_mb:.2f} MB", ", ".join(f"{k} {v / 1e3:.0f} kB"
                                                        for k, v in sorted(libs.items()))],
@@ -135,9 +140,10 @@ def main() -> None:
          f"{import_rss:.1f} MB process, bare python {bare_rss:.1f} MB"],
         ["rb --version (core install)", f"{version_s * 1e3:.0f} ms", ""],
         ["rb make-warp, 1 visit, 1 thread: wheel", f"{mw_wheel:.2f} s",
-         f"best of {len(walls['wheel'])}"],
+         f"median of {len(walls['wheel'])}, best {min(walls['wheel']):.2f} s"],
         ["rb make-warp, 1 visit, 1 thread: editable", f"{mw_dev:.2f} s",
-         f"best of {len(walls['editable'])}; wheel / editable {mw_wheel / mw_dev:.3f}"],
+         f"median of {len(walls['editable'])}, best {min(walls['editable']):.2f} s; "
+         f"wheel / editable {mw_wheel / mw_dev:.3f}"],
     ]  # fmt: skip
     res.table(["what", "figure", "detail"], rows)
     res.figure("wheel size", wheel_mb, unit="MB")
