@@ -12,9 +12,11 @@ $(BIN)/python:
 
 # An editable install built by meson-python (meson.build): the C/C++ parts are compiled into
 # build/ now, and rebuilt on the next import after their sources change. Editable meson-python
-# installs need their build tools in the environment, hence --no-build-isolation.
+# installs need their build tools in the environment, hence --no-build-isolation; that flag also
+# applies to any dependency pip has to build from an sdist, which needs setuptools and wheel.
 $(STAMP): $(BIN)/python pyproject.toml meson.build
-	$(BIN)/python -m pip install --quiet 'meson-python>=0.16' 'meson>=1.2.0' 'ninja>=1.10'
+	$(BIN)/python -m pip install --quiet 'meson-python>=0.16' 'meson>=1.2.0' 'ninja>=1.10' \
+		setuptools wheel
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pip install --quiet --no-build-isolation \
 		-e '.[all,test]'
 	touch $(STAMP)
