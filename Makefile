@@ -11,14 +11,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # An editable install built by meson-python (meson.build): the C/C++ parts are compiled into
-# build/ now, and rebuilt on the next import after their sources change. Editable meson-python
-# installs need their build tools in the environment, hence --no-build-isolation; that flag also
-# applies to any dependency pip has to build from an sdist, which needs setuptools and wheel.
+# build/ now, and rebuilt on the next import after their sources change. The dependencies are
+# installed first, as usual; the project then with --no-build-isolation --no-deps, since an
+# editable meson-python install needs its build tools in the venv (.ci/requirements.py says why
+# not everything at once).
 $(STAMP): $(BIN)/python pyproject.toml meson.build
-	$(BIN)/python -m pip install --quiet 'meson-python>=0.16' 'meson>=1.2.0' 'ninja>=1.10' \
-		setuptools wheel
+	$(BIN)/python .ci/requirements.py all test > $(VENV)/requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements.txt \
+		'meson-python>=0.16' 'meson>=1.2.0' 'ninja>=1.10'
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pip install --quiet --no-build-isolation \
-		-e '.[all,test]'
+		--no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
