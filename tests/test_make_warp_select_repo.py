@@ -21,9 +21,8 @@ from cli_support import run_rb
 from repo_copy import copy_repo
 
 from repo_butler import Butler
-from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig, apply_overrides
-from warping.task.demo import DEMO_PATCH, DEMO_VISITS, demo_simulation, demo_skymap
+from warping.task.demo import DEMO_PATCH, DEMO_VISITS
 from warping.task.runner import BatchSummary, VisitSummary, run_make_warps
 from warping.visit_summary import VisitSummaryCatalog, VisitSummaryRow
 
@@ -73,19 +72,9 @@ def visit_summary_of(butler: Butler, visit: int) -> VisitSummaryCatalog:
 @pytest.fixture(scope="module")
 def sim_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 visits x 5 CCDs of 192x384 px around tract 0 patch 5,4, with a visitSummary each."""
-    visit_summary_store.register()
-    root = tmp_path_factory.mktemp("select") / "repo"
-    skymap = demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.168,
-                         radius_deg=0.07)  # fmt: skip
-    sim = demo_simulation(
-        skymap, ccd_size=(192, 384), gap_pixels=8, zero_point=33.0, cosmic_ray_rate=0.0,
-        star_density=30.0, galaxy_density=2.0, bright_star_density=0.0,
-    )  # fmt: skip
-    with Butler.create(str(root), config=visit_summary_store.repo_config()) as butler:
-        write_simulation(butler, sim, tract=0, skymap=skymap)
-        for visit in DEMO_VISITS:
-            butler.put(visit_summary_of(butler, visit), "visitSummary", filter="HSC-I", visit=visit)
-    return root
+    return visit_summary_store.write_small_repo(
+        tmp_path_factory.mktemp("select") / "repo", visit_summary_of
+    )
 
 
 @pytest.fixture

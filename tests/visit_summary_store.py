@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -112,3 +114,26 @@ def register() -> None:
 def repo_config() -> dict[str, Any]:
     """``Butler.create`` overrides making the ``visitSummary`` dataset type use this format."""
     return {"dataset_types": {"visitSummary": {"formatter": NAME}}}
+
+
+def write_small_repo(
+    root: Path, visit_summary_of: Callable[[Any, int], VisitSummaryCatalog]
+) -> Path:
+    """A simulated repository at ``root``: 3 visits x 5 CCDs of 192x384 px around tract 0
+    patch 5,4, with a visitSummary per visit made by ``visit_summary_of(butler, visit)``."""
+    from repo_butler import Butler
+    from warping.simulate.repo import write_simulation
+    from warping.task.demo import DEMO_VISITS, demo_simulation, demo_skymap
+
+    register()
+    skymap = demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.168,
+                         radius_deg=0.07)  # fmt: skip
+    sim = demo_simulation(
+        skymap, ccd_size=(192, 384), gap_pixels=8, zero_point=33.0, cosmic_ray_rate=0.0,
+        star_density=30.0, galaxy_density=2.0, bright_star_density=0.0,
+    )  # fmt: skip
+    with Butler.create(str(root), config=repo_config()) as butler:
+        write_simulation(butler, sim, tract=0, skymap=skymap)
+        for visit in DEMO_VISITS:
+            butler.put(visit_summary_of(butler, visit), "visitSummary", filter="HSC-I", visit=visit)
+    return root

@@ -29,16 +29,21 @@ logger = logging.getLogger(__name__)
 _INPUTS_EXTENSION = "COADD_INPUTS"
 
 
-def _warp_inputs_step_0(data: bytes, source: str) -> bytes:
-    """Version 0 -> 1: add ``CIFMTV = 1`` to the inputs tables, nothing else."""
+def _set_inputs_version(data: bytes, source: str, version: int) -> bytes:
+    """``data`` with the inputs tables' version card set to ``version``, nothing else."""
     from warping.coadd_inputs import FORMAT_KEY
     from warping.formats._common import hdulist_to_bytes, open_fits_bytes
 
     with open_fits_bytes(data, source) as hdul:
         for hdu in hdul[1:]:
             if hdu.header.get("RBEXT") == _INPUTS_EXTENSION:
-                hdu.header[FORMAT_KEY] = (1, "warp inputs table format version")
+                hdu.header[FORMAT_KEY] = (version, "warp inputs table format version")
         return hdulist_to_bytes(hdul)
+
+
+def _warp_inputs_step_0(data: bytes, source: str) -> bytes:
+    """Version 0 -> 1: add ``CIFMTV = 1`` to the inputs tables, nothing else."""
+    return _set_inputs_version(data, source, 1)
 
 
 def _warp_inputs_step_1(data: bytes, source: str) -> bytes:
@@ -74,14 +79,7 @@ def _warp_inputs_step_1(data: bytes, source: str) -> bytes:
 
 def _warp_inputs_step_2(data: bytes, source: str) -> bytes:
     """Version 2 -> 3: the card only (version 3's new columns are optional)."""
-    from warping.coadd_inputs import FORMAT_KEY
-    from warping.formats._common import hdulist_to_bytes, open_fits_bytes
-
-    with open_fits_bytes(data, source) as hdul:
-        for hdu in hdul[1:]:
-            if hdu.header.get("RBEXT") == _INPUTS_EXTENSION:
-                hdu.header[FORMAT_KEY] = (3, "warp inputs table format version")
-        return hdulist_to_bytes(hdul)
+    return _set_inputs_version(data, source, 3)
 
 
 class WarpInputsFormat(FileFormat):
