@@ -183,7 +183,7 @@ def c2r(a: np.ndarray, out: np.ndarray, axis: int, fct: float) -> None:
           float(fct), a.ctypes.data, out.ctypes.data)  # fmt: skip
 
 
-if __name__ == "__main__":  # ``python -m warping.psfmatch._fft``: build now (make venv)
+if __name__ == "__main__":  # ``python -m warping.psfmatch._fft``: which build this CPU loads
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     lib = library()
     print(lib._name if lib is not None else f"not built: {_failed}")

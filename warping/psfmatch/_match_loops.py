@@ -2,8 +2,8 @@
 
 Each wrapper checks dtypes and layouts (innermost axis contiguous) and passes base pointers and
 row strides; the C functions release the GIL, so tiles and mask bands run on threads. Loading
-costs about a millisecond (no JIT): :func:`warping.warp._clib.library` compiles the library
-once per machine.
+costs about a millisecond (no JIT): :func:`warping.warp._clib.library` loads the library compiled
+when the package was installed.
 """
 
 from __future__ import annotations
