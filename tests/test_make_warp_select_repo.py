@@ -53,20 +53,10 @@ CUTS = [
 
 def visit_summary_of(butler: Butler, visit: int) -> VisitSummaryCatalog:
     """The visit's catalog: each CCD's jointcal WCS and PhotoCalib, and GOOD or BAD statistics."""
-    rows = {}
-    for ref in butler.query_datasets("calexp", data_id={"visit": visit}):
-        did = ref.data_id.to_dict()
-        ccd = int(did["ccd"])
-        jid = {"filter": did["filter"], "tract": 0, "visit": visit, "ccd": ccd}
-        stats = {**GOOD, **(BAD.get(ccd, {}) if visit == 903988 else {})}
-        rows[ccd] = VisitSummaryRow(
-            ccd,
-            butler.get(ref).bbox,
-            butler.get("jointcal_wcs", jid),
-            butler.get("jointcal_photoCalib", jid),
-            summary=stats,
-        )
-    return VisitSummaryCatalog(visit, rows, source=f"simulated visitSummary {visit}")
+    return visit_summary_store.jointcal_catalog(
+        butler, visit,
+        summary=lambda ccd: {**GOOD, **(BAD.get(ccd, {}) if visit == 903988 else {})},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +74,7 @@ def repo(sim_repo: Path, tmp_path: Path) -> Path:
 
 
 def run(root: Path, overrides: list[str], rerun: str) -> BatchSummary:
-    config = apply_overrides(MakeWarpConfig(), overrides)
-    with Butler(str(root), rerun=rerun) as butler:
-        return run_make_warps(butler, [PATCH], config=config)
+    return visit_summary_store.run_patch(root, overrides, rerun, PATCH)
 
 
 def by_visit(batch: BatchSummary) -> dict[int, VisitSummary]:

@@ -31,7 +31,7 @@ from warping.errors import MissingExposureError
 from warping.task.config import MakeWarpConfig, apply_overrides
 from warping.task.demo import DEMO_PATCH, DEMO_VISITS
 from warping.task.runner import BatchSummary, run_make_warps
-from warping.visit_summary import VisitSummaryCatalog, VisitSummaryRow
+from warping.visit_summary import VisitSummaryCatalog
 
 PATCH = dict(DEMO_PATCH)
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "repo-v1"
@@ -41,17 +41,7 @@ GEN3 = ["useVisitSummaryWcs=True", "useVisitSummaryPhotoCalib=True"]
 
 def visit_summary_of(butler: Butler, visit: int, skip: tuple[int, ...] = ()) -> VisitSummaryCatalog:
     """The visit's catalog from the repository's jointcal products (rows without PSF)."""
-    rows = {}
-    for ref in butler.query_datasets("calexp", data_id={"visit": visit}):
-        did = ref.data_id.to_dict()
-        ccd = int(did["ccd"])
-        if ccd in skip:
-            continue
-        jid = {"filter": did["filter"], "tract": 0, "visit": visit, "ccd": ccd}
-        bbox = butler.get(ref).bbox
-        wcs = butler.get("jointcal_wcs", jid)
-        rows[ccd] = VisitSummaryRow(ccd, bbox, wcs, butler.get("jointcal_photoCalib", jid))
-    return VisitSummaryCatalog(visit, rows, source=f"simulated visitSummary {visit}")
+    return visit_summary_store.jointcal_catalog(butler, visit, skip=skip)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +59,7 @@ def repo(sim_repo: Path, tmp_path: Path) -> Path:
 
 
 def run(root: Path, overrides: list[str], rerun: str) -> BatchSummary:
-    config = apply_overrides(MakeWarpConfig(), overrides)
-    with Butler(str(root), rerun=rerun) as butler:
-        return run_make_warps(butler, [PATCH], config=config)
+    return visit_summary_store.run_patch(root, overrides, rerun, PATCH)
 
 
 def warps(root: Path, rerun: str) -> dict[int, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -137,3 +137,40 @@ def write_small_repo(
         for visit in DEMO_VISITS:
             butler.put(visit_summary_of(butler, visit), "visitSummary", filter="HSC-I", visit=visit)
     return root
+
+
+def jointcal_catalog(
+    butler: Any,
+    visit: int,
+    *,
+    skip: tuple[int, ...] = (),
+    summary: Callable[[int], Mapping[str, Any]] | None = None,
+) -> VisitSummaryCatalog:
+    """The visit's catalog from the repository's jointcal products: per CCD (but ``skip``) its
+    calexp bbox, jointcal WCS and PhotoCalib, no PSF, and ``summary(ccd)`` statistics if given."""
+    rows = {}
+    for ref in butler.query_datasets("calexp", data_id={"visit": visit}):
+        did = ref.data_id.to_dict()
+        ccd = int(did["ccd"])
+        if ccd in skip:
+            continue
+        jid = {"filter": did["filter"], "tract": 0, "visit": visit, "ccd": ccd}
+        rows[ccd] = VisitSummaryRow(
+            ccd,
+            butler.get(ref).bbox,
+            butler.get("jointcal_wcs", jid),
+            butler.get("jointcal_photoCalib", jid),
+            summary=dict(summary(ccd)) if summary is not None else {},
+        )
+    return VisitSummaryCatalog(visit, rows, source=f"simulated visitSummary {visit}")
+
+
+def run_patch(root: Path, overrides: list[str], rerun: str, patch: Mapping[str, Any]) -> Any:
+    """make-warp of one patch of the repository at ``root`` into ``rerun`` (a BatchSummary)."""
+    from repo_butler import Butler
+    from warping.task.config import MakeWarpConfig, apply_overrides
+    from warping.task.runner import run_make_warps
+
+    config = apply_overrides(MakeWarpConfig(), overrides)
+    with Butler(str(root), rerun=rerun) as butler:
+        return run_make_warps(butler, [dict(patch)], config=config)
