@@ -13,6 +13,7 @@ from cli_support import run_rb, write_small_cli_repo
 from corrupt_inputs import reregister
 from matplotlib.path import Path as MplPath
 from numpy.polynomial import chebyshev
+from test_valid_polygon import _distance_to_boundary as distance_to_boundary
 
 from repo_butler import Butler
 
@@ -47,16 +48,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _distance_to_boundary(px: np.ndarray, py: np.ndarray) -> np.ndarray:
-    a, b = POLYGON[:-1], POLYGON[1:]
-    out = np.full(px.shape, np.inf)
-    for (ax, ay), (bx, by) in zip(a, b, strict=True):
-        dx, dy = bx - ax, by - ay
-        t = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
-        out = np.minimum(out, np.hypot(px - (ax + t * dx), py - (ay + t * dy)))
-    return out
-
-
 def test_warps_lose_the_pixels_outside_the_polygon_and_record_it(repo: Path) -> None:
     butler = Butler(str(repo), writeable=False)
     ccd_wcs = butler.get("calexp", {"visit": VISIT, "ccd": CCD}).wcs
@@ -86,7 +77,7 @@ def test_warps_lose_the_pixels_outside_the_polygon_and_record_it(repo: Path) -> 
         on_ccd = (cx > 2) & (cx < 253) & (cy > 2) & (cy < 509)
         inside = MplPath(POLYGON).contains_points(np.column_stack([cx.ravel(), cy.ravel()]))
         inside = inside.reshape(cx.shape)
-        far = _distance_to_boundary(cx, cy) > np.sqrt(2.0)
+        far = distance_to_boundary(cx, cy, POLYGON[:-1]) > np.sqrt(2.0)  # open vertex list
         # beyond the cut, the CCD gave nothing (no other CCD of the visit covers its pixels)
         assert not np.isfinite(warp.image[on_ccd & ~inside]).any()
         lost += int(np.isfinite(plain.image[on_ccd & ~inside & far]).sum())
