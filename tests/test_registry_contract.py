@@ -1,5 +1,5 @@
-"""One registry test suite, run unchanged against SQLite, PostgreSQL, the S3 (object) registry and
-the cached SQLite registry of other fsspec stores (memory://).
+"""One registry test suite, run unchanged against SQLite, PostgreSQL, the S3 (object) registry,
+the Delta Lake bucket registry and the cached SQLite registry of other fsspec stores (memory://).
 
 Every query is checked against a Python predicate over the inserted rows (independent truth) and
 against a plain local SQLite registry holding the same rows (same queries, same results).
@@ -21,7 +21,7 @@ from repo_butler.errors import DatasetExistsError, QuerySyntaxError
 from repo_butler.registry import DatasetRecord, Registry, SqliteRegistry
 
 UNIVERSE = RepoConfig.from_mapping(default_config()).universe
-BACKENDS = ["sqlite", "postgres", "s3", "cached"]
+BACKENDS = ["sqlite", "postgres", "s3", "cached", "delta"]
 
 
 def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: Any) -> Registry:
@@ -38,10 +38,14 @@ def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **kwargs: A
 
         store = open_datastore(f"memory://rb-registry-{tmp_path.name}/repo")
         return CachedSqliteRegistry(store, "registry.sqlite3", UNIVERSE)
-    from repo_butler.registry.s3 import ObjectStoreRegistry
-
     root = request.getfixturevalue("s3_root")
     fs = root.server.admin_fs  # one shared client: creating one costs ~0.5 s
+    if kind == "delta":
+        from repo_butler.registry.delta import DeltaRegistry
+
+        return DeltaRegistry(fs, f"{root.path}/registry.delta", UNIVERSE, **kwargs)
+    from repo_butler.registry.s3 import ObjectStoreRegistry
+
     return ObjectStoreRegistry(fs, f"{root.path}/registry.sqlite3", UNIVERSE, **kwargs)
 
 
@@ -220,7 +224,12 @@ def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int
         import s3fs
 
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-        reg = ObjectStoreRegistry(fs, target, UNIVERSE)
+        if kind == "delta":
+            from repo_butler.registry.delta import DeltaRegistry
+
+            reg = DeltaRegistry(fs, target, UNIVERSE)
+        else:
+            reg = ObjectStoreRegistry(fs, target, UNIVERSE)
     stored = 0
     for i in range(n):
         try:
@@ -238,7 +247,7 @@ def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["postgres", "s3"])
+@pytest.mark.parametrize("kind", ["postgres", "s3", "delta"])
 def test_concurrent_writer_processes_lose_nothing(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -249,7 +258,7 @@ def test_concurrent_writer_processes_lose_nothing(
         options = {"password": server.password}
     else:
         root = request.getfixturevalue("s3_root")
-        target = f"{root.path}/registry.sqlite3"
+        target = f"{root.path}/registry.{'delta' if kind == 'delta' else 'sqlite3'}"
         options = root.storage_options
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:

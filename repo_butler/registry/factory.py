@@ -1,6 +1,8 @@
 """Open the registry a repository's configuration and storage call for.
 
-``registry: {type: postgresql, ...}`` selects a shared :class:`PostgresRegistry`. Otherwise the
+``registry: {type: postgresql, ...}`` selects a shared :class:`PostgresRegistry`;
+``registry: {type: delta}`` a Delta Lake table in the bucket (:class:`DeltaRegistry`, S3 only:
+commits cost the same at any size). Otherwise the
 registry is an SQLite file beside ``butler.yaml`` and the store's capabilities decide how it is
 used: on local disk directly (:class:`SqliteRegistry`, WAL); in a store with conditional writes
 (S3) as an object updated by compare-and-swap (:class:`ObjectStoreRegistry`); in any other
@@ -17,13 +19,17 @@ from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
 from repo_butler.datastore import FsspecDatastore
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.errors import RegistryError
+from repo_butler.extras import require
 from repo_butler.registry.base import Registry
 from repo_butler.registry.cached import CachedSqliteRegistry
 from repo_butler.registry.postgres import PostgresRegistry
 from repo_butler.registry.s3 import ObjectStoreRegistry
 from repo_butler.registry.sqlite import SqliteRegistry
 
-__all__ = ["DEFAULT_REGISTRY_FILE", "open_registry", "refuse_lost_registry"]
+__all__ = ["DEFAULT_REGISTRY_FILE", "DELTA_REGISTRY_DIR", "open_registry", "refuse_lost_registry"]
+
+#: Directory of a Delta Lake registry (``registry: {type: delta}``) beside ``butler.yaml``.
+DELTA_REGISTRY_DIR = "registry.delta"
 
 
 def open_registry(
@@ -48,6 +54,8 @@ def open_registry(
     """
     if settings.get("type") == "postgresql":
         return PostgresRegistry(settings["url"], universe, schema=settings.get("schema"))
+    if settings.get("type") == "delta":
+        return _open_delta(settings, store, universe, writeable=writeable)
     name = settings.get("path", DEFAULT_REGISTRY_FILE)
     timeout = float(settings.get("busy_timeout", 60.0))
     local = store.local_path(name)
@@ -66,6 +74,33 @@ def open_registry(
             secrets=store.secrets,
         )
     return CachedSqliteRegistry(store, name, universe, busy_timeout=timeout, writeable=writeable)
+
+
+def _open_delta(
+    settings: Mapping[str, Any],
+    store: FsspecDatastore,
+    universe: DimensionUniverse,
+    *,
+    writeable: bool,
+) -> Registry:
+    if not store.conditional_writes:
+        raise RegistryError(
+            f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; use "
+            "'sqlite' (the default) there"
+        )
+    require("deltalake", "delta", "the Delta Lake registry (registry: {type: delta})")
+    from repo_butler.registry.delta import DeltaRegistry
+
+    return DeltaRegistry(
+        store.filesystem,
+        store.full_path(settings.get("path", DELTA_REGISTRY_DIR)),
+        universe,
+        writeable=writeable,
+        max_staleness=float(settings.get("max_staleness", 0.0)),
+        write_timeout=float(settings.get("write_timeout", 120.0)),
+        compact_every=int(settings.get("compact_every", 100)),
+        secrets=store.secrets,
+    )
 
 
 def refuse_lost_registry(local: str) -> None:

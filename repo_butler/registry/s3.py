@@ -43,7 +43,7 @@ from repo_butler.registry.base import DatasetRecord, Registry
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.s3 import ConditionFailed, S3Objects, s3_errors
 
-__all__ = ["ObjectStoreRegistry"]
+__all__ = ["ObjectStoreRegistry", "refuse_lost_bucket_registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,25 +114,10 @@ class ObjectStoreRegistry(Registry):
 
     def _refuse_lost(self) -> None:
         """No registry object: fine for a new repository (only ``butler.yaml``), an error if
-        the repository holds anything else (the registry was deleted; an empty one would make
-        the repository look empty). The first writer of a new repository publishes the empty
-        registry at once (:meth:`_publish_empty`), so no data is ever written before it."""
-        bucket, _, key = self.url.removeprefix("s3://").partition("/")
-        prefix, _, base = key.rpartition("/")
-        directory = f"{bucket}/{prefix}" if prefix else bucket
-        with self._errors("listing the repository"):
-            try:
-                names = [n.rsplit("/", 1)[-1] for n in self._fs.ls(directory, refresh=True)]
-            except FileNotFoundError:  # nothing under the prefix yet
-                names = []
-        others = sorted(n for n in names if not n.startswith((CONFIG_FILENAME, base, ".")))
-        if others:
-            root = f"s3://{directory}"
-            raise RegistryError(
-                f"the registry {self.url} is missing but the repository holds files "
-                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); rebuild it "
-                f"from them with `rb reindex {root}` (nothing was changed)"
-            )
+        the repository holds anything else (see :func:`refuse_lost_bucket_registry`). The first
+        writer of a new repository publishes the empty registry at once
+        (:meth:`_publish_empty`), so no data is ever written before it."""
+        refuse_lost_bucket_registry(self._fs, self.url, self._secrets)
 
     def _publish_empty(self) -> None:
         """Upload the empty registry of a new repository (unless another writer did)."""
@@ -427,3 +412,31 @@ class ObjectStoreRegistry(Registry):
     def all_records(self) -> Iterator[DatasetRecord]:
         """Every dataset row."""
         return self._read().all_records()
+
+
+def refuse_lost_bucket_registry(fs: Any, url: str, secrets: list[str]) -> None:
+    """Refuse to start an empty registry at ``url`` (``s3://bucket/prefix/name``) when the
+    repository beside it holds anything but ``butler.yaml``: the registry was deleted, and an
+    empty one would make the repository look empty.
+
+    Raises
+    ------
+    RegistryError
+        Pointing to ``rb reindex``, which rebuilds the registry from the files.
+    """
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    prefix, _, base = key.rstrip("/").rpartition("/")
+    directory = f"{bucket}/{prefix}" if prefix else bucket
+    with s3_errors(fs, "listing the repository", url, secrets):
+        try:
+            names = [n.rsplit("/", 1)[-1] for n in fs.ls(directory, refresh=True)]
+        except FileNotFoundError:  # nothing under the prefix yet
+            names = []
+    others = sorted(n for n in names if not n.startswith((CONFIG_FILENAME, base, ".")))
+    if others:
+        root = f"s3://{directory}"
+        raise RegistryError(
+            f"the registry {url} is missing but the repository holds files "
+            f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); rebuild it "
+            f"from them with `rb reindex {root}` (nothing was changed)"
+        )

@@ -1,0 +1,549 @@
+"""Registry of a bucket repository as a Delta Lake table of events: commits cost the same at any size.
+
+Where it lives: ``<root>/registry.delta/`` in the bucket, a Delta Lake table (``_delta_log/``
+plus Parquet files) written with the ``deltalake`` package. Each write (or each
+:meth:`~DeltaRegistry.batch`) appends one Parquet file of event rows
+(:mod:`repo_butler.registry.delta_log`) and one commit file, so the bytes uploaded per commit
+depend on what is written, not on how big the repository is.
+
+Reading: each process replays the events into a private SQLite copy (all queries are SQLite
+queries, as for a local repository) and afterwards reads only the files holding newer events:
+one LIST of the commit log tells whether anything changed (skipped for ``max_staleness`` seconds
+after the last check), then the new events' files are fetched.
+
+Writers never overwrite each other's records: a writer that has replayed up to version ``V``
+checks its changes against that state (``DatasetExistsError`` as locally) and commits exactly
+version ``V + 1`` (the commit file is created with a conditional PUT). When another writer took
+``V + 1`` first the commit fails; the writer replays the new events and checks again, with
+jittered backoff, until ``write_timeout``. No lock, so a crashed writer leaves nothing to expire
+(only an unreferenced Parquet file that compaction's vacuum removes after a week).
+
+Every ``compact_every`` versions the writer that reached it compacts the table (small files
+merged, ``deltalake``'s ``optimize.compact``, a commit that changes no data) so a new reader
+fetches a few large files; ``deltalake`` writes a checkpoint every 100 versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from repo_butler.dimensions import DataId, DimensionUniverse
+from repo_butler.errors import ConcurrentWriteError, RegistryError, StorageError
+from repo_butler.formats import check_version
+from repo_butler.leftovers import registry_cache_dir
+from repo_butler.redaction import redact_text
+from repo_butler.registry.base import DatasetRecord, Registry
+from repo_butler.registry.delta_log import (
+    EVENT_FORMAT,
+    Event,
+    delta_storage_options,
+    events_from_arrow,
+    events_schema,
+    events_to_arrow,
+)
+from repo_butler.registry.sqlite import SqliteRegistry
+
+__all__ = ["DeltaRegistry"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT_KEY = "repo_butler_registry_format"
+"""Key of the format version in the table description (JSON)."""
+_Item = tuple[Event, Callable[[], None] | None]
+
+
+class _Replica(SqliteRegistry):
+    """The private SQLite copy: its writes join the transaction :class:`DeltaRegistry` holds
+    open while a commit is prepared (each as a savepoint, so a refused insert undoes only
+    itself)."""
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if not self._conn.in_transaction:
+            with super()._write() as conn:
+                yield conn
+            return
+        with self._lock:
+            self._conn.execute("SAVEPOINT rb_op")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK TO rb_op")
+                self._conn.execute("RELEASE rb_op")
+                raise
+            self._conn.execute("RELEASE rb_op")
+
+    def begin(self) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def finish(self, version: int | None) -> None:
+        """Commit the open transaction recording ``version``, or roll it back (``None``)."""
+        with self._lock:
+            if not self._conn.in_transaction:
+                return
+            if version is None:
+                self._conn.execute("ROLLBACK")
+                return
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('delta_version', ?)", (str(version),)
+            )
+            self._conn.execute("COMMIT")
+
+
+class DeltaRegistry(Registry):
+    """A :class:`Registry` kept as a Delta Lake table of events in an S3 bucket.
+
+    Parameters
+    ----------
+    fs : s3fs.S3FileSystem
+        Connected filesystem (its credentials are handed to ``deltalake``).
+    path : str
+        ``bucket/key`` of the table directory.
+    universe : DimensionUniverse
+        Dimensions of the repository.
+    writeable : bool
+        Read-only registries never write (read permission suffices).
+    max_staleness : float
+        Seconds a read may use the local copy without checking the bucket.
+    write_timeout : float
+        Seconds a write keeps retrying after conflicts with other writers.
+    compact_every : int
+        Compact the table each time its version is a multiple of this.
+    secrets : list of str
+        Secret values to remove from error messages.
+    """
+
+    def __init__(
+        self,
+        fs: Any,
+        path: str,
+        universe: DimensionUniverse,
+        *,
+        writeable: bool = True,
+        max_staleness: float = 0.0,
+        write_timeout: float = 120.0,
+        compact_every: int = 100,
+        secrets: list[str] | None = None,
+    ) -> None:
+        self.url = f"s3://{path}"
+        self.universe = universe
+        self.writeable = writeable
+        self.max_staleness = float(max_staleness)
+        self.write_timeout = float(write_timeout)
+        self.compact_every = int(compact_every)
+        self._fs = fs
+        self._path = path
+        self._secrets = list(secrets or [])
+        self._mutex = threading.RLock()
+        with self._errors("connecting to"):
+            self._options = delta_storage_options(fs)
+        self._secrets += [
+            v for k, v in self._options.items() if k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        ]
+        self._tmp = registry_cache_dir()
+        self._db = _Replica(str(Path(self._tmp.name) / "registry.sqlite3"), universe,
+                            journal_mode="DELETE")  # fmt: skip
+        self._version = -1
+        self._table: Any = None
+        self._table_id: str | None = None
+        self._checked = float("-inf")
+        self._pending: list[_Item] | None = None
+        self.commits = 0
+        self.conflicts = 0
+        self.events_read = 0
+        with self._mutex:
+            self._open_table()
+            self._catch_up(force=True)
+
+    # -- the table --------------------------------------------------------------------------
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn ``deltalake`` and network failures into errors naming the table, no secrets."""
+        from deltalake.exceptions import CommitFailedError
+
+        try:
+            yield
+        except (RegistryError, StorageError, CommitFailedError):
+            raise
+        except Exception as err:  # deltalake raises OSError, DeltaError, ...
+            msg = (
+                f"cannot use the registry table {self.url} ({action}): {err}; check the endpoint, "
+                "the credentials and that the repository exists"
+            )
+            raise StorageError(redact_text(msg, getattr(self, "_secrets", []))) from None
+
+    def _open_table(self) -> None:
+        from deltalake import DeltaTable
+
+        with self._errors("opening"):
+            exists = DeltaTable.is_deltatable(self.url, storage_options=self._options)
+        if exists:
+            with self._errors("opening"):
+                self._table = DeltaTable(self.url, storage_options=self._options)
+        else:
+            self._refuse_lost()
+            if not self.writeable:
+                return  # a new repository: empty until its first writer
+            with suppress(Exception), self._errors("creating"):
+                DeltaTable.create(
+                    self.url,
+                    schema=events_schema(),
+                    mode="error",  # two first writers: one creates, the other opens
+                    storage_options=self._options,
+                    name="repo_butler_registry",
+                    description=json.dumps({_FORMAT_KEY: EVENT_FORMAT}),
+                )
+            with self._errors("opening"):
+                self._table = DeltaTable(self.url, storage_options=self._options)
+        meta = self._table.metadata()
+        try:
+            found = json.loads(meta.description or "{}").get(_FORMAT_KEY)
+        except (ValueError, AttributeError):
+            found = None
+        if found is None:
+            raise RegistryError(
+                f"{self.url} is a Delta table but not a repo-butler registry (its description "
+                "names no registry format); point the repository at its own registry table"
+            )
+        check_version(
+            found,
+            EVENT_FORMAT,
+            what="registry table format",
+            source=self.url,
+            oldest=1,
+        )
+        if self._table_id is not None and meta.id != self._table_id:
+            logger.info("registry table %s was recreated; re-reading it", self.url)
+            self._db.clear()
+            self._version = -1
+        self._table_id = meta.id
+
+    def _refuse_lost(self) -> None:
+        """No table: fine for a new repository, an error if the repository holds files."""
+        from repo_butler.registry.s3 import refuse_lost_bucket_registry
+
+        refuse_lost_bucket_registry(self._fs, self.url, self._secrets)
+
+    def _catch_up(self, *, force: bool = False) -> None:
+        """Replay the events committed since the local copy's version (one LIST if none)."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.max_staleness:
+            return
+        if self._table is None:
+            self._open_table()
+            if self._table is None:
+                self._checked = now
+                return
+        with self._errors("reading"):
+            self._table.update_incremental()
+            latest = self._table.version()
+        self._checked = now
+        if latest <= self._version:
+            return
+        events = list(self._read_events(self._version))
+        self._db.begin()
+        try:
+            for event in events:
+                self._apply(event, strict=False)
+        except BaseException:
+            self._db.finish(None)
+            raise
+        self._db.finish(latest)
+        self._version = latest
+        self.events_read += len(events)
+
+    def _read_events(self, after: int) -> Iterator[Event]:
+        """Events with ``version > after``: only the files whose statistics say they hold some."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with self._errors("reading"):
+            actions = pa.table(self._table.get_add_actions(flatten=True))
+        paths = actions["path"].to_pylist()
+        if "max.version" in actions.column_names:
+            newest = actions["max.version"].to_pylist()
+            paths = [p for p, v in zip(paths, newest, strict=True) if v is None or v > after]
+        if not paths:
+            return
+        keys = [f"{self._path}/{unquote(p)}" for p in paths]
+        with self._errors("reading"):
+            blobs = self._fs.cat(keys, on_error="raise")
+        tables = [pq.read_table(pa.BufferReader(blobs[key])) for key in keys]
+        yield from events_from_arrow(pa.concat_tables(tables), self.universe, after)
+
+    def _publish(self, events: list[Event]) -> bool:
+        """Commit ``events`` as version ``self._version + 1``; ``False`` if another writer did."""
+        from deltalake import CommitProperties, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        version = self._version + 1
+        try:
+            with self._errors("writing"):
+                write_deltalake(
+                    self._table,
+                    events_to_arrow(events, version),
+                    mode="append",
+                    commit_properties=CommitProperties(max_commit_retries=0),
+                )
+        except CommitFailedError:
+            return False
+        self._version = version
+        self.commits += 1
+        return True
+
+    def _maybe_compact(self) -> None:
+        """Merge small files every ``compact_every`` versions (a failure is only logged)."""
+        from deltalake import DeltaTable
+
+        if self.compact_every <= 0 or self._version % self.compact_every != 0:
+            return
+        try:
+            with self._errors("compacting"):
+                self._table.optimize.compact()
+                self._table.vacuum(dry_run=False)  # files unreferenced for 7 days
+                # a long-lived handle slows down as versions pile up: start afresh
+                self._table = DeltaTable(self.url, storage_options=self._options)
+        except StorageError as err:
+            logger.warning("compaction of %s skipped: %s", self.url, err)
+
+    # -- applying events ----------------------------------------------------------------------
+    def _apply(self, event: Event, *, strict: bool, check: Callable[[], None] | None = None) -> Any:
+        """Apply one event to the local copy. ``strict``: as a new write (an existing row
+        refuses an insert); else as a committed event (the last one wins)."""
+        db = self._db
+        if event.op == "insert":
+            assert event.record is not None
+            replace = event.replace or not strict
+            db.insert(event.record, provenance=event.provenance, replace=replace, check=check)
+            return None
+        if event.op == "remove":
+            assert event.record is not None
+            rec = event.record
+            return db.remove(rec.dataset_type, rec.data_id, rec.run)
+        if event.op == "run":
+            db.define_run(event.run, event.parents)
+            return None
+        if event.op == "clear":
+            db.clear()
+            return None
+        raise RegistryError(f"unknown registry event {event.op!r}")
+
+    def _apply_items(self, items: list[_Item]) -> tuple[list[Any], list[Event]]:
+        """Apply new writes; an insert whose ``check`` reports another writer of the same file
+        is left out (that writer registers it) and its error returned as the result."""
+        results: list[Any] = []
+        kept: list[Event] = []
+        for event, check in items:
+            try:
+                results.append(self._apply(event, strict=True, check=check))
+            except ConcurrentWriteError as err:
+                if check is None:
+                    raise
+                results.append(err)
+                continue
+            kept.append(event)
+        return results, kept
+
+    def _commit(self, items: list[_Item]) -> list[Any]:
+        """Apply ``items`` to an up-to-date copy and commit them; on conflict, catch up and retry."""
+        deadline = time.monotonic() + self.write_timeout
+        delay = 0.02
+        while True:
+            self._catch_up(force=True)
+            self._db.begin()
+            try:
+                results, kept = self._apply_items(items)
+                published = not kept or self._publish(kept)
+            except BaseException:
+                self._db.finish(None)
+                raise
+            if published:
+                self._db.finish(self._version)
+                if kept:
+                    self._maybe_compact()
+                return results
+            self._db.finish(None)
+            self.conflicts += 1
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    f"the registry of {self.url} kept changing under this writer for "
+                    f"{self.write_timeout:.0f} s ({self.conflicts} conflicts); too many "
+                    "concurrent writers: try again, or use a PostgreSQL registry"
+                )
+            logger.debug("registry %s changed by another writer; replaying", self.url)
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+    def _check_writeable(self) -> None:
+        if not self.writeable:
+            raise RegistryError(f"the registry of {self.url} was opened read-only")
+
+    def _write(self, event: Event, check: Callable[[], None] | None = None) -> Any:
+        self._check_writeable()
+        with self._mutex:
+            if self._pending is None:
+                result = self._commit([(event, check)])[0]
+                if isinstance(result, ConcurrentWriteError):
+                    raise result
+                return result
+            if not self._pending:  # first write of the batch: up-to-date copy, transaction
+                self._catch_up(force=True)
+                self._db.begin()
+            result = self._apply(event, strict=True, check=check)  # a refusal undoes itself
+            self._pending.append((event, check))
+            return result
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes into one commit (replayed as a whole after another writer's commit)."""
+        self._check_writeable()
+        with self._mutex:
+            if self._pending is not None:
+                yield
+                return
+            self._pending = []
+            try:
+                yield
+            except BaseException:
+                items, self._pending = self._pending, None
+                self._db.finish(None)
+                if items:  # keep what succeeded before the failure
+                    with suppress(Exception):
+                        self._commit(items)
+                raise
+            items, self._pending = self._pending, None
+            if not items:
+                return
+            events = [event for event, _ in items]
+            try:
+                published = self._publish(events)
+            except BaseException:
+                self._db.finish(None)
+                raise
+            if published:
+                self._db.finish(self._version)
+                self._maybe_compact()
+                return
+            self._db.finish(None)
+            self.conflicts += 1
+            self._commit(items)
+
+    def _read(self) -> SqliteRegistry:
+        with self._mutex:
+            if self._pending is None:
+                self._catch_up()
+            return self._db
+
+    # -- Registry API -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Drop the local copy."""
+        with self._mutex:
+            self._db.close()
+            self._tmp.cleanup()
+
+    def refresh(self) -> None:
+        """Re-check the bucket now (ignoring ``max_staleness``)."""
+        with self._mutex:
+            self._catch_up(force=True)
+
+    @property
+    def version(self) -> int:
+        """The table version the local copy has replayed (-1: none)."""
+        return self._version
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics of the local copy."""
+        self._read().analyze()
+
+    def clear(self) -> None:
+        """Delete every dataset, provenance record and run (one ``clear`` event)."""
+        self._write(Event("clear"))
+
+    def runs(self) -> dict[str, tuple[str, ...]]:
+        """All runs and their parents."""
+        return self._read().runs()
+
+    def define_run(self, name: str, parents: Sequence[str]) -> None:
+        """Record a run (no commit if it is already recorded identically)."""
+        if self._read().runs().get(name) == tuple(parents):
+            return
+        self._write(Event("run", run=name, parents=tuple(parents)))
+
+    def insert(
+        self,
+        record: DatasetRecord,
+        *,
+        provenance: str | None = None,
+        replace: bool = False,
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        """Insert one dataset (``check`` runs each time the insert is applied, also on a
+        replay after another writer's commit; failing then, the row is left out)."""
+        self._write(Event("insert", record, provenance=provenance, replace=replace), check)
+
+    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
+        """The dataset in the first of ``runs`` having it."""
+        return self._read().find(dataset_type, data_id, runs)
+
+    def find_checksums(
+        self, dataset_type: str, run: str, checksums: Sequence[str]
+    ) -> list[DatasetRecord]:
+        """Datasets of one type in ``run`` with one of ``checksums``."""
+        return self._read().find_checksums(dataset_type, run, checksums)
+
+    def query(
+        self,
+        dataset_type: str,
+        runs: Sequence[str],
+        *,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> list[DatasetRecord]:
+        """Datasets of one type matching ``data_id`` and ``where``."""
+        return self._read().query(
+            dataset_type, runs, data_id=data_id, where=where, bind=bind, dimensions=dimensions
+        )
+
+    def query_data_ids(
+        self,
+        dimensions: Sequence[str],
+        runs: Sequence[str],
+        *,
+        dataset_types: Sequence[str] | None = None,
+        data_id: DataId | None = None,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+    ) -> list[DataId]:
+        """Distinct data IDs among datasets in ``runs``."""
+        return self._read().query_data_ids(
+            dimensions, runs, dataset_types=dataset_types, data_id=data_id, where=where, bind=bind
+        )
+
+    def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
+        """Delete one dataset row (no commit if there is none)."""
+        found = self._read().find(dataset_type, data_id, [run])
+        if found is None:
+            return None
+        result: DatasetRecord | None = self._write(Event("remove", found))
+        return result
+
+    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
+        """Provenance JSON of one dataset."""
+        return self._read().get_provenance(dataset_type, data_id, run)
+
+    def all_records(self) -> Iterator[DatasetRecord]:
+        """Every dataset row."""
+        return self._read().all_records()
+
