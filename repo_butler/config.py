@@ -36,6 +36,7 @@ __all__ = [
     "default_config",
     "load_repo_config",
     "merge_config",
+    "registry_name",
     "validate_config",
     "write_new_config",
 ]
@@ -48,6 +49,16 @@ CONFIG_FILENAME = "butler.yaml"
 CONFIG_VERSION = 2
 #: File name of a repository's SQLite registry, beside ``butler.yaml``.
 DEFAULT_REGISTRY_FILE = "registry.sqlite3"
+#: Directory of a Delta Lake registry (``registry: {type: delta}``) beside ``butler.yaml``.
+DELTA_REGISTRY_DIR = "registry.delta"
+
+
+def registry_name(settings: Mapping[str, Any]) -> str:
+    """Name of the registry file (or Delta table directory) in the repository, for the
+    ``registry`` section of ``butler.yaml``."""
+    default = DELTA_REGISTRY_DIR if settings.get("type") == "delta" else DEFAULT_REGISTRY_FILE
+    return str(settings.get("path", default))
+
 
 _BASE_CONFIG: dict[str, Any] = {
     "version": CONFIG_VERSION,
@@ -179,6 +190,11 @@ def write_new_config(
         )
 
     merged = merge_config(default_config(preset), config or {})
+    chosen = (config or {}).get("registry")
+    if isinstance(chosen, Mapping) and chosen.get("type") not in (None, "sqlite"):
+        merged["registry"] = dict(chosen)  # the SQLite defaults do not apply
+        if chosen.get("type") == "delta":
+            merged["registry"].setdefault("path", DELTA_REGISTRY_DIR)
     RepoConfig.from_mapping(merged, source="configuration")
     store.put_bytes(CONFIG_FILENAME, yaml.safe_dump(merged, sort_keys=False).encode())
     logger.info("created repository at %s", store.root)

@@ -13,7 +13,8 @@ from typing import Any
 
 from repo_butler.butler import Butler
 from repo_butler.checksums import algorithm_of, checksum_bytes, checksum_matches
-from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
+from repo_butler.config import CONFIG_FILENAME
+from repo_butler.config import registry_name as config_registry_name
 from repo_butler.datastore import Datastore
 from repo_butler.leftovers import find_leftovers
 from repo_butler.registry import DatasetRecord
@@ -122,7 +123,7 @@ def verify(butler: Butler, *, repair_sidecars: bool = False) -> VerifyReport:
     report = VerifyReport()
     store = butler.datastore
     io = butler.worker_io()
-    registry_name = butler.config.get("registry", {}).get("path", DEFAULT_REGISTRY_FILE)
+    registry_name = config_registry_name(butler.config.get("registry", {}))
     tracked: set[str] = set()
     for rec in butler.registry.all_records():
         report.checked += 1

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repo_butler.checksums import algorithm_of, checksum_bytes, is_known
-from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, RepoConfig, load_repo_config
+from repo_butler.config import CONFIG_FILENAME, RepoConfig, load_repo_config, registry_name
 from repo_butler.datastore import Datastore, FsspecDatastore
 from repo_butler.errors import RegistryError, RepoButlerError, RepositoryNotFoundError
 from repo_butler.leftovers import DEFAULT_MIN_AGE
@@ -126,11 +126,11 @@ def reindex(
         if config.storage_root in (".", "")
         else open_datastore(config.storage_root, storage_options)
     )
-    registry_name = config.registry.get("path", DEFAULT_REGISTRY_FILE)
+    name = registry_name(config.registry)
     # parts left by writers that died mid-upload (S3); a younger upload may be a live writer's
     repo.abort_incomplete_uploads(min_age=DEFAULT_MIN_AGE)
     report = ReindexReport()
-    scan = _scan(store, config, registry_name, report)
+    scan = _scan(store, config, name, report)
     if scan.problems:
         listed = "; ".join(f"{path}: {why}" for path, why in scan.problems[:_MAX_LISTED])
         more = len(scan.problems) - _MAX_LISTED
@@ -140,7 +140,17 @@ def reindex(
             + (f"; and {more} more" if more > 0 else "")
             + ". Fix or move these files away, then run `rb reindex` again"
         )
-    if config.registry.get("type") == "postgresql":
+    if config.registry.get("type") == "delta":
+        from repo_butler.registry.factory import open_delta_registry
+
+        delta = open_delta_registry(config.registry, repo, config.universe, rebuilding=True)
+        try:
+            with delta.batch():  # one commit: a ``clear`` event, then every row
+                delta.clear()
+                _fill(delta, scan)
+        finally:
+            delta.close()
+    elif config.registry.get("type") == "postgresql":
         from repo_butler.registry import open_registry
         from repo_butler.registry.postgres import PostgresRegistry
 
@@ -154,7 +164,7 @@ def reindex(
         finally:
             registry.close()
     else:
-        report.kept_unreadable = _rebuild_file(repo, registry_name, config, scan)
+        report.kept_unreadable = _rebuild_file(repo, name, config, scan)
     report.runs = sorted(scan.runs)
     logger.info("reindexed %d datasets from %s", report.total, root)
     return report

@@ -1,4 +1,5 @@
-"""Registry of a bucket repository as a Delta Lake table of events: commits cost the same at any size.
+"""Registry of a bucket repository as a Delta Lake table of events: commits cost the same at any
+size.
 
 Where it lives: ``<root>/registry.delta/`` in the bucket, a Delta Lake table (``_delta_log/``
 plus Parquet files) written with the ``deltalake`` package. Each write (or each
@@ -121,6 +122,8 @@ class DeltaRegistry(Registry):
         Compact the table each time its version is a multiple of this.
     secrets : list of str
         Secret values to remove from error messages.
+    rebuilding : bool
+        Create a missing table even when the repository holds files (``rb reindex``).
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class DeltaRegistry(Registry):
         write_timeout: float = 120.0,
         compact_every: int = 100,
         secrets: list[str] | None = None,
+        rebuilding: bool = False,
     ) -> None:
         self.url = f"s3://{path}"
         self.universe = universe
@@ -144,11 +148,14 @@ class DeltaRegistry(Registry):
         self._fs = fs
         self._path = path
         self._secrets = list(secrets or [])
+        self._rebuilding = rebuilding
         self._mutex = threading.RLock()
         with self._errors("connecting to"):
             self._options = delta_storage_options(fs)
         self._secrets += [
-            v for k, v in self._options.items() if k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            v
+            for k, v in self._options.items()
+            if k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         ]
         self._tmp = registry_cache_dir()
         self._db = _Replica(str(Path(self._tmp.name) / "registry.sqlite3"), universe,
@@ -191,7 +198,8 @@ class DeltaRegistry(Registry):
             with self._errors("opening"):
                 self._table = DeltaTable(self.url, storage_options=self._options)
         else:
-            self._refuse_lost()
+            if not self._rebuilding:
+                self._refuse_lost()
             if not self.writeable:
                 return  # a new repository: empty until its first writer
             with suppress(Exception), self._errors("creating"):
@@ -355,7 +363,7 @@ class DeltaRegistry(Registry):
         return results, kept
 
     def _commit(self, items: list[_Item]) -> list[Any]:
-        """Apply ``items`` to an up-to-date copy and commit them; on conflict, catch up and retry."""
+        """Apply ``items`` to an up-to-date copy and commit them; on conflict catch up, retry."""
         deadline = time.monotonic() + self.write_timeout
         delay = 0.02
         while True:
@@ -546,4 +554,3 @@ class DeltaRegistry(Registry):
     def all_records(self) -> Iterator[DatasetRecord]:
         """Every dataset row."""
         return self._read().all_records()
-

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE
+from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, registry_name
 from repo_butler.datastore import FsspecDatastore
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.errors import RegistryError
@@ -26,10 +26,10 @@ from repo_butler.registry.postgres import PostgresRegistry
 from repo_butler.registry.s3 import ObjectStoreRegistry
 from repo_butler.registry.sqlite import SqliteRegistry
 
-__all__ = ["DEFAULT_REGISTRY_FILE", "DELTA_REGISTRY_DIR", "open_registry", "refuse_lost_registry"]
+if TYPE_CHECKING:
+    from repo_butler.registry.delta import DeltaRegistry
 
-#: Directory of a Delta Lake registry (``registry: {type: delta}``) beside ``butler.yaml``.
-DELTA_REGISTRY_DIR = "registry.delta"
+__all__ = ["DEFAULT_REGISTRY_FILE", "open_delta_registry", "open_registry", "refuse_lost_registry"]
 
 
 def open_registry(
@@ -55,7 +55,7 @@ def open_registry(
     if settings.get("type") == "postgresql":
         return PostgresRegistry(settings["url"], universe, schema=settings.get("schema"))
     if settings.get("type") == "delta":
-        return _open_delta(settings, store, universe, writeable=writeable)
+        return open_delta_registry(settings, store, universe, writeable=writeable)
     name = settings.get("path", DEFAULT_REGISTRY_FILE)
     timeout = float(settings.get("busy_timeout", 60.0))
     local = store.local_path(name)
@@ -76,13 +76,16 @@ def open_registry(
     return CachedSqliteRegistry(store, name, universe, busy_timeout=timeout, writeable=writeable)
 
 
-def _open_delta(
+def open_delta_registry(
     settings: Mapping[str, Any],
     store: FsspecDatastore,
     universe: DimensionUniverse,
     *,
-    writeable: bool,
-) -> Registry:
+    writeable: bool = True,
+    rebuilding: bool = False,
+) -> DeltaRegistry:
+    """The Delta Lake registry of a bucket repository (``rebuilding``: for ``rb reindex``, a
+    missing table is created even though the repository holds files)."""
     if not store.conditional_writes:
         raise RegistryError(
             f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; use "
@@ -93,13 +96,14 @@ def _open_delta(
 
     return DeltaRegistry(
         store.filesystem,
-        store.full_path(settings.get("path", DELTA_REGISTRY_DIR)),
+        store.full_path(registry_name(settings)),
         universe,
         writeable=writeable,
         max_staleness=float(settings.get("max_staleness", 0.0)),
         write_timeout=float(settings.get("write_timeout", 120.0)),
         compact_every=int(settings.get("compact_every", 100)),
         secrets=store.secrets,
+        rebuilding=rebuilding,
     )
 
 

@@ -1,0 +1,181 @@
+"""The Delta Lake bucket registry on a real S3 server (SeaweedFS): what is specific to it.
+
+The registry contract suite (``test_registry_contract.py``) already runs on it; here: commit size
+independent of the repository's size, incremental reads, compaction, conflicts, reindex, read-only
+access and bad tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from repo_configs import META_VISIT_CCD
+from servers.fixtures import S3Root
+
+from repo_butler import Butler, DataId
+from repo_butler.config import RepoConfig, default_config
+from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.formats import FormatVersionError
+from repo_butler.registry import DatasetRecord
+from repo_butler.registry.delta import DeltaRegistry
+from repo_butler.reindex import reindex
+
+pytestmark = pytest.mark.s3
+pytest.importorskip("deltalake")
+
+UNIVERSE = RepoConfig.from_mapping(default_config()).universe
+CONFIG: dict[str, Any] = {**META_VISIT_CCD, "registry": {"type": "delta"}}
+
+
+def _rec(visit: int, ccd: int, run: str = "") -> DatasetRecord:
+    did = DataId(visit=visit, ccd=ccd)
+    path = f"meta/{visit:07d}/{ccd:03d}.json"
+    return DatasetRecord("calexp", did, run, path, 30, "blake3:" + "ab" * 32, "t", None)
+
+
+def _open(root: S3Root, **kwargs: Any) -> DeltaRegistry:
+    return DeltaRegistry(root.server.admin_fs, f"{root.path}/registry.delta", UNIVERSE, **kwargs)
+
+
+def _objects(root: S3Root) -> dict[str, int]:
+    fs = root.server.admin_fs
+    fs.invalidate_cache()
+    return {p: info["size"] for p, info in fs.find(root.path, detail=True).items()}
+
+
+def _fill(reg: DeltaRegistry, visits: range, ccds: int = 100) -> None:
+    for visit in visits:
+        with reg.batch():
+            for ccd in range(ccds):
+                reg.insert(_rec(visit, ccd))
+
+
+def test_commit_uploads_do_not_grow_with_the_repository(s3_root: S3Root) -> None:
+    reg = _open(s3_root, compact_every=0)
+    uploaded = []
+    for size in (1, 30):  # 100 then 3,000 datasets already stored
+        _fill(reg, range(100 * size, 100 * size + (1 if size == 1 else 29)))
+        before = _objects(s3_root)
+        _fill(reg, range(9000 + size, 9001 + size))  # one batch of 100 datasets
+        after = _objects(s3_root)
+        new = {p: n for p, n in after.items() if before.get(p) != n}
+        assert len(new) == 2, new  # one Parquet file of events, one commit file
+        uploaded.append(sum(new.values()))
+    assert max(uploaded) < 64 * 1024  # far below the issue's 1 MiB per 100-dataset batch
+    assert uploaded[1] < 1.2 * uploaded[0], uploaded  # 30x the rows, the same commit
+    reg.close()
+
+
+def test_readers_fetch_only_new_events_and_survive_compaction(s3_root: S3Root) -> None:
+    writer = _open(s3_root, compact_every=4)
+    reader = _open(s3_root)
+    _fill(writer, range(3))
+    reader.refresh()
+    assert reader.events_read == 300
+    _fill(writer, range(3, 9))  # versions 4 and 8 compact the table
+    writer.remove("calexp", DataId(visit=0, ccd=5), "")
+    reader.refresh()
+    assert reader.events_read == 300 + 600 + 1  # nothing read twice, compaction changes nothing
+    cold = _open(s3_root)  # a new reader of the compacted table
+    want = sorted((r.data_id["visit"], r.data_id["ccd"]) for r in writer.all_records())
+    assert len(want) == 899
+    for reg in (reader, cold):
+        assert sorted((r.data_id["visit"], r.data_id["ccd"]) for r in reg.all_records()) == want
+    from deltalake import DeltaTable
+
+    table = DeltaTable(f"s3://{s3_root.path}/registry.delta", storage_options=writer._options)
+    assert (
+        len(table.file_uris()) <= 2
+    )  # 10 commits of events merged (the old files wait for vacuum)
+    for reg in (writer, reader, cold):
+        reg.close()
+
+
+def test_stale_writer_replays_and_refuses_what_another_stored(s3_root: S3Root) -> None:
+    first, second = _open(s3_root), _open(s3_root)
+    first.insert(_rec(1, 1))
+    with second.batch():  # prepared against version 1, committed after first's next commit
+        second.insert(_rec(2, 1))
+        second.insert(_rec(2, 2))
+        first.insert(_rec(3, 1))
+    assert second.conflicts == 1
+    assert {r.data_id["visit"] for r in first.all_records()} == {1, 2, 3}
+    with pytest.raises(DatasetExistsError, match="already exists"), second.batch():
+        first.insert(_rec(4, 1))
+        second.insert(_rec(5, 1))
+        second.insert(_rec(4, 1))  # refused at once: second's copy is current
+    third = _open(s3_root)
+    with pytest.raises(DatasetExistsError), third.batch():
+        third.insert(_rec(6, 1))
+        first.insert(_rec(6, 1))  # another writer takes it before third commits
+    got = sorted((r.data_id["visit"], r.data_id["ccd"]) for r in _open(s3_root).all_records())
+    assert got == [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1)]
+    for reg in (first, second, third):
+        reg.close()
+
+
+def test_butler_round_trip_reindex_and_read_only(s3_root: S3Root) -> None:
+    opts = s3_root.storage_options
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as b:
+        assert type(b.registry).__name__ == "DeltaRegistry"
+        assert b.config["registry"] == {"type": "delta", "path": "registry.delta"}
+        with b.registry.batch():
+            for ccd in range(5):
+                b.put({"ccd": ccd}, "meta", visit=7, ccd=ccd)
+        b.put({"ccd": 9}, "meta", visit=8, ccd=9)
+        assert b.get("meta", visit=7, ccd=3) == {"ccd": 3}
+        assert len(b.query_datasets("meta", "visit = 7 AND ccd IN (1..3)")) == 3
+    before = _objects(s3_root)
+    with Butler(s3_root.url, storage_options=opts, writeable=False) as ro:
+        assert len(ro.query_datasets("meta")) == 6
+    assert _objects(s3_root) == before  # a reader writes nothing
+    report = reindex(s3_root.url, storage_options=opts)
+    assert report.total == 6
+    with Butler(s3_root.url, storage_options=opts) as b:
+        assert sorted(r.data_id["ccd"] for r in b.query_datasets("meta")) == [0, 1, 2, 3, 4, 9]
+        assert b.get("meta", visit=8, ccd=9) == {"ccd": 9}
+
+
+def test_lost_table_and_foreign_tables_are_refused(s3_root: S3Root) -> None:
+    opts = s3_root.storage_options
+    with Butler.create(s3_root.url, config=CONFIG, storage_options=opts) as b:
+        b.put({"a": 1}, "meta", visit=1, ccd=1)
+    fs = s3_root.server.admin_fs
+    fs.invalidate_cache()
+    fs.rm(f"{s3_root.path}/registry.delta", recursive=True)
+    with pytest.raises(RegistryError, match="rb reindex"):
+        Butler(s3_root.url, storage_options=opts)
+    reindex(s3_root.url, storage_options=opts)
+    with Butler(s3_root.url, storage_options=opts) as b:
+        assert b.get("meta", visit=1, ccd=1) == {"a": 1}
+
+
+def test_newer_format_and_foreign_delta_tables(s3_root: S3Root, tmp_path: Path) -> None:
+    from deltalake import DeltaTable, write_deltalake
+
+    reg = _open(s3_root)
+    reg.insert(_rec(1, 1))
+    reg.close()
+    options = reg._options
+    url = f"s3://{s3_root.path}/registry.delta"
+    meta = DeltaTable(url, storage_options=options).metadata()
+    assert json.loads(meta.description) == {"repo_butler_registry_format": 1}
+    import pyarrow as pa
+
+    other = f"s3://{s3_root.path}/other.delta"
+    write_deltalake(other, pa.table({"x": [1]}), storage_options=options)
+    with pytest.raises(RegistryError, match="not a repo-butler registry"):
+        DeltaRegistry(s3_root.server.admin_fs, f"{s3_root.path}/other.delta", UNIVERSE)
+    newer = f"s3://{s3_root.path}/newer.delta"
+    DeltaTable.create(newer, schema=pa.schema([("version", pa.int64())]), storage_options=options,
+                      description=json.dumps({"repo_butler_registry_format": 99}))  # fmt: skip
+    with pytest.raises(FormatVersionError, match="99"):
+        DeltaRegistry(s3_root.server.admin_fs, f"{s3_root.path}/newer.delta", UNIVERSE)
+
+
+def test_delta_registry_needs_a_bucket(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="needs a repository in an S3 bucket"):
+        Butler.create(str(tmp_path / "repo"), config=CONFIG)
