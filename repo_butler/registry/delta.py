@@ -284,9 +284,10 @@ class DeltaRegistry(Registry):
         if not paths:
             return
         keys = [f"{self._path}/{unquote(p)}" for p in paths]
+        self._fs.invalidate_cache(self._path)  # s3fs sizes files from its listing cache
         with self._errors("reading"):
-            blobs = self._fs.cat(keys, on_error="raise")
-        tables = [pq.read_table(pa.BufferReader(blobs[key])) for key in keys]
+            blobs = _fetch(self._fs, keys)
+        tables = [pq.read_table(pa.BufferReader(blob)) for blob in blobs]
         yield from events_from_arrow(pa.concat_tables(tables), self.universe, after)
 
     def _publish(self, events: list[Event]) -> bool:
@@ -554,3 +555,16 @@ class DeltaRegistry(Registry):
     def all_records(self) -> Iterator[DatasetRecord]:
         """Every dataset row."""
         return self._read().all_records()
+
+
+def _fetch(fs: Any, keys: list[str]) -> list[bytes]:
+    """GET every key concurrently."""
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    async def fetch_all() -> list[bytes]:
+        return list(await asyncio.gather(*(fs._cat_file(key) for key in keys)))
+
+    result: list[bytes] = sync(fs.loop, fetch_all)
+    return result
