@@ -21,6 +21,9 @@ Issue #23 asks for a bucket registry whose commits cost the same at any size. Fo
 * **SQLite object** (today's default): each commit uploads the whole ``registry.sqlite3``; its
   size with the same N rows, built locally, is the bytes per commit.
 
+* **Small repository** (1,100 datasets written through the Butler, files included), both
+  registries: put/s single and in batches of 100, get/s, exists/s, query median.
+
 Run alone on an idle machine::
 
     .venv/bin/python bench/bucket_registry_scale.py --sizes 10000 100000 1000000
@@ -174,6 +177,56 @@ def measure_delta(n: int, server_json: str) -> dict[str, float]:
     return out
 
 
+SMALL_CONFIG: dict[str, Any] = {
+    "dataset_types": {
+        "blob": {
+            "dimensions": ["visit", "ccd"],
+            "formatter": "json",
+            "template": "blob/{visit:07d}/{ccd:03d}.json",
+        }
+    }
+}
+
+
+def measure_small(kind: str, server_json: str) -> dict[str, float]:
+    """A small repository through the Butler (files and registry): put/get/exists/query."""
+    from repo_butler import Butler
+
+    info = json.loads(server_json)
+    config = dict(SMALL_CONFIG)
+    if kind == "delta":
+        config["registry"] = {"type": "delta"}
+    url = f"s3://{info['bucket']}/small-{kind}"
+    out: dict[str, float] = {}
+    with Butler.create(url, config=config, storage_options=info["options"]) as b:
+        t0 = time.perf_counter()
+        for c in range(100):
+            b.put({"c": c}, "blob", visit=0, ccd=c)
+        out["small: put/s, single"] = 100 / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for v in range(1, 11):
+            with b.registry.batch():
+                for c in range(100):
+                    b.put({"c": c}, "blob", visit=v, ccd=c)
+        out["small: put/s, batches of 100"] = 1000 / (time.perf_counter() - t0)
+    with Butler(url, storage_options=info["options"]) as b:
+        t0 = time.perf_counter()
+        for c in range(300):
+            b.get("blob", visit=c % 11, ccd=c % 100)
+        out["small: get/s"] = 300 / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for c in range(300):
+            b.exists("blob", visit=c % 11, ccd=c % 100)
+        out["small: exists/s"] = 300 / (time.perf_counter() - t0)
+        walls = []
+        for v in range(100):
+            t0 = time.perf_counter()
+            b.query_datasets("blob", f"visit = {v % 11} AND ccd IN (10..19)")
+            walls.append(time.perf_counter() - t0)
+        out["small: query median ms"] = statistics.median(walls) * 1e3
+    return out
+
+
 def sqlite_object_bytes(n: int) -> float:
     """Bytes a commit of today's bucket registry uploads: the whole SQLite file."""
     from repo_butler.registry import SqliteRegistry
@@ -193,32 +246,55 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(repr(measure_delta(int(args.child[0]), args.child[1])))
+        what, arg = args.child
+        if what in ("delta-small", "sqlite-small"):
+            print(repr(measure_small(what.split("-")[0], arg)))
+        else:
+            print(repr(measure_delta(int(what), arg)))
         return
     from servers.seaweed import SeaweedServer
 
     results: dict[int, dict[str, float]] = {}
+    small: dict[str, dict[str, float]] = {}
+
+    def child(what: str, info: str) -> dict[str, float]:
+        cmd = [sys.executable, __file__, "--child", what, info]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
+        result: dict[str, float] = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+        return result
+
     with tempfile.TemporaryDirectory(prefix="rb-bucket-scale-") as tmp:
         server = SeaweedServer(Path(tmp) / "weed")
         server.start()
         try:
             info = json.dumps({"options": server.storage_options(), "bucket": server.bucket})
+            for kind in ("sqlite", "delta"):
+                small[kind] = child(f"{kind}-small", info)
+                print(f"# small {kind}: {small[kind]}", flush=True)
             for n in args.sizes:
-                cmd = [sys.executable, __file__, "--child", str(n), info]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise SystemExit(f"delta {n} failed:\n{proc.stderr[-3000:]}")
-                results[n] = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+                results[n] = child(str(n), info)
                 if n <= 100_000:
                     results[n]["SQLite object: bytes per commit"] = sqlite_object_bytes(n)
                 print(f"# {n}: {results[n]}", flush=True)
         finally:
             server.stop()
-    report(results, args.sizes)
+    report(results, args.sizes, small)
 
 
-def report(results: dict[int, dict[str, float]], sizes: list[int]) -> None:
+def report(
+    results: dict[int, dict[str, float]], sizes: list[int], small: dict[str, dict[str, float]]
+) -> None:
     res = Results("bucket_registry_scale", "Bucket registries at 10^4-10^6 datasets (SeaweedFS)")
+    kinds = list(small)
+    small_rows = []
+    for metric in small[kinds[0]]:
+        small_rows.append([metric, *(f"{small[k][metric]:,.1f}" for k in kinds)])
+        for k in kinds:
+            res.figure(f"{k} {metric}", small[k][metric])
+    res.table(["small repository (1,100 datasets)", *(f"{k} registry" for k in kinds)],
+              small_rows, title="Small repository through the Butler")  # fmt: skip
     metrics: list[str] = []
     for n in sizes:
         metrics += [m for m in results[n] if m not in metrics and not m.endswith("p90 ms")]
@@ -250,9 +326,11 @@ def report(results: dict[int, dict[str, float]], sizes: list[int]) -> None:
         "of today's default bucket registry uploads (not built at 10^6: ~1 GiB)."
     )
     res.write()
-    width = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
-    for r in [columns, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)))
+    for cols, body in ((["small repository", *kinds], small_rows), (columns, rows)):
+        width = [max(len(str(r[i])) for r in [cols, *body]) for i in range(len(cols))]
+        for r in [cols, *body]:
+            print("  ".join(str(c).ljust(w) for c, w in zip(r, width, strict=True)))
+        print()
 
 
 if __name__ == "__main__":

@@ -77,6 +77,17 @@ def create(
             ),
         ),
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            metavar="sqlite|delta",
+            help=(
+                "Registry kind: sqlite (default) or, for s3:// repositories, delta (a Delta Lake "
+                "table whose commits cost the same at any size); PostgreSQL via --config-file."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
     from repo_butler import Butler
@@ -90,6 +101,12 @@ def create(
     opts = parse_storage_options(storage_option)
     preset = preset or default_preset()
     overlay = load_config_file(config_file if config_file is not None else config_alias)
+    if registry is not None:
+        if registry not in ("sqlite", "delta"):
+            raise ConfigError(f"--registry must be sqlite or delta, not {registry!r}")
+        if overlay and "registry" in overlay:
+            raise ConfigError("give the registry once: with --registry or in --config-file")
+        overlay = {**(overlay or {}), "registry": {"type": registry}}
     Butler.create(repo, config=overlay, storage_options=opts, preset=preset).close()
     typer.echo(f"created repository {repo} (preset {preset})", err=True)
 

@@ -1,8 +1,9 @@
 """Optional dependencies: import one, or say which extra to install.
 
 The core install is what a butler and make-warp need locally and on S3. Plotting (``[plots]``:
-matplotlib), Dask (``[dask]``: dask.distributed) and the PostgreSQL registry (``[postgres]``:
-psycopg) are extras; ``[all]`` has every one.
+matplotlib), Dask (``[dask]``: dask.distributed), the PostgreSQL registry (``[postgres]``:
+psycopg) and the Delta Lake bucket registry (``[delta]``: deltalake, pyarrow) are extras;
+``[all]`` has every one.
 """
 
 from __future__ import annotations

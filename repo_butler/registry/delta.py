@@ -38,7 +38,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from repo_butler.dimensions import DataId, DimensionUniverse
-from repo_butler.errors import ConcurrentWriteError, RegistryError, StorageError
+from repo_butler.errors import (
+    ConcurrentWriteError,
+    DatasetExistsError,
+    RegistryError,
+    StorageError,
+)
 from repo_butler.formats import check_version
 from repo_butler.leftovers import registry_cache_dir
 from repo_butler.redaction import redact_text
@@ -363,19 +368,33 @@ class DeltaRegistry(Registry):
             kept.append(event)
         return results, kept
 
-    def _commit(self, items: list[_Item]) -> list[Any]:
-        """Apply ``items`` to an up-to-date copy and commit them; on conflict catch up, retry."""
+    def _commit(self, items: list[_Item], *, optimistic: bool = False) -> list[Any]:
+        """Apply ``items`` to an up-to-date copy and commit them; on conflict catch up, retry.
+
+        ``optimistic``: the first attempt uses the local copy as it is (the commit is
+        conditional, so a stale copy only costs a retry; a refusal it causes is re-checked
+        on a fresh copy before it is raised), saving the LIST a freshness check costs.
+        """
         deadline = time.monotonic() + self.write_timeout
         delay = 0.02
+        fresh = not optimistic
         while True:
-            self._catch_up(force=True)
+            if fresh:
+                self._catch_up(force=True)
             self._db.begin()
             try:
                 results, kept = self._apply_items(items)
                 published = not kept or self._publish(kept)
+            except DatasetExistsError:
+                self._db.finish(None)
+                if fresh:
+                    raise
+                fresh = True  # the copy may be stale: the other row may be gone by now
+                continue
             except BaseException:
                 self._db.finish(None)
                 raise
+            fresh = True
             if published:
                 self._db.finish(self._version)
                 if kept:
@@ -401,7 +420,7 @@ class DeltaRegistry(Registry):
         self._check_writeable()
         with self._mutex:
             if self._pending is None:
-                result = self._commit([(event, check)])[0]
+                result = self._commit([(event, check)], optimistic=True)[0]
                 if isinstance(result, ConcurrentWriteError):
                     raise result
                 return result
