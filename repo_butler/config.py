@@ -195,6 +195,11 @@ def write_new_config(
         merged["registry"] = dict(chosen)  # the SQLite defaults do not apply
         if chosen.get("type") == "delta":
             merged["registry"].setdefault("path", DELTA_REGISTRY_DIR)
+            if not store.conditional_writes:
+                raise ConfigError(
+                    f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; "
+                    "use 'sqlite' (the default) there"
+                )
     RepoConfig.from_mapping(merged, source="configuration")
     store.put_bytes(CONFIG_FILENAME, yaml.safe_dump(merged, sort_keys=False).encode())
     logger.info("created repository at %s", store.root)

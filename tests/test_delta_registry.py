@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from repo_configs import META_VISIT_CCD
 from servers.fixtures import S3Root
 
 from repo_butler import Butler, DataId
 from repo_butler.config import RepoConfig, default_config
-from repo_butler.errors import DatasetExistsError, RegistryError
+from repo_butler.errors import ConfigError, DatasetExistsError, RegistryError
 from repo_butler.formats import FormatVersionError
 from repo_butler.registry import DatasetRecord
 from repo_butler.registry.delta import DeltaRegistry
@@ -177,5 +178,30 @@ def test_newer_format_and_foreign_delta_tables(s3_root: S3Root, tmp_path: Path) 
 
 
 def test_delta_registry_needs_a_bucket(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="needs a repository in an S3 bucket"):
+    with pytest.raises(ConfigError, match="needs a repository in an S3 bucket"):
         Butler.create(str(tmp_path / "repo"), config=CONFIG)
+    assert not (tmp_path / "repo" / "butler.yaml").exists()
+    (tmp_path / "old").mkdir()  # a butler.yaml edited by hand: refused when opened
+    (tmp_path / "old" / "butler.yaml").write_text(
+        yaml.safe_dump({**default_config(), "registry": {"type": "delta"}})
+    )
+    with pytest.raises(RegistryError, match="needs a repository in an S3 bucket"):
+        Butler(str(tmp_path / "old"))
+
+
+def test_cli_create_with_the_delta_registry(s3_root: S3Root, tmp_path: Path) -> None:
+    from cli_support import one_error_line, run_rb
+
+    server = s3_root.server
+    opts = ["-S", f"key={server.access_key}", "-S", f"secret={server.secret_key}",
+            "-S", f"endpoint_url={server.endpoint_url}"]  # fmt: skip
+    out = run_rb("create", s3_root.url, "--preset", "minimal", "--registry", "delta", *opts)
+    assert out.returncode == 0, out.stderr
+    with Butler(s3_root.url, storage_options=s3_root.storage_options) as b:
+        assert b.config["registry"]["type"] == "delta"
+        assert type(b.registry).__name__ == "DeltaRegistry"
+    bad = run_rb("create", str(tmp_path / "r"), "--registry", "oracle")
+    assert "--registry must be sqlite or delta" in one_error_line(bad)
+    local = run_rb("create", str(tmp_path / "r2"), "--registry", "delta")
+    assert "needs a repository in an S3 bucket" in one_error_line(local)
+    assert not (tmp_path / "r2").exists() or not any((tmp_path / "r2").iterdir())  # nothing written
