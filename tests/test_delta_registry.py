@@ -205,3 +205,24 @@ def test_cli_create_with_the_delta_registry(s3_root: S3Root, tmp_path: Path) -> 
     local = run_rb("create", str(tmp_path / "r2"), "--registry", "delta")
     assert "needs a repository in an S3 bucket" in one_error_line(local)
     assert not (tmp_path / "r2").exists() or not any((tmp_path / "r2").iterdir())  # nothing written
+
+
+def test_dead_endpoint_fails_fast_naming_it(seaweed_factory: Any) -> None:
+    import time
+
+    from repo_butler.errors import StorageError
+
+    server = seaweed_factory(bucket="dead")
+    reg = DeltaRegistry(server.filesystem(), "dead/repo/registry.delta", UNIVERSE)
+    reg.insert(_rec(1, 1))
+    server.kill()
+    for action in (lambda: reg.insert(_rec(2, 1)), reg.refresh):
+        t0 = time.monotonic()
+        with pytest.raises(StorageError, match=server.endpoint_url) as info:
+            action()
+        assert time.monotonic() - t0 < 15, "a dead endpoint must fail within seconds"
+        assert server.secret_key not in str(info.value)
+        assert "\n" not in str(info.value) and "\x1b" not in str(info.value)  # one plain line
+    reg.max_staleness = 3600.0  # reads that may use the local copy still work, unchanged
+    assert [r.data_id for r in reg.all_records()] == [DataId(visit=1, ccd=1)]
+    reg.close()

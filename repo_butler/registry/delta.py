@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -188,9 +189,11 @@ class DeltaRegistry(Registry):
         except (RegistryError, StorageError, CommitFailedError):
             raise
         except Exception as err:  # deltalake raises OSError, DeltaError, ...
+            endpoint = getattr(self, "_options", {}).get("AWS_ENDPOINT_URL", "the S3 endpoint")
             msg = (
-                f"cannot use the registry table {self.url} ({action}): {err}; check the endpoint, "
-                "the credentials and that the repository exists"
+                f"cannot use the registry table {self.url} at {endpoint} ({action}): "
+                f"{_one_line(err)}; check the endpoint, the credentials and that the repository "
+                "exists"
             )
             raise StorageError(redact_text(msg, getattr(self, "_secrets", []))) from None
 
@@ -574,6 +577,13 @@ class DeltaRegistry(Registry):
     def all_records(self) -> Iterator[DatasetRecord]:
         """Every dataset row."""
         return self._read().all_records()
+
+
+def _one_line(err: BaseException) -> str:
+    """delta-rs's error chains (several lines, terminal colours) as one plain line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    parts = [p.strip().lstrip("\u21b3").strip() for p in text.splitlines()]
+    return " -> ".join(p for p in parts if p)
 
 
 def _fetch(fs: Any, keys: list[str]) -> list[bytes]:
