@@ -13,6 +13,15 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_registry_cache() -> Iterator[None]:
+    """Tests never read or leave Delta registry copies in the user's cache (the test that
+    checks the cache points it at its own directory)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REPO_BUTLER_REGISTRY_CACHE", "off")
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests using it skip cleanly when it is absent."""

@@ -226,3 +226,33 @@ def test_dead_endpoint_fails_fast_naming_it(seaweed_factory: Any) -> None:
     reg.max_staleness = 3600.0  # reads that may use the local copy still work, unchanged
     assert [r.data_id for r in reg.all_records()] == [DataId(visit=1, ccd=1)]
     reg.close()
+
+
+def test_new_processes_start_from_the_user_cache(
+    s3_root: S3Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repo_butler.registry.delta as delta
+
+    monkeypatch.setenv("REPO_BUTLER_REGISTRY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(delta, "SAVE_AFTER_EVENTS", 250)
+    writer = _open(s3_root)
+    _fill(writer, range(3))
+    first = _open(s3_root)
+    assert first.events_read == 300
+    first.close()  # replayed >= 250 events: leaves its copy
+    assert len(list((tmp_path / "cache").glob("*.sqlite3"))) == 1
+    _fill(writer, range(3, 4))
+    second = _open(s3_root)
+    assert second.events_read == 100  # only what was committed after the cached copy
+    want = sorted((r.data_id["visit"], r.data_id["ccd"]) for r in writer.all_records())
+    assert sorted((r.data_id["visit"], r.data_id["ccd"]) for r in second.all_records()) == want
+    second.close()
+    fs = s3_root.server.admin_fs  # the table is deleted and made anew: the cache is not used
+    fs.invalidate_cache()
+    fs.rm(f"{s3_root.path}/registry.delta", recursive=True)
+    fresh = DeltaRegistry(fs, f"{s3_root.path}/registry.delta", UNIVERSE, rebuilding=True)
+    fresh.insert(_rec(42, 1))
+    third = _open(s3_root)
+    assert [r.data_id for r in third.all_records()] == [DataId(visit=42, ccd=1)]
+    for reg in (writer, fresh, third):
+        reg.close()

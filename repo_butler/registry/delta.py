@@ -57,7 +57,15 @@ from repo_butler.registry.delta_log import (
     events_schema,
     events_to_arrow,
 )
+from repo_butler.registry.delta_replica import (
+    SAVE_AFTER_EVENTS,
+    Replica,
+    cache_file,
+    save_to_cache,
+    seed_from_cache,
+)
 from repo_butler.registry.sqlite import SqliteRegistry
+from repo_butler.s3_objects import S3Objects
 
 __all__ = ["DeltaRegistry"]
 
@@ -66,45 +74,6 @@ logger = logging.getLogger(__name__)
 _FORMAT_KEY = "repo_butler_registry_format"
 """Key of the format version in the table description (JSON)."""
 _Item = tuple[Event, Callable[[], None] | None]
-
-
-class _Replica(SqliteRegistry):
-    """The private SQLite copy: its writes join the transaction :class:`DeltaRegistry` holds
-    open while a commit is prepared (each as a savepoint, so a refused insert undoes only
-    itself)."""
-
-    @contextmanager
-    def _write(self) -> Iterator[Any]:
-        if not self._conn.in_transaction:
-            with super()._write() as conn:
-                yield conn
-            return
-        with self._lock:
-            self._conn.execute("SAVEPOINT rb_op")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK TO rb_op")
-                self._conn.execute("RELEASE rb_op")
-                raise
-            self._conn.execute("RELEASE rb_op")
-
-    def begin(self) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-
-    def finish(self, version: int | None) -> None:
-        """Commit the open transaction recording ``version``, or roll it back (``None``)."""
-        with self._lock:
-            if not self._conn.in_transaction:
-                return
-            if version is None:
-                self._conn.execute("ROLLBACK")
-                return
-            self._conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('delta_version', ?)", (str(version),)
-            )
-            self._conn.execute("COMMIT")
 
 
 class DeltaRegistry(Registry):
@@ -131,6 +100,8 @@ class DeltaRegistry(Registry):
     rebuilding : bool
         Create a missing table even when the repository holds files (``rb reindex``).
     """
+
+    speculative_reads = True
 
     def __init__(
         self,
@@ -164,13 +135,15 @@ class DeltaRegistry(Registry):
             if k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         ]
         self._tmp = registry_cache_dir()
-        self._db = _Replica(str(Path(self._tmp.name) / "registry.sqlite3"), universe,
-                            journal_mode="DELETE")  # fmt: skip
-        self._version = -1
+        self._cache = cache_file(self.url)
+        local = str(Path(self._tmp.name) / "registry.sqlite3")
+        seeded = seed_from_cache(self._cache, local)
+        self._db = Replica(local, universe, journal_mode="DELETE")
+        self._table_id, self._version = self._db.replayed() if seeded else (None, -1)
         self._table: Any = None
-        self._table_id: str | None = None
         self._checked = float("-inf")
         self._pending: list[_Item] | None = None
+        self._objects = S3Objects(fs, path.partition("/")[0])
         self.commits = 0
         self.conflicts = 0
         self.events_read = 0
@@ -242,6 +215,8 @@ class DeltaRegistry(Registry):
             logger.info("registry table %s was recreated; re-reading it", self.url)
             self._db.clear()
             self._version = -1
+        if meta.id != self._table_id:
+            self._db.set_table(meta.id)
         self._table_id = meta.id
 
     def _refuse_lost(self) -> None:
@@ -266,17 +241,31 @@ class DeltaRegistry(Registry):
         self._checked = now
         if latest <= self._version:
             return
-        events = list(self._read_events(self._version))
+        count = 0
+        inserts: list[tuple[DatasetRecord, str | None]] = []
         self._db.begin()
         try:
-            for event in events:
-                self._apply(event, strict=False)
+            for event in self._read_events(self._version):
+                count += 1
+                bulk = event.op == "insert" and event.record is not None
+                if bulk:
+                    assert event.record is not None
+                    inserts.append((event.record, event.provenance))
+                if inserts and (not bulk or len(inserts) >= 20_000):
+                    self._db.apply_inserts(inserts)  # in bulk, in order with other events
+                    inserts = []
+                if not bulk:
+                    self._apply(event, strict=False)
+            if inserts:
+                self._db.apply_inserts(inserts)
         except BaseException:
             self._db.finish(None)
             raise
         self._db.finish(latest)
         self._version = latest
-        self.events_read += len(events)
+        self.events_read += count
+        if count > 1000:
+            self._db.maybe_analyze()
 
     def _read_events(self, after: int) -> Iterator[Event]:
         """Events with ``version > after``: only the files whose statistics say they hold some."""
@@ -477,15 +466,41 @@ class DeltaRegistry(Registry):
 
     # -- Registry API -------------------------------------------------------------------------
     def close(self) -> None:
-        """Drop the local copy."""
+        """Drop the local copy (left in the per-user cache first if this process replayed
+        many events, so the next process starts from it)."""
         with self._mutex:
             self._db.close()
+            if self.events_read >= SAVE_AFTER_EVENTS and self._pending is None:
+                save_to_cache(self._db.path, self._cache)
             self._tmp.cleanup()
 
     def refresh(self) -> None:
         """Re-check the bucket now (ignoring ``max_staleness``)."""
         with self._mutex:
             self._catch_up(force=True)
+
+    @contextmanager
+    def trusting_local_copy(self) -> Iterator[None]:
+        """Reads inside the block use the local copy without checking the bucket (for
+        speculative reads, confirmed afterwards by :meth:`changed_in_bucket`)."""
+        with self._mutex:
+            saved, self.max_staleness = self.max_staleness, float("inf")
+            try:
+                yield
+            finally:
+                self.max_staleness = saved
+
+    def changed_in_bucket(self) -> bool:
+        """One HEAD: whether a commit after the local copy's version exists."""
+        from repo_butler.s3 import s3_errors
+
+        key = self._path.partition("/")[2]
+        following = f"{key}/_delta_log/{self._version + 1:020d}.json"
+        with self._mutex, s3_errors(self._fs, "reading the registry", self.url, self._secrets):
+            if self._table is not None and self._objects.head(following) is None:
+                self._checked = time.monotonic()
+                return False
+            return True
 
     @property
     def version(self) -> int:

@@ -115,28 +115,33 @@ def events_from_arrow(table: Any, universe: DimensionUniverse, after: int) -> It
 
     table = table.filter(pc.greater(table["version"], after))
     table = table.sort_by([("version", "ascending"), ("seq", "ascending")])
-    for row in table.to_pylist():
-        op = row["op"]
-        if op == "run":
-            yield Event("run", run=row["run"], parents=tuple(json.loads(row["parents"])))
-        elif op == "clear":
-            yield Event("clear")
-        elif op in ("insert", "remove"):
-            raw = json.loads(row["data_id"])
-            data_id = DataId._trusted({k: raw[k] for k in universe.order(raw)}, row["data_id"])
-            record = DatasetRecord(
-                row["dataset_type"],
-                data_id,
-                row["run"],
-                row["path"] or "",
-                int(row["size"] or 0),
-                row["checksum"] or "",
-                row["created"] or "",
-                row["provenance_path"],
-            )
-            yield Event(op, record, provenance=row["provenance"], replace=bool(row["replace"]))
-        else:
-            raise ValueError(f"unknown registry event {op!r} in version {row['version']}")
+    for batch in table.to_batches(max_chunksize=20_000):  # bounded Python objects
+        for row in batch.to_pylist():
+            yield _event(row, universe)
+
+
+def _event(row: dict[str, Any], universe: DimensionUniverse) -> Event:
+    """One event row as an :class:`Event`."""
+    op = row["op"]
+    if op == "run":
+        return Event("run", run=row["run"], parents=tuple(json.loads(row["parents"])))
+    if op == "clear":
+        return Event("clear")
+    if op not in ("insert", "remove"):
+        raise ValueError(f"unknown registry event {op!r} in version {row['version']}")
+    raw = json.loads(row["data_id"])
+    data_id = DataId._trusted({k: raw[k] for k in universe.order(raw)}, row["data_id"])
+    record = DatasetRecord(
+        row["dataset_type"],
+        data_id,
+        row["run"],
+        row["path"] or "",
+        int(row["size"] or 0),
+        row["checksum"] or "",
+        row["created"] or "",
+        row["provenance_path"],
+    )
+    return Event(op, record, provenance=row["provenance"], replace=bool(row["replace"]))
 
 
 def delta_storage_options(fs: Any, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""The local SQLite copy a Delta Lake registry is replayed into, and its cache between processes.
+
+Each process queries a private copy (a transaction stays open on it while a commit is prepared,
+so it cannot be shared). A new process starts from the per-user cache when there is one
+(``$XDG_CACHE_HOME/repo-butler/registries/<hash of the table URL>.sqlite3``, or the directory in
+``REPO_BUTLER_REGISTRY_CACHE``; ``off`` disables it) and replays only the events committed
+since; a process that replayed many events leaves its copy there when it closes (atomic
+replace, so concurrent processes never see a partial file). The copy records the table's
+identity and version, so a copy of another or a recreated table is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from repo_butler.refs import data_id_key
+from repo_butler.registry.base import DatasetRecord
+from repo_butler.registry.sql import DELETE_DATASET, insert_row
+from repo_butler.registry.sqlite import SqliteRegistry
+
+__all__ = ["SAVE_AFTER_EVENTS", "Replica", "cache_file", "save_to_cache", "seed_from_cache"]
+
+logger = logging.getLogger(__name__)
+
+#: A process leaves its copy in the cache when it has replayed at least this many events.
+SAVE_AFTER_EVENTS = 10_000
+
+
+class Replica(SqliteRegistry):
+    """The private SQLite copy: its writes join the transaction the Delta registry holds open
+    while a commit is prepared (each as a savepoint, so a refused insert undoes only itself)."""
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if not self._conn.in_transaction:
+            with super()._write() as conn:
+                yield conn
+            return
+        with self._lock:
+            self._conn.execute("SAVEPOINT rb_op")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK TO rb_op")
+                self._conn.execute("RELEASE rb_op")
+                raise
+            self._conn.execute("RELEASE rb_op")
+
+    def begin(self) -> None:
+        """Open the transaction a commit is prepared in."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def finish(self, version: int | None) -> None:
+        """Commit the open transaction recording ``version``, or roll it back (``None``)."""
+        with self._lock:
+            if not self._conn.in_transaction:
+                return
+            if version is None:
+                self._conn.execute("ROLLBACK")
+                return
+            self._set_meta("delta_version", str(version))
+            self._conn.execute("COMMIT")
+
+    def apply_inserts(self, rows: list[tuple[DatasetRecord, str | None]]) -> None:
+        """Apply committed inserts (row, provenance) in bulk, inside the open transaction: a
+        row replaces one with the same type, data ID and run (the last of ``rows`` wins)."""
+        last: dict[tuple[str, str, str], tuple[DatasetRecord, str | None]] = {}
+        for record, prov in rows:
+            last[(record.dataset_type, data_id_key(record.data_id), record.run)] = (record, prov)
+        by_sql: dict[str, list[tuple[Any, ...]]] = {}
+        for record, _ in last.values():
+            sql, values = insert_row(record)
+            by_sql.setdefault(sql, []).append(values)
+        with self._lock:
+            conn = self._conn
+            conn.executemany(DELETE_DATASET, list(last))
+            for sql, many in by_sql.items():
+                conn.executemany(sql, many)
+            conn.executemany(
+                "INSERT INTO provenance SELECT id, ? FROM datasets "
+                "WHERE dataset_type = ? AND data_id = ? AND run = ?",
+                [(prov, *key) for key, (_, prov) in last.items() if prov is not None],
+            )
+
+    def maybe_analyze(self) -> None:
+        """Refresh planner statistics if the table has outgrown them (after a large replay)."""
+        self._maybe_analyze()
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def set_table(self, table_id: str) -> None:
+        """Record which table the copy replays."""
+        with self._lock:
+            self._set_meta("delta_table_id", table_id)
+
+    def replayed(self) -> tuple[str | None, int]:
+        """The table identity and version this copy has replayed (``None``, -1: none)."""
+        with self._lock:
+            rows = dict(
+                self._conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('delta_table_id', 'delta_version')"
+                ).fetchall()
+            )
+        return rows.get("delta_table_id"), int(rows.get("delta_version", -1))
+
+
+def cache_file(url: str) -> Path | None:
+    """Where the copy of the table at ``url`` is cached (``None``: caching is off)."""
+    setting = os.environ.get("REPO_BUTLER_REGISTRY_CACHE", "")
+    if setting.lower() == "off":
+        return None
+    if setting:
+        base = Path(setting)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = Path(xdg) / "repo-butler" / "registries"
+    return base / f"{hashlib.sha256(url.encode()).hexdigest()[:24]}.sqlite3"
+
+
+def seed_from_cache(cache: Path | None, local: str) -> bool:
+    """Copy the cached copy to ``local`` (a private file); whether there was a usable one."""
+    if cache is None:
+        return False
+    try:
+        shutil.copyfile(cache, local)
+        con = sqlite3.connect(f"file:{local}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT value FROM meta WHERE key = 'delta_version'").fetchone()
+        finally:
+            con.close()
+    except (OSError, sqlite3.DatabaseError) as err:
+        if not isinstance(err, FileNotFoundError):
+            logger.info("registry cache %s not used: %s", cache, err)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(local)
+        return False
+    return True
+
+
+def save_to_cache(local: str, cache: Path | None) -> None:
+    """Leave the (closed, consistent) copy ``local`` in the cache; failures are only logged."""
+    if cache is None:
+        return
+    tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, cache)
+    except OSError as err:
+        logger.info("registry cache %s not written: %s", cache, err)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
