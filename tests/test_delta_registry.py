@@ -7,6 +7,7 @@ access and bad tables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -255,4 +256,58 @@ def test_new_processes_start_from_the_user_cache(
     third = _open(s3_root)
     assert [r.data_id for r in third.all_records()] == [DataId(visit=42, ccd=1)]
     for reg in (writer, fresh, third):
+        reg.close()
+
+
+def _state(reg: DeltaRegistry) -> tuple[Any, ...]:
+    records = sorted(reg.all_records(), key=lambda r: (r.run, r.path))
+    prov = [reg.get_provenance(r.dataset_type, r.data_id, r.run) for r in records]
+    return records, prov, reg.runs()
+
+
+def test_replayed_histories_equal_the_writers_view(s3_root: S3Root) -> None:
+    """Random histories of inserts, replacements, removals, runs and clears (in batches and
+    alone): a reader following along and a reader starting cold replay them to the writer's
+    registry, row for row, provenance included."""
+    import random
+
+    rng = random.Random(20261207)
+    writer, follower = _open(s3_root, compact_every=7), _open(s3_root)
+    live: set[tuple[int, int, str]] = set()
+    for step in range(60):
+        kind = rng.random()
+        if step == 40:  # everything before it is gone for a cold reader too
+            writer.clear()
+            live.clear()
+        with writer.batch() if rng.random() < 0.5 else contextlib.nullcontext():
+            for _ in range(rng.randint(1, 6)):
+                visit, ccd, run = rng.randrange(4), rng.randrange(4), rng.choice(["", "r1"])
+                if kind < 0.1:
+                    writer.define_run(f"run{step}", [""])
+                elif kind < 0.3 and live:
+                    v, c, r = rng.choice(sorted(live))
+                    writer.remove("calexp", DataId(visit=v, ccd=c), r)
+                    live.discard((v, c, r))
+                else:
+                    rec = _rec(visit, ccd, run)._replace(size=step, created=f"t{step}")
+                    prov = json.dumps({"step": step}) if rng.random() < 0.5 else None
+                    writer.insert(rec, provenance=prov, replace=True)
+                    live.add((visit, ccd, run))
+        if step % 5 == 0:
+            follower.refresh()
+    follower.refresh()
+    cold = _open(s3_root)
+    want = _state(writer)
+    assert len(want[0]) == len(live) > 0
+    assert _state(follower) == want
+    assert _state(cold) == want
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    table = DeltaTable(f"s3://{s3_root.path}/registry.delta", storage_options=writer._options)
+    for version in range(1, table.version() + 1):  # every row names the commit that added it
+        table.load_as_version(version)
+        rows = table.to_pyarrow_table(columns=["version"])
+        assert rows.num_rows == 0 or pc.max(rows["version"]).as_py() <= version
+    for reg in (writer, follower, cold):
         reg.close()

@@ -8,9 +8,12 @@ plus Parquet files) written with the ``deltalake`` package. Each write (or each
 depend on what is written, not on how big the repository is.
 
 Reading: each process replays the events into a private SQLite copy (all queries are SQLite
-queries, as for a local repository) and afterwards reads only the files holding newer events:
-one LIST of the commit log tells whether anything changed (skipped for ``max_staleness`` seconds
-after the last check), then the new events' files are fetched.
+queries, as for a local repository; :mod:`~repo_butler.registry.delta_replica`, which also keeps
+a per-user cache of it so a new process replays only what is new) and afterwards reads only the
+files holding newer events: one LIST of the commit log tells whether anything changed (skipped for
+``max_staleness`` seconds after the last check), then the new events' files are fetched. A
+``get`` looks its dataset up in the copy and confirms it with one HEAD of the next commit file,
+overlapped with the data GET (speculative reads, as the SQLite object registry does).
 
 Writers never overwrite each other's records: a writer that has replayed up to version ``V``
 checks its changes against that state (``DatasetExistsError`` as locally) and commits exactly
@@ -53,7 +56,8 @@ from repo_butler.registry.delta_log import (
     EVENT_FORMAT,
     Event,
     delta_storage_options,
-    events_from_arrow,
+    event_batches,
+    event_from_row,
     events_schema,
     events_to_arrow,
 )
@@ -242,22 +246,11 @@ class DeltaRegistry(Registry):
         if latest <= self._version:
             return
         count = 0
-        inserts: list[tuple[DatasetRecord, str | None]] = []
         self._db.begin()
         try:
-            for event in self._read_events(self._version):
-                count += 1
-                bulk = event.op == "insert" and event.record is not None
-                if bulk:
-                    assert event.record is not None
-                    inserts.append((event.record, event.provenance))
-                if inserts and (not bulk or len(inserts) >= 20_000):
-                    self._db.apply_inserts(inserts)  # in bulk, in order with other events
-                    inserts = []
-                if not bulk:
-                    self._apply(event, strict=False)
-            if inserts:
-                self._db.apply_inserts(inserts)
+            for batch in self._read_batches(self._version):
+                count += batch.num_rows
+                self._replay(batch)
         except BaseException:
             self._db.finish(None)
             raise
@@ -267,8 +260,9 @@ class DeltaRegistry(Registry):
         if count > 1000:
             self._db.maybe_analyze()
 
-    def _read_events(self, after: int) -> Iterator[Event]:
-        """Events with ``version > after``: only the files whose statistics say they hold some."""
+    def _read_batches(self, after: int) -> Iterator[Any]:
+        """Event rows with ``version > after``, from the files whose statistics say they hold
+        some, in commit order (:func:`~repo_butler.registry.delta_log.event_batches`)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -285,7 +279,27 @@ class DeltaRegistry(Registry):
         with self._errors("reading"):
             blobs = _fetch(self._fs, keys)
         tables = [pq.read_table(pa.BufferReader(blob)) for blob in blobs]
-        yield from events_from_arrow(pa.concat_tables(tables), self.universe, after)
+        tables.sort(key=lambda t: t["version"][0].as_py() if t.num_rows else -1)
+        yield from event_batches(pa.concat_tables(tables), after)
+
+    def _replay(self, batch: Any) -> None:
+        """Apply committed event rows: runs of inserts in bulk, other events one by one."""
+        ops = batch.column("op").to_pylist()
+        start = 0
+        while start < len(ops):
+            stop = start
+            while stop < len(ops) and ops[stop] == "insert":
+                stop += 1
+            if stop > start:
+                part = batch.slice(start, stop - start)
+                self._db.apply_insert_columns(
+                    {name: part.column(name).to_pylist() for name in part.schema.names}
+                )
+                start = stop
+                continue
+            row = batch.slice(start, 1).to_pylist()[0]
+            self._apply(event_from_row(row, self.universe), strict=False)
+            start += 1
 
     def _publish(self, events: list[Event]) -> bool:
         """Commit ``events`` as version ``self._version + 1``; ``False`` if another writer did."""
@@ -295,6 +309,10 @@ class DeltaRegistry(Registry):
         version = self._version + 1
         try:
             with self._errors("writing"):
+                if self._table.version() != self._version:
+                    # the rows say which version they are committed as, so the commit must
+                    # follow exactly the version the local copy has replayed
+                    self._table.load_as_version(self._version)
                 write_deltalake(
                     self._table,
                     events_to_arrow(events, version),
@@ -321,6 +339,7 @@ class DeltaRegistry(Registry):
                 self._table = DeltaTable(self.url, storage_options=self._options)
         except StorageError as err:
             logger.warning("compaction of %s skipped: %s", self.url, err)
+        self._catch_up(force=True)  # past the compaction's own version
 
     # -- applying events ----------------------------------------------------------------------
     def _apply(self, event: Event, *, strict: bool, check: Callable[[], None] | None = None) -> Any:

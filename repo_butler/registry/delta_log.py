@@ -28,7 +28,8 @@ __all__ = [
     "EVENT_FORMAT",
     "Event",
     "delta_storage_options",
-    "events_from_arrow",
+    "event_batches",
+    "event_from_row",
     "events_schema",
     "events_to_arrow",
 ]
@@ -109,18 +110,21 @@ def events_to_arrow(events: Iterable[Event], version: int) -> Any:
     return pa.table(cols, schema=events_schema())
 
 
-def events_from_arrow(table: Any, universe: DimensionUniverse, after: int) -> Iterator[Event]:
-    """The events of ``table`` with ``version > after``, in commit order."""
+def event_batches(table: Any, after: int) -> Iterator[Any]:
+    """The rows of ``table`` with ``version > after`` in commit order, as Arrow record batches
+    of at most 20,000 rows (so replaying never holds the whole table as Python objects)."""
+    import numpy as np
     import pyarrow.compute as pc
 
-    table = table.filter(pc.greater(table["version"], after))
-    table = table.sort_by([("version", "ascending"), ("seq", "ascending")])
-    for batch in table.to_batches(max_chunksize=20_000):  # bounded Python objects
-        for row in batch.to_pylist():
-            yield _event(row, universe)
+    if table.num_rows and pc.min(table["version"]).as_py() <= after:
+        table = table.filter(pc.greater(table["version"], after))
+    order = table["version"].to_numpy() * (1 << 31) + table["seq"].to_numpy()
+    if not bool(np.all(order[1:] >= order[:-1])):  # files are in order, and usually each other
+        table = table.take(np.argsort(order, kind="stable"))
+    yield from table.to_batches(max_chunksize=20_000)
 
 
-def _event(row: dict[str, Any], universe: DimensionUniverse) -> Event:
+def event_from_row(row: dict[str, Any], universe: DimensionUniverse) -> Event:
     """One event row as an :class:`Event`."""
     op = row["op"]
     if op == "run":

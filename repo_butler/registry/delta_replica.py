@@ -23,9 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from repo_butler.refs import data_id_key
-from repo_butler.registry.base import DatasetRecord
-from repo_butler.registry.sql import DELETE_DATASET, insert_row
+from repo_butler.registry.sql import COLUMNS, DELETE_DATASET, dimension_column
 from repo_butler.registry.sqlite import SqliteRegistry
 
 __all__ = ["SAVE_AFTER_EVENTS", "Replica", "cache_file", "save_to_cache", "seed_from_cache"]
@@ -56,6 +54,11 @@ class Replica(SqliteRegistry):
                 raise
             self._conn.execute("RELEASE rb_op")
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: bulk replays of 10^6 rows
+        return conn
+
     def begin(self) -> None:
         """Open the transaction a commit is prepared in."""
         with self._lock:
@@ -72,25 +75,36 @@ class Replica(SqliteRegistry):
             self._set_meta("delta_version", str(version))
             self._conn.execute("COMMIT")
 
-    def apply_inserts(self, rows: list[tuple[DatasetRecord, str | None]]) -> None:
-        """Apply committed inserts (row, provenance) in bulk, inside the open transaction: a
-        row replaces one with the same type, data ID and run (the last of ``rows`` wins)."""
-        last: dict[tuple[str, str, str], tuple[DatasetRecord, str | None]] = {}
-        for record, prov in rows:
-            last[(record.dataset_type, data_id_key(record.data_id), record.run)] = (record, prov)
-        by_sql: dict[str, list[tuple[Any, ...]]] = {}
-        for record, _ in last.values():
-            sql, values = insert_row(record)
-            by_sql.setdefault(sql, []).append(values)
+    def apply_insert_columns(self, cols: dict[str, list[Any]]) -> None:
+        """Apply committed inserts given as columns of the event table (``dataset_type``,
+        ``run``, ``data_id``, ``path``, ``size``, ``checksum``, ``created``,
+        ``provenance_path``, ``provenance``), in bulk, inside the open transaction. A row
+        replaces one with the same type, data ID and run (the last one wins). SQLite fills the
+        dimension columns from the data ID JSON (``json_extract``)."""
+        keys = list(zip(cols["dataset_type"], cols["data_id"], cols["run"], strict=True))
+        last = {key: i for i, key in enumerate(keys)}  # the last insert of a key wins
+        order = sorted(last.values()) if len(last) < len(keys) else range(len(keys))
+        names = ("dataset_type", "run", "data_id", "path", "size", "checksum", "created",
+                 "provenance_path")  # fmt: skip
+        if len(last) == len(keys):
+            rows = list(zip(*(cols[name] for name in names), strict=True))
+        else:
+            rows = [tuple(cols[name][i] for name in names) for i in order]
+        prov = [(cols["provenance"][i], *keys[i]) for i in order if cols["provenance"][i]]
+        dims = "".join(f", {dimension_column(d)}" for d in self.universe.names)
+        extract = "".join(f", json_extract(?3, '$.{d}')" for d in self.universe.names)
         with self._lock:
             conn = self._conn
-            conn.executemany(DELETE_DATASET, list(last))
-            for sql, many in by_sql.items():
-                conn.executemany(sql, many)
+            conn.executemany(DELETE_DATASET, [keys[i] for i in order])
+            conn.executemany(
+                f"INSERT INTO datasets ({COLUMNS}{dims}) "
+                f"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8{extract})",
+                rows,
+            )
             conn.executemany(
                 "INSERT INTO provenance SELECT id, ? FROM datasets "
                 "WHERE dataset_type = ? AND data_id = ? AND run = ?",
-                [(prov, *key) for key, (_, prov) in last.items() if prov is not None],
+                prov,
             )
 
     def maybe_analyze(self) -> None:
