@@ -309,3 +309,18 @@ def test_postgres_batch_is_one_transaction_rolled_back_whole(postgres_dsn: str) 
     finally:
         registry.close()
         other.close()
+
+
+@pytest.mark.postgres
+def test_put_many_with_a_postgres_registry(postgres_dsn: str, tmp_path: Path) -> None:
+    root = str(tmp_path / "repo")
+    with Butler.create(root, config={**CONFIG, "registry": postgres_dsn}) as butler:
+        refs = butler.put_many(_items(range(2), range(5)))
+        assert [butler.get(r) for r in refs] == [o for o, _, _ in _items(range(2), range(5))]
+        items: list[Any] = _items(range(2, 4), range(5))
+        items[7] = ({"bad": object()}, "meta", {"visit": 3, "ccd": 2})
+        with pytest.raises(FormatterError, match=r"meta \{visit: 3, ccd: 2\}"):
+            butler.put_many(items)
+        assert _registered(butler) == {DataId(visit=v, ccd=c) for v in range(2) for c in range(5)}
+        assert _stored_files(butler) == {PATH.format(**d) for _, _, d in _items(range(2), range(5))}
+        assert verify(butler).ok
