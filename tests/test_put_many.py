@@ -324,3 +324,33 @@ def test_put_many_with_a_postgres_registry(postgres_dsn: str, tmp_path: Path) ->
         assert _registered(butler) == {DataId(visit=v, ccd=c) for v in range(2) for c in range(5)}
         assert _stored_files(butler) == {PATH.format(**d) for _, _, d in _items(range(2), range(5))}
         assert verify(butler).ok
+
+
+def test_local_durability_costs_one_directory_fsync_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file is fdatasynced before it is published; each directory is fsynced once per
+    batch (``put`` fsyncs it once per file). Counted by wrapping the real calls."""
+    import os
+
+    calls: dict[str, list[int]] = {"fsync": [], "fdatasync": []}
+    real = {name: getattr(os, name) for name in calls}
+
+    def counting(name: str) -> Any:
+        def call(fd: int) -> None:
+            calls[name].append(fd)
+            real[name](fd)
+
+        return call
+
+    with Butler.create(str(tmp_path / "repo"), config=CONFIG) as butler:
+        for name in calls:
+            monkeypatch.setattr(os, name, counting(name))
+        butler.put_many(_items(range(3), range(20)), threads=4)
+        assert (len(calls["fsync"]), len(calls["fdatasync"])) == (3, 60)
+        calls["fsync"].clear()
+        for c in range(20, 25):
+            butler.put({}, "meta", visit=0, ccd=c)
+        assert len(calls["fsync"]) == 5
+    with Butler(str(tmp_path / "repo"), writeable=False) as reader:
+        assert verify(reader).ok
