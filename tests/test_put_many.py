@@ -354,3 +354,13 @@ def test_local_durability_costs_one_directory_fsync_each(
         assert len(calls["fsync"]) == 5
     with Butler(str(tmp_path / "repo"), writeable=False) as reader:
         assert verify(reader).ok
+
+
+@pytest.mark.parametrize("repo_location", ["s3"], indirect=True)
+def test_bucket_registry_is_uploaded_once_per_batch(butler: Butler) -> None:
+    registry: Any = butler.registry
+    butler.put({}, "meta", visit=0, ccd=0)  # the root run is recorded by the first write
+    before = registry.uploads
+    butler.put_many(_items(range(1, 3), range(15)))
+    assert registry.uploads - before == 1
+    assert len(_registered(butler)) == 31
