@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -263,10 +264,17 @@ def put_many(
     n_threads = min(DEFAULT_THREADS if threads is None else max(1, threads), len(plans))
     pool = ThreadPoolExecutor(n_threads, thread_name_prefix="rb-put") if n_threads > 1 else None
     batch.written = [None] * len(plans)
+    failed = threading.Event()  # the other tasks stop writing once one has failed
 
     def some(indices: list[int]) -> None:
         for k in indices:
-            batch.written[k] = batch.write(plans[k], batch_items[k])
+            if failed.is_set():
+                return
+            try:
+                batch.written[k] = batch.write(plans[k], batch_items[k])
+            except BaseException:
+                failed.set()
+                raise
 
     try:
         try:
