@@ -104,9 +104,8 @@ def measure(backend: str, n: int, root: Path, registry_url: str | None) -> dict[
         t0 = time.perf_counter()
         step = max(1, len(fill) // 10)
         for start in range(0, len(fill), 1000):
-            with butler.registry.batch():
-                for did in fill[start : start + 1000]:
-                    butler.put({"v": did["visit"], "c": did["ccd"]}, "blob", did)
+            chunk = fill[start : start + 1000]
+            butler.put_many([({"v": d["visit"], "c": d["ccd"]}, "blob", d) for d in chunk])
             if start % step < 1000:
                 print(f"#   {backend} {n}: {start + 1000} put", flush=True)
         out["put/s batched"] = len(fill) / (time.perf_counter() - t0)

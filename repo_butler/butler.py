@@ -31,6 +31,7 @@ from repo_butler.formatters import get_formatter
 from repo_butler.ingest import IngestReport, ingest_files
 from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import Provenance, decode_provenance
+from repo_butler.put_many import PutMany
 from repo_butler.refs import DatasetRef
 from repo_butler.registry import Registry, open_registry
 from repo_butler.run_configs import RunConfigs
@@ -44,7 +45,7 @@ __all__ = ["Butler", "create_repo"]
 logger = logging.getLogger(__name__)
 
 
-class Butler:
+class Butler(PutMany):
     """Read and write datasets in a repository.
 
     Parameters
@@ -162,8 +163,7 @@ class Butler:
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """A copy of the fsspec options given at construction (to reopen in a worker); never
-        written anywhere by repo_butler: treat it as secret."""
+        """A copy of the fsspec options given at construction (to reopen in a worker); secret."""
         return dict(self._storage_options)
 
     @property

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Literal, cast
 
+from repo_butler import local_writes
 from repo_butler.checksums import DEFAULT_ALGORITHM, checksum_bytes
 from repo_butler.errors import StorageError
 from repo_butler.local_reads import ReadBuffer, map_file
-from repo_butler.local_writes import HashingFile, fsync_directory, link_exclusive, local_token
+from repo_butler.local_writes import HashingFile, link_exclusive, local_token
 from repo_butler.redaction import redact_text, secret_values
 
 __all__ = [
@@ -235,6 +236,13 @@ class Datastore(ABC):
         """Remove a file from :meth:`stage` that will not be published."""
         raise NotImplementedError(f"{type(self).__name__} does not stage files")
 
+    def deferring_directory_sync(
+        self, pending: set[str]
+    ) -> contextlib.AbstractContextManager[None]:
+        """:func:`repo_butler.local_writes.deferring_directory_sync` for this store's local
+        writes (each file fsynced, its directory added to ``pending``); no-op by default."""
+        return contextlib.nullcontext()
+
     def abort_incomplete_uploads(self, min_age: float = 0.0) -> int:
         """Abort unfinished uploads at least ``min_age`` seconds old (left by crashed writers);
         return how many (none by default)."""
@@ -427,7 +435,13 @@ class FsspecDatastore(Datastore):
             self.discard(staged)
             raise
         if self.durable:
-            fsync_directory(posixpath.dirname(full))
+            local_writes.sync_or_defer(self, posixpath.dirname(full))
+
+    def deferring_directory_sync(
+        self, pending: set[str]
+    ) -> contextlib.AbstractContextManager[None]:
+        """See :meth:`Datastore.deferring_directory_sync` (local stores with :attr:`durable`)."""
+        return local_writes.deferring_directory_sync(self, pending)
 
     def discard(self, staged: StagedFile) -> None:
         """Remove a staged file that will not be published."""
@@ -539,21 +553,7 @@ class FsspecDatastore(Datastore):
 
     def temp_files(self) -> list[tuple[str, float]]:
         """Temporary files left under the root by killed writers, with their ages (local)."""
-        if not self._local:
-            return []
-        out = []
-        now = time.time()
-        start = len(self.path.rstrip("/")) + 1
-        for dirpath, _, names in os.walk(self.path):
-            for name in names:
-                if name.startswith(TEMP_MARKER):
-                    full = os.path.join(dirpath, name)
-                    try:
-                        mtime = os.stat(full).st_mtime
-                    except FileNotFoundError:  # finished meanwhile
-                        continue
-                    out.append((full[start:].replace(os.sep, "/"), now - mtime))
-        return sorted(out)
+        return local_writes.temp_files(self.path, TEMP_MARKER) if self._local else []
 
     def transfer_in(
         self, source: str, path: str, *, mode: TransferMode, storage_options: dict[str, Any]

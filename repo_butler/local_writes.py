@@ -10,11 +10,23 @@ import errno
 import io
 import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from repo_butler.checksums import new_hasher
 
-__all__ = ["HashingFile", "fsync_directory", "link_exclusive", "local_token"]
+__all__ = [
+    "HashingFile",
+    "deferring_directory_sync",
+    "fsync_directory",
+    "link_exclusive",
+    "local_token",
+    "sync_or_defer",
+    "temp_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +101,49 @@ def fsync_directory(directory: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+_DEFERRED = threading.local()
+"""Per thread: ``(owner, directories)`` while :func:`deferring_directory_sync` runs."""
+
+
+@contextmanager
+def deferring_directory_sync(owner: object, pending: set[str]) -> Iterator[None]:
+    """While the block runs, :func:`sync_or_defer` calls of this thread for ``owner`` (a
+    datastore) add the directory to ``pending`` instead of fsyncing it; the caller fsyncs each
+    directory once (a batch of files in one directory: one fsync, not one per file)."""
+    saved = getattr(_DEFERRED, "pending", None)
+    _DEFERRED.pending = (owner, pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.pending = saved
+
+
+def sync_or_defer(owner: object, directory: str) -> None:
+    """fsync ``directory`` now, or leave it to the caller of :func:`deferring_directory_sync`
+    when this thread runs inside one for ``owner``."""
+    deferred = getattr(_DEFERRED, "pending", None)
+    if deferred is not None and deferred[0] is owner:
+        deferred[1].add(directory)  # set.add is atomic: the batch's threads share the set
+    else:
+        fsync_directory(directory)
+
+
+def temp_files(root: str, marker: str) -> list[tuple[str, float]]:
+    """Files under the local directory ``root`` whose name starts with ``marker`` (temporary
+    files of interrupted writes): ``/``-separated paths relative to ``root`` and ages in
+    seconds, sorted."""
+    out = []
+    now = time.time()
+    start = len(root.rstrip("/")) + 1
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            if name.startswith(marker):
+                full = os.path.join(dirpath, name)
+                try:
+                    mtime = os.stat(full).st_mtime
+                except FileNotFoundError:  # finished meanwhile
+                    continue
+                out.append((full[start:].replace(os.sep, "/"), now - mtime))
+    return sorted(out)

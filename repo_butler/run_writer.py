@@ -158,10 +158,14 @@ class RunWriter:
         *,
         replace: bool,
         existing: list[DatasetRecord | None] | None = None,
+        all_or_nothing: bool = False,
     ) -> list[DatasetRef]:
         """Register written datasets (one batch); see :meth:`Butler.register
         <repo_butler.Butler.register>`. ``existing`` gives, per dataset, its record in the run
-        when the caller has just looked it up (else each is looked up here)."""
+        when the caller has just looked it up (else each is looked up here). With
+        ``all_or_nothing`` (and not ``replace``) a dataset whose file another writer replaced
+        fails the whole batch inside the registry batch, so a transactional registry rolls it
+        back, instead of the others being registered first."""
         items = list(written)
         for item in items:
             if item.planned.run != self.run:
@@ -208,6 +212,8 @@ class RunWriter:
                         check=self._still_ours(item, replace=replace),
                     )
                 except ConcurrentWriteError as err:
+                    if all_or_nothing and not replace:
+                        raise
                     lost.append(err)
         for path in stale_sidecars:
             self._remove_file(path)

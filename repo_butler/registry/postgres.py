@@ -7,7 +7,8 @@ rejected by the configuration check).
 
 Same tables, same rows and the same ``where`` compiler as :class:`SqliteRegistry`, so queries
 return the same results: text columns use the ``"C"`` collation (byte order, as SQLite) and
-parameters are passed separately (never interpolated). Each write is one transaction; the unique
+parameters are passed separately (never interpolated). Each write is one transaction (a savepoint
+inside :meth:`~PostgresRegistry.batch`, which is one transaction); the unique
 constraint on ``(dataset_type, data_id, run)`` decides races between writers, the loser gets
 :class:`~repo_butler.errors.DatasetExistsError`. Schema creation is serialised with a
 transaction-level advisory lock so several processes can open a new database at once.
@@ -228,6 +229,14 @@ class PostgresRegistry(SqlRegistry):
     def atomic(self) -> Iterator[None]:
         """Make every write inside the block one transaction (``rb reindex``: all or nothing);
         the writes' own transactions become savepoints."""
+        with self._tx():
+            yield
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every write inside the block (their own become savepoints):
+        one commit, rolled back whole if the block raises. The connection is held for the
+        block: other threads of this process wait for it."""
         with self._tx():
             yield
 

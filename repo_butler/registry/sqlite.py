@@ -3,8 +3,10 @@
 Concurrency: every write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
 so two writers never deadlock upgrading a read lock) and the connection's busy timeout makes a
 writer wait for the lock instead of failing with "database is locked". WAL lets readers proceed
-while a writer commits. ``synchronous=NORMAL`` keeps commits cheap: in WAL mode a power loss can
-drop the last transactions but never corrupts the database, and ``rb reindex`` can rebuild it.
+while a writer commits. :meth:`SqliteRegistry.batch` makes many writes one transaction (a
+savepoint each): one commit, all or nothing. ``synchronous=NORMAL`` keeps commits cheap: in WAL
+mode a power loss can drop the last transactions but never corrupts the database, and
+``rb reindex`` can rebuild it.
 
 For remote roots this class runs on a local cache copy (``journal_mode=DELETE``): S3 repositories
 wrap it in :class:`~repo_butler.registry.s3.ObjectStoreRegistry` (compare-and-swap
@@ -179,8 +181,9 @@ class SqliteRegistry(SqlRegistry):
             )
 
     def _sync(self) -> None:
-        """Swap in a newer copy of the database if the ``refresh`` hook provides one."""
-        if self._refresh is None:
+        """Swap in a newer copy of the database if the ``refresh`` hook provides one (never
+        inside a :meth:`batch`, whose transaction is on the current copy)."""
+        if self._refresh is None or self._in_batch:
             return
         newer = self._refresh()
         if newer is None:
@@ -193,7 +196,20 @@ class SqliteRegistry(SqlRegistry):
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; inside :meth:`batch` a savepoint of the batch's transaction
+        (a failed write is undone alone, the batch goes on unless its error propagates)."""
         with self._lock:
+            conn = self._conn
+            if self._in_batch:
+                conn.execute("SAVEPOINT rb_write")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO rb_write")
+                    conn.execute("RELEASE rb_write")
+                    raise
+                conn.execute("RELEASE rb_write")
+                return
             self._sync()
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -205,6 +221,31 @@ class SqliteRegistry(SqlRegistry):
             conn.execute("COMMIT")
             if self._after_write is not None:
                 self._after_write()
+
+    _in_batch: bool = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every write inside the block one transaction: committed (and, for a cache
+        copy, uploaded) once at the end, rolled back whole if the block raises.
+
+        Writes inside it run as savepoints (no ``BEGIN``/``COMMIT`` each), so a put of a small
+        dataset costs one ``INSERT`` instead of a transaction. The write lock is taken at the
+        start (``BEGIN IMMEDIATE``) and held until the end: other writer processes wait for it
+        (up to the busy timeout), other threads of this process wait for the connection, so
+        keep slow work (writing files) outside the block where possible. Nested batches join
+        the outer one.
+        """
+        with self._lock:
+            if self._in_batch:
+                yield
+                return
+            with self._write():
+                self._in_batch = True
+                try:
+                    yield
+                finally:
+                    self._in_batch = False
 
     def _create_schema(self) -> None:
         dims = self.universe.names
@@ -308,7 +349,7 @@ class SqliteRegistry(SqlRegistry):
         with self._lock:
             self._sync()
             self._conn.execute(sql, values)
-            if self._after_write is not None:
+            if self._after_write is not None and not self._in_batch:
                 self._after_write()
 
     def _insert_many(
