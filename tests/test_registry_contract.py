@@ -211,6 +211,25 @@ def test_query_errors_are_the_same(registry: Registry) -> None:
         registry.query("calexp", [""], where="filter = 'g'", dimensions=["visit", "ccd"])
 
 
+def test_a_raising_batch_keeps_nothing_a_caught_refusal_keeps_the_rest(
+    registry: Registry,
+) -> None:
+    registry.insert(_rec("calexp", visit=1, ccd=1))
+    with pytest.raises(RuntimeError, match="boom"), registry.batch():
+        registry.insert(_rec("calexp", visit=2, ccd=1))
+        registry.define_run("r", [""])
+        raise RuntimeError("boom")
+    assert [r.data_id for r in registry.all_records()] == [DataId(visit=1, ccd=1)]
+    assert "r" not in registry.runs()
+    with registry.batch():
+        registry.insert(_rec("calexp", visit=3, ccd=1))
+        with pytest.raises(DatasetExistsError):
+            registry.insert(_rec("calexp", visit=1, ccd=1, size=9))
+        registry.insert(_rec("calexp", visit=4, ccd=1))
+    records = sorted(registry.all_records(), key=lambda r: r.data_id["visit"])
+    assert [(r.data_id["visit"], r.size) for r in records] == [(1, 1), (3, 1), (4, 1)]
+
+
 def _writer(kind: str, target: str, options: dict[str, Any], worker: int, n: int) -> int:
     from repo_butler.registry.postgres import PostgresRegistry
     from repo_butler.registry.s3 import ObjectStoreRegistry

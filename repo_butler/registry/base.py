@@ -49,7 +49,9 @@ class Registry(ABC):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Group several writes (an object-store registry uploads once at the end).
+        """Group several writes into one transaction (an object-store registry uploads once at
+        the end). All or nothing: if the block raises, none of its writes is kept (a write
+        refused inside it, caught by the caller, leaves the others in).
 
         The default does nothing special: every write is committed on its own.
         """

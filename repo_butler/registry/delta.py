@@ -444,7 +444,8 @@ class DeltaRegistry(Registry):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Group writes into one commit (replayed as a whole after another writer's commit)."""
+        """Group writes into one commit (replayed as a whole after another writer's commit);
+        if the block raises, nothing of it is committed."""
         self._check_writeable()
         with self._mutex:
             if self._pending is not None:
@@ -453,12 +454,9 @@ class DeltaRegistry(Registry):
             self._pending = []
             try:
                 yield
-            except BaseException:
-                items, self._pending = self._pending, None
+            except BaseException:  # all or nothing: none of the batch's writes is kept
+                self._pending = None
                 self._db.finish(None)
-                if items:  # keep what succeeded before the failure
-                    with suppress(Exception):
-                        self._commit(items)
                 raise
             items, self._pending = self._pending, None
             if not items:

@@ -18,8 +18,6 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,35 +36,22 @@ class Replica(SqliteRegistry):
     """The private SQLite copy: its writes join the transaction the Delta registry holds open
     while a commit is prepared (each as a savepoint, so a refused insert undoes only itself)."""
 
-    @contextmanager
-    def _write(self) -> Iterator[Any]:
-        if not self._conn.in_transaction:
-            with super()._write() as conn:
-                yield conn
-            return
-        with self._lock:
-            self._conn.execute("SAVEPOINT rb_op")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK TO rb_op")
-                self._conn.execute("RELEASE rb_op")
-                raise
-            self._conn.execute("RELEASE rb_op")
-
     def _connect(self) -> sqlite3.Connection:
         conn = super()._connect()
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: bulk replays of 10^6 rows
         return conn
 
     def begin(self) -> None:
-        """Open the transaction a commit is prepared in."""
+        """Open the transaction a commit is prepared in (writes join it as savepoints, as in
+        :meth:`SqliteRegistry.batch`)."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
 
     def finish(self, version: int | None) -> None:
         """Commit the open transaction recording ``version``, or roll it back (``None``)."""
         with self._lock:
+            self._in_batch = False
             if not self._conn.in_transaction:
                 return
             if version is None:

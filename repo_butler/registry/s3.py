@@ -230,7 +230,8 @@ class ObjectStoreRegistry(Registry):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Group writes: they are applied locally at once and uploaded together at the end."""
+        """Group writes: they are applied locally at once and uploaded together at the end;
+        if the block raises, nothing of it is uploaded."""
         self._check_writeable()
         with self._mutex:
             if self._batch is not None:
@@ -239,11 +240,9 @@ class ObjectStoreRegistry(Registry):
             self._batch = []
             try:
                 yield
-            except BaseException:
-                ops, self._batch = self._batch, None
-                if ops:  # keep what succeeded before the failure
-                    with suppress(Exception):
-                        self._finish(ops)
+            except BaseException:  # all or nothing: the local copy holds the batch's writes
+                self._batch = None
+                self._stale = True  # so it is read again from the bucket, which never saw them
                 raise
             ops, self._batch = self._batch, None
             if ops:
