@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from repo_butler.dimensions import DataId, Dimension, DimensionUniverse
     from repo_butler.ingest import IngestedFile, IngestReport
     from repo_butler.provenance import Provenance, ProvenanceInput, software_versions
+    from repo_butler.put_many import PutItem
     from repo_butler.refs import DatasetRef
     from repo_butler.writes import PlannedPut, WorkerIO, WrittenDataset
 
@@ -34,6 +35,7 @@ _EXPORTS = {
     "Provenance": "repo_butler.provenance",
     "ProvenanceInput": "repo_butler.provenance",
     "software_versions": "repo_butler.provenance",
+    "PutItem": "repo_butler.put_many",
     "DatasetRef": "repo_butler.refs",
     "PlannedPut": "repo_butler.writes",
     "WorkerIO": "repo_butler.writes",
@@ -52,6 +54,7 @@ __all__ = [
     "PlannedPut",
     "Provenance",
     "ProvenanceInput",
+    "PutItem",
     "WorkerIO",
     "WrittenDataset",
     "create_repo",

@@ -79,6 +79,9 @@ _FORMAT_KEY = "repo_butler_registry_format"
 """Key of the format version in the table description (JSON)."""
 _Item = tuple[Event, Callable[[], None] | None]
 
+#: Compaction merges files smaller than this into files of about this size.
+COMPACT_TARGET_BYTES = 8 * 2**20
+
 
 class DeltaRegistry(Registry):
     """A :class:`Registry` kept as a Delta Lake table of events in an S3 bucket.
@@ -333,7 +336,9 @@ class DeltaRegistry(Registry):
             return
         try:
             with self._errors("compacting"):
-                self._table.optimize.compact()
+                # files of 8 MiB and more are left alone, so a compaction rewrites what the
+                # last ~100 commits added, not the repository
+                self._table.optimize.compact(target_size=COMPACT_TARGET_BYTES)
                 self._table.vacuum(dry_run=False)  # files unreferenced for 7 days
                 # a long-lived handle slows down as versions pile up: start afresh
                 self._table = DeltaTable(self.url, storage_options=self._options)
