@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _results import Results  # noqa: E402
+from butler_scale import CONFIG as SMALL_CONFIG  # noqa: E402  (the same blob dataset type)
 
 N_CCDS = 100
 DIMS = ("visit", "ccd")
@@ -182,17 +183,6 @@ def measure_delta(n: int, server_json: str) -> dict[str, float]:
     reg.close()
     out["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-SMALL_CONFIG: dict[str, Any] = {
-    "dataset_types": {
-        "blob": {
-            "dimensions": ["visit", "ccd"],
-            "formatter": "json",
-            "template": "blob/{visit:07d}/{ccd:03d}.json",
-        }
-    }
-}
 
 
 def measure_small(kind: str, server_json: str) -> dict[str, float]:

@@ -35,7 +35,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from repo_butler.errors import (
 from repo_butler.formats import check_version
 from repo_butler.leftovers import registry_cache_dir
 from repo_butler.redaction import redact_text
-from repo_butler.registry.base import DatasetRecord, Registry
+from repo_butler.registry.base import DatasetRecord
 from repo_butler.registry.delta_log import (
     EVENT_FORMAT,
     Event,
@@ -68,6 +68,7 @@ from repo_butler.registry.delta_replica import (
     save_to_cache,
     seed_from_cache,
 )
+from repo_butler.registry.local_copy import LocalCopyReads
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.s3_objects import S3Objects
 
@@ -83,7 +84,7 @@ _Item = tuple[Event, Callable[[], None] | None]
 COMPACT_TARGET_BYTES = 8 * 2**20
 
 
-class DeltaRegistry(Registry):
+class DeltaRegistry(LocalCopyReads):
     """A :class:`Registry` kept as a Delta Lake table of events in an S3 bucket.
 
     Parameters
@@ -501,17 +502,6 @@ class DeltaRegistry(Registry):
         with self._mutex:
             self._catch_up(force=True)
 
-    @contextmanager
-    def trusting_local_copy(self) -> Iterator[None]:
-        """Reads inside the block use the local copy without checking the bucket (for
-        speculative reads, confirmed afterwards by :meth:`changed_in_bucket`)."""
-        with self._mutex:
-            saved, self.max_staleness = self.max_staleness, float("inf")
-            try:
-                yield
-            finally:
-                self.max_staleness = saved
-
     def changed_in_bucket(self) -> bool:
         """One HEAD: whether a commit after the local copy's version exists."""
         from repo_butler.s3 import s3_errors
@@ -529,17 +519,9 @@ class DeltaRegistry(Registry):
         """The table version the local copy has replayed (-1: none)."""
         return self._version
 
-    def analyze(self) -> None:
-        """Refresh the query planner's statistics of the local copy."""
-        self._read().analyze()
-
     def clear(self) -> None:
         """Delete every dataset, provenance record and run (one ``clear`` event)."""
         self._write(Event("clear"))
-
-    def runs(self) -> dict[str, tuple[str, ...]]:
-        """All runs and their parents."""
-        return self._read().runs()
 
     def define_run(self, name: str, parents: Sequence[str]) -> None:
         """Record a run (no commit if it is already recorded identically)."""
@@ -559,46 +541,6 @@ class DeltaRegistry(Registry):
         replay after another writer's commit; failing then, the row is left out)."""
         self._write(Event("insert", record, provenance=provenance, replace=replace), check)
 
-    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
-        """The dataset in the first of ``runs`` having it."""
-        return self._read().find(dataset_type, data_id, runs)
-
-    def find_checksums(
-        self, dataset_type: str, run: str, checksums: Sequence[str]
-    ) -> list[DatasetRecord]:
-        """Datasets of one type in ``run`` with one of ``checksums``."""
-        return self._read().find_checksums(dataset_type, run, checksums)
-
-    def query(
-        self,
-        dataset_type: str,
-        runs: Sequence[str],
-        *,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-        dimensions: Sequence[str] = (),
-    ) -> list[DatasetRecord]:
-        """Datasets of one type matching ``data_id`` and ``where``."""
-        return self._read().query(
-            dataset_type, runs, data_id=data_id, where=where, bind=bind, dimensions=dimensions
-        )
-
-    def query_data_ids(
-        self,
-        dimensions: Sequence[str],
-        runs: Sequence[str],
-        *,
-        dataset_types: Sequence[str] | None = None,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-    ) -> list[DataId]:
-        """Distinct data IDs among datasets in ``runs``."""
-        return self._read().query_data_ids(
-            dimensions, runs, dataset_types=dataset_types, data_id=data_id, where=where, bind=bind
-        )
-
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row (no commit if there is none)."""
         found = self._read().find(dataset_type, data_id, [run])
@@ -606,14 +548,6 @@ class DeltaRegistry(Registry):
             return None
         result: DatasetRecord | None = self._write(Event("remove", found))
         return result
-
-    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
-        """Provenance JSON of one dataset."""
-        return self._read().get_provenance(dataset_type, data_id, run)
-
-    def all_records(self) -> Iterator[DatasetRecord]:
-        """Every dataset row."""
-        return self._read().all_records()
 
 
 def _one_line(err: BaseException) -> str:

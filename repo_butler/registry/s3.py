@@ -30,7 +30,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from repo_butler.config import CONFIG_FILENAME
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConcurrentWriteError, RegistryError
 from repo_butler.leftovers import registry_cache_dir
-from repo_butler.registry.base import DatasetRecord, Registry
+from repo_butler.registry.base import DatasetRecord
+from repo_butler.registry.local_copy import LocalCopyReads
 from repo_butler.registry.sqlite import SqliteRegistry
 from repo_butler.s3 import ConditionFailed, S3Objects, s3_errors
 
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 Op = Callable[[SqliteRegistry], Any]
 
 
-class ObjectStoreRegistry(Registry):
+class ObjectStoreRegistry(LocalCopyReads):
     """A :class:`Registry` kept as one SQLite object in an S3 bucket.
 
     Parameters
@@ -291,20 +292,6 @@ class ObjectStoreRegistry(Registry):
         with self._mutex:
             self._sync(force=True)
 
-    @contextmanager
-    def trusting_local_copy(self) -> Iterator[None]:
-        """Reads inside the block use the local copy without checking the bucket.
-
-        For speculative reads: the caller checks :meth:`changed_in_bucket` afterwards (while
-        its data request is in flight) and redoes the read if the registry had changed.
-        """
-        with self._mutex:
-            saved, self.max_staleness = self.max_staleness, float("inf")
-            try:
-                yield
-            finally:
-                self.max_staleness = saved
-
     def changed_in_bucket(self) -> bool:
         """One HEAD: whether the registry object differs from the local copy."""
         with self._mutex, self._errors("reading the registry"):
@@ -315,17 +302,9 @@ class ObjectStoreRegistry(Registry):
                 return False
             return True
 
-    def analyze(self) -> None:
-        """Refresh the query planner's statistics of the local copy."""
-        self._read().analyze()
-
     def clear(self) -> None:
         """Delete every dataset, provenance record and run."""
         self._write(lambda db: db.clear())
-
-    def runs(self) -> dict[str, tuple[str, ...]]:
-        """All runs and their parents."""
-        return self._read().runs()
 
     def define_run(self, name: str, parents: Sequence[str]) -> None:
         """Record a run (no upload if it is already recorded identically)."""
@@ -359,58 +338,10 @@ class ObjectStoreRegistry(Registry):
         if failed is not None:
             raise failed
 
-    def find(self, dataset_type: str, data_id: DataId, runs: Sequence[str]) -> DatasetRecord | None:
-        """The dataset in the first of ``runs`` having it."""
-        return self._read().find(dataset_type, data_id, runs)
-
-    def find_checksums(
-        self, dataset_type: str, run: str, checksums: Sequence[str]
-    ) -> list[DatasetRecord]:
-        """Datasets of one type in ``run`` with one of ``checksums``."""
-        return self._read().find_checksums(dataset_type, run, checksums)
-
-    def query(
-        self,
-        dataset_type: str,
-        runs: Sequence[str],
-        *,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-        dimensions: Sequence[str] = (),
-    ) -> list[DatasetRecord]:
-        """Datasets of one type matching ``data_id`` and ``where``."""
-        return self._read().query(
-            dataset_type, runs, data_id=data_id, where=where, bind=bind, dimensions=dimensions
-        )
-
-    def query_data_ids(
-        self,
-        dimensions: Sequence[str],
-        runs: Sequence[str],
-        *,
-        dataset_types: Sequence[str] | None = None,
-        data_id: DataId | None = None,
-        where: str | None = None,
-        bind: Mapping[str, Any] | None = None,
-    ) -> list[DataId]:
-        """Distinct data IDs among datasets in ``runs``."""
-        return self._read().query_data_ids(
-            dimensions, runs, dataset_types=dataset_types, data_id=data_id, where=where, bind=bind
-        )
-
     def remove(self, dataset_type: str, data_id: DataId, run: str) -> DatasetRecord | None:
         """Delete one dataset row."""
         result: DatasetRecord | None = self._write(lambda db: db.remove(dataset_type, data_id, run))
         return result
-
-    def get_provenance(self, dataset_type: str, data_id: DataId, run: str) -> str | None:
-        """Provenance JSON of one dataset."""
-        return self._read().get_provenance(dataset_type, data_id, run)
-
-    def all_records(self) -> Iterator[DatasetRecord]:
-        """Every dataset row."""
-        return self._read().all_records()
 
 
 def refuse_lost_bucket_registry(fs: Any, url: str, secrets: list[str]) -> None:
