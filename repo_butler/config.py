@@ -200,6 +200,9 @@ def write_new_config(
                     f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; "
                     "use 'sqlite' (the default) there"
                 )
+            from repo_butler.extras import require
+
+            require("deltalake", "delta", "the Delta Lake registry (registry: {type: delta})")
     RepoConfig.from_mapping(merged, source="configuration")
     store.put_bytes(CONFIG_FILENAME, yaml.safe_dump(merged, sort_keys=False).encode())
     logger.info("created repository at %s", store.root)

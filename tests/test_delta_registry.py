@@ -201,6 +201,10 @@ def test_cli_create_with_the_delta_registry(s3_root: S3Root, tmp_path: Path) -> 
     with Butler(s3_root.url, storage_options=s3_root.storage_options) as b:
         assert b.config["registry"]["type"] == "delta"
         assert type(b.registry).__name__ == "DeltaRegistry"
+    missing = run_rb("create", s3_root.url + "-2", "--registry", "delta", *opts,
+                     missing=["deltalake"])  # fmt: skip
+    assert "pip install 'repo-butler[delta]'" in one_error_line(missing)
+    assert not s3_root.server.admin_fs.exists(s3_root.path + "-2/butler.yaml")  # nothing written
     bad = run_rb("create", str(tmp_path / "r"), "--registry", "oracle")
     assert "--registry must be sqlite or delta" in one_error_line(bad)
     local = run_rb("create", str(tmp_path / "r2"), "--registry", "delta")
