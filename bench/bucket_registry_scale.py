@@ -90,14 +90,11 @@ def generate(fs: Any, table_path: str, n: int, options: dict[str, str]) -> float
     """Write ``n`` insert events straight into a new registry table; return the seconds."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-    from repo_butler.registry.delta import _FORMAT_KEY
-    from repo_butler.registry.delta_log import EVENT_FORMAT, Event, events_schema, events_to_arrow
+    from repo_butler.registry.delta_log import Event, create_registry_table, events_to_arrow
 
     url = f"s3://{table_path}"
     t0 = time.perf_counter()
-    DeltaTable.create(url, schema=events_schema(), storage_options=options,
-                      name="repo_butler_registry",
-                      description=json.dumps({_FORMAT_KEY: EVENT_FORMAT}))  # fmt: skip
+    create_registry_table(url, options)
     table = DeltaTable(url, storage_options=options)
     universe = _universe()
     step = 100_000 // N_CCDS

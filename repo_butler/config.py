@@ -53,6 +53,20 @@ DEFAULT_REGISTRY_FILE = "registry.sqlite3"
 DELTA_REGISTRY_DIR = "registry.delta"
 
 
+def check_delta_store(store: Datastore, error: type[Exception]) -> None:
+    """Refuse a Delta Lake registry (``registry: {type: delta}``) for ``store``: raise ``error``
+    unless it is an S3 bucket (conditional writes), and ``MissingExtraError`` unless
+    ``deltalake`` is installed."""
+    if not store.conditional_writes:
+        raise error(
+            f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; use "
+            "'sqlite' (the default) there"
+        )
+    from repo_butler.extras import require
+
+    require("deltalake", "delta", "the Delta Lake registry (registry: {type: delta})")
+
+
 def registry_name(settings: Mapping[str, Any]) -> str:
     """Name of the registry file (or Delta table directory) in the repository, for the
     ``registry`` section of ``butler.yaml``."""
@@ -195,14 +209,7 @@ def write_new_config(
         merged["registry"] = dict(chosen)  # the SQLite defaults do not apply
         if chosen.get("type") == "delta":
             merged["registry"].setdefault("path", DELTA_REGISTRY_DIR)
-            if not store.conditional_writes:
-                raise ConfigError(
-                    f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; "
-                    "use 'sqlite' (the default) there"
-                )
-            from repo_butler.extras import require
-
-            require("deltalake", "delta", "the Delta Lake registry (registry: {type: delta})")
+            check_delta_store(store, ConfigError)  # before anything is written
     RepoConfig.from_mapping(merged, source="configuration")
     store.put_bytes(CONFIG_FILENAME, yaml.safe_dump(merged, sort_keys=False).encode())
     logger.info("created repository at %s", store.root)

@@ -218,7 +218,7 @@ class _Batch:
             try:
                 row = self.registry.find(planned.dataset_type, planned.data_id, (planned.run,))
                 if row is not None and row.checksum == done.checksum:
-                    continue  # registered after all (a registry that keeps partial batches)
+                    continue  # registered after all: never remove a registered file
                 state = self.store.stray_state(planned.path)
                 if state is None or (done.token is not None and state[0] != done.token):
                     continue  # not ours any more

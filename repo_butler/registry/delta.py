@@ -54,11 +54,12 @@ from repo_butler.redaction import redact_text
 from repo_butler.registry.base import DatasetRecord
 from repo_butler.registry.delta_log import (
     EVENT_FORMAT,
+    FORMAT_KEY,
     Event,
+    create_registry_table,
     delta_storage_options,
     event_batches,
     event_from_row,
-    events_schema,
     events_to_arrow,
 )
 from repo_butler.registry.delta_replica import (
@@ -76,8 +77,6 @@ __all__ = ["DeltaRegistry"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT_KEY = "repo_butler_registry_format"
-"""Key of the format version in the table description (JSON)."""
 _Item = tuple[Event, Callable[[], None] | None]
 
 #: Compaction merges files smaller than this into files of about this size.
@@ -192,19 +191,12 @@ class DeltaRegistry(LocalCopyReads):
             if not self.writeable:
                 return  # a new repository: empty until its first writer
             with suppress(Exception), self._errors("creating"):
-                DeltaTable.create(
-                    self.url,
-                    schema=events_schema(),
-                    mode="error",  # two first writers: one creates, the other opens
-                    storage_options=self._options,
-                    name="repo_butler_registry",
-                    description=json.dumps({_FORMAT_KEY: EVENT_FORMAT}),
-                )
+                create_registry_table(self.url, self._options)  # or another writer did
             with self._errors("opening"):
                 self._table = DeltaTable(self.url, storage_options=self._options)
         meta = self._table.metadata()
         try:
-            found = json.loads(meta.description or "{}").get(_FORMAT_KEY)
+            found = json.loads(meta.description or "{}").get(FORMAT_KEY)
         except (ValueError, AttributeError):
             found = None
         if found is None:

@@ -26,7 +26,9 @@ from repo_butler.registry.base import DatasetRecord
 
 __all__ = [
     "EVENT_FORMAT",
+    "FORMAT_KEY",
     "Event",
+    "create_registry_table",
     "delta_storage_options",
     "event_batches",
     "event_from_row",
@@ -36,6 +38,8 @@ __all__ = [
 
 #: Version of the event table layout (recorded in the table description).
 EVENT_FORMAT = 1
+#: Key of the format version in the table description (JSON).
+FORMAT_KEY = "repo_butler_registry_format"
 
 _STRING_COLUMNS = (
     "op",
@@ -148,7 +152,25 @@ def event_from_row(row: dict[str, Any], universe: DimensionUniverse) -> Event:
     return Event(op, record, provenance=row["provenance"], replace=bool(row["replace"]))
 
 
-def delta_storage_options(fs: Any, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def create_registry_table(url: str, options: Mapping[str, str]) -> None:
+    """Create the empty event table at ``url``, its description naming the format.
+
+    Raises whatever ``deltalake`` raises, also when a table already exists there (of two first
+    writers one creates it, the other opens it).
+    """
+    from deltalake import DeltaTable
+
+    DeltaTable.create(
+        url,
+        schema=events_schema(),
+        mode="error",
+        storage_options=dict(options),
+        name="repo_butler_registry",
+        description=json.dumps({FORMAT_KEY: EVENT_FORMAT}),
+    )
+
+
+def delta_storage_options(fs: Any) -> dict[str, str]:
     """Options for ``deltalake`` (Rust ``object_store``) equivalent to an s3fs filesystem.
 
     The credentials are the ones s3fs resolved (keys, profile, environment or instance role),
@@ -186,7 +208,6 @@ def delta_storage_options(fs: Any, extra: Mapping[str, str] | None = None) -> di
             opts["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
             if frozen.token:
                 opts["AWS_SESSION_TOKEN"] = frozen.token
-    opts.update(extra or {})
     return opts
 
 

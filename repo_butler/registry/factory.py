@@ -15,11 +15,15 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from repo_butler.config import CONFIG_FILENAME, DEFAULT_REGISTRY_FILE, registry_name
+from repo_butler.config import (
+    CONFIG_FILENAME,
+    DEFAULT_REGISTRY_FILE,
+    check_delta_store,
+    registry_name,
+)
 from repo_butler.datastore import FsspecDatastore
 from repo_butler.dimensions import DimensionUniverse
 from repo_butler.errors import RegistryError
-from repo_butler.extras import require
 from repo_butler.registry.base import Registry
 from repo_butler.registry.cached import CachedSqliteRegistry
 from repo_butler.registry.postgres import PostgresRegistry
@@ -86,12 +90,7 @@ def open_delta_registry(
 ) -> DeltaRegistry:
     """The Delta Lake registry of a bucket repository (``rebuilding``: for ``rb reindex``, a
     missing table is created even though the repository holds files)."""
-    if not store.conditional_writes:
-        raise RegistryError(
-            f"registry type 'delta' needs a repository in an S3 bucket, not {store.root}; use "
-            "'sqlite' (the default) there"
-        )
-    require("deltalake", "delta", "the Delta Lake registry (registry: {type: delta})")
+    check_delta_store(store, RegistryError)
     from repo_butler.registry.delta import DeltaRegistry
 
     return DeltaRegistry(
