@@ -223,7 +223,9 @@ class Datastore(ABC):
         """Local OS path of ``path`` when the store is on the local filesystem, else ``None``."""
         return None
 
-    def stage(self, path: str, write: Callable[[BinaryIO], None]) -> StagedFile | None:
+    def stage(
+        self, path: str, write: Callable[[BinaryIO], None], *, sync: bool = True
+    ) -> StagedFile | None:
         """Stream a file into a temporary file beside ``path`` (see
         :meth:`FsspecDatastore.stage`); ``None`` (the default): this store takes bytes."""
         return None
@@ -379,20 +381,24 @@ class FsspecDatastore(Datastore):
         self.publish(staged, exclusive=exclusive)
         return staged.stored.token
 
-    def stage(self, path: str, write: Callable[[BinaryIO], None]) -> StagedFile | None:
+    def stage(
+        self, path: str, write: Callable[[BinaryIO], None], *, sync: bool = True
+    ) -> StagedFile | None:
         """Locally: let ``write`` stream a file's bytes into a temporary file beside ``path``
-        (hashed as they pass, fsynced) and return it, not yet visible at ``path``
-        (:meth:`publish` or :meth:`discard` it). ``None`` for other stores (write bytes).
+        (hashed as they pass, fsynced unless ``sync`` is false: the caller then makes it
+        durable before publishing, see :class:`~repo_butler.local_writes.BatchSync`) and
+        return it, not yet visible at ``path`` (:meth:`publish` or :meth:`discard` it).
+        ``None`` for other stores (write bytes).
 
         A large dataset (a 200 MB warp) is then never held in memory as one ``bytes``.
         Whatever ``write`` raises leaves nothing behind.
         """
         if not self._local:
             return None
-        return self._stage_local(path, write, hash_bytes=True)
+        return self._stage_local(path, write, hash_bytes=True, sync=sync)
 
     def _stage_local(
-        self, path: str, write: Callable[[BinaryIO], None], *, hash_bytes: bool
+        self, path: str, write: Callable[[BinaryIO], None], *, hash_bytes: bool, sync: bool = True
     ) -> StagedFile:
         full = self.full_path(path)
         directory = posixpath.dirname(full)
@@ -409,7 +415,7 @@ class FsspecDatastore(Datastore):
             try:
                 sink = HashingFile(fd, self.checksum_algorithm if hash_bytes else None)
                 write(cast(BinaryIO, sink))
-                if self.durable:
+                if self.durable and sync:
                     os.fdatasync(fd)
                 token = local_token(os.fstat(fd))
             finally:

@@ -1,24 +1,30 @@
 """Atomic, durable writes of local files: a temporary file beside the target, published by
 rename or hard link, with ``fsync`` of the file and its directory.
 
-Used by :class:`~repo_butler.datastore.FsspecDatastore` on local paths.
+Used by :class:`~repo_butler.datastore.FsspecDatastore` on local paths, and by
+:class:`BatchSync` for batches whose files are made durable together.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import io
 import logging
 import os
+import posixpath
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from repo_butler.checksums import new_hasher
 
 __all__ = [
+    "BatchSync",
     "HashingFile",
     "deferring_directory_sync",
     "fsync_directory",
@@ -101,6 +107,97 @@ def fsync_directory(directory: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` (Linux; not in :mod:`os`), or ``None`` where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # pragma: no cover - a libc without syncfs
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _fsync_file(path: str) -> None:
+    """fsync one file by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BatchSync:
+    """Make a batch of new local files (then the links that publish them) durable at once.
+
+    ``fdatasync`` of each file and ``fsync`` of each directory cost one journal commit each
+    (about 0.3 ms on ext4 even for tiny files). On Linux one ``syncfs(2)`` of the filesystem
+    writes back every dirty page and commits the journal once for all of them, so a batch of
+    1,000 small files becomes durable in about 30 ms instead of 300. The descriptor is opened
+    when the batch starts, so ``syncfs`` reports any writeback error since then (Linux 5.8+).
+    Paths on another filesystem than ``root`` (a symlinked directory), and every path where
+    there is no ``syncfs``, are fsynced one by one.
+
+    Parameters
+    ----------
+    root : str
+        An existing local directory on the filesystem the batch writes to.
+    """
+
+    def __init__(self, root: str) -> None:
+        self._syncfs = _syncfs()
+        self._fd: int | None = None
+        self._dev = -1
+        if self._syncfs is not None:
+            self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            self._dev = os.fstat(self._fd).st_dev
+        self._devices: dict[str, int] = {}
+
+    def _device(self, directory: str) -> int:
+        dev = self._devices.get(directory)
+        if dev is None:
+            dev = self._devices[directory] = os.stat(directory).st_dev
+        return dev
+
+    def sync(self, paths: Iterable[str], *, directories: bool = False) -> None:
+        """Make the data of the files at ``paths`` (or, with ``directories``, the entries of
+        the directories at ``paths``) durable; ``OSError`` if the filesystem reports a failed
+        write."""
+        paths = list(paths)
+        others = paths
+        if self._fd is not None and paths:
+            others = [
+                p
+                for p in paths
+                if self._device(p if directories else posixpath.dirname(p)) != self._dev
+            ]
+            if len(others) < len(paths):
+                assert self._syncfs is not None
+                if self._syncfs(self._fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"syncfs: {os.strerror(err)}")
+        for path in others:
+            if directories:
+                fsync_directory(path)
+            else:
+                _fsync_file(path)
+
+    def close(self) -> None:
+        """Release the filesystem descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> BatchSync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 _DEFERRED = threading.local()

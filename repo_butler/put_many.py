@@ -6,13 +6,17 @@ done for the whole batch:
 1. **plan**: every item's dataset type and data ID are validated, duplicates within the batch are
    refused and, with ``overwrite=False``, every dataset is looked up in the output run (one
    snapshot of the registry); any problem raises before a byte is written;
-2. **write**: the files (and provenance sidecars) are written by a bounded pool of threads with
-   :meth:`WorkerIO.write <repo_butler.writes.WorkerIO.write>`. Locally each file is still written
-   to a temporary file, fsynced and published by link/rename, but the directory fsync that makes
-   the new name durable is done once per directory after all writes, not once per file;
+2. **write**: locally every file (and provenance sidecar) is first written as a temporary file
+   beside its path, without an fsync; one :class:`~repo_butler.local_writes.BatchSync` (a
+   ``syncfs`` on Linux) makes them all durable; they are then published by link/rename and a
+   second ``syncfs`` makes the new names durable. A name therefore never points at bytes a
+   power loss could take back, as with ``put``, but the batch pays two filesystem syncs instead
+   of one ``fdatasync`` per file and one directory fsync per file. Other stores: a bounded
+   pool of threads writes with :meth:`WorkerIO.write <repo_butler.writes.WorkerIO.write>`
+   (uploads are latency-bound);
 3. **register**: one :meth:`Registry.batch <repo_butler.registry.Registry.batch>` (one SQLite or
-   PostgreSQL transaction, one registry upload in a bucket) records every row, after every
-   directory fsync: no row is visible before its bytes and name are durable.
+   PostgreSQL transaction, one registry upload in a bucket) records every row, after the
+   second sync: no row is visible before its bytes and name are durable.
 
 If anything fails after the first write, no row of the batch stays registered (the transaction is
 rolled back) and the new files this batch wrote are removed again; see :func:`put_many` for the one
@@ -31,12 +35,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from repo_butler.config import DatasetType
 from repo_butler.dimensions import DataId
-from repo_butler.errors import ConcurrentWriteError, DataIdError, RepoButlerError
-from repo_butler.local_writes import fsync_directory
+from repo_butler.errors import ConcurrentWriteError, DataIdError, RepoButlerError, StorageError
+from repo_butler.local_writes import BatchSync
 from repo_butler.provenance import Provenance
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import display_run
-from repo_butler.writes import PlannedPut, WrittenDataset
+from repo_butler.writes import PlannedPut, StagedDataset, WrittenDataset
 
 if TYPE_CHECKING:
     from repo_butler.refs import DatasetRef
@@ -47,8 +51,9 @@ __all__ = ["DEFAULT_THREADS", "PutItem", "PutMany", "put_many"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 8
-"""Writer threads when ``threads`` is not given: creating small local files in several directories
-scales to about 8 threads on an ext4 disk, and uploads to a bucket are latency-bound."""
+"""Writer threads for a bucket or other remote store when ``threads`` is not given (uploads are
+latency-bound). Local batches are written by the calling thread unless ``threads`` is given:
+without a sync per file, writing small files is CPU-bound and threads only add overhead."""
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -113,6 +118,26 @@ def _map(fn: Callable[[_T], _R], values: Sequence[_T], pool: ThreadPoolExecutor 
     return [f.result() for f in futures]
 
 
+def _run(
+    fn: Callable[[int], None], tasks: list[list[int]], pool: ThreadPoolExecutor | None
+) -> None:
+    """``fn(k)`` for the items of every task (each task's items in order, tasks on the pool);
+    once one call has failed the others stop, and its error is raised when all have stopped."""
+    failed = threading.Event()
+
+    def some(indices: list[int]) -> None:
+        for k in indices:
+            if failed.is_set():
+                return
+            try:
+                fn(k)
+            except BaseException:
+                failed.set()
+                raise
+
+    _map(some, tasks, pool)
+
+
 class _Batch:
     """The state of one :func:`put_many` call."""
 
@@ -159,13 +184,12 @@ class _Batch:
                     raise self.writer._exists_error(dt.name, did)
         return found
 
-    def tasks(self, plans: list[PlannedPut]) -> list[list[int]]:
-        """The items each pool task writes, in order. Locally one task per directory: creating
-        files in one directory is serialised by the filesystem (its directory lock), so threads
-        that work in different directories scale (measured on ext4, 8 threads: 1,200 creates/s
-        in one directory, 2,500/s spread over 40) and a directory's files are written in
-        order. Other stores: one task per item (uploads are latency-bound)."""
-        if not plans or self.store.local_path(plans[0].path) is None:
+    def tasks(self, plans: list[PlannedPut], local: bool) -> list[list[int]]:
+        """The items each pool task writes, in order. Locally one task per directory (files
+        of one directory are created under its lock, so threads only scale across
+        directories, and a directory's files are written in order); other stores one task
+        per item."""
+        if not local:
             return [[k] for k in range(len(plans))]
         groups: dict[str, list[int]] = {}
         for k, planned in enumerate(plans):
@@ -173,16 +197,86 @@ class _Batch:
         return list(groups.values())
 
     def write(self, planned: PlannedPut, item: PutItem) -> WrittenDataset:
-        """Write one dataset (in a pool thread); its directory's fsync is left to :meth:`sync`."""
-        with self.store.deferring_directory_sync(self.directories):
+        """Write one dataset to a remote store (in a pool thread)."""
+        try:
+            return self.writer.io.write(
+                planned, item.obj, item.provenance, exclusive=not self.overwrite
+            )
+        except FileExistsError:
+            return self._over_existing_file(planned, item)
+        except RepoButlerError as err:
+            raise _named(err, f"{planned.dataset_type} {planned.data_id}") from err
+
+    def stage(self, planned: PlannedPut, item: PutItem) -> StagedDataset:
+        """Write one dataset's temporary files locally, not synced nor published."""
+        try:
+            staged = self.writer.io.stage(
+                planned, item.obj, item.provenance, exclusive=not self.overwrite, sync=False
+            )
+        except RepoButlerError as err:
+            raise _named(err, f"{planned.dataset_type} {planned.data_id}") from err
+        assert staged is not None  # a local store stages
+        return staged
+
+    def publish(self, staged: StagedDataset, item: PutItem) -> WrittenDataset:
+        """Publish one durable staged dataset (its directory's sync is left to the batch)."""
+        try:
+            return self.writer.io.publish(staged)
+        except FileExistsError:
+            return self._over_existing_file(staged.planned, item)
+        except RepoButlerError as err:
+            planned = staged.planned
+            raise _named(err, f"{planned.dataset_type} {planned.data_id}") from err
+
+    def write_local(
+        self, plans: list[PlannedPut], items: list[PutItem], pool: ThreadPoolExecutor | None
+    ) -> None:
+        """Stage every file, sync them all, publish them all, sync the new names."""
+        staged: list[StagedDataset | None] = [None] * len(plans)
+
+        def stage(k: int) -> None:
+            staged[k] = self.stage(plans[k], items[k])
+
+        root = self.store.local_path("")
+        assert root is not None
+        durable = bool(getattr(self.store, "durable", True))
+
+        def make_durable(sync: BatchSync, paths: Iterable[str], directories: bool) -> None:
+            if not durable:
+                return
             try:
-                return self.writer.io.write(
-                    planned, item.obj, item.provenance, exclusive=not self.overwrite
-                )
-            except FileExistsError:
-                return self._over_existing_file(planned, item)
-            except RepoButlerError as err:
-                raise _named(err, f"{planned.dataset_type} {planned.data_id}") from err
+                sync.sync(paths, directories=directories)
+            except OSError as err:
+                what = "the new names" if directories else "the files"
+                raise StorageError(
+                    f"cannot make {what} of this batch under {root} durable ({err}); nothing "
+                    "of the batch was registered: check the disk and retry"
+                ) from err
+
+        try:
+            with BatchSync(root) as sync:
+                _run(stage, self.tasks(plans, local=True), pool)
+                make_durable(sync, (f.tmp for s in staged if s for f in s.files), False)
+                with self.store.deferring_directory_sync(self.directories):
+                    for k, done in enumerate(staged):
+                        assert done is not None
+                        staged[k] = None
+                        self.written[k] = self.publish(done, items[k])
+                make_durable(sync, sorted(self.directories), True)
+        finally:
+            for left in staged:
+                if left is not None:
+                    self.writer.io.discard(left)
+
+    def write_remote(
+        self, plans: list[PlannedPut], items: list[PutItem], pool: ThreadPoolExecutor | None
+    ) -> None:
+        """Write every dataset with :meth:`WorkerIO.write` on the pool."""
+
+        def write(k: int) -> None:
+            self.written[k] = self.write(plans[k], items[k])
+
+        _run(write, self.tasks(plans, local=False), pool)
 
     def _over_existing_file(self, planned: PlannedPut, item: PutItem) -> WrittenDataset:
         """A file is at a new dataset's path: registered meanwhile (the dataset exists), being
@@ -201,10 +295,6 @@ class _Batch:
                 "it, or put this dataset with Butler.put, which waits for the other writer"
             )
         return self.writer._write_over_stray(planned, item.obj, item.provenance)
-
-    def sync(self, pool: ThreadPoolExecutor | None) -> None:
-        """fsync every directory the batch's local writes published into (once each)."""
-        _map(fsync_directory, sorted(self.directories), pool)
 
     def undo(self, existing: list[DatasetRecord | None]) -> None:
         """After a failure: remove the new files (and sidecars) of this batch that are still
@@ -261,25 +351,17 @@ def put_many(
     resolved = batch.resolve(batch_items)
     existing = batch.existing(resolved)
     plans = [writer.plan(dt, did) for dt, did in resolved]  # ensures the run exists
-    n_threads = min(DEFAULT_THREADS if threads is None else max(1, threads), len(plans))
+    local = batch.store.local_path(plans[0].path) is not None
+    default = 1 if local else DEFAULT_THREADS
+    n_threads = min(default if threads is None else max(1, threads), len(plans))
     pool = ThreadPoolExecutor(n_threads, thread_name_prefix="rb-put") if n_threads > 1 else None
     batch.written = [None] * len(plans)
-    failed = threading.Event()  # the other tasks stop writing once one has failed
-
-    def some(indices: list[int]) -> None:
-        for k in indices:
-            if failed.is_set():
-                return
-            try:
-                batch.written[k] = batch.write(plans[k], batch_items[k])
-            except BaseException:
-                failed.set()
-                raise
-
     try:
         try:
-            _map(some, batch.tasks(plans), pool)
-            batch.sync(pool)
+            if local:
+                batch.write_local(plans, batch_items, pool)
+            else:
+                batch.write_remote(plans, batch_items, pool)
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -307,7 +389,8 @@ class PutMany:
         threads: int | None = None,
     ) -> list[DatasetRef]:
         """Write many datasets into the output run, as many :meth:`put` calls would, with
-        concurrent file writes, one fsync per directory and one registry transaction.
+        two filesystem syncs for the whole batch locally (concurrent uploads in a bucket) and
+        one registry transaction.
 
         Parameters
         ----------
@@ -317,7 +400,8 @@ class PutMany:
         overwrite : bool
             Replace existing datasets of the output run (as :meth:`put`), for every item.
         threads : int, optional
-            Writer threads (default :data:`DEFAULT_THREADS`; 1: write in the calling thread).
+            Writer threads (1: the calling thread). Default: 1 for a local repository (see
+            :mod:`repo_butler.put_many`), :data:`DEFAULT_THREADS` for a bucket.
 
         Returns
         -------

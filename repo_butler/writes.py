@@ -39,10 +39,17 @@ from repo_butler.provenance import (
 from repo_butler.refs import DatasetRef
 
 if TYPE_CHECKING:
-    from repo_butler.datastore import Datastore
+    from repo_butler.datastore import Datastore, StagedFile
     from repo_butler.formatters import Formatter
 
-__all__ = ["ChecksumMismatchError", "PlannedPut", "WorkerIO", "WrittenDataset", "check_checksum"]
+__all__ = [
+    "ChecksumMismatchError",
+    "PlannedPut",
+    "StagedDataset",
+    "WorkerIO",
+    "WrittenDataset",
+    "check_checksum",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +157,24 @@ class WrittenDataset:
 
 
 @dataclass(frozen=True)
+class StagedDataset:
+    """A dataset file (and provenance sidecar) written beside its path by
+    :meth:`WorkerIO.stage`, not yet visible there: :meth:`WorkerIO.publish` or
+    :meth:`WorkerIO.discard` it."""
+
+    planned: PlannedPut
+    data: StagedFile
+    sidecar: StagedFile | None
+    provenance_json: str | None
+    exclusive: bool
+
+    @property
+    def files(self) -> list[StagedFile]:
+        """The temporary files (data, then sidecar)."""
+        return [self.data] if self.sidecar is None else [self.data, self.sidecar]
+
+
+@dataclass(frozen=True)
 class WorkerIO:
     """What a worker needs to read and write a repository's dataset files without a registry.
 
@@ -254,23 +279,17 @@ class WorkerIO:
         FileExistsError
             If the write is exclusive and a file exists at ``planned.path``.
         """
-        if planned.run != self.run:
-            raise RegistryError(
-                f"{planned.dataset_type} {planned.data_id} was planned for run "
-                f"{planned.run or '(root)'!r} but this WorkerIO writes run {self.run or '(root)'!r}"
-            )
+        self._check_run(planned)
         exclusive = exclusive or planned.exclusive
         formatter = self._formatter(planned.dataset_type)
-        prov_doc = None
-        if provenance is not None:  # validated before anything is written
-            prov_doc = provenance_document(
-                provenance,
-                dataset_type=planned.dataset_type,
-                data_id=planned.data_id,
-                run=planned.run,
-                storage_options=self.storage_options,
-            )
+        prov_doc = self._provenance_document(planned, provenance)
         store = self.datastore()
+        if replacing is None:
+            # Locally the formatter streams into a temporary file beside the path (hashed on
+            # the way), published once its sidecar is staged: no copy of the file in memory.
+            staged = self._stage(planned, formatter, obj, prov_doc, exclusive, sync=True)
+            if staged is not None:
+                return self.publish(staged)
         prov_path = None if prov_doc is None else planned.path + SIDECAR_SUFFIX
         prov_json = None
 
@@ -285,55 +304,154 @@ class WorkerIO:
         # own, see RunWriter) comes after all of them. A create writes it after the data: if the
         # exclusive write fails, the sidecar beside the file is the other writer's.
         sidecar_first = prov_doc is not None and not exclusive and replacing is None
-        # Locally the formatter streams into a temporary file beside the path (hashed on the
-        # way), published once the sidecar is written: no copy of the file in memory.
-        staged = None
-        if replacing is None:
-            try:
-                staged = store.stage(planned.path, lambda fh: formatter.write_to(obj, fh))
-            except OSError as err:
-                raise StorageError(f"cannot write {store.uri(planned.path)}: {err}") from err
-        if staged is not None:
-            size = staged.size
-            try:
-                if sidecar_first:
-                    prov_json = write_sidecar(staged.stored.checksum)
-                store.publish(staged, exclusive=exclusive)
-            except FileExistsError:
-                raise FileExistsError(store.uri(planned.path)) from None
-            except StorageError:  # the sidecar's write, already naming its file
-                raise
-            except OSError as err:
-                raise StorageError(f"cannot write {store.uri(planned.path)}: {err}") from err
-            finally:
-                store.discard(staged)  # no-op once published
-            stored = staged.stored
+        data = formatter.to_bytes(obj)
+        checksum = checksum_bytes(data, store.checksum_algorithm) if sidecar_first else None
+        if checksum is not None:
+            prov_json = write_sidecar(checksum)
+        if replacing is not None:
+            stored = store.put_bytes_replacing(planned.path, data, replacing)
         else:
-            data = formatter.to_bytes(obj)
-            size = len(data)
-            checksum = checksum_bytes(data, store.checksum_algorithm) if sidecar_first else None
-            if checksum is not None:
-                prov_json = write_sidecar(checksum)
-            if replacing is not None:
-                stored = store.put_bytes_replacing(planned.path, data, replacing)
-            else:
-                wait = store.put_bytes_started(
-                    planned.path, data, exclusive=exclusive, checksum=checksum
-                )
-                stored = wait()
+            wait = store.put_bytes_started(
+                planned.path, data, exclusive=exclusive, checksum=checksum
+            )
+            stored = wait()
         written_at = time.time()
         if prov_doc is not None and not sidecar_first:
             prov_json = write_sidecar(stored.checksum)
         return WrittenDataset(
             planned,
             store.uri(planned.path),
-            size,
+            len(data),
             stored.checksum,
             prov_path,
             prov_json,
             token=stored.token,
             written_at=written_at,
         )
+
+    def _check_run(self, planned: PlannedPut) -> None:
+        if planned.run != self.run:
+            raise RegistryError(
+                f"{planned.dataset_type} {planned.data_id} was planned for run "
+                f"{planned.run or '(root)'!r} but this WorkerIO writes run {self.run or '(root)'!r}"
+            )
+
+    def _provenance_document(
+        self, planned: PlannedPut, provenance: Provenance | None
+    ) -> dict[str, Any] | None:
+        """The completed, redacted, validated sidecar document (before anything is written)."""
+        if provenance is None:
+            return None
+        return provenance_document(
+            provenance,
+            dataset_type=planned.dataset_type,
+            data_id=planned.data_id,
+            run=planned.run,
+            storage_options=self.storage_options,
+        )
+
+    def stage(
+        self,
+        planned: PlannedPut,
+        obj: Any,
+        provenance: Provenance | None = None,
+        *,
+        exclusive: bool = False,
+        sync: bool = True,
+    ) -> StagedDataset | None:
+        """First half of :meth:`write` on a local store: write the dataset's file (and its
+        provenance sidecar) as temporary files beside their paths, not yet visible.
+
+        With ``sync=False`` they are not fsynced: the caller makes a whole batch durable at
+        once (:class:`~repo_butler.local_writes.BatchSync`) before :meth:`publish`, so a name
+        never points at bytes that a power loss could take back. ``None`` on other stores
+        (use :meth:`write`). Parameters and errors as :meth:`write`.
+        """
+        self._check_run(planned)
+        formatter = self._formatter(planned.dataset_type)
+        prov_doc = self._provenance_document(planned, provenance)
+        exclusive = exclusive or planned.exclusive
+        return self._stage(planned, formatter, obj, prov_doc, exclusive, sync=sync)
+
+    def _stage(
+        self,
+        planned: PlannedPut,
+        formatter: Formatter,
+        obj: Any,
+        prov_doc: dict[str, Any] | None,
+        exclusive: bool,
+        *,
+        sync: bool,
+    ) -> StagedDataset | None:
+        store = self.datastore()
+        path = planned.path
+        try:
+            data = store.stage(path, lambda fh: formatter.write_to(obj, fh), sync=sync)
+        except OSError as err:
+            raise StorageError(f"cannot write {store.uri(path)}: {err}") from err
+        if data is None:
+            return None
+        if prov_doc is None:
+            return StagedDataset(planned, data, None, None, exclusive)
+        text = provenance_json(prov_doc, data.stored.checksum)
+
+        def write_sidecar(fh: BinaryIO) -> None:
+            fh.write(text.encode())
+
+        try:
+            sidecar = store.stage(path + SIDECAR_SUFFIX, write_sidecar, sync=sync)
+        except BaseException as err:
+            store.discard(data)
+            if isinstance(err, OSError):
+                raise StorageError(
+                    f"cannot write {store.uri(path + SIDECAR_SUFFIX)}: {err}"
+                ) from err
+            raise
+        assert sidecar is not None
+        return StagedDataset(planned, data, sidecar, text, exclusive)
+
+    def publish(self, staged: StagedDataset) -> WrittenDataset:
+        """Second half of :meth:`write`: make a dataset from :meth:`stage` visible at its path.
+
+        An overwrite publishes its sidecar first, a create after its file: every writer's
+        sidecar then lands before its data, and a create that finds the path taken
+        (``FileExistsError``) leaves the other writer's sidecar alone. Files not published
+        are removed.
+        """
+        store = self.datastore()
+        planned = staged.planned
+        pending = [staged.data] if staged.sidecar is None else [staged.data, staged.sidecar]
+        if not staged.exclusive:
+            pending.reverse()
+        try:
+            while pending:
+                store.publish(pending[0], exclusive=staged.exclusive and pending[0] is staged.data)
+                pending.pop(0)
+        except FileExistsError:
+            raise FileExistsError(store.uri(planned.path)) from None
+        except OSError as err:
+            raise StorageError(f"cannot write {store.uri(pending[0].path)}: {err}") from err
+        finally:
+            for left in pending:  # store.publish removed the one that failed
+                store.discard(left)
+        return WrittenDataset(
+            planned,
+            store.uri(planned.path),
+            staged.data.size,
+            staged.data.stored.checksum,
+            None if staged.sidecar is None else staged.sidecar.path,
+            staged.provenance_json,
+            token=staged.data.stored.token,
+            written_at=time.time(),
+        )
+
+    def discard(self, staged: StagedDataset) -> None:
+        """Remove the temporary files of a dataset from :meth:`stage` that will not be
+        published."""
+        store = self.datastore()
+        store.discard(staged.data)
+        if staged.sidecar is not None:
+            store.discard(staged.sidecar)
 
     # -- reading ------------------------------------------------------------------------------
     def read_bytes(self, ref_or_path: DatasetRef | str) -> bytes:

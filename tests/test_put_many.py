@@ -326,34 +326,85 @@ def test_put_many_with_a_postgres_registry(postgres_dsn: str, tmp_path: Path) ->
         assert verify(butler).ok
 
 
-def test_local_durability_costs_one_directory_fsync_each(
+def test_local_batch_syncs_its_bytes_before_any_name_and_its_names_before_any_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every file is fdatasynced before it is published; each directory is fsynced once per
-    batch (``put`` fsyncs it once per file). Counted by wrapping the real calls."""
+    """The two syncs of a local batch, observed on the real filesystem and registry: at the
+    first, every file of the batch is still a temporary file (no final name exists); at the
+    second, every name exists and no row is registered; then every row is."""
+    from repo_butler import local_writes
+
+    root = tmp_path / "repo"
+    items = _items(range(3), range(20), tag="p")
+    provenance = Provenance(task="t", config={})
+    seen: list[tuple[bool, int, int, int]] = []
+    real_sync = local_writes.BatchSync.sync
+
+    def observing(self: Any, paths: Any, *, directories: bool = False) -> None:
+        paths = list(paths)
+        names = sum((root / PATH.format(**d)).exists() for _, _, d in items)
+        with Butler(str(root), writeable=False) as reader:
+            rows = len(reader.query_datasets("meta"))
+        seen.append((directories, len(paths), names, rows))
+        if not directories:
+            assert all(Path(p).name.startswith(".rb-tmp-") and Path(p).exists() for p in paths)
+        real_sync(self, paths, directories=directories)
+
+    monkeypatch.setattr(local_writes.BatchSync, "sync", observing)
+    with Butler.create(str(root), config=CONFIG) as butler:
+        butler.put_many([(*item, provenance) for item in items])
+        assert len(butler.query_datasets("meta")) == 60
+        assert verify(butler).ok
+    # 60 files + 60 sidecars synced before any name; 3 directories after all 60 names
+    assert seen == [(False, 120, 0, 0), (True, 3, 60, 0)]
+    assert not list(root.rglob(".rb-tmp-*"))
+
+
+@pytest.mark.parametrize("have_syncfs", [True, False])
+def test_local_batch_durability_costs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, have_syncfs: bool
+) -> None:
+    """With ``syncfs`` a batch costs two of them and no fsync (``put`` costs an fdatasync and a
+    directory fsync per file); without it (not Linux) one fsync per file and per directory.
+    Counted by wrapping the real calls."""
     import os
 
-    calls: dict[str, list[int]] = {"fsync": [], "fdatasync": []}
-    real = {name: getattr(os, name) for name in calls}
+    from repo_butler import local_writes
+
+    if have_syncfs and local_writes._syncfs() is None:
+        pytest.skip("no syncfs on this platform")
+    calls: dict[str, int] = {"fsync": 0, "fdatasync": 0, "syncfs": 0}
+    real = {name: getattr(os, name) for name in ("fsync", "fdatasync")}
+    real_syncfs = local_writes._syncfs()
 
     def counting(name: str) -> Any:
-        def call(fd: int) -> None:
-            calls[name].append(fd)
-            real[name](fd)
+        def call(fd: int) -> Any:
+            calls[name] += 1
+            return real[name](fd) if name in real else real_syncfs(fd)  # type: ignore[misc]
 
         return call
 
     with Butler.create(str(tmp_path / "repo"), config=CONFIG) as butler:
-        for name in calls:
+        for name in real:
             monkeypatch.setattr(os, name, counting(name))
-        butler.put_many(_items(range(3), range(20)), threads=4)
-        assert (len(calls["fsync"]), len(calls["fdatasync"])) == (3, 60)
-        calls["fsync"].clear()
+        monkeypatch.setattr(
+            local_writes, "_syncfs", lambda: counting("syncfs") if have_syncfs else None
+        )
+        butler.put_many(_items(range(3), range(20)))
+        expected = (
+            {"fsync": 0, "fdatasync": 0, "syncfs": 2}
+            if have_syncfs
+            else {"fsync": 63, "fdatasync": 0, "syncfs": 0}
+        )
+        assert calls == expected
+        for name in calls:
+            calls[name] = 0
         for c in range(20, 25):
             butler.put({}, "meta", visit=0, ccd=c)
-        assert len(calls["fsync"]) == 5
+        assert calls == {"fsync": 5, "fdatasync": 5, "syncfs": 0}
     with Butler(str(tmp_path / "repo"), writeable=False) as reader:
         assert verify(reader).ok
+        assert len(reader.query_datasets("meta")) == 65
 
 
 @pytest.mark.parametrize("repo_location", ["s3"], indirect=True)
