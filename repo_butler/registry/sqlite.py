@@ -361,6 +361,14 @@ class SqliteRegistry(SqlRegistry):
         replace: bool,
         check: Callable[[], None] | None,
     ) -> None:
+        with self._lock:  # held by a batch for its whole block
+            if self._in_batch and not replace and provenance is None:
+                # one statement: a failing INSERT undoes only itself (SQLite's statement
+                # atomicity), so inside a batch it needs no savepoint of its own
+                if check is not None:
+                    check()
+                self._conn.execute(sql, values)
+                return
         with self._write() as conn:
             if check is not None:
                 check()
