@@ -114,8 +114,11 @@ class SqlRegistry(Registry):
             )
         if not rows:
             return None
-        rank = {run: i for i, run in enumerate(runs)}
-        return self._record(min(rows, key=lambda row: rank[row[1]]))
+        row = rows[0] if len(rows) == 1 else min(rows, key=lambda r: runs.index(r[1]))
+        if list(data_id) != self.universe.order(data_id):
+            return self._record(row)
+        # the row's data ID is this one (same key): no need to decode it
+        return DatasetRecord(row[0], data_id, row[1], row[3], int(row[4]), row[5], row[6], row[7])
 
     def _constraints(
         self,
