@@ -179,7 +179,9 @@ def _sky_coords(wcs: Any, y: np.ndarray, x: np.ndarray, chunks: tuple[int, int])
     return both[0], both[1]
 
 
-def _per_visit(butler: Butler, refs: Sequence[DatasetRef], files: Sequence[WarpFile]) -> dict:
+def _per_visit(
+    butler: Butler, refs: Sequence[DatasetRef], files: Sequence[WarpFile]
+) -> dict[str, Any]:
     io = butler.worker_io()
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(refs))) as pool:
         sigmas = list(pool.map(psf_sigma, files))
@@ -267,7 +269,7 @@ def open_warp_stack(
     variables = _variables(butler, refs, files, planes, tile)
     unit = files[0].unit
     names = sorted(planes.bits, key=planes.bit)
-    var_attrs = {
+    var_attrs: dict[str, dict[str, Any]] = {
         "image": {"units": unit},
         "variance": {"units": f"{unit}2" if unit else ""},
         "mask": {
