@@ -33,10 +33,10 @@ logger = logging.getLogger(__name__)
 
 #: Read-ahead of remote files read through astropy (headers, compressed tiles): small, so a
 #: window costs about what it holds.
-REMOTE_BLOCK_SIZE = 64 * 1024
+REMOTE_BLOCK_SIZE = 16 * 1024
 #: Rows of a window are read at once when the bytes between them are fewer than this (local
 #: files, remote files): a remote request costs about as much time as a megabyte.
-MERGE_GAP = {True: 64 * 1024, False: 1024 * 1024}
+MERGE_GAP = {True: 4096, False: 1024 * 1024}
 
 
 @dataclass(frozen=True)
