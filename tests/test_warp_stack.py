@@ -122,6 +122,26 @@ def test_windows_by_label_and_position(synthetic: Any) -> None:
         assert np.array_equal(steps[k], truth[visit].mask[3:200:7][:, [5, 150, 330]])
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        (1,),
+        (slice(0, 3, 2), 5, slice(10, 20)),
+        ([2, 0], slice(None, None, -7)),
+        (Ellipsis, 4),
+        (slice(None), slice(5, 2)),
+        (-1, -1, -1),
+        (slice(None), [3, 1, 300], slice(100, 105)),
+    ],
+)
+def test_dask_indexing_matches_numpy(synthetic: Any, key: tuple[Any, ...]) -> None:
+    butler, truth = synthetic
+    stack = _open(butler, tile=100)
+    full = np.stack([truth[v].mask for v in sorted(truth)])
+    got = stack.mask.data[key].compute()
+    assert got.shape == full[key].shape and np.array_equal(got, full[key])
+
+
 def test_per_visit_coordinates(synthetic: Any) -> None:
     butler, truth = synthetic
     stack = _open(butler)
@@ -185,7 +205,7 @@ def test_tiles_read_only_the_tiles_touched(synthetic: Any) -> None:
     butler, truth = synthetic
     stack = _open(butler, tile=32, where="visit = 903986")
     with dask.config.set(scheduler="synchronous"):
-        stack.image.isel(y=slice(0, 1), x=slice(0, 1)).values  # imports done before counting
+        _bytes_read(lambda: stack.image.isel(y=slice(0, 1), x=slice(0, 1)).values)  # imports
         sub = stack.image.isel(visit=0).isel(y=slice(40, 50)).isel(x=slice(40, 50))
         values, n = _bytes_read(lambda: sub.values)
     assert np.array_equal(values, truth[903986].image[40:50, 40:50], equal_nan=True)

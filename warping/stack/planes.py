@@ -230,7 +230,8 @@ class WarpPlaneArray:
         y0, y1, y_local = _axis(key[1], self.shape[1])
         x0, x1, x_local = _axis(key[2], self.shape[2])
         out = np.empty((v1 - v0, y1 - y0, x1 - x0), dtype=self.dtype)
-        for i in range(v0, v1):
+        wanted = np.arange(v0, v1)[v_local]  # only the warps selected are read
+        for i in sorted({int(i) for i in np.atleast_1d(wanted)}):
             if y1 > y0 and x1 > x0:
                 out[i - v0] = read_plane_section(
                     self.io, self.sources[i], slice(y0, y1), slice(x0, x1)
