@@ -277,6 +277,27 @@ def test_stack_pickles_for_workers_in_other_processes(synthetic: Any) -> None:
         assert np.array_equal(again.ra.values, stack.ra.values)
 
 
+@pytest.mark.slow
+def test_stack_computes_on_distributed_worker_processes(synthetic: Any) -> None:
+    pytest.importorskip("distributed", reason="the [dask] extra (distributed) is not installed")
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    butler, _ = synthetic
+    stack = _open(butler, tile=128, sky=True)
+    local = stack.compute(scheduler="synchronous")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.WARNING, host="127.0.0.1",
+        ) as cluster,
+        Client(cluster),
+    ):  # fmt: skip
+        remote = stack.compute()
+    xr.testing.assert_identical(remote, local)
+
+
 def test_no_warps_is_a_clear_error(synthetic: Any) -> None:
     butler, _ = synthetic
     expected = r"no warp matches deepCoadd_directWarp tract=0 patch=5,4 filter=HSC-I where "
