@@ -433,3 +433,34 @@ def test_stack_over_s3_equals_the_local_one(synthetic: Any, s3_root: Any, skymap
         plane = int(stack.image.attrs["bytes_on_disk"])
         assert ranges.total < 0.25 * plane, (ranges.total, plane, counter.snapshot())
         assert set(counter.snapshot()) <= {"GetObject", "HeadObject"}, counter.snapshot()
+
+
+def test_files_that_are_not_our_warps_are_refused() -> None:
+    import io
+
+    from astropy.io import fits
+
+    from warping.errors import FormatError
+    from warping.stack.warp_file import read_warp_file
+
+    plain = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), np.float32))]).writeto(plain)
+    with pytest.raises(FormatError, match=r"x\.fits: not a repo-butler exposure file"):
+        read_warp_file(io.BytesIO(plain.getvalue()), "x.fits")
+    hdr = fits.Header({"RBFMTV": 1, "RBKIND": "EXPOSURE"})
+    image = fits.ImageHDU(np.zeros((4, 4), np.float32), name="IMAGE")
+    mask = fits.ImageHDU(np.zeros((4, 5), np.int32), name="MASK")
+    bad = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(header=hdr), image, mask]).writeto(bad)
+    with pytest.raises(FormatError, match="missing the VARIANCE extension"):
+        read_warp_file(io.BytesIO(bad.getvalue()), "y.fits")
+    variance = fits.ImageHDU(np.zeros((4, 4), np.float64), name="VARIANCE")
+    bad = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(header=hdr), image, mask, variance]).writeto(bad)
+    with pytest.raises(FormatError, match="VARIANCE has BITPIX -64, expected -32"):
+        read_warp_file(io.BytesIO(bad.getvalue()), "z.fits")
+    variance = fits.ImageHDU(np.zeros((4, 4), np.float32), name="VARIANCE")
+    bad = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(header=hdr), image, mask, variance]).writeto(bad)
+    with pytest.raises(FormatError, match="the planes differ in shape"):
+        read_warp_file(io.BytesIO(bad.getvalue()), "w.fits")
