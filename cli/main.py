@@ -17,6 +17,7 @@ from . import (
     quicklook_cmds,
     sim_cmds,
     skymap_cmds,
+    stack_cmds,  # issue 24: warp stacks (rb stack-info)
     task_cmds,
     warp_cmds,
 )
@@ -82,6 +83,9 @@ for _module in (
     quicklook_cmds,
 ):
     _module.register(app)
+
+# -- issue 24: warp stacks and coadds, each its own module (one registration line each) ------
+stack_cmds.register(app)  # rb stack-info
 
 
 def main() -> None:
