@@ -13,6 +13,7 @@ import typer
 
 from . import (
     butler_cmds,
+    coadd_cmds,
     migrate_cmds,
     quicklook_cmds,
     sim_cmds,
@@ -80,6 +81,7 @@ for _module in (
     task_cmds,
     migrate_cmds,
     quicklook_cmds,
+    coadd_cmds,
 ):
     _module.register(app)
 

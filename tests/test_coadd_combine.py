@@ -109,7 +109,9 @@ def test_median_and_its_variance_match_numpy() -> None:
     np.testing.assert_allclose(r.image, np.nanmedian(x, axis=0).astype(np.float32), rtol=2e-7)
     n = good.sum(0)
     vsum = np.where(good, ds["variance"].values, 0.0).astype(np.float64).sum(0)
-    np.testing.assert_allclose(r.variance, (math.pi / 2 * vsum / n**2).astype(np.float32), rtol=2e-7)
+    np.testing.assert_allclose(
+        r.variance, (math.pi / 2 * vsum / n**2).astype(np.float32), rtol=2e-7
+    )
 
 
 def test_scalar_weights_are_inverse_clipped_mean_variance_over_good_pixels() -> None:
@@ -163,8 +165,11 @@ def test_no_data_rejected_edge_and_or_of_used_masks() -> None:
     mask[1, 1, 1] = BIT["BAD"]
     mask[2, 2, 2] = BIT["EDGE"]
     mask[3, 3, 3] = BIT["DETECTED"] | BIT["CR"]
-    r = assemble(make_stack(img, var, mask), CoaddConfig(statistic="MEAN"), weights=dict.fromkeys(
-        (1000, 1002, 1004, 1006), 1.0))
+    r = assemble(
+        make_stack(img, var, mask),
+        CoaddConfig(statistic="MEAN"),
+        weights=dict.fromkeys((1000, 1002, 1004, 1006), 1.0),
+    )
     p = r.mask_planes
     no_data, rejected = p.bitmask("NO_DATA"), p.bitmask("REJECTED")
     edge, inexact = p.bitmask("SENSOR_EDGE"), p.bitmask("INEXACT_PSF")

@@ -55,8 +55,12 @@ def test_deep_coadd_round_trip_with_provenance_of_every_warp(repo: Any) -> None:
     assert summary.weights == pytest.approx(weights, rel=1e-9)
     coadd = butler.get("deepCoadd", PATCH)
     defined = np.isfinite(ref_image)
-    np.testing.assert_allclose(coadd.image[defined], ref_image[defined].astype(np.float32), rtol=2e-7)
-    np.testing.assert_allclose(coadd.variance[defined], ref_var[defined].astype(np.float32), rtol=2e-7)
+    np.testing.assert_allclose(
+        coadd.image[defined], ref_image[defined].astype(np.float32), rtol=2e-7
+    )
+    np.testing.assert_allclose(
+        coadd.variance[defined], ref_var[defined].astype(np.float32), rtol=2e-7
+    )
     no_data = coadd.mask_planes.bitmask("NO_DATA")
     assert np.array_equal((coadd.mask & no_data) != 0, ~defined)
     warp = butler.get("deepCoadd_directWarp", {**PATCH, "visit": 903986})
@@ -66,7 +70,8 @@ def test_deep_coadd_round_trip_with_provenance_of_every_warp(repo: Any) -> None:
     np.testing.assert_allclose(
         np.array(coadd.wcs.pixel_to_world_values(xs, ys)),
         np.array(warp.wcs.pixel_to_world_values(xs, ys)),
-        rtol=0, atol=1e-10,
+        rtol=0,
+        atol=1e-10,
     )
     # inputs table: every visit and CCD, with the warp's weight
     inputs = coadd.coadd_inputs
@@ -96,7 +101,7 @@ def test_deep_coadd_round_trip_with_provenance_of_every_warp(repo: Any) -> None:
 
 
 def test_coadd_psf_is_the_weighted_sum_of_the_warps_psfs(repo: Any) -> None:
-    root, truth = repo
+    root, _ = repo
     butler = Butler(root)
     summary = assemble_coadd(
         butler, **PATCH, config=CoaddConfig("MEAN"), overwrite=True,

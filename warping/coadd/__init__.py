@@ -9,7 +9,7 @@ User documentation: ``docs/coadd.md`` ("Coadds").
 from __future__ import annotations
 
 from warping.coadd.assemble import CoaddResult, assemble, compute_weights
-from warping.coadd.combine import IQR_TO_SIGMA, combine_tile, coadd_planes
+from warping.coadd.combine import IQR_TO_SIGMA, coadd_planes, combine_tile
 from warping.coadd.config import STATISTICS, WEIGHTINGS, CoaddConfig
 from warping.coadd.errors import CoaddConfigError, CoaddError, MismatchedWarpsError, NoWarpsError
 from warping.coadd.psf import coadd_inputs, coadd_psf

@@ -9,9 +9,9 @@ With a Dask ``client``, each tile (and each warp's weight) is one task on the cl
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,7 +92,9 @@ def _check_stack(stack: xr.Dataset) -> None:
                 "('visit', 'y', 'x')"
             )
     if stack.sizes["visit"] == 0:
-        what = " ".join(f"{k}={stack.attrs[k]}" for k in ("tract", "patch", "filter") if k in stack.attrs)
+        what = " ".join(
+            f"{k}={stack.attrs[k]}" for k in ("tract", "patch", "filter") if k in stack.attrs
+        )
         raise NoWarpsError(f"the warp stack of {what or 'this patch'} holds no warps")
     if "filter" in stack.coords:
         filters = sorted({str(f) for f in np.atleast_1d(stack["filter"].values)})
@@ -223,7 +225,8 @@ def assemble(
         Visit -> scalar weight; computed from the variance planes when not given. Visits
         missing from it, or with a weight that is not positive, are left out.
     client
-        A ``distributed.Client``: run each warp's weight and each tile as a Dask task.
+        A ``distributed.Client``: run each warp's weight and each tile as a Dask task
+        (``rb assemble-coadd --jobs N`` starts a local cluster).
     progress
         Called after each warp weighted and each tile combined.
 
@@ -243,9 +246,9 @@ def assemble(
         weights, skipped = compute_weights(stack, config, client=client, progress=progress)
     else:
         for v in visits:
-            w = weights.get(v)
-            if w is None or not (np.isfinite(w) and w > 0):
-                skipped[v] = f"weight {w} is not a positive number"
+            given = weights.get(v)
+            if given is None or not (np.isfinite(given) and given > 0):
+                skipped[v] = f"weight {given} is not a positive number"
     used = [i for i, v in enumerate(visits) if v not in skipped]
     if not used:
         reasons = "; ".join(f"visit {v}: {why}" for v, why in skipped.items())

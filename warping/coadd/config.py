@@ -1,4 +1,4 @@
-"""Configuration of the coadd (LSST ``AssembleCoaddConfig`` subset, with LSST's names in the docs)."""
+"""Configuration of the coadd: a subset of LSST's ``AssembleCoaddConfig``, named in the docs."""
 
 from __future__ import annotations
 

@@ -74,6 +74,7 @@ def coadd_psf(
         kernel = used[0].psf.kernel
         inputs = inputs or coadd_inputs(used, weights)
         return CoaddPsf(inputs.ccds, coadd_wcs, kernel=kernel)
+
     # PSF-matched warps: the widest model PSF (LSST), measured at its average position
     def width(psf: Psf) -> int:
         try:
