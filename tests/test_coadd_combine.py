@@ -250,3 +250,17 @@ def test_mixed_filters_and_bad_config_are_refused() -> None:
         CoaddConfig(weighting="both")
     with pytest.raises(CoaddConfigError, match="tile"):
         CoaddConfig(tile=0)
+
+
+def test_pixel_weighting_reports_inverse_mean_variance_from_the_tile_pass() -> None:
+    ds = random_stack(n=4, seed=9)
+    img = ds["image"].values.copy()
+    img[3] = np.nan  # warp 3 has no usable pixel
+    ds["image"] = (("visit", "y", "x"), img)
+    r = assemble(ds, CoaddConfig("MEAN", "pixel", tile=13))
+    good = good_inputs(ds)
+    var = ds["variance"].values.astype(np.float64)
+    visits = [int(v) for v in ds["visit"].values]
+    expected = {visits[i]: 1.0 / var[i][good[i]].mean() for i in range(3)}
+    assert r.weights == pytest.approx(expected, rel=1e-12)
+    assert "no good pixels" in r.skipped[visits[3]]

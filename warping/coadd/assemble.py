@@ -242,7 +242,11 @@ def assemble(
     bbox = _bbox(stack)
     visits = [int(v) for v in stack["visit"].values]
     skipped: dict[int, str] = {}
-    if weights is None:
+    # pixel weighting: the per-warp weights (of the CoaddPsf) come from the tile pass itself
+    accumulate = weights is None and config.weighting == "pixel"
+    if accumulate:
+        weights = dict.fromkeys(visits, 1.0)
+    elif weights is None:
         weights, skipped = compute_weights(stack, config, client=client, progress=progress)
     else:
         for v in visits:
@@ -269,6 +273,8 @@ def assemble(
         for rows, cols in boxes
     ]
     n_clipped = 0
+    vsums = np.zeros(len(used))
+    counts = np.zeros(len(used), dtype=np.int64)
     for k, tile in _run(jobs, client, "tiles", progress):
         rows, cols = boxes[k]
         image[rows, cols] = tile.image
@@ -276,6 +282,18 @@ def assemble(
         mask[rows, cols] = tile.mask
         n_inputs[rows, cols] = tile.n_inputs
         n_clipped += tile.n_clipped
+        vsums += tile.variance_sums
+        counts += tile.good_counts
+    if accumulate:  # 1 / mean variance over the good pixels, as the tiles counted them
+        combined = list(kept)
+        kept = {}
+        for visit, vsum, count in zip(combined, vsums, counts, strict=True):
+            if count > 0 and vsum > 0:
+                kept[visit] = float(count / vsum)
+            else:
+                skipped[visit] = "no good pixels (every pixel is NO_DATA, masked or non-finite)"
+        if not kept:
+            raise NoWarpsError(f"none of the {len(visits)} warps has a good pixel")
     return CoaddResult(
         image=image,
         variance=variance,

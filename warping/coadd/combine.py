@@ -98,6 +98,8 @@ class TileResult:
     mask: np.ndarray
     n_inputs: np.ndarray  # good inputs per pixel (before clipping; LSST nImage)
     n_clipped: int  # input pixels removed by sigma clipping
+    variance_sums: np.ndarray  # per warp: sum of the variance over its good pixels here
+    good_counts: np.ndarray  # per warp: its good pixels here
 
 
 class _Stack:
@@ -274,4 +276,8 @@ def combine_tile(
     out_mask |= np.where(inexact, planes.inexact_psf, 0).astype(np.int32)
     out_image = np.where(empty, np.nan, value).astype(np.float32)
     out_var = np.where(empty, np.inf, var).astype(np.float32)
-    return TileResult(out_image, out_var, out_mask, count.astype(np.int32), n_clipped)
+    vsums = np.array([variance[i][st.good[i]].sum(dtype=np.float64) for i in range(st.n)])
+    counts = st.good.reshape(st.n, -1).sum(axis=1)
+    return TileResult(
+        out_image, out_var, out_mask, count.astype(np.int32), n_clipped, vsums, counts
+    )

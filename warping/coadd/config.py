@@ -30,7 +30,9 @@ class CoaddConfig:
     weighting
         ``scalar``: one weight per warp, the inverse of the sigma-clipped mean of its variance
         over good pixels (LSST ``AssembleCoaddTask.prepareInputs``); ``pixel``: the inverse of
-        each input pixel's variance.
+        each input pixel's variance (each warp's weight in the CoaddPsf and the provenance is
+        then the inverse of its mean variance over good pixels, unclipped, counted in the same
+        pass over the tiles).
     sigma_clip, clip_iter
         Clipping threshold (standard deviations) and number of clipping passes of ``MEANCLIP``
         and of the scalar weights (LSST ``sigmaClip=3``, ``clipIter=2``).
