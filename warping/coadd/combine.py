@@ -103,7 +103,11 @@ class TileResult:
 
 
 class _Stack:
-    """The arrays of one tile with the per-warp weights resolved."""
+    """The arrays of one tile with the per-warp weights resolved.
+
+    ``image0``/``var0`` are the inputs with 0 where not good and ``wgood`` the weights there
+    (0 elsewhere, float64), so the sums need no test per warp.
+    """
 
     def __init__(
         self,
@@ -122,43 +126,66 @@ class _Stack:
         valid = np.isfinite(image) & np.isfinite(variance)
         if self.pixel:
             valid &= variance > 0
-        self.masked = (mask & planes.bad) != 0
+        self.masked = (mask & planes.bad) != 0 if planes.bad else np.zeros(mask.shape, bool)
         self.good = valid & ~self.masked & (weights > 0)[:, None, None]
         self.n = image.shape[0]
-
-    def weight(self, i: int, where: np.ndarray) -> np.ndarray:
-        """Weights of warp ``i`` where ``where`` holds, 0 elsewhere (float64)."""
+        self.image0 = np.where(self.good, image, np.float32(0))
+        self.var0 = np.where(self.good, variance, np.float32(0))
         if self.pixel:
-            v = self.variance[i].astype(np.float64)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(where & (v > 0), 1.0 / v, 0.0)
+            self.wgood = np.zeros(image.shape)
+            np.divide(1.0, self.var0, out=self.wgood, where=self.good)
+        else:
+            self.wgood = np.where(self.good, weights[:, None, None], 0.0)
+
+    def weight_where(self, i: int, where: np.ndarray) -> np.ndarray:
+        """Weights of warp ``i`` where ``where`` holds and the weight is defined (float64)."""
+        if self.pixel:
+            v = self.variance[i]
+            ok = where & np.isfinite(v) & (v > 0)
+            out = np.zeros(v.shape)
+            np.divide(1.0, v, out=out, where=ok)
+            return out
         return np.where(where, self.weights[i], 0.0)
 
-    def moments(
-        self, keep: np.ndarray, centre: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Weighted mean, debiased weighted variance of the values, sum of weights and the
-        variance of the mean from the input variances, over the inputs in ``keep``."""
+    def mean(self, keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted mean, sum of weights and variance of the mean ``sum(w^2 v)/sum(w)^2`` over
+        the inputs in ``keep`` (every good input when ``None``)."""
+        shape = self.image.shape[1:]
+        sw = np.zeros(shape)
+        sx = np.zeros(shape)
+        svar = np.zeros(shape)
+        tmp = np.empty(shape)
+        for i in range(self.n):
+            w = self.wgood[i] if keep is None else np.where(keep[i], self.wgood[i], 0.0)
+            sw += w
+            np.multiply(w, self.image0[i], out=tmp)
+            sx += tmp
+            np.multiply(w, w, out=tmp)
+            tmp *= self.var0[i]
+            svar += tmp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return sx / sw, sw, svar / (sw * sw)
+
+    def spread(self, keep: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean and debiased weighted variance of the values in ``keep``, summed as
+        offsets from ``centre`` (afw's clipping passes)."""
         shape = keep.shape[1:]
         sw = np.zeros(shape)
         sw2 = np.zeros(shape)
         sx = np.zeros(shape)
         sxx = np.zeros(shape)
-        svar = np.zeros(shape)
         for i in range(self.n):
-            k = keep[i]
-            w = self.weight(i, k)
-            d = np.where(k, self.image[i] - centre, 0.0)
+            w = np.where(keep[i], self.wgood[i], 0.0)
+            d = np.where(keep[i], self.image0[i] - centre, 0.0)
             sw += w
-            w2 = w * w
-            sw2 += w2
-            sx += w * d
-            sxx += w * d * d
-            svar += w2 * np.where(k, self.variance[i], 0.0)
+            sw2 += w * w
+            wd = w * d
+            sx += wd
+            sxx += wd * d
         with np.errstate(divide="ignore", invalid="ignore"):
             m = sx / sw
-            spread = (sxx / sw - m * m) * (sw * sw / (sw * sw - sw2))
-            return m + centre, spread, sw, svar / (sw * sw)
+            var = (sxx / sw - m * m) * (sw * sw / (sw * sw - sw2))
+            return m + centre, var
 
 
 def _quantiles(
@@ -188,7 +215,7 @@ def _clipped_keep(st: _Stack, config: CoaddConfig) -> np.ndarray:
     keep = st.good & (np.abs(st.image - median) <= iqr_width)
     centre = median
     for _ in range(1, config.clip_iter):
-        mean, spread, _, _ = st.moments(keep, np.where(np.isfinite(centre), centre, 0.0))
+        mean, spread = st.spread(keep, np.where(np.isfinite(centre), centre, 0.0))
         width = np.where(count > 1, config.sigma_clip * np.sqrt(np.maximum(spread, 0.0)), iqr_width)
         ok = np.isfinite(width) & np.isfinite(mean)
         trial = st.good & (np.abs(st.image - mean) <= width)
@@ -230,36 +257,41 @@ def combine_tile(
         raise ValueError(f"{image.shape[0]} warps but {weights.shape[0]} weights")
     st = _Stack(image, variance, mask, weights, config, planes)
     count = st.good.sum(axis=0)
-    zero = np.zeros(image.shape[1:])
     n_clipped = 0
+    used_weight: np.ndarray | None = None
     if config.statistic == "MEDIAN":
         values = np.where(st.good, image, np.float32(np.nan))
         (value,) = _quantiles(values, count, (0.5,))
-        vsum = zero.copy()
+        vsum = np.zeros(image.shape[1:])
         for i in range(st.n):
-            vsum += np.where(st.good[i], variance[i], 0.0)
+            vsum += st.var0[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             var = (math.pi / 2.0) * vsum / (count.astype(np.float64) ** 2)
         clipped = np.zeros(image.shape[1:], dtype=bool)
-    else:
-        keep = _clipped_keep(st, config) if config.statistic == "MEANCLIP" else st.good
-        value, _, _, var = st.moments(keep, zero)
+    elif config.statistic == "MEANCLIP":
+        keep = _clipped_keep(st, config)
+        value, _, var = st.mean(keep)
         removed = st.good & ~keep
         clipped = removed.any(axis=0)
         n_clipped = int(removed.sum())
+    else:
+        value, used_weight, var = st.mean(None)
+        clipped = np.zeros(image.shape[1:], dtype=bool)
 
-    out_mask = np.zeros(image.shape[1:], dtype=np.int32)
-    left_out = np.zeros(image.shape[1:], dtype=np.int32)
-    used_weight = zero.copy()
-    for i in range(st.n):
-        out_mask |= np.where(st.good[i], mask[i], 0)
-        left_out |= np.where(st.masked[i], mask[i], 0)
-        if planes.thresholds:
-            used_weight += st.weight(i, st.good[i])
+    # bitwise OR does not depend on the order: reduce over the warps at once
+    out_mask = np.bitwise_or.reduce(np.where(st.good, mask, 0), axis=0).astype(np.int32)
+    left_out = np.bitwise_or.reduce(np.where(st.masked, mask, 0), axis=0)
     for bit, threshold in planes.thresholds:
-        lost = zero.copy()
+        carriers = ~st.good & ((mask & bit) != 0)
+        if not carriers.any():
+            continue
+        if used_weight is None:
+            used_weight = np.zeros(image.shape[1:])
+            for i in range(st.n):
+                used_weight += st.wgood[i]
+        lost = np.zeros(image.shape[1:])
         for i in range(st.n):
-            lost += st.weight(i, ~st.good[i] & ((mask[i] & bit) != 0))
+            lost += st.weight_where(i, carriers[i])
         with np.errstate(divide="ignore", invalid="ignore"):
             over = lost / (used_weight + lost) > threshold
         out_mask |= np.where(over, bit, 0).astype(np.int32)
@@ -276,7 +308,7 @@ def combine_tile(
     out_mask |= np.where(inexact, planes.inexact_psf, 0).astype(np.int32)
     out_image = np.where(empty, np.nan, value).astype(np.float32)
     out_var = np.where(empty, np.inf, var).astype(np.float32)
-    vsums = np.array([variance[i][st.good[i]].sum(dtype=np.float64) for i in range(st.n)])
+    vsums = st.var0.reshape(st.n, -1).sum(axis=1, dtype=np.float64)
     counts = st.good.reshape(st.n, -1).sum(axis=1)
     return TileResult(
         out_image, out_var, out_mask, count.astype(np.int32), n_clipped, vsums, counts
