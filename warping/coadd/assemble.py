@@ -158,9 +158,13 @@ def _run(
     if client is None:
         import dask
 
-        for i, (fn, args) in enumerate(jobs):
-            # one Dask computation per job: the planes of a warp file are read together
-            yield i, fn(*dask.compute(*args, scheduler="threads", traverse=False))
+        def local(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+            fn, args = job
+            # one Dask computation per job, its reads on Dask's threads
+            return fn(*dask.compute(*args, scheduler="threads", traverse=False))
+
+        for i, job in enumerate(jobs):
+            yield i, local(job)
             if progress is not None:
                 progress(i + 1, total, stage)
         return
