@@ -204,7 +204,7 @@ def compute_weights(
             logger.warning("visit %d left out of the coadd: %s", visit, why)
         else:
             weights[visit] = w
-            logger.info("weight of visit %d = %.6g", visit, w)
+            logger.debug("weight of visit %d = %.6g", visit, w)
     return weights, skipped
 
 
