@@ -13,11 +13,12 @@ import typer
 
 from . import (
     butler_cmds,
-    coadd_cmds,
+    coadd_cmds,  # issue 24: coadds (rb assemble-coadd)
     migrate_cmds,
     quicklook_cmds,
     sim_cmds,
     skymap_cmds,
+    stack_cmds,  # issue 24: warp stacks (rb stack-info)
     task_cmds,
     warp_cmds,
 )
@@ -81,9 +82,12 @@ for _module in (
     task_cmds,
     migrate_cmds,
     quicklook_cmds,
-    coadd_cmds,
 ):
     _module.register(app)
+
+# -- issue 24: warp stacks and coadds, each its own module (one registration line each) ------
+stack_cmds.register(app)  # rb stack-info
+coadd_cmds.register(app)  # rb assemble-coadd
 
 
 def main() -> None:

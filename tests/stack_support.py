@@ -78,16 +78,21 @@ def write_synthetic_warps(
     matched: bool = True,
     compress: tuple[int, ...] = (903988,),
     seed: int = 7,
+    record_goodpix: bool = True,
+    mask_planes: MaskPlanes | None = None,
+    bbox: Box2I | None = None,
 ) -> dict[int, SyntheticWarp]:
     """Write a direct warp (and a PSF-matched one) of :data:`PATCH` for each visit.
 
     Pixels are random with a NO_DATA band whose width differs per visit; visits in
-    ``compress`` are written tile-compressed (lossless). Returns the truth by visit.
+    ``compress`` are written tile-compressed (lossless). ``record_goodpix=False`` leaves the
+    visit table without its goodpix column; ``mask_planes`` and ``bbox`` replace the default
+    mask planes and the patch's outer bbox. Returns the truth by visit.
     """
     rng = np.random.default_rng(seed)
     tract = skymap[PATCH["tract"]]
-    box = tract.patch(PATCH["patch"]).outer_bbox
-    planes = MaskPlanes.default()
+    box = bbox or tract.patch(PATCH["patch"]).outer_bbox
+    planes = mask_planes or MaskPlanes.default()
     no_data = planes.bitmask("NO_DATA")
     truth = {}
     for k, visit in enumerate(visits):
@@ -104,7 +109,11 @@ def write_synthetic_warps(
         sigma = SIGMAS.get(visit, 2.0)
         mjd = 56000.0 + 0.1 * k
         records = _ccd_records(visit, ccds, box, tract.wcs, sigma)
-        inputs = CoaddInputs([VisitRecord(visit, goodpix, filter=PATCH["filter"])], records)
+        inputs = CoaddInputs(
+            [VisitRecord(visit, goodpix, filter=PATCH["filter"])],
+            records,
+            visit_goodpix=record_goodpix,
+        )
         exp = Exposure(
             image, mask, variance, mask_planes=planes, xy0=(box.x0, box.y0), wcs=tract.wcs,
             psf=CoaddPsf(records, tract.wcs), photo_calib=PhotoCalib(1.0),

@@ -161,25 +161,29 @@ def _wcs_header(wcs: Any, files: Sequence[WarpFile]) -> str:
     return str(wcs_to_header(fits_wcs(wcs, box), (box.x0, box.y0)).tostring(sep="\n"))
 
 
+def _radec(ys: np.ndarray, xs: np.ndarray, *, wcs: Any) -> np.ndarray:
+    """``[ra, dec]`` (degrees) of the pixel grid ``ys`` x ``xs`` (tract pixels)."""
+    gx, gy = np.broadcast_arrays(xs.astype(float), ys.astype(float))
+    ra, dec = wcs.pixel_to_world_values(gx, gy)
+    return np.stack([np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)])
+
+
 def _sky_coords(wcs: Any, y: np.ndarray, x: np.ndarray, chunks: tuple[int, int]) -> Any:
     import dask.array as da
 
     yy = da.from_array(y, chunks=chunks[0])[:, None]
     xx = da.from_array(x, chunks=chunks[1])[None, :]
 
-    def radec(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        gx, gy = np.broadcast_arrays(xs.astype(float), ys.astype(float))
-        ra, dec = wcs.pixel_to_world_values(gx, gy)
-        return np.stack([np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)])
-
     both = da.map_blocks(
-        radec, yy, xx, new_axis=0, chunks=((2,), yy.chunks[0], xx.chunks[1]), dtype=float,
+        _radec, yy, xx, wcs=wcs, new_axis=0, chunks=((2,), yy.chunks[0], xx.chunks[1]), dtype=float,
         meta=np.empty((0, 0, 0), dtype=float),
     )  # fmt: skip
     return both[0], both[1]
 
 
-def _per_visit(butler: Butler, refs: Sequence[DatasetRef], files: Sequence[WarpFile]) -> dict:
+def _per_visit(
+    butler: Butler, refs: Sequence[DatasetRef], files: Sequence[WarpFile]
+) -> dict[str, Any]:
     io = butler.worker_io()
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(refs))) as pool:
         sigmas = list(pool.map(psf_sigma, files))
@@ -267,7 +271,7 @@ def open_warp_stack(
     variables = _variables(butler, refs, files, planes, tile)
     unit = files[0].unit
     names = sorted(planes.bits, key=planes.bit)
-    var_attrs = {
+    var_attrs: dict[str, dict[str, Any]] = {
         "image": {"units": unit},
         "variance": {"units": f"{unit}2" if unit else ""},
         "mask": {

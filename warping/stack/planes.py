@@ -31,10 +31,12 @@ __all__ = ["REMOTE_BLOCK_SIZE", "PlaneSource", "WarpPlaneArray", "read_plane_sec
 
 logger = logging.getLogger(__name__)
 
-#: Read-ahead of remote files (bytes): small, so a window costs about what it holds.
-REMOTE_BLOCK_SIZE = 64 * 1024
-#: Rows of a window are read in one request when the bytes between them are fewer than this.
-MERGE_GAP = 64 * 1024
+#: Read-ahead of remote files read through astropy (headers, compressed tiles): small, so a
+#: window costs about what it holds.
+REMOTE_BLOCK_SIZE = 16 * 1024
+#: Rows of a window are read at once when the bytes between them are fewer than this (local
+#: files, remote files): a remote request costs about as much time as a megabyte.
+MERGE_GAP = {True: 4096, False: 1024 * 1024}
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,11 @@ def _remap(mask: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
     return out
 
 
-def _read_raw(fh: Any, plane: PlaneInfo, width: int, rows: slice, cols: slice) -> np.ndarray:
-    """Rows ``rows`` and columns ``cols`` (steps of 1) of an uncompressed plane."""
+def _read_raw(
+    fh: Any, plane: PlaneInfo, width: int, rows: slice, cols: slice, merge_gap: int
+) -> np.ndarray:
+    """Rows ``rows`` and columns ``cols`` (steps of 1) of an uncompressed plane: one read of
+    the span when the bytes between rows are fewer than ``merge_gap``, else one per row."""
     dtype = PLANES[plane.name].newbyteorder(">")
     item = dtype.itemsize
     nrows, ncols = rows.stop - rows.start, cols.stop - cols.start
@@ -84,7 +89,7 @@ def _read_raw(fh: Any, plane: PlaneInfo, width: int, rows: slice, cols: slice) -
         return out
     gap = (width - ncols) * item
     start = plane.data_offset + (rows.start * width + cols.start) * item
-    if gap < MERGE_GAP:  # one read of the span; the columns are cut out here
+    if gap < merge_gap:  # one read of the span; the columns are cut out here
         span = ((nrows - 1) * width + ncols) * item
         fh.seek(start)
         data = _read_exact(fh, span, plane)
@@ -126,12 +131,15 @@ def read_plane_section(io: WorkerIO, source: PlaneSource, rows: slice, cols: sli
     (``RBZBLINF``) and mask bits are re-expressed in the stack's planes.
     """
     plane = source.plane
-    block = None if io.datastore().is_local and "://" not in source.ref.path else REMOTE_BLOCK_SIZE
+    local = io.datastore().is_local and "://" not in source.ref.path
+    via_astropy = plane.compressed or plane.scaled
+    # raw reads know their byte ranges: no read-ahead (1 byte) on remote files
+    block = None if local else (REMOTE_BLOCK_SIZE if via_astropy else 1)
     with io.open(source.ref, block_size=block) as fh:
-        if plane.compressed or plane.scaled:
+        if via_astropy:
             data = _read_section_astropy(fh, plane, rows, cols)
         else:
-            data = _read_raw(fh, plane, source.shape[1], rows, cols)
+            data = _read_raw(fh, plane, source.shape[1], rows, cols, MERGE_GAP[local])
     out = np.asarray(data, dtype=PLANES[plane.name])  # native byte order
     if plane.blank_is_inf:
         out = np.where(np.isnan(out), np.float32(np.inf), out)
