@@ -1,8 +1,11 @@
 """:func:`assemble`: combine a warp stack (``xarray.Dataset`` ``(visit, y, x)``) tile by tile.
 
-Memory is bounded by one tile of every warp (``tile**2 x n_warps`` pixels) plus the coadd's own
-planes: a warp's full planes are never all in memory at once. The per-warp weights need one pass
-over each warp's variance and mask planes first (one warp at a time); pass ``weights`` to skip it.
+Tiles are bands of whole rows of about ``tile**2`` pixels, so each warp's part of a tile is one
+contiguous span of its file (reads of a Dask-backed stack chunked one warp per chunk touch only
+those bytes). Memory is bounded by one tile of every warp (``tile**2 x n_warps`` pixels) plus the
+coadd's own planes: a warp's full planes are never all in memory at once. The scalar weights
+need one pass over each warp's variance and mask first (one warp at a time); pass ``weights``
+to skip it.
 With a Dask ``client``, each tile (and each warp's weight) is one task on the cluster.
 """
 
@@ -114,12 +117,11 @@ def _bbox(stack: xr.Dataset) -> Box2I:
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[tuple[slice, slice]]:
-    """Array slices ``(rows, cols)`` of the tiles covering ``height x width``, row by row."""
-    return [
-        (slice(y, min(y + tile, height)), slice(x, min(x + tile, width)))
-        for y in range(0, height, tile)
-        for x in range(0, width, tile)
-    ]
+    """Array slices ``(rows, cols)`` of the tiles covering ``height x width``: bands of whole
+    rows holding about ``tile**2`` pixels each (at least one row), so that each warp's part of a
+    tile is one contiguous span of its file."""
+    rows = max(1, (tile * tile) // max(1, width))
+    return [(slice(y, min(y + rows, height)), slice(0, width)) for y in range(0, height, rows)]
 
 
 def _tile_job(
@@ -171,7 +173,8 @@ def _run(
     import dask
     from distributed import as_completed
 
-    tasks = [dask.delayed(fn, pure=False)(*args) for fn, args in jobs]
+    # optimised first, so a task reads its slice of each warp, not the warp's whole chunk
+    tasks = [dask.delayed(fn, pure=False)(*dask.optimize(*args)) for fn, args in jobs]
     futures = client.compute(tasks)
     index = {f.key: i for i, f in enumerate(futures)}
     for done, fut in enumerate(as_completed(futures), start=1):
@@ -264,7 +267,8 @@ def assemble(
     kept = {visits[i]: float(weights[visits[i]]) for i in used}
     w = np.array(list(kept.values()), dtype=np.float64)
     planes = coadd_planes(stack_mask_planes(stack), config)
-    sub = stack[["image", "variance", "mask"]].isel(visit=used)
+    # one indexing step per tile (visits, rows, columns): a lazy stack folds it into its reads
+    pick: slice | list[int] = slice(None) if len(used) == len(visits) else used
     height, width = bbox.height, bbox.width
     image = np.full((height, width), np.nan, dtype=np.float32)
     variance = np.full((height, width), np.inf, dtype=np.float32)
@@ -273,7 +277,7 @@ def assemble(
     boxes = tile_boxes(height, width, config.tile)
     job = partial(_tile_job, weights=w, config=config, planes=planes)
     jobs = [
-        (job, tuple(sub[name].data[:, rows, cols] for name in ("image", "variance", "mask")))
+        (job, tuple(stack[name].data[pick, rows, cols] for name in ("image", "variance", "mask")))
         for rows, cols in boxes
     ]
     n_clipped = 0

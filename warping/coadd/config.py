@@ -37,8 +37,9 @@ class CoaddConfig:
         Clipping threshold (standard deviations) and number of clipping passes of ``MEANCLIP``
         and of the scalar weights (LSST ``sigmaClip=3``, ``clipIter=2``).
     tile
-        Side of the square tiles the coadd is computed in (LSST ``subregionSize``): memory
-        grows with ``tile**2 x number of warps``, never with whole warps.
+        The coadd is computed in tiles of about ``tile**2`` pixels (LSST ``subregionSize``),
+        bands of whole rows: memory grows with ``tile**2 x number of warps``, never with whole
+        warps.
     bad_mask_planes
         Input pixels with any of these planes are left out (LSST ``badMaskPlanes``).
     mask_propagation_thresholds

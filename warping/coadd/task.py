@@ -1,8 +1,8 @@
 """The coadd over a repository: read the warp stack, assemble it, write ``deepCoadd``.
 
 :func:`assemble_coadd` opens the patch's warps with :func:`warping.stack.open_warp_stack`
-(tiles of ``config.tile`` pixels, read lazily through the datastore), reads their PSFs and
-inputs tables with :func:`warping.stack.warp_metadata`, combines the pixels with
+(one chunk per warp, of which each tile reads only its rows, through the datastore), reads
+their PSFs and inputs tables with :func:`warping.stack.warp_metadata`, combines the pixels with
 :func:`warping.coadd.assemble` and writes the coadd as an :class:`~warping.exposure.Exposure`
 with the tract WCS, the coadd's CoaddPsf, PhotoCalib 1.0 (nJy), its inputs table and a
 provenance record naming every warp (data ID, run, checksum) and giving its weight.
@@ -195,7 +195,7 @@ def assemble_coadd(
     data_id = {"tract": int(tract), "patch": str(patch), "filter": str(filter)}
     stack = open_warp_stack(
         butler, tract=int(tract), patch=patch, filter=filter, dataset_type=dataset_type,
-        where=where, tile=config.tile,
+        where=where,
     )  # fmt: skip
     metas = warp_metadata(butler, stack)
     units = _units(stack, metas)
