@@ -196,6 +196,13 @@ def dask_client(jobs: int = 2, address: str | None = None) -> Iterator[Any]:
 
     from warping.task.dask_plugin import WORKER_ENV, SingleThreadKernels
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # not with --verbose
+        # distributed sets its own loggers' levels (INFO) when imported: the scheduler of a
+        # local cluster would log its start and stop here
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
     cluster = None
     if address:
         client = Client(address, timeout="20s")

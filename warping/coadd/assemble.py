@@ -146,6 +146,22 @@ def _weight_job(variance: Any, mask: Any, bad: int, config: CoaddConfig) -> tupl
     return warp_weight(np.asarray(variance), np.asarray(mask), bad, config)
 
 
+class _Lazy:
+    """Arrays (numpy or Dask) that Dask must not unpack into a task's dependencies."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: tuple[Any, ...]) -> None:
+        self.arrays = arrays
+
+
+def _read_and_run(fn: Callable[..., Any], lazy: _Lazy) -> Any:
+    """In a worker: compute the job's arrays there (one threaded Dask computation), run ``fn``."""
+    import dask
+
+    return fn(*dask.compute(*lazy.arrays, scheduler="threads", traverse=False))
+
+
 def _run(
     jobs: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]],
     client: Any,
@@ -158,23 +174,17 @@ def _run(
     (a :func:`functools.partial`), so Dask never rebuilds the configuration objects."""
     total = len(jobs)
     if client is None:
-        import dask
-
-        def local(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
-            fn, args = job
-            # one Dask computation per job, its reads on Dask's threads
-            return fn(*dask.compute(*args, scheduler="threads", traverse=False))
-
-        for i, job in enumerate(jobs):
-            yield i, local(job)
+        for i, (fn, args) in enumerate(jobs):
+            yield i, _read_and_run(fn, _Lazy(args))
             if progress is not None:
                 progress(i + 1, total, stage)
         return
     import dask
     from distributed import as_completed
 
-    # optimised first, so a task reads its slice of each warp, not the warp's whole chunk
-    tasks = [dask.delayed(fn, pure=False)(*dask.optimize(*args)) for fn, args in jobs]
+    # one task per job that reads its own slices on its worker: the pixels never travel
+    # between workers, only the job's result comes back
+    tasks = [dask.delayed(_read_and_run, pure=False)(fn, _Lazy(args)) for fn, args in jobs]
     futures = client.compute(tasks)
     index = {f.key: i for i, f in enumerate(futures)}
     for done, fut in enumerate(as_completed(futures), start=1):

@@ -235,7 +235,7 @@ def assemble_coadd(
         n_tiles=result.n_tiles,
         seconds=time.perf_counter() - t0,
     )
-    logger.info(
+    logger.debug(
         "%s %s: %d warps combined (%s), %d left out, %.1f%% pixels without data",
         output_type, data_id, len(summary.weights), summary.statistic, len(summary.skipped),
         100.0 * summary.n_no_data / max(1, int(np.prod(summary.shape))),
