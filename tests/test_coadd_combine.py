@@ -264,3 +264,35 @@ def test_pixel_weighting_reports_inverse_mean_variance_from_the_tile_pass() -> N
     expected = {visits[i]: 1.0 / var[i][good[i]].mean() for i in range(3)}
     assert r.weights == pytest.approx(expected, rel=1e-12)
     assert "no good pixels" in r.skipped[visits[3]]
+
+
+class _RecordingArray:
+    """A read-only array that records the size of every read (a stand-in for warp files)."""
+
+    def __init__(self, data: np.ndarray, reads: list[tuple[int, int]]) -> None:
+        self.data, self.reads = data, reads
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        out = self.data[key]  # type: ignore[index]
+        self.reads.append((out.shape[0] if out.ndim == 3 else 1, out.size))
+        return out
+
+
+def test_reads_are_one_tile_of_every_warp_or_one_warp_at_a_time() -> None:
+    import dask.array as da
+
+    ds = random_stack(n=6, h=120, w=90, seed=4)
+    reads: list[tuple[int, int]] = []
+    lazy = ds.copy()
+    for name in ("image", "variance", "mask"):
+        arr = _RecordingArray(ds[name].values, reads)
+        lazy[name] = (("visit", "y", "x"), da.from_array(arr, chunks=arr.shape), ds[name].attrs)
+    tile = 30
+    r = assemble(lazy, CoaddConfig("MEANCLIP", tile=tile))
+    np.testing.assert_array_equal(r.image, assemble(ds, CoaddConfig("MEANCLIP", tile=tile)).image)
+    whole_warps = [size for warps, size in reads if size > 6 * tile * tile]
+    assert whole_warps and all(size == 120 * 90 for size in whole_warps)  # weights: one warp
+    assert all(warps == 1 for warps, size in reads if size > 6 * tile * tile)
+    tiles = [size for warps, size in reads if warps == 6]
+    assert len(tiles) == 3 * r.n_tiles and max(tiles) <= 6 * tile * tile
