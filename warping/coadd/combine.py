@@ -102,6 +102,13 @@ class TileResult:
     good_counts: np.ndarray  # per warp: its good pixels here
 
 
+def _zeroed(values: np.ndarray, where: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """A copy of ``values`` with ``fill`` where ``where`` holds."""
+    out = values.copy()
+    np.copyto(out, values.dtype.type(fill), where=where)
+    return out
+
+
 class _Stack:
     """The arrays of one tile with the per-warp weights resolved.
 
@@ -129,13 +136,17 @@ class _Stack:
         self.masked = (mask & planes.bad) != 0 if planes.bad else np.zeros(mask.shape, bool)
         self.good = valid & ~self.masked & (weights > 0)[:, None, None]
         self.n = image.shape[0]
-        self.image0 = np.where(self.good, image, np.float32(0))
-        self.var0 = np.where(self.good, variance, np.float32(0))
+        # copy then zero where not good: fewer passes over memory than np.where
+        bad = ~self.good
+        self.image0 = _zeroed(image, bad)
+        self.var0 = _zeroed(variance, bad)
+        self.wgood = np.empty(image.shape)
         if self.pixel:
-            self.wgood = np.zeros(image.shape)
-            np.divide(1.0, self.var0, out=self.wgood, where=self.good)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(1.0, variance, out=self.wgood)
         else:
-            self.wgood = np.where(self.good, weights[:, None, None], 0.0)
+            self.wgood[:] = weights[:, None, None]
+        np.copyto(self.wgood, 0.0, where=bad)
 
     def weight_where(self, i: int, where: np.ndarray) -> np.ndarray:
         """Weights of warp ``i`` where ``where`` holds and the weight is defined (float64)."""
@@ -209,7 +220,7 @@ def _quantiles(
 def _clipped_keep(st: _Stack, config: CoaddConfig) -> np.ndarray:
     """The inputs kept by ``clip_iter`` sigma-clipping passes (see the module docstring)."""
     count = st.good.sum(axis=0)
-    values = np.where(st.good, st.image, np.float32(np.nan))
+    values = _zeroed(st.image, ~st.good, np.nan)
     median, q1, q3 = _quantiles(values, count, (0.5, 0.25, 0.75))
     iqr_width = config.sigma_clip * IQR_TO_SIGMA * (q3 - q1)
     keep = st.good & (np.abs(st.image - median) <= iqr_width)
@@ -260,7 +271,7 @@ def combine_tile(
     n_clipped = 0
     used_weight: np.ndarray | None = None
     if config.statistic == "MEDIAN":
-        values = np.where(st.good, image, np.float32(np.nan))
+        values = _zeroed(image, ~st.good, np.nan)
         (value,) = _quantiles(values, count, (0.5,))
         vsum = np.zeros(image.shape[1:])
         for i in range(st.n):
@@ -279,8 +290,8 @@ def combine_tile(
         clipped = np.zeros(image.shape[1:], dtype=bool)
 
     # bitwise OR does not depend on the order: reduce over the warps at once
-    out_mask = np.bitwise_or.reduce(np.where(st.good, mask, 0), axis=0).astype(np.int32)
-    left_out = np.bitwise_or.reduce(np.where(st.masked, mask, 0), axis=0)
+    out_mask = np.bitwise_or.reduce(mask * st.good, axis=0).astype(np.int32)
+    left_out = np.bitwise_or.reduce(mask * st.masked, axis=0)
     for bit, threshold in planes.thresholds:
         carriers = ~st.good & ((mask & bit) != 0)
         if not carriers.any():
