@@ -29,7 +29,8 @@ COMMANDS: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[
 #: commands that print data (a table or JSON); the others print one sentence or a FITS header
 DATA_COMMANDS = {
     "ingest", "query-datasets", "query-data-ids", "reindex", "verify", "cleanup", "provenance",
-    "migrate", "show-skymap", "make-warp", "stack-info",
+    "migrate", "show-skymap", "make-warp",
+    "stack-info",  # issue 24
 }  # fmt: skip
 #: metavars that name a Python type, not what the user should type
 TYPE_METAVAR = re.compile(r"<[\w|]+>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")  # <str>, <a|b>

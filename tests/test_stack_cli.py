@@ -123,6 +123,12 @@ def test_errors_are_one_line(repo: Any, argv: list[str], expected: str) -> None:
     assert expected in line, line
 
 
+def test_without_dask(repo: Any) -> None:
+    root, _ = repo
+    line = one_error_line(run_rb("stack-info", str(root), *ID, missing=("dask",)))
+    assert "needs dask, which is not installed: pip install 'repo-butler[dask]'" in line
+
+
 def test_no_patch_given(repo: Any) -> None:
     root, _ = repo
     line = one_error_line(run_rb("stack-info", str(root)))

@@ -245,6 +245,8 @@ def open_warp_stack(
 
     Raises
     ------
+    MissingExtraError
+        If Dask (the ``[dask]`` extra) is not installed.
     UnknownWarpTypeError
         If ``dataset_type`` is not a warp dataset type of the repository.
     NoWarpsError
@@ -256,6 +258,9 @@ def open_warp_stack(
     """
     import xarray as xr
 
+    from repo_butler.extras import require
+
+    require("dask.array", "dask", "a warp stack (open_warp_stack, rb stack-info)")
     _check_type(butler, dataset_type)
     if tile is not None and int(tile) < 1:
         raise ValueError(f"tile must be a positive number of pixels, got {tile}")

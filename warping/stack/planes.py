@@ -15,6 +15,7 @@ files and S3 objects (ranged requests of at most :data:`REMOTE_BLOCK_SIZE` read-
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,42 +77,54 @@ def _remap(mask: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
     return out
 
 
+class _Reader:
+    """Reads byte ranges of one file into buffers: ``os.preadv`` on a local file (no
+    buffering: exactly the bytes asked for), seek and ``readinto`` on an fsspec file."""
+
+    def __init__(self, source: str, *, fd: int | None = None, fh: Any = None) -> None:
+        self.source = source
+        self.fd = fd
+        self.fh = fh
+
+    def read_into(self, view: memoryview, offset: int, plane: PlaneInfo) -> None:
+        done = 0
+        while done < len(view):
+            if self.fd is not None:
+                n = os.preadv(self.fd, [view[done:]], offset + done)
+            else:
+                self.fh.seek(offset + done)
+                n = self.fh.readinto(view[done:])
+            if not n:
+                from warping.errors import FormatError
+
+                raise FormatError(
+                    f"{self.source}: {plane.name} plane is truncated (wanted {len(view)} bytes "
+                    f"at offset {offset}, got {done})"
+                )
+            done += n
+
+
 def _read_raw(
-    fh: Any, plane: PlaneInfo, width: int, rows: slice, cols: slice, merge_gap: int
+    reader: _Reader, plane: PlaneInfo, width: int, rows: slice, cols: slice, merge_gap: int
 ) -> np.ndarray:
     """Rows ``rows`` and columns ``cols`` (steps of 1) of an uncompressed plane: one read of
     the span when the bytes between rows are fewer than ``merge_gap``, else one per row."""
     dtype = PLANES[plane.name].newbyteorder(">")
     item = dtype.itemsize
     nrows, ncols = rows.stop - rows.start, cols.stop - cols.start
-    out = np.empty((nrows, ncols), dtype=dtype)
     if nrows == 0 or ncols == 0:
-        return out
+        return np.empty((nrows, ncols), dtype=dtype)
     gap = (width - ncols) * item
     start = plane.data_offset + (rows.start * width + cols.start) * item
     if gap < merge_gap:  # one read of the span; the columns are cut out here
         span = ((nrows - 1) * width + ncols) * item
-        fh.seek(start)
-        data = _read_exact(fh, span, plane)
-        padded = np.frombuffer(data + b"\0" * (nrows * width * item - span), dtype=dtype)
-        out[:] = padded.reshape(nrows, width)[:, :ncols]
-        return out
+        buffer = np.empty(nrows * width, dtype=dtype)
+        reader.read_into(buffer.data.cast("B")[:span], start, plane)
+        return buffer.reshape(nrows, width)[:, :ncols]
+    out = np.empty((nrows, ncols), dtype=dtype)
     for i in range(nrows):
-        fh.seek(start + i * width * item)
-        out[i] = np.frombuffer(_read_exact(fh, ncols * item, plane), dtype=dtype)
+        reader.read_into(out[i].data.cast("B"), start + i * width * item, plane)
     return out
-
-
-def _read_exact(fh: Any, n: int, plane: PlaneInfo) -> bytes:
-    data: bytes = fh.read(n)
-    if len(data) != n:
-        from warping.errors import FormatError
-
-        raise FormatError(
-            f"{getattr(fh, 'name', '<file>')}: {plane.name} plane is truncated (wanted {n} bytes "
-            f"at offset {fh.tell() - len(data)}, got {len(data)})"
-        )
-    return data
 
 
 def _read_section_astropy(fh: Any, plane: PlaneInfo, rows: slice, cols: slice) -> np.ndarray:
@@ -131,15 +144,28 @@ def read_plane_section(io: WorkerIO, source: PlaneSource, rows: slice, cols: sli
     (``RBZBLINF``) and mask bits are re-expressed in the stack's planes.
     """
     plane = source.plane
-    local = io.datastore().is_local and "://" not in source.ref.path
+    ref = source.ref
+    local_path = None if "://" in ref.path else io.datastore().local_path(ref.path)
     via_astropy = plane.compressed or plane.scaled
-    # raw reads know their byte ranges: no read-ahead (1 byte) on remote files
-    block = None if local else (REMOTE_BLOCK_SIZE if via_astropy else 1)
-    with io.open(source.ref, block_size=block) as fh:
+    if local_path is not None:
         if via_astropy:
-            data = _read_section_astropy(fh, plane, rows, cols)
+            with open(local_path, "rb") as fh:
+                data = _read_section_astropy(fh, plane, rows, cols)
         else:
-            data = _read_raw(fh, plane, source.shape[1], rows, cols, MERGE_GAP[local])
+            fd = os.open(local_path, os.O_RDONLY)
+            try:
+                reader = _Reader(ref.uri, fd=fd)
+                data = _read_raw(reader, plane, source.shape[1], rows, cols, MERGE_GAP[True])
+            finally:
+                os.close(fd)
+    else:
+        # raw reads know their byte ranges: no read-ahead (1 byte) on remote files
+        with io.open(ref, block_size=REMOTE_BLOCK_SIZE if via_astropy else 1) as fh:
+            if via_astropy:
+                data = _read_section_astropy(fh, plane, rows, cols)
+            else:
+                reader = _Reader(ref.uri, fh=fh)
+                data = _read_raw(reader, plane, source.shape[1], rows, cols, MERGE_GAP[False])
     out = np.asarray(data, dtype=PLANES[plane.name])  # native byte order
     if plane.blank_is_inf:
         out = np.where(np.isnan(out), np.float32(np.inf), out)
@@ -204,7 +230,8 @@ class WarpPlaneArray:
         y0, y1, y_local = _axis(key[1], self.shape[1])
         x0, x1, x_local = _axis(key[2], self.shape[2])
         out = np.empty((v1 - v0, y1 - y0, x1 - x0), dtype=self.dtype)
-        for i in range(v0, v1):
+        wanted = np.arange(v0, v1)[v_local]  # only the warps selected are read
+        for i in sorted({int(i) for i in np.atleast_1d(wanted)}):
             if y1 > y0 and x1 > x0:
                 out[i - v0] = read_plane_section(
                     self.io, self.sources[i], slice(y0, y1), slice(x0, x1)
