@@ -157,6 +157,8 @@ class _Lazy:
 
 def _read_and_run(fn: Callable[..., Any], lazy: _Lazy) -> Any:
     """In a worker: compute the job's arrays there (one threaded Dask computation), run ``fn``."""
+    if not any(hasattr(a, "__dask_graph__") for a in lazy.arrays):  # numpy: Dask not needed
+        return fn(*lazy.arrays)
     import dask
 
     return fn(*dask.compute(*lazy.arrays, scheduler="threads", traverse=False))
