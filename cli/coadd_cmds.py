@@ -29,9 +29,9 @@ ASSEMBLE_HELP = """Combine the warps of a patch into a coadd (LSST assembleCoadd
                                           pixel: 1/variance per pixel
   --warp-type directWarp                  or psfMatchedWarp (writes deepCoadd_psfMatched)
 
-The coadd is computed in tiles of --tile pixels (memory: tile^2 x warps), on a local Dask
-cluster with --jobs N or on a running one with --dask-scheduler. It is written as deepCoadd
-with its CoaddPsf, inputs table and a provenance record listing every warp and its weight.
+The coadd is computed in tiles of about --tile^2 pixels (bands of whole rows; memory: tile^2
+x warps), here or on a local Dask cluster with --jobs N or on a running one with
+--dask-scheduler. It is written as deepCoadd with its CoaddPsf, inputs table and a provenance record listing every warp and its weight.
 The exit status is 0 when every warp was combined, 3 when warps had to be left out (listed
 with their reasons), 1 on an error.
 """
@@ -88,7 +88,10 @@ def assemble_coadd_cmd(
         int, typer.Option("--clip-iter", metavar="N", help="MEANCLIP clipping passes.")
     ] = 2,
     tile: Annotated[
-        int, typer.Option("--tile", metavar="PIXELS", help="Side of the tiles computed at once.")
+        int,
+        typer.Option(
+            "--tile", metavar="PIXELS", help="Tiles of about PIXELS^2 pixels are computed at once."
+        ),
     ] = 512,
     rerun: Annotated[
         str | None,
