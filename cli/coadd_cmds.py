@@ -32,8 +32,8 @@ ASSEMBLE_HELP = """Combine the warps of a patch into a coadd (LSST assembleCoadd
 The coadd is computed in tiles of about --tile^2 pixels (bands of whole rows; memory: tile^2
 x warps), here or on a local Dask cluster with --jobs N or on a running one with
 --dask-scheduler. It is written as deepCoadd with its CoaddPsf, inputs table and a provenance
-record listing every warp and its weight. is 0 when every warp was combined, 3 when warps had to be left out (listed with their
-reasons), 1 on an error.
+record listing every warp and its weight. The exit status is 0 when every warp was combined,
+3 when warps had to be left out (listed with their reasons), 1 on an error.
 """
 
 _ID_HELP = "The patch: tract=T patch=X,Y filter=F (all the KEY=VALUE tokens that follow)."
