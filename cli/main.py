@@ -13,6 +13,7 @@ import typer
 
 from . import (
     butler_cmds,
+    coadd_cmds,  # issue 24: coadds (rb assemble-coadd)
     migrate_cmds,
     quicklook_cmds,
     sim_cmds,
@@ -86,6 +87,7 @@ for _module in (
 
 # -- issue 24: warp stacks and coadds, each its own module (one registration line each) ------
 stack_cmds.register(app)  # rb stack-info
+coadd_cmds.register(app)  # rb assemble-coadd
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 Contributed to repo_butler as the repository preset ``warping`` (entry-point group
 ``repo_butler.presets``), so ``rb create`` lays a new repository out for make-warp: calexps,
 their backgrounds and sky corrections, external (jointcal/FGCM) calibrations, per-visit
-``visitSummary`` catalogs, the sky map, the direct and PSF-matched warps and the direct warp's
-masked-fraction and noise companions. The formatters
+``visitSummary`` catalogs, the sky map, the direct and PSF-matched warps, the direct warp's
+masked-fraction and noise companions, and the coadds of the warps. The formatters
 named here are warping's own entry points in the ``repo_butler.formatters`` group
 (``visit_summary`` reads LSST's afw ExposureCatalog files).
 
@@ -27,6 +27,7 @@ _CORR = "{pointing:05d}/{filter}/corr"
 _JOINTCAL = "jointcal-results/{filter}/{tract:04d}"
 _WARP_DIR = "deepCoadd/{filter}/{tract:d}/{patch}"
 _WARP_TAIL = "{filter}-{tract:d}-{patch}-{visit:d}.fits"
+_COADD_TAIL = "Coadd-{filter}-{tract:d}-{patch}.fits"
 
 _PRESET: dict[str, Any] = {
     "dimensions": {
@@ -129,6 +130,19 @@ _PRESET: dict[str, Any] = {
                 "doc": f"Noise realization {n} of the direct warp, warped like its image.",
             }
             for n in range(3)  # MakeWarpConfig's MAX_NUMBER_OF_NOISE_REALIZATIONS
+        },
+        # the coadd of a patch's warps (AssembleCoaddTask; ``rb assemble-coadd``)
+        "deepCoadd": {
+            "dimensions": ["filter", "tract", "patch"],
+            "formatter": "exposure",
+            "template": f"{_WARP_DIR}/deep{_COADD_TAIL}",
+            "doc": "Coadd of the patch's direct warps, with its CoaddPsf and inputs table.",
+        },
+        "deepCoadd_psfMatched": {
+            "dimensions": ["filter", "tract", "patch"],
+            "formatter": "exposure",
+            "template": f"{_WARP_DIR}/psfMatched{_COADD_TAIL}",
+            "doc": "Coadd of the patch's PSF-matched warps.",
         },
         "truth_catalog": {
             "dimensions": [],
