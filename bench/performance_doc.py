@@ -34,6 +34,10 @@ SEE_ALSO = {
     "psf_bench": "real-lsst-inputs.md",
     "skywcs_bench": "real-lsst-inputs.md",
     "compression_bench": "make-warp.md",
+    "coadd_bench": "coadd.md",
+    "butler_scale_sqlite": "butler.md",
+    "butler_scale_postgres": "butler.md",
+    "bucket_registry_scale": "storage.md",
 }
 
 

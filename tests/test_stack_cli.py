@@ -106,7 +106,7 @@ def test_psf_matched_warps(repo: Any) -> None:
         ),
         ([*ID, "-w", "visit = 7"], "where 'visit = 7' in "),
         ([*ID, "--dataset-type", "calexp"], "error: 'calexp' is not a warp dataset type of "),
-        ([*ID, "--dataset-type", "deepCoadd"], "error: 'deepCoadd' is not a dataset type of "),
+        ([*ID, "--dataset-type", "deepWarpX"], "error: 'deepWarpX' is not a dataset type of "),
         (
             ["--id", "tract=0", "patch=5,4"],
             "--id needs exactly tract=, patch= and filter= (missing filter)",
