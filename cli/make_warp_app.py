@@ -360,4 +360,7 @@ def demo_command(
     for png in result.pngs:
         print(f"  {png}")
     print(f"coverage map:    {result.coverage_png}")
+    if result.coadd is not None:
+        print(f"coadd:           {result.coadd.uri}")
+        print(f"coadd PNG:       {result.coadd_png}")
     return 0 if result.warps else 1

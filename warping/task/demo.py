@@ -3,11 +3,13 @@
 It simulates an HSC-like repository whose data IDs match the LSST documentation's example
 (filter HSC-I; visit 903988 with CCDs 16, 17, 23 and 24 over tract 0 patch 5,4, plus more
 visits), writes a skymap, runs MakeWarp on that patch into rerun ``ci_hsc`` and draws quicklook
-PNGs of every warp and a coverage map of the CCD footprints.
+PNGs of every warp and a coverage map of the CCD footprints, then assembles the patch's coadd
+from the direct warps and draws it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable
@@ -36,6 +38,8 @@ class DemoResult:
     pngs: list[str] = field(default_factory=list)
     coverage_png: str = ""
     summary: Any = None
+    coadd: Any = None  # warping.coadd.task.CoaddSummary
+    coadd_png: str = ""
 
 
 def demo_skymap(
@@ -175,4 +179,15 @@ def run_demo(
         out, config.dataset_type("direct"), DEMO_PATCH, ql_dir / "coverage-0-5,4.png"
     )
     result.coverage_png = str(cov.path)
+    if result.warps and importlib.util.find_spec("dask") is None:
+        echo("no coadd: warp stacks need Dask (pip install 'repo-butler[dask]')")
+    elif result.warps:
+        from warping.coadd.task import assemble_coadd
+
+        echo("rb assemble-coadd " + root + f" --rerun {DEMO_RERUN} --id tract=0 patch=5,4 "
+             "filter=HSC-I")  # fmt: skip
+        result.coadd = assemble_coadd(out, **DEMO_PATCH)
+        png = ql_dir / "deepCoadd-HSC-I-0-5,4.png"
+        quicklook_dataset(out, result.coadd.dataset_type, DEMO_PATCH, png)
+        result.coadd_png = str(png)
     return result
