@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DemoResult", "demo_simulation", "demo_skymap", "run_demo"]
 
-DEMO_PATCH = {"tract": 0, "patch": "5,4", "filter": "HSC-I"}
+DEMO_PATCH: dict[str, Any] = {"tract": 0, "patch": "5,4", "filter": "HSC-I"}
 DEMO_VISITS = (903986, 903988, 904010)
 #: the seed example's CCDs (a 2x2 block at rows 2-3, columns 2-3 of a 7-column focal plane)
 #: plus CCD 9, which lies off the patch and exercises the overlap selection
