@@ -348,7 +348,7 @@ def demo_command(
     result = run_demo(
         directory,
         jobs=jobs,
-        echo=lambda line: console.print(line, highlight=False),
+        echo=lambda line: console.print(line, highlight=False, markup=False),
         storage_options=storage_options,
     )
     print_summary(result.summary, console=console, root=result.repo)
