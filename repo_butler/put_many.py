@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from repo_butler.config import DatasetType
 from repo_butler.dimensions import DataId
@@ -54,9 +54,6 @@ DEFAULT_THREADS = 8
 """Writer threads for a bucket or other remote store when ``threads`` is not given (uploads are
 latency-bound). Local batches are written by the calling thread unless ``threads`` is given:
 without a sync per file, writing small files is CPU-bound and threads only add overhead."""
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -105,24 +102,12 @@ def _named(err: RepoButlerError, what: str) -> RepoButlerError:
         return err
 
 
-def _map(fn: Callable[[_T], _R], values: Sequence[_T], pool: ThreadPoolExecutor | None) -> list[_R]:
-    """``fn`` over ``values`` on the pool; every call finishes before the first error is raised
-    (so nothing is still writing when the caller cleans up)."""
-    if pool is None:
-        return [fn(value) for value in values]
-    futures = [pool.submit(fn, value) for value in values]
-    errors = [f.exception() for f in futures]  # waits for every call
-    for err in errors:
-        if err is not None:
-            raise err
-    return [f.result() for f in futures]
-
-
 def _run(
     fn: Callable[[int], None], tasks: list[list[int]], pool: ThreadPoolExecutor | None
 ) -> None:
     """``fn(k)`` for the items of every task (each task's items in order, tasks on the pool);
-    once one call has failed the others stop, and its error is raised when all have stopped."""
+    once one call has failed the others stop, and its error is raised when all have stopped
+    (so nothing is still writing when the caller cleans up)."""
     failed = threading.Event()
 
     def some(indices: list[int]) -> None:
@@ -135,7 +120,15 @@ def _run(
                 failed.set()
                 raise
 
-    _map(some, tasks, pool)
+    if pool is None:
+        for indices in tasks:
+            some(indices)
+        return
+    futures = [pool.submit(some, indices) for indices in tasks]
+    errors = [f.exception() for f in futures]  # waits for every task
+    for err in errors:
+        if err is not None:
+            raise err
 
 
 class _Batch:
