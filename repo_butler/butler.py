@@ -29,7 +29,7 @@ from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetNotFoundError
 from repo_butler.formatters import get_formatter
 from repo_butler.ingest import IngestReport, ingest_files
-from repo_butler.lookup import DatasetLookup
+from repo_butler.chain import ChainedLookup, open_lookup
 from repo_butler.provenance import Provenance, decode_provenance
 from repo_butler.put_many import PutMany
 from repo_butler.refs import DatasetRef
@@ -59,6 +59,9 @@ class Butler(PutMany):
         fsspec options (credentials, endpoint) for the root; never written to disk.
     writeable : bool
         If false, ``put``/``remove``/``ingest`` raise and a new rerun is not created.
+    parent_options : dict, optional
+        fsspec options of parent repositories (``butler.yaml`` ``parents``) by their URL,
+        merged over the non-secret ones stored there; never written to disk.
 
     Raises
     ------
@@ -75,6 +78,8 @@ class Butler(PutMany):
         rerun: str | None = None,
         storage_options: dict[str, Any] | None = None,
         writeable: bool = True,
+        parent_options: Mapping[str, Mapping[str, Any]] | None = None,
+        _ancestors: tuple[str, ...] = (),
     ) -> None:
         self._storage_options = dict(storage_options or {})
         self._repo = open_datastore(root, self._storage_options)
@@ -92,12 +97,24 @@ class Butler(PutMany):
         self._run, self._search, pending = open_output_run(
             rerun, self._registry, self._store, writeable=writeable
         )
-        self._lookup = DatasetLookup(
-            self._config, self._registry, self._store, self.root, self._search
+        self._lookup = open_lookup(
+            self._config,
+            self._registry,
+            self._store,
+            self.root,
+            self._search,
+            parent_options,
+            _ancestors,
         )
+        self._child = f"; a parent of {_ancestors[-2]}, never written" if _ancestors else ""
         formatters = {name: dt.formatter for name, dt in self._config.dataset_types.items()}
         io = WorkerIO(
-            self._store.root, dict(self._storage_options), formatters, self._run, self._store
+            self._store.root,
+            dict(self._storage_options),
+            formatters,
+            self._run,
+            self._lookup.prefixes() if isinstance(self._lookup, ChainedLookup) else (),
+            _store=self._store,
         )
         self._writer = RunWriter(self._lookup, self._run, io, pending=pending)
         self.run_configs = RunConfigs(self._store, self._run, self._writer.ensure_run, writeable)
@@ -219,9 +236,16 @@ class Butler(PutMany):
         """
         return self._lookup.dataset_type(name)
 
+    @property
+    def parents(self) -> tuple[Butler, ...]:
+        """The read-only Butlers of the parent repositories, in search order."""
+        if isinstance(self._lookup, ChainedLookup):
+            return tuple(link.butler for link in self._lookup.parents)
+        return ()
+
     def _check_writeable(self) -> None:
         if not self._writeable:
-            raise ConfigError(f"{self!r} was opened read-only (writeable=False)")
+            raise ConfigError(f"{self!r} was opened read-only (writeable=False{self._child})")
 
     def put(
         self,
