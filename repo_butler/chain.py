@@ -26,7 +26,7 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.lookup import DatasetLookup
-from repo_butler.parents import ParentSpec, canonical_root, read_url
+from repo_butler.parents import ParentSpec, canonical_root, parse_parents, read_url
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry
 from repo_butler.runs import display_run
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChainedLookup",
     "ParentLink",
+    "check_parents",
     "open_lookup",
     "open_parents",
 ]
@@ -143,9 +144,7 @@ def open_parents(
                 f"(`--parent-option {spec.url}=KEY=VALUE`)"
             ) from None
         store = parent.datastore
-        links.append(
-            ParentLink(spec.url, parent, parent._lookup, read_url(store.root), options)
-        )
+        links.append(ParentLink(spec.url, parent, parent._lookup, read_url(store.root), options))
     return tuple(links)
 
 
@@ -186,6 +185,17 @@ class ChainedLookup(DatasetLookup):
         ref = super().ref(record)
         origin = self.origin(record.path) if "://" in record.path else None
         return ref if origin is None else replace(ref, repository=origin)
+
+    def provenance(self, record: DatasetRecord) -> str | None:
+        """The provenance of a record, from the registry of the repository holding it."""
+        if "://" in record.path:
+            for link in self.parents:
+                if record.path.startswith(link.prefix + "/"):
+                    relative = record.path[len(link.prefix) + 1 :]
+                    return link.lookup.provenance(record._replace(path=relative))
+                if isinstance(link.lookup, ChainedLookup) and link.lookup.origin(record.path):
+                    return link.lookup.provenance(record)
+        return super().provenance(record)
 
     def prefixes(self) -> tuple[tuple[str, str, Mapping[str, Any]], ...]:
         """``(url prefix, storage root, options)`` of every parent's datastore, nearest first
@@ -236,9 +246,7 @@ class ChainedLookup(DatasetLookup):
         for link in self.parents:
             if self._parent_type(link, dt) is None:
                 continue
-            for ref in link.lookup.query_datasets(
-                dataset_type, where, data_id=data_id, bind=bind
-            ):
+            for ref in link.lookup.query_datasets(dataset_type, where, data_id=data_id, bind=bind):
                 key = data_id_key(ref.data_id)
                 if key not in found:
                     found[key] = self._from_parent(link, ref)
@@ -300,3 +308,21 @@ def open_lookup(
     here = ancestors or (canonical_root(root),)
     links = open_parents(config.parents, parent_options, child=root, ancestors=here)
     return ChainedLookup(config, registry, store, root, search, links)
+
+
+def check_parents(
+    entries: Sequence[Any], root: str, parent_options: Mapping[str, Mapping[str, Any]] | None
+) -> None:
+    """Open (read-only) and close the parents a new repository at ``root`` would have, so that
+    a parent that is not a repository or cannot be read is refused before anything is written.
+
+    Raises
+    ------
+    ConfigError
+        If an entry is invalid (secrets in its options, listed twice).
+    ParentRepositoryError
+        If a parent cannot be opened.
+    """
+    specs = parse_parents(entries, source="parents")
+    for link in open_parents(specs, parent_options, child=root, ancestors=(canonical_root(root),)):
+        link.butler.close()

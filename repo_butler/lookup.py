@@ -206,6 +206,10 @@ class DatasetLookup:
             )
         return found[0]
 
+    def provenance(self, record: DatasetRecord) -> str | None:
+        """The provenance JSON stored with a record's dataset, or ``None``."""
+        return self.registry.get_provenance(record.dataset_type, record.data_id, record.run)
+
     def not_found(self, dataset_type: str, did: DataId, runs: Sequence[str]) -> str:
         """What was searched, for a :class:`DatasetNotFoundError` message."""
         searched = ", ".join(display_run(r) for r in runs)
