@@ -233,7 +233,12 @@ def format_provenance(doc: dict[str, Any]) -> str:
          str(i.get("checksum", ""))[:19]]
         for i in inputs
     ]  # fmt: skip
-    table = _table(["dataset_type", "run", "data_id", "checksum"], rows)
+    header = ["dataset_type", "run", "data_id", "checksum"]
+    if any(i.get("repository") for i in inputs):  # read from parent repositories
+        header.insert(0, "repository")
+        for row, i in zip(rows, inputs, strict=True):
+            row.insert(0, i.get("repository") or "(this)")
+    table = _table(header, rows)
     lines += ["  " + line for line in table.splitlines()]
     software = doc.get("software", {})
     lines.append("software: " + ", ".join(f"{k} {v}" for k, v in sorted(software.items())))

@@ -93,7 +93,11 @@ class Butler(ButlerQueries, PutMany):
         )
         self._writeable = writeable
         self._registry = open_registry(
-            self._config.registry, self._repo, self._config.universe, writeable=writeable
+            self._config.registry,
+            self._repo,
+            self._config.universe,
+            writeable=writeable,
+            leave_no_files=bool(_ancestors),  # a parent: nothing at all is written there
         )
         self._run, self._search, pending = open_output_run(
             rerun, self._registry, self._store, writeable=writeable

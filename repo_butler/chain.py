@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from repo_butler.config import DatasetType, RepoConfig
+from repo_butler.config import CONFIG_FILENAME, DatasetType, RepoConfig, load_repo_config
 from repo_butler.datastore import Datastore
 from repo_butler.dimensions import DataId
 from repo_butler.errors import (
@@ -39,6 +39,7 @@ __all__ = [
     "ParentLink",
     "check_parents",
     "open_lookup",
+    "open_output_repository",
     "open_parents",
 ]
 
@@ -326,3 +327,63 @@ def check_parents(
     specs = parse_parents(entries, source="parents")
     for link in open_parents(specs, parent_options, child=root, ancestors=(canonical_root(root),)):
         link.butler.close()
+
+
+def open_output_repository(
+    output: str,
+    parent: str,
+    *,
+    rerun: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    parent_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Butler:
+    """The Butler writing to ``output`` and reading from ``parent`` (LSST Gen2's ``--output``).
+
+    A new ``output`` repository is created with ``parent``'s dimensions and dataset types and
+    ``parent`` as its only parent (opened first, so nothing is written if it cannot be read); an
+    existing one must already have ``parent`` among its parents.
+
+    Raises
+    ------
+    ConfigError
+        If ``output`` is ``parent``, or an existing ``output`` does not name ``parent``.
+    ParentRepositoryError
+        If ``parent`` cannot be opened.
+    """
+    from repo_butler.butler import Butler
+    from repo_butler.storage import open_datastore
+
+    if canonical_root(output) == canonical_root(parent):
+        raise ConfigError(
+            f"--output {output} is the input repository itself; give another location"
+        )
+    store = open_datastore(output, storage_options)
+    if not store.exists(CONFIG_FILENAME):
+        spec = ParentSpec(parent)
+        here = (canonical_root(store.root),)
+        links = open_parents([spec], parent_options, child=store.root, ancestors=here)
+        with links[0].butler as source:
+            config = {
+                "dimensions": dict(source.config["dimensions"]),
+                "dataset_types": dict(source.config["dataset_types"]),
+                "parents": [spec.to_config()],
+            }
+        Butler.create(
+            output,
+            config=config,
+            storage_options=storage_options,
+            parent_options=parent_options,
+            preset="minimal",
+        ).close()
+        logger.info("created output repository %s with parent %s", store.root, parent)
+    butler = Butler(
+        output, rerun=rerun, storage_options=storage_options, parent_options=parent_options
+    )
+    named = [p.key for p in load_repo_config(store).parents]
+    if canonical_root(parent) not in named:
+        butler.close()
+        raise ConfigError(
+            f"--output {output} is a repository whose parents are "
+            f"[{', '.join(named) or 'none'}], not {parent}; choose a new output location"
+        )
+    return butler

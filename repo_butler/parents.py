@@ -93,8 +93,6 @@ def parse_parents(entries: Iterable[Any], *, source: str) -> tuple[ParentSpec, .
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         where = f"{source}: parents[{i}]"
-        if isinstance(entry, str):
-            entry = {"url": entry}
         spec = ParentSpec(
             str(entry["url"]), entry.get("rerun"), dict(entry.get("storage_options") or {})
         )
