@@ -163,7 +163,7 @@ class SqliteRegistry(SqlRegistry):
                 "or rebuild it from storage with `rb reindex REPO`"
             )
         uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
-        attempts = ("", "&immutable=1")
+        attempts: tuple[str, ...] = ("", "&immutable=1")
         if self._leave_no_files and _quiet_wal_database(self.path):
             attempts = ("&immutable=1",)
         for flags in attempts:
