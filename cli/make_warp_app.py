@@ -231,7 +231,7 @@ def make_warp_command(
             repo, rerun=rerun, storage_option=storage_options, parent_option=parent_options
         )
     else:
-        from repo_butler.chain import open_output_repository
+        from repo_butler.outputs import open_output_repository
 
         butler = open_output_repository(
             output,

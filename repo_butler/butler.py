@@ -110,6 +110,7 @@ class Butler(ButlerQueries, PutMany):
             self._search,
             parent_options,
             _ancestors,
+            opener=Butler,
         )
         self._child = f"; a parent of {_ancestors[-2]}, never written" if _ancestors else ""
         formatters = {name: dt.formatter for name, dt in self._config.dataset_types.items()}
@@ -166,7 +167,7 @@ class Butler(ButlerQueries, PutMany):
         """
         repo = open_datastore(root, storage_options)
         if config and config.get("parents") and not repo.exists(CONFIG_FILENAME):
-            check_parents(config["parents"], repo.root, parent_options)
+            check_parents(config["parents"], repo.root, parent_options, opener=cls)
         write_new_config(repo, config, preset=preset, exist_ok=exist_ok)
         return cls(root, storage_options=storage_options, parent_options=parent_options)
 

@@ -12,11 +12,11 @@ the parent's options, and with ``repository`` naming the parent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from repo_butler.config import CONFIG_FILENAME, DatasetType, RepoConfig, load_repo_config
+from repo_butler.config import DatasetType, RepoConfig
 from repo_butler.datastore import Datastore
 from repo_butler.dimensions import DataId
 from repo_butler.errors import (
@@ -39,7 +39,6 @@ __all__ = [
     "ParentLink",
     "check_parents",
     "open_lookup",
-    "open_output_repository",
     "open_parents",
 ]
 
@@ -83,6 +82,7 @@ def open_parents(
     *,
     child: str,
     ancestors: tuple[str, ...],
+    opener: Callable[..., Butler],
 ) -> tuple[ParentLink, ...]:
     """Open the parents of repository ``child`` read-only, in order.
 
@@ -96,6 +96,8 @@ def open_parents(
         The child's root URL (for messages).
     ancestors : tuple of str
         Canonical roots of the repositories on the way here (to refuse a cycle).
+    opener : callable
+        The Butler class (called as ``Butler(url, rerun=..., writeable=False, ...)``).
 
     Raises
     ------
@@ -103,8 +105,6 @@ def open_parents(
         If a parent is not a repository, cannot be read with the options given, or the chain
         comes back to a repository already in it.
     """
-    from repo_butler.butler import Butler
-
     links: list[ParentLink] = []
     for spec in specs:
         if spec.key in ancestors:
@@ -115,7 +115,7 @@ def open_parents(
             )
         options = spec.options(parent_options)
         try:
-            parent = Butler(
+            parent = opener(
                 spec.url,
                 rerun=spec.rerun,
                 storage_options=options,
@@ -300,6 +300,7 @@ def open_lookup(
     search: tuple[str, ...],
     parent_options: Mapping[str, Mapping[str, Any]] | None,
     ancestors: tuple[str, ...],
+    opener: Callable[..., Butler],
 ) -> DatasetLookup:
     """The look-up of the repository at ``root``: a :class:`ChainedLookup` over its parents
     (opened read-only here) when ``config`` names any, else a plain one. ``ancestors`` are the
@@ -307,12 +308,15 @@ def open_lookup(
     if not config.parents:
         return DatasetLookup(config, registry, store, root, search)
     here = ancestors or (canonical_root(root),)
-    links = open_parents(config.parents, parent_options, child=root, ancestors=here)
+    links = open_parents(config.parents, parent_options, child=root, ancestors=here, opener=opener)
     return ChainedLookup(config, registry, store, root, search, links)
 
 
 def check_parents(
-    entries: Sequence[Any], root: str, parent_options: Mapping[str, Mapping[str, Any]] | None
+    entries: Sequence[Any],
+    root: str,
+    parent_options: Mapping[str, Mapping[str, Any]] | None,
+    opener: Callable[..., Butler],
 ) -> None:
     """Open (read-only) and close the parents a new repository at ``root`` would have, so that
     a parent that is not a repository or cannot be read is refused before anything is written.
@@ -325,65 +329,6 @@ def check_parents(
         If a parent cannot be opened.
     """
     specs = parse_parents(entries, source="parents")
-    for link in open_parents(specs, parent_options, child=root, ancestors=(canonical_root(root),)):
+    here = (canonical_root(root),)
+    for link in open_parents(specs, parent_options, child=root, ancestors=here, opener=opener):
         link.butler.close()
-
-
-def open_output_repository(
-    output: str,
-    parent: str,
-    *,
-    rerun: str | None = None,
-    storage_options: dict[str, Any] | None = None,
-    parent_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Butler:
-    """The Butler writing to ``output`` and reading from ``parent`` (LSST Gen2's ``--output``).
-
-    A new ``output`` repository is created with ``parent``'s dimensions and dataset types and
-    ``parent`` as its only parent (opened first, so nothing is written if it cannot be read); an
-    existing one must already have ``parent`` among its parents.
-
-    Raises
-    ------
-    ConfigError
-        If ``output`` is ``parent``, or an existing ``output`` does not name ``parent``.
-    ParentRepositoryError
-        If ``parent`` cannot be opened.
-    """
-    from repo_butler.butler import Butler
-    from repo_butler.storage import open_datastore
-
-    if canonical_root(output) == canonical_root(parent):
-        raise ConfigError(
-            f"--output {output} is the input repository itself; give another location"
-        )
-    store = open_datastore(output, storage_options)
-    if not store.exists(CONFIG_FILENAME):
-        spec = ParentSpec(parent)
-        here = (canonical_root(store.root),)
-        links = open_parents([spec], parent_options, child=store.root, ancestors=here)
-        with links[0].butler as source:
-            config = {
-                "dimensions": dict(source.config["dimensions"]),
-                "dataset_types": dict(source.config["dataset_types"]),
-                "parents": [spec.to_config()],
-            }
-        Butler.create(
-            output,
-            config=config,
-            storage_options=storage_options,
-            parent_options=parent_options,
-            preset="minimal",
-        ).close()
-        logger.info("created output repository %s with parent %s", store.root, parent)
-    butler = Butler(
-        output, rerun=rerun, storage_options=storage_options, parent_options=parent_options
-    )
-    named = [p.key for p in load_repo_config(store).parents]
-    if canonical_root(parent) not in named:
-        butler.close()
-        raise ConfigError(
-            f"--output {output} is a repository whose parents are "
-            f"[{', '.join(named) or 'none'}], not {parent}; choose a new output location"
-        )
-    return butler
