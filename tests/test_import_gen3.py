@@ -85,7 +85,7 @@ def test_unsafe_yaml_is_never_executed(tmp_path: Path, monkeypatch: pytest.Monke
         parse_export("description: [unclosed\n", source="bad.yaml")
     with pytest.raises(Gen3ExportError, match="not a daf_butler export"):
         parse_export("a: 1\n", source="x.yaml")
-    with pytest.raises(Gen3ExportError, match="version '7.0'"):
+    with pytest.raises(Gen3ExportError, match=r"version '7\.0'"):
         parse_export(
             "description: Butler Data Repository Export\nversion: 7.0\ndata: []\n", source="y"
         )
@@ -103,7 +103,7 @@ def test_copy_imports_every_calexp_with_native_data_ids(repo: Butler, exported: 
         # independent truth: Gen3's own file template put physical filter and visit in the path
         match = GEN3_CALEXP_PATH.search("/" + ds.path)
         assert match is not None, ds.path
-        day_obs, band, physical, visit = match.groups()
+        _day_obs, band, physical, visit = match.groups()
         ref = by_id[(int(visit), ds.data_id["detector"])]
         assert dict(ref.data_id) == {
             "pointing": int(visit), "filter": physical, "visit": int(visit),
