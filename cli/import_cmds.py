@@ -56,7 +56,7 @@ def import_gen3(
             "--where",
             "-w",
             metavar="WHERE",
-            help="Expression on Gen3 dimensions, e.g. \"visit = 903334 AND detector IN (16..24)\".",
+            help='Expression on Gen3 dimensions, e.g. "visit = 903334 AND detector IN (16..24)".',
         ),
     ] = None,
     dataset_type: Annotated[

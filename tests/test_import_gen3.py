@@ -225,9 +225,7 @@ def test_unknown_types_and_pickled_skymaps_are_listed_and_skipped(
     assert sum(1 for _ in repo.registry.all_records()) == 0
 
 
-def test_missing_files_are_listed_and_nothing_is_registered(
-    repo: Butler, exported: Path
-) -> None:
+def test_missing_files_are_listed_and_nothing_is_registered(repo: Butler, exported: Path) -> None:
     export = load(CI_HSC)
     gone = [exported / export.datasets[i].path for i in (3, 17)]
     for path in gone:
