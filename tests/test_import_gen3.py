@@ -20,7 +20,7 @@ from gen3_support import (
 )
 
 from repo_butler import Butler
-from repo_butler.errors import DatasetExistsError, QuerySyntaxError, StorageError
+from repo_butler.errors import ConfigError, DatasetExistsError, QuerySyntaxError, StorageError
 from repo_butler.gen3 import (
     Gen3ExportError,
     MissingFilesError,
@@ -241,7 +241,7 @@ def test_missing_files_are_listed_and_nothing_is_registered(repo: Butler, export
 
 def test_run_names() -> None:
     assert run_name("HSC/runs/RC2/w_2024_10") == "HSC.runs.RC2.w_2024_10"
-    with pytest.raises(Exception, match="no run name here"):
+    with pytest.raises(ConfigError, match="no run name here"):
         run_name("u/me/2024-01-01T00:00:00Z")
 
 
@@ -311,3 +311,18 @@ data:
         assert butler.get(ref).image.shape == (4612, 2048)
         summary = butler.get("visitSummary", visit=v, physical_filter="r.MP9601")
         assert summary.visit == v and 12 in summary.rows
+
+
+def test_a_chain_never_changes_its_parents(tmp_path: Path, exported: Path) -> None:
+    export = load(extended_export(tmp_path))
+    write_files(export, exported)
+    repo = Butler.create(str(tmp_path / "repo"))
+    import_gen3(repo, export, GEN3_TYPES, root=str(exported), collections=["HSC/defaults"],
+                where="visit = 903334 AND detector = 23")  # fmt: skip
+    assert repo.registry.runs()["HSC.defaults"] == ("HSC.runs.other", OUR_RUN)
+    rows = _all_rows(repo)
+    narrower = "visit = 903334 AND detector = 22"  # only the ci_hsc run has a calexp there
+    with pytest.raises(ConfigError, match="already exists with parents"):
+        import_gen3(repo, export, GEN3_TYPES, root=str(exported),
+                    collections=["HSC/defaults"], where=narrower)  # fmt: skip
+    assert _all_rows(repo) == rows

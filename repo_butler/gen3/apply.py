@@ -74,7 +74,8 @@ def register_plan(
     DatasetExistsError
         If a dataset of the plan is registered with other content (nothing registered).
     ConfigError
-        For ``symlink`` into a repository or from files that are not local.
+        For ``symlink`` into a repository or from files that are not local, or a chain whose
+        run exists here with other parents (nothing registered).
     """
     if transfer not in ("copy", "symlink", "direct"):
         raise ConfigError(f"transfer must be copy, symlink or direct, got {transfer!r}")
@@ -88,10 +89,19 @@ def register_plan(
                 f"--transfer symlink needs local files and a local repository ({where} is not "
                 "local); use copy or direct"
             )
+    known = butler.registry.runs()
+    for run, parents in plan.runs.items():
+        if parents and run in known and known[run] != parents:
+            raise ConfigError(
+                f"run {run!r} already exists with parents {list(known[run])}; the export's chain "
+                f"gives {list(parents)} (a run's parents never change); import the chain into "
+                "another repository, or leave it out with --collection"
+            )
     checked = _check_files(plan.rows, store.checksum_algorithm, options)
     new, present = _compare(butler, checked)
-    for run, parents in plan.runs.items():
-        if run in {c.row.run for c in new} or parents:
+    with_rows = {c.row.run for c in new}
+    for run, parents in plan.runs.items():  # members before the chains holding them
+        if run not in known and (run in with_rows or parents):
             PendingRun(run, parents, butler.registry, store).create()
     inserted = _place_and_insert(butler, new, transfer, options)
     return RegisteredRows(tuple(inserted), tuple(present))
