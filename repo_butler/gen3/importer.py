@@ -157,5 +157,5 @@ def import_gen3(
         skipped=plan.skipped,
         skipped_collections=dict(plan.skipped_collections),
     )
-    logger.info("%s", "; ".join(report.lines()))
+    logger.debug("%s", "; ".join(report.lines()))
     return report
