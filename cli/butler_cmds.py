@@ -238,7 +238,8 @@ def query_datasets(
     storage_option: StorageOpt = None,
     parent_option: ParentOpt = None,
 ) -> None:
-    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}]).
+    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}];
+    datasets of a parent repository also have "repository").
 
     The runs searched are the rerun's chain (--rerun) or the root run alone; stderr says which,
     and which other reruns exist (--all-reruns lists every run's datasets).
