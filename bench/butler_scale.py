@@ -6,7 +6,8 @@ visits x 100 CCDs) through ``Butler.put_many`` (1,000 per call), then:
 
 * put/s over the whole fill (batched) and over 1,000 single puts at the end;
 * get/s and exists/s over 2,000 random data IDs (then get/s over the same IDs again), and the
-  same files read without the registry, all in a new process (a reader's view);
+  same files read without the registry, all in a new process (a reader's view); "repeat get/s"
+  is the second pass;
 * query median and p90 (200 runs each) of the shapes the CLI and make-warp planning issue:
   one visit; a visit and a CCD range; a visit and a CCD list; a list of visits; plus
   ``query_data_ids`` over a visit range;
@@ -151,7 +152,7 @@ def measure_reads(n: int, root: Path, backend: str) -> dict[str, float]:
         wall = sum(_timed(lambda: [butler.get("blob", d) for d in sample], 1))
         out["get/s"] = len(sample) / wall
         wall = sum(_timed(lambda: [butler.get("blob", d) for d in sample], 1))
-        out["get/s again (same IDs)"] = len(sample) / wall
+        out["repeat get/s"] = len(sample) / wall
         wall = sum(_timed(lambda: [butler.exists("blob", d) for d in sample], 1))
         out["exists/s"] = len(sample) / wall
         # what a get costs besides the registry: reading the files alone (same sample, warm)
