@@ -187,12 +187,26 @@ def _kernel_psf(cls: type[KernelPsf]) -> Callable[[LsstArchive, int], Psf]:
     return read
 
 
+def _coadd_psf(archive: LsstArchive, obj_id: int) -> Psf:
+    from warping.formats.afw_coadd_read import read_archived_coadd_psf
+
+    return read_archived_coadd_psf(archive, obj_id)
+
+
+def _repo_butler_psf(archive: LsstArchive, obj_id: int) -> Psf:
+    from warping.formats.afw_coadd_read import read_fallback_psf
+
+    return read_fallback_psf(archive, obj_id)
+
+
 _READERS: dict[str, Callable[[LsstArchive, int], Psf]] = {
     "GaussianPsf": _gaussian,
     "DoubleGaussianPsf": _double_gaussian,
     "PsfexPsf": _psfex,
     "PcaPsf": _kernel_psf(PcaPsf),
     "KernelPsf": _kernel_psf(KernelPsf),
+    "CoaddPsf": _coadd_psf,  # warps (warping.formats.afw_coadd_read)
+    "RepoButlerPsf": _repo_butler_psf,  # our PSF dicts in afw-layout warps
 }
 
 #: Archive PSF class names :func:`read_archived_psf` reads.

@@ -56,6 +56,7 @@ from repo_butler.formatters.base import CodecFormatter, FileDataId
 from repo_butler.local_reads import ReadBuffer
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
+from warping.formats.afw_exposure_write import AfwLayoutExposure, exposure_to_afw_hdulist
 from warping.formats._common import open_fits_bytes, reading, write_hdulist
 from warping.formats.compression import (
     CompressedExposure,
@@ -538,18 +539,23 @@ def _wcs_and_bbox_of(hdul: fits.HDUList, obj: Any, name: str) -> tuple[SkyWcs | 
     return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
-def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:
+def exposure_to_bytes(exposure: Exposure | CompressedExposure | AfwLayoutExposure) -> bytes:
     """The FITS bytes of an :class:`Exposure` (our layout), tile-compressed when given a
-    :class:`~warping.formats.compression.CompressedExposure`."""
+    :class:`~warping.formats.compression.CompressedExposure`, in afw's layout when given an
+    :class:`~warping.formats.afw_exposure_write.AfwLayoutExposure`."""
     buf = io.BytesIO()
     write_exposure_to(exposure, buf)
     return buf.getvalue()
 
 
-def write_exposure_to(exposure: Exposure | CompressedExposure, fh: BinaryIO) -> None:
-    """Write an :class:`Exposure` (our layout, tile-compressed when given a
-    :class:`~warping.formats.compression.CompressedExposure`) to an open binary file: the same
-    bytes as :func:`exposure_to_bytes`, without holding them in memory."""
+def write_exposure_to(
+    exposure: Exposure | CompressedExposure | AfwLayoutExposure, fh: BinaryIO
+) -> None:
+    """Write an exposure (see :func:`exposure_to_bytes`) to an open binary file: the same bytes,
+    without holding them in memory."""
+    if isinstance(exposure, AfwLayoutExposure):
+        write_hdulist(exposure_to_afw_hdulist(exposure.exposure), fh)
+        return
     if isinstance(exposure, CompressedExposure):
         hdul = exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
         with gzip_settings():  # tiles are compressed while the bytes are written
@@ -573,7 +579,7 @@ class ExposureFormatter(CodecFormatter):
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
     reads_buffers: ClassVar[bool] = True
-    stores = (Exposure, CompressedExposure)
+    stores = (Exposure, CompressedExposure, AfwLayoutExposure)
     encode = staticmethod(exposure_to_bytes)
     encode_to = staticmethod(write_exposure_to)
     decode = staticmethod(exposure_from_bytes)

@@ -15,6 +15,8 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
+* a warp's CoaddInputs and CoaddPsf (:mod:`warping.formats.afw_coadd_read`), including the
+  afw-layout warps :mod:`warping.formats.afw_exposure_write` writes;
 * the valid polygon and the ApCorrMap (:mod:`warping.formats.afw_inputs`); one that cannot be
   read is None, with the reason in ``metadata["LSST_UNREADABLE_<COMPONENT>"]`` (a warning is
   logged), the pixels stay readable.
@@ -343,6 +345,10 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
             continue
         if isinstance(value, str | int | float | bool):
             metadata[key] = value
+    if "RBAFWV" in ph:  # an afw-layout warp written by warping.formats.afw_exposure_write
+        from warping.formats.afw_coadd_read import written_metadata
+
+        metadata = written_metadata(ph, metadata, source)
     exp_id = ph.get("EXPID")
     return Exposure(
         image,
@@ -359,7 +365,19 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         metadata=metadata,
         valid_polygon=polygon,
         ap_corr_map=ap_corr,
+        coadd_inputs=_read_coadd_inputs(ph, archive),
     )
+
+
+def _read_coadd_inputs(ph: fits.Header, archive: LsstArchive) -> Any:
+    """A warp's or coadd's CoaddInputs; None when absent or empty (calexps hold an empty one)."""
+    obj_id = _component_id(ph, "COADD_INPUTS")
+    if obj_id is None:
+        return None
+    from warping.formats.afw_coadd_read import read_archived_coadd_inputs
+
+    inputs = read_archived_coadd_inputs(archive, obj_id)
+    return inputs if inputs.visits or inputs.ccds else None
 
 
 def _read_inputs_components(
