@@ -111,7 +111,9 @@ class ArchiveWriter:
             self._save(obj_id, persistable, catalog, name, module)
         return obj_id
 
-    def _save(self, obj_id: int, persistable: int, catalog: Catalog, name: str, module: str) -> None:
+    def _save(
+        self, obj_id: int, persistable: int, catalog: Catalog, name: str, module: str
+    ) -> None:
         table = next((t for t in self._tables if t.catalog.key() == catalog.key()), None)
         if table is None:
             table = _Table(catalog, name)
@@ -141,7 +143,7 @@ class ArchiveWriter:
         _cards(index.header, "ARCHIVE_INDEX", 0, "ARCHIVE_INDEX")
         index.header["AR_NCAT"] = (
             len(self._tables) + 1,
-            "# of catalogs in this archive, including the index",
+            "# of catalogs in this archive, including the in",
         )
         out = [index]
         for k, table in enumerate(self._tables, start=1):
@@ -151,15 +153,19 @@ class ArchiveWriter:
         return out
 
 
+#: afw's comment, cut (as afw's files have it) to fit the 80-character card.
+_CATN_DOC = "# of this catalog relative to the start of this"
+
+
 def _cards(header: fits.Header, exttype: str, catn: int, name: str) -> None:
     header["EXTTYPE"] = exttype
     if exttype == "ARCHIVE_DATA":
-        header["AR_CATN"] = (catn, "# of this catalog relative to the start of this archive")
+        header["AR_CATN"] = (catn, _CATN_DOC)
         header["AR_NAME"] = (name, "Class name for objects stored here")
         header["EXTNAME"] = name
     else:
         header["EXTNAME"] = exttype
-        header["AR_CATN"] = (catn, "# of this catalog relative to the start of this archive")
+        header["AR_CATN"] = (catn, _CATN_DOC)
     header["HIERARCH AFW_TABLE_VERSION"] = AFW_TABLE_VERSION
 
 

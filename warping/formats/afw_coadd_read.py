@@ -200,9 +200,14 @@ def read_archived_coadd_psf(archive: LsstArchive, obj_id: int) -> CoaddPsf:
 
             ccds.append(
                 CcdRecord(
-                    id=int(r["id"]), ccd=-1, visit=0,
+                    id=int(r["id"]),
+                    ccd=-1,
+                    visit=0,
                     goodpix=int(r["goodpix"]) if "goodpix" in names else 0,
-                    weight=weight, filter="", bbox=_box(r, "bbox"), **parts,
+                    weight=weight,
+                    filter="",
+                    bbox=_box(r, "bbox"),
+                    **parts,
                 )  # fmt: skip
             )
     except (KeyError, IndexError) as err:
@@ -244,6 +249,8 @@ def written_metadata(ph: fits.Header, found: dict[str, Any], source: str) -> dic
         as_json = set(json.loads(str(ph.get("RBMDJSON", "[]"))))
         out = {k: json.loads(ph[k]) if k in as_json else ph[k] for k in keys}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise FormatError(f"{source}: metadata cards RBMDKEYS/RBMDJSON are corrupt: {err}") from None
+        raise FormatError(
+            f"{source}: metadata cards RBMDKEYS/RBMDJSON are corrupt: {err}"
+        ) from None
     out.update({k: v for k, v in found.items() if k.startswith("LSST_")})
     return out

@@ -212,7 +212,7 @@ def _primary(exposure: Exposure, ids: dict[str, int]) -> fits.PrimaryHDU:
     ph = fits.PrimaryHDU().header
     ph["RBAFWV"] = (AFW_LAYOUT_VERSION, "repo-butler afw-layout writer version")
     _set(ph, "EXPINFO_V", 2)
-    ph["AR_HDU"] = (5, "HDU (1-indexed) containing the archive used to store ancillary objects")
+    ph["AR_HDU"] = (5, "HDU (1-indexed) containing the archive used to ")
     for key, obj_id in ids.items():
         if obj_id:
             _set(ph, f"{key}_ID", obj_id)

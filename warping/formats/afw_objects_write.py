@@ -122,9 +122,7 @@ def put_photo_calib(aw: ArchiveWriter, pc: PhotoCalib | None) -> int:
         return 0
 
     def write(w: ArchiveWriter) -> list[Catalog]:
-        field_id = put_chebyshev(
-            w, pc.field, key=(pc, "field"), constant=pc.calibration_mean
-        )
+        field_id = put_chebyshev(w, pc.field, key=(pc, "field"), constant=pc.calibration_mean)
         fields = [
             Field("isConstant", "X", "Is this spatially-constant?"),
             Field("calibrationMean", "D", "mean calibration on this PhotoCalib's domain", "count"),
