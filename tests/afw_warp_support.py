@@ -15,6 +15,7 @@ from warping.masks import MaskPlanes
 from warping.photocalib import ChebyshevBoundedField, PhotoCalib
 from warping.polygon import ValidPolygon
 from warping.psf.analytic import GaussianPsf, VariableGaussianPsf
+from warping.psf.registry import deep_equal
 
 
 def tan_wcs(ra: float, dec: float, crpix: tuple[float, float], scale_deg: float,
@@ -80,7 +81,11 @@ def synthetic_warp() -> Exposure:
         visit_info=VisitInfo(200.0, 57000.02, 150.01, 1.99, 90.0, 1.1),
         filter="HSC-I",
         id=180797616,
-        metadata={"BUNIT": "nJy", "PSFMATCH_NOISE": {"lags": [[1, 0]], "f": 1.5}, "N": 3},
+        metadata={
+            "BUNIT": "nJy", "PSFMATCH_NOISE": {"lags": [[1, 0]], "f": 1.5}, "N": 3,
+            "lower case": "x", "NAN": float("nan"), "EXPTIME": "not the visit's", "T": True,
+            "CCDS_UNUSABLE": ",".join(str(i) for i in range(40)), "F": 0.1,
+        },  # fmt: skip
         coadd_inputs=CoaddInputs([VisitRecord(903988, 2999, float("nan"), "HSC-I")], ccds),
     )
     warp.psf = CoaddPsf(ccds, tract)
@@ -112,7 +117,7 @@ def assert_same_warp(got: Exposure, want: Exposure, *, wcs_tol_deg: float = 1e-1
     assert dict(got.mask_planes.bits) == dict(want.mask_planes.bits)
     assert got.xy0 == want.xy0 and got.filter == want.filter and got.id == want.id
     assert got.photo_calib == want.photo_calib
-    assert got.metadata == want.metadata
+    assert deep_equal(got.metadata, want.metadata), (got.metadata, want.metadata)
     gv, wv = got.visit_info, want.visit_info
     assert (gv is None) == (wv is None)
     if gv is not None and wv is not None:

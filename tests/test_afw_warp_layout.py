@@ -129,7 +129,9 @@ def test_archive_catalogs_match(written: fits.HDUList, real: fits.HDUList, cls: 
             assert got == want
 
 
-def test_exposure_catalogs_match_the_visit_summary(written: fits.HDUList, shared_data: Path) -> None:
+def test_exposure_catalogs_match_the_visit_summary(
+    written: fits.HDUList, shared_data: Path
+) -> None:
     """The CoaddInputs and CoaddPsf catalogs start with the ExposureCatalog columns a real
     visitSummary has (component archive ids, id, inclusive bbox)."""
     with fits.open(shared_data / "lsst-drp_tasks" / "visitSummary_1176.fits") as vs:

@@ -67,7 +67,7 @@ def test_written_skywcs_evaluates_as_in_memory_with_pyast() -> None:
     assert np.abs(sky[0] - ra).max() < 1e-12 and np.abs(sky[1] - dec).max() < 1e-12
     # the CCDs' SkyWcs objects, found through the CoaddInputs CCD catalog's wcs column
     index = hdul[4].data
-    ccd_cat = [r for r in index if r["name"] == "CoaddInputs" and r["cat.persistable"] == 1][0]
+    ccd_cat = next(r for r in index if r["name"] == "CoaddInputs" and r["cat.persistable"] == 1)
     table = hdul[4 + int(ccd_cat["cat.archive"])].data
     for row, ccd in zip(table, warp.coadd_inputs.ccds, strict=True):
         cx, cy = grid(ccd.bbox, 7)
@@ -91,7 +91,7 @@ def test_truncated_afw_warp_names_the_file(tmp_path: Path, cut: float) -> None:
     data = _afw_bytes(synthetic_warp())
     path = tmp_path / "cut-warp.fits"
     path.write_bytes(data[: int(len(data) * cut) // 2880 * 2880 + 100])
-    with pytest.raises(FormatError, match="cut-warp.fits"):
+    with pytest.raises(FormatError, match=r"cut-warp\.fits"):
         read_exposure(path)
 
 

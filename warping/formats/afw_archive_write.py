@@ -1,4 +1,4 @@
-"""An afw ``OutputArchive`` built with astropy: persistable objects -> ``ARCHIVE_INDEX`` + data HDUs.
+"""An afw ``OutputArchive`` built with astropy: persistables -> ``ARCHIVE_INDEX`` + data HDUs.
 
 The layout is the one :class:`warping.formats.lsst_afw.LsstArchive` reads
 (``../shared/reference/lsst-real-products.md`` §0):

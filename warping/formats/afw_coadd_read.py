@@ -20,6 +20,7 @@ import json
 import logging
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,9 +90,7 @@ def _components(archive: LsstArchive, row: Any, names: list[str]) -> dict[str, A
     for attr, (column, reader) in readers.items():
         obj_id = int(row[column]) if column in names else 0
         out[attr] = (
-            _cached(archive, attr, obj_id, lambda r=reader, i=obj_id: r(archive, i))
-            if obj_id > 0
-            else None
+            _cached(archive, attr, obj_id, partial(reader, archive, obj_id)) if obj_id > 0 else None
         )
     return out
 
@@ -208,7 +207,7 @@ def read_archived_coadd_psf(archive: LsstArchive, obj_id: int) -> CoaddPsf:
                     filter="",
                     bbox=_box(r, "bbox"),
                     **parts,
-                )  # fmt: skip
+                )
             )
     except (KeyError, IndexError) as err:
         raise FormatError(
@@ -242,13 +241,13 @@ def read_fallback_psf(archive: LsstArchive, obj_id: int) -> Psf:
 
 
 def written_metadata(ph: fits.Header, found: dict[str, Any], source: str) -> dict[str, Any]:
-    """The metadata of a file written by :mod:`.afw_exposure_write`: the keys ``RBMDKEYS``
-    lists (``RBMDJSON`` ones decoded), plus the reader's ``LSST_*`` notes in ``found``."""
+    """The metadata of a file written by :mod:`.afw_exposure_write`: the header cards
+    ``RBMDKEYS`` lists and the JSON object ``RBMDJSON``, plus the reader's ``LSST_*`` notes in
+    ``found``."""
     try:
-        keys = json.loads(str(ph.get("RBMDKEYS", "[]")))
-        as_json = set(json.loads(str(ph.get("RBMDJSON", "[]"))))
-        out = {k: json.loads(ph[k]) if k in as_json else ph[k] for k in keys}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        out = {k: ph[k] for k in json.loads(str(ph.get("RBMDKEYS", "[]")))}
+        out.update(json.loads(str(ph.get("RBMDJSON", "{}"))))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise FormatError(
             f"{source}: metadata cards RBMDKEYS/RBMDJSON are corrupt: {err}"
         ) from None

@@ -25,8 +25,9 @@ PSF of PSF-matched warps). The CCD rows reference their SkyWcs, PSF, PhotoCalib,
 Polygon by archive id; each object is stored once.
 
 repo-butler additions afw readers ignore: the CCD catalog's ``valid_bbox_*`` and ``data_id``
-(JSON) columns, and the primary cards ``RBAFWV`` (this layout's version), ``RBMDKEYS``
-(metadata keys, JSON) and ``RBMDJSON`` (those stored as JSON text), so that
+(JSON) columns, and the primary cards ``RBAFWV`` (this layout's version), ``RBMDKEYS`` (the
+metadata keys written as header cards, a JSON list) and ``RBMDJSON`` (the other metadata, a JSON
+object: nested values, NaN, keys that are not FITS keywords or that the layout uses), so that
 :func:`warping.formats.afw_coadd_read` reads a warp back exactly.
 """
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,10 +151,12 @@ def put_coadd_inputs(aw: ArchiveWriter, inputs: Any) -> int:
         for c in inputs.ccds:
             weight = (c.weight,) if inputs.ccd_weights else ()
             ccds.append(
-                _ccd_components(w, c)
-                + (c.id, *_box(c.bbox), c.ccd, c.visit, c.goodpix)
-                + weight
-                + (c.filter, *_box(c.valid_bbox or c.bbox), encode_json(dict(c.data_id)))
+                (
+                    *_ccd_components(w, c),
+                    *(c.id, *_box(c.bbox), c.ccd, c.visit, c.goodpix),
+                    *weight,
+                    *(c.filter, *_box(c.valid_bbox or c.bbox), encode_json(dict(c.data_id))),
+                )
             )
         return [Catalog(v_fields, visits), Catalog(c_fields, ccds)]
 
@@ -187,7 +191,7 @@ def put_coadd_psf(aw: ArchiveWriter, psf: Any) -> int:
             Field("weight", "D", "Coadd weight"),
         ]
         rows = [
-            _ccd_components(w, c) + (c.id, *_box(c.bbox), c.goodpix, c.weight) for c in psf.ccds
+            (*_ccd_components(w, c), c.id, *_box(c.bbox), c.goodpix, c.weight) for c in psf.ccds
         ]
         return [head, Catalog(fields, rows)]
 
@@ -230,17 +234,30 @@ def _primary(exposure: Exposure, ids: dict[str, int]) -> fits.PrimaryHDU:
             t.precision = 9
             ph["DATE-AVG"] = (t.isot, "TAI date at middle of observation")
             ph["TIMESYS"] = "TAI"
-    as_json = []
+    in_header, as_json = [], {}
     for key, value in exposure.metadata.items():
-        if not isinstance(value, str | bool | int | float):
-            value = json.dumps(value, sort_keys=True)
-            as_json.append(key)
-        _set(ph, key, value)
-    if exposure.metadata:
-        _set(ph, "RBMDKEYS", json.dumps(list(exposure.metadata)), "metadata keys (repo-butler)")
+        if _header_safe(key, value) and key.upper() not in ph:
+            _set(ph, key, value)
+            in_header.append(key)
+        else:  # nested values, odd keys, NaN, or a key the layout itself uses
+            as_json[key] = value
+    if in_header:
+        _set(ph, "RBMDKEYS", json.dumps(in_header), "metadata keys (repo-butler)")
     if as_json:
-        _set(ph, "RBMDJSON", json.dumps(as_json), "metadata values stored as JSON")
+        _set(ph, "RBMDJSON", json.dumps(as_json, sort_keys=True), "other metadata (JSON)")
     return fits.PrimaryHDU(header=ph)
+
+
+def _header_safe(key: str, value: Any) -> bool:
+    """Whether metadata ``key = value`` is a header card that reads back unchanged."""
+    if not re.fullmatch(r"[A-Z0-9_-]{1,60}", key) or key.startswith(("RBMD", "HIERARCH")):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        fits_text = value == value.strip() and value.isprintable() and value.isascii()
+        return fits_text and len(key) + len(value) <= 60  # one card, no CONTINUE
+    return isinstance(value, bool | int) and abs(int(value)) < 2**63
 
 
 def _plane_hdus(exposure: Exposure) -> list[fits.ImageHDU]:

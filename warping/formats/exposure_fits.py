@@ -56,8 +56,8 @@ from repo_butler.formatters.base import CodecFormatter, FileDataId
 from repo_butler.local_reads import ReadBuffer
 from warping.errors import FormatError
 from warping.exposure import Exposure, VisitInfo
-from warping.formats.afw_exposure_write import AfwLayoutExposure, exposure_to_afw_hdulist
 from warping.formats._common import open_fits_bytes, reading, write_hdulist
+from warping.formats.afw_exposure_write import AfwLayoutExposure, exposure_to_afw_hdulist
 from warping.formats.compression import (
     CompressedExposure,
     CompressionRecipe,
