@@ -32,6 +32,15 @@ def tan_wcs(ra: float, dec: float, crpix: tuple[float, float], scale_deg: float,
     return w
 
 
+#: Header cards, a nested value, NaN, a key that is no FITS keyword, one the layout uses
+#: (``EXPTIME``) and a string too long for one card.
+METADATA = {
+    "BUNIT": "nJy", "PSFMATCH_NOISE": {"lags": [[1, 0]], "f": 1.5}, "N": 3, "lower case": "x",
+    "NAN": float("nan"), "EXPTIME": "not the visit's", "T": True, "F": 0.1,
+    "CCDS_UNUSABLE": ",".join(str(i) for i in range(40)),
+}  # fmt: skip
+
+
 def synthetic_warp() -> Exposure:
     """A 60x50 direct warp at xy0 (1000, 2000) from two CCDs of one visit: a Gaussian-PSF CCD
     with a valid polygon, aperture corrections and a spatially varying PhotoCalib, and a
@@ -81,11 +90,7 @@ def synthetic_warp() -> Exposure:
         visit_info=VisitInfo(200.0, 57000.02, 150.01, 1.99, 90.0, 1.1),
         filter="HSC-I",
         id=180797616,
-        metadata={
-            "BUNIT": "nJy", "PSFMATCH_NOISE": {"lags": [[1, 0]], "f": 1.5}, "N": 3,
-            "lower case": "x", "NAN": float("nan"), "EXPTIME": "not the visit's", "T": True,
-            "CCDS_UNUSABLE": ",".join(str(i) for i in range(40)), "F": 0.1,
-        },  # fmt: skip
+        metadata=METADATA,
         coadd_inputs=CoaddInputs([VisitRecord(903988, 2999, float("nan"), "HSC-I")], ccds),
     )
     warp.psf = CoaddPsf(ccds, tract)

@@ -1,5 +1,7 @@
-"""Read a warp's ``CoaddInputs`` and ``CoaddPsf`` from an afw archive, and the repo-butler
-additions of :mod:`warping.formats.afw_exposure_write` (``RepoButlerPsf``, metadata cards).
+"""Read a warp's ``CoaddInputs`` and ``CoaddPsf`` from an afw archive, and the ``RepoButlerPsf``
+objects of :mod:`warping.formats.afw_exposure_write`. Importing this module registers the
+readers with :mod:`warping.formats.lsst_afw` and :mod:`warping.formats.afw_psf` (afw-layout warps
+name it in ``RBAFWMOD``, so reading one imports it).
 
 * ``CoaddInputs``: two ``ExposureCatalog`` s (visits, CCDs). A CCD row's ``wcs``, ``psf``,
   ``photoCalib``, ``apCorrMap`` and ``validPolygon`` archive ids are resolved with the existing
@@ -24,9 +26,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
 
 from warping.errors import FormatError
+from warping.formats.afw_objects_write import FALLBACK_PSF_CLASS
 from warping.geom import Box2I
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ __all__ = [
     "read_archived_coadd_inputs",
     "read_archived_coadd_psf",
     "read_fallback_psf",
-    "written_metadata",
 ]
 
 _CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = weakref.WeakKeyDictionary()
@@ -240,16 +241,19 @@ def read_fallback_psf(archive: LsstArchive, obj_id: int) -> Psf:
         ) from None
 
 
-def written_metadata(ph: fits.Header, found: dict[str, Any], source: str) -> dict[str, Any]:
-    """The metadata of a file written by :mod:`.afw_exposure_write`: the header cards
-    ``RBMDKEYS`` lists and the JSON object ``RBMDJSON``, plus the reader's ``LSST_*`` notes in
-    ``found``."""
-    try:
-        out = {k: ph[k] for k in json.loads(str(ph.get("RBMDKEYS", "[]")))}
-        out.update(json.loads(str(ph.get("RBMDJSON", "{}"))))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise FormatError(
-            f"{source}: metadata cards RBMDKEYS/RBMDJSON are corrupt: {err}"
-        ) from None
-    out.update({k: v for k, v in found.items() if k.startswith("LSST_")})
-    return out
+def _coadd_inputs_or_none(archive: LsstArchive, obj_id: int) -> CoaddInputs | None:
+    """A warp's CoaddInputs; None when empty (calexps hold an empty one)."""
+    inputs = read_archived_coadd_inputs(archive, obj_id)
+    return inputs if inputs.visits or inputs.ccds else None
+
+
+def _register() -> None:
+    from warping.formats.afw_psf import register_psf_reader
+    from warping.formats.lsst_afw import register_component_reader
+
+    register_psf_reader("CoaddPsf", read_archived_coadd_psf)
+    register_psf_reader(FALLBACK_PSF_CLASS, read_fallback_psf)
+    register_component_reader("COADD_INPUTS", "coadd_inputs", _coadd_inputs_or_none)
+
+
+_register()

@@ -25,17 +25,14 @@ PSF of PSF-matched warps). The CCD rows reference their SkyWcs, PSF, PhotoCalib,
 Polygon by archive id; each object is stored once.
 
 repo-butler additions afw readers ignore: the CCD catalog's ``valid_bbox_*`` and ``data_id``
-(JSON) columns, and the primary cards ``RBAFWV`` (this layout's version), ``RBMDKEYS`` (the
-metadata keys written as header cards, a JSON list) and ``RBMDJSON`` (the other metadata, a JSON
-object: nested values, NaN, keys that are not FITS keywords or that the layout uses), so that
-:func:`warping.formats.afw_coadd_read` reads a warp back exactly.
+(JSON) columns, and the primary cards ``RBAFWV`` (this layout's version), ``RBAFWMOD`` (the
+module our reader imports for the CoaddInputs and CoaddPsf, :mod:`warping.formats.afw_coadd_read`)
+and the metadata cards of :mod:`warping.formats.afw_metadata`, so that warps read back exactly.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,11 +42,14 @@ from astropy.io import fits
 
 from warping.exposure import Exposure
 from warping.formats.afw_archive_write import ArchiveWriter, Catalog, Field
+from warping.formats.afw_metadata import metadata_to_header
+from warping.formats.exposure_layout import ExposureLayout
 
 __all__ = [
     "AFW_LAYOUT_VERSION",
     "AfwLayoutExposure",
     "exposure_to_afw_hdulist",
+    "put_any_psf",
     "put_coadd_inputs",
     "put_coadd_psf",
 ]
@@ -60,11 +60,19 @@ AFW_LAYOUT_VERSION = 1
 COADD_PSF_CACHE_SIZE = 10000
 
 
+#: ``RBAFWMOD``: the module our reader imports to read the CoaddInputs and CoaddPsf back.
+READER_MODULE = "warping.formats.afw_coadd_read"
+
+
 @dataclass(frozen=True)
-class AfwLayoutExposure:
+class AfwLayoutExposure(ExposureLayout):
     """An exposure the ``exposure`` formatter writes in afw's layout instead of ours."""
 
     exposure: Exposure
+
+    def to_hdulist(self) -> fits.HDUList:
+        """:func:`exposure_to_afw_hdulist` of the exposure."""
+        return exposure_to_afw_hdulist(self.exposure)
 
 
 # -- ExposureCatalog ------------------------------------------------------------------------------
@@ -89,6 +97,15 @@ _BASE_FIELDS = (
 _EMPTY_BOX = (0, 0, -1, -1)
 
 
+def put_any_psf(aw: ArchiveWriter, psf: Any) -> int:
+    """A ``CoaddPsf`` (:func:`put_coadd_psf`) or another PSF
+    (:func:`~warping.formats.afw_objects_write.put_psf`)."""
+    from warping.coadd_psf import CoaddPsf
+    from warping.formats.afw_objects_write import put_psf
+
+    return put_coadd_psf(aw, psf) if isinstance(psf, CoaddPsf) else put_psf(aw, psf)
+
+
 def _ccd_components(aw: ArchiveWriter, ccd: Any) -> tuple[int, ...]:
     """Archive ids of a CCD row's components, in :data:`_COMPONENTS` order (put in afw's
     ``writeRecord`` order: PSF, WCS, PhotoCalib, ApCorrMap, Polygon)."""
@@ -96,11 +113,10 @@ def _ccd_components(aw: ArchiveWriter, ccd: Any) -> tuple[int, ...]:
         put_ap_corr_map,
         put_photo_calib,
         put_polygon,
-        put_psf,
         put_skywcs,
     )
 
-    psf = put_psf(aw, ccd.psf)
+    psf = put_any_psf(aw, ccd.psf)
     wcs = put_skywcs(aw, ccd.wcs) if ccd.wcs is not None else 0
     pc = put_photo_calib(aw, ccd.photo_calib)
     ap = put_ap_corr_map(aw, ccd.ap_corr_map)
@@ -215,6 +231,7 @@ def _primary(exposure: Exposure, ids: dict[str, int]) -> fits.PrimaryHDU:
 
     ph = fits.PrimaryHDU().header
     ph["RBAFWV"] = (AFW_LAYOUT_VERSION, "repo-butler afw-layout writer version")
+    ph["RBAFWMOD"] = (READER_MODULE, "reader of the CoaddInputs/CoaddPsf")
     _set(ph, "EXPINFO_V", 2)
     ph["AR_HDU"] = (5, "HDU (1-indexed) containing the archive used to ")
     for key, obj_id in ids.items():
@@ -234,30 +251,8 @@ def _primary(exposure: Exposure, ids: dict[str, int]) -> fits.PrimaryHDU:
             t.precision = 9
             ph["DATE-AVG"] = (t.isot, "TAI date at middle of observation")
             ph["TIMESYS"] = "TAI"
-    in_header, as_json = [], {}
-    for key, value in exposure.metadata.items():
-        if _header_safe(key, value) and key.upper() not in ph:
-            _set(ph, key, value)
-            in_header.append(key)
-        else:  # nested values, odd keys, NaN, or a key the layout itself uses
-            as_json[key] = value
-    if in_header:
-        _set(ph, "RBMDKEYS", json.dumps(in_header), "metadata keys (repo-butler)")
-    if as_json:
-        _set(ph, "RBMDJSON", json.dumps(as_json, sort_keys=True), "other metadata (JSON)")
+    metadata_to_header(ph, exposure.metadata)
     return fits.PrimaryHDU(header=ph)
-
-
-def _header_safe(key: str, value: Any) -> bool:
-    """Whether metadata ``key = value`` is a header card that reads back unchanged."""
-    if not re.fullmatch(r"[A-Z0-9_-]{1,60}", key) or key.startswith(("RBMD", "HIERARCH")):
-        return False
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, str):
-        fits_text = value == value.strip() and value.isprintable() and value.isascii()
-        return fits_text and len(key) + len(value) <= 60  # one card, no CONTINUE
-    return isinstance(value, bool | int) and abs(int(value)) < 2**63
 
 
 def _plane_hdus(exposure: Exposure) -> list[fits.ImageHDU]:
@@ -292,7 +287,6 @@ def exposure_to_afw_hdulist(exposure: Exposure) -> fits.HDUList:
         put_filter_label,
         put_photo_calib,
         put_polygon,
-        put_psf,
         put_skywcs,
     )
 
@@ -303,7 +297,7 @@ def exposure_to_afw_hdulist(exposure: Exposure) -> fits.HDUList:
         "FILTER": put_filter_label(aw, exposure.filter),
         "PHOTOCALIB": put_photo_calib(aw, exposure.photo_calib),
         "COADD_INPUTS": put_coadd_inputs(aw, exposure.coadd_inputs),
-        "PSF": put_psf(aw, exposure.psf),
+        "PSF": put_any_psf(aw, exposure.psf),
         "AP_CORR_MAP": put_ap_corr_map(aw, exposure.ap_corr_map),
     }
     hdus: Sequence[Any] = [_primary(exposure, ids), *_plane_hdus(exposure), *aw.hdus()]

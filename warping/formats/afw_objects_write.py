@@ -202,8 +202,8 @@ def _dimensions() -> list[Field]:
 
 
 def put_psf(aw: ArchiveWriter, psf: Any) -> int:
-    """A PSF: afw's ``GaussianPsf`` / ``DoubleGaussianPsf``, a ``CoaddPsf`` (see
-    :mod:`warping.formats.afw_exposure_write`), else a ``RepoButlerPsf`` (our JSON dict)."""
+    """A PSF: afw's ``GaussianPsf`` / ``DoubleGaussianPsf``, else a ``RepoButlerPsf`` (our JSON
+    dict). A ``CoaddPsf`` is :func:`warping.formats.afw_exposure_write.put_coadd_psf`'s."""
     if psf is None:
         return 0
     if type(psf) is GaussianPsf:
@@ -229,12 +229,6 @@ def put_psf(aw: ArchiveWriter, psf: Any) -> int:
 
         key = (d.size, d.sigma1, d.sigma2, d.b)
         return aw.put(psf, "DoubleGaussianPsf", "lsst.meas.algorithms", double, key=key)
-    from warping.coadd_psf import CoaddPsf
-
-    if isinstance(psf, CoaddPsf):
-        from warping.formats.afw_exposure_write import put_coadd_psf
-
-        return put_coadd_psf(aw, psf)
     from warping.coadd_inputs import encode_json
     from warping.psf import psf_to_dict
 

@@ -57,6 +57,7 @@ __all__ = [
     "SUPPORTED_PSF_CLASSES",
     "UnsupportedPsfError",
     "read_archived_psf",
+    "register_psf_reader",
 ]
 
 #: Exposure metadata key naming the archived PSF class that could not be read.
@@ -187,30 +188,22 @@ def _kernel_psf(cls: type[KernelPsf]) -> Callable[[LsstArchive, int], Psf]:
     return read
 
 
-def _coadd_psf(archive: LsstArchive, obj_id: int) -> Psf:
-    from warping.formats.afw_coadd_read import read_archived_coadd_psf
-
-    return read_archived_coadd_psf(archive, obj_id)
-
-
-def _repo_butler_psf(archive: LsstArchive, obj_id: int) -> Psf:
-    from warping.formats.afw_coadd_read import read_fallback_psf
-
-    return read_fallback_psf(archive, obj_id)
-
-
 _READERS: dict[str, Callable[[LsstArchive, int], Psf]] = {
     "GaussianPsf": _gaussian,
     "DoubleGaussianPsf": _double_gaussian,
     "PsfexPsf": _psfex,
     "PcaPsf": _kernel_psf(PcaPsf),
     "KernelPsf": _kernel_psf(KernelPsf),
-    "CoaddPsf": _coadd_psf,  # warps (warping.formats.afw_coadd_read)
-    "RepoButlerPsf": _repo_butler_psf,  # our PSF dicts in afw-layout warps
 }
 
-#: Archive PSF class names :func:`read_archived_psf` reads.
+#: Archive PSF class names :func:`read_archived_psf` reads (without registered readers).
 SUPPORTED_PSF_CLASSES = frozenset(_READERS)
+
+
+def register_psf_reader(name: str, reader: Callable[[LsstArchive, int], Psf]) -> None:
+    """Read archive class ``name`` with ``reader(archive, obj_id)`` from now on (a module above
+    this one, e.g. :mod:`warping.formats.afw_coadd_read` for ``CoaddPsf``)."""
+    _READERS[name] = reader
 
 
 # -- kernels and functions -----------------------------------------------------------------------

@@ -15,8 +15,10 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
-* a warp's CoaddInputs and CoaddPsf (:mod:`warping.formats.afw_coadd_read`), including the
-  afw-layout warps :mod:`warping.formats.afw_exposure_write` writes;
+* components whose readers are registered by higher modules (:func:`register_component_reader`):
+  a warp's ``COADD_INPUTS`` (:mod:`warping.formats.afw_coadd_read`, which also reads the
+  ``CoaddPsf``); files naming that module in ``RBAFWMOD`` (our afw-layout warps) import it, and
+  their metadata is read from the cards of :mod:`warping.formats.afw_metadata`;
 * the valid polygon and the ApCorrMap (:mod:`warping.formats.afw_inputs`); one that cannot be
   read is None, with the reason in ``metadata["LSST_UNREADABLE_<COMPONENT>"]`` (a warning is
   logged), the pixels stay readable.
@@ -26,8 +28,10 @@ Not read: Detector, TransmissionCurve, summary stats.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +68,7 @@ __all__ = [
     "read_lsst_photocalib",
     "read_lsst_skywcs",
     "read_lsst_wcs",
+    "register_component_reader",
 ]
 
 _STRUCTURAL = {
@@ -153,6 +158,18 @@ class LsstArchive:
         if not out:
             raise FormatError(f"{self.source}: archive has no object with id {obj_id}")
         return out
+
+
+#: Exposure attribute and reader of archive components that need models above this module:
+#: ``{component key: (attribute, reader(archive, obj_id))}``.
+_COMPONENT_READERS: dict[str, tuple[str, Callable[[LsstArchive, int], Any]]] = {}
+
+
+def register_component_reader(
+    component: str, attr: str, reader: Callable[[LsstArchive, int], Any]
+) -> None:
+    """Read ``ARCHIVE_ID_<component>`` into ``exposure.<attr>`` with ``reader`` from now on."""
+    _COMPONENT_READERS[component] = (attr, reader)
 
 
 def _component_id(ph: fits.Header, component: str) -> int | None:
@@ -297,6 +314,9 @@ def read_lsst_psf(hdul: fits.HDUList, source: str) -> Psf | None:
 def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
     ph = hdul[0].header
+    module = str(ph.get("RBAFWMOD", ""))
+    if module.split(".")[0] == "warping":  # our afw-layout warps name their reader's module
+        importlib.import_module(module)
     img, msk, var = _image_hdus(hdul)
     image = np.asarray(img.data, dtype=np.float32)
     mask = np.asarray(msk.data).astype(np.int32)
@@ -345,12 +365,13 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
             continue
         if isinstance(value, str | int | float | bool):
             metadata[key] = value
-    if "RBAFWV" in ph:  # an afw-layout warp written by warping.formats.afw_exposure_write
-        from warping.formats.afw_coadd_read import written_metadata
+    if "RBAFWV" in ph:  # our afw-layout warps: the metadata as written, plus the notes above
+        from warping.formats.afw_metadata import metadata_from_header
 
-        metadata = written_metadata(ph, metadata, source)
+        notes = {k: v for k, v in metadata.items() if k.startswith("LSST_")}
+        metadata = {**metadata_from_header(ph, source), **notes}
     exp_id = ph.get("EXPID")
-    return Exposure(
+    exposure = Exposure(
         image,
         mask,
         variance,
@@ -365,19 +386,12 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         metadata=metadata,
         valid_polygon=polygon,
         ap_corr_map=ap_corr,
-        coadd_inputs=_read_coadd_inputs(ph, archive),
     )
-
-
-def _read_coadd_inputs(ph: fits.Header, archive: LsstArchive) -> Any:
-    """A warp's or coadd's CoaddInputs; None when absent or empty (calexps hold an empty one)."""
-    obj_id = _component_id(ph, "COADD_INPUTS")
-    if obj_id is None:
-        return None
-    from warping.formats.afw_coadd_read import read_archived_coadd_inputs
-
-    inputs = read_archived_coadd_inputs(archive, obj_id)
-    return inputs if inputs.visits or inputs.ccds else None
+    for key, (attr, reader) in _COMPONENT_READERS.items():
+        obj_id = _component_id(ph, key)
+        if obj_id is not None:
+            setattr(exposure, attr, reader(archive, obj_id))
+    return exposure
 
 
 def _read_inputs_components(
