@@ -1,7 +1,7 @@
 """afw-layout warp I/O: write and read time and file size of one direct warp, ours vs afw's (#26).
 
-A benchmark, not a test. It simulates a small repository (3 visits x 5 CCDs of 256x512 pixels,
-as ``tests/test_afw_warp_write.py``), makes the direct warps of one patch (340 x 340 pixels) and
+A benchmark, not a test. It simulates a small repository (the demo's visits with CCDs of 256 x 512
+pixels), makes the direct warps of one patch (340 x 340 pixels) and
 takes one: its CoaddInputs (4 CCDs) and CoaddPsf are what make-warp writes. To weigh the
 pixels as well, the same warp is also timed with its three planes tiled ``--tile`` times in each
 direction (12: 4080 x 4080, about the demo's 4200 x 4200 patch; the tables are unchanged).
@@ -41,11 +41,7 @@ def sim_warp(root: Path) -> Any:
 
     skymap = demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.168,
                          radius_deg=0.07)  # fmt: skip
-    sim = demo_simulation(
-        skymap, ccd_size=(256, 512), gap_pixels=8, zero_point=35.5, cosmic_ray_rate=0.0,
-        star_density=60.0, star_mag_range=(18.0, 21.5), galaxy_density=5.0,
-        bright_star_density=0.0, saturation=1e8,
-    )  # fmt: skip
+    sim = demo_simulation(skymap, ccd_size=(256, 512))
     with Butler.create(str(root)) as butler:
         write_simulation(butler, sim, tract=0, skymap=skymap)
     butler = Butler(str(root), rerun="bench")

@@ -4,7 +4,6 @@ checks that two warps are the same (for the afw-layout tests)."""
 from __future__ import annotations
 
 import numpy as np
-from astropy.wcs import WCS
 
 from warping.apcorr import ApCorrMap
 from warping.coadd_inputs import CcdRecord, CoaddInputs, VisitRecord
@@ -16,21 +15,7 @@ from warping.photocalib import ChebyshevBoundedField, PhotoCalib
 from warping.polygon import ValidPolygon
 from warping.psf.analytic import GaussianPsf, VariableGaussianPsf
 from warping.psf.registry import deep_equal
-
-
-def tan_wcs(ra: float, dec: float, crpix: tuple[float, float], scale_deg: float,
-            rot_deg: float = 0.0) -> WCS:  # fmt: skip
-    """A TAN WCS on parent pixels (``crpix`` 0-based)."""
-    th = np.radians(rot_deg)
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [crpix[0] + 1.0, crpix[1] + 1.0]
-    w.wcs.cd = scale_deg * np.array([[-np.cos(th), np.sin(th)], [np.sin(th), np.cos(th)]])
-    w.wcs.radesys = "ICRS"
-    w.wcs.set()
-    return w
-
+from warping.warp.testing import make_sip_wcs, make_tan_wcs
 
 #: Header cards, a nested value, NaN, a key that is no FITS keyword, one the layout uses
 #: (``EXPTIME``) and a string too long for one card.
@@ -42,11 +27,11 @@ METADATA = {
 
 
 def synthetic_warp() -> Exposure:
-    """A 60x50 direct warp at xy0 (1000, 2000) from two CCDs of one visit: a Gaussian-PSF CCD
-    with a valid polygon, aperture corrections and a spatially varying PhotoCalib, and a
-    VariableGaussianPsf CCD (no afw persistable: stored as a RepoButlerPsf)."""
+    """A 60x50 direct warp at xy0 (1000, 2000) from two CCDs of one visit: a TAN CCD with a
+    Gaussian PSF, a valid polygon, aperture corrections and a spatially varying PhotoCalib, and a
+    TAN-SIP CCD with a VariableGaussianPsf (no afw persistable: stored as a RepoButlerPsf)."""
     rng = np.random.default_rng(26)
-    tract = tan_wcs(150.0, 2.0, (1030.0, 2025.0), 0.2 / 3600)
+    tract = make_tan_wcs(150.0, 2.0, (1030.0, 2025.0), 0.2)
     ccds = []
     for k, psf in enumerate(
         (GaussianPsf(1.7, 15), VariableGaussianPsf((1.6, 0.1), (0.02,), (0.0, 0.01), size=17))
@@ -57,7 +42,10 @@ def synthetic_warp() -> Exposure:
             CcdRecord(
                 id=1000 + k, ccd=16 + k, visit=903988, goodpix=1500 - k, weight=1.0,
                 filter="HSC-I", bbox=bbox,
-                wcs=tan_wcs(150.0 - 0.004 * k, 2.0, (100.0, 200.0), 0.17 / 3600, rot_deg=1.5 * k),
+                wcs=(
+                    make_tan_wcs(150.0, 2.0, (100.0, 200.0), 0.17) if k == 0  # a TAN-SIP CCD too
+                    else make_sip_wcs(149.996, 2.0, (400, 200), 0.17, 2.0, rotation_deg=1.5)
+                ),
                 psf=psf,
                 photo_calib=PhotoCalib(None, 0.01, field) if k == 0 else PhotoCalib(2.5, 0.02),
                 valid_bbox=Box2I(2, 3, 196, 394),

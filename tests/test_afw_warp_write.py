@@ -13,6 +13,7 @@ import pytest
 import starlink.Ast as Ast
 from afw_warp_support import assert_same_psf, assert_same_warp, grid, synthetic_warp
 from astropy.io import fits
+from test_make_warp_e2e import sim_repo  # noqa: F401  (a fixture, used by sim_runs)
 from typer.testing import CliRunner
 
 from repo_butler import Butler
@@ -21,9 +22,8 @@ from repo_butler_cli.main import app
 from warping.errors import FormatError
 from warping.formats.afw_exposure_write import AfwLayoutExposure, exposure_to_afw_hdulist
 from warping.formats.exposure_fits import exposure_from_bytes, exposure_to_bytes, read_exposure
-from warping.simulate.repo import write_simulation
 from warping.task.config import MakeWarpConfig, apply_overrides
-from warping.task.demo import DEMO_PATCH, demo_simulation, demo_skymap
+from warping.task.demo import DEMO_PATCH
 
 
 def _afw_bytes(warp: Any) -> bytes:
@@ -129,19 +129,10 @@ def test_afw_format_refuses_compression() -> None:
 
 # -- make-warp end to end ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small simulated repo warped twice: rerun ``native`` (default) and ``afw``
-    (``--warp-format afw``), direct and PSF-matched."""
-    root = tmp_path_factory.mktemp("afwsim") / "repo"
-    skymap = demo_skymap(patch_inner=300, patch_border=20, pixel_scale_arcsec=0.168,
-                         radius_deg=0.07)  # fmt: skip
-    sim = demo_simulation(
-        skymap, ccd_size=(256, 512), gap_pixels=8, zero_point=35.5, cosmic_ray_rate=0.0,
-        star_density=60.0, star_mag_range=(18.0, 21.5), galaxy_density=5.0,
-        bright_star_density=0.0, saturation=1e8,
-    )  # fmt: skip
-    with Butler.create(str(root)) as butler:
-        write_simulation(butler, sim, tract=0, skymap=skymap)
+def sim_runs(request: pytest.FixtureRequest) -> Path:
+    """The e2e tests' small simulated repo (their ``sim_repo`` fixture) warped twice: rerun
+    ``native`` (default) and ``afw`` (``--warp-format afw``), direct and PSF-matched."""
+    root = request.getfixturevalue("sim_repo")[0]
     patch = [f"{k}={v}" for k, v in DEMO_PATCH.items()]
     for rerun, extra in (("native", []), ("afw", ["--warp-format", "afw"])):
         result = CliRunner().invoke(
