@@ -131,14 +131,15 @@ def test_afw_format_refuses_compression() -> None:
 @pytest.fixture(scope="module")
 def sim_runs(request: pytest.FixtureRequest) -> Path:
     """The e2e tests' small simulated repo (their ``sim_repo`` fixture) warped twice: rerun
-    ``native`` (default) and ``afw`` (``--warp-format afw``), direct and PSF-matched."""
+    ``native`` (default) and ``afw`` (``--warp-format afw``), direct and PSF-matched warps and
+    the masked-fraction companions."""
     root = request.getfixturevalue("sim_repo")[0]
     patch = [f"{k}={v}" for k, v in DEMO_PATCH.items()]
     for rerun, extra in (("native", []), ("afw", ["--warp-format", "afw"])):
         result = CliRunner().invoke(
             app,
             ["make-warp", str(root), "--id", *patch, "--rerun", rerun, "-c",
-             "makePsfMatched=True", *extra],
+             "makePsfMatched=True", "doWarpMaskedFraction=True", *extra],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
     return root
@@ -164,6 +165,20 @@ def test_make_warp_afw_format_matches_native(sim_runs: Path) -> None:
             assert_same_psf(got.psf, want.psf, points)
             prov = afw.get_provenance_dict(f"deepCoadd_{kind}Warp", did)
             assert prov is not None and prov["config"]["warpFormat"] == "afw"
+
+
+def test_make_warp_afw_format_companions(sim_runs: Path) -> None:
+    native, afw = Butler(str(sim_runs), rerun="native"), Butler(str(sim_runs), rerun="afw")
+    refs = afw.query_datasets("deepCoadd_directWarp_maskedFraction", runs=["afw"])
+    assert len(refs) == 3
+    for ref in refs:
+        with fits.open(ref.uri.removeprefix("file://")) as hdul:
+            assert "RBFMTV" not in hdul[0].header and hdul[1].name == "IMAGE"
+        got = afw.get("deepCoadd_directWarp_maskedFraction", dict(ref.data_id))
+        want = native.get("deepCoadd_directWarp_maskedFraction", dict(ref.data_id))
+        assert np.array_equal(got.image, want.image, equal_nan=True)
+        assert np.array_equal(got.mask, want.mask) and got.xy0 == want.xy0
+        assert got.metadata == want.metadata
 
 
 def _covered(warp: Any, n: int) -> list[Any]:

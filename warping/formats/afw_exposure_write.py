@@ -128,10 +128,15 @@ def _box(b: Any) -> tuple[int, int, int, int]:
     return (b.x0, b.y0, b.x1, b.y1)
 
 
-def put_coadd_inputs(aw: ArchiveWriter, inputs: Any) -> int:
-    """afw ``CoaddInputs``: the visits and the CCDs as two ``ExposureCatalog`` s."""
+def put_coadd_inputs(aw: ArchiveWriter, inputs: Any, warp: Exposure | None = None) -> int:
+    """afw ``CoaddInputs``: the visits and the CCDs as two ``ExposureCatalog`` s.
+
+    The visit rows point to ``warp``'s WCS and PhotoCalib and carry its bbox, as
+    CoaddInputRecorder's visit record does (not its PSF: the CoaddPsf is the exposure's).
+    """
     if inputs is None:
         return 0
+    from warping.formats.afw_objects_write import put_photo_calib, put_skywcs
 
     def write(w: ArchiveWriter) -> list[Catalog]:
         v_fields: list[Field] = list(_BASE_FIELDS)
@@ -142,9 +147,13 @@ def put_coadd_inputs(aw: ArchiveWriter, inputs: Any) -> int:
             Field("filter", "32A", "Physical filter associated with this visit."),
         ]
         visits = []
+        wcs_id = put_skywcs(w, warp.wcs) if warp is not None and warp.wcs is not None else 0
+        pc_id = put_photo_calib(w, warp.photo_calib) if warp is not None else 0
+        box = _box(warp.bbox) if warp is not None else _EMPTY_BOX
         for v in inputs.visits:
             goodpix = (int(v.goodpix or 0),) if inputs.visit_goodpix else ()
-            visits.append((0,) * 8 + (v.id, *_EMPTY_BOX) + goodpix + (v.weight, v.filter))
+            ids = (wcs_id, 0, pc_id, 0, 0, 0, 0, 0)
+            visits.append((*ids, v.id, *box, *goodpix, v.weight, v.filter))
         c_fields: list[Field] = [
             *_BASE_FIELDS,
             Field("ccd", "J", "cameraGeom CCD serial number"),
@@ -296,7 +305,7 @@ def exposure_to_afw_hdulist(exposure: Exposure) -> fits.HDUList:
         "VALID_POLYGON": put_polygon(aw, exposure.valid_polygon),
         "FILTER": put_filter_label(aw, exposure.filter),
         "PHOTOCALIB": put_photo_calib(aw, exposure.photo_calib),
-        "COADD_INPUTS": put_coadd_inputs(aw, exposure.coadd_inputs),
+        "COADD_INPUTS": put_coadd_inputs(aw, exposure.coadd_inputs, exposure),
         "PSF": put_any_psf(aw, exposure.psf),
         "AP_CORR_MAP": put_ap_corr_map(aw, exposure.ap_corr_map),
     }
