@@ -3,7 +3,8 @@ field (issue #26): ``lsst-obs_base/calexp.fits`` (a modern afw exposure with Sky
 ChebyshevBoundedField, Polygon, FilterLabel, GaussianPsf, ApCorrMap and an empty CoaddInputs)
 and ``lsst-drp_tasks/visitSummary_1176.fits`` (an ExposureCatalog). Skipped without
 ``../shared/data``. CoaddPsf and DoubleGaussianPsf appear in no sample; their schemas follow
-meas_algorithms' source and are checked by the round-trip tests only."""
+meas_algorithms' source and are checked by the round-trip tests only. A real PSFEx model (CFHT
+calexp) is written back and compared with its original catalogs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from afw_warp_support import synthetic_warp
 from astropy.io import fits
@@ -144,3 +146,34 @@ def test_exposure_catalogs_match_the_visit_summary(
         assert _columns(hdu)[:13] == base
     ccd_names = [c[0] for c in _columns(catalogs[1][0])]
     assert ccd_names[13:18] == ["ccd", "visit", "goodpix", "weight", "filter"]  # CoaddInputRecorder
+
+
+def test_psfex_psf_is_written_as_afw_does(shared_data: Path) -> None:
+    """A real PSFEx model (CFHT calexp, archive id 78) written back: afw's two catalogs with
+    the same columns and values (but the evaluation workspace ``basis``/``coeff``), read back
+    equal."""
+    from warping.formats.afw_archive_write import ArchiveWriter
+    from warping.formats.afw_objects_write import put_psf
+    from warping.formats.afw_psf import read_archived_psf
+    from warping.formats.exposure_fits import read_exposure
+    from warping.formats.lsst_afw import LsstArchive
+
+    path = shared_data / "lsst-jointcal-cfht_minimal" / "calexp-849375-12.fits.fz"
+    psf = read_exposure(path).psf
+    aw = ArchiveWriter()
+    obj_id = put_psf(aw, psf)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), *aw.hdus()]).writeto(buf)
+    buf.seek(0)
+    with fits.open(buf) as ours, fits.open(path) as real:
+        by_class = _by_class(real)["PsfexPsf"]
+        assert [m for _, m in by_class] == ["lsst.meas.extensions.psfex"] * 2
+        assert len(by_class) == 2  # the header catalog and the group catalog
+        for k, (ref, _) in enumerate(by_class):
+            got = ours[2 + k]
+            assert _columns(got) == _columns(ref)
+            for name in ref.columns.names:
+                if name not in ("basis", "coeff"):
+                    assert np.array_equal(got.data[name][0], ref.data[name][0]), name
+        back = read_archived_psf(LsstArchive(ours, "psfex.fits"), obj_id)
+    assert back == psf

@@ -184,7 +184,7 @@ def _column_array(f: Field, values: list[Any]) -> Any:
         return np.array([str(v) for v in values], dtype=f"U{max(count, 1)}")
     dtype = {"J": np.int32, "K": np.int64, "D": np.float64, "E": np.float32, "B": np.uint8}[code]
     arr = np.array(values, dtype=dtype)
-    return arr.reshape(len(values), count) if count > 1 else arr
+    return arr.reshape(len(values), count) if count > 1 else arr.reshape(len(values))
 
 
 def table_hdu(catalog: Catalog) -> fits.BinTableHDU:

@@ -18,14 +18,17 @@ class (index ``name``)        module              columns
                                                   ``band``, ``physical`` (32A)
 ``GaussianPsf``               lsst.afw.detection  ``dimensions_x/_y``, ``sigma``
 ``DoubleGaussianPsf``         lsst.meas.algorith  ``dimensions_x/_y``, ``sigma1``, ``sigma2``, ``b``
+``PsfexPsf``                  (meas_ext. psfex)   header (``ndim`` ... ``_pixstep``), then the
+                                                  2-D group: ``degree``, ``_size``, ``_comp``
+                                                  (float32), ``_context_first/_second``
 ``RepoButlerPsf``             ``warping.psf``     ``bytes`` (QB): our PSF dict as JSON
 ============================  ==================  ==================================================
 
 A constant PhotoCalib is written as afw does: ``isConstant`` set and a 1x1 Chebyshev field equal
-to the mean on an empty bbox. PSF classes afw has no persistable for (our
-``VariableGaussianPsf``, PSFEx and kernel PSFs read from calexps, image PSFs) are stored as a
-``RepoButlerPsf``: exact for our reader, but afw itself cannot evaluate them (it names the
-unknown class when asked for the PSF).
+to the mean on an empty bbox. PSFs afw has no persistable for (our ``VariableGaussianPsf``,
+kernel and image PSFs, PSFEx models afw cannot hold exactly) are stored as a ``RepoButlerPsf``:
+exact for our reader, but afw itself cannot evaluate them (it names the unknown class when asked
+for the PSF).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from warping.formats.afw_archive_write import ArchiveWriter, Catalog, Field
 from warping.photocalib import ChebyshevBoundedField, PhotoCalib
 from warping.polygon import ValidPolygon
 from warping.psf.analytic import DoubleGaussianPsf, GaussianPsf
+from warping.psf.image import PsfexPsf
 
 __all__ = [
     "FALLBACK_PSF_CLASS",
@@ -229,6 +233,8 @@ def put_psf(aw: ArchiveWriter, psf: Any) -> int:
 
         key = (d.size, d.sigma1, d.sigma2, d.b)
         return aw.put(psf, "DoubleGaussianPsf", "lsst.meas.algorithms", double, key=key)
+    if type(psf) is PsfexPsf and _afw_psfex_exact(psf):
+        return _put_psfex(aw, psf)
     from warping.coadd_inputs import encode_json
     from warping.psf import psf_to_dict
 
@@ -239,3 +245,70 @@ def put_psf(aw: ArchiveWriter, psf: Any) -> int:
         return [Catalog(fields, [(np.frombuffer(data, dtype=np.uint8),)])]
 
     return aw.put(psf, FALLBACK_PSF_CLASS, FALLBACK_PSF_MODULE, fallback, key=data)
+
+
+def _afw_psfex_exact(psf: PsfexPsf) -> bool:
+    """Whether afw's ``PsfexPsf`` holds ``psf`` exactly: 0-based context (models the LSST stack
+    fitted), the default stamp size, and float32 components and step (afw stores them so)."""
+    comp32 = psf.comp.astype(np.float32)
+    default = PsfexPsf(comp32, psf.sample, psf.polzero, psf.polscal, psf.degree)
+    return (
+        psf.context_origin == 0.0
+        and psf.size == default.size
+        and bool(np.array_equal(comp32.astype(np.float64), psf.comp))
+        and float(np.float32(psf.sample)) == psf.sample
+    )
+
+
+def _put_psfex(aw: ArchiveWriter, psf: PsfexPsf) -> int:
+    """meas_extensions_psfex ``PsfexPsf``: one 2-D group of degree ``psf.degree``.
+
+    ``basis`` holds the polynomial basis at the average position (afw stores the basis last
+    evaluated) and ``coeff`` zeros (a fitting workspace; the model is in ``_comp``).
+    """
+    ncomp, ny, nx = psf.comp.shape
+    ax, ay = psf.average_position()
+    u = (ax - psf.polzero[0]) / psf.polscal[0]
+    v = (ay - psf.polzero[1]) / psf.polscal[1]
+    basis = [u**i * v**j for j in range(psf.degree + 1) for i in range(psf.degree + 1 - j)]
+
+    def write(_: ArchiveWriter) -> list[Catalog]:
+        head = Catalog(
+            [
+                Field("ndim", "J", "Number of elements in group"),
+                Field("ngroup", "J", "Number of elements in degree"),
+                Field("ncoeff", "J", "Number of coefficients"),
+                Field("_size_size", "J", "Size of _size array"),
+                Field("_comp_size", "J", "Size of _comp array"),
+                Field("_context_size", "J", "Size of _context array"),
+                Field("averagePosition_x", "D", "average position of stars used to make the PSF",
+                      "pixel"),
+                Field("averagePosition_y", "D", "average position of stars used to make the PSF",
+                      "pixel"),
+                Field("_pixstep", "E", "oversampling", "pixel"),
+            ],
+            [(2, 1, ncomp, 3, psf.comp.size, 2, ax, ay, psf.sample)],
+        )  # fmt: skip
+        body = Catalog(
+            [
+                Field("group", "2J", "Groups (of coefficients?)"),
+                Field("degree", "1J", "Degree in each group"),
+                Field("basis", f"{ncomp}D", "Values of the basis functions"),
+                Field("coeff", f"{ncomp}D", "Polynomial coefficients"),
+                Field("_size", "3J", "PSF dimensions"),
+                Field("_comp", f"{psf.comp.size}E", "Complete pixel data"),
+                Field("_context_first", "2D", "Offset to apply to context data"),
+                Field("_context_second", "2D", "Scale to apply to context data"),
+            ],
+            [
+                (
+                    np.zeros(2, dtype=np.int32), np.array([psf.degree]), np.array(basis),
+                    np.zeros(ncomp), np.array([nx, ny, ncomp]), psf.comp.astype(np.float32).ravel(),
+                    np.array(psf.polzero), np.array(psf.polscal),
+                )
+            ],
+        )  # fmt: skip
+        return [head, body]
+
+    key = (psf.comp.tobytes(), psf.sample, psf.polzero, psf.polscal, psf.degree, (ax, ay))
+    return aw.put(psf, "PsfexPsf", "lsst.meas.extensions.psfex", write, key=key)
