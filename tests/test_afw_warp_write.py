@@ -120,6 +120,20 @@ def test_corrupt_inputs_table_names_the_file(tmp_path: Path) -> None:
         read_exposure(path)
 
 
+def test_unreadable_ccd_psf_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An input CCD whose PSF class we do not read (a pickled PiffPsf, as LSST warps may hold)
+    has no PSF; the CoaddPsf uses the other CCD."""
+    hdul = exposure_to_afw_hdulist(synthetic_warp())
+    index = hdul[4].data
+    index["name"][index["name"] == "RepoButlerPsf"] = "PiffPsf"
+    path = tmp_path / "piff-warp.fits"
+    hdul.writeto(path)
+    got = read_exposure(path)
+    assert [c.psf is None for c in got.coadd_inputs.ccds] == [False, True]
+    assert [c.id for c in got.psf.ccds] == [1000]
+    assert "piff-warp.fits: an input CCD's PSF is left out: PiffPsf" in caplog.text
+
+
 def test_afw_format_refuses_compression() -> None:
     with pytest.raises(ConfigError, match="warpFormat='afw'"):
         apply_overrides(

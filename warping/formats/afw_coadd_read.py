@@ -76,13 +76,12 @@ def _box(row: Any, prefix: str) -> Box2I:
 def _components(archive: LsstArchive, row: Any, names: list[str]) -> dict[str, Any]:
     """The CCD row's WCS, PSF, PhotoCalib, ApCorrMap and valid polygon (None for id 0)."""
     from warping.formats.afw_inputs import read_archived_ap_corr_map, read_archived_polygon
-    from warping.formats.afw_psf import read_archived_psf
     from warping.formats.afw_skywcs import read_archived_skywcs
     from warping.formats.lsst_afw import _read_photocalib_from_archive
 
     readers: dict[str, tuple[str, Callable[[LsstArchive, int], Any]]] = {
         "wcs": ("wcs", read_archived_skywcs),
-        "psf": ("psf", read_archived_psf),
+        "psf": ("psf", _psf_or_none),
         "photo_calib": ("photoCalib", _read_photocalib_from_archive),
         "ap_corr_map": ("apCorrMap", read_archived_ap_corr_map),
         "valid_polygon": ("validPolygon", read_archived_polygon),
@@ -94,6 +93,18 @@ def _components(archive: LsstArchive, row: Any, names: list[str]) -> dict[str, A
             _cached(archive, attr, obj_id, partial(reader, archive, obj_id)) if obj_id > 0 else None
         )
     return out
+
+
+def _psf_or_none(archive: LsstArchive, obj_id: int) -> Psf | None:
+    """A CCD's PSF; None (with a warning) for a class this package does not read (a Piff PSF of
+    an LSST warp): that CCD then has no PSF, as in afw, and the CoaddPsf leaves it out."""
+    from warping.formats.afw_psf import UnsupportedPsfError, read_archived_psf
+
+    try:
+        return read_archived_psf(archive, obj_id)
+    except UnsupportedPsfError as err:
+        logger.warning("%s: an input CCD's PSF is left out: %s", archive.source, err.reason)
+        return None
 
 
 def _catalogs(archive: LsstArchive, obj_id: int, n: int, what: str) -> list[Any]:
