@@ -5,7 +5,8 @@ For each size N (default 10^4 and 10^5; ``--sizes 10000 100000 1000000``) and ea
 visits x 100 CCDs) through ``Butler.put_many`` (1,000 per call), then:
 
 * put/s over the whole fill (batched) and over 1,000 single puts at the end;
-* get/s and exists/s over 2,000 random data IDs, and the same files read without the registry;
+* get/s and exists/s over 2,000 random data IDs (then get/s over the same IDs again), and the
+  same files read without the registry, all in a new process (a reader's view);
 * query median and p90 (200 runs each) of the shapes the CLI and make-warp planning issue:
   one visit; a visit and a CCD range; a visit and a CCD list; a list of visits; plus
   ``query_data_ids`` over a visit range;
@@ -120,11 +121,37 @@ def measure(backend: str, n: int, root: Path, registry_url: str | None) -> dict[
             did = data_id(k)
             butler.put({"v": did["visit"], "c": did["ccd"]}, "blob", did)
         out["put/s single"] = 1000 / (time.perf_counter() - t0)
+    out["fill peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the reads run in a new process, as a reader's would: measured in the process that made
+    # the 10^6 datasets, get/s was half what a new process measures on the same repository
+    import ast
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--read-child", backend, str(n), str(root)]
+    proc = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{backend} {n} reads failed:\n{proc.stderr[-3000:]}")
+    out.update(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+    out["peak RSS MB"] = max(out.pop("fill peak RSS MB"), out["peak RSS MB"])
+    return out
+
+
+def measure_reads(n: int, root: Path, backend: str) -> dict[str, float]:
+    """The read half of :func:`measure`, in a process of its own."""
+    from repo_butler import Butler
+
+    n_visits = max(1, n // N_CCDS)
+    total = n_visits * N_CCDS
+    out: dict[str, float] = {}
     rng = random.Random(1)
-    sample = [data_id(rng.randrange(total)) for _ in range(2000)]
-    with Butler(str(root)) as butler:  # a new process's view: statistics as a reader finds them
+    sample = [{"visit": k // N_CCDS, "ccd": k % N_CCDS}
+              for k in (rng.randrange(total) for _ in range(2000))]  # fmt: skip
+    with Butler(str(root)) as butler:
+        butler.get("blob", {"visit": 0, "ccd": 0})  # the formatter's entry point loaded
         wall = sum(_timed(lambda: [butler.get("blob", d) for d in sample], 1))
         out["get/s"] = len(sample) / wall
+        wall = sum(_timed(lambda: [butler.get("blob", d) for d in sample], 1))
+        out["get/s again (same IDs)"] = len(sample) / wall
         wall = sum(_timed(lambda: [butler.exists("blob", d) for d in sample], 1))
         out["exists/s"] = len(sample) / wall
         # what a get costs besides the registry: reading the files alone (same sample, warm)
@@ -148,7 +175,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.read_child:
+        backend, n, root = args.read_child
+        print(repr(measure_reads(int(n), Path(root), backend)))
+        return
     if args.child:  # one (backend, size) per process, so RSS and caches are its own
         backend, n, root = args.child
         url = os.environ.get("RB_SCALE_REGISTRY") or None

@@ -19,6 +19,7 @@ from .options import (
     FormatOpt,
     JsonAliasOpt,
     OutputFormat,
+    ParentOpt,
     RepoArg,
     RerunOpt,
     StorageOpt,
@@ -66,6 +67,7 @@ def create(
         typer.Option("--config", hidden=True, help="Deprecated spelling of --config-file."),
     ] = None,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
     preset: Annotated[
         str | None,
         typer.Option(
@@ -88,13 +90,37 @@ def create(
             ),
         ),
     ] = None,
+    parent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parent",
+            metavar="URL",
+            help=(
+                "A read-only parent repository searched after REPO's own runs (repeatable, in "
+                "order); nothing is ever written to it."
+            ),
+        ),
+    ] = None,
+    parent_rerun: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parent-rerun",
+            metavar="URL=RERUN",
+            help="Search this rerun of the parent at URL (then its parents and root).",
+        ),
+    ] = None,
 ) -> None:
     """Create a repository (writes REPO/butler.yaml and an empty registry)."""
     from repo_butler import Butler
     from repo_butler.errors import ConfigError
     from repo_butler.presets import default_preset
 
-    from .support import load_config_file, parse_storage_options
+    from .support import (
+        load_config_file,
+        parent_entries,
+        parse_parent_options,
+        parse_storage_options,
+    )
 
     if config_file is not None and config_alias is not None:
         raise ConfigError("give the YAML file once, with --config-file")
@@ -107,7 +133,19 @@ def create(
         if overlay and "registry" in overlay:
             raise ConfigError("give the registry once: with --registry or in --config-file")
         overlay = {**(overlay or {}), "registry": {"type": registry}}
-    Butler.create(repo, config=overlay, storage_options=opts, preset=preset).close()
+    if parent:
+        if overlay and "parents" in overlay:
+            raise ConfigError("give the parents once: with --parent or in --config-file")
+        overlay = {**(overlay or {}), "parents": parent_entries(parent, parent_rerun)}
+    elif parent_rerun:
+        raise ConfigError("--parent-rerun needs the parent itself: add --parent URL")
+    Butler.create(
+        repo,
+        config=overlay,
+        storage_options=opts,
+        preset=preset,
+        parent_options=parse_parent_options(parent_option),
+    ).close()
     typer.echo(f"created repository {repo} (preset {preset})", err=True)
 
 
@@ -145,6 +183,7 @@ def ingest(
     ] = False,
     fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
 ) -> None:
     """Register files as datasets (all or none). Each data ID comes from the file's header
     (calexps: the instrument rule table), its path (when it follows the template), -d, and the
@@ -155,14 +194,20 @@ def ingest(
 
     note = ""
     if dry_run:  # read-only: a dry run records nothing, not even a new rerun
-        with open_butler(repo, storage_option=storage_option, writeable=False) as root:
+        with open_butler(
+            repo, storage_option=storage_option, parent_option=parent_option, writeable=False
+        ) as root:
             known = root.registry.runs()
         out = (rerun or "").split(":")[-1].strip()
         if out and out not in known:  # checked against what it would start from
             note = f" (rerun {out!r} does not exist yet: a real ingest creates it)"
             rerun = (rerun or "").split(":")[0].strip() if ":" in (rerun or "") else None
     with open_butler(
-        repo, rerun=rerun, storage_option=storage_option, writeable=not dry_run
+        repo,
+        rerun=rerun,
+        storage_option=storage_option,
+        parent_option=parent_option,
+        writeable=not dry_run,
     ) as butler:
         report = butler.ingest(
             dataset_type,
@@ -191,8 +236,10 @@ def query_datasets(
     ] = False,
     fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
 ) -> None:
-    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}]).
+    """List datasets of one type (JSON: [{dataset_type, data_id, run, uri, size, checksum}];
+    datasets of a parent repository also have "repository").
 
     The runs searched are the rerun's chain (--rerun) or the root run alone; stderr says which,
     and which other reruns exist (--all-reruns lists every run's datasets).
@@ -205,7 +252,13 @@ def query_datasets(
     if all_reruns and rerun is not None:
         raise ConfigError("give either --rerun or --all-reruns, not both")
     ids = parse_key_values(data_id) or None
-    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
+    with open_butler(
+        repo,
+        rerun=rerun,
+        storage_option=storage_option,
+        parent_option=parent_option,
+        writeable=False,
+    ) as butler:
         searched = butler.search_runs
         refs = butler.query_datasets(dataset_type, where, data_id=ids)
         others = sorted(set(butler.registry.runs()) - set(searched))
@@ -236,11 +289,18 @@ def query_data_ids(
     rerun: RerunOpt = None,
     fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
 ) -> None:
     """List distinct data IDs (JSON: array of objects), e.g. all CCDs of one visit."""
     from .support import format_data_ids, open_butler, parse_key_values
 
-    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
+    with open_butler(
+        repo,
+        rerun=rerun,
+        storage_option=storage_option,
+        parent_option=parent_option,
+        writeable=False,
+    ) as butler:
         ids = butler.query_data_ids(
             dimensions, where, dataset_type=dataset_type, data_id=parse_key_values(data_id) or None
         )
@@ -263,6 +323,7 @@ def remove(
         ),
     ] = False,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
 ) -> None:
     """Remove datasets of the output run (registry row, file, provenance sidecar).
 
@@ -279,7 +340,9 @@ def remove(
         raise DataIdError(
             "rb remove needs a complete data ID (-d KEY=VALUE for each dimension) or --where"
         )
-    with open_butler(repo, rerun=rerun, storage_option=storage_option) as butler:
+    with open_butler(
+        repo, rerun=rerun, storage_option=storage_option, parent_option=parent_option
+    ) as butler:
         if not butler.run and not force:
             raise DataIdError(
                 f"{dataset_type} would be removed from the root run of {butler.root}, which "
@@ -336,6 +399,7 @@ def verify(
     repo: RepoArg,
     fmt: FormatOpt = OutputFormat.table,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
     repair_sidecars: Annotated[
         bool,
         typer.Option(
@@ -352,7 +416,9 @@ def verify(
 
     from .support import open_butler
 
-    with open_butler(repo, storage_option=storage_option, writeable=repair_sidecars) as butler:
+    with open_butler(
+        repo, storage_option=storage_option, parent_option=parent_option, writeable=repair_sidecars
+    ) as butler:
         report = run_verify(butler, repair_sidecars=repair_sidecars)
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -417,6 +483,7 @@ def provenance(
     fmt: FormatOpt = OutputFormat.table,
     json_alias: JsonAliasOpt = False,
     storage_option: StorageOpt = None,
+    parent_option: ParentOpt = None,
 ) -> None:
     """Print the provenance record stored with one dataset: task, inputs with their runs and
     checksums, software versions, host, times and the full config (JSON: the stored record)."""
@@ -426,7 +493,13 @@ def provenance(
 
     from .support import format_provenance, open_butler, parse_key_values
 
-    with open_butler(repo, rerun=rerun, storage_option=storage_option, writeable=False) as butler:
+    with open_butler(
+        repo,
+        rerun=rerun,
+        storage_option=storage_option,
+        parent_option=parent_option,
+        writeable=False,
+    ) as butler:
         doc = butler.get_provenance_dict(dataset_type, parse_key_values(data_id))
         if doc is None:
             raise DatasetNotFoundError(f"{dataset_type} {data_id} was stored without provenance")

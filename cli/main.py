@@ -14,6 +14,7 @@ import typer
 from . import (
     butler_cmds,
     coadd_cmds,  # issue 24: coadds (rb assemble-coadd)
+    import_cmds,  # issue 26: rb import-gen3
     migrate_cmds,
     quicklook_cmds,
     sim_cmds,
@@ -88,6 +89,7 @@ for _module in (
 # -- issue 24: warp stacks and coadds, each its own module (one registration line each) ------
 stack_cmds.register(app)  # rb stack-info
 coadd_cmds.register(app)  # rb assemble-coadd
+import_cmds.register(app)  # issue 26: rb import-gen3
 
 
 def main() -> None:

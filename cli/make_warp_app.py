@@ -193,9 +193,12 @@ def make_warp_command(
     scheduler: str | None = None,
     instrument: str | None = None,
     clobber_config: bool = False,
+    output: str | None = None,
+    parent_options: list[str] | None = None,
     warp_format: str | None = None,
 ) -> int:
-    """Run ``rb make-warp``; return the exit code.
+    """Run ``rb make-warp``; return the exit code (``output``: write there, reading ``repo`` as
+    its parent).
 
     :data:`EXIT_ALL_WRITTEN` (0): every warp asked for was made, with every CCD;
     :data:`EXIT_NOTHING_MADE` (1): no warp was made (nothing overlaps, every unit failed, or an
@@ -218,7 +221,7 @@ def make_warp_command(
     from repo_butler.errors import DataIdError
     from warping.task.runner import run_make_warps
 
-    from .support import open_butler
+    from .support import open_butler, parse_parent_options, parse_storage_options
 
     args, config = _load_config(argv, instrument, warp_format)
     if show_config:
@@ -227,7 +230,20 @@ def make_warp_command(
     if not args.ids:
         raise DataIdError("Give the patch with --id tract=… patch=x,y filter=… (or a whole tract)")
     err_console = Console(stderr=True)
-    butler = open_butler(repo, rerun=rerun, storage_option=storage_options)
+    if output is None:
+        butler = open_butler(
+            repo, rerun=rerun, storage_option=storage_options, parent_option=parent_options
+        )
+    else:
+        from repo_butler.outputs import open_output_repository
+
+        butler = open_output_repository(
+            output,
+            repo,
+            rerun=rerun,
+            storage_options=parse_storage_options(storage_options),
+            parent_options=parse_parent_options(parent_options),
+        )
     columns = (
         TextColumn("[bold]make-warp"),
         BarColumn(),

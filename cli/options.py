@@ -2,6 +2,7 @@
 
 * ``REPO`` — a repository root, a path or an fsspec URL;
 * ``-S/--storage-option KEY=VALUE`` — on every command that opens a repository or URL;
+* ``--parent-option URL=KEY=VALUE`` — storage options of one parent repository (``--parent``);
 * ``-f/--format table|json`` — on every command that prints data (``--json`` is a hidden,
   deprecated alias where a command had it);
 * ``-d/--data-id KEY=VALUE``, ``-w/--where WHERE``, ``--rerun RERUN``;
@@ -26,6 +27,7 @@ __all__ = [
     "FormatOpt",
     "JsonAliasOpt",
     "OutputFormat",
+    "ParentOpt",
     "RepoArg",
     "RerunOpt",
     "StorageOpt",
@@ -99,3 +101,16 @@ StorageOpt = Annotated[
 def output_format(fmt: OutputFormat, json_alias: bool) -> OutputFormat:
     """``--format``, or JSON when the deprecated ``--json`` was given."""
     return OutputFormat.json if json_alias else fmt
+
+
+ParentOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--parent-option",
+        metavar="URL=KEY=VALUE",
+        help=(
+            "Storage option of the parent repository at URL (repeatable; KEY=VALUE as for -S, "
+            "e.g. s3://survey/hsc=anon=true or s3://survey/hsc=profile=reader)."
+        ),
+    ),
+]

@@ -80,14 +80,46 @@ def parse_storage_options(items: Iterable[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_parent_options(items: Iterable[str] | None) -> dict[str, dict[str, Any]]:
+    """Parse ``--parent-option URL=KEY=VALUE`` items into options by parent URL (``KEY=VALUE``
+    as for ``--storage-option``)."""
+    grouped: dict[str, list[str]] = {}
+    for item in items or ():
+        url, sep, rest = item.partition("=")
+        if not sep or "=" not in rest or not url:
+            raise ConfigError(
+                f"--parent-option {item!r}: expected URL=KEY=VALUE, e.g. s3://survey/hsc=anon=true"
+            )
+        grouped.setdefault(url, []).append(rest)
+    return {url: parse_storage_options(rest) for url, rest in grouped.items()}
+
+
+def parent_entries(
+    urls: Sequence[str], reruns: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """``butler.yaml`` ``parents`` entries from ``--parent URL`` and ``--parent-rerun URL=RERUN``
+    (a rerun must name one of the parents)."""
+    from repo_butler.parents import canonical_root
+
+    entries: list[dict[str, Any]] = [{"url": url} for url in urls]
+    for url, name in parse_key_values(reruns, what="--parent-rerun").items():
+        match = [e for e in entries if canonical_root(e["url"]) == canonical_root(url)]
+        if not match:
+            raise ConfigError(f"--parent-rerun {url}={name}: {url} is not one of the --parent URLs")
+        match[0]["rerun"] = name
+    return entries
+
+
 def open_butler(
     repo: str,
     *,
     rerun: str | None = None,
     storage_option: Iterable[str] | None = None,
     writeable: bool = True,
+    parent_option: Iterable[str] | None = None,
 ) -> Butler:
-    """The Butler a command works on, from its REPO, ``--rerun`` and ``--storage-option``."""
+    """The Butler a command works on, from its REPO, ``--rerun``, ``--storage-option`` and
+    ``--parent-option``."""
     from repo_butler import Butler
 
     return Butler(
@@ -95,6 +127,7 @@ def open_butler(
         rerun=rerun,
         storage_options=parse_storage_options(storage_option),
         writeable=writeable,
+        parent_options=parse_parent_options(parent_option),
     )
 
 
@@ -148,6 +181,10 @@ def format_refs(refs: Sequence[DatasetRef], fmt: str) -> str:
         [r.dataset_type, r.run or "(root)", _data_id_text(r.data_id), str(r.size), r.path]
         for r in refs
     ]
+    if any(r.repository is not None for r in refs):  # a chain: say where each dataset lives
+        for row, ref in zip(rows, refs, strict=True):
+            row.insert(0, ref.repository or "(this)")
+        return _table(["repository", "dataset_type", "run", "data_id", "size", "path"], rows)
     return _table(["dataset_type", "run", "data_id", "size", "path"], rows)
 
 
@@ -196,7 +233,12 @@ def format_provenance(doc: dict[str, Any]) -> str:
          str(i.get("checksum", ""))[:19]]
         for i in inputs
     ]  # fmt: skip
-    table = _table(["dataset_type", "run", "data_id", "checksum"], rows)
+    header = ["dataset_type", "run", "data_id", "checksum"]
+    if any(i.get("repository") for i in inputs):  # read from parent repositories
+        header.insert(0, "repository")
+        for row, i in zip(rows, inputs, strict=True):
+            row.insert(0, i.get("repository") or "(this)")
+    table = _table(header, rows)
     lines += ["  " + line for line in table.splitlines()]
     software = doc.get("software", {})
     lines.append("software: " + ", ".join(f"{k} {v}" for k, v in sorted(software.items())))

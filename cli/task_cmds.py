@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from .options import JsonAliasOpt, OutputFormat, RepoArg, StorageOpt, output_format
+from .options import JsonAliasOpt, OutputFormat, ParentOpt, RepoArg, StorageOpt, output_format
 
 __all__ = ["register"]
 
@@ -139,6 +139,16 @@ def make_warp(
     ] = OutputFormat.table,
     json_alias: JsonAliasOpt = False,
     storage_option: StorageOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="OUT",
+            help="Write to repository OUT (created with REPO as its read-only parent if new); "
+            "REPO is only read. -S then applies to OUT, --parent-option to REPO.",
+        ),
+    ] = None,
+    parent_option: ParentOpt = None,
     instrument: Annotated[
         str | None,
         typer.Option(
@@ -166,7 +176,7 @@ def make_warp(
         repo, list(ctx.meta.get("lsst_argv", [])), rerun=rerun, reuse=reuse, jobs=jobs,
         show_config=show_config, storage_options=storage_option, json_summary=json_summary,
         scheduler=dask_scheduler, instrument=instrument, clobber_config=clobber_config,
-        warp_format=warp_format,
+        output=output, parent_options=parent_option, warp_format=warp_format,
     )  # fmt: skip
     raise typer.Exit(code)
 

@@ -23,14 +23,15 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, BinaryIO
 
-from repo_butler.config import DatasetType, load_repo_config, write_new_config
+from repo_butler.butler_queries import ButlerQueries
+from repo_butler.chain import ChainedLookup, check_parents, open_lookup
+from repo_butler.config import CONFIG_FILENAME, DatasetType, load_repo_config, write_new_config
 from repo_butler.datastore import Datastore, FsspecDatastore, TransferMode
 from repo_butler.dimensions import DataId, DimensionUniverse
 from repo_butler.errors import ConfigError, DatasetNotFoundError
 from repo_butler.formatters import get_formatter
 from repo_butler.ingest import IngestReport, ingest_files
-from repo_butler.lookup import DatasetLookup
-from repo_butler.provenance import Provenance, decode_provenance
+from repo_butler.provenance import Provenance
 from repo_butler.put_many import PutMany
 from repo_butler.refs import DatasetRef
 from repo_butler.registry import Registry, open_registry
@@ -45,7 +46,7 @@ __all__ = ["Butler", "create_repo"]
 logger = logging.getLogger(__name__)
 
 
-class Butler(PutMany):
+class Butler(ButlerQueries, PutMany):
     """Read and write datasets in a repository.
 
     Parameters
@@ -59,6 +60,9 @@ class Butler(PutMany):
         fsspec options (credentials, endpoint) for the root; never written to disk.
     writeable : bool
         If false, ``put``/``remove``/``ingest`` raise and a new rerun is not created.
+    parent_options : dict, optional
+        fsspec options of parent repositories (``butler.yaml`` ``parents``) by their URL,
+        merged over the non-secret ones stored there; never written to disk.
 
     Raises
     ------
@@ -75,6 +79,8 @@ class Butler(PutMany):
         rerun: str | None = None,
         storage_options: dict[str, Any] | None = None,
         writeable: bool = True,
+        parent_options: Mapping[str, Mapping[str, Any]] | None = None,
+        _ancestors: tuple[str, ...] = (),
     ) -> None:
         self._storage_options = dict(storage_options or {})
         self._repo = open_datastore(root, self._storage_options)
@@ -87,17 +93,34 @@ class Butler(PutMany):
         )
         self._writeable = writeable
         self._registry = open_registry(
-            self._config.registry, self._repo, self._config.universe, writeable=writeable
+            self._config.registry,
+            self._repo,
+            self._config.universe,
+            writeable=writeable,
+            leave_no_files=bool(_ancestors),  # a parent: nothing at all is written there
         )
         self._run, self._search, pending = open_output_run(
             rerun, self._registry, self._store, writeable=writeable
         )
-        self._lookup = DatasetLookup(
-            self._config, self._registry, self._store, self.root, self._search
+        self._lookup = open_lookup(
+            self._config,
+            self._registry,
+            self._store,
+            self.root,
+            self._search,
+            parent_options,
+            _ancestors,
+            opener=Butler,
         )
+        self._child = f"; a parent of {_ancestors[-2]}, never written" if _ancestors else ""
         formatters = {name: dt.formatter for name, dt in self._config.dataset_types.items()}
         io = WorkerIO(
-            self._store.root, dict(self._storage_options), formatters, self._run, self._store
+            self._store.root,
+            dict(self._storage_options),
+            formatters,
+            self._run,
+            self._lookup.prefixes() if isinstance(self._lookup, ChainedLookup) else (),
+            _store=self._store,
         )
         self._writer = RunWriter(self._lookup, self._run, io, pending=pending)
         self.run_configs = RunConfigs(self._store, self._run, self._writer.ensure_run, writeable)
@@ -111,6 +134,7 @@ class Butler(PutMany):
         storage_options: dict[str, Any] | None = None,
         exist_ok: bool = False,
         preset: str | None = None,
+        parent_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Butler:
         """Create a repository (``butler.yaml`` + empty registry) and return a Butler on it.
 
@@ -129,6 +153,9 @@ class Butler(PutMany):
             Repository preset giving the dimensions and dataset types
             (:mod:`repo_butler.presets`); by default the only installed one (warping's), else
             ``"minimal"``.
+        parent_options : dict, optional
+            As for the constructor; ``config``'s ``parents`` are opened before anything is
+            written (:class:`~repo_butler.errors.ParentRepositoryError` if one cannot be read).
 
         Raises
         ------
@@ -139,8 +166,10 @@ class Butler(PutMany):
             is unknown.
         """
         repo = open_datastore(root, storage_options)
+        if config and config.get("parents") and not repo.exists(CONFIG_FILENAME):
+            check_parents(config["parents"], repo.root, parent_options, opener=cls)
         write_new_config(repo, config, preset=preset, exist_ok=exist_ok)
-        return cls(root, storage_options=storage_options)
+        return cls(root, storage_options=storage_options, parent_options=parent_options)
 
     @property
     def root(self) -> str:
@@ -197,8 +226,10 @@ class Butler(PutMany):
         return self._registry
 
     def close(self) -> None:
-        """Close the registry (dropping any local copy of it)."""
+        """Close the registry (dropping any local copy of it), and the parents'."""
         self._registry.close()
+        for parent in self.parents:
+            parent.close()
 
     def __enter__(self) -> Butler:
         return self
@@ -219,9 +250,16 @@ class Butler(PutMany):
         """
         return self._lookup.dataset_type(name)
 
+    @property
+    def parents(self) -> tuple[Butler, ...]:
+        """The read-only Butlers of the parent repositories, in search order."""
+        if isinstance(self._lookup, ChainedLookup):
+            return tuple(link.butler for link in self._lookup.parents)
+        return ()
+
     def _check_writeable(self) -> None:
         if not self._writeable:
-            raise ConfigError(f"{self!r} was opened read-only (writeable=False)")
+            raise ConfigError(f"{self!r} was opened read-only (writeable=False{self._child})")
 
     def put(
         self,
@@ -465,69 +503,6 @@ class Butler(PutMany):
         record = self._lookup.resolve(dataset_type, data_id, data_id_kwargs, runs=(self._run,))
         return self._writer.remove(record)
 
-    def query_datasets(
-        self,
-        dataset_type: str,
-        where: str | None = None,
-        *,
-        data_id: Mapping[str, Any] | None = None,
-        bind: Mapping[str, Any] | None = None,
-        runs: Sequence[str] | None = None,
-    ) -> list[DatasetRef]:
-        """Datasets of one type matching ``data_id`` and a ``where`` expression; a data ID
-        present in several searched runs is reported once, from the first run.
-
-        Parameters
-        ----------
-        dataset_type : str
-            Dataset type name.
-        where : str, optional
-            Expression such as ``"visit = 903988 AND ccd IN (16..24)"``; may refer only to the
-            dataset type's dimensions.
-        data_id : Mapping, optional
-            Equality constraints.
-        bind : Mapping, optional
-            Values for ``:name`` placeholders in ``where``.
-        runs : sequence of str, optional
-            Runs to search, in order, instead of :attr:`search_runs` (``""`` is the root).
-
-        Returns
-        -------
-        list of DatasetRef
-            Sorted by data ID.
-
-        Raises
-        ------
-        QuerySyntaxError
-            If ``where`` cannot be parsed (the message points at the column).
-        """
-        return self._lookup.query_datasets(
-            dataset_type, where, data_id=data_id, bind=bind, runs=runs
-        )
-
-    def query_data_ids(
-        self,
-        dimensions: Sequence[str],
-        where: str | None = None,
-        *,
-        dataset_type: str | None = None,
-        data_id: Mapping[str, Any] | None = None,
-        bind: Mapping[str, Any] | None = None,
-    ) -> list[DataId]:
-        """Distinct values of ``dimensions`` among stored datasets (of one type if given).
-
-        Partial data ID expansion: ``query_data_ids(["visit", "ccd"], data_id={"visit": 903988},
-        dataset_type="calexp")`` lists every CCD of that visit known to the registry.
-
-        Returns
-        -------
-        list of DataId
-            Sorted, each with exactly ``dimensions``.
-        """
-        return self._lookup.query_data_ids(
-            dimensions, where, dataset_type=dataset_type, data_id=data_id, bind=bind
-        )
-
     def ingest(
         self,
         dataset_type: str,
@@ -564,25 +539,6 @@ class Butler(PutMany):
             data_id=data_id,
             storage_options=self._storage_options,
             dry_run=dry_run,
-        )
-
-    def get_provenance(
-        self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any
-    ) -> Provenance | None:
-        """The provenance recorded with a dataset, or ``None`` if it was stored without one."""
-        doc = self.get_provenance_dict(dataset_type, data_id, **data_id_kwargs)
-        return None if doc is None else Provenance.from_dict(doc)
-
-    def get_provenance_dict(
-        self, dataset_type: str, data_id: Mapping[str, Any] | None = None, **data_id_kwargs: Any
-    ) -> dict[str, Any] | None:
-        """The stored provenance document (including its ``output`` section), or ``None``."""
-        record = self._lookup.resolve(dataset_type, data_id, data_id_kwargs)
-        text = self._registry.get_provenance(record.dataset_type, record.data_id, record.run)
-        if text is None:
-            return None
-        return decode_provenance(
-            text, source=f"{record.dataset_type} {record.data_id} ({record.run!r})"
         )
 
 

@@ -22,6 +22,7 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.formats import check_version
+from repo_butler.parents import ParentSpec, parse_parents
 from repo_butler.templates import PathTemplate
 
 if TYPE_CHECKING:
@@ -44,9 +45,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "butler.yaml"
-#: Version 2 added dimension ``aliases``, ``implies`` and ``determined_by``; version 1 files read
-#: unchanged.
-CONFIG_VERSION = 2
+#: Version 2 added dimension ``aliases``, ``implies`` and ``determined_by``; version 3 added
+#: ``parents``. Older files read unchanged.
+CONFIG_VERSION = 3
 #: File name of a repository's SQLite registry, beside ``butler.yaml``.
 DEFAULT_REGISTRY_FILE = "registry.sqlite3"
 #: Directory of a Delta Lake registry (``registry: {type: delta}``) beside ``butler.yaml``.
@@ -224,6 +225,8 @@ class RepoConfig:
     dataset_types: dict[str, DatasetType]
     storage_root: str
     registry: dict[str, Any]
+    parents: tuple[ParentSpec, ...] = ()
+    """Read-only parent repositories, searched in order after this one's runs."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, source: str = CONFIG_FILENAME) -> RepoConfig:
@@ -249,6 +252,12 @@ class RepoConfig:
                             f"{source}: dimensions.{name}.{field} needs version: 2 (version 1 "
                             "readers do not know it); run `rb migrate REPO`, or set version: 2"
                         )
+        if "parents" in raw and raw["version"] < 3:
+            raise ConfigError(
+                f"{source}: parents needs version: 3 (older readers do not know it); run "
+                "`rb migrate REPO`, or set version: 3"
+            )
+        parents = parse_parents(raw.get("parents", ()), source=source)
         registry = raw.get("registry", {})
         if registry.get("type") == "postgresql":
             from repo_butler.registry.postgres import check_postgres_url
@@ -294,4 +303,5 @@ class RepoConfig:
             dataset_types=dataset_types,
             storage_root=raw.get("storage", {}).get("root", "."),
             registry=dict(raw.get("registry", {})),
+            parents=parents,
         )

@@ -18,6 +18,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetTypeError",
     "FormatterError",
+    "ParentRepositoryError",
     "QuerySyntaxError",
     "RegistryError",
     "Remedy",
@@ -142,6 +143,11 @@ class RegistryError(RepoButlerError, RuntimeError):
 
 class StorageError(RepoButlerError, OSError):
     """The storage backend failed (unreachable endpoint, permission denied, ...)."""
+
+
+class ParentRepositoryError(StorageError):
+    """A parent repository cannot be used: not a repository, unreadable with the credentials
+    given, unreachable, or part of a cycle of parents."""
 
 
 class RepositoryExistsError(RepoButlerError, FileExistsError):

@@ -196,12 +196,7 @@ class DatasetLookup:
         runs = self.search if runs is None else runs
         found = self.candidates(dt, did, runs)
         if not found:
-            searched = ", ".join(display_run(r) for r in runs)
-            raise DatasetNotFoundError(
-                f"no {dataset_type} dataset with data ID {did} in the runs searched "
-                f"[{searched}] of {self.root}; check the data ID or list what exists with "
-                f"`rb query-datasets {self.root} {dataset_type}`"
-            )
+            raise DatasetNotFoundError(self.not_found(dataset_type, did, runs))
         if len(found) > 1:
             shown = "; ".join(str(rec.data_id) for rec in found[:10])
             more = f" and {len(found) - 10} more" if len(found) > 10 else ""
@@ -210,6 +205,19 @@ class DatasetLookup:
                 f"({shown}{more}); add keys from {list(dt.dimensions)} to pick one"
             )
         return found[0]
+
+    def provenance(self, record: DatasetRecord) -> str | None:
+        """The provenance JSON stored with a record's dataset, or ``None``."""
+        return self.registry.get_provenance(record.dataset_type, record.data_id, record.run)
+
+    def not_found(self, dataset_type: str, did: DataId, runs: Sequence[str]) -> str:
+        """What was searched, for a :class:`DatasetNotFoundError` message."""
+        searched = ", ".join(display_run(r) for r in runs)
+        return (
+            f"no {dataset_type} dataset with data ID {did} in the runs searched [{searched}] of "
+            f"{self.root}; check the data ID or list what exists with "
+            f"`rb query-datasets {self.root} {dataset_type}`"
+        )
 
     def resolve_and_fetch(
         self, dataset_type: str, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]

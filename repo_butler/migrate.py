@@ -275,12 +275,22 @@ def _config_step_1(data: bytes, source: str) -> bytes:
     return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
+def _config_step_2(data: bytes, source: str) -> bytes:
+    """``butler.yaml`` version 2 -> 3: set ``version: 3`` (version 3 adds the optional
+    ``parents``; nothing else changes)."""
+    import yaml
+
+    doc = yaml.safe_load(data)
+    doc["version"] = 3
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
 class ConfigFormat(FileFormat):
     """``butler.yaml`` (``version``). Read from the repository root, before the Butler opens."""
 
     format = "butler.yaml"
     current = CONFIG_VERSION
-    steps: ClassVar[Mapping[int, Step]] = {1: _config_step_1}
+    steps: ClassVar[Mapping[int, Step]] = {1: _config_step_1, 2: _config_step_2}
 
     def candidates(self, ctx: MigrationContext) -> Iterable[str]:
         return [CONFIG_FILENAME]

@@ -160,26 +160,31 @@ def now_iso() -> str:
 
 @dataclass(frozen=True, slots=True)
 class ProvenanceInput:
-    """One input of a task: dataset type, data ID, run and checksum of the bytes read."""
+    """One input of a task: dataset type, data ID, run and checksum of the bytes read, and the
+    parent repository it was read from (``None``: the repository written to)."""
 
     dataset_type: str
     data_id: Mapping[str, int | str]
     run: str
     checksum: str
+    repository: str | None = None
 
     @classmethod
     def from_ref(cls, ref: DatasetRef) -> ProvenanceInput:
         """Describe a stored dataset used as input."""
-        return cls(ref.dataset_type, ref.data_id.to_dict(), ref.run, ref.checksum)
+        return cls(ref.dataset_type, ref.data_id.to_dict(), ref.run, ref.checksum, ref.repository)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form."""
-        return {
+        """JSON-compatible form (``repository`` only for an input from a parent repository)."""
+        out = {
             "dataset_type": self.dataset_type,
             "data_id": dict(self.data_id),
             "run": self.run,
             "checksum": self.checksum,
         }
+        if self.repository is not None:
+            out["repository"] = self.repository
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +279,13 @@ class Provenance:
                 task=data["task"],
                 config=data["config"],
                 inputs=tuple(
-                    ProvenanceInput(i["dataset_type"], i["data_id"], i["run"], i["checksum"])
+                    ProvenanceInput(
+                        i["dataset_type"],
+                        i["data_id"],
+                        i["run"],
+                        i["checksum"],
+                        i.get("repository"),
+                    )
                     for i in data["inputs"]
                 ),
                 software=dict(data["software"]),

@@ -11,9 +11,27 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["redact_text", "secret_values"]
+__all__ = ["redact_text", "secret_option_keys", "secret_values"]
 
 _SECRET_OPTION_KEYS = ("secret", "token", "password", "passwd", "credential", "session")
+
+
+#: Keys that name credentials although no secret word is in them (s3fs's access key ID).
+_CREDENTIAL_KEYS = ("key", "aws_access_key_id", "access_key", "access_key_id")
+
+
+def secret_option_keys(options: Mapping[str, Any] | None, prefix: str = "") -> list[str]:
+    """Dotted paths of the options in ``options`` that hold credentials (secrets, tokens,
+    passwords, access keys): what must never be written into a file."""
+    found: list[str] = []
+    for k, v in (options or {}).items():
+        key = str(k).lower()
+        path = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            found += secret_option_keys(v, path + ".")
+        elif key in _CREDENTIAL_KEYS or any(s in key for s in _SECRET_OPTION_KEYS):
+            found.append(path)
+    return found
 
 
 def secret_values(options: Mapping[str, Any] | None) -> list[str]:

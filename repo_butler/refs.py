@@ -38,6 +38,9 @@ class DatasetRef:
         ``"sha256:<hex>"`` of the stored bytes.
     created : str
         ISO 8601 UTC time the dataset was registered.
+    repository : str or None
+        Root URL of the parent repository holding the dataset (:mod:`repo_butler.chain`);
+        ``None`` for a dataset of the repository that was asked.
     """
 
     dataset_type: str
@@ -48,6 +51,7 @@ class DatasetRef:
     size: int
     checksum: str
     created: str
+    repository: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The stable machine-readable form used by ``rb ... --format json``."""
@@ -58,4 +62,5 @@ class DatasetRef:
             "uri": self.uri,
             "size": self.size,
             "checksum": self.checksum,
+            **({"repository": self.repository} if self.repository is not None else {}),
         }

@@ -198,6 +198,9 @@ class WorkerIO:
     storage_options: Mapping[str, Any]
     formatters: Mapping[str, str]
     run: str
+    parents: tuple[tuple[str, str, Mapping[str, Any]], ...] = ()
+    """Parent repositories' datastores, read-only: ``(url prefix, storage root, options)``; a
+    ref's absolute ``path`` under a prefix is read from that datastore with its options."""
     _store: Datastore | None = field(default=None, repr=False, compare=False)
     """The datastore of the process that built this value (dropped when pickled)."""
 
@@ -209,7 +212,13 @@ class WorkerIO:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.storage_root, dict(self.storage_options), dict(self.formatters), self.run)
+        args = (
+            self.storage_root,
+            dict(self.storage_options),
+            dict(self.formatters),
+            self.run,
+            self.parents,
+        )
         return (WorkerIO, args)
 
     # -- storage ------------------------------------------------------------------------------
@@ -462,10 +471,20 @@ class WorkerIO:
         """
         path = ref_or_path.path if isinstance(ref_or_path, DatasetRef) else ref_or_path
         if "://" in path:
+            located = self._in_parent(path)
+            if located is not None:
+                return located[0].get_bytes(located[1])
             fs, full = self._direct(path)
             data: bytes = fs.cat_file(full)
             return data
         return self.datastore().get_bytes(path)
+
+    def _in_parent(self, url: str) -> tuple[Datastore, str] | None:
+        """The parent datastore holding ``url`` and the path in it, or ``None``."""
+        for prefix, root, options in self.parents:
+            if url.startswith(prefix + "/"):
+                return _open_datastore(root, options), url[len(prefix) + 1 :]
+        return None
 
     def _direct(self, url: str) -> tuple[Any, str]:
         """Filesystem and path of a file ingested in place (``transfer="direct"``)."""
@@ -482,8 +501,9 @@ class WorkerIO:
         """
         formatter = self._formatter(ref.dataset_type)
         data: ReadBuffer
-        if formatter.reads_buffers and "://" not in ref.path:
-            data = self.datastore().get_buffer(ref.path)  # a local file is mapped, not copied
+        located = self._in_parent(ref.path) if "://" in ref.path else (self.datastore(), ref.path)
+        if formatter.reads_buffers and located is not None:
+            data = located[0].get_buffer(located[1])  # a local file is mapped, not copied
         else:
             data = self.read_bytes(ref)
         if verify:
@@ -508,6 +528,9 @@ class WorkerIO:
         FileNotFoundError
             If the file is missing.
         """
+        located = self._in_parent(ref.path) if "://" in ref.path else None
+        if located is not None:
+            return located[0].open(located[1], block_size=block_size)
         if "://" in ref.path:  # ingested with transfer="direct"
             fs, full = self._direct(ref.path)
             kwargs = {} if block_size is None else {"block_size": block_size}

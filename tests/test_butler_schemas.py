@@ -48,7 +48,7 @@ def test_default_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"version": 3}, r"version: 3 is not one of \[1, 2\]"),
+        ({"version": 0}, r"version: 0 is not one of \[1, 2, 3\]"),
         ({"storage": {"root": ""}}, r"storage\.root"),
         ({"registry": {"type": "oracle"}}, r"registry\.type"),
         ({"dimensions": {"bad-name": {"type": "int"}}}, r"dimensions"),

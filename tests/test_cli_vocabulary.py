@@ -31,6 +31,7 @@ DATA_COMMANDS = {
     "ingest", "query-datasets", "query-data-ids", "reindex", "verify", "cleanup", "provenance",
     "migrate", "show-skymap", "make-warp",
     "stack-info",  # issue 24
+    "import-gen3",  # issue 26
 }  # fmt: skip
 #: metavars that name a Python type, not what the user should type
 TYPE_METAVAR = re.compile(r"<[\w|]+>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")  # <str>, <a|b>

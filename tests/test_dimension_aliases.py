@@ -104,7 +104,7 @@ def test_alias_declarations_are_checked(spec: dict, message: str) -> None:
 
 def test_version_1_config_may_not_declare_aliases() -> None:
     config = default_config("warping")
-    assert config["version"] == CONFIG_VERSION == 2
+    assert config["version"] == CONFIG_VERSION == 3
     with pytest.raises(ConfigError, match=r"dimensions\.\w+\.\w+ needs version: 2"):
         RepoConfig.from_mapping({**config, "version": 1})
 

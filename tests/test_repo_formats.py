@@ -104,7 +104,7 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     dry = runner.invoke(app, ["migrate", str(repo), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert f"would upgrade rerun/{RERUN}/_run.json: run marker v0 -> v1" in dry.output
-    assert "would upgrade butler.yaml: butler.yaml v1 -> v2" in dry.output
+    assert "would upgrade butler.yaml: butler.yaml v1 -> v3" in dry.output
     warps = [d["path"] for d in EXPECTED["datasets"] if d["dataset_type"] == WARP]
     for path in warps:
         assert f"would upgrade {path}: warp inputs table v0 -> v{INPUTS_VERSION}" in dry.output
@@ -116,10 +116,10 @@ def test_migrate_dry_run_then_upgrade_then_up_to_date(repo: Path) -> None:
     assert f"upgraded rerun/{RERUN}/_run.json: run marker v0 -> v1" in done.output
     marker = json.loads((repo / "rerun" / RERUN / "_run.json").read_text())
     assert marker == {"format_version": 1, "run": RERUN, "parents": []}
-    # butler.yaml v2: the warping preset's Gen3 aliases added, everything else as it was
+    # butler.yaml v3 (via v2): the warping preset's Gen3 aliases added, everything else as it was
     old = yaml.safe_load((FIXTURE / "butler.yaml").read_text())
     new = yaml.safe_load((repo / "butler.yaml").read_text())
-    assert new["version"] == CONFIG_VERSION == 2
+    assert new["version"] == CONFIG_VERSION == 3
     assert new["dimensions"]["ccd"] == {**old["dimensions"]["ccd"], "aliases": ["detector"]}
     assert new["dimensions"]["filter"]["implies"] == ["band"]
     strip = ("aliases", "implies")

@@ -42,6 +42,7 @@ def open_registry(
     universe: DimensionUniverse,
     *,
     writeable: bool = True,
+    leave_no_files: bool = False,
 ) -> Registry:
     """The registry for the ``registry`` settings of ``butler.yaml``.
 
@@ -55,6 +56,9 @@ def open_registry(
         The repository's dimensions.
     writeable : bool
         A read-only registry never uploads (read permission suffices).
+    leave_no_files : bool
+        Read-only and creating no file in the repository at all, not even SQLite's ``-wal`` and
+        ``-shm`` beside a local registry (a parent repository's).
     """
     if settings.get("type") == "postgresql":
         return PostgresRegistry(settings["url"], universe, schema=settings.get("schema"))
@@ -66,7 +70,13 @@ def open_registry(
     if local is not None:
         if writeable:
             refuse_lost_registry(local)
-        return SqliteRegistry(local, universe, busy_timeout=timeout, read_only=not writeable)
+        return SqliteRegistry(
+            local,
+            universe,
+            busy_timeout=timeout,
+            read_only=not writeable,
+            leave_no_files=leave_no_files and not writeable,
+        )
     if store.conditional_writes:
         return ObjectStoreRegistry(
             store.filesystem,

@@ -52,6 +52,19 @@ _ANALYZE_MIN_ROWS = 1000
 _CHECK_EVERY = 1024
 
 
+def _quiet_wal_database(path: str) -> bool:
+    """Whether ``path`` is a WAL-mode SQLite database that no connection has open (no ``-wal``
+    file beside it): header bytes 18-19 are 2 in WAL mode."""
+    import os
+
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return header[18:20] == b"\x02\x02" and not os.path.exists(path + "-wal")
+
+
 class SqliteRegistry(SqlRegistry):
     """A :class:`Registry` in one SQLite file.
 
@@ -74,6 +87,11 @@ class SqliteRegistry(SqlRegistry):
         Open the file read-only (SQLite ``mode=ro``): nothing in it changes, not even the
         journal mode, and no schema is created, so a repository on read-only storage opens and
         a read-only Butler leaves the file byte-identical.
+    leave_no_files : bool
+        With ``read_only``: create nothing beside the file either (a parent repository's
+        registry). A WAL database with no ``-wal`` file (no writer has it open) is read as
+        immutable, since SQLite would otherwise create ``-wal`` and ``-shm`` files for the
+        reader; with a writer active those files exist already and the reader uses them.
     """
 
     def __init__(
@@ -86,9 +104,11 @@ class SqliteRegistry(SqlRegistry):
         after_write: Callable[[], None] | None = None,
         refresh: Callable[[], bytes | None] | None = None,
         read_only: bool = False,
+        leave_no_files: bool = False,
     ) -> None:
         self.path = path
         self._read_only = read_only
+        self._leave_no_files = leave_no_files
         self.universe = universe
         self._after_write = after_write
         self._refresh = refresh
@@ -143,7 +163,10 @@ class SqliteRegistry(SqlRegistry):
                 "or rebuild it from storage with `rb reindex REPO`"
             )
         uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
-        for flags in ("", "&immutable=1"):
+        attempts: tuple[str, ...] = ("", "&immutable=1")
+        if self._leave_no_files and _quiet_wal_database(self.path):
+            attempts = ("&immutable=1",)
+        for flags in attempts:
             conn = sqlite3.connect(
                 uri + flags,
                 uri=True,

@@ -40,6 +40,7 @@ SEAWEEDFS_VERSION = "4.48"
 
 ACCESS_KEY = "rbtest-access"
 READER_KEY = "rbtest-reader"
+SCOPED_KEY = "rbtest-scoped"
 REGION = "us-east-1"
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
@@ -90,6 +91,8 @@ class SeaweedServer:
         self.secret_key = secret_key or "rbtest-secret-" + secrets.token_hex(12)
         self.reader_key = READER_KEY
         self.reader_secret = "rbtest-reader-" + secrets.token_hex(12)
+        self.scoped_key = SCOPED_KEY
+        self.scoped_secret = "rbtest-scoped-" + secrets.token_hex(12)
         self.weed = weed or find_weed()
         self.startup_timeout = startup_timeout
         self.data_dir = self.workdir / "data"
@@ -117,14 +120,27 @@ class SeaweedServer:
         """Whether the server process is alive."""
         return self.process is not None and self.process.poll() is None
 
-    def storage_options(self, *, read_only: bool = False, **extra: Any) -> dict[str, Any]:
+    @property
+    def output_bucket(self) -> str:
+        """The second bucket, the only one the scoped identity may use (read, write, list)."""
+        return f"{self.bucket}-out"
+
+    def storage_options(
+        self, *, read_only: bool = False, scoped: bool = False, **extra: Any
+    ) -> dict[str, Any]:
         """fsspec/s3fs ``storage_options`` for this server (``extra`` merged on top).
 
-        ``read_only`` selects the second identity, which may only read and list.
+        ``read_only`` selects the second identity, which may only read and list; ``scoped``
+        the third, which may read, write and list :attr:`output_bucket` and nothing else.
         """
+        key, secret = self.access_key, self.secret_key
+        if read_only:
+            key, secret = self.reader_key, self.reader_secret
+        elif scoped:
+            key, secret = self.scoped_key, self.scoped_secret
         options: dict[str, Any] = {
-            "key": self.reader_key if read_only else self.access_key,
-            "secret": self.reader_secret if read_only else self.secret_key,
+            "key": key,
+            "secret": secret,
             "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": REGION},
         }
         options.update(extra)
@@ -182,6 +198,13 @@ class SeaweedServer:
                         {"accessKey": self.reader_key, "secretKey": self.reader_secret}
                     ],
                     "actions": ["Read", "List"],
+                },
+                {
+                    "name": "rbscoped",
+                    "credentials": [
+                        {"accessKey": self.scoped_key, "secretKey": self.scoped_secret}
+                    ],
+                    "actions": [f"{a}:{self.output_bucket}" for a in ("Read", "Write", "List")],
                 },
             ]
         }
@@ -278,6 +301,7 @@ class SeaweedServer:
                     client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists
                 ):
                     client.create_bucket(Bucket=self.bucket)
+                    client.create_bucket(Bucket=self.output_bucket)
                 client.put_object(Bucket=self.bucket, Key=".rb-ready", Body=b"ok")
                 client.delete_object(Bucket=self.bucket, Key=".rb-ready")
                 return
