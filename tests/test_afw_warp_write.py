@@ -195,6 +195,24 @@ def test_make_warp_afw_format_companions(sim_runs: Path) -> None:
         assert got.metadata == want.metadata
 
 
+def test_coadd_of_afw_warps_matches_native(sim_runs: Path) -> None:
+    """assemble-coadd reads afw-layout warps (the warp stack's header reader included) and
+    makes the same coadd as from the default format."""
+    patch = [f"{k}={v}" for k, v in DEMO_PATCH.items()]
+    coadds = {}
+    for rerun in ("native", "afw"):
+        result = CliRunner().invoke(
+            app, ["assemble-coadd", str(sim_runs), "--rerun", rerun, "--id", *patch]
+        )
+        assert result.exit_code == 0, result.output
+        coadds[rerun] = Butler(str(sim_runs), rerun=rerun).get("deepCoadd", dict(DEMO_PATCH))
+    got, want = coadds["afw"], coadds["native"]
+    for plane in ("image", "mask", "variance"):
+        assert np.array_equal(getattr(got, plane), getattr(want, plane), equal_nan=True), plane
+    assert len(got.coadd_inputs.ccds) == len(want.coadd_inputs.ccds) == 12
+    assert_same_psf(got.psf, want.psf, [want.psf.average_position()])
+
+
 def _covered(warp: Any, n: int) -> list[Any]:
     """``n`` pixels of the warp without NO_DATA (where the CoaddPsf is defined)."""
     from types import SimpleNamespace

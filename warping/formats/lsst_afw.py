@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LsstArchive",
     "is_lsst_exposure",
+    "read_lsst_components",
     "read_lsst_exposure",
     "read_lsst_photocalib",
     "read_lsst_skywcs",
@@ -313,10 +314,6 @@ def read_lsst_psf(hdul: fits.HDUList, source: str) -> Psf | None:
 
 def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
-    ph = hdul[0].header
-    module = str(ph.get("RBAFWMOD", ""))
-    if module.split(".")[0] == "warping":  # our afw-layout warps name their reader's module
-        importlib.import_module(module)
     img, msk, var = _image_hdus(hdul)
     image = np.asarray(img.data, dtype=np.float32)
     mask = np.asarray(msk.data).astype(np.int32)
@@ -328,8 +325,22 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         )
     xy0 = read_xy0(img.header)
     planes = MaskPlanes({k[3:]: int(v) for k, v in msk.header.items() if k.startswith("MP_")})
+    components = read_lsst_components(hdul, img.header, xy0, source)
+    return Exposure(image, mask, variance, mask_planes=planes, xy0=xy0, **components)
+
+
+def read_lsst_components(
+    hdul: fits.HDUList, image_header: fits.Header, xy0: tuple[int, int], source: str
+) -> dict[str, Any]:
+    """Everything of an afw exposure but its pixels and mask planes, as :class:`Exposure`
+    keyword arguments (``wcs``, ``psf``, ``photo_calib``, ``visit_info``, ``filter``, ``id``,
+    ``metadata``, ``valid_polygon``, ``ap_corr_map`` and registered components)."""
+    ph = hdul[0].header
+    module = str(ph.get("RBAFWMOD", ""))
+    if module.split(".")[0] == "warping":  # our afw-layout warps name their reader's module
+        importlib.import_module(module)
     archive = LsstArchive(hdul, source)
-    wcs = read_lsst_wcs(hdul, img.header, xy0, source)
+    wcs = read_lsst_wcs(hdul, image_header, xy0, source)
     metadata: dict[str, Any] = {}
     psf = None
     photo_calib = None
@@ -371,27 +382,22 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         notes = {k: v for k, v in metadata.items() if k.startswith("LSST_")}
         metadata = {**metadata_from_header(ph, source), **notes}
     exp_id = ph.get("EXPID")
-    exposure = Exposure(
-        image,
-        mask,
-        variance,
-        mask_planes=planes,
-        xy0=xy0,
-        wcs=wcs,
-        psf=psf,
-        photo_calib=photo_calib,
-        visit_info=_visit_info(ph),
-        filter=filt,
-        id=int(exp_id) if isinstance(exp_id, int) else None,
-        metadata=metadata,
-        valid_polygon=polygon,
-        ap_corr_map=ap_corr,
-    )
+    out: dict[str, Any] = {
+        "wcs": wcs,
+        "psf": psf,
+        "photo_calib": photo_calib,
+        "visit_info": _visit_info(ph),
+        "filter": filt,
+        "id": int(exp_id) if isinstance(exp_id, int) else None,
+        "metadata": metadata,
+        "valid_polygon": polygon,
+        "ap_corr_map": ap_corr,
+    }
     for key, (attr, reader) in _COMPONENT_READERS.items():
         obj_id = _component_id(ph, key)
         if obj_id is not None:
-            setattr(exposure, attr, reader(archive, obj_id))
-    return exposure
+            out[attr] = reader(archive, obj_id)
+    return out
 
 
 def _read_inputs_components(
