@@ -179,7 +179,7 @@ def read_warp_file(fileobj: Any, source: str) -> WarpFile:
             if is_lsst_exposure(hdul):  # afw's layout (warpFormat='afw', LSST's own warps)
                 return _read_afw(hdul, source)
             raise FormatError(
-                f"{source}: neither a repo-butler exposure file (no RBFMTV card) nor an afw "
+                f"{source}: not a repo-butler exposure file (no RBFMTV card) and not an afw "
                 "exposure; warp stacks read warps written by make-warp"
             )
         check_version(
