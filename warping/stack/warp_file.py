@@ -267,7 +267,9 @@ def _planes(
 
 def _read_afw(hdul: fits.HDUList, source: str) -> WarpFile:
     """A warp in afw's layout: the planes as in ours, the rest from the afw archive
-    (:func:`warping.formats.lsst_afw.read_lsst_components`)."""
+    (:func:`warping.formats.lsst_afw.read_lsst_components`), with the CoaddInputs and CoaddPsf
+    readers registered (LSST's own warps do not name their module as ours do)."""
+    import warping.formats.afw_coadd_read  # noqa: F401  (registers the CoaddInputs/CoaddPsf readers)
     from warping.formats.lsst_afw import read_lsst_components
 
     planes, headers, bbox = _planes(hdul, source)
