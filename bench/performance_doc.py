@@ -38,6 +38,7 @@ SEE_ALSO = {
     "butler_scale_sqlite": "butler.md",
     "butler_scale_postgres": "butler.md",
     "bucket_registry_scale": "storage.md",
+    "afw_warp_io": "lsst-interop.md",
 }
 
 

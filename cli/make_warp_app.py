@@ -81,7 +81,7 @@ def _instrument(args: TaskArgs, option: str | None) -> str | None:
 
 
 def _load_config(
-    argv: Sequence[str], instrument: str | None = None
+    argv: Sequence[str], instrument: str | None = None, warp_format: str | None = None
 ) -> tuple[TaskArgs, MakeWarpConfig]:
     from pathlib import Path
 
@@ -98,7 +98,10 @@ def _load_config(
         except OSError as err:
             raise ConfigError(f"Cannot read config file {name!r}: {err.strerror}") from None
     preset = _instrument(args, instrument)
-    return args, apply_overrides(MakeWarpConfig(), args.config, files=files, instrument=preset)
+    overrides = list(args.config)
+    if warp_format is not None:  # --warp-format: after --config, as the more specific option
+        overrides.append(f"warpFormat={warp_format!r}")
+    return args, apply_overrides(MakeWarpConfig(), overrides, files=files, instrument=preset)
 
 
 def _relative(uri: str, root: str | None) -> str:
@@ -192,6 +195,7 @@ def make_warp_command(
     clobber_config: bool = False,
     output: str | None = None,
     parent_options: list[str] | None = None,
+    warp_format: str | None = None,
 ) -> int:
     """Run ``rb make-warp``; return the exit code (``output``: write there, reading ``repo`` as
     its parent).
@@ -219,7 +223,7 @@ def make_warp_command(
 
     from .support import open_butler, parse_parent_options, parse_storage_options
 
-    args, config = _load_config(argv, instrument)
+    args, config = _load_config(argv, instrument, warp_format)
     if show_config:
         print("\n".join(format_config(config)))
         return 0

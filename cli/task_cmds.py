@@ -158,6 +158,15 @@ def make_warp(
             "--config; also taken from instrument=… in --id.",
         ),
     ] = None,
+    warp_format: Annotated[
+        str | None,
+        typer.Option(
+            "--warp-format",
+            metavar="native|afw",
+            help="Layout of the written warps: native (default) or afw (LSST tools read it); "
+            "the same as --config warpFormat=….",
+        ),
+    ] = None,
 ) -> None:
     """Warp calexps onto a skymap patch (see the full help text)."""
     from .make_warp_app import make_warp_command
@@ -167,7 +176,7 @@ def make_warp(
         repo, list(ctx.meta.get("lsst_argv", [])), rerun=rerun, reuse=reuse, jobs=jobs,
         show_config=show_config, storage_options=storage_option, json_summary=json_summary,
         scheduler=dask_scheduler, instrument=instrument, clobber_config=clobber_config,
-        output=output, parent_options=parent_option,
+        output=output, parent_options=parent_option, warp_format=warp_format,
     )  # fmt: skip
     raise typer.Exit(code)
 

@@ -57,6 +57,7 @@ __all__ = [
     "SUPPORTED_PSF_CLASSES",
     "UnsupportedPsfError",
     "read_archived_psf",
+    "register_psf_reader",
 ]
 
 #: Exposure metadata key naming the archived PSF class that could not be read.
@@ -195,8 +196,14 @@ _READERS: dict[str, Callable[[LsstArchive, int], Psf]] = {
     "KernelPsf": _kernel_psf(KernelPsf),
 }
 
-#: Archive PSF class names :func:`read_archived_psf` reads.
+#: Archive PSF class names :func:`read_archived_psf` reads (without registered readers).
 SUPPORTED_PSF_CLASSES = frozenset(_READERS)
+
+
+def register_psf_reader(name: str, reader: Callable[[LsstArchive, int], Psf]) -> None:
+    """Read archive class ``name`` with ``reader(archive, obj_id)`` from now on (a module above
+    this one, e.g. :mod:`warping.formats.afw_coadd_read` for ``CoaddPsf``)."""
+    _READERS[name] = reader
 
 
 # -- kernels and functions -----------------------------------------------------------------------

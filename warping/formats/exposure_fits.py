@@ -64,6 +64,7 @@ from warping.formats.compression import (
     plane_hdu,
     restore_infinities,
 )
+from warping.formats.exposure_layout import ExposureLayout
 from warping.formats.fits_dict import bintable_to_dict, dict_to_bintable
 from warping.geom import Box2I
 from warping.masks import MaskPlanes
@@ -538,18 +539,23 @@ def _wcs_and_bbox_of(hdul: fits.HDUList, obj: Any, name: str) -> tuple[SkyWcs | 
     return read_lsst_wcs(hdul, hdr, xy0, name), bbox
 
 
-def exposure_to_bytes(exposure: Exposure | CompressedExposure) -> bytes:
+def exposure_to_bytes(exposure: Exposure | CompressedExposure | ExposureLayout) -> bytes:
     """The FITS bytes of an :class:`Exposure` (our layout), tile-compressed when given a
-    :class:`~warping.formats.compression.CompressedExposure`."""
+    :class:`~warping.formats.compression.CompressedExposure`, in another layout (afw's) when
+    given an :class:`~warping.formats.exposure_layout.ExposureLayout`."""
     buf = io.BytesIO()
     write_exposure_to(exposure, buf)
     return buf.getvalue()
 
 
-def write_exposure_to(exposure: Exposure | CompressedExposure, fh: BinaryIO) -> None:
-    """Write an :class:`Exposure` (our layout, tile-compressed when given a
-    :class:`~warping.formats.compression.CompressedExposure`) to an open binary file: the same
-    bytes as :func:`exposure_to_bytes`, without holding them in memory."""
+def write_exposure_to(
+    exposure: Exposure | CompressedExposure | ExposureLayout, fh: BinaryIO
+) -> None:
+    """Write an exposure (see :func:`exposure_to_bytes`) to an open binary file: the same bytes,
+    without holding them in memory."""
+    if isinstance(exposure, ExposureLayout):
+        write_hdulist(exposure.to_hdulist(), fh)
+        return
     if isinstance(exposure, CompressedExposure):
         hdul = exposure_to_hdulist(exposure.exposure, exposure.recipe, exposure.seed)
         with gzip_settings():  # tiles are compressed while the bytes are written
@@ -573,7 +579,7 @@ class ExposureFormatter(CodecFormatter):
     name: ClassVar[str] = "exposure"
     extension: ClassVar[str] = ".fits"
     reads_buffers: ClassVar[bool] = True
-    stores = (Exposure, CompressedExposure)
+    stores = (Exposure, CompressedExposure, ExposureLayout)
     encode = staticmethod(exposure_to_bytes)
     encode_to = staticmethod(write_exposure_to)
     decode = staticmethod(exposure_from_bytes)

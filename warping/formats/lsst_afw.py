@@ -15,6 +15,10 @@ Supported:
   object) leaves the pixels readable: the PSF is ``None``, ``metadata["LSST_UNSUPPORTED_PSF"]``
   names the class and ``metadata["LSST_UNSUPPORTED_PSF_REASON"]`` says why (a warning is logged).
 
+* components whose readers are registered by higher modules (:func:`register_component_reader`):
+  a warp's ``COADD_INPUTS`` (:mod:`warping.formats.afw_coadd_read`, which also reads the
+  ``CoaddPsf``); files naming that module in ``RBAFWMOD`` (our afw-layout warps) import it, and
+  their metadata is read from the cards of :mod:`warping.formats.afw_metadata`;
 * the valid polygon and the ApCorrMap (:mod:`warping.formats.afw_inputs`); one that cannot be
   read is None, with the reason in ``metadata["LSST_UNREADABLE_<COMPONENT>"]`` (a warning is
   logged), the pixels stay readable.
@@ -24,8 +28,10 @@ Not read: Detector, TransmissionCurve, summary stats.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,10 +64,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LsstArchive",
     "is_lsst_exposure",
+    "read_lsst_components",
     "read_lsst_exposure",
     "read_lsst_photocalib",
     "read_lsst_skywcs",
     "read_lsst_wcs",
+    "register_component_reader",
 ]
 
 _STRUCTURAL = {
@@ -151,6 +159,18 @@ class LsstArchive:
         if not out:
             raise FormatError(f"{self.source}: archive has no object with id {obj_id}")
         return out
+
+
+#: Exposure attribute and reader of archive components that need models above this module:
+#: ``{component key: (attribute, reader(archive, obj_id))}``.
+_COMPONENT_READERS: dict[str, tuple[str, Callable[[LsstArchive, int], Any]]] = {}
+
+
+def register_component_reader(
+    component: str, attr: str, reader: Callable[[LsstArchive, int], Any]
+) -> None:
+    """Read ``ARCHIVE_ID_<component>`` into ``exposure.<attr>`` with ``reader`` from now on."""
+    _COMPONENT_READERS[component] = (attr, reader)
 
 
 def _component_id(ph: fits.Header, component: str) -> int | None:
@@ -294,7 +314,6 @@ def read_lsst_psf(hdul: fits.HDUList, source: str) -> Psf | None:
 
 def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
     """Read an afw exposure (modern, old or tile-compressed layout) into an :class:`Exposure`."""
-    ph = hdul[0].header
     img, msk, var = _image_hdus(hdul)
     image = np.asarray(img.data, dtype=np.float32)
     mask = np.asarray(msk.data).astype(np.int32)
@@ -306,8 +325,22 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
         )
     xy0 = read_xy0(img.header)
     planes = MaskPlanes({k[3:]: int(v) for k, v in msk.header.items() if k.startswith("MP_")})
+    components = read_lsst_components(hdul, img.header, xy0, source)
+    return Exposure(image, mask, variance, mask_planes=planes, xy0=xy0, **components)
+
+
+def read_lsst_components(
+    hdul: fits.HDUList, image_header: fits.Header, xy0: tuple[int, int], source: str
+) -> dict[str, Any]:
+    """Everything of an afw exposure but its pixels and mask planes, as :class:`Exposure`
+    keyword arguments (``wcs``, ``psf``, ``photo_calib``, ``visit_info``, ``filter``, ``id``,
+    ``metadata``, ``valid_polygon``, ``ap_corr_map`` and registered components)."""
+    ph = hdul[0].header
+    module = str(ph.get("RBAFWMOD", ""))
+    if module.split(".")[0] == "warping":  # our afw-layout warps name their reader's module
+        importlib.import_module(module)
     archive = LsstArchive(hdul, source)
-    wcs = read_lsst_wcs(hdul, img.header, xy0, source)
+    wcs = read_lsst_wcs(hdul, image_header, xy0, source)
     metadata: dict[str, Any] = {}
     psf = None
     photo_calib = None
@@ -343,23 +376,28 @@ def read_lsst_exposure(hdul: fits.HDUList, source: str) -> Exposure:
             continue
         if isinstance(value, str | int | float | bool):
             metadata[key] = value
+    if "RBAFWV" in ph:  # our afw-layout warps: the metadata as written, plus the notes above
+        from warping.formats.afw_metadata import metadata_from_header
+
+        notes = {k: v for k, v in metadata.items() if k.startswith("LSST_")}
+        metadata = {**metadata_from_header(ph, source), **notes}
     exp_id = ph.get("EXPID")
-    return Exposure(
-        image,
-        mask,
-        variance,
-        mask_planes=planes,
-        xy0=xy0,
-        wcs=wcs,
-        psf=psf,
-        photo_calib=photo_calib,
-        visit_info=_visit_info(ph),
-        filter=filt,
-        id=int(exp_id) if isinstance(exp_id, int) else None,
-        metadata=metadata,
-        valid_polygon=polygon,
-        ap_corr_map=ap_corr,
-    )
+    out: dict[str, Any] = {
+        "wcs": wcs,
+        "psf": psf,
+        "photo_calib": photo_calib,
+        "visit_info": _visit_info(ph),
+        "filter": filt,
+        "id": int(exp_id) if isinstance(exp_id, int) else None,
+        "metadata": metadata,
+        "valid_polygon": polygon,
+        "ap_corr_map": ap_corr,
+    }
+    for key, (attr, reader) in _COMPONENT_READERS.items():
+        obj_id = _component_id(ph, key)
+        if obj_id is not None:
+            out[attr] = reader(archive, obj_id)
+    return out
 
 
 def _read_inputs_components(

@@ -3,7 +3,8 @@
 A warp in the exposure format (:mod:`warping.formats.exposure_fits`) has its IMAGE, MASK and
 VARIANCE planes in image extensions, plain or tile-compressed, and its PSF (a ``CoaddPsf``),
 photometric calibration, metadata, exact WCS and inputs table (``COADD_INPUTS_*``) in binary
-tables. :func:`read_warp_file` reads every header and table but never the planes' data: the
+tables; a warp in afw's layout (``warpFormat='afw'``) has the same planes and the rest in its afw
+archive. :func:`read_warp_file` reads every header and table but never the planes' data: the
 pixels are read later, by section (:mod:`warping.stack.planes`).
 """
 
@@ -173,9 +174,13 @@ def read_warp_file(fileobj: Any, source: str) -> WarpFile:
         warnings.simplefilter("ignore")  # header card warnings are the full reader's business
         primary = hdul[0].header
         if "RBFMTV" not in primary:
+            from warping.formats.lsst_afw import is_lsst_exposure
+
+            if is_lsst_exposure(hdul):  # afw's layout (warpFormat='afw', LSST's own warps)
+                return _read_afw(hdul, source)
             raise FormatError(
-                f"{source}: not a repo-butler exposure file (no RBFMTV card); warp stacks read "
-                "warps written by make-warp"
+                f"{source}: not a repo-butler exposure file (no RBFMTV card) and not an afw "
+                "exposure; warp stacks read warps written by make-warp"
             )
         check_version(
             primary["RBFMTV"], FORMAT_VERSION, what="exposure", source=source, error=FormatError
@@ -191,31 +196,18 @@ def _read(hdul: fits.HDUList, source: str) -> WarpFile:
     from warping.psf.registry import psf_from_dict
 
     primary = hdul[0].header
-    planes: dict[str, PlaneInfo] = {}
-    shapes: dict[str, tuple[int, int]] = {}
-    headers: dict[str, fits.Header] = {}
     tables: dict[str, Any] = {}
     inputs_hdus: dict[str, Any] = {}
-    for index, hdu in enumerate(hdul):
-        if index == 0:
-            continue
+    for hdu in hdul[1:]:
         name = hdu.header.get("EXTNAME")
         if "RBEXT" in hdu.header:
             if hdu.header["RBEXT"] == "COADD_INPUTS":
                 inputs_hdus[str(name)] = hdu
-        elif name in PLANES and name not in planes:
-            planes[name], shapes[name] = _plane_info(name, index, hdu, source)
-            headers[name] = hdu.header
         elif name in ("PSF", "PHOTOCALIB", "METADATA", "SKYWCS"):
             tables[name] = hdu
-    missing = [name for name in PLANES if name not in planes]
-    if missing:
-        raise FormatError(f"{source}: missing the {', '.join(missing)} extension(s) of a warp")
-    if len(set(shapes.values())) != 1:
-        raise FormatError(f"{source}: the planes differ in shape: {shapes}")
+    planes, headers, bbox = _planes(hdul, source)
     image_header = headers["IMAGE"]
-    xy0 = read_xy0(image_header)
-    height, width = shapes["IMAGE"]
+    xy0 = (bbox.x0, bbox.y0)
     wcs: SkyWcs | None = wcs_from_header(image_header, xy0)
     if "SKYWCS" in tables:
         wcs = _read_skywcs_hdu(tables["SKYWCS"], source)
@@ -232,7 +224,7 @@ def _read(hdul: fits.HDUList, source: str) -> WarpFile:
             raise FormatError(f"{source}: warp inputs table is missing {err.args[0]}") from None
     return WarpFile(
         source=source,
-        bbox=Box2I(xy0[0], xy0[1], width, height),
+        bbox=bbox,
         planes=planes,
         mask_planes=mask_planes,
         unit=str(image_header.get("BUNIT", "")),
@@ -248,4 +240,55 @@ def _read(hdul: fits.HDUList, source: str) -> WarpFile:
         coadd_inputs=inputs,
         metadata=bintable_to_dict(tables["METADATA"]) if "METADATA" in tables else {},
         primary=primary.copy(),
+    )
+
+
+def _planes(
+    hdul: fits.HDUList, source: str
+) -> tuple[dict[str, PlaneInfo], dict[str, fits.Header], Box2I]:
+    """The IMAGE, MASK and VARIANCE planes (first HDU of each name), their headers and bbox."""
+    planes: dict[str, PlaneInfo] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    headers: dict[str, fits.Header] = {}
+    for index, hdu in enumerate(hdul):
+        name = hdu.header.get("EXTNAME")
+        if index and name in PLANES and name not in planes and "RBEXT" not in hdu.header:
+            planes[name], shapes[name] = _plane_info(name, index, hdu, source)
+            headers[name] = hdu.header
+    missing = [name for name in PLANES if name not in planes]
+    if missing:
+        raise FormatError(f"{source}: missing the {', '.join(missing)} extension(s) of a warp")
+    if len(set(shapes.values())) != 1:
+        raise FormatError(f"{source}: the planes differ in shape: {shapes}")
+    xy0 = read_xy0(headers["IMAGE"])
+    height, width = shapes["IMAGE"]
+    return planes, headers, Box2I(xy0[0], xy0[1], width, height)
+
+
+def _read_afw(hdul: fits.HDUList, source: str) -> WarpFile:
+    """A warp in afw's layout: the planes as in ours, the rest from the afw archive
+    (:func:`warping.formats.lsst_afw.read_lsst_components`), with the CoaddInputs and CoaddPsf
+    readers registered (LSST's own warps do not name their module as ours do)."""
+    import warping.formats.afw_coadd_read  # noqa: F401  (registers the CoaddInputs/CoaddPsf readers)
+    from warping.formats.lsst_afw import read_lsst_components
+
+    planes, headers, bbox = _planes(hdul, source)
+    parts = read_lsst_components(hdul, headers["IMAGE"], (bbox.x0, bbox.y0), source)
+    visit = parts["visit_info"]
+    return WarpFile(
+        source=source,
+        bbox=bbox,
+        planes=planes,
+        mask_planes=MaskPlanes(
+            {k[3:]: int(v) for k, v in headers["MASK"].items() if k.startswith("MP_")}
+        ),
+        unit=str(parts["metadata"].get("BUNIT", "")),
+        mjd=visit.mid_time_mjd if visit is not None else float("nan"),
+        filter=parts["filter"] or "",
+        wcs=parts["wcs"],
+        psf=parts["psf"],
+        photo_calib=parts["photo_calib"],
+        coadd_inputs=parts.get("coadd_inputs"),
+        metadata=parts["metadata"],
+        primary=hdul[0].header.copy(),
     )

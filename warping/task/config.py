@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 WARP_KERNELS = ("nearest", "bilinear", "lanczos2", "lanczos3", "lanczos4", "lanczos5")
+#: ``warpFormat``: our exposure format, or afw's exposure layout (issue #26).
+WARP_FORMATS = ("native", "afw")
 PHOTO_CALIB_NAMES = ("jointcal", "fgcm")
 SKY_WCS_NAMES = ("jointcal",)
 VARIANCE_MODES = ("covariance", "lsst")
@@ -382,6 +384,17 @@ class MakeWarpConfig:
         default_factory=OutputCompressionConfig,
         metadata=_doc("FITS tile compression of the written warps."),
     )
+    # issue #26 (warps LSST can read)
+    warpFormat: str = field(
+        default="native",
+        metadata=_doc(
+            "Layout of the written warps and companions: 'native' (repo-butler's exposure "
+            "format) or 'afw' (afw's exposure layout: IMAGE/MASK/VARIANCE and an archive with "
+            "the SkyWcs, PhotoCalib, CoaddInputs and CoaddPsf, for LSST tools). Both read back "
+            "with the same reader; 'afw' needs outputCompression.recipe='none'.",
+            choices=WARP_FORMATS,
+        ),
+    )
     # issue #22 (inputs table)
     inputRecorder: InputRecorderConfig = field(
         default_factory=InputRecorderConfig,
@@ -488,6 +501,11 @@ class MakeWarpConfig:
         self.idGenerator.packer()
         self.select.check()
         self.outputCompression.check()  # before _check_bounds: its message names the range
+        if self.warpFormat == "afw" and self.outputCompression.recipe != "none":
+            raise ConfigError(
+                "warpFormat='afw' writes uncompressed afw files; set outputCompression.recipe="
+                f"'none' (got {self.outputCompression.recipe!r}) or keep warpFormat='native'."
+            )
         _check_bounds(self)
         if self.makePsfMatched and mp.size is None and mp.defaultFwhm is not None:
             size = max((int(mp.sizeFactor * mp.defaultFwhm) // 2) * 2 + 1, mp.minSize)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from warping.exposure import Exposure
+from warping.formats.afw_exposure_write import AfwLayoutExposure
 from warping.formats.compression import CompressedExposure, dither_seed, get_recipe
 from warping.task.config import MakeWarpConfig
 
@@ -20,7 +21,7 @@ def effective_seed(config: MakeWarpConfig, data_id: Mapping[str, Any]) -> int:
 
 def warp_payload(
     exposure: Exposure, data_id: Mapping[str, Any], config: MakeWarpConfig, config_dict: Any
-) -> tuple[Exposure | CompressedExposure, Any]:
+) -> tuple[Exposure | CompressedExposure | AfwLayoutExposure, Any]:
     """What to write for one warp, and its provenance configuration.
 
     Parameters
@@ -37,10 +38,13 @@ def warp_payload(
     Returns
     -------
     payload, provenance_config
-        ``exposure`` itself (recipe ``none``) or a :class:`CompressedExposure`; for a lossy
+        ``exposure`` itself (recipe ``none``), a :class:`CompressedExposure`, or an
+        :class:`AfwLayoutExposure` (``warpFormat='afw'``); for a lossy
         recipe the provenance configuration records the effective ``ditherSeed`` (so rerunning
         with the recorded configuration writes the same bytes).
     """
+    if config.warpFormat == "afw":  # issue #26: afw's layout (validate() refuses compression)
+        return AfwLayoutExposure(exposure), config_dict
     oc = config.outputCompression
     recipe = get_recipe(oc.recipe, quantize_level=oc.quantizeLevel)
     if recipe is None:
