@@ -39,6 +39,8 @@ SEE_ALSO = {
     "butler_scale_postgres": "butler.md",
     "bucket_registry_scale": "storage.md",
     "afw_warp_io": "lsst-interop.md",
+    "import_gen3": "lsst-interop.md",
+    "parent_chain": "butler.md",
 }
 
 
