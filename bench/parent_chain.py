@@ -96,15 +96,6 @@ def _lookups(work: Path, n: int, samples: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def _flags(flag: str, opts: dict[str, Any], url: str | None = None) -> list[str]:
-    pre = "" if url is None else f"{url}="
-    kw = opts["client_kwargs"]
-    pairs = [f"key={opts['key']}", f"secret={opts['secret']}",
-             f"client_kwargs.endpoint_url={kw['endpoint_url']}",
-             f"client_kwargs.region_name={kw['region_name']}"]  # fmt: skip
-    return [x for pair in pairs for x in (flag, pre + pair)]
-
-
 def _timed(argv: list[str]) -> float:
     t0 = time.perf_counter()
     done = subprocess.run([RB, *argv], capture_output=True, text=True)
@@ -116,7 +107,7 @@ def _timed(argv: list[str]) -> float:
 
 def _make_warps(work: Path, repeat: int) -> dict[str, float]:
     from scale_support import write_small_repo
-    from servers.seaweed import SeaweedServer
+    from servers.seaweed import SeaweedServer, cli_flags
 
     local_in = work / "in"
     write_small_repo(str(local_in)).close()
@@ -136,12 +127,12 @@ def _make_warps(work: Path, repeat: int) -> dict[str, float]:
         s3_in = server.url("in")
         write_small_repo(s3_in, storage_options=admin).close()
         run("S3, in place", lambda i: ["make-warp", s3_in, "--rerun", f"w{i}", *ID_ARGS,
-                                       *_flags("-S", admin)])  # fmt: skip
+                                       *cli_flags(admin)])  # fmt: skip
 
         def chained(i: int) -> list[str]:
             out = f"s3://{server.output_bucket}/out-{uuid.uuid4().hex[:6]}"
             return ["make-warp", s3_in, "--output", out, "--rerun", "w", *ID_ARGS,
-                    *_flags("-S", scoped), *_flags("--parent-option", reader, s3_in)]  # fmt: skip
+                    *cli_flags(scoped), *cli_flags(reader, "--parent-option", s3_in)]  # fmt: skip
 
         run("S3, --output (2 identities)", chained)
     finally:

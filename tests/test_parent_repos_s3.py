@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cli_support import one_error_line, run_rb
 from scale_support import write_small_repo
+from servers.seaweed import cli_flags
 from test_dask_local import comparable_provenance
 from typer.testing import CliRunner
 
@@ -30,16 +31,6 @@ pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 ID_ARGS = ["--id", "tract=0", "patch=5,4", "filter=HSC-I"]
 IDS = [{"tract": 0, "patch": "5,4", "filter": "HSC-I"}]
-
-
-def _flags(flag: str, opts: dict[str, Any], url: str | None = None) -> list[str]:
-    """``-S KEY=VALUE`` (or ``--parent-option URL=KEY=VALUE``) arguments for s3fs options."""
-    pre = "" if url is None else f"{url}="
-    kw = opts["client_kwargs"]
-    pairs = [f"key={opts['key']}", f"secret={opts['secret']}",
-             f"client_kwargs.endpoint_url={kw['endpoint_url']}",
-             f"client_kwargs.region_name={kw['region_name']}"]  # fmt: skip
-    return [x for pair in pairs for x in (flag, pre + pair)]
 
 
 def _listing(server: Any, prefix: str) -> dict[str, tuple[int, str]]:
@@ -98,8 +89,8 @@ def test_make_warp_reads_a_read_only_bucket_and_writes_to_another(
     scoped = seaweed.storage_options(scoped=True)
     out_url = f"s3://{seaweed.output_bucket}/out-{uuid.uuid4().hex[:8]}"
     argv = ["make-warp", input_bucket, "--output", out_url, "--rerun", "w", *ID_ARGS,
-            "--jobs", "2", "--json", *_flags("-S", scoped),
-            *_flags("--parent-option", reader, input_bucket)]  # fmt: skip
+            "--jobs", "2", "--json", *cli_flags(scoped),
+            *cli_flags(reader, "--parent-option", input_bucket)]  # fmt: skip
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout[result.stdout.index("{") :])
@@ -123,7 +114,7 @@ def test_make_warp_reads_a_read_only_bucket_and_writes_to_another(
     # and to local disk: the same warps
     local = tmp_path / "out"
     argv = ["make-warp", input_bucket, "--output", str(local), "--rerun", "w", *ID_ARGS,
-            *_flags("--parent-option", reader, input_bucket)]  # fmt: skip
+            *cli_flags(reader, "--parent-option", input_bucket)]  # fmt: skip
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     with Butler(str(local), rerun="w", parent_options={input_bucket: reader}) as out:
@@ -137,12 +128,12 @@ def test_credentials_that_cannot_read_the_parent_fail_fast_and_clearly(
     reader = seaweed.storage_options(read_only=True)
     out = tmp_path / "out"
     made = run_rb("create", str(out), "--parent", input_bucket,
-                  *_flags("--parent-option", reader, input_bucket))  # fmt: skip
+                  *cli_flags(reader, "--parent-option", input_bucket))  # fmt: skip
     assert made.returncode == 0, made.stderr
     wrong = {**reader, "secret": "not-the-secret"}
     t0 = time.perf_counter()
     bad = run_rb("query-datasets", str(out), "calexp",
-                 *_flags("--parent-option", wrong, input_bucket))  # fmt: skip
+                 *cli_flags(wrong, "--parent-option", input_bucket))  # fmt: skip
     seconds = time.perf_counter() - t0
     line = one_error_line(bad)
     assert f"parent repository {input_bucket}" in line and "credentials" in line, line
@@ -150,7 +141,7 @@ def test_credentials_that_cannot_read_the_parent_fail_fast_and_clearly(
     assert seconds < 5 + 2.5, seconds  # (+ the interpreter's start-up)
     scoped = seaweed.storage_options(scoped=True)  # may not read bucket A at all
     bad = run_rb("query-datasets", str(out), "calexp",
-                 *_flags("--parent-option", scoped, input_bucket))  # fmt: skip
+                 *cli_flags(scoped, "--parent-option", input_bucket))  # fmt: skip
     assert f"parent repository {input_bucket}" in one_error_line(bad)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from servers._ports import free_port, port_is_free
 
-__all__ = ["SEAWEEDFS_VERSION", "SeaweedServer", "SeaweedUnavailable", "find_weed"]
+__all__ = ["SEAWEEDFS_VERSION", "SeaweedServer", "SeaweedUnavailable", "cli_flags", "find_weed"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,18 @@ READER_KEY = "rbtest-reader"
 SCOPED_KEY = "rbtest-scoped"
 REGION = "us-east-1"
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def cli_flags(opts: dict[str, Any], flag: str = "-S", url: str | None = None) -> list[str]:
+    """``rb`` arguments giving the s3fs options ``opts`` (of
+    :meth:`SeaweedServer.storage_options`): ``-S KEY=VALUE`` pairs, or
+    ``--parent-option URL=KEY=VALUE`` ones with ``flag`` and ``url``."""
+    pre = "" if url is None else f"{url}="
+    kw = opts["client_kwargs"]
+    pairs = [f"key={opts['key']}", f"secret={opts['secret']}",
+             f"client_kwargs.endpoint_url={kw['endpoint_url']}",
+             f"client_kwargs.region_name={kw['region_name']}"]  # fmt: skip
+    return [x for pair in pairs for x in (flag, pre + pair)]
 
 
 class SeaweedUnavailable(RuntimeError):
