@@ -106,47 +106,62 @@ def open_parents(
         comes back to a repository already in it.
     """
     links: list[ParentLink] = []
-    for spec in specs:
-        if spec.key in ancestors:
-            path = " -> ".join([*ancestors, spec.key])
-            raise ParentRepositoryError(
-                f"a cycle of parent repositories: {path}; remove {spec.url} from the parents "
-                f"of {child}"
-            )
-        options = spec.options(parent_options)
-        try:
-            parent = opener(
-                spec.url,
-                rerun=spec.rerun,
-                storage_options=options,
-                writeable=False,
-                parent_options=parent_options,
-                _ancestors=(*ancestors, spec.key),
-            )
-        except ParentRepositoryError:
-            raise
-        except RepositoryNotFoundError as err:
-            raise ParentRepositoryError(
-                f"parent repository {spec.url} of {child} is not a repository ({err}); fix "
-                f"the parents in {child}/butler.yaml or create it"
-            ) from None
-        except PermissionError as err:
-            raise ParentRepositoryError(
-                f"cannot read parent repository {spec.url} of {child} with the credentials "
-                f"given ({type(err).__name__}: {err}); give read credentials with "
-                f"`--parent-option {spec.url}=profile=NAME` (or anon=true for a public bucket)"
-            ) from None
-        except (ConfigError, DatasetNotFoundError) as err:
-            raise ParentRepositoryError(f"parent repository {spec.url} of {child}: {err}") from None
-        except OSError as err:
-            raise ParentRepositoryError(
-                f"cannot open parent repository {spec.url} of {child} "
-                f"({type(err).__name__}: {err}); check its URL, endpoint and credentials "
-                f"(`--parent-option {spec.url}=KEY=VALUE`)"
-            ) from None
-        store = parent.datastore
-        links.append(ParentLink(spec.url, parent, parent._lookup, read_url(store.root), options))
+    try:
+        for spec in specs:
+            links.append(_open_parent(spec, parent_options, child, ancestors, opener))
+    except BaseException:
+        for link in links:  # those already open: their registries and temporary copies
+            link.butler.close()
+        raise
     return tuple(links)
+
+
+def _open_parent(
+    spec: ParentSpec,
+    parent_options: Mapping[str, Mapping[str, Any]] | None,
+    child: str,
+    ancestors: tuple[str, ...],
+    opener: Callable[..., Butler],
+) -> ParentLink:
+    """One parent of :func:`open_parents`, opened read-only (errors as documented there)."""
+    if spec.key in ancestors:
+        path = " -> ".join([*ancestors, spec.key])
+        raise ParentRepositoryError(
+            f"a cycle of parent repositories: {path}; remove {spec.url} from the parents of {child}"
+        )
+    options = spec.options(parent_options)
+    try:
+        parent = opener(
+            spec.url,
+            rerun=spec.rerun,
+            storage_options=options,
+            writeable=False,
+            parent_options=parent_options,
+            _ancestors=(*ancestors, spec.key),
+        )
+    except ParentRepositoryError:
+        raise
+    except RepositoryNotFoundError as err:
+        raise ParentRepositoryError(
+            f"parent repository {spec.url} of {child} is not a repository ({err}); fix "
+            f"the parents in {child}/butler.yaml or create it"
+        ) from None
+    except PermissionError as err:
+        raise ParentRepositoryError(
+            f"cannot read parent repository {spec.url} of {child} with the credentials "
+            f"given ({type(err).__name__}: {err}); give read credentials with "
+            f"`--parent-option {spec.url}=profile=NAME` (or anon=true for a public bucket)"
+        ) from None
+    except (ConfigError, DatasetNotFoundError) as err:
+        raise ParentRepositoryError(f"parent repository {spec.url} of {child}: {err}") from None
+    except OSError as err:
+        raise ParentRepositoryError(
+            f"cannot open parent repository {spec.url} of {child} "
+            f"({type(err).__name__}: {err}); check its URL, endpoint and credentials "
+            f"(`--parent-option {spec.url}=KEY=VALUE`)"
+        ) from None
+    store = parent.datastore
+    return ParentLink(spec.url, parent, parent._lookup, read_url(store.root), options)
 
 
 class ChainedLookup(DatasetLookup):
