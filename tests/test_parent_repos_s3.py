@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from cli_support import one_error_line, run_rb
+from repo_configs import META_VISIT_CCD
 from scale_support import write_small_repo
 from servers.seaweed import cli_flags
 from test_dask_local import comparable_provenance
@@ -150,19 +151,21 @@ def test_a_parent_that_goes_away_mid_run_fails_cleanly(
 ) -> None:
     server = seaweed_factory()
     url = server.url("in")
-    opts = server.storage_options(
-        config_kwargs={"connect_timeout": 1, "retries": {"max_attempts": 1}}
-    )
-    write_small_repo(url, storage_options=server.storage_options()).close()
+    quick = {"connect_timeout": 1, "read_timeout": 2, "retries": {"max_attempts": 1}}
+    opts = server.storage_options(config_kwargs=quick)
+    with Butler.create(url, config=META_VISIT_CCD, storage_options=server.storage_options()) as b:
+        b.put_many([({"ccd": c}, "meta", {"visit": 1, "ccd": c}) for c in range(3)])
     out = Butler.create(
         str(tmp_path / "out"),
-        config={"parents": [{"url": url}]},
+        config={**META_VISIT_CCD, "parents": [{"url": url}]},
         parent_options={url: opts},
     )
-    ref = out.query_datasets("calexp")[0]
-    server.stop()
+    ref = out.get_ref("meta", visit=1, ccd=2)
+    assert out.get(ref) == {"ccd": 2}
+    server.kill()  # the parent's server dies mid-run
     t0 = time.perf_counter()
     with pytest.raises(StorageError, match=r"s3://|cannot|unreachable|connect") as err:
         out.get(ref)
     assert time.perf_counter() - t0 < 30
     assert opts["secret"] not in str(err.value)
+    out.close()
