@@ -133,11 +133,13 @@ def run_demo(
     echo: Callable[[str], None] = print,
     ccd_size: tuple[int, int] = (2048, 4176),
     storage_options: dict[str, Any] | None = None,
+    coadd: bool = True,
 ) -> DemoResult:
     """Build (or reuse) the demo repository, make the warps and render the PNGs.
 
     ``directory`` is a path or an fsspec URL (with ``storage_options``); the PNGs go to its
-    ``quicklook`` directory, or to ``./quicklook`` when it is a URL.
+    ``quicklook`` directory, or to ``./quicklook`` when it is a URL. ``coadd=False`` stops after
+    the warps and their PNGs (no coadd).
     """
     from repo_butler import Butler
     from repo_butler.extras import require
@@ -179,9 +181,11 @@ def run_demo(
         out, config.dataset_type("direct"), DEMO_PATCH, ql_dir / "coverage-0-5,4.png"
     )
     result.coverage_png = str(cov.path)
-    if result.warps and importlib.util.find_spec("dask") is None:
+    if not (coadd and result.warps):
+        return result
+    if importlib.util.find_spec("dask") is None:
         echo("no coadd: warp stacks need Dask (pip install 'repo-butler[dask]')")
-    elif result.warps:
+    else:
         from warping.coadd.task import assemble_coadd
 
         echo("rb assemble-coadd " + root + f" --rerun {DEMO_RERUN} --id tract=0 patch=5,4 "
