@@ -29,7 +29,6 @@ from repo_butler.lookup import DatasetLookup
 from repo_butler.parents import ParentSpec, canonical_root, parse_parents, read_url
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry
-from repo_butler.runs import display_run
 
 if TYPE_CHECKING:
     from repo_butler.butler import Butler
@@ -184,17 +183,24 @@ class ChainedLookup(DatasetLookup):
         super().__init__(config, registry, store, root, search)
         self.parents = parents
 
+    def _link_of(self, path: str) -> ParentLink | None:
+        """The parent through which the absolute ``path`` is reached: its datastore, or one of
+        its own parents', holds the file."""
+        for link in self.parents:
+            if path.startswith(link.prefix + "/"):
+                return link
+            if isinstance(link.lookup, ChainedLookup) and link.lookup._link_of(path) is not None:
+                return link
+        return None
+
     def origin(self, path: str) -> str | None:
         """URL of the parent (or grandparent ...) repository whose datastore holds the absolute
         ``path``, or ``None``."""
-        for link in self.parents:
-            if path.startswith(link.prefix + "/"):
-                return link.url
-            if isinstance(link.lookup, ChainedLookup):
-                found = link.lookup.origin(path)
-                if found is not None:
-                    return found
-        return None
+        link = self._link_of(path)
+        if link is None:
+            return None
+        nested = link.lookup.origin(path) if isinstance(link.lookup, ChainedLookup) else None
+        return nested or link.url
 
     def ref(self, record: DatasetRecord) -> DatasetRef:
         """The :class:`DatasetRef` of a record of this repository or of a parent."""
@@ -203,15 +209,10 @@ class ChainedLookup(DatasetLookup):
         return ref if origin is None else replace(ref, repository=origin)
 
     def provenance(self, record: DatasetRecord) -> str | None:
-        """The provenance of a record, from the registry of the repository holding it."""
-        if "://" in record.path:
-            for link in self.parents:
-                if record.path.startswith(link.prefix + "/"):
-                    relative = record.path[len(link.prefix) + 1 :]
-                    return link.lookup.provenance(record._replace(path=relative))
-                if isinstance(link.lookup, ChainedLookup) and link.lookup.origin(record.path):
-                    return link.lookup.provenance(record)
-        return super().provenance(record)
+        """The provenance of a record, from the registry of the repository holding it (a
+        registry finds it by type, data ID and run; the path only says which one)."""
+        link = self._link_of(record.path) if "://" in record.path else None
+        return super().provenance(record) if link is None else link.lookup.provenance(record)
 
     def prefixes(self) -> tuple[tuple[str, str, Mapping[str, Any]], ...]:
         """``(url prefix, storage root, options)`` of every parent's datastore, nearest first
@@ -229,49 +230,44 @@ class ChainedLookup(DatasetLookup):
             return None
         return theirs
 
+    def _with_parents(
+        self,
+        own: list[DatasetRecord],
+        dt: DatasetType,
+        find: Callable[[DatasetLookup], list[DatasetRecord]],
+    ) -> list[DatasetRecord]:
+        """``own`` followed by each parent's records (``find`` on its look-up, paths made
+        absolute) for data IDs not found before, sorted by data ID."""
+        found = {data_id_key(rec.data_id): rec for rec in own}
+        for link in self.parents:
+            if self._parent_type(link, dt) is None:
+                continue
+            for rec in find(link.lookup):
+                found.setdefault(data_id_key(rec.data_id), link.absolute(rec))
+        return sorted(found.values(), key=lambda r: r.data_id.sort_key())
+
     def candidates(self, dt: DatasetType, did: DataId, runs: Sequence[str]) -> list[DatasetRecord]:
         """As :meth:`DatasetLookup.candidates`, then the parents' for data IDs not found here
         (only when ``runs`` is the default search order)."""
         own = super().candidates(dt, did, runs)
         if runs is not self.search or (own and len(did) == len(dt.dimensions)):
             return own
-        found = {data_id_key(rec.data_id): rec for rec in own}
-        for link in self.parents:
-            if self._parent_type(link, dt) is None:
-                continue
-            for rec in link.lookup.candidates(dt, did, link.lookup.search):
-                found.setdefault(data_id_key(rec.data_id), link.absolute(rec))
-        return sorted(found.values(), key=lambda r: r.data_id.sort_key())
+        return self._with_parents(own, dt, lambda lk: lk.candidates(dt, did, lk.search))
 
-    def query_datasets(
+    def query_records(
         self,
-        dataset_type: str,
-        where: str | None = None,
-        *,
-        data_id: Mapping[str, Any] | None = None,
-        bind: Mapping[str, Any] | None = None,
-        runs: Sequence[str] | None = None,
-    ) -> list[DatasetRef]:
-        """As :meth:`DatasetLookup.query_datasets`; with the default search order, datasets of
-        the parents follow for data IDs this repository does not have."""
-        own = super().query_datasets(dataset_type, where, data_id=data_id, bind=bind, runs=runs)
+        dt: DatasetType,
+        did: DataId | None,
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        runs: Sequence[str] | None,
+    ) -> list[DatasetRecord]:
+        """As :meth:`DatasetLookup.query_records`; with the default search order, the parents'
+        records follow for data IDs this repository does not have."""
+        own = super().query_records(dt, did, where, bind, runs)
         if runs is not None:
             return own
-        dt = self.dataset_type(dataset_type)
-        found = {data_id_key(ref.data_id): ref for ref in own}
-        for link in self.parents:
-            if self._parent_type(link, dt) is None:
-                continue
-            for ref in link.lookup.query_datasets(dataset_type, where, data_id=data_id, bind=bind):
-                key = data_id_key(ref.data_id)
-                if key not in found:
-                    found[key] = self._from_parent(link, ref)
-        return sorted(found.values(), key=lambda r: r.data_id.sort_key())
-
-    def _from_parent(self, link: ParentLink, ref: DatasetRef) -> DatasetRef:
-        if "://" in ref.path:
-            return ref if ref.repository else replace(ref, repository=link.url)
-        return replace(ref, path=f"{link.prefix}/{ref.path}", repository=link.url)
+        return self._with_parents(own, dt, lambda lk: lk.query_records(dt, did, where, bind, None))
 
     def query_data_ids(
         self,
@@ -286,9 +282,10 @@ class ChainedLookup(DatasetLookup):
         own = super().query_data_ids(
             dimensions, where, dataset_type=dataset_type, data_id=data_id, bind=bind
         )
+        dt = None if dataset_type is None else self.dataset_type(dataset_type)
         found = {data_id_key(did): did for did in own}
         for link in self.parents:
-            if dataset_type is not None and dataset_type not in link.lookup.config.dataset_types:
+            if dt is not None and self._parent_type(link, dt) is None:
                 continue
             for did in link.lookup.query_data_ids(
                 dimensions, where, dataset_type=dataset_type, data_id=data_id, bind=bind
@@ -296,15 +293,12 @@ class ChainedLookup(DatasetLookup):
                 found.setdefault(data_id_key(did), did)
         return sorted(found.values(), key=lambda d: d.sort_key())
 
-    def not_found(self, dataset_type: str, did: DataId, runs: Sequence[str]) -> str:
-        """What was searched, for a :class:`DatasetNotFoundError` message."""
-        searched = ", ".join(display_run(r) for r in runs)
-        parents = "; then " + "; then ".join(link.url for link in self.parents)
-        return (
-            f"no {dataset_type} dataset with data ID {did} in the runs searched [{searched}] of "
-            f"{self.root}{parents if runs is self.search else ''}; check the data ID or list "
-            f"what exists with `rb query-datasets {self.root} {dataset_type}`"
-        )
+    def searched(self, runs: Sequence[str]) -> str:
+        """As :meth:`DatasetLookup.searched`, then the parents when they were searched."""
+        here = super().searched(runs)
+        if runs is not self.search:
+            return here
+        return here + "".join(f"; then {link.url}" for link in self.parents)
 
 
 def open_lookup(

@@ -136,11 +136,22 @@ class DatasetLookup:
         ``runs``), one per data ID (from the first run that has it), sorted by data ID."""
         dt = self.dataset_type(dataset_type)
         did = self.partial(dt, data_id, {}) if data_id else None
+        return [self.ref(r) for r in self.query_records(dt, did, where, bind, runs)]
+
+    def query_records(
+        self,
+        dt: DatasetType,
+        did: DataId | None,
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        runs: Sequence[str] | None,
+    ) -> list[DatasetRecord]:
+        """The records behind :meth:`query_datasets`, one per data ID, sorted by data ID."""
         search = self.search if runs is None else tuple(runs)
         records = self.registry.query(
             dt.name, search, data_id=did, where=where, bind=bind, dimensions=dt.dimensions
         )
-        return [self.ref(r) for r in prioritise(records, search)]
+        return prioritise(records, search)
 
     def query_data_ids(
         self,
@@ -212,12 +223,14 @@ class DatasetLookup:
 
     def not_found(self, dataset_type: str, did: DataId, runs: Sequence[str]) -> str:
         """What was searched, for a :class:`DatasetNotFoundError` message."""
-        searched = ", ".join(display_run(r) for r in runs)
         return (
-            f"no {dataset_type} dataset with data ID {did} in the runs searched [{searched}] of "
-            f"{self.root}; check the data ID or list what exists with "
-            f"`rb query-datasets {self.root} {dataset_type}`"
+            f"no {dataset_type} dataset with data ID {did} in {self.searched(runs)}; check the "
+            f"data ID or list what exists with `rb query-datasets {self.root} {dataset_type}`"
         )
+
+    def searched(self, runs: Sequence[str]) -> str:
+        """Where a look-up in ``runs`` searched, in words."""
+        return f"the runs searched [{', '.join(display_run(r) for r in runs)}] of {self.root}"
 
     def resolve_and_fetch(
         self, dataset_type: str, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
