@@ -470,20 +470,22 @@ class WorkerIO:
         URL for files ingested with ``transfer="direct"``.
         """
         path = ref_or_path.path if isinstance(ref_or_path, DatasetRef) else ref_or_path
-        if "://" in path:
-            located = self._in_parent(path)
-            if located is not None:
-                return located[0].get_bytes(located[1])
-            fs, full = self._direct(path)
-            data: bytes = fs.cat_file(full)
-            return data
-        return self.datastore().get_bytes(path)
+        located = self._locate(path)
+        if located is not None:
+            return located[0].get_bytes(located[1])
+        fs, full = self._direct(path)
+        data: bytes = fs.cat_file(full)
+        return data
 
-    def _in_parent(self, url: str) -> tuple[Datastore, str] | None:
-        """The parent datastore holding ``url`` and the path in it, or ``None``."""
+    def _locate(self, path: str) -> tuple[Datastore, str] | None:
+        """The datastore holding a ref's ``path`` and the path in it: this repository's for a
+        relative path, a parent's for a URL under its prefix; ``None`` for a file ingested in
+        place (``transfer="direct"``, read with :meth:`_direct`)."""
+        if "://" not in path:
+            return self.datastore(), path
         for prefix, root, options in self.parents:
-            if url.startswith(prefix + "/"):
-                return _open_datastore(root, options), url[len(prefix) + 1 :]
+            if path.startswith(prefix + "/"):
+                return _open_datastore(root, options), path[len(prefix) + 1 :]
         return None
 
     def _direct(self, url: str) -> tuple[Any, str]:
@@ -501,7 +503,7 @@ class WorkerIO:
         """
         formatter = self._formatter(ref.dataset_type)
         data: ReadBuffer
-        located = self._in_parent(ref.path) if "://" in ref.path else (self.datastore(), ref.path)
+        located = self._locate(ref.path)
         if formatter.reads_buffers and located is not None:
             data = located[0].get_buffer(located[1])  # a local file is mapped, not copied
         else:
@@ -528,12 +530,10 @@ class WorkerIO:
         FileNotFoundError
             If the file is missing.
         """
-        located = self._in_parent(ref.path) if "://" in ref.path else None
+        located = self._locate(ref.path)
         if located is not None:
             return located[0].open(located[1], block_size=block_size)
-        if "://" in ref.path:  # ingested with transfer="direct"
-            fs, full = self._direct(ref.path)
-            kwargs = {} if block_size is None else {"block_size": block_size}
-            handle: BinaryIO = fs.open(full, "rb", **kwargs)
-            return handle
-        return self.datastore().open(ref.path, block_size=block_size)
+        fs, full = self._direct(ref.path)  # ingested with transfer="direct"
+        kwargs = {} if block_size is None else {"block_size": block_size}
+        handle: BinaryIO = fs.open(full, "rb", **kwargs)
+        return handle
