@@ -26,7 +26,7 @@ from repo_butler.errors import (
     RepositoryNotFoundError,
 )
 from repo_butler.lookup import DatasetLookup
-from repo_butler.parents import ParentSpec, canonical_root, parse_parents, read_url
+from repo_butler.parents import ParentSpec, canonical_root, parse_parents
 from repo_butler.refs import DatasetRef, data_id_key
 from repo_butler.registry import DatasetRecord, Registry
 
@@ -160,7 +160,7 @@ def _open_parent(
             f"(`--parent-option {spec.url}=KEY=VALUE`)"
         ) from None
     store = parent.datastore
-    return ParentLink(spec.url, parent, parent._lookup, read_url(store.root), options)
+    return ParentLink(spec.url, parent, parent._lookup, canonical_root(store.root), options)
 
 
 class ChainedLookup(DatasetLookup):

@@ -3,7 +3,8 @@
 A repository may name read-only *parent* repositories (any fsspec URL), searched in order after
 its own runs. This module holds the values only: :class:`ParentSpec` (one entry, validated),
 the per-parent storage options given at run time, and the canonical form of a root URL used to
-match options to parents and to detect cycles. :mod:`repo_butler.chain` opens and searches them.
+match options to parents, to detect cycles and as the prefix of a parent's file URLs.
+:mod:`repo_butler.chain` opens and searches them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from repo_butler.errors import ConfigError
 from repo_butler.redaction import secret_option_keys
 
-__all__ = ["ParentSpec", "canonical_root", "parse_parents", "read_url"]
+__all__ = ["ParentSpec", "canonical_root", "parse_parents"]
 
 
 def canonical_root(url: str | os.PathLike[str]) -> str:
@@ -29,12 +30,6 @@ def canonical_root(url: str | os.PathLike[str]) -> str:
     if scheme == "file":
         rest = os.path.abspath(rest) if rest.startswith("/") else rest
     return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else f"{scheme}://{rest}"
-
-
-def read_url(root: str) -> str:
-    """A storage root as an absolute URL (local paths as ``file://``), the prefix of the
-    absolute paths that name a parent's files in refs."""
-    return canonical_root(root)
 
 
 @dataclass(frozen=True)
