@@ -8,7 +8,7 @@ from typing import Any
 
 from repo_butler.butler import Butler
 from repo_butler.chain import open_parents
-from repo_butler.config import CONFIG_FILENAME, load_repo_config
+from repo_butler.config import CONFIG_FILENAME, load_repo_config, write_new_config
 from repo_butler.errors import ConfigError
 from repo_butler.parents import ParentSpec, canonical_root
 from repo_butler.storage import open_datastore
@@ -44,34 +44,27 @@ def open_output_repository(
             f"--output {output} is the input repository itself; give another location"
         )
     store = open_datastore(output, storage_options)
-    if not store.exists(CONFIG_FILENAME):
+    if store.exists(CONFIG_FILENAME):  # checked before its parents are opened
+        named = [p.key for p in load_repo_config(store).parents]
+        if canonical_root(parent) not in named:
+            raise ConfigError(
+                f"--output {output} is a repository whose parents are "
+                f"[{', '.join(named) or 'none'}], not {parent}; choose a new output location"
+            )
+    else:
         spec = ParentSpec(parent)
         here = (canonical_root(store.root),)
-        links = open_parents(
+        (link,) = open_parents(
             [spec], parent_options, child=store.root, ancestors=here, opener=Butler
         )
-        with links[0].butler as source:
+        with link.butler as source:  # opened, so readable, before anything is written
             config = {
                 "dimensions": dict(source.config["dimensions"]),
                 "dataset_types": dict(source.config["dataset_types"]),
                 "parents": [spec.to_config()],
             }
-        Butler.create(
-            output,
-            config=config,
-            storage_options=storage_options,
-            parent_options=parent_options,
-            preset="minimal",
-        ).close()
+        write_new_config(store, config, preset="minimal")
         logger.info("created output repository %s with parent %s", store.root, parent)
-    butler = Butler(
+    return Butler(
         output, rerun=rerun, storage_options=storage_options, parent_options=parent_options
     )
-    named = [p.key for p in load_repo_config(store).parents]
-    if canonical_root(parent) not in named:
-        butler.close()
-        raise ConfigError(
-            f"--output {output} is a repository whose parents are "
-            f"[{', '.join(named) or 'none'}], not {parent}; choose a new output location"
-        )
-    return butler
