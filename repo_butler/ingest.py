@@ -22,16 +22,23 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, overload
 
 from repo_butler.checksums import checksum_bytes
-from repo_butler.datastore import TransferMode
+from repo_butler.datastore import Datastore, TransferMode
 from repo_butler.errors import ConfigError, DataIdError, DatasetExistsError, StorageError
 from repo_butler.ingest_ids import DataIdDeriver, DerivedDataId
 from repo_butler.lookup import DatasetLookup
 from repo_butler.provenance import now_iso
 from repo_butler.refs import DatasetRef
-from repo_butler.registry import DatasetRecord
+from repo_butler.registry import DatasetRecord, Registry
 from repo_butler.runs import display_run, run_prefix
 
-__all__ = ["TRANSFERS", "IngestReport", "IngestedFile", "ingest_files"]
+__all__ = [
+    "TRANSFERS",
+    "IngestReport",
+    "IngestedFile",
+    "Placement",
+    "ingest_files",
+    "place_and_register",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +240,13 @@ def ingest_files(
         planned_id[did.key] = planned_sum[checksum] = plan
         outcomes.append(plan)
     if not dry_run:
-        plans = [p for p in outcomes if isinstance(p, _Planned)]
-        _register(lookup, plans, transfer, storage_options)
+        store = lookup.store
+        items = [
+            Placement(p.record, _source_to_place(p, store, transfer), p.fs, p.src_path)
+            for p in outcomes
+            if isinstance(p, _Planned)
+        ]
+        place_and_register(lookup.registry, store, items, transfer, storage_options)
     status: Literal["planned", "ingested"] = "planned" if dry_run else "ingested"
     return IngestReport(
         tuple(
@@ -246,33 +258,64 @@ def ingest_files(
     )
 
 
-def _register(
-    lookup: DatasetLookup,
-    plans: Sequence[_Planned],
+def _source_to_place(plan: _Planned, store: Datastore, transfer: TransferMode) -> str | None:
+    """What to transfer for a planned file: nothing if registered in place (``direct``) or
+    already at its path in the repository."""
+    if transfer == "direct" or store.uri(plan.record.path) == plan.fs.unstrip_protocol(
+        plan.src_path
+    ):
+        return None
+    return plan.source
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A file to place at its record's path and the row to register for it.
+
+    ``source`` is ``None`` for a file registered where it is (``transfer="direct"``, or already at
+    the path); ``fs`` and ``src_path`` locate the source, to put a moved file back on failure.
+    """
+
+    record: DatasetRecord
+    source: str | None
+    fs: Any = None
+    src_path: str = ""
+
+
+def place_and_register(
+    registry: Registry,
+    store: Datastore,
+    items: Sequence[Placement],
     transfer: TransferMode,
     storage_options: Mapping[str, Any],
+    *,
+    what: str = "ingest",
 ) -> None:
-    """Place and register every planned file; on any failure undo what was done, re-raise."""
-    registry, store = lookup.registry, lookup.store
+    """Place each file (``store.transfer_in``) and insert its row, all in one registry batch; on
+    any failure undo what was done (files placed, rows inserted) and re-raise.
+
+    Steps that cannot be undone are logged in one error naming each, ``what`` (``ingest``,
+    ``import``) saying what failed.
+    """
     undo: list[_Undo] = []
     with registry.batch():  # one registry upload for the lot on object stores
         try:
-            for plan in plans:
-                record = plan.record
-                if transfer != "direct" and store.uri(record.path) != plan.fs.unstrip_protocol(
-                    plan.src_path
-                ):
+            for item in items:
+                record = item.record
+                if item.source is not None:
                     store.transfer_in(
-                        plan.source,
+                        item.source,
                         record.path,
                         mode=transfer,
                         storage_options=dict(storage_options),
                     )
-                    undo.append(_undo_transfer(lookup, plan, transfer))
+                    undo.append(_undo_transfer(store, item, transfer))
                 registry.insert(record)
-                undo.append(_undo_insert(lookup, record))
+                undo.append(_undo_insert(registry, record))
         except BaseException:
-            logger.warning("ingest failed; undoing %d step(s) so nothing is registered", len(undo))
+            logger.warning(
+                "%s failed; undoing %d step(s) so nothing is registered", what, len(undo)
+            )
             left = []
             for step in reversed(undo):
                 try:
@@ -281,7 +324,8 @@ def _register(
                     left.append(f"{step.what} ({err})")
             if left:
                 logger.error(
-                    "ingest could not undo %d step(s); undo by hand: %s",
+                    "%s could not undo %d step(s); undo by hand: %s",
+                    what,
                     len(left),
                     "; ".join(left),
                 )
@@ -299,22 +343,22 @@ class _Undo:
         self.step()
 
 
-def _undo_insert(lookup: DatasetLookup, record: DatasetRecord) -> _Undo:
+def _undo_insert(registry: Registry, record: DatasetRecord) -> _Undo:
     """The step that removes one inserted registry row."""
     return _Undo(
         f"registry row {record.dataset_type} {dict(record.data_id)} in run {record.run!r}",
-        lambda: lookup.registry.remove(record.dataset_type, record.data_id, record.run),
+        lambda: registry.remove(record.dataset_type, record.data_id, record.run),
     )
 
 
-def _undo_transfer(lookup: DatasetLookup, plan: _Planned, transfer: TransferMode) -> _Undo:
+def _undo_transfer(store: Datastore, item: Placement, transfer: TransferMode) -> _Undo:
     """The step that takes back one placed file (a moved file goes back to its source)."""
-    store, path = lookup.store, plan.record.path
+    path = item.record.path
 
     def undo() -> None:
         if transfer == "move":
-            plan.fs.pipe_file(plan.src_path, store.get_bytes(path))
+            item.fs.pipe_file(item.src_path, store.get_bytes(path))
         store.remove(path)
 
-    moved = f" (moved from {plan.source}; put it back there)" if transfer == "move" else ""
+    moved = f" (moved from {item.source}; put it back there)" if transfer == "move" else ""
     return _Undo(f"stored file {store.uri(path)}{moved}", undo)

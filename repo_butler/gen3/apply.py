@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from repo_butler.checksums import checksum_bytes
 from repo_butler.errors import ConfigError, DatasetExistsError, StorageError
 from repo_butler.gen3.plan import ImportPlan, PlannedRow
+from repo_butler.ingest import Placement, place_and_register
 from repo_butler.provenance import now_iso
 from repo_butler.registry import DatasetRecord
 from repo_butler.runs import PendingRun, run_prefix
@@ -205,37 +206,21 @@ def _compare(butler: Butler, checked: list[_Checked]) -> tuple[list[_Checked], l
 def _place_and_insert(
     butler: Butler, checked: list[_Checked], transfer: Gen3Transfer, options: dict[str, Any]
 ) -> list[DatasetRecord]:
-    registry, store = butler.registry, butler.datastore
-    undo: list[tuple[str, Callable[[], object]]] = []
-    inserted: list[DatasetRecord] = []
     created = now_iso()
-    with registry.batch():
-        try:
-            for c in checked:
-                row = c.row
-                if transfer == "direct":
-                    path = _absolute(row.source)
-                else:
-                    path = run_prefix(row.run) + row.dataset_type.path_template.format(row.data_id)
-                    store.transfer_in(row.source, path, mode=transfer, storage_options=options)
-                    undo.append((f"file {store.uri(path)}", _remover(store, path)))
-                record = DatasetRecord(
-                    row.dataset_type.name, row.data_id, row.run, path, c.size, c.checksum,
-                    created, None,
-                )  # fmt: skip
-                registry.insert(record)
-                undo.append((f"row {record.dataset_type} {record.data_id}", _unregister(butler,
-                             record)))  # fmt: skip
-                inserted.append(record)
-        except BaseException:
-            logger.warning("import failed; undoing %d step(s) so nothing is registered", len(undo))
-            for what, step in reversed(undo):
-                try:
-                    step()
-                except Exception as err:  # keep undoing; say what is left
-                    logger.error("could not undo %s: %s; remove it by hand", what, err)
-            raise
-    return inserted
+    items = []
+    for c in checked:
+        row = c.row
+        if transfer == "direct":
+            path, source = _absolute(row.source), None
+        else:
+            path = run_prefix(row.run) + row.dataset_type.path_template.format(row.data_id)
+            source = row.source
+        record = DatasetRecord(
+            row.dataset_type.name, row.data_id, row.run, path, c.size, c.checksum, created, None
+        )
+        items.append(Placement(record, source))
+    place_and_register(butler.registry, butler.datastore, items, transfer, options, what="import")
+    return [item.record for item in items]
 
 
 def _absolute(source: str) -> str:
@@ -245,11 +230,3 @@ def _absolute(source: str) -> str:
     import os
 
     return "file://" + os.path.abspath(source)
-
-
-def _remover(store: Any, path: str) -> Callable[[], object]:
-    return lambda: store.remove(path)
-
-
-def _unregister(butler: Butler, record: DatasetRecord) -> Callable[[], object]:
-    return lambda: butler.registry.remove(record.dataset_type, record.data_id, record.run)
